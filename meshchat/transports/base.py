@@ -1,0 +1,84 @@
+"""The one small interface every medium implements.
+
+A :class:`Transport` discovers, accepts and dials peers. Each connection becomes a :class:`Link`
+only after the link handshake (:mod:`meshchat.wire.handshake`) has proven the peer's identity;
+then the transport reports it to its :class:`LinkHandler` (the node) with :meth:`link_up`, hands
+every received frame to :meth:`frame_received`, and reports :meth:`link_down` exactly once when
+it ends. A transport knows nothing of routing or payload crypto.
+
+``Link.send`` is synchronous and never blocks: it queues the frame for the link's writer and
+returns False when the link's bounded queue is full or the link is closed (the frame is dropped;
+the router's retries and store-and-forward cover the loss). This keeps one slow neighbour from
+stalling the node.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+from meshchat.identity import PublicIdentity
+
+__all__ = ["Link", "LinkHandler", "Transport", "TransportStatus"]
+
+
+class Link(ABC):
+    """A connected link to one proven peer."""
+
+    #: unique among the node's links, e.g. ``"lan:3"``
+    link_id: str
+    #: the medium: ``"mem"``, ``"lan"``, ``"ble"``, ``"relay"``, ``"dht"``
+    transport: str
+    #: the peer's identity, proven by the link handshake
+    peer: PublicIdentity
+    #: True when this side dialled the connection (used to break simultaneous-connect ties)
+    initiator: bool
+
+    @abstractmethod
+    def send(self, frame: bytes) -> bool:
+        """Queue ``frame`` for sending; False if it was dropped (queue full or link closed)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the link; the transport then reports ``link_down`` once."""
+
+    def describe(self) -> str:
+        """A short human description of the far end (address, signal), for peer listings."""
+        return ""
+
+
+class LinkHandler(Protocol):
+    """What a transport reports to (implemented by the node)."""
+
+    def link_up(self, link: Link) -> None: ...
+
+    def link_down(self, link: Link) -> None: ...
+
+    def frame_received(self, link: Link, frame: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStatus:
+    """Health of a transport for the UI and ``meshchat peers``."""
+
+    name: str
+    up: bool
+    detail: str = ""
+
+
+class Transport(ABC):
+    """A medium: discovers peers and produces links."""
+
+    name: str
+
+    @abstractmethod
+    async def start(self, handler: LinkHandler) -> None:
+        """Begin advertising, listening and dialling; report links to ``handler``."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop discovery and close every link (each reported down)."""
+
+    def status(self) -> TransportStatus:
+        return TransportStatus(self.name, up=True)

@@ -1,0 +1,197 @@
+"""Strict, bounded encoding of :class:`Packet` to CBOR and back, and signature coverage.
+
+Wire form: one CBOR array of eleven items, in this order::
+
+    [version, kind, packet_id, origin, [dest_kind, dest_value], created_ms,
+     ttl, hops, suite, payload, signature]
+
+The signature is Ed25519 by ``origin`` over ``SIGN_DOMAIN`` followed by the canonical CBOR array
+of every field except ``ttl``, ``hops`` and the signature itself (the fields relays change).
+
+Decoding happens in three separately callable steps so a router can drop duplicates before
+paying for a signature check: :func:`parse` (size, structure and field checks),
+:func:`check_time` (creation-time window) and :func:`verify` (signature). :func:`decode` runs
+all three. Each raises :class:`PacketError` with a :class:`PacketReason`; none returns a
+partial object.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cbor2
+import nacl.bindings
+import nacl.exceptions
+
+from meshchat.errors import PacketError, PacketReason
+from meshchat.identity import Identity
+from meshchat.wire.cborcheck import check_cbor
+from meshchat.wire.packet import (
+    MAX_AGE_MS,
+    MAX_FUTURE_SKEW_MS,
+    MAX_PACKET_SIZE,
+    MAX_TTL,
+    PACKET_ID_SIZE,
+    PROTOCOL_VERSION,
+    Destination,
+    DestKind,
+    Packet,
+    PacketKind,
+    Suite,
+)
+
+__all__ = [
+    "SIGN_DOMAIN",
+    "build",
+    "check_time",
+    "decode",
+    "encode",
+    "parse",
+    "signed_bytes",
+    "verify",
+]
+
+SIGN_DOMAIN = b"meshchat-packet-v1\x00"
+_FIELDS = 11
+
+
+def _header(packet: Packet) -> list[object]:
+    return [
+        packet.version,
+        int(packet.kind),
+        packet.packet_id,
+        packet.origin,
+        [int(packet.destination.kind), packet.destination.value],
+        packet.created_ms,
+    ]
+
+
+def signed_bytes(packet: Packet) -> bytes:
+    """The exact bytes the packet signature covers."""
+    return SIGN_DOMAIN + cbor2.dumps(
+        [*_header(packet), int(packet.suite), packet.payload], canonical=True
+    )
+
+
+def encode(packet: Packet) -> bytes:
+    """The packet's wire bytes. Raises :class:`PacketError` if they would exceed the limit."""
+    frame = cbor2.dumps(
+        [
+            *_header(packet),
+            packet.ttl,
+            packet.hops,
+            int(packet.suite),
+            packet.payload,
+            packet.signature,
+        ],
+        canonical=True,
+    )
+    if len(frame) > MAX_PACKET_SIZE:
+        raise PacketError(PacketReason.OVERSIZED, f"{len(frame)} > {MAX_PACKET_SIZE} bytes")
+    return frame
+
+
+def build(
+    identity: Identity,
+    kind: PacketKind,
+    destination: Destination,
+    suite: Suite,
+    payload: bytes,
+    now_ms: int,
+    ttl: int,
+    packet_id: bytes | None = None,
+) -> Packet:
+    """Create and sign a new packet originated by ``identity``. TTL is clamped to the maximum."""
+    unsigned = Packet(
+        kind=kind,
+        packet_id=packet_id if packet_id is not None else os.urandom(PACKET_ID_SIZE),
+        origin=identity.public.sign_public,
+        destination=destination,
+        created_ms=now_ms,
+        ttl=max(1, min(ttl, MAX_TTL)),
+        hops=0,
+        suite=suite,
+        payload=payload,
+        signature=bytes(64),
+    )
+    packet = Packet(
+        kind=unsigned.kind,
+        packet_id=unsigned.packet_id,
+        origin=unsigned.origin,
+        destination=unsigned.destination,
+        created_ms=unsigned.created_ms,
+        ttl=unsigned.ttl,
+        hops=0,
+        suite=unsigned.suite,
+        payload=unsigned.payload,
+        signature=identity.sign(signed_bytes(unsigned)),
+    )
+    encode(packet)  # fail now, at the sender, if it is too large
+    return packet
+
+
+def parse(frame: bytes) -> Packet:
+    """Check size, structure and fields of ``frame``; no signature or time checks."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise PacketError(PacketReason.MALFORMED, "frame is not bytes")
+    if len(frame) > MAX_PACKET_SIZE:
+        raise PacketError(PacketReason.OVERSIZED, f"{len(frame)} > {MAX_PACKET_SIZE} bytes")
+    frame = bytes(frame)
+    check_cbor(frame, max_items=_FIELDS + 4, max_depth=2)
+    try:
+        fields = cbor2.loads(frame)
+    except Exception as exc:  # cbor2 raises several types; all mean the same here
+        raise PacketError(PacketReason.MALFORMED, f"CBOR: {exc}") from None
+    if not isinstance(fields, list) or len(fields) != _FIELDS:
+        raise PacketError(PacketReason.MALFORMED, "packet is not an array of 11 items")
+    version, kind, packet_id, origin, dest, created, ttl, hops, suite, payload, sig = fields
+    if version != PROTOCOL_VERSION or type(version) is not int:
+        raise PacketError(PacketReason.UNKNOWN_VERSION, repr(version)[:20])
+    if type(kind) is not int or kind not in PacketKind._value2member_map_:
+        raise PacketError(PacketReason.UNKNOWN_KIND, repr(kind)[:20])
+    if type(suite) is not int or suite not in Suite._value2member_map_:
+        raise PacketError(PacketReason.UNKNOWN_SUITE, repr(suite)[:20])
+    if not (
+        isinstance(dest, list)
+        and len(dest) == 2
+        and type(dest[0]) is int
+        and dest[0] in DestKind._value2member_map_
+    ):
+        raise PacketError(PacketReason.BAD_FIELD, "destination")
+    return Packet(
+        kind=PacketKind(kind),
+        packet_id=packet_id,
+        origin=origin,
+        destination=Destination(DestKind(dest[0]), dest[1]),
+        created_ms=created,
+        ttl=ttl,
+        hops=hops,
+        suite=Suite(suite),
+        payload=payload,
+        signature=sig,
+        version=version,
+    )
+
+
+def check_time(packet: Packet, now_ms: int) -> None:
+    """Reject a packet created too far in the future or longer ago than the horizon."""
+    if packet.created_ms > now_ms + MAX_FUTURE_SKEW_MS:
+        raise PacketError(PacketReason.FROM_FUTURE, f"{packet.created_ms - now_ms} ms ahead")
+    if packet.created_ms < now_ms - MAX_AGE_MS:
+        raise PacketError(PacketReason.EXPIRED, f"{now_ms - packet.created_ms} ms old")
+
+
+def verify(packet: Packet) -> None:
+    """Raise :class:`PacketError` (``BAD_SIGNATURE``) unless the origin signed this packet."""
+    try:
+        nacl.bindings.crypto_sign_open(packet.signature + signed_bytes(packet), packet.origin)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
+        raise PacketError(PacketReason.BAD_SIGNATURE) from None
+
+
+def decode(frame: bytes, now_ms: int) -> Packet:
+    """Parse, time-check and verify one frame; the only way untrusted bytes become a packet."""
+    packet = parse(frame)
+    check_time(packet, now_ms)
+    verify(packet)
+    return packet

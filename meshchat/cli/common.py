@@ -1,0 +1,83 @@
+"""Helpers shared by the command modules: passphrases, the store, printing, the running node."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from meshchat.control import request
+from meshchat.errors import TransportError, UsageError
+from meshchat.home import Home, passphrase_from_env
+from meshchat.identity import ContactCard
+from meshchat.store import Store
+
+__all__ = [
+    "card_of",
+    "emit_json",
+    "format_time",
+    "node_request",
+    "open_store",
+    "read_passphrase",
+]
+
+CARD_FILE = "card.txt"
+
+
+def read_passphrase(prompt: str = "Passphrase: ", confirm: bool = False) -> str:
+    """The passphrase from $MESHCHAT_PASSPHRASE, or asked on the terminal."""
+    env = passphrase_from_env()
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise UsageError("no passphrase: set MESHCHAT_PASSPHRASE or run in a terminal")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Again: ") != first:
+        raise UsageError("the passphrases differ")
+    if not first:
+        raise UsageError("an empty passphrase is not allowed")
+    return first
+
+
+def card_path(home: Home) -> Path:
+    return home.path / CARD_FILE
+
+
+def card_of(home: Home) -> ContactCard:
+    """Our own public contact card (kept in clear so commands need no passphrase)."""
+    if not home.initialised:
+        raise UsageError(f"no identity in {home.path}: run 'meshchat init' first")
+    try:
+        return ContactCard.from_text(card_path(home).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {card_path(home)}: {exc.strerror}") from exc
+
+
+def open_store(home: Home) -> Store:
+    if not home.initialised:
+        raise UsageError(f"no identity in {home.path}: run 'meshchat init' first")
+    return Store.open(home.database)
+
+
+def node_request(home: Home, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Ask the running node; None when no node is running for this home."""
+    if not home.control_socket.exists():
+        return None
+    try:
+        reply = request(home.control_socket, payload)
+    except TransportError:
+        return None
+    if not reply.get("ok"):
+        raise UsageError(str(reply.get("error", "the node refused the request")))
+    return reply
+
+
+def emit_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def format_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")

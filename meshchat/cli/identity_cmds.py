@@ -1,0 +1,55 @@
+"""``meshchat init`` and ``meshchat id``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from meshchat.cli.common import card_of, card_path, emit_json, read_passphrase
+from meshchat.home import Home
+from meshchat.identity import KdfProfile, clean_name
+
+__all__ = ["cmd_id", "cmd_init", "create_identity"]
+
+
+def create_identity(home: Home, name: str, passphrase: str, profile: KdfProfile) -> str:
+    """Make a new identity in ``home`` and write its public card; returns the card text."""
+    identity = home.create_identity(clean_name(name), passphrase, profile)
+    card = identity.card(name).to_text()
+    path = card_path(home)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(card + "\n")
+    return card
+
+
+def cmd_init(args: argparse.Namespace, home: Home) -> int:
+    name = args.name or os.environ.get("USER") or "anonymous"
+    passphrase = read_passphrase("Choose a passphrase: ", confirm=True)
+    create_identity(home, name, passphrase, KdfProfile(args.kdf))
+    return cmd_id(args, home)
+
+
+def cmd_id(args: argparse.Namespace, home: Home) -> int:
+    card = card_of(home)
+    public = card.identity
+    if args.json:
+        emit_json(
+            {
+                "name": card.name,
+                "node_id": public.node_id.hex(),
+                "fingerprint": public.fingerprint(),
+                "card": card.to_text(),
+                "home": str(home.path),
+            }
+        )
+        return 0
+    print(f"name:        {card.name}")
+    print(f"node id:     {public.node_id.hex()}")
+    print(f"fingerprint: {public.fingerprint()}")
+    print(f"card:        {card.to_text()}")
+    if getattr(args, "qr", False):
+        import segno
+
+        segno.make(card.to_text(), error="m").terminal(compact=True)
+    return 0

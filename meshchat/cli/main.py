@@ -1,0 +1,104 @@
+"""The ``meshchat`` command: argument parsing and one clear line for every error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from meshchat import __version__
+from meshchat.cli.contacts_cmds import cmd_contacts_add, cmd_contacts_list, cmd_join
+from meshchat.cli.identity_cmds import cmd_id, cmd_init
+from meshchat.cli.message_cmds import cmd_log, cmd_send
+from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
+from meshchat.errors import MeshchatError
+from meshchat.home import Home
+from meshchat.identity import KdfProfile
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace, Home], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshchat",
+        description="End-to-end encrypted chat over the LAN and Bluetooth, no servers needed.",
+    )
+    parser.add_argument("--version", action="version", version=f"meshchat {__version__}")
+    parser.add_argument(
+        "--home", help="folder for keys and messages (default: $MESHCHAT_HOME or the user data dir)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Command, help_text: str, json: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(fn=fn)
+        if json:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("init", cmd_init, "create this device's identity", json=True)
+    p.add_argument("--name", help="display name others see")
+    p.add_argument(
+        "--kdf",
+        choices=[k.value for k in KdfProfile],
+        default=KdfProfile.MODERATE.value,
+        help="Argon2id cost for the keystore passphrase",
+    )
+    p = add("id", cmd_id, "show your fingerprint and contact card", json=True)
+    p.add_argument("--qr", action="store_true", help="also draw the card as a QR code")
+
+    contacts = sub.add_parser("contacts", help="manage contacts")
+    csub = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
+    p = csub.add_parser("add", help="add a contact from their card")
+    p.set_defaults(fn=cmd_contacts_add)
+    p.add_argument("card", help="the contact card text (mc1:...)")
+    p.add_argument("--name", help="your name for them")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("list", help="list contacts")
+    p.set_defaults(fn=cmd_contacts_list)
+    p.add_argument("--json", action="store_true")
+
+    p = add("send", cmd_send, "send a message to a contact or #channel", json=True)
+    p.add_argument("to", help="contact name, node id prefix, or #channel")
+    p.add_argument("text", nargs="+", help="the message ('-' reads standard input)")
+
+    p = add("log", cmd_log, "show a conversation with delivery states", json=True)
+    p.add_argument("target", help="contact name, node id prefix, or #channel")
+    p.add_argument("--limit", type=int, default=200)
+
+    p = add("join", cmd_join, "join a channel (#mesh is joined already)")
+    p.add_argument("channel")
+    p.add_argument("--private", action="store_true", help="ask for the channel's passphrase")
+
+    p = add("run", cmd_run, "chat in the terminal UI (the default)")
+    add_node_arguments(p)
+    p = add("daemon", cmd_daemon, "run a headless node that relays and stores messages")
+    add_node_arguments(p)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add("peers", cmd_peers, "list neighbours of the running node", json=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "run"])
+    home = Home.resolve(args.home)
+    try:
+        result: int = args.fn(args, home)
+    except MeshchatError as exc:
+        print(f"meshchat: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"meshchat: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

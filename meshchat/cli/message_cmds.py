@@ -1,0 +1,88 @@
+"""``meshchat send`` and ``meshchat log``: through the running node, or the store directly."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from meshchat.cli.common import card_of, emit_json, format_time, node_request, open_store
+from meshchat.control import message_json
+from meshchat.engine import dm_conversation
+from meshchat.errors import UsageError
+from meshchat.home import Home
+from meshchat.wire.packet import MAX_AGE_MS
+from meshchat.wire.payloads import MAX_TEXT_BYTES
+
+__all__ = ["cmd_log", "cmd_send"]
+
+
+def cmd_send(args: argparse.Namespace, home: Home) -> int:
+    text = " ".join(args.text)
+    if args.text == ["-"]:
+        import sys
+
+        text = sys.stdin.read().rstrip("\n")
+    if not text:
+        raise UsageError("nothing to send")
+    if len(text.encode()) > MAX_TEXT_BYTES:
+        raise UsageError(f"message longer than {MAX_TEXT_BYTES} bytes")
+    reply = node_request(home, {"op": "send", "to": args.to, "text": text})
+    message = reply["message"] if reply is not None else _queue_offline(home, args.to, text)
+    if args.json:
+        emit_json(message)
+    else:
+        print(f"{message['state']} {message['msg_id'][:12]} -> {message['conversation']}")
+    return 0
+
+
+def _queue_offline(home: Home, target: str, text: str) -> dict[str, object]:
+    """No node is running: store the message in the outbox for the next node start."""
+    me = card_of(home)
+    now = int(time.time() * 1000)
+    with open_store(home) as store:
+        if target.startswith("#"):
+            channel = store.get_channel(target.lower())
+            if channel is None:
+                raise UsageError(f"not in channel {target}: 'meshchat join {target}' first")
+            conversation, destination = channel.name, channel.channel_id
+        else:
+            contact = store.find_contact(target)
+            conversation, destination = dm_conversation(contact.node_id), contact.node_id
+        message = store.add_outgoing(
+            conversation,
+            os.urandom(16),
+            destination,
+            me.identity.node_id,
+            me.name,
+            text,
+            now,
+            now + MAX_AGE_MS,
+        )
+    return message_json(message)
+
+
+def _conversation(home: Home, target: str) -> str:
+    if target.startswith("#") or target.startswith("dm:"):
+        return target.lower()
+    with open_store(home) as store:
+        return dm_conversation(store.find_contact(target).node_id)
+
+
+def cmd_log(args: argparse.Namespace, home: Home) -> int:
+    reply = node_request(home, {"op": "log", "conversation": args.target, "limit": args.limit})
+    if reply is not None:
+        conversation = str(reply["conversation"])
+        messages = list(reply["messages"])
+    else:
+        conversation = _conversation(home, args.target)
+        with open_store(home) as store:
+            messages = [message_json(m) for m in store.messages(conversation, args.limit)]
+    if args.json:
+        emit_json({"conversation": conversation, "messages": messages})
+        return 0
+    for m in messages:
+        who = "me" if m["outgoing"] else m["sender_name"]
+        state = f" [{m['state']}]" if m["outgoing"] else ""
+        print(f"{format_time(m['created_ms'])} <{who}> {m['text']}{state}")
+    return 0

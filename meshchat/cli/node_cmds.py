@@ -1,0 +1,119 @@
+"""``meshchat daemon``, ``meshchat run`` and ``meshchat peers``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from meshchat.app import NodeSettings, running_node
+from meshchat.cli.common import emit_json, node_request, read_passphrase
+from meshchat.errors import UsageError
+from meshchat.home import Home
+from meshchat.node import NodeOptions
+from meshchat.wire.packet import MAX_TTL
+
+__all__ = ["add_node_arguments", "cmd_daemon", "cmd_peers", "cmd_run", "settings_from"]
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("network")
+    group.add_argument("--no-lan", action="store_true", help="do not use the LAN transport")
+    group.add_argument("--lan-host", default="0.0.0.0", help="address to listen on for TCP")
+    group.add_argument("--lan-port", type=int, default=0, help="TCP port (default: any free)")
+    group.add_argument(
+        "--mdns-interface",
+        action="append",
+        metavar="ADDR",
+        help="use mDNS only on the interface with this address (repeatable); "
+        "127.0.0.1 keeps discovery on this machine",
+    )
+    group.add_argument(
+        "--advertise", action="append", metavar="ADDR", help="address to announce over mDNS"
+    )
+    group.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="also dial this node directly (repeatable)",
+    )
+    group.add_argument("--ttl", type=int, default=12, help=f"hops for our packets (max {MAX_TTL})")
+    group.add_argument("--no-announce", action="store_true", help="do not announce our name")
+
+
+def _peer(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--peer wants HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def settings_from(args: argparse.Namespace) -> NodeSettings:
+    interfaces = args.mdns_interface
+    advertise = args.advertise
+    if interfaces and all(a.startswith("127.") for a in interfaces) and advertise is None:
+        advertise = list(interfaces)
+    return NodeSettings(
+        lan=not args.no_lan,
+        lan_host=args.lan_host,
+        lan_port=args.lan_port,
+        mdns_interfaces=interfaces,
+        advertise=advertise,
+        static_peers=[_peer(p) for p in args.peer],
+        options=NodeOptions(ttl=max(1, min(args.ttl, MAX_TTL)), announce=not args.no_announce),
+    )
+
+
+def cmd_daemon(args: argparse.Namespace, home: Home) -> int:
+    passphrase = read_passphrase()
+    settings = settings_from(args)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_daemon(home, passphrase, settings, args))
+    return 0
+
+
+async def _daemon(
+    home: Home, passphrase: str, settings: NodeSettings, args: argparse.Namespace
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running_node(home, passphrase, settings) as node:
+        ports = [t.status().detail for t in node.transports]
+        print(
+            f"meshchat node {node.identity.node_id.hex()[:16]} ({node.name}) running; "
+            f"{'; '.join(ports)}",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def cmd_run(args: argparse.Namespace, home: Home) -> int:
+    from meshchat.tui.app import run_tui
+
+    return run_tui(home, settings_from(args))
+
+
+def cmd_peers(args: argparse.Namespace, home: Home) -> int:
+    reply = node_request(home, {"op": "peers"})
+    if reply is None:
+        raise UsageError("no node is running for this home: start 'meshchat daemon' or 'run'")
+    if args.json:
+        emit_json({"peers": reply["peers"], "transports": reply["transports"]})
+        return 0
+    for t in reply["transports"]:
+        print(f"transport {t['name']:<6} {'up' if t['up'] else 'DOWN':<5} {t['detail']}")
+    if not reply["peers"]:
+        print("no neighbours yet")
+    for p in reply["peers"]:
+        name = p["name"] or "?"
+        print(f"{p['transport']:<5} {p['node_id'][:16]}  {name:<20} {p['address']}")
+    return 0

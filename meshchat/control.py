@@ -1,0 +1,199 @@
+"""The local control socket: how ``meshchat send``/``log``/``peers`` reach a running node.
+
+A Unix stream socket in the node's home, mode 0600 (only the owner can connect, which is the
+authentication). Each request is one JSON object on one line; each reply is one JSON object on
+one line: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests are bounded in
+size; a malformed request gets an error reply, never a crash.
+
+==========  ==============================  ============================================
+op          request fields                  reply fields
+==========  ==============================  ============================================
+send        to, text                        message
+log         conversation, limit             messages
+peers       (none)                          peers, transports
+status      (none)                          node_id, name, links, counters
+join        channel, passphrase (optional)  channel
+==========  ==============================  ============================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from meshchat.errors import MeshchatError, TransportError
+from meshchat.node import Node
+from meshchat.store.records import Message
+
+__all__ = ["ControlServer", "message_json", "request"]
+
+log = logging.getLogger(__name__)
+MAX_REQUEST = 16 * 1024
+MAX_REPLY = 8 * 1024 * 1024
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "conversation": message.conversation,
+        "msg_id": message.msg_id.hex(),
+        "outgoing": message.outgoing,
+        "sender": message.sender.hex(),
+        "sender_name": message.sender_name,
+        "text": message.text,
+        "created_ms": message.created_ms,
+        "state": message.state.value,
+        "updated_ms": message.updated_ms,
+    }
+
+
+class ControlServer:
+    """Serves the control protocol for one node."""
+
+    def __init__(self, node: Node, path: Path) -> None:
+        self.node = node
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self._answers(self.path):
+                raise TransportError(f"another node is running for this home ({self.path})")
+            self.path.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._client, path=str(self.path), limit=MAX_REQUEST
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    @staticmethod
+    def _answers(path: Path) -> bool:
+        if not path.exists():
+            raise FileNotFoundError
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                return False
+        return True
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await self._reply(writer, {"ok": False, "error": "request too large"})
+                    break
+                if not line:
+                    break
+                await self._reply(writer, await self._dispatch(line))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                raise ValueError("request must be an object with an 'op'")
+            return {"ok": True, **await self._op(request)}
+        except MeshchatError as exc:
+            return {"ok": False, "error": str(exc)}
+        except (ValueError, TypeError, KeyError) as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+        except Exception as exc:
+            log.exception("control request failed")
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
+
+    async def _op(self, request: dict[str, Any]) -> dict[str, Any]:
+        node = self.node
+        op = request["op"]
+        if op == "send":
+            message = await node.send_text(str(request["to"]), str(request["text"]))
+            return {"message": message_json(message)}
+        if op == "log":
+            conversation = await node.resolve_conversation(str(request["conversation"]))
+            limit = int(request.get("limit", 200))
+            messages = await node.messages(conversation, max(1, min(limit, 10000)))
+            return {"conversation": conversation, "messages": [message_json(m) for m in messages]}
+        if op == "peers":
+            return {
+                "peers": [
+                    {
+                        "link": p.link_id,
+                        "transport": p.transport,
+                        "node_id": p.node_id.hex(),
+                        "name": p.name,
+                        "address": p.describe,
+                        "since_ms": p.since_ms,
+                    }
+                    for p in node.neighbours()
+                ],
+                "transports": [
+                    {"name": t.name, "up": t.up, "detail": t.detail}
+                    for t in node.transport_status()
+                ],
+            }
+        if op == "status":
+            return {
+                "node_id": node.identity.node_id.hex(),
+                "name": node.name,
+                "links": len(node.links),
+                "counters": {**node.counters, **node.engine.router.counters},
+            }
+        if op == "join":
+            passphrase = request.get("passphrase")
+            channel = await node.join(str(request["channel"]), passphrase or None)
+            return {"channel": channel.name, "private": channel.key is not None}
+        raise ValueError(f"unknown op {op!r}")
+
+
+def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request to a running node (blocking; for the CLI). Raises TransportError."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            buffer = b""
+            while not buffer.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                if len(buffer) > MAX_REPLY:
+                    raise TransportError("reply from node too large")
+    except OSError as exc:
+        raise TransportError(f"cannot talk to the running node: {exc}") from exc
+    try:
+        reply = json.loads(buffer)
+    except ValueError as exc:
+        raise TransportError("the running node sent an unreadable reply") from exc
+    if not isinstance(reply, dict):
+        raise TransportError("the running node sent an unreadable reply")
+    return reply

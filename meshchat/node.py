@@ -1,0 +1,515 @@
+"""The node: one engine, one store and its transports on one asyncio loop.
+
+Theory of operation. Transports call the node's :class:`LinkHandler` methods from their own
+tasks; the node never runs engine code there. It queues each event into a bounded inbox and a
+single worker task takes them one at a time: it feeds the engine, then carries out the
+engine's outputs **in order**, awaiting every store write before going on. Because the engine
+puts a received message before the ack that confirms it, and the node stores a message the user
+sends before handing it to the engine, nothing is acknowledged or reported sent before it is
+committed to disk. User commands (send, join) go through the same inbox, so they are serialised
+with the traffic. Blocking SQLite calls run on one dedicated worker thread, off the loop.
+
+When the inbox is full, new frames are dropped (counted) rather than buffered without bound;
+the senders' retries and store-and-forward recover them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey, derive_channel_key
+from meshchat.engine import Engine, Output, dm_conversation
+from meshchat.errors import UsageError
+from meshchat.events import (
+    AttemptMade,
+    MessageDelivered,
+    MessageExpired,
+    MessageReceived,
+    MessageRejected,
+    MessageSent,
+    PeerAnnounced,
+)
+from meshchat.identity import Identity, PublicIdentity
+from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
+from meshchat.router.flood import FloodRouter, RouterConfig
+from meshchat.store import Store
+from meshchat.store.records import CarriedPacket, Channel, Contact, Message, MessageState
+from meshchat.transports.base import Link, Transport, TransportStatus
+from meshchat.wire.packet import DEFAULT_TTL, MAX_AGE_MS
+
+__all__ = ["LinkInfo", "Node", "NodeNotice", "NodeOptions"]
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ANNOUNCE_EVERY_MS = 10 * 60 * 1000
+HOUSEKEEPING_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    ttl: int = DEFAULT_TTL
+    announce: bool = True
+    inbox_size: int = 4096
+    router: RouterConfig = field(default_factory=RouterConfig)
+    message_lifetime_ms: int = MAX_AGE_MS
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """A neighbour as the UI and ``meshchat peers`` show it."""
+
+    link_id: str
+    transport: str
+    node_id: bytes
+    name: str
+    describe: str
+    since_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeNotice:
+    """Something the faces may want to redraw: ``kind`` is message, state, links or peer."""
+
+    kind: str
+    message: Message | None = None
+    msg_id: bytes | None = None
+    state: MessageState | None = None
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _AsyncStore:
+    """Runs blocking store calls on one dedicated thread, so they never stall the loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshchat-store")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class Node:
+    """A running meshchat node. Several can share one process and one loop."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        name: str,
+        store: Store,
+        transports: list[Transport],
+        *,
+        options: NodeOptions | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.name = name
+        self.options = options or NodeOptions()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        router = FloodRouter(
+            identity.node_id,
+            identity.public.sign_public,
+            config=self.options.router,
+            rng=self.rng,
+        )
+        self.engine = Engine(identity, name, router=router, ttl=self.options.ttl, rng=self.rng)
+        self.store = _AsyncStore(store)
+        self.transports = transports
+        self.links: dict[str, Link] = {}
+        self._link_since: dict[str, int] = {}
+        self._names: dict[bytes, str] = {}
+        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(self.options.inbox_size)
+        self._worker: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[NodeNotice], None]] = []
+        self._last_announce = 0
+        self._announce_due: int | None = None
+        self.counters: dict[str, int] = {}
+        self.started = asyncio.Event()
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        store = self.store.store
+        now = self.clock()
+        channels = await self.store.call(store.list_channels)
+        if not any(c.name == PUBLIC_CHANNEL for c in channels):
+            public = ChannelKey.public()
+            await self.store.call(
+                store.join_channel, Channel(public.name, public.channel_id, None, now)
+            )
+            channels = await self.store.call(store.list_channels)
+        for channel in channels:
+            self.engine.join(self._channel_key(channel))
+        for carried in await self.store.call(store.carried, now):
+            self.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
+        await self._load_outbox(now)
+        self._worker = asyncio.create_task(self._work(), name="meshchat-node")
+        for transport in self.transports:
+            await transport.start(self)
+        self.started.set()
+
+    async def stop(self) -> None:
+        for transport in self.transports:
+            with contextlib.suppress(Exception):
+                await transport.stop()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        self.store.shutdown()
+
+    async def _load_outbox(self, now: int) -> None:
+        store = self.store.store
+        for entry in await self.store.call(store.pending_outbox, now):
+            if entry.conversation.startswith("#"):
+                if entry.destination in {c.channel_id for c in self.engine.channels}:
+                    self.engine.send_channel(
+                        entry.destination,
+                        entry.msg_id,
+                        entry.text,
+                        now,
+                        expires_ms=entry.expires_ms,
+                    )
+                continue
+            recipient = await self._identity_of(entry.destination)
+            if recipient is None:
+                log.warning("outbox entry for unknown node %s kept", entry.destination.hex())
+                continue
+            self.engine.send_direct(
+                recipient,
+                entry.msg_id,
+                entry.text,
+                now,
+                expires_ms=entry.expires_ms,
+                attempts=entry.attempts,
+            )
+        # Nothing is linked yet: the engine parked every item until a neighbour appears.
+
+    async def _identity_of(self, node_id: bytes) -> PublicIdentity | None:
+        contact = await self.store.call(self.store.store.get_contact, node_id)
+        if contact is not None:
+            return PublicIdentity(contact.sign_public, contact.box_public)
+        return None
+
+    @staticmethod
+    def _channel_key(channel: Channel) -> ChannelKey:
+        if channel.key is None:
+            return ChannelKey.public(channel.name)
+        return ChannelKey.from_key(channel.name, channel.key)
+
+    # -- notices for faces ---------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[NodeNotice], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, notice: NodeNotice) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("listener failed")
+
+    # -- LinkHandler (called by transports) -----------------------------------------------
+
+    def link_up(self, link: Link) -> None:
+        self._enqueue(("up", link), force=True)
+
+    def link_down(self, link: Link) -> None:
+        self._enqueue(("down", link), force=True)
+
+    def frame_received(self, link: Link, frame: bytes) -> None:
+        self._enqueue(("frame", link, frame))
+
+    def inject(self, frame: bytes) -> None:
+        """Accept a frame from a non-link source (an internet transport)."""
+        self._enqueue(("frame", None, frame))
+
+    def _enqueue(self, item: tuple[Any, ...], force: bool = False) -> None:
+        try:
+            self._inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            if force:
+                # Link changes must not be lost: make room by dropping the oldest frame.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self._inbox.get_nowait()
+                self._inbox.put_nowait(item)
+            self._count("drop.inbox-full")
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    # -- the worker ----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            now = self.clock()
+            deadline = self.engine.next_deadline()
+            wait = HOUSEKEEPING_S
+            if deadline is not None:
+                wait = max(0.0, min(wait, (deadline - now) / 1000))
+            item: tuple[Any, ...] | None = None
+            try:
+                async with asyncio.timeout(wait):
+                    item = await self._inbox.get()
+            except TimeoutError:
+                pass
+            try:
+                if item is not None:
+                    await self._handle(item)
+                await self._run(self.engine.tick(self.clock()))
+                await self._housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node worker error (continuing)")
+
+    async def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        now = self.clock()
+        if kind == "frame":
+            link: Link | None = item[1]
+            if link is not None and link.link_id not in self.links:
+                return
+            await self._run(self.engine.receive(link.link_id if link else None, item[2], now))
+        elif kind == "up":
+            link = item[1]
+            self.links[link.link_id] = link
+            self._link_since[link.link_id] = now
+            self._notify(NodeNotice("links"))
+            await self._run(self.engine.link_up(link.link_id, now))
+            if self.options.announce:
+                self._announce_due = now + 500
+        elif kind == "down":
+            link = item[1]
+            if self.links.pop(link.link_id, None) is not None:
+                self._link_since.pop(link.link_id, None)
+                self._notify(NodeNotice("links"))
+                await self._run(self.engine.link_down(link.link_id, now))
+        elif kind == "call":
+            fn, future = item[1], item[2]
+            try:
+                result = await fn()
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+    async def _housekeeping(self) -> None:
+        now = self.clock()
+        if (
+            self.options.announce
+            and self.links
+            and (
+                (self._announce_due is not None and now >= self._announce_due)
+                or now - self._last_announce >= ANNOUNCE_EVERY_MS
+            )
+        ):
+            self._announce_due = None
+            self._last_announce = now
+            await self._run(self.engine.announce(now))
+
+    async def _submit(self, fn: Callable[[], Awaitable[T]]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(("call", fn, future))
+        return await future
+
+    # -- carrying out engine outputs --------------------------------------------------------
+
+    async def _run(self, outputs: list[Output]) -> None:
+        store = self.store.store
+        for out in outputs:
+            if isinstance(out, Transmit):
+                for link_id in out.links:
+                    link = self.links.get(link_id)
+                    if link is None or not link.send(out.frame):
+                        self._count("drop.link-send")
+            elif isinstance(out, Drop):
+                self._count(f"drop.{out.reason}")
+            elif isinstance(out, MessageReceived):
+                await self._store_received(out)
+            elif isinstance(out, Carry):
+                await self.store.call(
+                    store.carry,
+                    CarriedPacket(
+                        out.packet.packet_id,
+                        out.frame,
+                        out.packet.destination.value,
+                        out.expires_ms,
+                    ),
+                )
+            elif isinstance(out, Uncarry):
+                await self.store.call(store.drop_carried, out.packet_id)
+            elif isinstance(out, MessageSent):
+                await self._set_state(out.msg_id, MessageState.SENT)
+            elif isinstance(out, MessageDelivered):
+                await self._set_state(out.msg_id, MessageState.DELIVERED)
+            elif isinstance(out, MessageExpired):
+                await self._set_state(out.msg_id, MessageState.FAILED)
+            elif isinstance(out, AttemptMade):
+                await self.store.call(
+                    store.record_attempt, out.msg_id, out.attempts, out.next_try_ms
+                )
+            elif isinstance(out, MessageRejected):
+                log.info("rejected packet %s: %s", out.packet_id.hex()[:12], out.reason)
+                self._count("rejected")
+            elif isinstance(out, PeerAnnounced):
+                await self._remember(out)
+
+    async def _set_state(self, msg_id: bytes, state: MessageState) -> None:
+        await self.store.call(self.store.store.set_state, msg_id, state, self.clock())
+        self._notify(NodeNotice("state", msg_id=msg_id, state=state))
+
+    async def _store_received(self, event: MessageReceived) -> None:
+        store = self.store.store
+        sender_name = await self._name_for(event.sender_key)
+        message = await self.store.call(
+            store.add_incoming,
+            event.conversation,
+            event.msg_id,
+            event.sender.node_id if event.sender else event.sender_key,
+            sender_name,
+            event.text,
+            event.created_ms,
+            self.clock(),
+        )
+        if message is not None:
+            self._notify(NodeNotice("message", message=message))
+
+    async def _name_for(self, sign_key: bytes) -> str:
+        store = self.store.store
+        contact = await self.store.call(store.contact_by_sign_key, sign_key)
+        if contact is not None:
+            return contact.name
+        peer = await self.store.call(store.peer_by_sign_key, sign_key)
+        if peer is not None and peer[1]:
+            return f"~{peer[1]}"
+        return sign_key.hex()[:8]
+
+    async def _remember(self, event: PeerAnnounced) -> None:
+        self._names[event.identity.node_id] = event.name
+        await self.store.call(
+            self.store.store.remember_peer,
+            event.identity.node_id,
+            event.identity.sign_public,
+            event.identity.box_public,
+            event.name,
+            self.clock(),
+        )
+        self._notify(NodeNotice("peer"))
+
+    # -- user commands ---------------------------------------------------------------------
+
+    async def send_text(self, target: str, text: str) -> Message:
+        """Store then send a message to a contact (name or id prefix) or a ``#channel``."""
+        return await self._submit(lambda: self._send_text(target, text))
+
+    async def _send_text(self, target: str, text: str) -> Message:
+        store = self.store.store
+        now = self.clock()
+        msg_id = os.urandom(16)
+        expires = now + self.options.message_lifetime_ms
+        if target.startswith("#"):
+            channel = await self.store.call(store.get_channel, target.lower())
+            if channel is None:
+                raise UsageError(f"not in channel {target}: join it first")
+            message = await self.store.call(
+                store.add_outgoing,
+                channel.name,
+                msg_id,
+                channel.channel_id,
+                self.identity.node_id,
+                self.name,
+                text,
+                now,
+                expires,
+            )
+            self._notify(NodeNotice("message", message=message))
+            await self._run(
+                self.engine.send_channel(channel.channel_id, msg_id, text, now, expires_ms=expires)
+            )
+            return message
+        contact = await self.store.call(store.find_contact, target)
+        recipient = PublicIdentity(contact.sign_public, contact.box_public)
+        message = await self.store.call(
+            store.add_outgoing,
+            dm_conversation(contact.node_id),
+            msg_id,
+            contact.node_id,
+            self.identity.node_id,
+            self.name,
+            text,
+            now,
+            expires,
+        )
+        self._notify(NodeNotice("message", message=message))
+        await self._run(self.engine.send_direct(recipient, msg_id, text, now, expires_ms=expires))
+        return message
+
+    async def join(self, name: str, passphrase: str | None = None) -> Channel:
+        key = derive_channel_key(name, passphrase) if passphrase else ChannelKey.public(name)
+        channel = Channel(key.name, key.channel_id, key.key, self.clock())
+
+        async def do() -> Channel:
+            await self.store.call(self.store.store.join_channel, channel)
+            self.engine.join(key)
+            return channel
+
+        return await self._submit(do)
+
+    async def add_contact(self, contact: Contact) -> None:
+        await self.store.call(self.store.store.add_contact, contact)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def neighbours(self) -> list[LinkInfo]:
+        infos = []
+        for link_id, link in self.links.items():
+            node_id = link.peer.node_id
+            infos.append(
+                LinkInfo(
+                    link_id,
+                    link.transport,
+                    node_id,
+                    self._names.get(node_id, ""),
+                    link.describe(),
+                    self._link_since.get(link_id, 0),
+                )
+            )
+        return infos
+
+    def transport_status(self) -> list[TransportStatus]:
+        return [t.status() for t in self.transports]
+
+    async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
+        return await self.store.call(self.store.store.messages, conversation, limit)
+
+    async def resolve_conversation(self, target: str) -> str:
+        """The conversation name for a ``#channel``, contact name or node id prefix."""
+        if target.startswith("#") or target.startswith("dm:"):
+            return target.lower()
+        contact = await self.store.call(self.store.store.find_contact, target)
+        return dm_conversation(contact.node_id)
+

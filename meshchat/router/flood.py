@@ -1,0 +1,321 @@
+"""The flood router: meshchat's sans-IO packet state machine.
+
+Theory of operation. The router is fed three kinds of events and returns a list of actions
+(:mod:`meshchat.router.actions`) that its owner executes in order:
+
+* ``receive(link, frame, now_ms)`` -- a frame arrived on a link;
+* ``originate(packet, now_ms)`` -- this node sends a packet of its own;
+* ``tick(now_ms)`` -- time passed (call at :meth:`next_deadline` or sooner);
+* ``link_up`` / ``link_down`` -- a neighbour appeared or went away.
+
+A received frame goes through these steps; the cheap ones come first so that a duplicate or a
+flood from one neighbour costs almost nothing:
+
+====  ============================  ========================================================
+step  check                         on failure
+====  ============================  ========================================================
+1     link's token bucket           Drop("rate-limited")
+2     parse (size, CBOR, fields)    Drop(<packet reason>)
+3     packet id already seen        count the copy against a pending relay; Drop("duplicate")
+4     creation time window          Drop("expired" / "from-future")
+5     Ed25519 signature             Drop("bad-signature"); the id is *not* marked seen, so a
+                                    forgery cannot shadow the genuine packet
+====  ============================  ========================================================
+
+An accepted packet is marked seen, then: delivered if it is for this node (its node id, a
+channel it is in, or a broadcast); relayed unless it was addressed to this node alone or its
+TTL is spent. Relaying is delegated to a :class:`RelayPolicy`: it picks a delay, may cancel the
+relay when enough neighbours were heard relaying it, and picks the links (by default every link
+that has not already sent us a copy). A direct message for another node is also **carried**:
+kept (bounded, until acknowledged or expired) and offered again to every new neighbour, which
+is how messages cross partitions (store-and-forward).
+
+Everything random comes from the ``rng`` given at construction, and time only from the
+``now_ms`` arguments, so a router is deterministic given its seed and its inputs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+from meshchat.errors import PacketError
+from meshchat.router.actions import Action, Carry, Deliver, Drop, Transmit, Uncarry
+from meshchat.router.policy import FirstCopy, ManagedFlood, RelayPolicy
+from meshchat.router.ratelimit import TokenBucket
+from meshchat.router.seen import SeenSet
+from meshchat.wire import codec
+from meshchat.wire.packet import MAX_AGE_MS, DestKind, Packet, PacketKind
+from meshchat.wire.payloads import AckBody
+
+__all__ = ["FloodRouter", "RouterConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    """Tunable limits of a router; the defaults suit a phone or laptop node."""
+
+    seen_capacity: int = 65536
+    seen_ttl_ms: int = 3600_000
+    link_rate: float = 200.0  # frames per second per link
+    link_burst: float = 400.0
+    max_pending: int = 4096  # relays waiting for their jitter
+    max_carried: int = 5000  # packets kept for store-and-forward
+    carry_ms: int = MAX_AGE_MS  # upper bound; a packet is never carried past its expiry
+    reoffer_batch: int = 64  # carried packets offered to a new neighbour at once
+    verify_signatures: bool = True
+
+
+@dataclass(slots=True)
+class _Pending:
+    frame: bytes
+    due_ms: int
+    heard_from: set[str] = field(default_factory=set)
+    copies: int = 0
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class _Carried:
+    frame: bytes
+    expires_ms: int
+
+
+class FloodRouter:
+    """Managed flooding with dedupe, TTL, per-link rate limits and store-and-forward."""
+
+    def __init__(
+        self,
+        node_id: bytes,
+        origin_key: bytes,
+        *,
+        config: RouterConfig | None = None,
+        policy: RelayPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.origin_key = origin_key
+        self.config = config or RouterConfig()
+        self.policy: RelayPolicy = policy or ManagedFlood()
+        self.rng = rng or random.Random()
+        self.channels: set[bytes] = set()
+        self._seen = SeenSet(self.config.seen_capacity, self.config.seen_ttl_ms)
+        self._acked = SeenSet(self.config.max_carried * 2, self.config.carry_ms)
+        self._links: dict[str, TokenBucket] = {}
+        self._pending: dict[bytes, _Pending] = {}
+        self._timers: list[tuple[int, bytes]] = []
+        self._carried: dict[bytes, _Carried] = {}
+        self.counters: dict[str, int] = {}
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def links(self) -> list[str]:
+        return list(self._links)
+
+    @property
+    def carried_count(self) -> int:
+        return len(self._carried)
+
+    @property
+    def seen_count(self) -> int:
+        return len(self._seen)
+
+    def has_seen(self, packet_id: bytes) -> bool:
+        return packet_id in self._seen
+
+    def next_deadline(self) -> int | None:
+        """The earliest time at which :meth:`tick` has work, or None."""
+        while self._timers and self._timers[0][1] not in self._pending:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- links ---------------------------------------------------------------------------
+
+    def link_up(self, link: str, now_ms: int) -> list[Action]:
+        """A neighbour appeared: offer it the packets we carry for others."""
+        self._links[link] = TokenBucket(self.config.link_rate, self.config.link_burst, now_ms)
+        carried = [
+            (c.expires_ms, pid, c.frame)
+            for pid, c in self._carried.items()
+            if c.expires_ms > now_ms
+        ]
+        carried.sort(reverse=True)
+        actions: list[Action] = []
+        for _, packet_id, frame in carried[: self.config.reoffer_batch]:
+            actions.append(Transmit(frame, (link,), packet_id))
+            self._count("tx")
+        return actions
+
+    def link_down(self, link: str, now_ms: int) -> list[Action]:
+        self._links.pop(link, None)
+        return []
+
+    def restore_carried(self, frame: bytes, expires_ms: int, now_ms: int) -> None:
+        """Reload a carried packet from the store after a restart."""
+        try:
+            packet = codec.parse(frame)
+        except PacketError:
+            return
+        if expires_ms > now_ms:
+            self._seen.add(packet.packet_id, now_ms)
+            self._carried[packet.packet_id] = _Carried(frame, expires_ms)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def originate(self, packet: Packet, now_ms: int) -> list[Action]:
+        """Send a packet this node created to every neighbour."""
+        frame = codec.encode(packet)
+        self._seen.add(packet.packet_id, now_ms)
+        if not self._links:
+            return [Drop("no-links", None, packet.packet_id)]
+        self._count("tx")
+        return [Transmit(frame, tuple(self._links), packet.packet_id)]
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive(
+        self, link: str | None, frame: bytes, now_ms: int, rssi: float | None = None
+    ) -> list[Action]:
+        """Handle one frame received on ``link`` (None: from a local or internet source)."""
+        if link is not None:
+            bucket = self._links.get(link)
+            if bucket is None:
+                bucket = self._links[link] = TokenBucket(
+                    self.config.link_rate, self.config.link_burst, now_ms
+                )
+            if not bucket.take(now_ms):
+                self._count("drop.rate-limited")
+                return [Drop("rate-limited", link)]
+        try:
+            packet = codec.parse(frame)
+        except PacketError as exc:
+            self._count(f"drop.{exc.reason.value}")
+            return [Drop(exc.reason.value, link)]
+        packet_id = packet.packet_id
+        if packet_id in self._seen:
+            self._count("drop.duplicate")
+            self._copy_heard(packet_id, link, rssi)
+            return [Drop("duplicate", link, packet_id)]
+        try:
+            codec.check_time(packet, now_ms)
+            if self.config.verify_signatures:
+                codec.verify(packet)
+        except PacketError as exc:
+            self._count(f"drop.{exc.reason.value}")
+            return [Drop(exc.reason.value, link, packet_id)]
+        self._seen.add(packet_id, now_ms)
+        self._count("accepted")
+        return self._accept(packet, link, now_ms, rssi)
+
+    def _accept(
+        self, packet: Packet, link: str | None, now_ms: int, rssi: float | None
+    ) -> list[Action]:
+        actions: list[Action] = []
+        dest = packet.destination
+        for_me = dest.kind is DestKind.NODE and dest.value == self.node_id
+        if packet.origin == self.origin_key:
+            return [Drop("own-packet", link, packet.packet_id)]
+        if (
+            for_me
+            or dest.kind is DestKind.BROADCAST
+            or (dest.kind is DestKind.CHANNEL and dest.value in self.channels)
+        ):
+            actions.append(Deliver(packet, link))
+        if packet.kind is PacketKind.ACK:
+            actions.extend(self._ack_seen(packet))
+        if for_me:
+            return actions
+        if packet.ttl <= 1:
+            self._count("ttl-spent")
+            return actions
+        relayed = packet.relayed()
+        frame = codec.encode(relayed)
+        if dest.kind is DestKind.NODE and packet.packet_id not in self._acked:
+            actions.extend(self._carry(relayed, frame, now_ms))
+        actions.extend(self._schedule(relayed, frame, link, now_ms, rssi))
+        return actions
+
+    def _ack_seen(self, packet: Packet) -> list[Action]:
+        try:
+            ack = AckBody.decode(packet.payload)
+        except PacketError:
+            return []
+        self._acked.add(ack.acked_packet_id, packet.created_ms)
+        if self._carried.pop(ack.acked_packet_id, None) is not None:
+            return [Uncarry(ack.acked_packet_id)]
+        return []
+
+    def _carry(self, packet: Packet, frame: bytes, now_ms: int) -> list[Action]:
+        expires = min(packet.created_ms + self.config.carry_ms, now_ms + self.config.carry_ms)
+        actions: list[Action] = []
+        if len(self._carried) >= self.config.max_carried:
+            victim = min(self._carried, key=lambda pid: self._carried[pid].expires_ms)
+            del self._carried[victim]
+            actions.append(Uncarry(victim))
+        self._carried[packet.packet_id] = _Carried(frame, expires)
+        actions.append(Carry(packet, frame, expires))
+        return actions
+
+    def _schedule(
+        self, packet: Packet, frame: bytes, link: str | None, now_ms: int, rssi: float | None
+    ) -> list[Action]:
+        delay = self.policy.first_copy(FirstCopy(packet, link, rssi, len(self._links), self.rng))
+        if delay is None:
+            self._count("relay.declined")
+            return []
+        if len(self._pending) >= self.config.max_pending:
+            self._count("drop.pending-full")
+            return [Drop("pending-full", link, packet.packet_id)]
+        pending = _Pending(frame, now_ms + delay)
+        if link is not None:
+            pending.heard_from.add(link)
+        self._pending[packet.packet_id] = pending
+        if delay <= 0:
+            return self._fire(packet.packet_id, pending)
+        heapq.heappush(self._timers, (pending.due_ms, packet.packet_id))
+        return []
+
+    def _copy_heard(self, packet_id: bytes, link: str | None, rssi: float | None) -> None:
+        pending = self._pending.get(packet_id)
+        if pending is None:
+            return
+        if link is not None:
+            pending.heard_from.add(link)
+        pending.copies += 1
+        if self.policy.copy_heard(pending.copies, rssi):
+            pending.cancelled = True
+
+    def _fire(self, packet_id: bytes, pending: _Pending) -> list[Action]:
+        del self._pending[packet_id]
+        if pending.cancelled:
+            self._count("relay.suppressed")
+            return []
+        candidates = [link for link in self._links if link not in pending.heard_from]
+        links = self.policy.choose_links(candidates, self.rng)
+        if not links:
+            return []
+        self._count("tx")
+        self._count("relay.sent")
+        return [Transmit(pending.frame, tuple(links), packet_id)]
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> list[Action]:
+        """Fire due relays and expire old state."""
+        actions: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now_ms:
+            _, packet_id = heapq.heappop(timers)
+            pending = self._pending.get(packet_id)
+            if pending is not None and pending.due_ms <= now_ms:
+                actions.extend(self._fire(packet_id, pending))
+        self._seen.expire(now_ms)
+        for packet_id in [p for p, c in self._carried.items() if c.expires_ms <= now_ms]:
+            del self._carried[packet_id]
+            actions.append(Uncarry(packet_id))
+        return actions

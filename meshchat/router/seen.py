@@ -1,0 +1,49 @@
+"""Bounded duplicate suppression: remembers packet ids for a while, never more than a cap.
+
+Entries are kept in insertion order in a dict; each expires ``ttl_ms`` after it was added and
+the oldest are evicted first when the cap is reached, so memory stays bounded under a flood of
+distinct packets (an attacker can at worst make us forget old ids early, which costs duplicate
+traffic, not correctness: application-level message ids are deduplicated again in the store).
+"""
+
+from __future__ import annotations
+
+__all__ = ["SeenSet"]
+
+
+class SeenSet:
+    """A set of packet ids with a size cap and a time horizon."""
+
+    __slots__ = ("_capacity", "_entries", "_ttl_ms")
+
+    def __init__(self, capacity: int = 65536, ttl_ms: int = 3600_000) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self._capacity = capacity
+        self._ttl_ms = ttl_ms
+        self._entries: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, packet_id: object) -> bool:
+        return packet_id in self._entries
+
+    def add(self, packet_id: bytes, now_ms: int) -> None:
+        entries = self._entries
+        if packet_id in entries:
+            return
+        if len(entries) >= self._capacity:
+            del entries[next(iter(entries))]
+        entries[packet_id] = now_ms + self._ttl_ms
+
+    def expire(self, now_ms: int) -> int:
+        """Forget ids older than the horizon; returns how many were forgotten."""
+        entries = self._entries
+        removed = 0
+        for packet_id, expires in list(entries.items()):
+            if expires > now_ms:
+                break
+            del entries[packet_id]
+            removed += 1
+        return removed

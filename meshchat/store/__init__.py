@@ -1,0 +1,38 @@
+"""The message store: contacts, channels, messages, the outbox and carried packets in SQLite.
+
+:class:`Store` is synchronous and blocking; the node calls it from one worker thread. See
+:mod:`meshchat.store.db` for durability and bounds, :mod:`meshchat.store.states` for the life
+of an outgoing message and :mod:`meshchat.store.schema` for migrations.
+"""
+
+from meshchat.store._values import MAX_BLOB_BYTES, MAX_TEXT_BYTES
+from meshchat.store.db import DEFAULT_MAX_CARRIED, DEFAULT_MAX_PEERS, MIN_ID_PREFIX, Store
+from meshchat.store.records import (
+    CarriedPacket,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    MessageState,
+    OutboxEntry,
+    Trust,
+)
+from meshchat.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "DEFAULT_MAX_CARRIED",
+    "DEFAULT_MAX_PEERS",
+    "MAX_BLOB_BYTES",
+    "MAX_TEXT_BYTES",
+    "MIN_ID_PREFIX",
+    "SCHEMA_VERSION",
+    "CarriedPacket",
+    "Channel",
+    "Contact",
+    "Conversation",
+    "Message",
+    "MessageState",
+    "OutboxEntry",
+    "Store",
+    "Trust",
+]

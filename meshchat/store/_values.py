@@ -1,0 +1,182 @@
+"""Checks on values going into the store, and conversions of rows coming out of it.
+
+Everything written is checked first, so a bad argument fails with :class:`StoreError` before a
+transaction starts, and SQLite never silently stores a ``str`` where ``bytes`` belong. Rows read
+back are checked the other way: a cell of the wrong type means the file was altered or damaged,
+which is also a :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from meshchat.errors import StoreError
+from meshchat.store.records import (
+    CarriedPacket,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    MessageState,
+    OutboxEntry,
+    Trust,
+)
+
+__all__ = [
+    "MAX_BLOB_BYTES",
+    "MAX_TEXT_BYTES",
+    "blob",
+    "carried_from_row",
+    "cell_bytes",
+    "cell_enum",
+    "cell_int",
+    "cell_str",
+    "channel_from_row",
+    "contact_from_row",
+    "conversation_from_row",
+    "integer",
+    "member",
+    "message_from_row",
+    "outbox_from_row",
+    "text",
+]
+
+#: The largest text (message body, name, setting) the store accepts, in UTF-8 bytes.
+MAX_TEXT_BYTES = 4096
+#: The largest binary value (keys, ids, carried frames) the store accepts.
+MAX_BLOB_BYTES = 65536
+
+_E = TypeVar("_E", Trust, MessageState)
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def text(value: str, what: str) -> str:
+    """``value`` if it is a ``str`` of at most :data:`MAX_TEXT_BYTES` UTF-8 bytes."""
+    if not isinstance(value, str):
+        raise StoreError(f"{what} must be str, not {type(value).__name__}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise StoreError(f"{what} is not valid Unicode") from exc
+    if size > MAX_TEXT_BYTES:
+        raise StoreError(f"{what} is {size} bytes; the store keeps at most {MAX_TEXT_BYTES}")
+    return value
+
+
+def blob(value: bytes, what: str) -> bytes:
+    """``value`` if it is ``bytes`` of at most :data:`MAX_BLOB_BYTES`."""
+    if not isinstance(value, bytes):
+        raise StoreError(f"{what} must be bytes, not {type(value).__name__}")
+    if len(value) > MAX_BLOB_BYTES:
+        raise StoreError(f"{what} is {len(value)} bytes; the store keeps at most {MAX_BLOB_BYTES}")
+    return value
+
+
+def integer(value: int, what: str) -> int:
+    """``value`` if it is an ``int`` (not a ``bool``) that fits SQLite's 64-bit integers."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StoreError(f"{what} must be int, not {type(value).__name__}")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise StoreError(f"{what} {value} does not fit in 64 bits")
+    return value
+
+
+def member(kind: type[_E], value: _E | str, what: str) -> _E:
+    """``value`` as a member of the enum ``kind`` (its string value is accepted too)."""
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise StoreError(f"{what} {value!r} is not a {kind.__name__}") from exc
+
+
+def cell_bytes(value: Any) -> bytes:
+    if not isinstance(value, bytes):
+        raise StoreError(f"stored value {value!r} should be bytes")
+    return value
+
+
+def cell_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise StoreError(f"stored value {value!r} should be text")
+    return value
+
+
+def cell_int(value: Any) -> int:
+    if not isinstance(value, int):
+        raise StoreError(f"stored value {value!r} should be an integer")
+    return value
+
+
+def cell_enum(kind: type[_E], value: Any) -> _E:
+    try:
+        return kind(cell_str(value))
+    except ValueError as exc:
+        raise StoreError(f"stored value {value!r} is not a {kind.__name__}") from exc
+
+
+def contact_from_row(row: tuple[Any, ...]) -> Contact:
+    return Contact(
+        node_id=cell_bytes(row[0]),
+        sign_public=cell_bytes(row[1]),
+        box_public=cell_bytes(row[2]),
+        name=cell_str(row[3]),
+        trust=cell_enum(Trust, row[4]),
+        added_ms=cell_int(row[5]),
+    )
+
+
+def channel_from_row(row: tuple[Any, ...]) -> Channel:
+    return Channel(
+        name=cell_str(row[0]),
+        channel_id=cell_bytes(row[1]),
+        key=None if row[2] is None else cell_bytes(row[2]),
+        joined_ms=cell_int(row[3]),
+    )
+
+
+def message_from_row(row: tuple[Any, ...]) -> Message:
+    return Message(
+        row_id=cell_int(row[0]),
+        conversation=cell_str(row[1]),
+        msg_id=cell_bytes(row[2]),
+        outgoing=bool(cell_int(row[3])),
+        sender=cell_bytes(row[4]),
+        sender_name=cell_str(row[5]),
+        text=cell_str(row[6]),
+        created_ms=cell_int(row[7]),
+        state=cell_enum(MessageState, row[8]),
+        updated_ms=cell_int(row[9]),
+    )
+
+
+def outbox_from_row(row: tuple[Any, ...]) -> OutboxEntry:
+    return OutboxEntry(
+        msg_id=cell_bytes(row[0]),
+        conversation=cell_str(row[1]),
+        destination=cell_bytes(row[2]),
+        text=cell_str(row[3]),
+        created_ms=cell_int(row[4]),
+        attempts=cell_int(row[5]),
+        next_try_ms=cell_int(row[6]),
+        expires_ms=cell_int(row[7]),
+    )
+
+
+def carried_from_row(row: tuple[Any, ...]) -> CarriedPacket:
+    return CarriedPacket(
+        packet_id=cell_bytes(row[0]),
+        frame=cell_bytes(row[1]),
+        destination=cell_bytes(row[2]),
+        expires_ms=cell_int(row[3]),
+    )
+
+
+def conversation_from_row(row: tuple[Any, ...]) -> Conversation:
+    return Conversation(
+        name=cell_str(row[0]),
+        last_ms=cell_int(row[1]),
+        unread=cell_int(row[2]),
+        last_text=cell_str(row[3]),
+    )

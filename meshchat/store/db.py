@@ -1,0 +1,615 @@
+"""The message store: contacts, channels, messages, the outbox and carried packets, in SQLite.
+
+Theory of operation
+-------------------
+One :class:`Store` owns one SQLite connection to one file. Every method is synchronous and
+blocking; the node calls them from one dedicated worker thread so the event loop never waits on
+the disk. A ``threading.Lock`` serialises calls, so a second thread (a face reading the history)
+is safe too.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, and the connection is in
+autocommit mode. Every write method runs in its own ``BEGIN IMMEDIATE`` ... ``COMMIT`` and
+returns only after the commit, which in that mode has reached the disk. So whatever a method
+returned from survives a crash, a ``kill -9`` or a power cut, and what a method did not finish is
+rolled back whole: a message and its outbox row are written together or not at all.
+
+Bounds: text is at most :data:`MAX_TEXT_BYTES` bytes, binary values at most
+:data:`MAX_BLOB_BYTES`; the peers table keeps at most ``max_peers`` rows (the longest unseen
+go first) and the carried-packets table at most ``max_carried`` (the soonest to expire go
+first). Messages and the outbox are bounded by the node's policy, not here.
+
+Errors: every ``sqlite3`` error becomes :class:`StoreError`; a bad argument is a
+:class:`StoreError` raised before anything is written. :meth:`Store.find_contact`,
+:meth:`Store.set_trust` and :meth:`Store.join_channel` raise :class:`UsageError` for requests
+the user can correct. The file is created with mode 0600 (SQLite gives its ``-wal`` and ``-shm``
+files the same mode) in a directory created with mode 0700.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import string
+import threading
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from meshchat.errors import StoreError, UsageError
+from meshchat.store import _sql as q
+from meshchat.store import _values as v
+from meshchat.store.records import (
+    CarriedPacket,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    MessageState,
+    OutboxEntry,
+    Trust,
+)
+from meshchat.store.schema import migrate
+from meshchat.store.states import OUTBOX_ENDING, advance
+
+__all__ = [
+    "DEFAULT_MAX_CARRIED",
+    "DEFAULT_MAX_PEERS",
+    "MIN_ID_PREFIX",
+    "Store",
+]
+
+DEFAULT_MAX_CARRIED = 5000
+DEFAULT_MAX_PEERS = 10_000
+#: The shortest node id prefix (in hex digits) :meth:`Store.find_contact` accepts.
+MIN_ID_PREFIX = 4
+#: How long a write waits for another process holding the database's write lock.
+_BUSY_TIMEOUT_S = 10.0
+_QUERY_ROWS_MAX = 1_000_000
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` with mode 0600 (its parents with 0700) before SQLite opens it."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot create the database file {path}: {exc}") from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    _create_private_file(path)
+    try:
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreError(f"cannot put {path} in WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _short(node_id: bytes) -> str:
+    return node_id.hex()[:8]
+
+
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+class Store:
+    """A meshchat message store in one SQLite file. See the module docstring."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_carried: int = DEFAULT_MAX_CARRIED,
+        max_peers: int = DEFAULT_MAX_PEERS,
+    ) -> None:
+        """Open (creating and migrating as needed) the store at ``path``."""
+        if max_carried < 1 or max_peers < 1:
+            raise StoreError("max_carried and max_peers must be at least 1")
+        self._path = Path(path)
+        self._max_carried = max_carried
+        self._max_peers = max_peers
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = _connect(self._path)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        max_carried: int = DEFAULT_MAX_CARRIED,
+        max_peers: int = DEFAULT_MAX_PEERS,
+    ) -> Store:
+        """Open the store at ``path``; raises :class:`StoreError` if it cannot."""
+        return cls(path, max_carried=max_carried, max_peers=max_peers)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def close(self) -> None:
+        """Close the connection. Idempotent; any later call raises :class:`StoreError`."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"closing the database failed: {exc}") from exc
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"<Store {str(self._path)!r} {state}>"
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, for statements that only read."""
+        with self._lock:
+            if self._conn is None:
+                raise StoreError("the store is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading the store failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed (durably) on exit, rolled back on any error."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError("the store is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"writing to the store failed: {exc}") from exc
+
+    # -- contacts ---------------------------------------------------------------------------
+
+    def add_contact(self, contact: Contact) -> None:
+        """Add a contact; if its node id is already a contact, only its name is updated.
+
+        A node id is a hash of the two public keys, so the same node id means the same keys.
+        """
+        params = (
+            v.blob(contact.node_id, "node_id"),
+            v.blob(contact.sign_public, "sign_public"),
+            v.blob(contact.box_public, "box_public"),
+            v.text(contact.name, "name"),
+            v.member(Trust, contact.trust, "trust").value,
+            v.integer(contact.added_ms, "added_ms"),
+        )
+        with self._writing() as conn:
+            conn.execute(q.CONTACT_UPSERT, params)
+
+    def get_contact(self, node_id: bytes) -> Contact | None:
+        params = (v.blob(node_id, "node_id"),)
+        with self._reading() as conn:
+            row = conn.execute(q.CONTACT_BY_NODE_ID, params).fetchone()
+        return None if row is None else v.contact_from_row(row)
+
+    def contact_by_sign_key(self, sign_public: bytes) -> Contact | None:
+        params = (v.blob(sign_public, "sign_public"),)
+        with self._reading() as conn:
+            row = conn.execute(q.CONTACT_BY_SIGN_KEY, params).fetchone()
+        return None if row is None else v.contact_from_row(row)
+
+    def list_contacts(self) -> list[Contact]:
+        """Every contact, by name (case-insensitively), then node id."""
+        with self._reading() as conn:
+            rows = conn.execute(q.CONTACTS_ALL).fetchall()
+        return [v.contact_from_row(row) for row in rows]
+
+    def find_contact(self, query: str) -> Contact:
+        """The one contact a user means by ``query``.
+
+        ``query`` is a contact's name (case-insensitive, exact) or, failing that, a prefix of
+        at least :data:`MIN_ID_PREFIX` hex digits of a node id. A name match wins over an id
+        match. Raises :class:`UsageError` when nothing or more than one contact matches.
+        """
+        wanted = query.strip()
+        if not wanted:
+            raise UsageError("give a contact name or a node id prefix")
+        contacts = self.list_contacts()
+        folded = _fold(wanted)
+        by_name = [c for c in contacts if _fold(c.name) == folded]
+        if len(by_name) == 1:
+            return by_name[0]
+        if by_name:
+            ids = ", ".join(_short(c.node_id) for c in by_name)
+            raise UsageError(
+                f"{len(by_name)} contacts are named {wanted!r} ({ids}); "
+                "use a node id prefix instead"
+            )
+        if len(wanted) < MIN_ID_PREFIX or any(ch not in string.hexdigits for ch in wanted):
+            raise UsageError(
+                f"no contact is named {wanted!r} "
+                f"(a node id prefix needs at least {MIN_ID_PREFIX} hex digits)"
+            )
+        prefix = wanted.lower()
+        by_id = [c for c in contacts if c.node_id.hex().startswith(prefix)]
+        if len(by_id) == 1:
+            return by_id[0]
+        if by_id:
+            names = ", ".join(f"{c.name} {_short(c.node_id)}" for c in by_id)
+            raise UsageError(
+                f"node id prefix {wanted!r} matches {len(by_id)} contacts ({names}); "
+                "give more digits"
+            )
+        raise UsageError(f"no contact is named {wanted!r} or has a node id starting with it")
+
+    def set_trust(self, node_id: bytes, trust: Trust) -> None:
+        """Set a contact's trust; raises :class:`UsageError` if it is not a contact."""
+        params = (v.member(Trust, trust, "trust").value, v.blob(node_id, "node_id"))
+        with self._writing() as conn:
+            if conn.execute(q.CONTACT_SET_TRUST, params).rowcount == 0:
+                raise UsageError(f"no contact has node id {node_id.hex()}")
+
+    # -- peers seen -------------------------------------------------------------------------
+
+    def remember_peer(
+        self, node_id: bytes, sign_public: bytes, box_public: bytes, name: str, seen_ms: int
+    ) -> None:
+        """Record the name and keys a node announced, keeping the table within ``max_peers``.
+
+        A signing key announced under a new node id replaces its old row; beyond
+        ``max_peers`` rows, the peers seen longest ago are forgotten.
+        """
+        params = (
+            v.blob(node_id, "node_id"),
+            v.blob(sign_public, "sign_public"),
+            v.blob(box_public, "box_public"),
+            v.text(name, "name"),
+            v.integer(seen_ms, "seen_ms"),
+        )
+        with self._writing() as conn:
+            conn.execute(q.PEER_DELETE_OLD_ID, (params[1], params[0]))
+            conn.execute(q.PEER_UPSERT, params)
+            excess = int(conn.execute(q.PEER_COUNT).fetchone()[0]) - self._max_peers
+            if excess > 0:
+                conn.execute(q.PEER_EVICT_OLDEST, (excess,))
+
+    def peer_by_sign_key(self, sign_public: bytes) -> tuple[bytes, str] | None:
+        """``(node_id, name)`` of the peer that announced this signing key, if remembered."""
+        params = (v.blob(sign_public, "sign_public"),)
+        with self._reading() as conn:
+            row = conn.execute(q.PEER_BY_SIGN_KEY, params).fetchone()
+        if row is None:
+            return None
+        node_id, name = row
+        if not isinstance(node_id, bytes) or not isinstance(name, str):
+            raise StoreError("the peers table holds a malformed row")
+        return node_id, name
+
+    # -- channels ---------------------------------------------------------------------------
+
+    def join_channel(self, channel: Channel) -> None:
+        """Join ``channel``, replacing any channel of the same name.
+
+        Raises :class:`UsageError` if the same channel id is already joined under another name.
+        """
+        params = (
+            v.text(channel.name, "channel name"),
+            v.blob(channel.channel_id, "channel_id"),
+            None if channel.key is None else v.blob(channel.key, "channel key"),
+            v.integer(channel.joined_ms, "joined_ms"),
+        )
+        with self._writing() as conn:
+            other = conn.execute(q.CHANNEL_OTHER_NAME, (params[1], params[0])).fetchone()
+            if other is not None:
+                raise UsageError(f"this channel is already joined as {other[0]!r}")
+            conn.execute(q.CHANNEL_UPSERT, params)
+
+    def leave_channel(self, name: str) -> bool:
+        """Leave the channel called ``name``; False if no such channel was joined."""
+        params = (v.text(name, "channel name"),)
+        with self._writing() as conn:
+            return conn.execute(q.CHANNEL_DELETE, params).rowcount > 0
+
+    def get_channel(self, name: str) -> Channel | None:
+        params = (v.text(name, "channel name"),)
+        with self._reading() as conn:
+            row = conn.execute(q.CHANNEL_BY_NAME, params).fetchone()
+        return None if row is None else v.channel_from_row(row)
+
+    def channel_by_id(self, channel_id: bytes) -> Channel | None:
+        params = (v.blob(channel_id, "channel_id"),)
+        with self._reading() as conn:
+            row = conn.execute(q.CHANNEL_BY_ID, params).fetchone()
+        return None if row is None else v.channel_from_row(row)
+
+    def list_channels(self) -> list[Channel]:
+        """Every joined channel, by name."""
+        with self._reading() as conn:
+            rows = conn.execute(q.CHANNELS_ALL).fetchall()
+        return [v.channel_from_row(row) for row in rows]
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def add_outgoing(
+        self,
+        conversation: str,
+        msg_id: bytes,
+        destination: bytes,
+        sender: bytes,
+        sender_name: str,
+        text: str,
+        created_ms: int,
+        expires_ms: int,
+    ) -> Message:
+        """Store a new outgoing message (``QUEUED``) and its outbox row, in one transaction.
+
+        The outbox row starts with no attempts and is due at ``created_ms``. Raises
+        :class:`StoreError` if an outgoing message with this ``msg_id`` already exists.
+        """
+        message = Message(
+            row_id=0,
+            conversation=v.text(conversation, "conversation"),
+            msg_id=v.blob(msg_id, "msg_id"),
+            outgoing=True,
+            sender=v.blob(sender, "sender"),
+            sender_name=v.text(sender_name, "sender_name"),
+            text=v.text(text, "text"),
+            created_ms=v.integer(created_ms, "created_ms"),
+            state=MessageState.QUEUED,
+            updated_ms=created_ms,
+        )
+        outbox = (
+            msg_id,
+            conversation,
+            v.blob(destination, "destination"),
+            text,
+            created_ms,
+            created_ms,
+            v.integer(expires_ms, "expires_ms"),
+        )
+        with self._writing() as conn:
+            cur = conn.execute(q.MESSAGE_INSERT_OUTGOING, _message_params(message, created_ms))
+            row_id = cur.lastrowid
+            conn.execute(q.OUTBOX_INSERT, outbox)
+        return replace(message, row_id=_row_id(row_id))
+
+    def add_incoming(
+        self,
+        conversation: str,
+        msg_id: bytes,
+        sender: bytes,
+        sender_name: str,
+        text: str,
+        created_ms: int,
+        received_ms: int,
+    ) -> Message | None:
+        """Store a received message; None if this sender's ``msg_id`` is already stored.
+
+        Deduplication is by ``(sender, msg_id)``, so a copy arriving over a second path, or
+        one's own channel message echoed back by the mesh, is stored once.
+        """
+        message = Message(
+            row_id=0,
+            conversation=v.text(conversation, "conversation"),
+            msg_id=v.blob(msg_id, "msg_id"),
+            outgoing=False,
+            sender=v.blob(sender, "sender"),
+            sender_name=v.text(sender_name, "sender_name"),
+            text=v.text(text, "text"),
+            created_ms=v.integer(created_ms, "created_ms"),
+            state=MessageState.RECEIVED,
+            updated_ms=v.integer(received_ms, "received_ms"),
+        )
+        with self._writing() as conn:
+            cur = conn.execute(q.MESSAGE_INSERT_INCOMING, _message_params(message, received_ms))
+            if cur.rowcount == 0:
+                return None
+            row_id = cur.lastrowid
+        return replace(message, row_id=_row_id(row_id))
+
+    def set_state(self, msg_id: bytes, state: MessageState, now_ms: int) -> bool:
+        """Report what happened to an outgoing message; True if its state changed.
+
+        Reports that would move the state backwards are ignored (see ``states.py``). Entering
+        ``DELIVERED`` or ``FAILED`` deletes the outbox row in the same transaction. An unknown
+        ``msg_id`` is ignored (the message may be gone). ``RECEIVED`` is refused.
+        """
+        state = v.member(MessageState, state, "state")
+        if state is MessageState.RECEIVED:
+            raise StoreError("RECEIVED is not a state of an outgoing message")
+        msg_id = v.blob(msg_id, "msg_id")
+        now_ms = v.integer(now_ms, "now_ms")
+        with self._writing() as conn:
+            return _advance(conn, msg_id, state, now_ms)
+
+    def messages(self, conversation: str, limit: int = 200) -> list[Message]:
+        """The last ``limit`` messages of a conversation, oldest first, in the order stored."""
+        limit = max(0, min(v.integer(limit, "limit"), _QUERY_ROWS_MAX))
+        params = (v.text(conversation, "conversation"), limit)
+        with self._reading() as conn:
+            rows = conn.execute(q.MESSAGES_LAST, params).fetchall()
+        return [v.message_from_row(row) for row in rows]
+
+    def get_message(self, msg_id: bytes) -> Message | None:
+        """The outgoing message with this ``msg_id``, if any."""
+        params = (v.blob(msg_id, "msg_id"),)
+        with self._reading() as conn:
+            row = conn.execute(q.MESSAGE_OUTGOING_BY_ID, params).fetchone()
+        return None if row is None else v.message_from_row(row)
+
+    def conversations(self) -> list[Conversation]:
+        """One summary per conversation, the one with the latest stored message first.
+
+        ``last_ms`` is when this device stored that message (sent or received), so other
+        nodes' clocks cannot reorder the list; ``unread`` counts incoming messages stored
+        after the last :meth:`mark_read`.
+        """
+        with self._reading() as conn:
+            rows = conn.execute(q.CONVERSATIONS).fetchall()
+        return [v.conversation_from_row(row) for row in rows]
+
+    def mark_read(self, conversation: str) -> None:
+        """Mark every message now in ``conversation`` as read."""
+        conversation = v.text(conversation, "conversation")
+        with self._writing() as conn:
+            conn.execute(q.READ_MARK_SET, (conversation, conversation))
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def pending_outbox(self, now_ms: int) -> list[OutboxEntry]:
+        """Every outbox row not yet expired at ``now_ms``, the soonest due first."""
+        params = (v.integer(now_ms, "now_ms"),)
+        with self._reading() as conn:
+            rows = conn.execute(q.OUTBOX_PENDING, params).fetchall()
+        return [v.outbox_from_row(row) for row in rows]
+
+    def record_attempt(self, msg_id: bytes, attempts: int, next_try_ms: int) -> bool:
+        """Record a transmission attempt; False if the outbox row is gone (delivered, failed)."""
+        params = (
+            v.integer(attempts, "attempts"),
+            v.integer(next_try_ms, "next_try_ms"),
+            v.blob(msg_id, "msg_id"),
+        )
+        with self._writing() as conn:
+            return conn.execute(q.OUTBOX_RECORD_ATTEMPT, params).rowcount > 0
+
+    def expire_outbox(self, now_ms: int) -> list[bytes]:
+        """Delete outbox rows expired at ``now_ms`` and mark their messages ``FAILED``.
+
+        Returns the expired message ids, the earliest expiry first.
+        """
+        now_ms = v.integer(now_ms, "now_ms")
+        with self._writing() as conn:
+            rows = conn.execute(q.OUTBOX_EXPIRED, (now_ms,)).fetchall()
+            expired = [v.cell_bytes(row[0]) for row in rows]
+            for msg_id in expired:
+                conn.execute(q.OUTBOX_DELETE, (msg_id,))
+                _advance(conn, msg_id, MessageState.FAILED, now_ms)
+        return expired
+
+    # -- carried packets --------------------------------------------------------------------
+
+    def carry(self, packet: CarriedPacket) -> bool:
+        """Hold another node's packet; True if it is newly held (not a duplicate, not evicted).
+
+        Beyond ``max_carried`` packets, those expiring soonest are dropped.
+        """
+        params = (
+            v.blob(packet.packet_id, "packet_id"),
+            v.blob(packet.frame, "frame"),
+            v.blob(packet.destination, "destination"),
+            v.integer(packet.expires_ms, "expires_ms"),
+        )
+        with self._writing() as conn:
+            if conn.execute(q.CARRIED_INSERT, params).rowcount == 0:
+                return False
+            excess = int(conn.execute(q.CARRIED_COUNT).fetchone()[0]) - self._max_carried
+            if excess <= 0:
+                return True
+            conn.execute(q.CARRIED_EVICT_SOONEST, (excess,))
+            return conn.execute(q.CARRIED_HAS, (params[0],)).fetchone() is not None
+
+    def drop_carried(self, packet_id: bytes) -> bool:
+        """Stop carrying a packet; False if it was not held."""
+        params = (v.blob(packet_id, "packet_id"),)
+        with self._writing() as conn:
+            return conn.execute(q.CARRIED_DELETE, params).rowcount > 0
+
+    def carried(self, now_ms: int) -> list[CarriedPacket]:
+        """Every held packet not yet expired at ``now_ms``, in the order received."""
+        params = (v.integer(now_ms, "now_ms"),)
+        with self._reading() as conn:
+            rows = conn.execute(q.CARRIED_LIVE, params).fetchall()
+        return [v.carried_from_row(row) for row in rows]
+
+    def expire_carried(self, now_ms: int) -> int:
+        """Drop every packet expired at ``now_ms``; return how many."""
+        params = (v.integer(now_ms, "now_ms"),)
+        with self._writing() as conn:
+            return conn.execute(q.CARRIED_EXPIRE, params).rowcount
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        params = (v.text(key, "setting key"),)
+        with self._reading() as conn:
+            row = conn.execute(q.SETTING_GET, params).fetchone()
+        return None if row is None else v.cell_str(row[0])
+
+    def set_setting(self, key: str, value: str) -> None:
+        params = (v.text(key, "setting key"), v.text(value, "setting value"))
+        with self._writing() as conn:
+            conn.execute(q.SETTING_SET, params)
+
+
+def _message_params(message: Message, local_ms: int) -> tuple[object, ...]:
+    """The parameters of ``MESSAGE_INSERT_*`` for ``message``, stored at ``local_ms``."""
+    return (
+        message.conversation,
+        message.msg_id,
+        message.sender,
+        message.sender_name,
+        message.text,
+        message.created_ms,
+        message.state.value,
+        message.updated_ms,
+        local_ms,
+    )
+
+
+def _row_id(row_id: int | None) -> int:
+    if row_id is None:
+        raise StoreError("SQLite did not report the new message's row id")
+    return row_id
+
+
+def _advance(conn: sqlite3.Connection, msg_id: bytes, reported: MessageState, now_ms: int) -> bool:
+    """Apply a state report inside the caller's transaction; True if the state changed."""
+    row = conn.execute(q.MESSAGE_OUTGOING_STATE, (msg_id,)).fetchone()
+    if row is None:
+        return False
+    new = advance(v.cell_enum(MessageState, row[0]), reported)
+    if new is None:
+        return False
+    conn.execute(q.MESSAGE_SET_STATE, (new.value, now_ms, msg_id))
+    if new in OUTBOX_ENDING:
+        conn.execute(q.OUTBOX_DELETE, (msg_id,))
+    return True

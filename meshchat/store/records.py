@@ -1,0 +1,120 @@
+"""The records the message store hands out: frozen, slotted dataclasses and their enums.
+
+These are plain values. The store builds them from rows and takes them as arguments; nothing in
+them touches the database, so faces and the node can pass them around freely. Identifiers
+(node ids, message ids, channel ids, packet ids) are raw ``bytes``; times are integer
+milliseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "CarriedPacket",
+    "Channel",
+    "Contact",
+    "Conversation",
+    "Message",
+    "MessageState",
+    "OutboxEntry",
+    "Trust",
+]
+
+
+class Trust(StrEnum):
+    """How far the user trusts that a contact's keys belong to the person named."""
+
+    UNVERIFIED = "unverified"  #: added from a card, fingerprint not compared
+    VERIFIED = "verified"  #: fingerprint compared out of band
+    COMPROMISED = "compromised"  #: the user marked these keys as no longer safe
+
+
+class MessageState(StrEnum):
+    """Where a message stands. Outgoing messages move forward only (see ``states.py``)."""
+
+    QUEUED = "queued"  #: stored, waiting in the outbox for its first transmission
+    SENT = "sent"  #: handed to at least one link; no acknowledgement yet
+    DELIVERED = "delivered"  #: the recipient acknowledged it
+    FAILED = "failed"  #: the outbox gave up (expired before an acknowledgement came)
+    RECEIVED = "received"  #: an incoming message
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person the user added, with their device's public keys."""
+
+    node_id: bytes
+    sign_public: bytes
+    box_public: bytes
+    name: str
+    trust: Trust
+    added_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A joined channel. ``key`` is None for a public channel whose messages are only signed."""
+
+    name: str
+    channel_id: bytes
+    key: bytes | None
+    joined_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message in a conversation, outgoing or incoming.
+
+    ``row_id`` is the order in which this store learnt of the message. ``updated_ms`` is when
+    its state last changed: for an incoming message, the time it was received.
+    """
+
+    row_id: int
+    conversation: str
+    msg_id: bytes
+    outgoing: bool
+    sender: bytes
+    sender_name: str
+    text: str
+    created_ms: int
+    state: MessageState
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """An outgoing message still to be delivered.
+
+    ``destination`` is the recipient's node id for a direct message, or the channel id.
+    """
+
+    msg_id: bytes
+    conversation: str
+    destination: bytes
+    text: str
+    created_ms: int
+    attempts: int
+    next_try_ms: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedPacket:
+    """Another node's packet held for store-and-forward until it expires or is delivered."""
+
+    packet_id: bytes
+    frame: bytes
+    destination: bytes
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A summary line for the conversation list."""
+
+    name: str
+    last_ms: int
+    unread: int
+    last_text: str

@@ -1,0 +1,377 @@
+"""A link over a byte stream (TCP today), shared by every stream-based transport.
+
+Theory of operation. A connection goes through three phases:
+
+==============  ==================================================  ==========================
+phase           what happens                                        ends when
+==============  ==================================================  ==========================
+handshake       :func:`open_stream_link` sends HELLO and feeds      the peer's PROOF verifies
+                received frames to :class:`LinkHandshake`; only     (a :class:`StreamLink` is
+                frames up to ``MAX_HANDSHAKE_FRAME`` bytes are      returned), or any error or
+                accepted, all within ``handshake_timeout``          the timeout (raises
+                                                                    :class:`TransportError`)
+running         :meth:`StreamLink.start` reports ``link_up``; a     EOF, a framing error, an
+                reader task feeds :class:`FrameDecoder` and hands   ``OSError``, or
+                each frame to the handler; a writer task drains     :meth:`StreamLink.close`
+                the bounded send queue, awaiting ``drain()`` so
+                a slow peer fills the queue instead of memory
+closed          the socket is closed (gracefully, aborted if it     (final)
+                does not finish within a second); ``link_down``
+                is reported once, and only if ``link_up`` was
+==============  ==================================================  ==========================
+
+A link that completed its handshake but was never started (a transport found it to be a
+duplicate) is closed without any report, so the handler only ever sees ``link_up`` followed by
+one ``link_down``. Frames that arrived in the same read as the last handshake frame are kept and
+delivered right after ``link_up``.
+
+There is no keepalive frame in the wire format (an empty frame is a framing error), so dead
+peers are found by TCP itself; :func:`enable_tcp_keepalive` makes that take seconds, not hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Sequence
+
+from meshchat.errors import FramingError, HandshakeError, TransportError
+from meshchat.identity import Identity, PublicIdentity
+from meshchat.transports.base import Link, LinkHandler
+from meshchat.wire.framing import FrameDecoder
+from meshchat.wire.framing import frame as encode_frame
+from meshchat.wire.handshake import MAX_HANDSHAKE_FRAME, LinkHandshake
+from meshchat.wire.packet import MAX_PACKET_SIZE
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_QUEUE_FRAMES",
+    "StreamLink",
+    "abort_stream",
+    "enable_tcp_keepalive",
+    "open_stream_link",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+DEFAULT_QUEUE_FRAMES = 256
+#: bytes asked of the socket per read; bounds what the decoder holds at once
+READ_CHUNK = 16 * 1024
+#: how long a graceful close may take to flush before the connection is aborted
+CLOSE_TIMEOUT = 1.0
+
+#: called once when a link closes, before ``link_down`` is reported (transports drop it from
+#: their tables here)
+ClosedCallback = Callable[["StreamLink"], None]
+
+
+class StreamLink(Link):
+    """A proven link over an asyncio stream pair. Made by :func:`open_stream_link`."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handler: LinkHandler,
+        *,
+        peer: PublicIdentity,
+        transport_name: str,
+        link_id: str,
+        initiator: bool,
+        describe: str = "",
+        decoder: FrameDecoder | None = None,
+        pending: Sequence[bytes] = (),
+        queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        on_closed: ClosedCallback | None = None,
+    ) -> None:
+        if queue_frames < 1:
+            raise ValueError("queue_frames must be at least 1")
+        self.link_id = link_id
+        self.transport = transport_name
+        self.peer = peer
+        self.initiator = initiator
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._describe = describe
+        self._decoder = decoder if decoder is not None else FrameDecoder(MAX_PACKET_SIZE)
+        self._pending = list(pending)
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_frames)
+        self._on_closed = on_closed
+        self._reader_task: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._started = False
+        self._reported_up = False
+        self._closed = False
+        self._closed_event = asyncio.Event()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("up" if self._started else "new")
+        return f"<StreamLink {self.link_id} peer={self.peer.short_id} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the send queue."""
+        return self._queue.qsize()
+
+    def describe(self) -> str:
+        return self._describe
+
+    def start(self) -> None:
+        """Report ``link_up`` and begin carrying frames both ways. Call once."""
+        if self._started or self._closed:
+            raise TransportError(f"link {self.link_id} cannot be started twice or after close")
+        self._started = True
+        self._reported_up = True
+        try:
+            self._handler.link_up(self)
+        except Exception:
+            logger.exception("link_up handler failed for %s", self.link_id)
+        if self._closed:  # the handler closed it from link_up
+            return
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"{self.link_id}-read")
+        self._writer_task = asyncio.create_task(self._write_loop(), name=f"{self.link_id}-write")
+
+    def send(self, frame: bytes) -> bool:
+        """Queue one frame; False when the queue is full or the link is closed.
+
+        Raises :class:`FramingError` when ``frame`` is empty or larger than ``MAX_PACKET_SIZE``,
+        a caller's mistake rather than a condition of the link.
+        """
+        data = encode_frame(frame, MAX_PACKET_SIZE)
+        if self._closed:
+            return False
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def shutdown(self, reason: str = "closed locally") -> None:
+        """Begin closing now, without awaiting: ``link_down`` (if due) is reported before this
+        returns. The socket finishes closing in the background; :meth:`close` waits for it."""
+        self._mark_closed(reason)
+
+    async def close(self) -> None:
+        """Close the link and its socket; reports ``link_down`` once if ``link_up`` was."""
+        self._mark_closed("closed locally")
+        current = asyncio.current_task()
+        tasks = [t for t in (self._reader_task, self._writer_task) if t and t is not current]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._finish_close()
+
+    async def wait_closed(self) -> None:
+        """Return once the link is closed (for whatever reason)."""
+        await self._closed_event.wait()
+
+    # -- the two pumps -------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        reason = "end of stream"
+        try:
+            pending, self._pending = self._pending, []
+            self._deliver(pending)
+            while not self._closed:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    break
+                self._deliver(self._decoder.feed(data))
+        except FramingError as exc:
+            reason = f"framing error: {exc}"
+        except OSError as exc:
+            reason = f"read failed: {exc!r}"
+        self._mark_closed(reason)
+        await self._finish_close()
+
+    def _deliver(self, frames: list[bytes]) -> None:
+        for payload in frames:
+            if self._closed:
+                return
+            try:
+                self._handler.frame_received(self, payload)
+            except Exception:
+                logger.exception("frame handler failed on %s", self.link_id)
+
+    async def _write_loop(self) -> None:
+        reason = ""
+        try:
+            while not self._closed:
+                self._writer.write(await self._queue.get())
+                while not self._queue.empty():
+                    self._writer.write(self._queue.get_nowait())
+                await self._writer.drain()
+        except OSError as exc:  # ConnectionError is an OSError
+            reason = f"write failed: {exc!r}"
+        if reason:
+            self._mark_closed(reason)
+            await self._finish_close()
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def _mark_closed(self, reason: str) -> None:
+        """The synchronous half of closing: idempotent, never awaits."""
+        if self._closed:
+            return
+        self._closed = True
+        logger.debug("link %s to %s closing: %s", self.link_id, self.peer.short_id, reason)
+        current = asyncio.current_task()
+        for task in (self._reader_task, self._writer_task):
+            if task is not None and task is not current:
+                task.cancel()
+        self._writer.close()
+        self._closed_event.set()
+        if self._on_closed is not None:
+            try:
+                self._on_closed(self)
+            except Exception:
+                logger.exception("close callback failed for %s", self.link_id)
+        if self._reported_up:
+            try:
+                self._handler.link_down(self)
+            except Exception:
+                logger.exception("link_down handler failed for %s", self.link_id)
+
+    async def _finish_close(self) -> None:
+        await _wait_writer_closed(self._writer)
+
+
+async def _wait_writer_closed(writer: asyncio.StreamWriter) -> None:
+    """Wait for a closing socket to finish, aborting it if it cannot flush in time."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+        return
+    except TimeoutError:
+        writer.transport.abort()
+    except (OSError, RuntimeError):
+        return
+    with contextlib.suppress(OSError, RuntimeError):
+        await writer.wait_closed()
+
+
+async def abort_stream(writer: asyncio.StreamWriter) -> None:
+    """Drop a connection that never became a link, without flushing anything."""
+    writer.transport.abort()
+    with contextlib.suppress(OSError, RuntimeError):
+        await writer.wait_closed()
+
+
+async def _run_handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    identity: Identity,
+    decoder: FrameDecoder,
+) -> tuple[PublicIdentity, list[bytes]]:
+    """Run the handshake; returns the proven peer and frames that followed its last message."""
+    handshake = LinkHandshake(identity)
+    writer.write(encode_frame(handshake.start(), MAX_HANDSHAKE_FRAME))
+    await writer.drain()
+    while True:
+        data = await reader.read(READ_CHUNK)
+        if not data:
+            raise ConnectionError("connection closed during the handshake")
+        frames = decoder.feed(data)
+        for index, received in enumerate(frames):
+            if len(received) > MAX_HANDSHAKE_FRAME:
+                raise HandshakeError(f"handshake frame of {len(received)} bytes")
+            for reply in handshake.receive(received):
+                writer.write(encode_frame(reply, MAX_HANDSHAKE_FRAME))
+            if handshake.done:
+                await writer.drain()
+                return handshake.peer, frames[index + 1 :]
+        await writer.drain()
+
+
+async def open_stream_link(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    identity: Identity,
+    handler: LinkHandler,
+    *,
+    transport_name: str,
+    link_id: str,
+    initiator: bool,
+    describe: str = "",
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    queue_frames: int = DEFAULT_QUEUE_FRAMES,
+    start: bool = True,
+    on_closed: ClosedCallback | None = None,
+) -> StreamLink:
+    """Prove both sides over a fresh connection and wrap it in a :class:`StreamLink`.
+
+    With ``start=True`` the link is reported up and running on return; with ``start=False`` the
+    caller decides first (e.g. duplicate resolution) and then calls :meth:`StreamLink.start` or
+    :meth:`StreamLink.close`. On any failure the connection is closed and
+    :class:`TransportError` is raised, its ``__cause__`` telling what went wrong (a
+    :class:`HandshakeError`, :class:`FramingError`, ``OSError`` or ``TimeoutError``).
+    """
+    decoder = FrameDecoder(MAX_PACKET_SIZE)
+    try:
+        async with asyncio.timeout(handshake_timeout):
+            peer, pending = await _run_handshake(reader, writer, identity, decoder)
+    except (HandshakeError, FramingError, OSError, TimeoutError) as exc:
+        await abort_stream(writer)
+        what = "timed out" if isinstance(exc, TimeoutError) else "failed"
+        raise TransportError(f"{link_id}: handshake {what} ({describe}): {exc}") from exc
+    except BaseException:
+        await abort_stream(writer)
+        raise
+    link = StreamLink(
+        reader,
+        writer,
+        handler,
+        peer=peer,
+        transport_name=transport_name,
+        link_id=link_id,
+        initiator=initiator,
+        describe=describe,
+        decoder=decoder,
+        pending=pending,
+        queue_frames=queue_frames,
+        on_closed=on_closed,
+    )
+    if start:
+        link.start()
+    return link
+
+
+def enable_tcp_keepalive(
+    writer: asyncio.StreamWriter, *, idle: int = 15, interval: int = 5, count: int = 3
+) -> None:
+    """Let the kernel notice a silently vanished peer within about ``idle + interval * count`` s.
+
+    Also bounds how long unacknowledged data may wait (``TCP_USER_TIMEOUT``) where the platform
+    offers it. Options a platform lacks are skipped.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), idle),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), interval),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), count),
+        (
+            socket.IPPROTO_TCP,
+            getattr(socket, "TCP_USER_TIMEOUT", None),
+            (idle + interval * count) * 1000,
+        ),
+    ]
+    for level, option, value in options:
+        if option is None:
+            continue
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, option, value)

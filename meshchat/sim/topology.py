@@ -76,11 +76,13 @@ class Topology:
     def mean_degree(self) -> float:
         return sum(len(s) for s in self.neighbours) / max(1, len(self.neighbours))
 
-    def component_of(self, start: int, alive: list[bool]) -> set[int]:
-        """Live nodes reachable from ``start`` over current links (breadth-first)."""
+    def component_of(self, start: int, alive: list[bool], max_hops: int) -> set[int]:
+        """Live nodes at most ``max_hops`` links away from ``start`` now (breadth-first)."""
         seen = {start}
         frontier = [start]
-        while frontier:
+        for _ in range(max_hops):
+            if not frontier:
+                break
             nxt: list[int] = []
             for i in frontier:
                 for j in self.neighbours[i]:

@@ -160,12 +160,15 @@ class StreamLink(Link):
 
     def shutdown(self, reason: str = "closed locally") -> None:
         """Begin closing now, without awaiting: ``link_down`` (if due) is reported before this
-        returns. The socket finishes closing in the background; :meth:`close` waits for it."""
-        self._mark_closed(reason)
+        returns. Frames already queued are still written. The socket finishes closing in the
+        background; :meth:`close` waits for it."""
+        self._mark_closed(reason, flush=True)
 
     async def close(self) -> None:
-        """Close the link and its socket; reports ``link_down`` once if ``link_up`` was."""
-        self._mark_closed("closed locally")
+        """Close the link and its socket; reports ``link_down`` once if ``link_up`` was.
+
+        Frames already queued are written before the connection closes (within a second)."""
+        self._mark_closed("closed locally", flush=True)
         current = asyncio.current_task()
         tasks = [t for t in (self._reader_task, self._writer_task) if t and t is not current]
         if tasks:
@@ -220,7 +223,7 @@ class StreamLink(Link):
 
     # -- closing ---------------------------------------------------------------------------------
 
-    def _mark_closed(self, reason: str) -> None:
+    def _mark_closed(self, reason: str, *, flush: bool = False) -> None:
         """The synchronous half of closing: idempotent, never awaits."""
         if self._closed:
             return
@@ -230,6 +233,9 @@ class StreamLink(Link):
         for task in (self._reader_task, self._writer_task):
             if task is not None and task is not current:
                 task.cancel()
+        if flush and self._started and not self._writer.is_closing():
+            while not self._queue.empty():
+                self._writer.write(self._queue.get_nowait())
         self._writer.close()
         self._closed_event.set()
         if self._on_closed is not None:

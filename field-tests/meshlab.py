@@ -1,0 +1,171 @@
+"""A small lab of meshchat hosts in Linux network namespaces, for field-test scenarios.
+
+Each host is a network namespace with its own interfaces, joined to others by veth pairs, and
+runs a real ``meshchat daemon`` process with its own home. The control socket of each node is a
+Unix socket in its home folder, so the lab (in the root namespace) talks to every node through
+the ordinary CLI. Needs root. Every namespace name starts with a prefix unique to this lab,
+and :meth:`Lab.close` deletes them all (also on error, when used as a context manager).
+
+Addresses are taken from 10.201.0.0/16, used only inside these namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MESHCHAT = str(Path(sys.executable).parent / "meshchat")
+PASSPHRASE = "field-test passphrase"
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@dataclass
+class Host:
+    name: str
+    netns: str
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    addresses: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
+        return subprocess.run(
+            [MESHCHAT, "--home", str(self.home), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=check,
+            timeout=timeout,
+        )
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+
+class Lab:
+    """Namespaces, links between them, and meshchat daemons inside."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix or f"mc{os.getpid() % 100000}"
+        self.root = Path(tempfile.mkdtemp(prefix="meshlab-"))
+        self.hosts: dict[str, Host] = {}
+        self._subnet = 0
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- topology ---------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        netns = f"{self.prefix}{name}"
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        _ip("netns", "add", netns)
+        _ip("-n", netns, "link", "set", "lo", "up")
+        subprocess.run(
+            ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ip_forward=0"],
+            capture_output=True,
+        )
+        host = Host(name, netns, self.root / name)
+        self.hosts[name] = host
+        return host
+
+    def link(self, a: Host, b: Host) -> None:
+        """A point-to-point Ethernet link (its own /24) between two hosts."""
+        self._subnet += 1
+        net = f"10.201.{self._subnet}"
+        ifa, ifb = f"v{self._subnet}{a.name}"[:15], f"v{self._subnet}{b.name}"[:15]
+        _ip("link", "add", ifa, "netns", a.netns, "type", "veth", "peer", "name", ifb, "netns", b.netns)
+        for host, ifname, addr in ((a, ifa, f"{net}.1"), (b, ifb, f"{net}.2")):
+            _ip("-n", host.netns, "addr", "add", f"{addr}/24", "dev", ifname)
+            _ip("-n", host.netns, "link", "set", ifname, "up")
+            host.addresses.append(addr)
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def init(self, host: Host) -> str:
+        """Create the host's identity; returns its contact card."""
+        host.cli("init", "--name", host.name, "--kdf", "interactive")
+        return str(host.cli_json("id")["card"])
+
+    def introduce(self, a: Host, b: Host) -> None:
+        """Make two hosts contacts of each other (as if they had scanned each other's QR)."""
+        card_a, card_b = a.cli_json("id")["card"], b.cli_json("id")["card"]
+        a.cli("contacts", "add", card_b)
+        b.cli("contacts", "add", card_a)
+
+    def start(self, host: Host, *extra: str) -> None:
+        host.log_path = self.root / f"{host.name}.log"
+        env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
+        with open(host.log_path, "wb") as log:
+            host.process = subprocess.Popen(
+                ["ip", "netns", "exec", host.netns, MESHCHAT, "--home", str(host.home),
+                 "daemon", *extra],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + 20
+        while not (host.home / "control.sock").exists():
+            if host.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{host.name} did not start:\n{host.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self, host: Host, sig: int = signal.SIGTERM) -> None:
+        if host.process is not None and host.process.poll() is None:
+            host.process.send_signal(sig)
+            try:
+                host.process.wait(10)
+            except subprocess.TimeoutExpired:
+                host.process.kill()
+                host.process.wait()
+        host.process = None
+
+    def neighbours(self, host: Host) -> list[str]:
+        result = host.cli("peers", "--json", check=False)
+        if result.returncode != 0:
+            return []
+        return [p["node_id"] for p in json.loads(result.stdout)["peers"]]
+
+    def wait_neighbours(self, host: Host, count: int, timeout: float = 30) -> float:
+        start = time.monotonic()
+        while len(self.neighbours(host)) < count:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"{host.name} has {self.neighbours(host)} neighbours")
+            time.sleep(0.1)
+        return time.monotonic() - start
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            self.stop(host, signal.SIGKILL if host.process else signal.SIGTERM)
+        for host in self.hosts.values():
+            subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_state(host: Host, target: str, msg_id: str, state: str, timeout: float = 30) -> float:
+    """Seconds until the outgoing message reaches ``state`` in ``host``'s log."""
+    start = time.monotonic()
+    while True:
+        log = host.cli_json("log", target)
+        for m in log["messages"]:
+            if m["msg_id"] == msg_id and m["state"] == state:
+                return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{msg_id[:12]} never became {state}")
+        time.sleep(0.05)

@@ -35,7 +35,9 @@ def main() -> int:
         delivered_after = wait_state(a, "c", msg["msg_id"], "delivered")
         received = [m["text"] for m in c.cli_json("log", "a")["messages"]]
         print("chain3 report")
-        print(f"  discovery (all links up)   {discovered:6.2f} s  (a: {discovery_a:.2f}, c: {discovery_c:.2f})")
+        print(
+            f"  discovery (all links up)   {discovered:6.2f} s  (a: {discovery_a:.2f}, c: {discovery_c:.2f})"
+        )
         print(f"  delivered at c             {'yes' if received == ['hello from a'] else 'NO'}")
         print("  path                       a -> b -> c (1 relay, 2 hops)")
         print(f"  send -> ack back at a      {delivered_after * 1000:6.0f} ms (incl. CLI polling)")

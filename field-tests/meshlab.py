@@ -40,7 +40,9 @@ class Host:
     log_path: Path | None = None
     addresses: list[str] = field(default_factory=list)
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
         return subprocess.run(
             [MESHCHAT, "--home", str(self.home), *args],
@@ -90,7 +92,20 @@ class Lab:
         self._subnet += 1
         net = f"10.201.{self._subnet}"
         ifa, ifb = f"v{self._subnet}{a.name}"[:15], f"v{self._subnet}{b.name}"[:15]
-        _ip("link", "add", ifa, "netns", a.netns, "type", "veth", "peer", "name", ifb, "netns", b.netns)
+        _ip(
+            "link",
+            "add",
+            ifa,
+            "netns",
+            a.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifb,
+            "netns",
+            b.netns,
+        )
         for host, ifname, addr in ((a, ifa, f"{net}.1"), (b, ifb, f"{net}.2")):
             _ip("-n", host.netns, "addr", "add", f"{addr}/24", "dev", ifname)
             _ip("-n", host.netns, "link", "set", ifname, "up")
@@ -114,8 +129,17 @@ class Lab:
         env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
         with open(host.log_path, "wb") as log:
             host.process = subprocess.Popen(
-                ["ip", "netns", "exec", host.netns, MESHCHAT, "--home", str(host.home),
-                 "daemon", *extra],
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    host.netns,
+                    MESHCHAT,
+                    "--home",
+                    str(host.home),
+                    "daemon",
+                    *extra,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -27,6 +27,7 @@ class NodeSettings:
     #: addresses put in our mDNS record (None: every non-loopback address)
     advertise: list[str] | None = None
     static_peers: list[tuple[str, int]] = field(default_factory=list)
+    mdns: bool = True
     control: bool = True
     options: NodeOptions = field(default_factory=NodeOptions)
 
@@ -46,6 +47,7 @@ def build_transports(home: Home, settings: NodeSettings, node_identity: object) 
                 interfaces=settings.mdns_interfaces,
                 advertised_addresses=settings.advertise,
                 static_peers=settings.static_peers,
+                discovery=settings.mdns,
             )
         )
     return transports

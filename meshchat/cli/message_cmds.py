@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 from meshchat.cli.common import card_of, emit_json, format_time, node_request, open_store
 from meshchat.control import message_json
@@ -28,7 +29,9 @@ def cmd_send(args: argparse.Namespace, home: Home) -> int:
     if len(text.encode()) > MAX_TEXT_BYTES:
         raise UsageError(f"message longer than {MAX_TEXT_BYTES} bytes")
     reply = node_request(home, {"op": "send", "to": args.to, "text": text})
-    message = reply["message"] if reply is not None else _queue_offline(home, args.to, text)
+    message: dict[str, Any] = (
+        reply["message"] if reply is not None else _queue_offline(home, args.to, text)
+    )
     if args.json:
         emit_json(message)
     else:
@@ -36,7 +39,7 @@ def cmd_send(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
-def _queue_offline(home: Home, target: str, text: str) -> dict[str, object]:
+def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
     """No node is running: store the message in the outbox for the next node start."""
     me = card_of(home)
     now = int(time.time() * 1000)

@@ -13,6 +13,7 @@ from meshchat.cli.common import emit_json, node_request, read_passphrase
 from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.node import NodeOptions
+from meshchat.router.flood import RouterConfig
 from meshchat.wire.packet import MAX_TTL
 
 __all__ = ["add_node_arguments", "cmd_daemon", "cmd_peers", "cmd_run", "settings_from"]
@@ -31,6 +32,9 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "127.0.0.1 keeps discovery on this machine",
     )
     group.add_argument(
+        "--no-mdns", action="store_true", help="do not advertise or browse (use --peer)"
+    )
+    group.add_argument(
         "--advertise", action="append", metavar="ADDR", help="address to announce over mDNS"
     )
     group.add_argument(
@@ -42,6 +46,12 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--ttl", type=int, default=12, help=f"hops for our packets (max {MAX_TTL})")
     group.add_argument("--no-announce", action="store_true", help="do not announce our name")
+    group.add_argument(
+        "--link-rate",
+        type=float,
+        default=RouterConfig().link_rate,
+        help="frames per second accepted from one neighbour (burst: twice that)",
+    )
 
 
 def _peer(text: str) -> tuple[str, int]:
@@ -60,10 +70,15 @@ def settings_from(args: argparse.Namespace) -> NodeSettings:
         lan=not args.no_lan,
         lan_host=args.lan_host,
         lan_port=args.lan_port,
+        mdns=not args.no_mdns,
         mdns_interfaces=interfaces,
         advertise=advertise,
         static_peers=[_peer(p) for p in args.peer],
-        options=NodeOptions(ttl=max(1, min(args.ttl, MAX_TTL)), announce=not args.no_announce),
+        options=NodeOptions(
+            ttl=max(1, min(args.ttl, MAX_TTL)),
+            announce=not args.no_announce,
+            router=RouterConfig(link_rate=args.link_rate, link_burst=2 * args.link_rate),
+        ),
     )
 
 

@@ -106,8 +106,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _short(node_id: bytes) -> str:
-    return node_id.hex()[:8]
+def _short_ids(contacts: list[Contact]) -> list[str]:
+    """Node id prefixes of at least 8 hex digits, long enough to tell these contacts apart."""
+    full = [c.node_id.hex() for c in contacts]
+    for length in range(8, max(map(len, full), default=8) + 1):
+        if len({h[:length] for h in full}) == len(full):
+            return [h[:length] for h in full]
+    return full
 
 
 def _fold(name: str) -> str:
@@ -258,7 +263,7 @@ class Store:
         if len(by_name) == 1:
             return by_name[0]
         if by_name:
-            ids = ", ".join(_short(c.node_id) for c in by_name)
+            ids = ", ".join(_short_ids(by_name))
             raise UsageError(
                 f"{len(by_name)} contacts are named {wanted!r} ({ids}); "
                 "use a node id prefix instead"
@@ -273,7 +278,9 @@ class Store:
         if len(by_id) == 1:
             return by_id[0]
         if by_id:
-            names = ", ".join(f"{c.name} {_short(c.node_id)}" for c in by_id)
+            names = ", ".join(
+                f"{c.name} {h}" for c, h in zip(by_id, _short_ids(by_id), strict=True)
+            )
             raise UsageError(
                 f"node id prefix {wanted!r} matches {len(by_id)} contacts ({names}); "
                 "give more digits"

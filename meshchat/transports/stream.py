@@ -128,6 +128,16 @@ class StreamLink(Link):
     def describe(self) -> str:
         return self._describe
 
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        """This end's socket address, e.g. ``("10.0.0.2", 51234)``."""
+        return _address(self._writer.get_extra_info("sockname"))
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """The far end's socket address."""
+        return _address(self._writer.get_extra_info("peername"))
+
     def start(self) -> None:
         """Report ``link_up`` and begin carrying frames both ways. Call once."""
         if self._started or self._closed:
@@ -253,19 +263,27 @@ class StreamLink(Link):
         await _wait_writer_closed(self._writer)
 
 
+def _address(info: object) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return str(info[0]), int(info[1])
+    return None
+
+
 async def _wait_writer_closed(writer: asyncio.StreamWriter) -> None:
     """Wait for a closing socket to finish, aborting it if it cannot flush in time."""
     writer.close()
+    # A task of its own, so that the timeout does not cancel the protocol's close future.
+    waiter = asyncio.ensure_future(writer.wait_closed())
     try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-        return
-    except TimeoutError:
+        done, _ = await asyncio.wait({waiter}, timeout=CLOSE_TIMEOUT)
+        if not done:
+            writer.transport.abort()
+        with contextlib.suppress(OSError, RuntimeError):
+            await waiter
+    except asyncio.CancelledError:
         writer.transport.abort()
-    except (OSError, RuntimeError):
-        return
-    with contextlib.suppress(OSError, RuntimeError):
-        await writer.wait_closed()
+        waiter.cancel()
+        raise
 
 
 async def abort_stream(writer: asyncio.StreamWriter) -> None:

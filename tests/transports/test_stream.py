@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from meshchat.transports.stream import (
     enable_tcp_keepalive,
     open_stream_link,
 )
-from meshchat.wire.framing import FrameDecoder, frame
+from meshchat.wire.framing import frame
 from meshchat.wire.handshake import MAX_HANDSHAKE_FRAME, LinkHandshake
 from meshchat.wire.packet import MAX_PACKET_SIZE
 
@@ -49,10 +50,8 @@ async def tcp_pair() -> AsyncIterator[Callable[[], Awaitable[tuple[Streams, Stre
     server.close()
     for writer in writers:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
     await server.wait_closed()
 
 
@@ -66,18 +65,34 @@ async def _link_pair(
     alice, bob = Identity.generate(), Identity.generate()
     link_a, link_b = await asyncio.gather(
         open_stream_link(
-            reader_a, writer_a, alice, handler_a,
-            transport_name="test", link_id="test:a", initiator=True, describe="b", **options,
+            reader_a,
+            writer_a,
+            alice,
+            handler_a,
+            transport_name="test",
+            link_id="test:a",
+            initiator=True,
+            describe="b",
+            **options,
         ),
         open_stream_link(
-            reader_b, writer_b, bob, handler_b,
-            transport_name="test", link_id="test:b", initiator=False, describe="a", **options,
+            reader_b,
+            writer_b,
+            bob,
+            handler_b,
+            transport_name="test",
+            link_id="test:b",
+            initiator=False,
+            describe="a",
+            **options,
         ),
-    )  # fmt: skip
+    )
     return link_a, link_b, alice, bob
 
 
-async def test_links_prove_peers_and_carry_frames_both_ways(tcp_pair: Any, make_handler: Any) -> None:
+async def test_links_prove_peers_and_carry_frames_both_ways(
+    tcp_pair: Any, make_handler: Any
+) -> None:
     ha, hb = make_handler(), make_handler()
     link_a, link_b, alice, bob = await _link_pair(tcp_pair, ha, hb)
     assert link_a.peer == bob.public and link_b.peer == alice.public
@@ -158,14 +173,26 @@ async def test_slow_reader_fills_queue_instead_of_memory(make_handler: Any) -> N
     reader_b, writer_b = await asyncio.open_connection(sock=right)
     link_a, link_b = await asyncio.gather(
         open_stream_link(
-            reader_a, writer_a, alice, ha,
-            transport_name="t", link_id="t:a", initiator=True, queue_frames=8,
+            reader_a,
+            writer_a,
+            alice,
+            ha,
+            transport_name="t",
+            link_id="t:a",
+            initiator=True,
+            queue_frames=8,
         ),
         open_stream_link(
-            reader_b, writer_b, bob, make_handler(),
-            transport_name="t", link_id="t:b", initiator=False, start=False,
+            reader_b,
+            writer_b,
+            bob,
+            make_handler(),
+            transport_name="t",
+            link_id="t:b",
+            initiator=False,
+            start=False,
         ),
-    )  # fmt: skip
+    )
     # link_b never starts, so nobody reads its socket.
     accepted = 0
     for _ in range(5000):
@@ -193,7 +220,9 @@ async def test_frames_in_the_same_read_as_the_last_handshake_frame(
     hello = peer.start()
     (proof,) = peer.receive(await _read_one_frame(reader_b))
     # HELLO, PROOF and two data frames in one write: they arrive in one read.
-    writer_b.write(frame(hello, 256) + frame(proof, 256) + frame(b"early", 100) + frame(b"bird", 100))
+    writer_b.write(
+        frame(hello, 256) + frame(proof, 256) + frame(b"early", 100) + frame(b"bird", 100)
+    )
     link = await opening
     await ha.until(lambda: len(ha.frames) == 2)
     assert ha.payloads() == [b"early", b"bird"]
@@ -212,10 +241,16 @@ async def _raw_server_side(
     handler = make_handler()
     opening = asyncio.create_task(
         open_stream_link(
-            served[0], served[1], Identity.generate(), handler,
-            transport_name="t", link_id="t:1", initiator=False, **options,
+            served[0],
+            served[1],
+            Identity.generate(),
+            handler,
+            transport_name="t",
+            link_id="t:1",
+            initiator=False,
+            **options,
         )
-    )  # fmt: skip
+    )
     await script(client)
     error: BaseException | None = None
     try:
@@ -232,7 +267,9 @@ async def _read_one_frame(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(size)
 
 
-async def test_garbage_handshake_gets_no_link_and_is_closed(tcp_pair: Any, make_handler: Any) -> None:
+async def test_garbage_handshake_gets_no_link_and_is_closed(
+    tcp_pair: Any, make_handler: Any
+) -> None:
     async def script(streams: Streams) -> None:
         streams[1].write(frame(b"\xff\x00 not cbor at all", 256))
 
@@ -288,22 +325,31 @@ async def test_silent_peer_times_out(tcp_pair: Any, make_handler: Any) -> None:
     assert handler.events == []
 
 
-async def test_oversized_frame_after_handshake_closes_link(tcp_pair: Any, make_handler: Any) -> None:
+async def test_oversized_frame_after_handshake_closes_link(
+    tcp_pair: Any, make_handler: Any
+) -> None:
     (reader_a, writer_a), (reader_b, writer_b) = await tcp_pair()
     ha = make_handler()
     opening = asyncio.create_task(
         open_stream_link(
-            reader_a, writer_a, Identity.generate(), ha,
-            transport_name="t", link_id="t:1", initiator=True,
+            reader_a,
+            writer_a,
+            Identity.generate(),
+            ha,
+            transport_name="t",
+            link_id="t:1",
+            initiator=True,
         )
-    )  # fmt: skip
+    )
     peer = LinkHandshake(Identity.generate())
     writer_b.write(frame(peer.start(), 256))
     (proof,) = peer.receive(await _read_one_frame(reader_b))
     writer_b.write(frame(proof, 256))
     assert peer.receive(await _read_one_frame(reader_b)) == [] and peer.done
     link = await opening
-    writer_b.write(frame(b"fine", 10) + (MAX_PACKET_SIZE + 1).to_bytes(2, "big") + b"x" * 100)
+    writer_b.write(frame(b"fine", 10))
+    await ha.until(lambda: bool(ha.frames))
+    writer_b.write((MAX_PACKET_SIZE + 1).to_bytes(2, "big") + b"x" * 100)
     await ha.until(lambda: bool(ha.downs))
     assert ha.payloads() == [b"fine"]
     assert link.closed and [kind for kind, _ in ha.events] == ["up", "down"]
@@ -370,9 +416,15 @@ async def _handshake_against(data: bytes) -> BaseException | None:
     error: BaseException | None = None
     try:
         link = await open_stream_link(
-            reader, writer, Identity.generate(), _Null(),
-            transport_name="t", link_id="t:f", initiator=False, handshake_timeout=2.0,
-        )  # fmt: skip
+            reader,
+            writer,
+            Identity.generate(),
+            _Null(),
+            transport_name="t",
+            link_id="t:f",
+            initiator=False,
+            handshake_timeout=2.0,
+        )
         await link.close()
     except TransportError as exc:
         error = exc

@@ -177,7 +177,7 @@ class BumbleBackend(BleBackend):
         The controller must not also be in use by the operating system (on Linux, take the
         adapter down with ``hciconfig hci0 down`` or use a dongle BlueZ does not manage).
         """
-        from bumble.transport import open_transport  # noqa: PLC0415 - only with a dongle
+        from bumble.transport import open_transport
 
         try:
             transport = await open_transport(spec)
@@ -197,11 +197,11 @@ class BumbleBackend(BleBackend):
         self._started = True
         self._profile = profile
         self._on_incoming = on_incoming
-        write_char = Characteristic(
+        write_char: Characteristic[bytes] = Characteristic(
             BumbleUUID(str(profile.write)),
             Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
             Characteristic.WRITEABLE,
-            CharacteristicValue(write=self._on_write),
+            CharacteristicValue[bytes](write=self._on_write),
         )
         notify_char: Characteristic[bytes] = Characteristic(
             BumbleUUID(str(profile.notify)),
@@ -210,7 +210,9 @@ class BumbleBackend(BleBackend):
             b"",
         )
         self._notify_char = notify_char
-        self.device.add_service(Service(BumbleUUID(str(profile.service)), [write_char, notify_char]))
+        self.device.add_service(
+            Service(BumbleUUID(str(profile.service)), [write_char, notify_char])
+        )
         self.device.gatt_server.max_mtu = self.mtu
         self.device.on(Device.EVENT_CONNECTION, self._on_connection)
         self.device.on("characteristic_subscription", self._on_subscription)

@@ -49,8 +49,8 @@ __all__ = [
     "MAX_FRAGMENTS",
     "MIN_VALUE_SIZE",
     "Fragmenter",
-    "ReassemblyStats",
     "Reassembler",
+    "ReassemblyStats",
     "fragment_count",
 ]
 

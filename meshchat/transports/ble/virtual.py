@@ -48,11 +48,11 @@ def _controller_of(radio: BumbleBackend | Controller) -> Controller:
     return controller
 
 
-class RangedLink(LocalLink):  # type: ignore[misc]
+class RangedLink(LocalLink):
     """A bumble ``LocalLink`` with radio range between pairs of controllers."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._apart: set[frozenset[int]] = set()
 
     def in_range(self, a: BumbleBackend | Controller, b: BumbleBackend | Controller) -> bool:
@@ -107,9 +107,7 @@ class RangedLink(LocalLink):  # type: ignore[misc]
         source = (
             connection.self_address if connection is not None else sender_controller.random_address
         )
-        asyncio.get_running_loop().call_soon(
-            destination.on_link_acl_data, source, transport, data
-        )
+        asyncio.get_running_loop().call_soon(destination.on_link_acl_data, source, transport, data)
 
     def send_ll_control_pdu(
         self, sender_address: hci.Address, receiver_address: hci.Address, packet: Any

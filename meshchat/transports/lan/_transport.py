@@ -141,6 +141,7 @@ class LanTransport(Transport):
         self._handler: LinkHandler | None = None
         self._server: asyncio.Server | None = None
         self._listening_port: int | None = None
+        self._advertising: list[str] = []
         self._discovery: Discovery | None = None
         self._running = False
         self._stopped = False
@@ -160,6 +161,11 @@ class LanTransport(Transport):
     def listening_port(self) -> int | None:
         """The TCP port accepting links, once started."""
         return self._listening_port
+
+    @property
+    def advertised_addresses(self) -> list[str]:
+        """The addresses put in the mDNS service record (empty until started)."""
+        return list(self._advertising)
 
     @property
     def links(self) -> list[StreamLink]:
@@ -191,6 +197,7 @@ class LanTransport(Transport):
         logger.info("lan: listening on %s:%d", self._host, self._listening_port)
         if self._use_discovery:
             addresses = choose_addresses(self._host, self._interfaces, self._advertised)
+            self._advertising = addresses
             discovery = Discovery(
                 service_type=self._service_type,
                 interfaces=self._interfaces,

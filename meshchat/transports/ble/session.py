@@ -1,0 +1,342 @@
+"""One BLE connection carried from its first ATT value to its end, and the link it becomes.
+
+A :class:`Session` sits on one :class:`~.seam.BleConnection`. Every frame it sends or receives
+is one byte of *channel* followed by a body, cut into fragments (:mod:`.fragment`):
+
+=======  ============  ======================================================================
+channel  name          body
+=======  ============  ======================================================================
+0        handshake     a :class:`~meshchat.wire.handshake.LinkHandshake` frame
+1        data          a meshchat packet, for the node (at most ``MAX_PACKET_SIZE`` bytes)
+2        control       ``01`` + the sender's current advertisement id (sent after the
+                       handshake and at each rotation, so a peer that was dialled by us also
+                       recognises our advertisements and does not dial back)
+=======  ============  ======================================================================
+
+Theory of operation:
+
+============  ===============================  ==============================================
+state         event                            action, next state
+============  ===============================  ==============================================
+HANDSHAKE     :meth:`begin`                    send HELLO; start the handshake timer
+HANDSHAKE     handshake frame                  feed it; send replies; when done: UP and
+                                               ``on_ready`` (the transport decides to keep
+                                               the session or close it)
+HANDSHAKE     data or control frame            dropped (counted)
+HANDSHAKE     HandshakeError or timer expires  close; CLOSED
+UP            data frame                       ``on_frame``
+UP            control frame                    ``on_control``
+any           connection ends / :meth:`close`  drop partial frames and the queue; CLOSED;
+                                               ``on_closed`` once
+============  ===============================  ==============================================
+
+Sending is never blocking: :meth:`enqueue` puts a frame on a queue bounded in frames and bytes
+and returns False when it is full. One writer task per session takes frames in order, cuts
+each at the connection's current ATT value size, and awaits each write, so a slow radio holds
+at most the bounded queue plus one frame in memory. Handshake and control frames (a few small
+ones per session) bypass the bounds so that a full data queue cannot stall the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from meshchat.errors import FramingError, HandshakeError, TransportError
+from meshchat.identity import Identity, PublicIdentity
+from meshchat.transports.base import Link
+from meshchat.transports.ble.fragment import Fragmenter, Reassembler, ReassemblyStats
+from meshchat.transports.ble.rotating_id import ADV_ID_SIZE
+from meshchat.transports.ble.seam import BleConnection
+from meshchat.wire.handshake import LinkHandshake
+from meshchat.wire.packet import MAX_PACKET_SIZE
+
+__all__ = [
+    "CHANNEL_CONTROL",
+    "CHANNEL_DATA",
+    "CHANNEL_HANDSHAKE",
+    "MAX_LINK_FRAME",
+    "BleLink",
+    "Session",
+    "SessionLimits",
+]
+
+_log = logging.getLogger(__name__)
+
+CHANNEL_HANDSHAKE = 0
+CHANNEL_DATA = 1
+CHANNEL_CONTROL = 2
+_CONTROL_ADV_ID = 0x01
+#: a link frame: channel byte + the largest meshchat packet
+MAX_LINK_FRAME = 1 + MAX_PACKET_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Bounds of one session's memory and patience."""
+
+    queue_frames: int = 64
+    queue_bytes: int = 64 * 1024
+    handshake_timeout: float = 10.0
+    reassembly_timeout: float = 15.0
+    max_reassemblies: int = 8
+    reassembly_bytes: int = 16 * 1024
+
+
+class _State(Enum):
+    HANDSHAKE = auto()
+    UP = auto()
+    CLOSED = auto()
+
+
+class Session:
+    """Handshake, framing and the send queue of one BLE connection."""
+
+    def __init__(
+        self,
+        connection: BleConnection,
+        identity: Identity,
+        limits: SessionLimits,
+        *,
+        on_ready: Callable[[Session], None],
+        on_frame: Callable[[Session, bytes], None],
+        on_control: Callable[[Session, bytes], None],
+        on_closed: Callable[[Session], None],
+        peer_adv_id: bytes | None = None,
+    ) -> None:
+        self.connection = connection
+        self.limits = limits
+        #: the peer's advertisement id when known (from the scan that led to dialling, or from
+        #: its control frames)
+        self.peer_adv_id = peer_adv_id
+        #: the BleLink once the transport reported this session up
+        self.link: BleLink | None = None
+        self.framing_errors = 0
+        self.dropped_frames = 0
+        self._handshake = LinkHandshake(identity)
+        self._state = _State.HANDSHAKE
+        self._fragmenter = Fragmenter(MAX_LINK_FRAME)
+        self._reassembler = Reassembler(
+            max_frame_size=MAX_LINK_FRAME,
+            max_pending=limits.max_reassemblies,
+            max_buffered=limits.reassembly_bytes,
+            timeout=limits.reassembly_timeout,
+        )
+        self._queue: deque[tuple[int, bytes]] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_ready = on_ready
+        self._on_frame = on_frame
+        self._on_control = on_control
+        self._on_closed = on_closed
+        self._loop = asyncio.get_running_loop()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def initiator(self) -> bool:
+        return self.connection.initiator
+
+    @property
+    def up(self) -> bool:
+        return self._state is _State.UP
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    @property
+    def peer(self) -> PublicIdentity:
+        """The proven peer; only once the session is up."""
+        return self._handshake.peer
+
+    @property
+    def reassembly(self) -> ReassemblyStats:
+        return self._reassembler.stats
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held by this session: partial frames received plus frames queued to send."""
+        return self._reassembler.buffered + self._queued_bytes
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start the handshake; call once, right after creating the session."""
+        self._writer = asyncio.ensure_future(self._write_loop())
+        self._timer = self._loop.call_later(self.limits.handshake_timeout, self._handshake_expired)
+        # HELLO first: values that arrived early are delivered by attach() and the handshake
+        # must already be started to take the peer's HELLO.
+        self._push(CHANNEL_HANDSHAKE, self._handshake.start())
+        self.connection.attach(self._on_value, self._connection_closed)
+
+    async def close(self) -> None:
+        """Disconnect; ``on_closed`` follows once."""
+        if self.closed:
+            return
+        await self.connection.close()
+        self._connection_closed()
+
+    def tick(self, now: float) -> None:
+        """Housekeeping: drop partial frames that timed out."""
+        self._reassembler.expire(now)
+
+    def _handshake_expired(self) -> None:
+        if self._state is _State.HANDSHAKE:
+            _log.info("BLE handshake with %s timed out", self.connection.address)
+            self._spawn_close()
+
+    def _spawn_close(self) -> None:
+        task = asyncio.ensure_future(self.close())
+        task.add_done_callback(_ignore_result)
+
+    def _connection_closed(self) -> None:
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._writer is not None and self._writer is not _current_task():
+            self._writer.cancel()
+        self._reassembler.clear()
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._on_closed(self)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def enqueue(self, frame: bytes) -> bool:
+        """Queue a data frame; False if the session is not up, the frame too large, or the
+        queue full."""
+        if self._state is not _State.UP or not 0 < len(frame) <= MAX_PACKET_SIZE:
+            return False
+        if (
+            len(self._queue) >= self.limits.queue_frames
+            or self._queued_bytes + len(frame) > self.limits.queue_bytes
+        ):
+            self.dropped_frames += 1
+            return False
+        self._push(CHANNEL_DATA, frame)
+        return True
+
+    def send_adv_id(self, adv_id: bytes) -> None:
+        """Tell the peer which advertisement id we use now."""
+        if self._state is _State.UP:
+            self._push(CHANNEL_CONTROL, bytes([_CONTROL_ADV_ID]) + adv_id)
+
+    def _push(self, channel: int, body: bytes) -> None:
+        self._queue.append((channel, body))
+        self._queued_bytes += len(body)
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        try:
+            while not self.closed:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                channel, body = self._queue.popleft()
+                self._queued_bytes -= len(body)
+                frame = bytes([channel]) + body
+                for fragment in self._fragmenter.split(frame, self.connection.max_value_size):
+                    await self.connection.write(fragment)
+        except TransportError as exc:
+            _log.debug("BLE write to %s ended: %s", self.connection.address, exc)
+        except FramingError as exc:  # an ATT MTU too small for a frame: the link is unusable
+            _log.warning("BLE link to %s cannot carry frames: %s", self.connection.address, exc)
+        if not self.closed:
+            await self.close()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _on_value(self, value: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            frame = self._reassembler.feed(value, self._loop.time())
+        except FramingError as exc:
+            self.framing_errors += 1
+            _log.debug("bad fragment from %s: %s", self.connection.address, exc)
+            return
+        if frame is None:
+            return
+        if not frame:  # pragma: no cover - fragments always carry at least one byte
+            return
+        channel, body = frame[0], frame[1:]
+        if channel == CHANNEL_HANDSHAKE:
+            self._on_handshake(body)
+        elif self._state is not _State.UP:
+            self.framing_errors += 1
+        elif channel == CHANNEL_DATA:
+            if body:
+                self._on_frame(self, body)
+        elif channel == CHANNEL_CONTROL:
+            if len(body) == 1 + ADV_ID_SIZE and body[0] == _CONTROL_ADV_ID:
+                self._on_control(self, body[1:])
+        else:
+            self.framing_errors += 1
+
+    def _on_handshake(self, body: bytes) -> None:
+        if self._state is not _State.HANDSHAKE:
+            self.framing_errors += 1
+            return
+        try:
+            replies = self._handshake.receive(body)
+        except HandshakeError as exc:
+            _log.info("BLE handshake with %s failed: %s", self.connection.address, exc)
+            self._spawn_close()
+            return
+        for reply in replies:
+            self._push(CHANNEL_HANDSHAKE, reply)
+        if self._handshake.done:
+            self._state = _State.UP
+            if self._timer is not None:
+                self._timer.cancel()
+            self._on_ready(self)
+
+
+class BleLink(Link):
+    """A proven BLE link as the node sees it."""
+
+    transport = "ble"
+
+    def __init__(self, session: Session, link_id: str) -> None:
+        self.link_id = link_id
+        self.peer = session.peer
+        self.initiator = session.initiator
+        self._session = session
+
+    def send(self, frame: bytes) -> bool:
+        return self._session.enqueue(frame)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def describe(self) -> str:
+        connection = self._session.connection
+        role = "central" if connection.initiator else "peripheral"
+        rssi = f", {connection.rssi} dBm" if connection.rssi is not None else ""
+        return f"BLE {connection.address} (we are {role}, MTU {connection.mtu}{rssi})"
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    with contextlib.suppress(RuntimeError):
+        return asyncio.current_task()
+    return None  # pragma: no cover
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("closing a BLE session failed: %r", task.exception())

@@ -68,8 +68,11 @@ async def running_node(
     control = ControlServer(node, home.control_socket) if settings.control else None
     try:
         if control is not None:
-            await control.start()
+            control.ensure_not_running()
         await node.start()
+        if control is not None:
+            # Last: a control socket that answers means the node is fully up.
+            await control.start()
         yield node
     finally:
         if control is not None:

@@ -60,10 +60,15 @@ class ControlServer:
         self.path = path
         self._server: asyncio.AbstractServer | None = None
 
-    async def start(self) -> None:
+    def ensure_not_running(self) -> None:
+        """Raise :class:`TransportError` if a node already serves this socket."""
         with contextlib.suppress(FileNotFoundError):
             if self._answers(self.path):
                 raise TransportError(f"another node is running for this home ({self.path})")
+
+    async def start(self) -> None:
+        self.ensure_not_running()
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         old_umask = os.umask(0o177)
         try:

@@ -3,22 +3,38 @@
 When a node first receives a packet it should relay, the router asks the policy how long to
 wait (``first_copy``); while it waits, every further copy heard from a neighbour is reported
 (``copy_heard``) and the policy may cancel the relay. When the wait ends, ``choose_links``
-picks which links to send on (by default every link that has not already sent us a copy).
+picks which links to send on, from the links that have not already sent us a copy.
 
-* :class:`ManagedFlood` (meshchat's default): a random jitter, then relay unless ``threshold``
-  neighbours were already heard relaying the packet (counter-based suppression).
+* :class:`ManagedFlood` (meshchat's default): farther receivers relay first, nearer ones wait
+  and stand down once enough neighbours were heard relaying (see its docstring).
 * :class:`NaiveFlood`: every node relays every packet once, at once.
+* :class:`ContentionWindow`: Meshtastic's scheme: a random wait drawn from a window that is
+  smaller for weaker signals, cancelled by the first relayed copy heard.
+* :class:`RandomFanout`: bitchat's scheme as described for comparison: a short jitter, then
+  send on about ``log2`` of the remaining links, chosen at random, never cancelled.
+
+Policies hold no per-packet state (the router keeps it), so one instance may serve many
+routers.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Protocol
 
 from meshchat.wire.packet import Packet
 
-__all__ = ["FirstCopy", "ManagedFlood", "NaiveFlood", "RelayPolicy"]
+__all__ = [
+    "POLICIES",
+    "ContentionWindow",
+    "FirstCopy",
+    "ManagedFlood",
+    "NaiveFlood",
+    "RandomFanout",
+    "RelayPolicy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +67,43 @@ class RelayPolicy(Protocol):
         ...
 
 
+def _closeness(rssi: float, far_dbm: float, near_dbm: float) -> float:
+    """0.0 at or below ``far_dbm`` (edge of range), 1.0 at or above ``near_dbm``."""
+    return min(1.0, max(0.0, (rssi - far_dbm) / (near_dbm - far_dbm)))
+
+
 @dataclass(frozen=True, slots=True)
 class ManagedFlood:
-    """Jittered relay, suppressed after ``threshold`` copies were heard from neighbours."""
+    """meshchat's managed flooding: distance-ordered relays with counter-based suppression.
 
-    jitter_ms: int = 40
-    threshold: int = 3
+    Why it works. A relay is worth sending if it reaches nodes the copies already sent did
+    not. A receiver far from the sender (weak RSSI) covers the most new ground, so the wait is
+    ``window_ms`` scaled by how *strong* the first copy was, plus a random ``jitter_ms`` that
+    breaks ties: the farthest receivers go first and the near ones, still waiting, hear them.
+    A waiting node stands down after hearing ``threshold`` further copies: its neighbours have
+    very likely been covered by then. Nodes with few links (``min_degree`` or fewer) always
+    relay, because in a sparse patch each of them may be the only bridge. Without an RSSI
+    (a LAN link) the wait is uniform over the whole window, which is plain counter-based
+    suppression.
+    """
+
+    window_ms: int = 120
+    jitter_ms: int = 20
+    threshold: int = 2
+    min_degree: int = 2
+    far_dbm: float = -96.0  # about the edge of BLE range
+    near_dbm: float = -70.0  # a few metres
     name: str = "managed"
 
     def first_copy(self, event: FirstCopy) -> int | None:
-        return event.rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
+        if event.degree <= self.min_degree:
+            return 0
+        rng = event.rng
+        jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
+        if event.rssi is None:
+            return rng.randint(0, self.window_ms) + jitter if self.window_ms > 0 else jitter
+        closeness = _closeness(event.rssi, self.far_dbm, self.near_dbm)
+        return int(closeness * self.window_ms) + jitter
 
     def copy_heard(self, copies: int, rssi: float | None) -> bool:
         return copies >= self.threshold
@@ -83,3 +126,68 @@ class NaiveFlood:
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
         return candidates
+
+
+@dataclass(frozen=True, slots=True)
+class ContentionWindow:
+    """Meshtastic-style flooding: weaker signal, smaller contention window, earlier relay.
+
+    As in Meshtastic's firmware, the signal of the received copy is mapped linearly onto a
+    contention-window exponent between ``cw_min`` and ``cw_max`` (weak -> ``cw_min``), and the
+    wait is a random number of slots in ``[0, 2**cw)``. The relay is cancelled as soon as one
+    other node is heard relaying the packet. RSSI stands in for LoRa's SNR; without one the
+    widest window is used.
+    """
+
+    slot_ms: int = 5
+    cw_min: int = 2
+    cw_max: int = 7
+    weak_dbm: float = -96.0
+    strong_dbm: float = -50.0
+    name: str = "meshtastic"
+
+    def first_copy(self, event: FirstCopy) -> int | None:
+        if event.rssi is None:
+            cw = self.cw_max
+        else:
+            span = self.cw_max - self.cw_min
+            cw = self.cw_min + round(span * _closeness(event.rssi, self.weak_dbm, self.strong_dbm))
+        return event.rng.randrange(2**cw) * self.slot_ms
+
+    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+        return copies >= 1
+
+    def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
+        return candidates
+
+
+@dataclass(frozen=True, slots=True)
+class RandomFanout:
+    """bitchat-style gossip: after a short jitter, relay to about log2(links) random links.
+
+    No suppression: every node that receives the packet relays it once, but only to a random
+    few of its neighbours, so the medium carries fewer frames per relay (on a connection-based
+    medium such as GATT each link is a separate send) at the price of reach.
+    """
+
+    min_jitter_ms: int = 10
+    max_jitter_ms: int = 100
+    name: str = "bitchat"
+
+    def first_copy(self, event: FirstCopy) -> int | None:
+        return event.rng.randint(self.min_jitter_ms, self.max_jitter_ms)
+
+    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+        return False
+
+    def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
+        if len(candidates) <= 2:
+            return candidates
+        fanout = max(1, math.ceil(math.log2(len(candidates))))
+        return rng.sample(candidates, fanout)
+
+
+#: The strategies compared by the simulator and ``bench/flood.py``, by name.
+POLICIES: dict[str, RelayPolicy] = {
+    p.name: p for p in (NaiveFlood(), ManagedFlood(), ContentionWindow(), RandomFanout())
+}

@@ -107,6 +107,8 @@ class StreamLink(Link):
         self._reported_up = False
         self._closed = False
         self._closed_event = asyncio.Event()
+        #: frames refused because the send queue was full
+        self.dropped_frames = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("up" if self._started else "new")
@@ -154,17 +156,17 @@ class StreamLink(Link):
         self._writer_task = asyncio.create_task(self._write_loop(), name=f"{self.link_id}-write")
 
     def send(self, frame: bytes) -> bool:
-        """Queue one frame; False when the queue is full or the link is closed.
-
-        Raises :class:`FramingError` when ``frame`` is empty or larger than ``MAX_PACKET_SIZE``,
-        a caller's mistake rather than a condition of the link.
-        """
-        data = encode_frame(frame, MAX_PACKET_SIZE)
+        """Queue one frame; False when the link is closed, the queue is full, or the frame is
+        empty or larger than ``MAX_PACKET_SIZE`` (the same contract as every other link)."""
         if self._closed:
             return False
+        if not 0 < len(frame) <= MAX_PACKET_SIZE:
+            logger.warning("%s: refusing to send a %d-byte frame", self.link_id, len(frame))
+            return False
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(encode_frame(frame, MAX_PACKET_SIZE))
         except asyncio.QueueFull:
+            self.dropped_frames += 1
             return False
         return True
 

@@ -1,7 +1,10 @@
-"""One LAN node for the namespace test: run inside a namespace, print what happened as JSON.
+"""One LAN node in a process of its own, for the namespace and crash tests.
 
-It starts a LanTransport with default interfaces and addresses, waits for one link, sends one
-frame, waits for the peer's frame, and reports the time from start to link up.
+Default mode: start a LanTransport, wait for one link, send one frame, wait for the peer's
+frame, and print what happened as one JSON object (with the time from start to link up).
+
+``--echo`` mode: run until killed, sending every received frame back with ``echo:`` prefixed,
+and print a JSON line each time a link comes up.
 """
 
 from __future__ import annotations
@@ -18,30 +21,45 @@ from meshchat.transports.lan import LanTransport
 
 
 class Handler:
-    def __init__(self) -> None:
-        self.up: asyncio.Future[tuple[Link, float]] = asyncio.get_running_loop().create_future()
-        self.frame: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    def __init__(self, echo: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.echo = echo
+        self.up: asyncio.Future[tuple[Link, float]] = loop.create_future()
+        self.frame: asyncio.Future[bytes] = loop.create_future()
 
     def link_up(self, link: Link) -> None:
         if not self.up.done():
             self.up.set_result((link, time.monotonic()))
+        if self.echo:
+            print(json.dumps({"up": link.peer.node_id.hex()}), flush=True)
 
     def link_down(self, link: Link) -> None:
         pass
 
     def frame_received(self, link: Link, frame: bytes) -> None:
-        if not self.frame.done():
+        if self.echo:
+            link.send(b"echo:" + frame)
+        elif not self.frame.done():
             self.frame.set_result(frame)
 
 
-async def main(seed: str, service_type: str, timeout: float) -> dict[str, object]:
-    identity = Identity.from_seeds(bytes.fromhex(seed[:64]), bytes.fromhex(seed[64:]))
-    handler = Handler()
-    transport = LanTransport(identity, service_type=service_type)
+def _transport(identity: Identity, args: argparse.Namespace) -> LanTransport:
+    return LanTransport(
+        identity,
+        host=args.host,
+        interfaces=args.interfaces,
+        advertised_addresses=args.advertise,
+        service_type=args.service_type,
+    )
+
+
+async def exchange_once(identity: Identity, args: argparse.Namespace) -> dict[str, object]:
+    handler = Handler(echo=False)
+    transport = _transport(identity, args)
     began = time.monotonic()
     await transport.start(handler)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(args.timeout):
             link, up_at = await handler.up
             link.send(f"hello from {identity.node_id.hex()[:8]}".encode())
             received = await handler.frame
@@ -59,11 +77,29 @@ async def main(seed: str, service_type: str, timeout: float) -> dict[str, object
     }
 
 
-if __name__ == "__main__":
+async def echo_forever(identity: Identity, args: argparse.Namespace) -> None:
+    transport = _transport(identity, args)
+    await transport.start(Handler(echo=True))
+    print(json.dumps({"port": transport.listening_port}), flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seed", required=True)
+    parser.add_argument("--seed", required=True, help="128 hex digits: signing seed, box key")
     parser.add_argument("--service-type", required=True)
     parser.add_argument("--timeout", type=float, default=8.0)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--interfaces", nargs="*", default=None)
+    parser.add_argument("--advertise", nargs="*", default=None)
+    parser.add_argument("--echo", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(main(args.seed, args.service_type, args.timeout))
-    json.dump(result, sys.stdout)
+    identity = Identity.from_seeds(bytes.fromhex(args.seed[:64]), bytes.fromhex(args.seed[64:]))
+    if args.echo:
+        asyncio.run(echo_forever(identity, args))
+    else:
+        json.dump(asyncio.run(exchange_once(identity, args)), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -75,7 +75,8 @@ async def test_two_nodes_discover_each_other_and_exchange_frames(
 ) -> None:
     small, large = _pair()
     ha, hb = make_handler(), make_handler()
-    ta, tb = make_lan(small), make_lan(large)
+    # A long dial_delay: the larger id must leave the dialling to the smaller one.
+    ta, tb = make_lan(small, dial_delay=5.0), make_lan(large, dial_delay=5.0)
     assert not ta.status().up and ta.listening_port is None
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -88,7 +89,7 @@ async def test_two_nodes_discover_each_other_and_exchange_frames(
     assert link_a.peer == large.public and link_b.peer == small.public
     assert link_a.transport == "lan" and link_a.link_id.startswith("lan:")
     assert _same_connection(link_a, link_b)  # type: ignore[arg-type]
-    assert link_a.initiator != link_b.initiator
+    assert link_a.initiator and not link_b.initiator
     await _exchange(ha, hb, link_a, link_b)  # type: ignore[arg-type]
     status = ta.status()
     assert status.up and status.name == "lan"
@@ -259,6 +260,68 @@ async def test_txt_id_is_only_a_hint(
     finally:
         await zc.async_unregister_all_services()
         await zc.async_close()
+
+
+async def _spawn_echo_peer(seed: str, service_type: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PEER_SCRIPT),
+        "--seed", seed,
+        "--service-type", service_type,
+        "--host", "127.0.0.1",
+        "--interfaces", "127.0.0.1",
+        "--advertise", "127.0.0.1",
+        "--echo",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    ready = await asyncio.wait_for(proc.stdout.readline(), 10)
+    assert b"port" in ready, await proc.stderr.read() if proc.stderr else b""
+    return proc
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+    await proc.communicate()
+
+
+async def test_crashed_peer_is_found_again_at_its_new_port(
+    make_lan: Callable[..., LanTransport], make_handler: Any, service_type: str
+) -> None:
+    """The peer is killed (no mDNS goodbye) and comes back on a new port: the stale record is
+    replaced by the new announcement and the link comes back."""
+    seed = secrets.token_hex(64)
+    peer = Identity.from_seeds(bytes.fromhex(seed[:64]), bytes.fromhex(seed[64:]))
+    local = Identity.generate()
+    while local.node_id > peer.node_id:  # the local side dials: it must follow the new port
+        local = Identity.generate()
+    ha = make_handler()
+    ta = make_lan(local, reconnect_initial=0.2)
+    await ta.start(ha)
+    procs = [await _spawn_echo_peer(seed, service_type)]
+    try:
+        await ha.until(lambda: len(ha.live) == 1, timeout=8)
+        first_port = ha.live[0].remote_address[1]
+        procs[0].kill()
+        await ha.until(lambda: not ha.live, timeout=5)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        procs.append(await _spawn_echo_peer(seed, service_type))
+        await ha.until(lambda: len(ha.live) == 1, timeout=8)
+        print(
+            f"\nreconnect after a crash (new process, new port): "
+            f"{(loop.time() - began) * 1000:.0f} ms"
+        )
+        (link,) = ha.live
+        assert link.peer == peer.public and link.initiator
+        assert link.remote_address[1] != first_port
+        assert link.send(b"are you there")
+        await ha.until(lambda: b"echo:are you there" in ha.payloads())
+    finally:
+        for proc in procs:
+            await _kill(proc)
 
 
 def _free_port() -> int:

@@ -179,3 +179,14 @@ def test_any_cbor_array_decodes_or_raises_packet_error(
     cls: type[MessageBody] | type[AckBody] | type[AnnounceBody], items: list[object]
 ) -> None:
     _decode_or_packet_error(cls, _enc(items))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: text with a lone surrogate (e.g. a command-line argument decoded with "
+    "surrogateescape) raises UnicodeEncodeError instead of PacketError "
+    "(meshchat/wire/payloads.py, _text_of: len(value.encode()))",
+)
+def test_text_with_surrogate_raises_packet_error() -> None:
+    with pytest.raises(PacketError):
+        MessageBody(MSG, "bad \udcff byte")

@@ -198,6 +198,7 @@ class Discovery:
     ) -> None:
         if name == self._own_name or self._zc is None:
             return
+        logger.debug("mdns: %s %s", name, state_change.name)
         if state_change is ServiceStateChange.Removed:
             self._known.discard(name)
             task = self._resolving.pop(name, None)

@@ -224,6 +224,7 @@ class LanTransport(Transport):
             self._discovery = None
         if self._server is not None:
             self._server.close()
+            await asyncio.sleep(0)  # let connections accepted just now register as workers
         workers = list(self._workers)
         for task in workers:
             task.cancel()
@@ -243,25 +244,27 @@ class LanTransport(Transport):
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        peer = writer.get_extra_info("peername")
-        describe = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
-        if (
-            not self._running
-            or len(self._links) >= MAX_LINKS
-            or self._pending_handshakes >= MAX_PENDING_HANDSHAKES
-        ):
-            logger.warning("lan: refusing connection from %s (busy or stopping)", describe)
-            await abort_stream(writer)
-            return
         self._workers.add(task)
-        self._pending_handshakes += 1
         try:
-            enable_tcp_keepalive(writer)
-            link = await self._handshake(reader, writer, initiator=False, describe=describe)
+            peer = writer.get_extra_info("peername")
+            describe = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+            if (
+                not self._running
+                or len(self._links) >= MAX_LINKS
+                or self._pending_handshakes >= MAX_PENDING_HANDSHAKES
+            ):
+                logger.warning("lan: refusing connection from %s (busy or stopping)", describe)
+                await abort_stream(writer)
+                return
+            self._pending_handshakes += 1
+            try:
+                enable_tcp_keepalive(writer)
+                link = await self._handshake(reader, writer, initiator=False, describe=describe)
+            finally:
+                self._pending_handshakes -= 1
             if link is not None:
                 self._admit(link)
         finally:
-            self._pending_handshakes -= 1
             self._workers.discard(task)
 
     # -- dialling --------------------------------------------------------------------------------
@@ -317,7 +320,7 @@ class LanTransport(Transport):
                 continue
             if (
                 peer_id is not None
-                and peer_id > self._node_id
+                and self._node_id > peer_id
                 and await self._wait_for_link(peer_id, self._dial_delay)
             ):
                 continue

@@ -105,9 +105,6 @@ class World:
             await node.transport.stop()
 
 
-WorldFactory = Callable[..., "asyncio.Future[World] | World"]
-
-
 @pytest.fixture
 async def ble_world() -> AsyncIterator[Callable[..., World]]:
     """Build worlds of N BLE nodes; every transport is stopped at teardown."""
@@ -119,17 +116,18 @@ async def ble_world() -> AsyncIterator[Callable[..., World]]:
         mtu: int | Sequence[int] = 517,
         rate_limit: float | None = None,
         options: BleOptions = FAST,
-        max_links: int = 7,
+        max_links: int | Sequence[int] = 7,
         rssi_floor: int = -90,
         apart: Sequence[tuple[int, int]] = (),
     ) -> World:
         air = RangedLink()
         backends = make_virtual_backends(count, link=air, mtu=mtu, rate_limit=rate_limit)
         world = World(air)
+        caps = [max_links] * count if isinstance(max_links, int) else list(max_links)
         for index, backend in enumerate(backends):
             identity = Identity.generate()
             transport = BleTransport(
-                identity, backend, max_links=max_links, rssi_floor=rssi_floor, options=options
+                identity, backend, max_links=caps[index], rssi_floor=rssi_floor, options=options
             )
             world.nodes.append(Node(identity, backend, transport, Recorder(chr(65 + index))))
         for a, b in apart:

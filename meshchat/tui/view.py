@@ -1,0 +1,269 @@
+"""The view model of the chat screen: what each pane shows, as plain values.
+
+Everything here is pure (no urwid, no node, no clock of its own), so it can be tested without a
+terminal. Display text comes back as *markup*: a list of ``(attribute, text)`` pairs whose
+attribute names are entries of the palette in :mod:`meshchat.tui.widgets`.
+
+Text that came from other people (names, messages) passes through :func:`printable` first:
+a terminal must never receive their control characters or bidirectional overrides.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
+
+from meshchat.crypto.channel import PUBLIC_CHANNEL
+from meshchat.store.records import Conversation, Message, MessageState
+
+if TYPE_CHECKING:
+    from meshchat.node import LinkInfo
+
+__all__ = [
+    "ASCII_STATE_SYMBOLS",
+    "STATE_SYMBOLS",
+    "ConvEntry",
+    "Markup",
+    "Note",
+    "clock",
+    "conversation_entries",
+    "entry_markup",
+    "header_markup",
+    "id_text",
+    "message_markup",
+    "neighbour_markup",
+    "note_markup",
+    "printable",
+    "short_id",
+    "state_mark",
+    "step",
+    "timeline",
+    "who_text",
+]
+
+Markup = list[tuple[str, str]]
+
+#: What an outgoing message's state looks like; incoming messages show no mark.
+STATE_SYMBOLS: Mapping[MessageState, str] = {
+    MessageState.QUEUED: "…",
+    MessageState.SENT: "✓",
+    MessageState.DELIVERED: "✓✓",
+    MessageState.FAILED: "✗",
+    MessageState.RECEIVED: "",
+}
+#: The same marks for a terminal that cannot show them (a non-UTF-8 locale).
+ASCII_STATE_SYMBOLS: Mapping[MessageState, str] = {
+    MessageState.QUEUED: "..",
+    MessageState.SENT: "+",
+    MessageState.DELIVERED: "++",
+    MessageState.FAILED: "x",
+    MessageState.RECEIVED: "",
+}
+_MARK_WIDTH = 2
+_DM_PREFIX = "dm:"
+
+
+def short_id(node_id: bytes) -> str:
+    """Eight hex digits of a node id, as shown everywhere in the UI."""
+    return node_id.hex()[:8]
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters become U+FFFD.
+
+    Newlines stay (a message may have several lines); a tab becomes four spaces.
+    """
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append(ch)
+        elif ch == "\t":
+            out.append("    ")
+        elif unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def state_mark(state: MessageState, unicode: bool = True) -> tuple[str, str]:
+    """The palette attribute and the two-column mark for a message state."""
+    symbols = STATE_SYMBOLS if unicode else ASCII_STATE_SYMBOLS
+    return f"state_{state.value}", symbols[state].ljust(_MARK_WIDTH)
+
+
+def clock(ms: int, now_ms: int, tz: tzinfo | None = None) -> str:
+    """``HH:MM`` for a time on the day of ``now_ms``, else ``MM-DD HH:MM``."""
+    when = datetime.fromtimestamp(ms / 1000, tz).astimezone(tz)
+    today = datetime.fromtimestamp(now_ms / 1000, tz).astimezone(tz)
+    if when.date() == today.date():
+        return when.strftime("%H:%M")
+    return when.strftime("%m-%d %H:%M")
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A line the UI itself writes into a conversation (command output, an error)."""
+
+    at_ms: int
+    text: str
+    error: bool = False
+
+
+def local_ms(message: Message) -> int:
+    """When this device stored the message: our clock, so the order cannot be forged."""
+    return message.created_ms if message.outgoing else message.updated_ms
+
+
+def timeline(messages: Sequence[Message], notes: Sequence[Note]) -> list[Message | Note]:
+    """Messages (in store order) and notes merged by local time; ties keep messages first."""
+    items: list[tuple[int, int, int, Message | Note]] = [
+        (local_ms(m), 0, i, m) for i, m in enumerate(messages)
+    ]
+    items += [(n.at_ms, 1, i, n) for i, n in enumerate(notes)]
+    items.sort(key=lambda item: item[:3])
+    return [item[3] for item in items]
+
+
+def message_markup(
+    message: Message,
+    my_name: str,
+    now_ms: int,
+    *,
+    tz: tzinfo | None = None,
+    unicode: bool = True,
+) -> Markup:
+    """One message line: time, delivery mark (outgoing only), sender and text."""
+    attr, mark = state_mark(message.state, unicode)
+    sender = my_name if message.outgoing else message.sender_name
+    return [
+        ("time", clock(local_ms(message), now_ms, tz) + " "),
+        (attr, mark),
+        (" ", " "),
+        ("me" if message.outgoing else "them", printable(sender) or "?"),
+        ("text", ": " + printable(message.text)),
+    ]
+
+
+def note_markup(note: Note, now_ms: int, *, tz: tzinfo | None = None) -> Markup:
+    """A note line: errors in red with ``!!``, other notes dimmed with ``--``."""
+    prefix, attr = ("!! ", "error") if note.error else ("-- ", "system")
+    return [("time", clock(note.at_ms, now_ms, tz) + " "), (attr, prefix + printable(note.text))]
+
+
+@dataclass(frozen=True, slots=True)
+class ConvEntry:
+    """One line of the conversation list. ``key`` is the store's conversation name."""
+
+    key: str
+    label: str
+    unread: int = 0
+
+
+def conversation_entries(
+    channels: Iterable[str],
+    contacts: Mapping[bytes, str],
+    summaries: Iterable[Conversation],
+) -> list[ConvEntry]:
+    """The conversation list: ``#mesh``, the other joined channels, then direct messages.
+
+    Channels are sorted by name and direct conversations by label, so the order (and what
+    Ctrl-N/Ctrl-P step through) does not jump about as messages arrive. A direct conversation
+    with someone who is not a contact (they wrote first) is listed by their short id.
+    """
+    unread = {s.name: s.unread for s in summaries}
+    keys = set(unread)
+    chans = sorted(set(channels) | {PUBLIC_CHANNEL}, key=lambda c: (c != PUBLIC_CHANNEL, c))
+    entries = [ConvEntry(c, c, unread.get(c, 0)) for c in chans]
+    direct: dict[str, str] = {}
+    for node_id, name in contacts.items():
+        direct[_DM_PREFIX + node_id.hex()] = printable(name) or short_id(node_id)
+    for key in keys:
+        if key.startswith(_DM_PREFIX) and key not in direct:
+            direct[key] = "?" + key[len(_DM_PREFIX) : len(_DM_PREFIX) + 8]
+    for key, label in sorted(direct.items(), key=lambda kv: (kv[1].casefold(), kv[0])):
+        entries.append(ConvEntry(key, label, unread.get(key, 0)))
+    return entries
+
+
+def entry_markup(entry: ConvEntry, current: bool) -> Markup:
+    """A conversation-list line: a pointer for the open one and the unread count."""
+    pointer = "▸ " if current else "  "
+    attr = "conv_current" if current else "conv"
+    markup: Markup = [(attr, pointer + entry.label)]
+    if entry.unread:
+        markup.append(("unread", f" ({entry.unread})"))
+    return markup
+
+
+def step(entries: Sequence[ConvEntry], current: str, delta: int) -> str:
+    """The key ``delta`` places from ``current`` in the list, wrapping around."""
+    if not entries:
+        return current
+    keys = [e.key for e in entries]
+    index = keys.index(current) if current in keys else 0
+    return keys[(index + delta) % len(keys)]
+
+
+def neighbour_markup(info: LinkInfo) -> Markup:
+    """A neighbours-pane line: transport, short node id, announced name."""
+    medium = info.transport if info.transport in {"lan", "ble", "mem"} else "other"
+    return [
+        (f"medium_{medium}", f"{info.transport:<4}"),
+        ("node_id", short_id(info.node_id) + " "),
+        ("them", printable(info.name) or "?"),
+    ]
+
+
+def header_markup(name: str, node_id: bytes, links: int) -> Markup:
+    """The header: our name, short id and how many links are up."""
+    plural = "" if links == 1 else "s"
+    return [
+        ("header_title", " meshchat "),
+        ("header", f" {printable(name)} "),
+        ("header_dim", f"{short_id(node_id)} "),
+        ("header_links" if links else "header_nolinks", f" {links} link{plural} "),
+    ]
+
+
+def who_text(
+    neighbours: Sequence[LinkInfo],
+    announced: Mapping[bytes, str],
+    contacts: Mapping[bytes, str],
+) -> str:
+    """The ``/who`` report: links first, then peers known only by their announcements."""
+    lines = [f"neighbours ({len(neighbours)}):"]
+    if not neighbours:
+        lines.append("  none yet")
+    linked = set()
+    for info in neighbours:
+        linked.add(info.node_id)
+        who = _who_name(info.node_id, info.name, contacts)
+        lines.append(f"  {info.transport:<4} {short_id(info.node_id)}  {who}  {info.describe}")
+    others = {k: v for k, v in announced.items() if k not in linked}
+    lines.append(f"announced peers further away ({len(others)}):")
+    if not others:
+        lines.append("  none")
+    for node_id, name in sorted(others.items(), key=lambda kv: kv[1].casefold()):
+        lines.append(f"  {short_id(node_id)}  {_who_name(node_id, name, contacts)}")
+    return printable("\n".join(line.rstrip() for line in lines))
+
+
+def _who_name(node_id: bytes, announced: str, contacts: Mapping[bytes, str]) -> str:
+    contact = contacts.get(node_id)
+    if contact is not None:
+        return f"{contact} (contact)"
+    return f"~{announced}" if announced else "?"
+
+
+def id_text(name: str, node_id: bytes, fingerprint: str, card: str) -> str:
+    """The ``/id`` report: what someone needs to add and verify us."""
+    return (
+        f"you are {printable(name)} ({short_id(node_id)})\n"
+        f"node id:     {node_id.hex()}\n"
+        f"fingerprint: {fingerprint}\n"
+        f"card:        {card}"
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import urwid
 
@@ -84,15 +84,14 @@ def validate_new_identity(
     return cleaned, passphrase
 
 
-class Form(urwid.WidgetWrap[urwid.Filler]):
+class Form(urwid.WidgetWrap["urwid.Filler[Any]"]):
     """A centred box of labelled fields. Enter moves to the next field, then submits."""
 
     def __init__(
         self, title: str, intro: str, fields: Sequence[tuple[str, bool]], hint: str = ""
     ) -> None:
-        self.edits = [
-            urwid.Edit("", "", mask="•" if secret else None) for _label, secret in fields
-        ]
+        self._secret = [secret for _label, secret in fields]
+        self.edits = [urwid.Edit("", "", mask="•" if secret else None) for _label, secret in fields]
         self.error = urwid.Text("")
         self.busy = urwid.Text("")
         self.waiter: asyncio.Future[list[str]] | None = None
@@ -120,8 +119,7 @@ class Form(urwid.WidgetWrap[urwid.Filler]):
         self._first_field = 4
         self.pile.focus_position = self._first_field
         box = urwid.LineBox(urwid.Padding(self.pile, left=1, right=1))
-        body = urwid.Padding(box, "center", width=("relative", 90), min_width=20)
-        body = urwid.Padding(body, "center", width=FORM_COLS)
+        body = urwid.Padding(box, "center", width=FORM_COLS)
         super().__init__(urwid.Filler(body, "middle"))
 
     def values(self) -> list[str]:
@@ -142,8 +140,8 @@ class Form(urwid.WidgetWrap[urwid.Filler]):
         self.busy.set_text(("form_busy", text) if text else "")
 
     def clear_secrets(self) -> None:
-        for edit in self.edits:
-            if edit.has_mask:
+        for edit, secret in zip(self.edits, self._secret, strict=True):
+            if secret:
                 edit.set_edit_text("")
 
     def keypress(self, size: tuple[int, int], key: str) -> str | None:  # type: ignore[override]
@@ -170,8 +168,9 @@ async def run_form(surface: Surface, form: Form) -> list[str] | None:
     form.waiter = future
     surface.show(form)
     quitting = asyncio.ensure_future(surface.quit_requested.wait())
+    waiting: set[asyncio.Future[Any]] = {future, quitting}
     try:
-        await asyncio.wait({future, quitting}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         quitting.cancel()
         form.waiter = None
@@ -251,4 +250,3 @@ async def ask_unlock(surface: Surface, home: Home, error: str = "") -> str | Non
             surface.draw_now()
             return values[0]
         form.set_error("type your passphrase, then Enter")
-

@@ -21,6 +21,7 @@ pane is left out when the terminal is narrower than :data:`WIDE_COLS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import urwid
 
@@ -82,12 +83,13 @@ _CONV_FOCUS = {"conv": "conv_focus", "conv_current": "conv_focus", "unread": "co
 _PANES = ("input", "conversations", "messages", "neighbours")
 
 
-class ScrollList(urwid.ListBox):
+class ScrollList(urwid.ListBox[int]):
     """A list box that remembers its last size, so keys can scroll it when it has no focus."""
 
-    def __init__(self, items: Sequence[urwid.Widget] = (), *, follow_end: bool = False) -> None:
-        self.walker: urwid.SimpleFocusListWalker[urwid.Widget] = urwid.SimpleFocusListWalker(
-            list(items), follow_end=follow_end
+    def __init__(self, *, follow_end: bool = False) -> None:
+        # Any: urwid types list items as a flow-widget protocol that its own widgets do not name.
+        self.walker: urwid.SimpleFocusListWalker[Any] = urwid.SimpleFocusListWalker(
+            [], follow_end=follow_end
         )
         super().__init__(self.walker)
         self.last_size: tuple[int, int] | None = None
@@ -109,7 +111,7 @@ class ScrollList(urwid.ListBox):
             self.walker.set_focus(len(self.walker) - 1)
 
 
-class ConvItem(urwid.WidgetWrap[urwid.AttrMap]):
+class ConvItem(urwid.WidgetWrap[urwid.AttrMap[urwid.Text]]):
     """One selectable line of the conversation list; Enter opens it."""
 
     def __init__(self, entry: ConvEntry, current: bool, on_open: Callable[[str], None]) -> None:
@@ -175,11 +177,11 @@ def _holds_secret(line: str) -> bool:
     return len(words) > 2 and words[0].lower() in {"/join", "/j"}
 
 
-def _box(widget: urwid.Widget, title: str) -> urwid.LineBox:
+def _box(widget: urwid.Widget, title: str) -> urwid.LineBox[urwid.Widget]:
     return urwid.LineBox(widget, title=("title", f" {title} "), title_align="left")
 
 
-class ChatScreen(urwid.WidgetWrap[urwid.Frame]):
+class ChatScreen(urwid.WidgetWrap["urwid.Frame[Any, Any, Any]"]):
     """The whole chat screen; see the module docstring for its layout and keys."""
 
     def __init__(
@@ -232,14 +234,14 @@ class ChatScreen(urwid.WidgetWrap[urwid.Frame]):
         focus = self.pane() if self._ready else "input"
         self._wide = wide
         boxes = self._boxes
-        contents: list[tuple[urwid.Widget, tuple[str, int] | int]] = [
-            (boxes["conversations"], ("given", CONV_COLS)),
-            (boxes["messages"], ("weight", 1)),
+        cols = self._columns
+        contents: list[Any] = [
+            (boxes["conversations"], cols.options("given", CONV_COLS)),
+            (boxes["messages"], cols.options("weight", 1)),
         ]
         if wide:
-            contents.append((boxes["neighbours"], ("given", NEIGHBOUR_COLS)))
-        cols = self._columns
-        cols.contents = [(w, cols.options(*opts)) for w, opts in contents]  # type: ignore[arg-type]
+            contents.append((boxes["neighbours"], cols.options("given", NEIGHBOUR_COLS)))
+        cols.contents = contents
         if focus == "neighbours" and not wide:
             focus = "input"
         if self._ready:
@@ -289,7 +291,7 @@ class ChatScreen(urwid.WidgetWrap[urwid.Frame]):
     def set_conversations(self, entries: Sequence[ConvEntry], current: str) -> None:
         """Replace the list, keeping the list's cursor on the same conversation."""
         walker = self.conversations.walker
-        focused = walker[walker.focus].key if len(walker) else current  # type: ignore[attr-defined]
+        focused = walker[walker.focus].key if len(walker) and walker.focus is not None else current
         items = [ConvItem(e, e.key == current, self._on_open) for e in entries]
         walker[:] = items
         keys = [e.key for e in entries]

@@ -1,0 +1,367 @@
+"""The chat controller: binds a running :class:`Node` to the :class:`ChatScreen`.
+
+Theory of operation. Everything runs on the node's asyncio loop. The screen calls back
+synchronously (a submitted line, Ctrl-N/Ctrl-P, Enter on a conversation); the controller
+parses the line at once and runs the command as a task, so a slow store call never blocks
+input. Every task goes through :meth:`ChatController._guard`, which turns a
+:class:`MeshchatError` into a red line in the message pane and anything else into a logged
+"internal error" line: the screen never shows a traceback.
+
+The node's notices arrive synchronously too:
+
+* ``message`` — append the line if it belongs to the open conversation (an incoming one is
+  marked read at once), then refresh the conversation list for unread counts;
+* ``state`` — update the delivery mark of a shown message, forward only (store/states.py);
+* ``links`` / ``peer`` — redraw the header and the neighbours pane.
+
+Opening a conversation reads its messages from the store; notices for it that arrive during
+that read are held and replayed afterwards, so neither a message nor a state change is lost
+or shown twice (lines are keyed by message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from datetime import tzinfo
+from typing import Any
+
+import urwid
+
+from meshchat.crypto.channel import PUBLIC_CHANNEL
+from meshchat.errors import MeshchatError, UsageError
+from meshchat.identity import ContactCard, clean_name
+from meshchat.node import Node, NodeNotice
+from meshchat.store.records import Contact, Message, Trust
+from meshchat.store.states import advance
+from meshchat.tui.commands import (
+    HELP_TEXT,
+    AddContact,
+    Command,
+    Help,
+    Join,
+    Msg,
+    Quit,
+    Say,
+    ShowId,
+    Who,
+    parse_line,
+)
+from meshchat.tui.view import (
+    ConvEntry,
+    Markup,
+    Note,
+    conversation_entries,
+    header_markup,
+    id_text,
+    message_markup,
+    neighbour_markup,
+    note_markup,
+    short_id,
+    step,
+    timeline,
+    who_text,
+)
+from meshchat.tui.widgets import MAX_MESSAGE_LINES, ChatScreen
+
+__all__ = ["HISTORY_LIMIT", "ChatController"]
+
+log = logging.getLogger(__name__)
+
+#: Messages loaded when a conversation is opened.
+HISTORY_LIMIT = 200
+#: Notes kept per conversation (command output and errors are not stored).
+NOTES_LIMIT = 100
+_DM = "dm:"
+
+
+class ChatController:
+    """Drives one :class:`ChatScreen` for one node; :meth:`start` it, :meth:`close` it."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        redraw: Callable[[], None],
+        on_quit: Callable[[], None],
+        tz: tzinfo | None = None,
+        unicode: bool = True,
+    ) -> None:
+        self.node = node
+        self.redraw = redraw
+        self.on_quit = on_quit
+        self.tz = tz
+        self.unicode = unicode
+        self.screen = ChatScreen(self.submit, self.step, self.open_soon, on_quit)
+        self.current = PUBLIC_CHANNEL
+        self.entries: list[ConvEntry] = []
+        self.contacts: dict[bytes, str] = {}
+        self.channels: list[str] = [PUBLIC_CHANNEL]
+        self.lines: dict[bytes, tuple[Message, urwid.Text]] = {}
+        self.notes: dict[str, list[Note]] = {}
+        self._held: list[NodeNotice] | None = None
+        self._generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_again = False
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._unsubscribe = self.node.subscribe(self.on_notice)
+        self.show_links()
+        await self.refresh_list()
+        await self.open(PUBLIC_CHANNEL)
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Wait until every task started so far (and those they start) has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- tasks and notes -----------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except MeshchatError as exc:
+            self.note(str(exc), error=True)
+        except Exception as exc:
+            log.exception("command failed")
+            self.note(f"internal error: {type(exc).__name__}: {exc}", error=True)
+        finally:
+            self.redraw()
+
+    def note(self, text: str, error: bool = False) -> None:
+        """Write a line of our own into the open conversation."""
+        note = Note(self.node.clock(), text, error)
+        notes = self.notes.setdefault(self.current, [])
+        notes.append(note)
+        del notes[:-NOTES_LIMIT]
+        self.screen.add_message(note_markup(note, self.node.clock(), tz=self.tz))
+        self.redraw()
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def submit(self, line: str) -> None:
+        try:
+            command = parse_line(line)
+        except MeshchatError as exc:
+            self.note(str(exc), error=True)
+            return
+        if command is not None:
+            self.spawn(self.execute(command))
+
+    async def execute(self, command: Command) -> None:
+        node = self.node
+        if isinstance(command, Say):
+            await node.send_text(self._send_target(self.current), command.text)
+        elif isinstance(command, Msg):
+            await self._msg(command)
+        elif isinstance(command, Join):
+            channel = await node.join(command.channel, command.passphrase)
+            await self.refresh_list()
+            await self.open(channel.name)
+            kind = "private channel, key from the passphrase" if channel.key else "public channel"
+            self.note(f"joined {channel.name} ({kind})")
+        elif isinstance(command, Who):
+            announced = dict(node._names)  # what the node learnt from announcements
+            self.note(who_text(node.neighbours(), announced, self.contacts))
+        elif isinstance(command, ShowId):
+            public = node.identity.public
+            card = node.identity.card(node.name).to_text()
+            self.note(id_text(node.name, public.node_id, public.fingerprint(), card))
+        elif isinstance(command, AddContact):
+            await self._add_contact(command)
+        elif isinstance(command, Help):
+            self.note(HELP_TEXT)
+        elif isinstance(command, Quit):
+            self.on_quit()
+
+    @staticmethod
+    def _send_target(conversation: str) -> str:
+        """What :meth:`Node.send_text` takes for a conversation: a channel, or a node id."""
+        return conversation[len(_DM) :] if conversation.startswith(_DM) else conversation
+
+    async def _msg(self, command: Msg) -> None:
+        key = await self.node.resolve_conversation(command.target)
+        if key.startswith("#") and key not in self.channels:
+            raise UsageError(f"not in {key}: /join {key} first")
+        await self.open(key)
+        if command.text is not None:
+            await self.node.send_text(self._send_target(key), command.text)
+
+    async def _add_contact(self, command: AddContact) -> None:
+        node = self.node
+        card = ContactCard.from_text(command.card)
+        if card.identity == node.identity.public:
+            raise UsageError("that is your own card")
+        name = clean_name(command.name) if command.name else card.name
+        if not name:
+            raise UsageError("the card has no name: /add <card> <name>")
+        node_id = card.identity.node_id
+        existing = await node.store.call(node.store.store.get_contact, node_id)
+        await node.add_contact(
+            Contact(
+                node_id,
+                card.identity.sign_public,
+                card.identity.box_public,
+                name,
+                existing.trust if existing else Trust.UNVERIFIED,
+                existing.added_ms if existing else node.clock(),
+            )
+        )
+        await self.refresh_list()
+        self.note(
+            f"added {name} ({short_id(node_id)}), unverified; fingerprint "
+            f"{card.identity.fingerprint()}: compare it with theirs in person. "
+            f"/msg {name} to talk."
+        )
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    def step(self, delta: int) -> None:
+        key = step(self.entries, self.current, delta)
+        if key != self.current:
+            self.open_soon(key)
+
+    def open_soon(self, key: str) -> None:
+        self.spawn(self.open(key))
+
+    async def open(self, key: str) -> None:
+        """Show conversation ``key``: its stored messages merged with our notes."""
+        self._generation += 1
+        generation = self._generation
+        self.current = key
+        self._held = []
+        self._show_title()
+        self.request_refresh()
+        messages = await self.node.messages(key, HISTORY_LIMIT)
+        if generation != self._generation:
+            return  # another open() started meanwhile and owns the pane now
+        now = self.node.clock()
+        items = timeline(messages, self.notes.get(key, []))[-MAX_MESSAGE_LINES:]
+        texts = self.screen.set_messages([self._markup(item, now) for item in items])
+        self.lines = {
+            item.msg_id: (item, text)
+            for item, text in zip(items, texts, strict=True)
+            if isinstance(item, Message)
+        }
+        held, self._held = self._held, None
+        for notice in held:
+            self.on_notice(notice)
+        self.redraw()
+        await self.node.store.call(self.node.store.store.mark_read, key)
+        self.request_refresh()
+
+    def _markup(self, item: Message | Note, now: int) -> Markup:
+        if isinstance(item, Note):
+            return note_markup(item, now, tz=self.tz)
+        return message_markup(item, self.node.name, now, tz=self.tz, unicode=self.unicode)
+
+    def _label(self, key: str) -> str:
+        for entry in self.entries:
+            if entry.key == key:
+                if key.startswith(_DM):
+                    return f"{entry.label} ({key[len(_DM) : len(_DM) + 8]})"
+                return entry.label
+        return key if not key.startswith(_DM) else key[len(_DM) : len(_DM) + 8]
+
+    def _show_title(self) -> None:
+        label = self._label(self.current)
+        self.screen.set_conversation_title(label)
+        self.screen.set_prompt(label.split(" (")[0])
+        self.screen.set_conversations(self.entries, self.current)
+
+    def request_refresh(self) -> None:
+        """Refresh the conversation list soon; requests made meanwhile are merged."""
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refresh_again = True
+            return
+        self._refreshing = self.spawn(self._refresh_until_quiet())
+
+    async def _refresh_until_quiet(self) -> None:
+        while True:
+            self._refresh_again = False
+            await self.refresh_list()
+            if not self._refresh_again:
+                return
+
+    async def refresh_list(self) -> None:
+        store = self.node.store
+        summaries = await store.call(store.store.conversations)
+        channels = await store.call(store.store.list_channels)
+        contacts = await store.call(store.store.list_contacts)
+        self.contacts = {c.node_id: c.name for c in contacts}
+        self.channels = [c.name for c in channels]
+        # The open conversation is being read: it shows no unread count.
+        summaries = [replace(s, unread=0) if s.name == self.current else s for s in summaries]
+        self.entries = conversation_entries(self.channels, self.contacts, summaries)
+        self._show_title()
+        self.redraw()
+
+    # -- notices ---------------------------------------------------------------------------------
+
+    def on_notice(self, notice: NodeNotice) -> None:
+        if notice.kind in {"links", "peer"}:
+            self.show_links()
+        elif notice.kind == "message" and notice.message is not None:
+            self._on_message(notice, notice.message)
+        elif notice.kind == "state" and notice.msg_id is not None and notice.state is not None:
+            if self._held is not None:
+                self._held.append(notice)
+                return
+            shown = self.lines.get(notice.msg_id)
+            if shown is not None:
+                message, text = shown
+                state = advance(message.state, notice.state)
+                if state is not None:
+                    message = replace(message, state=state)
+                    self.lines[notice.msg_id] = (message, text)
+                    text.set_text(list(self._markup(message, self.node.clock())))
+        self.redraw()
+
+    def _on_message(self, notice: NodeNotice, message: Message) -> None:
+        if message.conversation == self.current:
+            if self._held is not None:
+                self._held.append(notice)
+                return
+            if message.msg_id not in self.lines:
+                text = self.screen.add_message(self._markup(message, self.node.clock()))
+                self.lines[message.msg_id] = (message, text)
+            if not message.outgoing:
+                self.spawn(self._mark_read(message.conversation))
+        if not message.outgoing:
+            self.request_refresh()
+
+    async def _mark_read(self, conversation: str) -> None:
+        await self.node.store.call(self.node.store.store.mark_read, conversation)
+
+    def show_links(self) -> None:
+        node = self.node
+        neighbours = sorted(node.neighbours(), key=lambda n: (n.transport, n.name, n.node_id))
+        self.screen.set_header(header_markup(node.name, node.identity.node_id, len(neighbours)))
+        transports: Markup = []
+        for status in node.transport_status():
+            mark = ("transport_up", "● ") if status.up else ("transport_down", "○ ")
+            transports += [mark, ("dim", f"{status.name}  ")]
+        self.screen.set_neighbours([neighbour_markup(n) for n in neighbours], transports)

@@ -29,6 +29,10 @@ _MAX_NAME = 32
 
 def normalise_channel_name(name: str) -> str:
     """``#name`` in NFC lower case; raises :class:`UsageError` for an unusable name."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise UsageError("channel name is not valid text") from None
     name = unicodedata.normalize("NFC", name.strip()).lower()
     if not name.startswith("#"):
         name = "#" + name

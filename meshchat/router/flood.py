@@ -116,7 +116,8 @@ class FloodRouter:
         self.channels: set[bytes] = set()
         self._seen = SeenSet(self.config.seen_capacity, self.config.seen_ttl_ms)
         self._acked = SeenSet(self.config.max_carried * 2, self.config.carry_ms)
-        self._links: dict[str, TokenBucket] = {}
+        self._links: dict[str, TokenBucket] = {}  # live links and their token buckets
+        self._strays: dict[str, TokenBucket] = {}  # buckets of links not (or no longer) up
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[int, bytes]] = []
         self._carried: dict[bytes, _Carried] = {}
@@ -152,7 +153,9 @@ class FloodRouter:
 
     def link_up(self, link: str, now_ms: int) -> list[Action]:
         """A neighbour appeared: offer it the packets we carry for others."""
-        self._links[link] = TokenBucket(self.config.link_rate, self.config.link_burst, now_ms)
+        self._links[link] = self._strays.pop(link, None) or TokenBucket(
+            self.config.link_rate, self.config.link_burst, now_ms
+        )
         carried = [
             (c.expires_ms, pid, c.frame)
             for pid, c in self._carried.items()
@@ -167,6 +170,7 @@ class FloodRouter:
 
     def link_down(self, link: str, now_ms: int) -> list[Action]:
         self._links.pop(link, None)
+        self._strays.pop(link, None)
         return []
 
     def restore_carried(self, frame: bytes, expires_ms: int, now_ms: int) -> None:
@@ -197,9 +201,13 @@ class FloodRouter:
     ) -> list[Action]:
         """Handle one frame received on ``link`` (None: from a local or internet source)."""
         if link is not None:
-            bucket = self._links.get(link)
+            bucket = self._links.get(link) or self._strays.get(link)
             if bucket is None:
-                bucket = self._links[link] = TokenBucket(
+                # A frame from a link that is not up (still in flight after link_down):
+                # rate-limit it, but never make the link a relay target again.
+                if len(self._strays) >= 1024:
+                    self._strays.clear()
+                bucket = self._strays[link] = TokenBucket(
                     self.config.link_rate, self.config.link_burst, now_ms
                 )
             if not bucket.take(now_ms):

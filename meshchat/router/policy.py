@@ -87,25 +87,32 @@ class ManagedFlood:
     suppression.
     """
 
-    window_ms: int = 120
-    jitter_ms: int = 20
+    window_ms: int = 500
+    jitter_ms: int = 50
     threshold: int = 2
     min_degree: int = 2
     far_dbm: float = -96.0  # about the edge of BLE range
     near_dbm: float = -70.0  # a few metres
+    cancel_dbm: float | None = None  # a copy this strong (a relay right beside us) cancels
+    per_link_ms: int = 0  # if set, the window is per_link_ms * degree, at most window_ms
     name: str = "managed"
 
     def first_copy(self, event: FirstCopy) -> int | None:
         if event.degree <= self.min_degree:
             return 0
         rng = event.rng
+        window = self.window_ms
+        if self.per_link_ms:
+            window = min(window, self.per_link_ms * event.degree)
         jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
         if event.rssi is None:
-            return rng.randint(0, self.window_ms) + jitter if self.window_ms > 0 else jitter
+            return rng.randint(0, window) + jitter if window > 0 else jitter
         closeness = _closeness(event.rssi, self.far_dbm, self.near_dbm)
-        return int(closeness * self.window_ms) + jitter
+        return int(closeness * window) + jitter
 
     def copy_heard(self, copies: int, rssi: float | None) -> bool:
+        if self.cancel_dbm is not None and rssi is not None and rssi >= self.cancel_dbm:
+            return True
         return copies >= self.threshold
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:

@@ -28,8 +28,6 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
-import urwid
-
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.identity import ContactCard, clean_name
@@ -64,7 +62,7 @@ from meshchat.tui.view import (
     timeline,
     who_text,
 )
-from meshchat.tui.widgets import MAX_MESSAGE_LINES, ChatScreen
+from meshchat.tui.widgets import MAX_MESSAGE_LINES, ChatScreen, MessageLine
 
 __all__ = ["HISTORY_LIMIT", "ChatController"]
 
@@ -99,7 +97,7 @@ class ChatController:
         self.entries: list[ConvEntry] = []
         self.contacts: dict[bytes, str] = {}
         self.channels: list[str] = [PUBLIC_CHANNEL]
-        self.lines: dict[bytes, tuple[Message, urwid.Text]] = {}
+        self.lines: dict[bytes, tuple[Message, MessageLine]] = {}
         self.notes: dict[str, list[Note]] = {}
         self._held: list[NodeNotice] | None = None
         self._generation = 0
@@ -337,7 +335,7 @@ class ChatController:
                 if state is not None:
                     message = replace(message, state=state)
                     self.lines[notice.msg_id] = (message, text)
-                    text.set_text(list(self._markup(message, self.node.clock())))
+                    text.set_markup(self._markup(message, self.node.clock()))
         self.redraw()
 
     def _on_message(self, notice: NodeNotice, message: Message) -> None:

@@ -90,7 +90,7 @@ def printable(text: str) -> str:
 
 
 def state_mark(state: MessageState, unicode: bool = True) -> tuple[str, str]:
-    """The palette attribute and the two-column mark for a message state."""
+    """The palette attribute and the mark for a message state, padded to two columns."""
     symbols = STATE_SYMBOLS if unicode else ASCII_STATE_SYMBOLS
     return f"state_{state.value}", symbols[state].ljust(_MARK_WIDTH)
 
@@ -136,22 +136,29 @@ def message_markup(
     tz: tzinfo | None = None,
     unicode: bool = True,
 ) -> Markup:
-    """One message line: time, delivery mark (outgoing only), sender and text."""
+    """One message line: time, delivery mark (outgoing only), sender and text.
+
+    The first two pairs (time and mark) form the line's margin: the screen indents wrapped
+    and further lines of the text past them.
+    """
     attr, mark = state_mark(message.state, unicode)
     sender = my_name if message.outgoing else message.sender_name
     return [
         ("time", clock(local_ms(message), now_ms, tz) + " "),
-        (attr, mark),
-        (" ", " "),
+        (attr, mark + " "),
         ("me" if message.outgoing else "them", printable(sender) or "?"),
         ("text", ": " + printable(message.text)),
     ]
 
 
 def note_markup(note: Note, now_ms: int, *, tz: tzinfo | None = None) -> Markup:
-    """A note line: errors in red with ``!!``, other notes dimmed with ``--``."""
-    prefix, attr = ("!! ", "error") if note.error else ("-- ", "system")
-    return [("time", clock(note.at_ms, now_ms, tz) + " "), (attr, prefix + printable(note.text))]
+    """A note line: errors in red marked ``!!``, other notes dimmed and marked ``--``."""
+    mark, attr = ("!!", "error") if note.error else ("--", "system")
+    return [
+        ("time", clock(note.at_ms, now_ms, tz) + " "),
+        (attr, mark + " "),
+        (attr, printable(note.text)),
+    ]
 
 
 @dataclass(frozen=True, slots=True)

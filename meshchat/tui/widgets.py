@@ -27,13 +27,23 @@ import urwid
 
 from meshchat.tui.view import ConvEntry, Markup, entry_markup
 
-__all__ = ["PALETTE", "WIDE_COLS", "ChatScreen", "ConvItem", "InputLine", "ScrollList"]
+__all__ = [
+    "PALETTE",
+    "WIDE_COLS",
+    "ChatScreen",
+    "ConvItem",
+    "InputLine",
+    "MessageLine",
+    "ScrollList",
+]
 
 #: Narrower terminals do not get the neighbours pane (the header still counts links).
-WIDE_COLS = 100
-CONV_COLS = 24
-NEIGHBOUR_COLS = 34
+WIDE_COLS = 110
+CONV_COLS = 22
+NEIGHBOUR_COLS = 30
 HISTORY_SIZE = 100
+#: How many leading markup pairs of a message line form its margin (time and mark).
+MARGIN_PARTS = 2
 MAX_MESSAGE_LINES = 1000
 
 PALETTE: list[tuple[str, str, str] | tuple[str, str, str, str]] = [
@@ -172,6 +182,24 @@ class InputLine(urwid.Edit):
         self.set_edit_pos(len(text))
 
 
+class MessageLine(urwid.WidgetWrap[urwid.Columns]):
+    """A message or note: time and mark in a margin, the text wrapped beside it."""
+
+    def __init__(self, markup: Markup) -> None:
+        self.margin = urwid.Text("")
+        self.body = urwid.Text("")
+        super().__init__(urwid.Columns([("pack", self.margin), self.body]))
+        self.set_markup(markup)
+
+    def set_markup(self, markup: Markup) -> None:
+        self.margin.set_text(list(markup[:MARGIN_PARTS]))
+        self.body.set_text(list(markup[MARGIN_PARTS:]) or "")
+        self._w.contents[0] = (self.margin, self._w.options("given", self.margin.pack()[0]))
+
+    def text(self) -> str:
+        return str(self.margin.text) + str(self.body.text)
+
+
 def _holds_secret(line: str) -> bool:
     words = line.strip().split()
     return len(words) > 2 and words[0].lower() in {"/join", "/j"}
@@ -298,17 +326,17 @@ class ChatScreen(urwid.WidgetWrap["urwid.Frame[Any, Any, Any]"]):
         if focused in keys:
             walker.set_focus(keys.index(focused))
 
-    def set_messages(self, lines: Sequence[Markup]) -> list[urwid.Text]:
+    def set_messages(self, lines: Sequence[Markup]) -> list[MessageLine]:
         """Show these lines (oldest first) scrolled to the newest; returns their widgets."""
-        texts = [urwid.Text(list(m)) for m in lines[-MAX_MESSAGE_LINES:]]
+        texts = [MessageLine(m) for m in lines[-MAX_MESSAGE_LINES:]]
         self.messages.walker[:] = texts
         self.messages.to_end()
         return texts
 
-    def add_message(self, markup: Markup) -> urwid.Text:
+    def add_message(self, markup: Markup) -> MessageLine:
         """Append a line; the pane follows it unless the user scrolled up."""
         walker = self.messages.walker
-        text = urwid.Text(list(markup))
+        text = MessageLine(markup)
         follow = self.messages.at_end()
         walker.append(text)
         if len(walker) > MAX_MESSAGE_LINES:

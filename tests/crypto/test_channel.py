@@ -124,12 +124,6 @@ def test_normalisation_is_idempotent_or_raises_usage_error(raw: str) -> None:
     assert normalise_channel_name(name) == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lone surrogate (e.g. from a command-line argument decoded with "
-    "surrogateescape) makes normalise_channel_name raise UnicodeEncodeError instead of "
-    "UsageError (meshchat/crypto/channel.py, len(name.encode()))",
-)
 def test_surrogate_in_name_raises_usage_error() -> None:
     with pytest.raises(UsageError):
         normalise_channel_name("#a\udcff")

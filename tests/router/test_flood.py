@@ -505,12 +505,6 @@ def test_same_seed_and_inputs_give_identical_actions() -> None:
 # -- found while testing ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FloodRouter.receive creates a TokenBucket in self._links for an unknown link, "
-    "so a frame still in flight when link_down ran brings the dead link back as a relay target "
-    "(meshchat/router/flood.py, receive(): keep buckets apart from the set of live links)",
-)
 def test_frame_after_link_down_does_not_revive_the_link() -> None:
     router = _router("a", "b")
     router.link_down("b", NOW)

@@ -324,8 +324,10 @@ class BleTransport(Transport):
 
     def _on_closed(self, session: Session) -> None:
         self._sessions.discard(session)
-        if session.up and self._links.get(session.peer.node_id) is session:
-            del self._links[session.peer.node_id]
+        if session.link is not None:
+            node_id = session.peer.node_id
+            if self._links.get(node_id) is session:
+                del self._links[node_id]
             self._report_down(session)
         # A lost peer becomes a fresh candidate: the dial grace starts over, so both sides do
         # not redial at once.

@@ -98,11 +98,6 @@ async def test_link_dropped_mid_frame_delivers_nothing_then_reconnects(
     ab, ba = link(a, b), link(b, a)
     frame = random.Random(5).randbytes(MAX_PACKET_SIZE)  # ~0.5 s of fragments at this rate
     assert ab.send(frame)
-    for _ in range(10):
-        await asyncio.sleep(0.03)
-        print("DBG0", ba.session.buffered_bytes, len(b.recorder.frames), ba.session.reassembly, a.backend.rate_limit, ab.session.connection._next_free, asyncio.get_running_loop().time())
-    q = a.backend.device.host.get_data_packet_queue(ab.session.connection.handle)
-    print("DBG", ab.session.buffered_bytes, q.pending, q._in_flight, len(q._packets), {h: st.in_flight for h, st in q._connection_state.items()}, a.recorder.events, b.recorder.events, ab.session._writer)
     await b.recorder.until(lambda: ba.session.buffered_bytes > 200)
     world.link.set_in_range(a.backend, b.backend, False)
     await a.recorder.until(lambda: ab in a.recorder.downs)

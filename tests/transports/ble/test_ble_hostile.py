@@ -1,0 +1,133 @@
+"""A hostile or broken peer on a BLE link: bad fragments, bad handshakes, silence."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Callable
+
+from conftest import FAST, World
+from test_ble_links import link, linked
+
+from meshchat.errors import TransportError
+from meshchat.transports.ble import GattProfile, ScanResult, ScanSettings
+from meshchat.transports.ble.seam import BleConnection
+from meshchat.transports.ble.session import CHANNEL_HANDSHAKE
+from meshchat.transports.ble.virtual import make_virtual_backends
+from meshchat.wire.packet import MAX_PACKET_SIZE
+
+
+def fragment(frame_id: int, index: int, count: int, body: bytes) -> bytes:
+    return frame_id.to_bytes(2, "big") + bytes([index, count]) + body
+
+
+async def test_hostile_fragments_keep_memory_bounded_and_link_working(
+    ble_world: Callable[..., World],
+) -> None:
+    world = ble_world(2, mtu=247)
+    await world.start()
+    await linked(world, (0, 1))
+    a, b = world.nodes
+    ab, ba = link(a, b), link(b, a)
+    raw = ab.session.connection  # write straight onto A's GATT connection, beneath framing
+    victim = ba.session
+    limits = victim.limits
+    hostile = [
+        b"\x01",  # shorter than a header
+        fragment(0x9000, 0, 5, b"x"),
+        fragment(0x9000, 1, 6, b"x"),  # count changed
+        fragment(0x9001, 0, 3, b"x"),
+        fragment(0x9001, 0, 3, b"y"),  # overlapping index
+        fragment(0x9002, 7, 3, b"x"),  # index out of range
+        fragment(0x9003, 0, 0, b"x"),  # count zero
+        fragment(0x9004, 0, 2, b"x" * 240),
+        *[fragment(0x9004, i, 2, b"x" * 240) for i in range(1, 2)],  # a whole frame on...
+        fragment(0x9005, 0, 1, b"\x07junk"),  # ...an unknown channel
+    ]
+    for value in hostile:
+        await raw.write(value)
+    peak_pending = peak_bytes = 0
+    for n in range(10_000):  # frames that are never finished
+        await raw.write(fragment(0xA000 + n, 0, 200, b"z" * 200))
+        if n % 50 == 0:
+            await asyncio.sleep(0)
+            peak_pending = max(peak_pending, victim.reassembly.evicted and victim.buffered_bytes)
+            peak_bytes = max(peak_bytes, victim.buffered_bytes)
+            assert victim.buffered_bytes <= limits.reassembly_bytes + limits.queue_bytes
+    await b.recorder.until(lambda: victim.reassembly.evicted >= 10_000 - limits.max_reassemblies)
+    assert peak_bytes <= limits.reassembly_bytes
+    assert victim.reassembly.rejected >= 5
+    assert victim.framing_errors >= 7  # rejected fragments plus the frame on an unknown channel
+    assert b.recorder.frames == []
+    # The link is the same one and still carries full-size frames both ways.
+    frame = random.Random(9).randbytes(MAX_PACKET_SIZE)
+    assert ab.send(frame) and ba.send(frame[::-1])
+    await b.recorder.until(lambda: frame in b.recorder.payloads())
+    await a.recorder.until(lambda: frame[::-1] in a.recorder.payloads())
+    assert b.recorder.payloads() == [frame]
+    assert a.recorder.downs == [] and b.recorder.downs == []
+
+
+async def raw_dial(world: World, target: int) -> BleConnection:
+    """Dial node ``target`` with a bare backend that speaks GATT but not meshchat."""
+    (raw,) = make_virtual_backends(1, link=world.link)
+    await raw.start(GattProfile(), lambda connection: None)
+    seen: asyncio.Queue[ScanResult] = asyncio.Queue()
+    await raw.start_scanning(seen.put_nowait, ScanSettings(interval_ms=20, window_ms=20))
+    wanted = world.nodes[target].transport.adv_id
+    async with asyncio.timeout(5):
+        while (result := await seen.get()).adv_id != wanted:
+            pass
+    await raw.stop_scanning()
+    return await raw.connect(result.address, 2.0)
+
+
+async def test_bad_handshake_closes_the_connection(ble_world: Callable[..., World]) -> None:
+    world = ble_world(1)
+    await world.start()
+    connection = await raw_dial(world, 0)
+    closed = asyncio.Event()
+    connection.attach(lambda value: None, closed.set)
+    await connection.write(fragment(1, 0, 1, bytes([CHANNEL_HANDSHAKE]) + b"\x82\x01\x02"))
+    async with asyncio.timeout(3):
+        await closed.wait()
+    assert world.nodes[0].recorder.events == []
+    assert world.nodes[0].transport.sessions == []
+    try:
+        await connection.write(b"late")
+    except TransportError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("write on a closed connection must fail")
+
+
+async def test_silent_peer_is_dropped_after_handshake_timeout(
+    ble_world: Callable[..., World],
+) -> None:
+    impatient = dataclasses.replace(
+        FAST, limits=dataclasses.replace(FAST.limits, handshake_timeout=0.5)
+    )
+    world = ble_world(1, options=impatient)
+    await world.start()
+    connection = await raw_dial(world, 0)
+    values: list[bytes] = []
+    closed = asyncio.Event()
+    connection.attach(values.append, closed.set)
+    async with asyncio.timeout(3):
+        await closed.wait()
+    assert values and values[0][4] == CHANNEL_HANDSHAKE  # it said HELLO, then gave up on us
+    assert world.nodes[0].recorder.events == []
+
+
+async def test_data_before_handshake_is_not_delivered(ble_world: Callable[..., World]) -> None:
+    world = ble_world(1)
+    await world.start()
+    connection = await raw_dial(world, 0)
+    connection.attach(lambda value: None, lambda: None)
+    await connection.write(fragment(1, 0, 1, b"\x01not a proven peer"))
+    await asyncio.sleep(0.2)
+    (session,) = world.nodes[0].transport.sessions
+    assert session.framing_errors == 1
+    assert world.nodes[0].recorder.frames == []
+    await connection.close()

@@ -396,6 +396,12 @@ class Node:
             self.clock(),
         )
         if message is not None:
+            log.info(
+                "received %s in %s, %d hops",
+                event.msg_id.hex()[:12],
+                event.conversation,
+                event.hops + 1,
+            )
             self._notify(NodeNotice("message", message=message))
 
     async def _name_for(self, sign_key: bytes) -> str:
@@ -512,4 +518,3 @@ class Node:
             return target.lower()
         contact = await self.store.call(self.store.store.find_contact, target)
         return dm_conversation(contact.node_id)
-

@@ -95,6 +95,7 @@ class ManagedFlood:
     near_dbm: float = -70.0  # a few metres
     cancel_dbm: float | None = None  # a copy this strong (a relay right beside us) cancels
     per_link_ms: int = 0  # if set, the window is per_link_ms * degree, at most window_ms
+    area: bool = False
     name: str = "managed"
 
     def first_copy(self, event: FirstCopy) -> int | None:
@@ -107,7 +108,11 @@ class ManagedFlood:
         jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
         if event.rssi is None:
             return rng.randint(0, window) + jitter if window > 0 else jitter
-        closeness = _closeness(event.rssi, self.far_dbm, self.near_dbm)
+        if self.area:
+            ratio = 10 ** ((self.far_dbm - event.rssi) / 25.0)  # d / range, exponent 2.5
+            closeness = max(0.0, 1.0 - ratio * ratio)
+        else:
+            closeness = _closeness(event.rssi, self.far_dbm, self.near_dbm)
         return int(closeness * window) + jitter
 
     def copy_heard(self, copies: int, rssi: float | None) -> bool:

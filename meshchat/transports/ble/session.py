@@ -162,6 +162,11 @@ class Session:
         return self._reassembler.stats
 
     @property
+    def partial_frames(self) -> int:
+        """Frames being reassembled now."""
+        return self._reassembler.pending
+
+    @property
     def buffered_bytes(self) -> int:
         """Bytes held by this session: partial frames received plus frames queued to send."""
         return self._reassembler.buffered + self._queued_bytes

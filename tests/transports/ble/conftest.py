@@ -95,6 +95,8 @@ class Node:
 class World:
     link: RangedLink
     nodes: list[Node] = field(default_factory=list)
+    #: bare backends a test started itself (stopped with the world)
+    extras: list[BumbleBackend] = field(default_factory=list)
 
     async def start(self) -> None:
         for node in self.nodes:
@@ -103,6 +105,8 @@ class World:
     async def stop(self) -> None:
         for node in self.nodes:
             await node.transport.stop()
+        for backend in self.extras:
+            await backend.stop()
 
 
 @pytest.fixture

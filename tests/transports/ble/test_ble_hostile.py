@@ -41,9 +41,7 @@ async def test_hostile_fragments_keep_memory_bounded_and_link_working(
         fragment(0x9001, 0, 3, b"y"),  # overlapping index
         fragment(0x9002, 7, 3, b"x"),  # index out of range
         fragment(0x9003, 0, 0, b"x"),  # count zero
-        fragment(0x9004, 0, 2, b"x" * 240),
-        *[fragment(0x9004, i, 2, b"x" * 240) for i in range(1, 2)],  # a whole frame on...
-        fragment(0x9005, 0, 1, b"\x07junk"),  # ...an unknown channel
+        fragment(0x9004, 0, 1, b"\x07junk"),  # a whole frame on an unknown channel
     ]
     for value in hostile:
         await raw.write(value)
@@ -52,13 +50,13 @@ async def test_hostile_fragments_keep_memory_bounded_and_link_working(
         await raw.write(fragment(0xA000 + n, 0, 200, b"z" * 200))
         if n % 50 == 0:
             await asyncio.sleep(0)
-            peak_pending = max(peak_pending, victim.reassembly.evicted and victim.buffered_bytes)
+            peak_pending = max(peak_pending, victim.partial_frames)
             peak_bytes = max(peak_bytes, victim.buffered_bytes)
-            assert victim.buffered_bytes <= limits.reassembly_bytes + limits.queue_bytes
     await b.recorder.until(lambda: victim.reassembly.evicted >= 10_000 - limits.max_reassemblies)
-    assert peak_bytes <= limits.reassembly_bytes
-    assert victim.reassembly.rejected >= 5
-    assert victim.framing_errors >= 7  # rejected fragments plus the frame on an unknown channel
+    assert 0 < peak_pending <= limits.max_reassemblies
+    assert 0 < peak_bytes <= limits.reassembly_bytes
+    assert victim.reassembly.rejected == 5
+    assert victim.framing_errors == 6  # the rejected fragments plus the unknown channel
     assert b.recorder.frames == []
     # The link is the same one and still carries full-size frames both ways.
     frame = random.Random(9).randbytes(MAX_PACKET_SIZE)
@@ -72,6 +70,7 @@ async def test_hostile_fragments_keep_memory_bounded_and_link_working(
 async def raw_dial(world: World, target: int) -> BleConnection:
     """Dial node ``target`` with a bare backend that speaks GATT but not meshchat."""
     (raw,) = make_virtual_backends(1, link=world.link)
+    world.extras.append(raw)
     await raw.start(GattProfile(), lambda connection: None)
     seen: asyncio.Queue[ScanResult] = asyncio.Queue()
     await raw.start_scanning(seen.put_nowait, ScanSettings(interval_ms=20, window_ms=20))

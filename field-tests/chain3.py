@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from meshlab import Lab, wait_state  # noqa: E402
+from meshlab import Lab, wait_state
 
 
 def main() -> int:

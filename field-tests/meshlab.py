@@ -113,6 +113,16 @@ class Lab:
 
     # -- nodes ------------------------------------------------------------------------------
 
+    def status(self, host: Host) -> Any:
+        result = host.cli("peers", "--json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def counters(self, host: Host) -> dict[str, int]:
+        from meshchat.control import request
+
+        reply = request(host.home / "control.sock", {"op": "status"})
+        return dict(reply.get("counters", {}))
+
     def init(self, host: Host) -> str:
         """Create the host's identity; returns its contact card."""
         host.cli("init", "--name", host.name, "--kdf", "interactive")
@@ -125,26 +135,28 @@ class Lab:
         b.cli("contacts", "add", card_a)
 
     def start(self, host: Host, *extra: str) -> None:
+        self.spawn(host, *extra)
+        self.wait_started(host)
+
+    def start_all(self, hosts: list[Host], *extra: str) -> None:
+        """Start several daemons at once, then wait for all of them."""
+        for host in hosts:
+            self.spawn(host, *extra)
+        for host in hosts:
+            self.wait_started(host)
+
+    def spawn(self, host: Host, *extra: str) -> None:
         host.log_path = self.root / f"{host.name}.log"
         env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
-        with open(host.log_path, "wb") as log:
+        command = ["ip", "netns", "exec", host.netns, MESHCHAT, "--home", str(host.home)]
+        with open(host.log_path, "ab") as log:
             host.process = subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    host.netns,
-                    MESHCHAT,
-                    "--home",
-                    str(host.home),
-                    "daemon",
-                    *extra,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
+                [*command, "daemon", *extra], stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        deadline = time.monotonic() + 20
+
+    def wait_started(self, host: Host, timeout: float = 60) -> None:
+        assert host.process is not None and host.log_path is not None
+        deadline = time.monotonic() + timeout
         while not (host.home / "control.sock").exists():
             if host.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{host.name} did not start:\n{host.log_path.read_text()}")

@@ -38,6 +38,7 @@ from meshchat.events import (
     MessageSent,
     PeerAnnounced,
 )
+from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.identity import Identity, PublicIdentity
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.router.flood import FloodRouter, RouterConfig
@@ -54,6 +55,8 @@ T = TypeVar("T")
 
 ANNOUNCE_EVERY_MS = 10 * 60 * 1000
 HOUSEKEEPING_S = 1.0
+#: most node ids remembered as heard on local links (for gateways; oldest forgotten first)
+MAX_HEARD = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,9 @@ class Node:
         self.links: dict[str, Link] = {}
         self._link_since: dict[str, int] = {}
         self._names: dict[bytes, str] = {}
+        # node id -> when last heard on a local (non-internet) link or by announce; insertion
+        # order is recency order, so the oldest entry is the first one.
+        self._heard: dict[bytes, int] = {}
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(self.options.inbox_size)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
@@ -296,6 +302,8 @@ class Node:
             link = item[1]
             self.links[link.link_id] = link
             self._link_since[link.link_id] = now
+            if link.transport not in INTERNET_TRANSPORTS:
+                self._hear(link.peer.node_id, now)
             self._notify(NodeNotice("links"))
             await self._run(self.engine.link_up(link.link_id, now))
             if self.options.announce:
@@ -360,6 +368,7 @@ class Node:
                         out.expires_ms,
                     ),
                 )
+                self._offer_to_internet(out.frame)
             elif isinstance(out, Uncarry):
                 await self.store.call(store.drop_carried, out.packet_id)
             elif isinstance(out, MessageSent):
@@ -416,6 +425,7 @@ class Node:
 
     async def _remember(self, event: PeerAnnounced) -> None:
         self._names[event.identity.node_id] = event.name
+        self._hear(event.identity.node_id, self.clock())
         await self.store.call(
             self.store.store.remember_peer,
             event.identity.node_id,
@@ -508,6 +518,42 @@ class Node:
 
     def transport_status(self) -> list[TransportStatus]:
         return [t.status() for t in self.transports]
+
+    # -- gateway support (see meshchat.gateway) ---------------------------------------------
+
+    def _hear(self, node_id: bytes, now: int) -> None:
+        heard = self._heard
+        heard.pop(node_id, None)
+        heard[node_id] = now
+        if len(heard) > MAX_HEARD:
+            del heard[next(iter(heard))]
+
+    def _offer_to_internet(self, frame: bytes) -> None:
+        """Hand a carried packet to every internet link, whatever the relay policy decides.
+
+        The relay policy may stand down from relaying a packet that several neighbours relayed
+        already; on an internet link that copy may be the only way out of the island. The link
+        drops a frame it has handled before, so the router's own relay costs nothing extra.
+        """
+        for link in list(self.links.values()):
+            if link.transport in INTERNET_TRANSPORTS:
+                link.send(frame)
+
+    def local_nodes(self, since_ms: int) -> list[bytes]:
+        """Node ids heard on local links at or after ``since_ms``, plus every local neighbour.
+
+        Most recent first. Internet transports use this to decide which packets the local
+        flood reaches and which mailboxes this node collects for its island.
+        """
+        ids = [n for n, t in reversed(self._heard.items()) if t >= since_ms]
+        for link in self.links.values():
+            if link.transport not in INTERNET_TRANSPORTS and link.peer.node_id not in ids:
+                ids.append(link.peer.node_id)
+        return ids
+
+    def channel_ids(self) -> dict[str, bytes]:
+        """The joined channels: name -> channel id."""
+        return {c.name: c.channel_id for c in self.engine.channels}
 
     async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         return await self.store.call(self.store.store.messages, conversation, limit)

@@ -220,7 +220,10 @@ class Mesh:
     def received_counts(self, msg_id: bytes) -> Counter[str]:
         """How many times each node reported :class:`MessageReceived` for ``msg_id``."""
         return Counter(
-            {name: sum(1 for r in self.received(name) if r.msg_id == msg_id) for name in self.engines}
+            {
+                name: sum(1 for r in self.received(name) if r.msg_id == msg_id)
+                for name in self.engines
+            }
         )
 
     # -- internals --------------------------------------------------------------------------
@@ -272,8 +275,7 @@ def strip_graph(
             (names[i], names[j])
             for i in range(n)
             for j in range(i + 1, n)
-            if (points[i][0] - points[j][0]) ** 2 + (points[i][1] - points[j][1]) ** 2
-            < radius**2
+            if (points[i][0] - points[j][0]) ** 2 + (points[i][1] - points[j][1]) ** 2 < radius**2
         ]
         if len(distances(names, edges, names[0])) == n:
             return names, edges

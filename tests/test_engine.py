@@ -3,6 +3,7 @@ store-and-forward, hostile packets, and a 50-node flood."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -11,12 +12,11 @@ from mesh import EPOCH_MS, Mesh, distances, grid, link_id, strip_graph
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
 from meshchat.engine import Engine, dm_conversation
-from meshchat.errors import UsageError
+from meshchat.errors import PacketError, PacketReason, UsageError
 from meshchat.events import (
     AttemptMade,
     MessageDelivered,
     MessageExpired,
-    MessageReceived,
     MessageRejected,
     MessageSent,
     PeerAnnounced,
@@ -35,7 +35,7 @@ PUBLIC = ChannelKey.public()
 def _chain(*names: str, **kwargs: object) -> Mesh:
     mesh = Mesh(**kwargs)  # type: ignore[arg-type]
     mesh.add_many(names)
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in itertools.pairwise(names):
         mesh.connect(a, b)
     return mesh
 
@@ -71,7 +71,7 @@ def test_retries_are_new_packets_with_growing_backoff() -> None:
     alice.link_up("l1", NOW)
     msg_id = b"\x02" * 16
     out = alice.send_direct(bob.identity.public, msg_id, "hello", NOW)
-    packet_ids = [o.packet_id for o in out if isinstance(o, Transmit)]
+    sent = [o for o in out if isinstance(o, Transmit)]
     waits = []
     t = NOW
     for _ in range(4):
@@ -80,14 +80,14 @@ def test_retries_are_new_packets_with_growing_backoff() -> None:
         t = alice.next_deadline() or 0
         assert t == attempt.next_try_ms
         out = alice.tick(t)
-        packet_ids += [o.packet_id for o in out if isinstance(o, Transmit)]
-    assert len(set(packet_ids)) == 5
-    assert [MessageSent] == [type(o) for o in out if isinstance(o, MessageSent)] or True
-    for earlier, later in zip(waits, waits[1:], strict=False):
+        sent += [o for o in out if isinstance(o, Transmit)]
+        assert not any(isinstance(o, MessageSent) for o in out)  # reported once only
+    assert len({tx.packet_id for tx in sent}) == 5
+    for earlier, later in itertools.pairwise(waits):
         assert later > earlier  # doubling outgrows the +-25% jitter
     # Every retry carries the same message to the same recipient.
     bob_box = BoxSuite(bob.identity)
-    for tx in (o for o in out if isinstance(o, Transmit)):
+    for tx in sent:
         _, plaintext = bob_box.open(codec.decode(tx.frame, t).payload)
         assert MessageBody.decode(plaintext) == MessageBody(msg_id, "hello")
 
@@ -110,9 +110,10 @@ def test_message_expires_if_never_acknowledged() -> None:
 
 def test_send_validates_text_and_channel() -> None:
     alice, bob = _engine("alice"), _engine("bob")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(PacketError) as info:
         alice.send_direct(bob.identity.public, b"\x04" * 16, "x" * 1001, NOW)
-    assert "text" in str(info.value)
+    assert info.value.reason is PacketReason.BAD_FIELD
+    assert b"\x04" * 16 not in alice.outbox
     with pytest.raises(UsageError):
         alice.send_channel(b"\x05" * 16, b"\x06" * 16, "hi", NOW)
 
@@ -412,39 +413,73 @@ def _flood_50(
     return mesh, msg_id
 
 
-@pytest.mark.parametrize("topology", ["grid-5x10", "strip-seed-0", "strip-seed-1"])
-def test_fifty_node_broadcast_reaches_every_node_exactly_once(topology: str) -> None:
-    if topology.startswith("grid"):
-        names, edges = grid(5, 10)
-        origin = "n0_0"  # a corner
-    else:
-        names, edges = strip_graph(50, int(topology[-1]), length=10.0, radius=1.0)
-        origin = names[0]  # the left end of the strip
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fifty_node_grid_broadcast_reaches_every_node_exactly_once(seed: int) -> None:
+    names, edges = grid(5, 10)
+    origin = "n0_0"  # a corner; the far corner is 13 hops away
     dist = distances(names, edges, origin)
-    assert len(names) == 50 and len(dist) == 50  # connected
+    assert len(names) == 50 and len(dist) == 50
     assert max(dist.values()) >= 6
-    assert max(dist.values()) < MAX_TTL
     degree_sum = 2 * len(edges)
 
-    mesh, msg_id = _flood_50(names, edges, origin, ManagedFlood(), seed=1)
+    mesh, msg_id = _flood_50(names, edges, origin, ManagedFlood(), seed=seed)
     counts = mesh.received_counts(msg_id)
     assert counts[origin] == 0
     missing = [n for n in names if n != origin and counts[n] != 1]
     assert missing == [], {n: counts[n] for n in missing}
-    # It crossed the whole graph; the first copy may come by a detour, never by a shortcut.
-    far = max(names, key=lambda n: dist[n])
-    [got] = mesh.received(far)
-    assert got.hops + 1 >= dist[far] >= 6
+    # It crossed the whole grid; a first copy may come by a detour, never by a shortcut.
+    [far] = mesh.received("n4_9")
+    assert far.hops + 1 >= dist["n4_9"] == 13
     for name in names:
         for r in mesh.received(name):
             assert r.hops + 1 >= dist[name]
 
-    naive, naive_id = _flood_50(names, edges, origin, NaiveFlood(), seed=1)
+    naive, naive_id = _flood_50(names, edges, origin, NaiveFlood(), seed=seed)
     assert all(naive.received_counts(naive_id)[n] == 1 for n in names if n != origin)
     print(
-        f"\n{topology}: {len(names)} nodes, {len(edges)} links, eccentricity "
-        f"{max(dist.values())} hops; transmissions managed={mesh.transmissions} "
-        f"naive={naive.transmissions} sum-of-degrees={degree_sum}"
+        f"\ngrid 5x10 seed {seed}: {len(edges)} links, far corner {dist['n4_9']} hops; "
+        f"transmissions managed={mesh.transmissions} naive={naive.transmissions} "
+        f"sum-of-degrees={degree_sum}"
     )
     assert naive.transmissions <= degree_sum
     assert mesh.transmissions <= naive.transmissions
+
+
+@pytest.mark.parametrize("graph_seed", [0, 1])
+def test_fifty_node_random_graph_naive_flood_reaches_every_node_exactly_once(
+    graph_seed: int,
+) -> None:
+    names, edges = strip_graph(50, graph_seed, length=10.0, radius=1.0)
+    origin = names[0]  # the left end of a long strip
+    dist = distances(names, edges, origin)
+    assert len(dist) == 50 and max(dist.values()) >= 6
+    mesh, msg_id = _flood_50(names, edges, origin, NaiveFlood(), seed=1)
+    counts = mesh.received_counts(msg_id)
+    assert [n for n in names if n != origin and counts[n] != 1] == []
+    far = max(names, key=lambda n: dist[n])
+    assert mesh.received(far)[0].hops + 1 >= dist[far] >= 6
+    print(
+        f"\nstrip graph {graph_seed}: {len(edges)} links, {max(dist.values())} hops; "
+        f"transmissions naive={mesh.transmissions} sum-of-degrees={2 * len(edges)}"
+    )
+    assert mesh.transmissions <= 2 * len(edges) - (len(names) - 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (policy): on point-to-point links ManagedFlood's counter suppression stands "
+    "a node down after `threshold` copies from *behind* the wavefront, which says nothing "
+    "about the neighbours ahead of it; on long random graphs whole ends of the mesh never "
+    "get a broadcast (meshchat/router/policy.py, ManagedFlood.copy_heard; see the report)",
+)
+def test_managed_flood_covers_long_random_graphs() -> None:
+    failures = []
+    for graph_seed in range(4):
+        names, edges = strip_graph(50, graph_seed, length=10.0, radius=1.0)
+        for seed in range(3):
+            mesh, msg_id = _flood_50(names, edges, names[0], ManagedFlood(), seed=seed)
+            counts = mesh.received_counts(msg_id)
+            missed = sum(1 for n in names[1:] if counts[n] == 0)
+            if missed:
+                failures.append((graph_seed, seed, missed))
+    assert failures == []

@@ -96,6 +96,7 @@ class ManagedFlood:
     cancel_dbm: float | None = None  # a copy this strong (a relay right beside us) cancels
     per_link_ms: int = 0  # if set, the window is per_link_ms * degree, at most window_ms
     area: bool = False
+    ttl_scale: int = 0
     name: str = "managed"
 
     def first_copy(self, event: FirstCopy) -> int | None:
@@ -105,6 +106,8 @@ class ManagedFlood:
         window = self.window_ms
         if self.per_link_ms:
             window = min(window, self.per_link_ms * event.degree)
+        if self.ttl_scale:
+            window = int(window * min(1.0, event.packet.ttl / self.ttl_scale))
         jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
         if event.rssi is None:
             return rng.randint(0, window) + jitter if window > 0 else jitter

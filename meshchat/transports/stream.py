@@ -207,6 +207,9 @@ class StreamLink(Link):
             reason = f"framing error: {exc}"
         except OSError as exc:
             reason = f"read failed: {exc!r}"
+        except Exception as exc:  # a bug; keep the link table truthful all the same
+            logger.exception("reader of %s failed", self.link_id)
+            reason = f"reader failed: {exc!r}"
         self._mark_closed(reason)
         await self._finish_close()
 
@@ -229,6 +232,9 @@ class StreamLink(Link):
                 await self._writer.drain()
         except OSError as exc:  # ConnectionError is an OSError
             reason = f"write failed: {exc!r}"
+        except Exception as exc:  # a bug; keep the link table truthful all the same
+            logger.exception("writer of %s failed", self.link_id)
+            reason = f"writer failed: {exc!r}"
         if reason:
             self._mark_closed(reason)
             await self._finish_close()

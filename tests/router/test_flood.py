@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -38,7 +39,7 @@ ALICE = Identity.from_seeds(b"\xb1" * 32, b"\xb2" * 32)
 BOB = Identity.from_seeds(b"\xc1" * 32, b"\xc2" * 32)
 CHANNEL = b"\xcc" * 16
 
-_counter = 0
+_ids = itertools.count(1)
 
 
 def _packet(
@@ -50,8 +51,6 @@ def _packet(
     ttl: int = 6,
     created: int = NOW,
 ) -> tuple[Packet, bytes]:
-    global _counter
-    _counter += 1
     packet = codec.build(
         origin,
         kind,
@@ -60,7 +59,7 @@ def _packet(
         payload,
         created,
         ttl,
-        _counter.to_bytes(16, "big"),
+        next(_ids).to_bytes(16, "big"),
     )
     return packet, codec.encode(packet)
 
@@ -268,6 +267,30 @@ def test_managed_flood_relays_below_threshold() -> None:
     assert tx.links == ("d", "e")
 
 
+def test_a_forged_copy_never_replaces_what_is_relayed() -> None:
+    # A copy with the same packet id but other content (and a bigger TTL, to look fresher)
+    # must not change the frame this node relays: relays send only what they verified.
+    router = _delayed_router("a", "b", "c", "d", threshold=5)
+    genuine, frame = _packet(ttl=3)
+    router.receive("a", frame, NOW)
+    forged = replace(genuine, ttl=12, payload=b"forged")
+    router.receive("b", codec.encode(forged), NOW + 1)
+    [tx] = _transmits(router.tick(NOW + 2000))
+    relayed = codec.decode(tx.frame, NOW)  # still carries a valid signature
+    assert replace(relayed, ttl=genuine.ttl, hops=genuine.hops) == genuine
+
+
+def test_a_genuine_copy_with_more_ttl_left_may_refresh_the_relay() -> None:
+    router = _delayed_router("a", "b", "c", "d", threshold=5)
+    genuine, frame = _packet(ttl=3)
+    router.receive("a", frame, NOW)
+    router.receive("b", codec.encode(replace(genuine, ttl=9)), NOW + 1)
+    [tx] = _transmits(router.tick(NOW + 2000))
+    relayed = codec.decode(tx.frame, NOW)
+    assert replace(relayed, ttl=genuine.ttl, hops=genuine.hops) == genuine
+    assert relayed.ttl in (2, 8)  # either the first copy's TTL or the better one's
+
+
 def test_no_transmit_when_every_link_already_has_it() -> None:
     router = _delayed_router("a", "b")
     _, frame = _packet()
@@ -292,7 +315,7 @@ def test_pending_relays_are_bounded() -> None:
     )
     drops = []
     for _ in range(10):
-        packet, frame = _packet()
+        _, frame = _packet()
         drops += [a for a in router.receive("a", frame, NOW) if isinstance(a, Drop)]
     assert 1 <= len(drops) <= 8
     assert all(d.reason == "pending-full" for d in drops)
@@ -514,3 +537,23 @@ def test_frame_after_link_down_does_not_revive_the_link() -> None:
     packet, _ = _packet(origin=ME)
     [tx] = router.originate(packet, NOW + 2)
     assert isinstance(tx, Transmit) and tx.links == ("a",)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (design): any node can sign an ACK naming a carried packet id, and every "
+    "relay then drops that direct message from its store-and-forward (meshchat/router/flood.py,"
+    " _ack_seen: only uncarry when the ack's origin is the carried packet's recipient, e.g. by "
+    "putting the recipient's box key in AckBody so node_id_of(origin, box) can be checked)",
+)
+def test_ack_forged_by_a_third_node_does_not_uncarry() -> None:
+    mallory = Identity.from_seeds(b"\xd1" * 32, b"\xd2" * 32)
+    router = _router("a", "b")
+    packet, frame = _packet(destination=Destination.node(BOB.node_id))
+    router.receive("a", frame, NOW)
+    body = AckBody(packet.packet_id, b"\x01" * 16).encode()
+    _, forged = _packet(mallory, Destination.node(ALICE.node_id), kind=PacketKind.ACK, payload=body)
+    actions = router.receive("b", forged, NOW + 10)
+    assert Uncarry(packet.packet_id) not in actions
+    offered = [t.packet_id for t in _transmits(router.link_up("new", NOW + 20))]
+    assert packet.packet_id in offered

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,7 +101,7 @@ def test_random_chunking_gives_the_same_frames(payloads: list[bytes], cuts: list
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
     decoder = FrameDecoder(300)
     got: list[bytes] = []
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         got.extend(decoder.feed(stream[start:end]))
         assert decoder.buffered <= 300 + HEADER_SIZE
     assert got == payloads

@@ -196,7 +196,9 @@ class BleTransport(Transport):
             return
         now = _now()
         candidate = self._candidates.get(result.address)
-        if candidate is None or now - candidate.last_seen > self.options.candidate_ttl:
+        # A node heard again after a silence longer than the grace is a new candidate, so the
+        # grace (and with it the rule of who dials first) applies again.
+        if candidate is None or now - candidate.last_seen > self.options.dial_grace:
             candidate = _Candidate(result.address, result.adv_id, result.rssi, now, now)
             self._candidates[result.address] = candidate
         candidate.adv_id = result.adv_id

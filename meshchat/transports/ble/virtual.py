@@ -112,11 +112,15 @@ class RangedLink(LocalLink):
     def send_ll_control_pdu(
         self, sender_address: hci.Address, receiver_address: hci.Address, packet: Any
     ) -> None:
+        # Unlike LocalLink, a control PDU to a radio that is gone or out of range is lost, as
+        # on air, instead of raising inside the sending controller.
         sender = self.find_le_controller(sender_address)
         receiver = self.find_le_controller(receiver_address)
-        if sender is not None and receiver is not None and not self.in_range(sender, receiver):
+        if sender is None or receiver is None or not self.in_range(sender, receiver):
             return
-        super().send_ll_control_pdu(sender_address, receiver_address, packet)
+        asyncio.get_running_loop().call_soon(
+            receiver.on_ll_control_pdu, sender_address, packet
+        )
 
 
 def make_virtual_backends(

@@ -307,26 +307,32 @@ class LanTransport(Transport):
 
     async def _dial_loop(self, target: _Target) -> None:
         backoff = Backoff(self._reconnect_initial, self._reconnect_max)
-        loop = asyncio.get_running_loop()
         while self._running:
             peer_id = target.node_id
             link = self._links.get(peer_id) if peer_id is not None else None
-            if link is not None:
-                began = loop.time()
-                await link.wait_closed()
-                if loop.time() - began >= STABLE_LINK_SECONDS:
-                    backoff.reset()
-                await self._pause(target, backoff.next())
-                continue
-            if (
-                peer_id is not None
-                and self._node_id > peer_id
-                and await self._wait_for_link(peer_id, self._dial_delay)
-            ):
-                continue
-            outcome = await self._dial(target)
-            if outcome is _Outcome.FAILED:
-                await self._pause(target, backoff.next())
+            if link is None:
+                if (
+                    peer_id is not None
+                    and self._node_id > peer_id
+                    and await self._wait_for_link(peer_id, self._dial_delay)
+                ):
+                    continue
+                outcome, link = await self._dial(target)
+                if outcome is _Outcome.FAILED:
+                    await self._pause(target, backoff.next())
+                    continue
+                if link is None:  # a duplicate: the loop finds the kept link next time
+                    continue
+            await self._wait_link_closed(link, backoff)
+            await self._pause(target, backoff.next())
+
+    async def _wait_link_closed(self, link: StreamLink, backoff: Backoff) -> None:
+        """Wait for ``link`` to end; a link that lasted resets the backoff."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await link.wait_closed()
+        if loop.time() - began >= STABLE_LINK_SECONDS:
+            backoff.reset()
 
     async def _pause(self, target: _Target, delay: float) -> None:
         """Sleep ``delay`` seconds, or less if the target's address changed."""
@@ -343,7 +349,8 @@ class LanTransport(Transport):
                     await self._link_added.wait()
         return peer_id in self._links
 
-    async def _dial(self, target: _Target) -> _Outcome:
+    async def _dial(self, target: _Target) -> tuple[_Outcome, StreamLink | None]:
+        """Try each address of ``target``; the outcome and the link if one was started."""
         for address in target.addresses:
             describe = f"{address}:{target.port}"
             try:
@@ -365,8 +372,10 @@ class LanTransport(Transport):
                     proven.hex()[:16],
                 )
             target.proven = proven
-            return _Outcome.CONNECTED if self._admit(link) else _Outcome.DUPLICATE
-        return _Outcome.FAILED
+            if self._admit(link):
+                return _Outcome.CONNECTED, link
+            return _Outcome.DUPLICATE, None
+        return _Outcome.FAILED, None
 
     # -- links -----------------------------------------------------------------------------------
 

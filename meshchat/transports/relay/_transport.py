@@ -1,0 +1,544 @@
+"""The relay transport: the internet as one link, carried by an MQTT broker.
+
+Theory of operation.
+
+*One link.* On :meth:`RelayTransport.start` the transport reports one :class:`RelayLink`
+(``relay:<host>:<port>``) up, and keeps it up until :meth:`stop`, whether or not the broker is
+reachable at the moment: frames the router sends it wait in a bounded :class:`Outbox` while the
+broker is down, so nothing is lost to an outage (``status()`` tells the UI whether it is up).
+
+*Sending* (``RelayLink.send``, synchronous). :func:`meshchat.gateway.route` decides where a
+frame goes: a packet for a node not heard locally -> that node's mailbox topic
+``<prefix>/m/<tag>``; a packet for a bridged channel -> ``<prefix>/c/<tag>``; anything else
+stays in the mesh. The frame is sealed into an envelope and queued. A packet id that this
+link already published or received is not published again (the node offers carried packets
+to internet links directly, and the router may relay the same frame too).
+
+*Receiving.* The gateway subscribes to the mailbox of this node, to the mailboxes of the local
+nodes heard within ``serve_window_s`` (at most ``max_mailboxes``) and to the bridged channels.
+Each envelope is opened with the key of its topic; the frame then goes to the node through
+``frame_received`` on the relay link, so the router's rate limit, dedupe and TTL apply and the
+router never relays it back to the relay. The served mailboxes are saved to ``state_path`` so
+that messages queued for a local node while this gateway was offline can still be opened when
+it reconnects, before that node is heard again.
+
+*Connection.* One task keeps a connection: connect (MQTT 5 first with ``protocol="auto"``,
+3.1.1 if the broker refuses 5), subscribe, then run reader, publisher and subscription refresh
+until one fails; on failure the in-flight publishes go back to the outbox and the task waits
+a jittered, doubling delay (capped) before reconnecting. Sessions are persistent (clean
+session off / clean start off with a session expiry) under a client id derived from a device
+secret, so the broker queues QoS 1 messages for this gateway while it is away.
+
+==============  ===========================  ==============================================
+state           event                        next
+==============  ===========================  ==============================================
+down            backoff delay over           connecting
+connecting      CONNACK accepted             up (subscribe, flush outbox)
+connecting      refused MQTT 5 (auto)        connecting with 3.1.1, no delay
+connecting      error                        down (delay doubles)
+up              any I/O error                down (in-flight publishes requeued)
+any             stop()                       stopped (link reported down once)
+==============  ===========================  ==============================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from meshchat.errors import DecryptionError, PacketError
+from meshchat.gateway import (
+    GatewayHost,
+    RouteKind,
+    channel_key,
+    channel_tag,
+    mailbox_key,
+    mailbox_tag,
+    open_envelope,
+    route,
+    seal_envelope,
+)
+from meshchat.identity import Identity, PublicIdentity
+from meshchat.router.seen import SeenSet
+from meshchat.transports.base import Link, LinkHandler, Transport, TransportStatus
+from meshchat.transports.lan._backoff import Backoff
+from meshchat.transports.relay._config import RelayConfig, client_id_for
+from meshchat.transports.relay._outbox import Outbox, Publish
+
+__all__ = ["RelayLink", "RelayTransport"]
+
+log = logging.getLogger(__name__)
+
+_HANDLED_CAPACITY = 65536
+_HANDLED_TTL_MS = 24 * 3600 * 1000
+_MAX_INCOMING_QUEUE = 10_000
+_REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupported"
+
+
+def _peek_packet_id(frame: bytes) -> bytes | None:
+    """The packet id at its fixed offset in a canonical frame (see ``router.flood``)."""
+    if len(frame) < 20 or frame[0] != 0x8B or frame[3] != 0x50:
+        return None
+    return bytes(frame[4:20])
+
+
+def _relay_peer(display: str) -> PublicIdentity:
+    """A stand-in identity for the far end of the relay link (there is no single peer)."""
+    digest = hashlib.blake2b(display.encode(), digest_size=64, person=b"mc-relay-peer").digest()
+    return PublicIdentity(digest[:32], digest[32:])
+
+
+class RelayLink(Link):
+    """The internet, as reached through one MQTT broker."""
+
+    def __init__(self, transport: RelayTransport) -> None:
+        host, port, _ = transport.config.endpoint
+        self.link_id = f"relay:{host}:{port}"
+        self.transport = "relay"
+        self.peer = _relay_peer(transport.config.display)
+        self.initiator = True
+        self._owner = transport
+
+    def send(self, frame: bytes) -> bool:
+        return self._owner.offer(frame)
+
+    async def close(self) -> None:
+        await self._owner.stop()
+
+    def describe(self) -> str:
+        return self._owner.status().detail
+
+
+class RelayTransport(Transport):
+    """A gateway's attachment to an MQTT broker."""
+
+    name = "relay"
+
+    def __init__(
+        self,
+        identity: Identity,
+        config: RelayConfig,
+        *,
+        state_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.node_id = identity.node_id
+        secret = hashlib.blake2b(
+            identity.private_bytes()[0], digest_size=32, person=b"mc-relay-secret"
+        ).digest()
+        self.client_id = client_id_for(secret, config)
+        self.state_path = state_path
+        self.clock = clock
+        self.outbox = Outbox(config.outbox_limit)
+        self.counters: dict[str, int] = {}
+        self.handler: LinkHandler | None = None
+        self.link: RelayLink | None = None
+        self._host: GatewayHost | None = None
+        self._handled = SeenSet(_HANDLED_CAPACITY, _HANDLED_TTL_MS)
+        self._local: frozenset[bytes] = frozenset()
+        self._bridged: set[bytes] = set()
+        #: node id -> last heard (ms) for every mailbox this gateway collects
+        self._served: dict[bytes, int] = {}
+        #: topic -> envelope key, for every topic wanted now
+        self._topics: dict[str, bytes] = {}
+        self._subscribed: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._protocol = "5" if config.protocol in ("auto", "5") else "3.1.1"
+        self._probed = config.protocol != "auto"
+        self._up = False
+        self._reason = "not started"
+        self._retry_at: float | None = None
+        self._state_dirty = False
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self, handler: LinkHandler) -> None:
+        self.handler = handler
+        self._host = handler if isinstance(handler, GatewayHost) else None
+        await self._load_state()
+        self._refresh_wanted()
+        self.link = RelayLink(self)
+        handler.link_up(self.link)
+        self._reason = "connecting"
+        self._task = asyncio.create_task(self._run(), name=f"meshchat-{self.link.link_id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._up = False
+        self._reason = "stopped"
+        await self._save_state()
+        link, self.link = self.link, None
+        if link is not None and self.handler is not None:
+            self.handler.link_down(link)
+
+    def status(self) -> TransportStatus:
+        cfg = self.config
+        mailboxes = sum(1 for t in self._topics if t.startswith(f"{cfg.topic_prefix}/m/"))
+        channels = len(self._topics) - mailboxes
+        if self._up:
+            state = f"up (MQTT {self._protocol})"
+        else:
+            state = f"down: {self._reason}"
+            if self._retry_at is not None:
+                state += f"; retry in {max(0.0, self._retry_at - time.monotonic()):.1f} s"
+        detail = (
+            f"{cfg.display} {state}; gateway for {mailboxes} mailboxes, "
+            f"{channels} bridged channels; outbox {len(self.outbox)}"
+        )
+        return TransportStatus(self.name, self._up, detail)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- sending -------------------------------------------------------------------------
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue ``frame`` for the internet if it should go there (see the module docstring)."""
+        if self.link is None:
+            return False
+        now_s = self.clock()
+        packet_id = _peek_packet_id(frame)
+        if packet_id is not None and packet_id in self._handled:
+            self._count("tx.already-handled")
+            return True
+        target = route(frame, self._local, self._bridged)
+        if target is None:
+            self._count("tx.stays-local")
+            return True
+        expires_s = int(min(now_s + self.config.retention_s, target.expires_ms / 1000))
+        if expires_s <= now_s:
+            self._count("tx.expired")
+            return True
+        kind = "m" if target.kind is RouteKind.MAILBOX else "c"
+        topic = f"{self.config.topic_prefix}/{kind}/{target.tag.hex()}"
+        try:
+            envelope = seal_envelope(target.key, frame, expires_s)
+        except PacketError:
+            self._count("tx.unsealable")
+            return False
+        self._handled.add(target.packet_id, int(now_s * 1000))
+        self.outbox.add(Publish(topic, envelope, expires_s, target.packet_id))
+        self._count(f"tx.{target.kind.value}")
+        self._wake.set()
+        return True
+
+    # -- what to collect -----------------------------------------------------------------
+
+    def _refresh_wanted(self) -> None:
+        """Recompute local nodes, served mailboxes and bridged channels from the node."""
+        cfg = self.config
+        now_ms = int(self.clock() * 1000)
+        host = self._host
+        if host is not None:
+            self._local = frozenset(host.local_nodes(now_ms - int(cfg.local_window_s * 1000)))
+            for node_id in host.local_nodes(now_ms - int(cfg.serve_window_s * 1000)):
+                if self._served.get(node_id, -1) < now_ms:
+                    self._served[node_id] = now_ms
+                    self._state_dirty = True
+            wanted_names = {n.lower() for n in cfg.bridge_channels}
+            self._bridged = {
+                cid for name, cid in host.channel_ids().items() if name.lower() in wanted_names
+            }
+        horizon = now_ms - int(cfg.serve_window_s * 1000)
+        for node_id in [n for n, t in self._served.items() if t < horizon]:
+            del self._served[node_id]
+            self._state_dirty = True
+        ranked = sorted(self._served, key=lambda n: self._served[n], reverse=True)
+        served = [self.node_id, *(n for n in ranked if n != self.node_id)]
+        topics = {
+            f"{cfg.topic_prefix}/m/{mailbox_tag(n).hex()}": mailbox_key(n)
+            for n in served[: cfg.max_mailboxes]
+        }
+        for cid in self._bridged:
+            topics[f"{cfg.topic_prefix}/c/{channel_tag(cid).hex()}"] = channel_key(cid)
+        self._topics = topics
+
+    async def _load_state(self) -> None:
+        if self.state_path is None:
+            return
+        try:
+            raw = await asyncio.to_thread(self.state_path.read_bytes)
+            data = json.loads(raw[:1_000_000])
+            served = data["served"]
+            for node_hex, heard in list(served.items())[: self.config.max_mailboxes]:
+                node_id = bytes.fromhex(node_hex)
+                if len(node_id) == 16 and type(heard) is int:
+                    self._served[node_id] = heard
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring unreadable relay state %s: %s", self.state_path, exc)
+
+    async def _save_state(self) -> None:
+        if self.state_path is None or not self._state_dirty:
+            return
+        self._state_dirty = False
+        data = json.dumps({"served": {n.hex(): t for n, t in self._served.items()}}).encode()
+        path = self.state_path
+
+        def write() -> None:
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as exc:
+            log.warning("cannot save relay state %s: %s", path, exc)
+
+    # -- the connection ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        cfg = self.config
+        backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s)
+        while True:
+            self._retry_at = None
+            try:
+                await self._session(backoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._reason = _describe(exc)
+                log.info("relay %s down: %s", cfg.display, self._reason)
+            finally:
+                if self._up:
+                    self._count("disconnects")
+                self._up = False
+                self._subscribed.clear()
+                requeued = self.outbox.requeue_inflight()
+                if requeued:
+                    self._count("tx.requeued", requeued)
+            delay = backoff.next()
+            self._retry_at = time.monotonic() + delay
+            await asyncio.sleep(delay)
+
+    def _client(self) -> Any:
+        import aiomqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        cfg = self.config
+        host, port, tls = cfg.endpoint
+        user, password = cfg.credentials
+        tls_context = ssl.create_default_context(cafile=cfg.ca_file) if tls else None
+        common: dict[str, Any] = {
+            "identifier": self.client_id,
+            "username": user,
+            "password": password,
+            "tls_context": tls_context,
+            "keepalive": cfg.keepalive_s,
+            "timeout": cfg.connect_timeout_s,
+            "max_queued_incoming_messages": _MAX_INCOMING_QUEUE,
+            "max_inflight_messages": cfg.max_inflight,
+        }
+        if self._protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = int(cfg.retention_s)
+            return aiomqtt.Client(
+                host,
+                port,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=props,
+                **common,
+            )
+        return aiomqtt.Client(
+            host, port, protocol=aiomqtt.ProtocolVersion.V311, clean_session=False, **common
+        )
+
+    async def _probe(self) -> None:
+        """Find out once whether the broker speaks MQTT 5 (``protocol="auto"``).
+
+        The probe is a bare MQTT 5 CONNECT (no properties, clean start, a throwaway client
+        id): a 3.1.1-only broker such as amqtt parses it far enough to refuse the version,
+        whereas a full MQTT 5 CONNECT with properties can leave it waiting for bytes.
+        """
+        import aiomqtt
+        from aiomqtt.exceptions import MqttConnectError
+
+        host, port, _ = self.config.endpoint
+        user, password = self.config.credentials
+        _, _, tls = self.config.endpoint
+        probe = aiomqtt.Client(
+            host,
+            port,
+            identifier=f"{self.client_id}-p",
+            username=user,
+            password=password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            timeout=self.config.connect_timeout_s,
+            tls_context=ssl.create_default_context(cafile=self.config.ca_file) if tls else None,
+        )
+        try:
+            async with probe:
+                self._protocol = "5"
+        except MqttConnectError as exc:
+            if getattr(exc.rc, "value", exc.rc) not in _REFUSED_PROTOCOL:
+                raise
+            self._protocol = "3.1.1"
+            log.info("%s does not speak MQTT 5; using 3.1.1", self.config.display)
+        self._probed = True
+
+    async def _session(self, backoff: Backoff) -> None:
+        if not self._probed:
+            await self._probe()
+        client = self._client()
+        await client.__aenter__()
+        try:
+            self._up = True
+            self._reason = ""
+            self._count("connects")
+            backoff.reset()
+            log.info("relay %s up (MQTT %s)", self.config.display, self._protocol)
+            await self._sync_subscriptions(client)
+            tasks = [
+                asyncio.create_task(self._reader(client)),
+                asyncio.create_task(self._publisher(client)),
+                asyncio.create_task(self._refresher(client)),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                failure = task.exception()
+                if failure is not None:
+                    raise failure
+        finally:
+            self._up = False
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+
+    async def _sync_subscriptions(self, client: Any) -> None:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        wanted = set(self._topics)
+        add = sorted(wanted - self._subscribed)
+        remove = sorted(self._subscribed - wanted)
+        if add:
+            if self._protocol == "5":
+                # no_local: the broker does not echo our own publishes back to us
+                opts = SubscribeOptions(qos=1, noLocal=True)
+                await client.subscribe([(t, opts) for t in add])
+            else:
+                await client.subscribe([(t, 1) for t in add])
+            self._subscribed.update(add)
+        if remove:
+            await client.unsubscribe(remove)
+            self._subscribed.difference_update(remove)
+
+    async def _refresher(self, client: Any) -> None:
+        while True:
+            await asyncio.sleep(self.config.refresh_s)
+            self._refresh_wanted()
+            await self._sync_subscriptions(client)
+            await self._save_state()
+
+    async def _publisher(self, client: Any) -> None:
+        slots = asyncio.Semaphore(self.config.max_inflight)
+        broken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                if broken.done():
+                    broken.result()
+                item = self.outbox.take(self.clock())
+                if item is None:
+                    self._wake.clear()
+                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait([waiter, broken], return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                    continue
+                await slots.acquire()
+                task = asyncio.create_task(self._publish_one(client, item, slots, broken))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _publish_one(
+        self, client: Any, item: Publish, slots: asyncio.Semaphore, broken: asyncio.Future[Any]
+    ) -> None:
+        try:
+            properties = None
+            if self._protocol == "5":
+                from paho.mqtt.packettypes import PacketTypes
+                from paho.mqtt.properties import Properties
+
+                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                properties.MessageExpiryInterval = max(1, int(item.expires_s - self.clock()))
+            await client.publish(item.topic, item.payload, qos=1, properties=properties)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.outbox.retry(item)
+            if not broken.done():
+                broken.set_exception(exc)
+        else:
+            self.outbox.done(item)
+            self._count("tx.published")
+        finally:
+            slots.release()
+
+    async def _reader(self, client: Any) -> None:
+        async for message in client.messages:
+            self._receive(str(message.topic), message.payload)
+
+    def _receive(self, topic: str, payload: object) -> None:
+        link, handler = self.link, self.handler
+        if link is None or handler is None:
+            return
+        key = self._topics.get(topic)
+        if key is None:
+            self._count("rx.unknown-topic")
+            return
+        if not isinstance(payload, bytes | bytearray):
+            self._count("rx.bad-envelope")
+            return
+        try:
+            frame, expires_s = open_envelope(key, bytes(payload))
+        except (PacketError, DecryptionError):
+            self._count("rx.bad-envelope")
+            return
+        now_s = self.clock()
+        if expires_s <= now_s:
+            self._count("rx.expired")
+            return
+        packet_id = _peek_packet_id(frame)
+        if packet_id is not None:
+            if packet_id in self._handled:
+                self._count("rx.already-handled")
+                return
+            self._handled.add(packet_id, int(now_s * 1000))
+        self._count("rx.frames")
+        handler.frame_received(link, frame)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]

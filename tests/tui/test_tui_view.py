@@ -1,0 +1,212 @@
+"""The view model: marks, lines, the conversation list, reports."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshchat.node import LinkInfo
+from meshchat.store.records import Conversation, Message, MessageState
+from meshchat.tui.view import (
+    ASCII_STATE_SYMBOLS,
+    STATE_SYMBOLS,
+    ConvEntry,
+    Note,
+    clock,
+    conversation_entries,
+    entry_markup,
+    header_markup,
+    id_text,
+    message_markup,
+    neighbour_markup,
+    note_markup,
+    printable,
+    short_id,
+    state_mark,
+    step,
+    timeline,
+    who_text,
+)
+
+NOON = int(datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
+BOB = bytes.fromhex("e66d886b10cca9c55724856d102baf92")
+CAROL = bytes.fromhex("0badcafe" * 4)
+
+
+def message(
+    text: str = "hi",
+    *,
+    outgoing: bool = True,
+    state: MessageState = MessageState.QUEUED,
+    created: int = NOON,
+    updated: int = NOON,
+    row: int = 1,
+    name: str = "bob",
+) -> Message:
+    return Message(
+        row,
+        "dm:" + BOB.hex(),
+        bytes([row]) * 16,
+        outgoing,
+        BOB,
+        name,
+        text,
+        created,
+        state if outgoing else MessageState.RECEIVED,
+        updated,
+    )
+
+
+def plain(markup: list[tuple[str, str]]) -> str:
+    return "".join(text for _attr, text in markup)
+
+
+@pytest.mark.parametrize(
+    ("state", "symbol"),
+    [
+        (MessageState.QUEUED, "…"),
+        (MessageState.SENT, "✓"),
+        (MessageState.DELIVERED, "✓✓"),
+        (MessageState.FAILED, "✗"),
+    ],
+)
+def test_outgoing_lines_carry_their_state_mark(state: MessageState, symbol: str) -> None:
+    line = message_markup(message("hello", state=state), "alice", NOON, tz=UTC)
+    assert line[0] == ("time", "12:00 ")
+    assert line[1] == (f"state_{state.value}", symbol.ljust(2) + " ")
+    assert plain(line) == f"12:00 {symbol.ljust(2)} alice: hello"
+    assert ("me", "alice") in line
+
+
+def test_incoming_lines_have_a_blank_mark_and_the_sender() -> None:
+    line = message_markup(message("yo", outgoing=False), "alice", NOON, tz=UTC)
+    assert plain(line) == "12:00    bob: yo"
+    assert ("them", "bob") in line
+
+
+def test_every_state_has_a_distinct_mark_in_both_alphabets() -> None:
+    outgoing = [s for s in MessageState if s is not MessageState.RECEIVED]
+    for table in (STATE_SYMBOLS, ASCII_STATE_SYMBOLS):
+        marks = [table[s] for s in outgoing]
+        assert len(set(marks)) == len(marks)
+        assert all(0 < len(m) <= 2 for m in marks)
+    assert all(ord(c) < 128 for s in outgoing for c in ASCII_STATE_SYMBOLS[s])
+    assert state_mark(MessageState.DELIVERED, unicode=False) == ("state_delivered", "++")
+
+
+def test_clock_shows_the_date_only_for_other_days() -> None:
+    assert clock(NOON + 61_000, NOON, UTC) == "12:01"
+    assert clock(NOON - 86_400_000, NOON, UTC) == "02-28 12:00"
+
+
+def test_notes_are_marked_and_errors_are_red() -> None:
+    info = note_markup(Note(NOON, "joined #team"), NOON, tz=UTC)
+    error = note_markup(Note(NOON, "no contact", error=True), NOON, tz=UTC)
+    assert plain(info) == "12:00 -- joined #team"
+    assert plain(error) == "12:00 !! no contact"
+    assert {a for a, _ in error[1:]} == {"error"}
+    assert {a for a, _ in info[1:]} == {"system"}
+
+
+def test_timeline_orders_by_local_time_and_keeps_store_order_on_ties() -> None:
+    a = message("a", row=1, created=NOON)
+    b = message("b", row=2, outgoing=False, created=NOON - 999_999, updated=NOON + 10)
+    c = message("c", row=3, created=NOON + 10)
+    notes = [Note(NOON + 5, "between"), Note(NOON + 10, "after both")]
+    got = timeline([a, b, c], notes)
+    labels = [x.text for x in got]
+    # b was written long ago by its sender's clock, but it arrived here at NOON+10.
+    assert labels == ["a", "between", "b", "c", "after both"]
+
+
+def test_printable_removes_terminal_controls_and_bidi_overrides() -> None:
+    assert printable("a\x1b[2Jb\u202ec\td\ne") == "a\ufffd[2Jb\ufffdc    d\ne"
+
+
+@given(st.text(max_size=200))
+def test_printable_leaves_no_control_characters(text: str) -> None:
+    out = printable(text)
+    assert all(
+        ch == "\n" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Zl", "Zp"} for ch in out
+    )
+
+
+def test_names_and_texts_from_others_are_made_printable() -> None:
+    line = message_markup(message("x\x1b]0;pwned\x07", outgoing=False, name="e\x1bvil"), "a", NOON)
+    assert "\x1b" not in plain(line) and "\x07" not in plain(line)
+
+
+def test_conversation_list_order_and_unread_counts() -> None:
+    summaries = [
+        Conversation("dm:" + BOB.hex(), NOON, 2, "hi"),
+        Conversation("#zeta", NOON, 1, "x"),
+        Conversation("dm:" + CAROL.hex(), NOON, 3, "who is this"),
+    ]
+    entries = conversation_entries(["#zeta", "#alpha", "#mesh"], {BOB: "Bob"}, summaries)
+    assert entries == [
+        ConvEntry("#mesh", "#mesh", 0),
+        ConvEntry("#alpha", "#alpha", 0),
+        ConvEntry("#zeta", "#zeta", 1),
+        ConvEntry("dm:" + CAROL.hex(), "?0badcafe", 3),
+        ConvEntry("dm:" + BOB.hex(), "Bob", 2),
+    ]
+
+
+def test_mesh_is_listed_even_before_the_store_reports_it() -> None:
+    assert [e.key for e in conversation_entries([], {}, [])] == ["#mesh"]
+
+
+def test_entry_markup_points_at_the_open_conversation() -> None:
+    entry = ConvEntry("dm:ab", "bob", 4)
+    assert plain(entry_markup(entry, current=True)) == "▸ bob (4)"
+    assert plain(entry_markup(ConvEntry("#mesh", "#mesh"), current=False)) == "  #mesh"
+    assert ("unread", " (4)") in entry_markup(entry, current=False)
+
+
+def test_step_wraps_around() -> None:
+    entries = [ConvEntry(k, k) for k in ("#mesh", "#a", "dm:1")]
+    assert step(entries, "#mesh", 1) == "#a"
+    assert step(entries, "dm:1", 1) == "#mesh"
+    assert step(entries, "#mesh", -1) == "dm:1"
+    assert step(entries, "gone", 1) == "#a"
+    assert step([], "#mesh", 1) == "#mesh"
+
+
+def link(node_id: bytes, name: str, transport: str = "lan") -> LinkInfo:
+    return LinkInfo("lan:1", transport, node_id, name, "127.0.0.1:4000", NOON)
+
+
+def test_neighbour_line_shows_transport_short_id_and_name() -> None:
+    line = neighbour_markup(link(BOB, "bob"))
+    assert plain(line) == "lan e66d886b bob"
+    assert line[0][0] == "medium_lan"
+    assert neighbour_markup(link(BOB, "", "ble"))[0] == ("medium_ble", "ble ")
+    assert neighbour_markup(link(BOB, "", "relay"))[0][0] == "medium_other"
+
+
+def test_header_counts_links() -> None:
+    assert plain(header_markup("alice", BOB, 1)) == " meshchat  alice e66d886b  1 link "
+    assert plain(header_markup("alice", BOB, 0)).endswith(" 0 links ")
+    assert header_markup("alice", BOB, 0)[-1][0] == "header_nolinks"
+
+
+def test_who_lists_links_then_peers_further_away() -> None:
+    report = who_text([link(BOB, "bob")], {BOB: "bob", CAROL: "carol"}, {BOB: "Bobby"})
+    assert report.splitlines() == [
+        "neighbours (1):",
+        "  lan  e66d886b  Bobby (contact)  127.0.0.1:4000",
+        "announced peers further away (1):",
+        "  0badcafe  ~carol",
+    ]
+    assert "none yet" in who_text([], {}, {})
+
+
+def test_id_report_has_everything_needed_to_add_us() -> None:
+    text = id_text("alice", BOB, "12345 67890", "mc1:xyz")
+    assert "e66d886b" in text and BOB.hex() in text
+    assert "fingerprint: 12345 67890" in text and "card:        mc1:xyz" in text
+    assert short_id(BOB) == "e66d886b"

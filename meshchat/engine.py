@@ -267,7 +267,7 @@ class Engine:
                 PacketKind.ACK,
                 Destination.node(sender.node_id),
                 Suite.SIGNED,
-                AckBody(packet.packet_id, body.msg_id).encode(),
+                AckBody(packet.packet_id, body.msg_id, self.identity.public.box_public).encode(),
                 now_ms,
                 self.ttl,
             )
@@ -333,5 +333,7 @@ class Engine:
         return out
 
     def next_deadline(self) -> int | None:
-        times = [t for t in (self.router.next_deadline(), self.outbox.next_deadline()) if t]
+        times = [
+            t for t in (self.router.next_deadline(), self.outbox.next_deadline()) if t is not None
+        ]
         return min(times) if times else None

@@ -250,9 +250,11 @@ class KdfProfile(Enum):
 
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
     argon = nacl.pwhash.argon2id
-    return bytes(
-        argon.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.encode(), salt, opslimit, memlimit)
-    )
+    try:
+        secret = passphrase.encode()
+    except UnicodeEncodeError:
+        raise KeystoreError("the passphrase is not valid text") from None
+    return bytes(argon.kdf(nacl.secret.SecretBox.KEY_SIZE, secret, salt, opslimit, memlimit))
 
 
 def seal_keystore(

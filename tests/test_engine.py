@@ -158,11 +158,6 @@ def test_next_deadline_reports_outbox_and_router() -> None:
     assert deadline is not None and NOW < deadline <= NOW + 3750
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): Engine.next_deadline filters deadlines with `if t`, dropping a "
-    "deadline of 0 (meshchat/engine.py, next_deadline: use `if t is not None`)",
-)
 def test_next_deadline_of_zero_is_reported() -> None:
     alice, bob = _engine("alice"), _engine("bob")
     alice.link_up("l1", 0)
@@ -356,7 +351,7 @@ def test_ack_forged_by_a_third_node_does_not_deliver() -> None:
         PacketKind.ACK,
         Destination.node(mesh.engines["a"].identity.node_id),
         Suite.SIGNED,
-        AckBody(sent.packet_id, msg_id).encode(),
+        AckBody(sent.packet_id, msg_id, mallory.public.box_public).encode(),
         mesh.now_ms,
         4,
     )
@@ -380,7 +375,7 @@ def test_ack_for_an_unknown_message_is_ignored() -> None:
         PacketKind.ACK,
         Destination.node(mesh.engines["a"].identity.node_id),
         Suite.SIGNED,
-        AckBody(b"\x0d" * 16, b"\x0e" * 16).encode(),
+        AckBody(b"\x0d" * 16, b"\x0e" * 16, b.public.box_public).encode(),
         mesh.now_ms,
         4,
     )

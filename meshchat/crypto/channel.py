@@ -89,13 +89,17 @@ def derive_channel_key(name: str, passphrase: str) -> ChannelKey:
     name = normalise_channel_name(name)
     if not passphrase:
         raise UsageError("a private channel needs a passphrase")
+    try:
+        secret = passphrase.encode()
+    except UnicodeEncodeError:
+        raise UsageError("the channel passphrase is not valid text") from None
     argon = nacl.pwhash.argon2id
     salt = hashlib.blake2b(
         name.encode(), digest_size=argon.SALTBYTES, person=b"mc-chansalt"
     ).digest()
     key = argon.kdf(
         nacl.secret.SecretBox.KEY_SIZE,
-        passphrase.encode(),
+        secret,
         salt,
         argon.OPSLIMIT_INTERACTIVE,
         argon.MEMLIMIT_INTERACTIVE,

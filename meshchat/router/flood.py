@@ -41,6 +41,7 @@ import random
 from dataclasses import dataclass, field
 
 from meshchat.errors import PacketError
+from meshchat.identity import node_id_of
 from meshchat.router.actions import Action, Carry, Deliver, Drop, Transmit, Uncarry
 from meshchat.router.policy import FirstCopy, ManagedFlood, RelayPolicy
 from meshchat.router.ratelimit import TokenBucket
@@ -94,6 +95,7 @@ class _Pending:
 class _Carried:
     frame: bytes
     expires_ms: int
+    recipient: bytes
 
 
 class FloodRouter:
@@ -153,9 +155,10 @@ class FloodRouter:
 
     def link_up(self, link: str, now_ms: int) -> list[Action]:
         """A neighbour appeared: offer it the packets we carry for others."""
-        self._links[link] = self._strays.pop(link, None) or TokenBucket(
-            self.config.link_rate, self.config.link_burst, now_ms
-        )
+        bucket = self._strays.pop(link, None)
+        if bucket is None:
+            bucket = TokenBucket(self.config.link_rate, self.config.link_burst, now_ms)
+        self._links[link] = bucket
         carried = [
             (c.expires_ms, pid, c.frame)
             for pid, c in self._carried.items()
@@ -181,7 +184,7 @@ class FloodRouter:
             return
         if expires_ms > now_ms:
             self._seen.add(packet.packet_id, now_ms)
-            self._carried[packet.packet_id] = _Carried(frame, expires_ms)
+            self._carried[packet.packet_id] = _Carried(frame, expires_ms, packet.destination.value)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -262,18 +265,27 @@ class FloodRouter:
             return actions
         relayed = packet.relayed()
         frame = codec.encode(relayed)
-        if dest.kind is DestKind.NODE and packet.packet_id not in self._acked:
+        if dest.kind is DestKind.NODE and packet.packet_id + dest.value not in self._acked:
             actions.extend(self._carry(relayed, frame, now_ms))
         actions.extend(self._schedule(relayed, frame, link, now_ms, rssi))
         return actions
 
     def _ack_seen(self, packet: Packet) -> list[Action]:
+        """An ack passed by: stop carrying the packet it acknowledges.
+
+        Only an ack signed by the acknowledged packet's recipient counts (its node id is
+        derived from the signing key and the box key in the ack), so a third node cannot make
+        relays drop a message they carry by acking it falsely.
+        """
         try:
             ack = AckBody.decode(packet.payload)
         except PacketError:
             return []
-        self._acked.add(ack.acked_packet_id, packet.created_ms)
-        if self._carried.pop(ack.acked_packet_id, None) is not None:
+        acker = node_id_of(packet.origin, ack.acker_box_public)
+        self._acked.add(ack.acked_packet_id + acker, packet.created_ms)
+        carried = self._carried.get(ack.acked_packet_id)
+        if carried is not None and carried.recipient == acker:
+            del self._carried[ack.acked_packet_id]
             return [Uncarry(ack.acked_packet_id)]
         return []
 
@@ -284,7 +296,7 @@ class FloodRouter:
             victim = min(self._carried, key=lambda pid: self._carried[pid].expires_ms)
             del self._carried[victim]
             actions.append(Uncarry(victim))
-        self._carried[packet.packet_id] = _Carried(frame, expires)
+        self._carried[packet.packet_id] = _Carried(frame, expires, packet.destination.value)
         actions.append(Carry(packet, frame, expires))
         return actions
 

@@ -40,6 +40,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
+from typing import cast
 
 from meshchat.identity import Identity
 from meshchat.router.actions import Action, Deliver, Drop, Transmit
@@ -211,7 +212,7 @@ class Simulator:
             events += 1
             now_ms = EPOCH_MS + t_us // 1000
             if kind == _RX:
-                frame, receivers = b  # type: ignore[misc]
+                frame, receivers = cast("tuple[bytes, list[int]]", b)
                 link = names[a]
                 for r in receivers:
                     if not alive[r] or a not in neighbours[r]:

@@ -68,7 +68,7 @@ class Partition:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One reproducible run: ``broadcasts`` floods from random live nodes, one every ``interval_ms``."""
+    """One reproducible run: ``broadcasts`` floods from random live nodes, ``interval_ms`` apart."""
 
     n: int = 100
     degree: float = 20.0

@@ -18,6 +18,7 @@ partial object.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import cbor2
 import nacl.bindings
@@ -68,6 +69,8 @@ def _header(packet: Packet) -> list[object]:
 
 def signed_bytes(packet: Packet) -> bytes:
     """The exact bytes the packet signature covers."""
+    if packet.signed_cache is not None:
+        return packet.signed_cache
     return SIGN_DOMAIN + cbor2.dumps(
         [*_header(packet), int(packet.suite), packet.payload], canonical=True
     )
@@ -114,20 +117,8 @@ def build(
         payload=payload,
         signature=bytes(64),
     )
-    packet = Packet(
-        kind=unsigned.kind,
-        packet_id=unsigned.packet_id,
-        origin=unsigned.origin,
-        destination=unsigned.destination,
-        created_ms=unsigned.created_ms,
-        ttl=unsigned.ttl,
-        hops=0,
-        suite=unsigned.suite,
-        payload=unsigned.payload,
-        signature=identity.sign(signed_bytes(unsigned)),
-    )
-    encode(packet)  # fail now, at the sender, if it is too large
-    return packet
+    # The payload bound keeps every packet under MAX_PACKET_SIZE; encode() checks it again.
+    return replace(unsigned, signature=identity.sign(signed_bytes(unsigned)))
 
 
 def parse(frame: bytes) -> Packet:
@@ -137,7 +128,7 @@ def parse(frame: bytes) -> Packet:
     if len(frame) > MAX_PACKET_SIZE:
         raise PacketError(PacketReason.OVERSIZED, f"{len(frame)} > {MAX_PACKET_SIZE} bytes")
     frame = bytes(frame)
-    check_cbor(frame, max_items=_FIELDS + 4, max_depth=2)
+    offsets = check_cbor(frame, max_items=_FIELDS + 4, max_depth=2)
     try:
         fields = cbor2.loads(frame)
     except Exception as exc:  # cbor2 raises several types; all mean the same here
@@ -158,6 +149,11 @@ def parse(frame: bytes) -> Packet:
         and dest[0] in DestKind._value2member_map_
     ):
         raise PacketError(PacketReason.BAD_FIELD, "destination")
+    # Canonical encoding makes the signed fields' bytes in the frame identical to their
+    # encoding in the signed array: slice them instead of encoding them again.
+    signed = (
+        SIGN_DOMAIN + b"\x88" + frame[offsets[0] : offsets[6]] + frame[offsets[8] : offsets[10]]
+    )
     return Packet(
         kind=PacketKind(kind),
         packet_id=packet_id,
@@ -170,6 +166,7 @@ def parse(frame: bytes) -> Packet:
         payload=payload,
         signature=sig,
         version=version,
+        signed_cache=signed,
     )
 
 

@@ -111,7 +111,7 @@ class LinkHandshake:
         raise HandshakeError(f"unexpected {str(fields[0])[:16]!r} in state {self._state.name}")
 
     def _on_hello(self, frame: bytes, fields: list[object]) -> bytes:
-        if len(fields) != 5 or fields[1] != HANDSHAKE_VERSION:
+        if len(fields) != 5 or type(fields[1]) is not int or fields[1] != HANDSHAKE_VERSION:
             raise HandshakeError("unsupported handshake version or layout")
         _, _, sign_public, box_public, nonce = fields
         if not (

@@ -8,7 +8,7 @@ never hands out a partial or ill-formed object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from meshchat.errors import PacketError, PacketReason
@@ -121,6 +121,9 @@ class Packet:
     payload: bytes
     signature: bytes
     version: int = PROTOCOL_VERSION
+    #: The bytes the signature covers, when the codec sliced them from a received frame
+    #: (set only by :func:`meshchat.wire.codec.parse`; never compared or shown).
+    signed_cache: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _require(self.version == PROTOCOL_VERSION, "version")

@@ -4,7 +4,8 @@
 packet kind   body                                         where it travels
 ============  ===========================================  =================================
 MESSAGE       ``[msg_id(16), text]``                       encrypted (BOX, CHANNEL) or signed
-ACK           ``[acked_packet_id(16), msg_id(16)]``        signed
+ACK           ``[acked_packet_id(16), msg_id(16),          signed
+              acker_box_public(32)]``
 ANNOUNCE      ``[box_public(32), name]``                   signed
 ============  ===========================================  =================================
 
@@ -59,7 +60,13 @@ def _bytes_of(value: object, size: int, what: str) -> bytes:
 
 
 def _text_of(value: object, limit: int, what: str) -> str:
-    if not isinstance(value, str) or len(value.encode()) > limit:
+    if not isinstance(value, str):
+        raise PacketError(PacketReason.BAD_FIELD, what)
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise PacketError(PacketReason.BAD_FIELD, f"{what}: not valid text") from None
+    if size > limit:
         raise PacketError(PacketReason.BAD_FIELD, what)
     return value
 
@@ -84,22 +91,31 @@ class MessageBody:
 
 @dataclass(frozen=True, slots=True)
 class AckBody:
+    """An end-to-end ack. ``acker_box_public`` with the packet's origin gives the acker's node
+    id, so a relay can check that an ack really comes from the recipient of the packet it
+    carries before it drops that packet."""
+
     acked_packet_id: bytes
     msg_id: bytes
+    acker_box_public: bytes
 
     def __post_init__(self) -> None:
         _bytes_of(self.acked_packet_id, PACKET_ID_SIZE, "acked packet id")
         _bytes_of(self.msg_id, MSG_ID_SIZE, "msg id")
+        _bytes_of(self.acker_box_public, _KEY_SIZE, "acker box key")
 
     def encode(self) -> bytes:
-        return cbor2.dumps([self.acked_packet_id, self.msg_id], canonical=True)
+        return cbor2.dumps(
+            [self.acked_packet_id, self.msg_id, self.acker_box_public], canonical=True
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> AckBody:
-        packet_id, msg_id = _load(data, 2)
+        packet_id, msg_id, box_public = _load(data, 3)
         return cls(
             _bytes_of(packet_id, PACKET_ID_SIZE, "acked packet id"),
             _bytes_of(msg_id, MSG_ID_SIZE, "msg id"),
+            _bytes_of(box_public, _KEY_SIZE, "acker box key"),
         )
 
 

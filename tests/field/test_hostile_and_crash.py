@@ -106,8 +106,15 @@ async def attack(port: int, count: int) -> int:
                 writer.write(frame(out, MAX_PACKET_SIZE))
     rng = random.Random(7)
     valid = encode(
-        build(attacker, PacketKind.MESSAGE, BROADCAST, Suite.SIGNED, b"x" * 40,
-              int(time.time() * 1000), 4)
+        build(
+            attacker,
+            PacketKind.MESSAGE,
+            BROADCAST,
+            Suite.SIGNED,
+            b"x" * 40,
+            int(time.time() * 1000),
+            4,
+        )
     )
     sent = 0
     for hostile in mutations(valid, rng, count):

@@ -373,7 +373,7 @@ def test_ack_seen_uncarries() -> None:
     router = _router("a", "b")
     packet, frame = _packet(destination=Destination.node(BOB.node_id))
     router.receive("a", frame, NOW)
-    ack_body = AckBody(packet.packet_id, b"\x01" * 16).encode()
+    ack_body = AckBody(packet.packet_id, b"\x01" * 16, BOB.public.box_public).encode()
     ack_packet, ack = _packet(
         BOB, Destination.node(ALICE.node_id), kind=PacketKind.ACK, payload=ack_body
     )
@@ -390,7 +390,7 @@ def test_ack_seen_uncarries() -> None:
 def test_packet_whose_ack_was_seen_is_not_carried() -> None:
     router = _router("a", "b")
     packet, frame = _packet(destination=Destination.node(BOB.node_id))
-    ack_body = AckBody(packet.packet_id, b"\x01" * 16).encode()
+    ack_body = AckBody(packet.packet_id, b"\x01" * 16, BOB.public.box_public).encode()
     _, ack = _packet(BOB, Destination.node(ALICE.node_id), kind=PacketKind.ACK, payload=ack_body)
     router.receive("b", ack, NOW)
     carried_before = router.carried_count  # the ack
@@ -402,7 +402,7 @@ def test_packet_whose_ack_was_seen_is_not_carried() -> None:
 
 def test_ack_for_us_is_delivered() -> None:
     router = _router("a", "b")
-    ack_body = AckBody(b"\x09" * 16, b"\x01" * 16).encode()
+    ack_body = AckBody(b"\x09" * 16, b"\x01" * 16, BOB.public.box_public).encode()
     packet, ack = _packet(BOB, Destination.node(ME.node_id), kind=PacketKind.ACK, payload=ack_body)
     assert router.receive("a", ack, NOW) == [Deliver(packet, "a")]
 
@@ -539,19 +539,12 @@ def test_frame_after_link_down_does_not_revive_the_link() -> None:
     assert isinstance(tx, Transmit) and tx.links == ("a",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (design): any node can sign an ACK naming a carried packet id, and every "
-    "relay then drops that direct message from its store-and-forward (meshchat/router/flood.py,"
-    " _ack_seen: only uncarry when the ack's origin is the carried packet's recipient, e.g. by "
-    "putting the recipient's box key in AckBody so node_id_of(origin, box) can be checked)",
-)
 def test_ack_forged_by_a_third_node_does_not_uncarry() -> None:
     mallory = Identity.from_seeds(b"\xd1" * 32, b"\xd2" * 32)
     router = _router("a", "b")
     packet, frame = _packet(destination=Destination.node(BOB.node_id))
     router.receive("a", frame, NOW)
-    body = AckBody(packet.packet_id, b"\x01" * 16).encode()
+    body = AckBody(packet.packet_id, b"\x01" * 16, BOB.public.box_public).encode()
     _, forged = _packet(mallory, Destination.node(ALICE.node_id), kind=PacketKind.ACK, payload=body)
     actions = router.receive("b", forged, NOW + 10)
     assert Uncarry(packet.packet_id) not in actions

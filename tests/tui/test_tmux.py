@@ -86,12 +86,11 @@ class Tmux:
             assert done.returncode == 0, f"tmux {args[0]} failed: {done.stderr}"
         return done.stdout
 
-    def start(self, command: str, cols: int = 160, rows: int = 48) -> None:
-        self.tmux(
-            "new-session", "-d", "-s", self.session, "-x", str(cols), "-y", str(rows), command
-        )
-        # Keep the pane after the program ends, so its exit status can be read.
-        self.tmux("set-option", "-t", self.session, "remain-on-exit", "on")
+    def start(self, command: str, cols: int = 160, rows: int = 48, session: str = "chat") -> None:
+        self.session = session
+        # The shell prints the exit status and keeps the pane, so the test can read it.
+        shell = f'{command}; echo "[exit status $?]"; sleep 600'
+        self.tmux("new-session", "-d", "-s", self.session, "-x", str(cols), "-y", str(rows), shell)
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", self.session)
@@ -106,11 +105,8 @@ class Tmux:
 
     def exit_status(self) -> int | None:
         """The program's exit status once it has ended, else None."""
-        out = self.tmux(
-            "display-message", "-p", "-t", self.session, "#{pane_dead} #{pane_dead_status}"
-        )
-        dead, _, status = out.strip().partition(" ")
-        return int(status) if dead == "1" and status else None
+        found = re.search(r"\[exit status (\d+)\]", self.screen())
+        return int(found.group(1)) if found else None
 
     def ended(self) -> bool:
         return self.exit_status() is not None
@@ -194,9 +190,7 @@ def test_chat_with_a_daemon_over_the_lan(tmp_path: Path, tmux: Tmux) -> None:
         daemon_log.close()
 
 
-def test_fresh_home_is_walked_through_onboarding_then_unlocks(
-    tmp_path: Path, tmux: Tmux
-) -> None:
+def test_fresh_home_is_walked_through_onboarding_then_unlocks(tmp_path: Path, tmux: Tmux) -> None:
     home = tmp_path / "fresh"
     tmux.start(run_command(home, passphrase=None, args=["--no-lan"]), cols=120, rows=40)
     tmux.wait_for("Welcome to meshchat")
@@ -214,10 +208,10 @@ def test_fresh_home_is_walked_through_onboarding_then_unlocks(
     tmux.key("C-c")
     wait_until("meshchat run to quit", tmux.ended, show=tmux.screen)
     assert tmux.exit_status() == 0
-    tmux.kill()
 
     # The identity exists now: the passphrase is asked, and a wrong one asked again.
-    tmux.start(run_command(home, passphrase=None, args=["--no-lan"]), cols=120, rows=40)
+    command = run_command(home, passphrase=None, args=["--no-lan"])
+    tmux.start(command, cols=120, rows=40, session="unlock")
     tmux.wait_for("Unlock your identity")
     tmux.type("not it")
     tmux.wait_for("wrong passphrase")

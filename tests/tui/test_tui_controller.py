@@ -127,7 +127,9 @@ async def test_msg_opens_the_conversation_and_the_mark_turns_delivered(pair) -> 
     hub.connect(alice.transport, bob.transport)
     await until(lambda: "✓✓ alice: hello before a link" in alice.text())
     runs = render_runs(alice.ctl.screen, WIDE)
-    assert any(attr == "state_delivered" and text.startswith("✓✓") for row in runs for attr, text in row)
+    assert any(
+        attr == "state_delivered" and text.startswith("✓✓") for row in runs for attr, text in row
+    )
     got = await bob.node.messages(await bob.node.resolve_conversation("alice"))
     assert [m.text for m in got] == ["hello before a link"]
     # Plain text goes to the open conversation; every message is shown once.

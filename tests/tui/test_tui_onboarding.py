@@ -104,9 +104,7 @@ def test_form_moves_between_fields_and_masks_secrets() -> None:
 async def test_new_user_is_walked_through_creating_an_identity(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     surface = ScreenlessSurface()
-    flow = asyncio.create_task(
-        create_identity_flow(surface, home, None, KdfProfile.INTERACTIVE)
-    )
+    flow = asyncio.create_task(create_identity_flow(surface, home, None, KdfProfile.INTERACTIVE))
     await surface.type("carol", "enter", "secret", "enter", "secreX", "enter")
     assert "the two passphrases differ" in surface.text()
     assert surface.form().values() == ["carol", "", ""]  # secrets are cleared to type again

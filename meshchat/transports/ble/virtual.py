@@ -118,9 +118,7 @@ class RangedLink(LocalLink):
         receiver = self.find_le_controller(receiver_address)
         if sender is None or receiver is None or not self.in_range(sender, receiver):
             return
-        asyncio.get_running_loop().call_soon(
-            receiver.on_ll_control_pdu, sender_address, packet
-        )
+        asyncio.get_running_loop().call_soon(receiver.on_ll_control_pdu, sender_address, packet)
 
 
 def make_virtual_backends(

@@ -50,6 +50,7 @@ import json
 import logging
 import os
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,6 +161,7 @@ class RelayTransport(Transport):
         self._reason = "not started"
         self._retry_at: float | None = None
         self._state_dirty = False
+        self._write_lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -285,25 +287,33 @@ class RelayTransport(Transport):
             log.warning("ignoring unreadable relay state %s: %s", self.state_path, exc)
 
     async def _save_state(self) -> None:
+        """Write the served mailboxes if they changed (atomically, off the loop).
+
+        The flag is cleared only after a write completed, so a write cut short by
+        :meth:`stop` is simply done again there; the thread lock keeps two writes apart.
+        """
         if self.state_path is None or not self._state_dirty:
             return
-        self._state_dirty = False
         data = json.dumps({"served": {n.hex(): t for n, t in self._served.items()}}).encode()
         path = self.state_path
+        lock = self._write_lock
 
         def write() -> None:
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            with lock:
+                tmp = path.with_suffix(".tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
 
         try:
             await asyncio.to_thread(write)
         except OSError as exc:
             log.warning("cannot save relay state %s: %s", path, exc)
+            return
+        self._state_dirty = False
 
     # -- the connection ------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ The sweep and quota work on amqtt's session queues (``Session.retained_messages`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -104,22 +105,50 @@ class EmbeddedBroker:
     def __init__(self, settings: BrokerSettings | None = None) -> None:
         self.settings = settings or BrokerSettings()
         self._broker: Any = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         from amqtt.broker import Broker
         from amqtt.errors import BrokerError
 
         self._broker = Broker(_amqtt_config(self.settings))
+        self._wrap_connections(self._broker)
         try:
             await self._broker.start()
         except BrokerError as exc:
             self._broker = None
             raise TransportError(f"relay broker did not start: {exc}") from exc
 
+    def _wrap_connections(self, broker: Any) -> None:
+        """Close every client connection's socket once amqtt is done with it.
+
+        amqtt does not always close the server side of a connection it has finished with
+        (for instance after a persistent client's session was taken over by its reconnect),
+        which leaks a socket per such connection. The broker looks ``stream_connected`` up
+        when it starts its listeners, so an instance attribute wraps every connection.
+        """
+        original = broker.stream_connected
+        writers = self._writers
+
+        async def stream_connected(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+        ) -> None:
+            writers.add(writer)
+            try:
+                await original(reader, writer, listener_name=listener_name)
+            finally:
+                writers.discard(writer)
+                writer.close()
+
+        broker.stream_connected = stream_connected
+
     async def stop(self) -> None:
         broker, self._broker = self._broker, None
         if broker is not None:
             await broker.shutdown()
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
 
     async def __aenter__(self) -> EmbeddedBroker:
         await self.start()

@@ -1,0 +1,195 @@
+"""Relay policies: each one's wait, cancel and link choice, alone and inside a real router."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshchat.identity import Identity
+from meshchat.router import Drop, FloodRouter, RouterConfig, Transmit
+from meshchat.router.policy import (
+    POLICIES,
+    ContentionWindow,
+    FirstCopy,
+    ManagedFlood,
+    NaiveFlood,
+    RandomFanout,
+    RelayPolicy,
+)
+from meshchat.wire import codec
+from meshchat.wire.packet import BROADCAST, Packet, PacketKind, Suite
+
+NOW = 1_700_000_000_000
+ALICE = Identity.from_seeds(b"\xb1" * 32, b"\xb2" * 32)
+ME = Identity.from_seeds(b"\xa1" * 32, b"\xa2" * 32)
+_ids = itertools.count(1)
+
+
+def _packet(ttl: int = 6) -> Packet:
+    return codec.build(
+        ALICE,
+        PacketKind.MESSAGE,
+        BROADCAST,
+        Suite.SIGNED,
+        b"hello",
+        NOW,
+        ttl,
+        next(_ids).to_bytes(16, "big"),
+    )
+
+
+def _event(rssi: float | None, degree: int = 10, seed: int = 1) -> FirstCopy:
+    return FirstCopy(_packet(), "a", rssi, degree, random.Random(seed))
+
+
+def _mean_wait(policy: RelayPolicy, rssi: float | None, runs: int = 200) -> float:
+    waits = [policy.first_copy(_event(rssi, seed=s)) for s in range(runs)]
+    assert all(w is not None for w in waits)
+    return sum(w for w in waits if w is not None) / runs
+
+
+# -- managed (meshchat's default) ---------------------------------------------------------
+
+
+def test_managed_farther_receivers_wait_less() -> None:
+    policy = ManagedFlood()
+    edge, mid, near = (_mean_wait(policy, r) for r in (-96.0, -88.0, -70.0))
+    assert edge < mid < near
+    assert edge <= policy.jitter_ms
+    assert near >= 0.9 * policy.window_ms
+
+
+def test_managed_wait_spreads_relays_by_area() -> None:
+    # Half the sender's neighbours are nearer than d = r / sqrt(2): that node waits half the
+    # window (plus jitter).
+    policy = ManagedFlood(jitter_ms=0)
+    rssi_half = policy.edge_dbm + 10 * policy.path_loss_exponent * math.log10(math.sqrt(2))
+    wait = policy.first_copy(_event(rssi_half))
+    assert wait is not None
+    assert abs(wait - policy.window_ms / 2) <= 2
+
+
+def test_managed_without_rssi_waits_uniformly() -> None:
+    policy = ManagedFlood()
+    waits = [policy.first_copy(_event(None, seed=s)) for s in range(300)]
+    assert all(w is not None and 0 <= w <= policy.window_ms + policy.jitter_ms for w in waits)
+    assert len(set(waits)) > 100
+
+
+def test_managed_sparse_node_relays_at_once() -> None:
+    assert ManagedFlood(min_degree=2).first_copy(_event(-60.0, degree=2)) == 0
+    wait = ManagedFlood(min_degree=2).first_copy(_event(-60.0, degree=3))
+    assert wait is not None and wait > 0
+
+
+def test_managed_cancels_after_threshold_copies() -> None:
+    policy = ManagedFlood(threshold=2)
+    assert not policy.copy_heard(1, -80.0)
+    assert policy.copy_heard(2, -80.0)
+    assert policy.choose_links(["a", "b"], random.Random(1)) == ["a", "b"]
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.none(), st.integers(0, 500))
+def test_policies_wait_a_bounded_time_for_any_signal(rssi: float | None, degree: int) -> None:
+    for policy in POLICIES.values():
+        wait = policy.first_copy(_event(rssi, degree=degree))
+        assert wait is not None
+        assert 0 <= wait <= 2000
+
+
+# -- naive, Meshtastic-style, bitchat-style ------------------------------------------------
+
+
+def test_naive_relays_at_once_and_never_cancels() -> None:
+    policy = NaiveFlood()
+    assert policy.first_copy(_event(-50.0)) == 0
+    assert not policy.copy_heard(100, -40.0)
+
+
+def test_contention_window_is_smaller_for_weak_signals() -> None:
+    policy = ContentionWindow()
+    weak = [policy.first_copy(_event(-100.0, seed=s)) for s in range(200)]
+    strong = [policy.first_copy(_event(-40.0, seed=s)) for s in range(200)]
+    assert max(w for w in weak if w is not None) < 2**policy.cw_min * policy.slot_ms
+    assert max(w for w in strong if w is not None) >= 2**policy.cw_min * policy.slot_ms
+    assert all(w is not None and w < 2**policy.cw_max * policy.slot_ms for w in strong)
+
+
+def test_contention_window_cancels_on_first_copy() -> None:
+    policy = ContentionWindow()
+    assert policy.copy_heard(1, None)
+    assert not policy.copy_heard(0, None)
+
+
+def test_random_fanout_picks_about_log2_links() -> None:
+    policy = RandomFanout()
+    links = [f"l{i}" for i in range(16)]
+    chosen = policy.choose_links(links, random.Random(3))
+    assert len(chosen) == 4 and len(set(chosen)) == 4 and set(chosen) <= set(links)
+    assert policy.choose_links(["a", "b"], random.Random(3)) == ["a", "b"]
+    assert len(policy.choose_links(links[:5], random.Random(3))) == 3
+    assert not policy.copy_heard(50, None)
+
+
+def test_registry_names_every_strategy() -> None:
+    assert set(POLICIES) == {"naive", "managed", "meshtastic", "bitchat"}
+    assert all(name == policy.name for name, policy in POLICIES.items())
+
+
+# -- inside the router ---------------------------------------------------------------------
+
+
+def _router(policy: RelayPolicy, *links: str) -> FloodRouter:
+    router = FloodRouter(
+        ME.node_id,
+        ME.public.sign_public,
+        config=RouterConfig(),
+        policy=policy,
+        rng=random.Random(5),
+    )
+    for link in links:
+        router.link_up(link, NOW)
+    return router
+
+
+def test_router_with_contention_window_stands_down_when_a_relay_is_heard() -> None:
+    router = _router(ContentionWindow(), "a", "b", "c")
+    frame = codec.encode(_packet())
+    router.receive("a", frame, NOW, rssi=-40.0)  # strong: a wide window
+    deadline = router.next_deadline()
+    assert deadline is not None
+    router.receive("b", frame, NOW + 1, rssi=-90.0)
+    assert [a for a in router.tick(deadline) if isinstance(a, Transmit)] == []
+    assert router.counters["relay.suppressed"] == 1
+
+
+def test_router_with_fanout_sends_on_a_random_subset() -> None:
+    links = [f"l{i}" for i in range(9)]
+    router = _router(RandomFanout(), *links)
+    router.receive("l0", codec.encode(_packet()), NOW)
+    deadline = router.next_deadline()
+    assert deadline is not None
+    [tx] = [a for a in router.tick(deadline) if isinstance(a, Transmit)]
+    assert len(tx.links) == 3  # ceil(log2(8 candidates))
+    assert "l0" not in tx.links
+
+
+def test_router_recognises_duplicates_before_parsing_them() -> None:
+    router = _router(ManagedFlood(threshold=2), "a", "b", "c", "d")
+    packet = _packet()
+    frame = codec.encode(packet)
+    router.receive("a", frame, NOW, rssi=-60.0)
+    # A copy relayed one hop further differs in ttl/hops but carries the same id.
+    relayed = codec.encode(packet.relayed())
+    assert router.receive("b", relayed, NOW + 1) == [Drop("duplicate", "b", packet.packet_id)]
+    assert router.receive("c", relayed, NOW + 2) == [Drop("duplicate", "c", packet.packet_id)]
+    assert [a for a in router.tick(NOW + 5000) if isinstance(a, Transmit)] == []
+    assert router.counters["drop.duplicate"] == 2
+    # A truncated frame that starts like a seen packet counts as a copy (a replay of the
+    # genuine frame would do the same); other garbage still goes to the parser.
+    assert router.receive("d", b"\x8b" + frame[1:20], NOW + 3)[0].reason == "duplicate"
+    assert router.receive("d", b"\x00" * 30, NOW + 4)[0].reason != "duplicate"

@@ -18,7 +18,7 @@ from meshchat.identity import Identity, KdfProfile, open_keystore, seal_keystore
 
 __all__ = ["Home", "passphrase_from_env"]
 
-PASSPHRASE_ENV = "MESHCHAT_PASSPHRASE"
+PASSPHRASE_ENV = "MESHCHAT_PASSPHRASE"  # noqa: S105 (the variable name, not a secret)
 HOME_ENV = "MESHCHAT_HOME"
 
 

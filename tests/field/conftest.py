@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "field-tests"))
 
-from meshlab import Lab  # noqa: E402
+from meshlab import Lab
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from meshlab import Lab, wait_state
@@ -14,12 +15,22 @@ def test_direct_message_crosses_the_chain_and_the_ack_returns(lab: Lab) -> None:
     a, b, c = lab.host("a"), lab.host("b"), lab.host("c")
     lab.link(a, b)
     lab.link(b, c)
-    # IP really cannot cross B: A cannot even ping C.
-    ping = subprocess.run(
-        ["ip", "netns", "exec", a.netns, "ping", "-c1", "-W1", c.addresses[0]],
+    # IP really cannot cross B: A cannot even open a TCP connection towards C.
+    probe = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            a.netns,
+            sys.executable,
+            "-c",
+            f"import socket; socket.create_connection(({c.addresses[0]!r}, 9), timeout=1)",
+        ],
         capture_output=True,
+        check=False,
     )
-    assert ping.returncode != 0
+    assert probe.returncode != 0
+    assert b"unreachable" in probe.stderr.lower() or b"timed out" in probe.stderr.lower()
     for host in (a, b, c):
         lab.init(host)
     lab.introduce(a, c)

@@ -26,6 +26,20 @@ from typing import Any
 MESHCHAT = str(Path(sys.executable).parent / "meshchat")
 PASSPHRASE = "field-test passphrase"
 
+# Records every Ethernet frame a namespace's interfaces receive (AF_PACKET), as
+# 4-byte-length-prefixed frames, until terminated. Run inside the namespace by Lab.capture.
+_SNIFFER = '''
+import signal, socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+out = open(sys.argv[1], "wb", buffering=0)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+while True:
+    frame, addr = s.recvfrom(65535)
+    if addr[2] != socket.PACKET_OUTGOING:
+        out.write(struct.pack(">I", len(frame)) + frame)
+'''
+
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
@@ -65,6 +79,7 @@ class Lab:
         self.root = Path(tempfile.mkdtemp(prefix="meshlab-"))
         self.hosts: dict[str, Host] = {}
         self._subnet = 0
+        self._extra: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Lab:
         return self
@@ -186,12 +201,78 @@ class Lab:
             time.sleep(0.1)
         return time.monotonic() - start
 
+    # -- other processes in a namespace (brokers, captures) ---------------------------------
+
+    def spawn(self, host: Host, *argv: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
+        """Run a process inside ``host``'s namespace; the lab ends it on close."""
+        log_path = self.root / (log_name or f"{host.name}-{Path(argv[0]).name}.log")
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", host.netns, *argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE},
+            )
+        self._extra.append(process)
+        return process
+
+    def wait_port(self, host: Host, address: str, port: int, timeout: float = 20) -> None:
+        """Wait until something in ``host`` accepts TCP connections on ``address:port``."""
+        probe = f"import socket; socket.create_connection(({address!r}, {port}), 1).close()"
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run(
+                ["ip", "netns", "exec", host.netns, sys.executable, "-c", probe],
+                capture_output=True,
+            )
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {address}:{port} in {host.name}")
+            time.sleep(0.1)
+
+    def capture(self, host: Host, path: Path) -> subprocess.Popen[bytes]:
+        """Record every frame ``host`` receives into ``path`` until :meth:`end` is called."""
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, sys.executable, "-c", _SNIFFER, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._extra.append(process)
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("packet capture did not start")
+        return process
+
+    def end(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop a process started by :meth:`spawn` or :meth:`capture`."""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
     def close(self) -> None:
+        for process in self._extra:
+            self.end(process)
         for host in self.hosts.values():
             self.stop(host, signal.SIGKILL if host.process else signal.SIGTERM)
         for host in self.hosts.values():
             subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def read_capture(path: Path) -> list[bytes]:
+    """The frames :meth:`Lab.capture` recorded."""
+    data = path.read_bytes()
+    frames, i = [], 0
+    while i + 4 <= len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        frames.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return frames
 
 
 def wait_state(host: Host, target: str, msg_id: str, state: str, timeout: float = 30) -> float:

@@ -11,6 +11,7 @@ from meshchat.cli.contacts_cmds import cmd_contacts_add, cmd_contacts_list, cmd_
 from meshchat.cli.identity_cmds import cmd_id, cmd_init
 from meshchat.cli.message_cmds import cmd_log, cmd_send
 from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
+from meshchat.cli.relay_cmds import add_relay_arguments, cmd_relay
 from meshchat.errors import MeshchatError
 from meshchat.home import Home
 from meshchat.identity import KdfProfile
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add("peers", cmd_peers, "list neighbours of the running node", json=True)
+    p = add("relay", cmd_relay, "run an MQTT relay (broker) that gateways meet through")
+    add_relay_arguments(p)
     return parser
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 from meshchat.app import NodeSettings, running_node
@@ -52,6 +53,45 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         default=RouterConfig().link_rate,
         help="frames per second accepted from one neighbour (burst: twice that)",
     )
+    internet = parser.add_argument_group(
+        "internet gateway", "reach other meshes and offline contacts through the internet"
+    )
+    internet.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="MQTT broker to use as a gateway, mqtt://host:1883 or mqtts://host:8883 "
+        "(repeatable; the password comes from $MESHCHAT_RELAY_PASSWORD)",
+    )
+    internet.add_argument("--relay-tls", action="store_true", help="use TLS with mqtt:// too")
+    internet.add_argument("--relay-ca", metavar="FILE", help="CA bundle to verify the broker")
+    internet.add_argument("--relay-user", metavar="NAME", help="user name at the broker")
+    internet.add_argument(
+        "--relay-retention-days",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="how long brokers keep a message for an offline contact (default 7)",
+    )
+    internet.add_argument(
+        "--bridge-channel",
+        action="append",
+        default=[],
+        metavar="#NAME",
+        help="also carry this channel's messages over the internet (repeatable)",
+    )
+    internet.add_argument(
+        "--dht-port", type=int, metavar="PORT", help="join the Kademlia DHT on this UDP port"
+    )
+    internet.add_argument("--dht-host", default="0.0.0.0", help="address for the DHT to use")
+    internet.add_argument(
+        "--dht-bootstrap",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a DHT node to join through (repeatable)",
+    )
 
 
 def _peer(text: str) -> tuple[str, int]:
@@ -59,6 +99,12 @@ def _peer(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit():
         raise UsageError(f"--peer wants HOST:PORT, not {text!r}")
     return host.strip("[]"), int(port)
+
+
+def _retention(days: float) -> int:
+    if not 0 < days <= 7:
+        raise UsageError("--relay-retention-days must be more than 0 and at most 7")
+    return max(1, int(days * 24 * 3600))
 
 
 def settings_from(args: argparse.Namespace) -> NodeSettings:
@@ -74,6 +120,16 @@ def settings_from(args: argparse.Namespace) -> NodeSettings:
         mdns_interfaces=interfaces,
         advertise=advertise,
         static_peers=[_peer(p) for p in args.peer],
+        relays=list(args.relay),
+        relay_tls=args.relay_tls,
+        relay_ca=args.relay_ca,
+        relay_user=args.relay_user,
+        relay_password=os.environ.get("MESHCHAT_RELAY_PASSWORD") or None,
+        relay_retention_s=_retention(args.relay_retention_days),
+        bridge_channels=list(args.bridge_channel),
+        dht_port=args.dht_port,
+        dht_host=args.dht_host,
+        dht_bootstrap=[_peer(p) for p in args.dht_bootstrap],
         options=NodeOptions(
             ttl=max(1, min(args.ttl, MAX_TTL)),
             announce=not args.no_announce,

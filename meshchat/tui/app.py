@@ -31,6 +31,7 @@ import urwid
 from meshchat.app import NodeSettings, running_node
 from meshchat.errors import KeystoreError
 from meshchat.home import Home, passphrase_from_env
+from meshchat.identity import KdfProfile
 from meshchat.tui.controller import ChatController
 from meshchat.tui.onboarding import ask_unlock, create_identity_flow, kdf_profile_from_env
 from meshchat.tui.widgets import PALETTE
@@ -77,7 +78,8 @@ class Ui:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self._loop.remove_signal_handler(sig)
-        self.main.stop()
+        with contextlib.suppress(OSError):  # the terminal may be gone already (SIGHUP)
+            self.main.stop()
 
     def show(self, widget: urwid.Widget) -> None:
         self.main.widget = widget
@@ -111,13 +113,16 @@ class Ui:
 
 def run_tui(home: Home, settings: NodeSettings) -> int:
     """Run the terminal UI for ``home`` until the user quits; returns the exit status."""
+    profile = kdf_profile_from_env(os.environ) if not home.initialised else KdfProfile.MODERATE
     root = logging.getLogger()
     quiet = logging.NullHandler()  # nothing may write to the terminal under the UI
     root.addHandler(quiet)
     handlers: list[logging.Handler] = [quiet]
+    logging.captureWarnings(True)
     try:
-        return asyncio.run(_run(home, settings, handlers))
+        return asyncio.run(_run(home, settings, profile, handlers))
     finally:
+        logging.captureWarnings(False)
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
@@ -135,8 +140,9 @@ def _log_to_home(home: Home, handlers: list[logging.Handler]) -> None:
     handlers.append(handler)
 
 
-async def _run(home: Home, settings: NodeSettings, handlers: list[logging.Handler]) -> int:
-    profile = kdf_profile_from_env(os.environ)
+async def _run(
+    home: Home, settings: NodeSettings, profile: KdfProfile, handlers: list[logging.Handler]
+) -> int:
     ui = Ui(asyncio.get_running_loop())
     ui.start()
     try:
@@ -148,7 +154,7 @@ async def _run(home: Home, settings: NodeSettings, handlers: list[logging.Handle
             passphrase = env_passphrase
         else:
             passphrase = await ask_unlock(ui, home)
-        if passphrase is None:
+        if passphrase is None or ui.quit_requested.is_set():
             return 0
         _log_to_home(home, handlers)
         return await _chat(ui, home, settings, passphrase)

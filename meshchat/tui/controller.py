@@ -253,7 +253,12 @@ class ChatController:
         self._held = []
         self._show_title()
         self.request_refresh()
-        messages = await self.node.messages(key, HISTORY_LIMIT)
+        try:
+            messages = await self.node.messages(key, HISTORY_LIMIT)
+        except BaseException:
+            if generation == self._generation:
+                self._held = None  # hold nothing back for a pane that failed to load
+            raise
         if generation != self._generation:
             return  # another open() started meanwhile and owns the pane now
         now = self.node.clock()
@@ -279,7 +284,7 @@ class ChatController:
     def _label(self, key: str) -> str:
         for entry in self.entries:
             if entry.key == key:
-                if key.startswith(_DM):
+                if key.startswith(_DM) and not entry.label.startswith("?"):
                     return f"{entry.label} ({key[len(_DM) : len(_DM) + 8]})"
                 return entry.label
         return key if not key.startswith(_DM) else key[len(_DM) : len(_DM) + 8]

@@ -119,8 +119,18 @@ class Form(urwid.WidgetWrap["urwid.Filler[Any]"]):
         self._first_field = 4
         self.pile.focus_position = self._first_field
         box = urwid.LineBox(urwid.Padding(self.pile, left=1, right=1))
-        body = urwid.Padding(box, "center", width=FORM_COLS)
-        super().__init__(urwid.Filler(body, "middle"))
+        self._padding = urwid.Padding(box, "center", width=FORM_COLS)
+        super().__init__(urwid.Filler(self._padding, "middle"))
+
+    def _fit(self, cols: int) -> None:
+        """As wide as :data:`FORM_COLS`, or the whole terminal when that is narrower."""
+        width = max(1, min(FORM_COLS, cols))
+        if self._padding.width != width:
+            self._padding.width = width
+
+    def render(self, size: tuple[int, int], focus: bool = False) -> urwid.Canvas:  # type: ignore[override]
+        self._fit(size[0])
+        return super().render(size, focus)
 
     def values(self) -> list[str]:
         return [e.edit_text[:MAX_FIELD_CHARS] for e in self.edits]
@@ -145,6 +155,7 @@ class Form(urwid.WidgetWrap["urwid.Filler[Any]"]):
                 edit.set_edit_text("")
 
     def keypress(self, size: tuple[int, int], key: str) -> str | None:  # type: ignore[override]
+        self._fit(size[0])
         index = self.field_index()
         if key in {"tab", "down"}:
             self.focus_field(index + 1)

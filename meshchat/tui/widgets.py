@@ -196,9 +196,6 @@ class MessageLine(urwid.WidgetWrap[urwid.Columns]):
         self.body.set_text(list(markup[MARGIN_PARTS:]) or "")
         self._w.contents[0] = (self.margin, self._w.options("given", self.margin.pack()[0]))
 
-    def text(self) -> str:
-        return str(self.margin.text) + str(self.body.text)
-
 
 def _holds_secret(line: str) -> bool:
     words = line.strip().split()

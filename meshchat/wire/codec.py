@@ -27,6 +27,7 @@ import nacl.exceptions
 from meshchat.errors import PacketError, PacketReason
 from meshchat.identity import Identity
 from meshchat.wire.cborcheck import check_cbor
+from meshchat.wire.fastparse import read_fixed
 from meshchat.wire.packet import (
     MAX_AGE_MS,
     MAX_FUTURE_SKEW_MS,
@@ -128,6 +129,15 @@ def parse(frame: bytes) -> Packet:
     if len(frame) > MAX_PACKET_SIZE:
         raise PacketError(PacketReason.OVERSIZED, f"{len(frame)} > {MAX_PACKET_SIZE} bytes")
     frame = bytes(frame)
+    fixed = read_fixed(frame)
+    if fixed is not None:
+        (version, kind, packet_id, origin, dest_kind, dest_value, created, ttl, hops, suite,
+         payload, sig, ttl_at, suite_at, sig_at) = fixed  # fmt: skip
+        # Canonical encoding makes the signed fields' bytes in the frame identical to their
+        # encoding in the signed array: slice them instead of encoding them again.
+        signed = SIGN_DOMAIN + b"\x88" + frame[1:ttl_at] + frame[suite_at:sig_at]
+        return _packet(version, kind, packet_id, origin, [dest_kind, dest_value], created,
+                       ttl, hops, suite, payload, sig, signed)  # fmt: skip
     offsets = check_cbor(frame, max_items=_FIELDS + 4, max_depth=2)
     try:
         fields = cbor2.loads(frame)
@@ -135,7 +145,30 @@ def parse(frame: bytes) -> Packet:
         raise PacketError(PacketReason.MALFORMED, f"CBOR: {exc}") from None
     if not isinstance(fields, list) or len(fields) != _FIELDS:
         raise PacketError(PacketReason.MALFORMED, "packet is not an array of 11 items")
+    signed = (
+        SIGN_DOMAIN + b"\x88" + frame[offsets[0] : offsets[6]] + frame[offsets[8] : offsets[10]]
+    )
     version, kind, packet_id, origin, dest, created, ttl, hops, suite, payload, sig = fields
+    return _packet(
+        version, kind, packet_id, origin, dest, created, ttl, hops, suite, payload, sig, signed
+    )
+
+
+def _packet(
+    version: object,
+    kind: object,
+    packet_id: object,
+    origin: object,
+    dest: object,
+    created: object,
+    ttl: object,
+    hops: object,
+    suite: object,
+    payload: object,
+    sig: object,
+    signed: bytes,
+) -> Packet:
+    """Check decoded field values and build the packet (both parse paths end here)."""
     if version != PROTOCOL_VERSION or type(version) is not int:
         raise PacketError(PacketReason.UNKNOWN_VERSION, repr(version)[:20])
     if type(kind) is not int or kind not in PacketKind._value2member_map_:
@@ -149,22 +182,17 @@ def parse(frame: bytes) -> Packet:
         and dest[0] in DestKind._value2member_map_
     ):
         raise PacketError(PacketReason.BAD_FIELD, "destination")
-    # Canonical encoding makes the signed fields' bytes in the frame identical to their
-    # encoding in the signed array: slice them instead of encoding them again.
-    signed = (
-        SIGN_DOMAIN + b"\x88" + frame[offsets[0] : offsets[6]] + frame[offsets[8] : offsets[10]]
-    )
     return Packet(
         kind=PacketKind(kind),
-        packet_id=packet_id,
-        origin=origin,
+        packet_id=packet_id,  # type: ignore[arg-type]  # checked by Packet
+        origin=origin,  # type: ignore[arg-type]
         destination=Destination(DestKind(dest[0]), dest[1]),
-        created_ms=created,
-        ttl=ttl,
-        hops=hops,
+        created_ms=created,  # type: ignore[arg-type]
+        ttl=ttl,  # type: ignore[arg-type]
+        hops=hops,  # type: ignore[arg-type]
         suite=Suite(suite),
-        payload=payload,
-        signature=sig,
+        payload=payload,  # type: ignore[arg-type]
+        signature=sig,  # type: ignore[arg-type]
         version=version,
         signed_cache=signed,
     )

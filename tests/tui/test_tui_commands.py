@@ -97,7 +97,7 @@ def test_any_line_parses_or_raises_usage_error(line: str) -> None:
 
 
 _plain = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1,
     max_size=200,
 ).filter(lambda t: t.strip() and not t.strip().startswith("/"))

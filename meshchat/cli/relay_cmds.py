@@ -1,0 +1,90 @@
+"""``meshchat relay``: run the embedded MQTT broker that gateways meet through.
+
+The relay needs no identity and stores only sealed envelopes under hashed topic names (see
+``docs/internet.md``). It runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from meshchat.errors import UsageError
+from meshchat.home import Home
+
+__all__ = ["add_relay_arguments", "cmd_relay"]
+
+
+def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bind",
+        action="append",
+        metavar="ADDR",
+        help="address to listen on (repeatable; default 127.0.0.1)",
+    )
+    parser.add_argument("--port", type=int, default=1883, help="TCP port (default 1883)")
+    parser.add_argument(
+        "--retention-days",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="drop a message not collected after this long (default 7)",
+    )
+    parser.add_argument(
+        "--quota",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="most messages kept per mailbox for one offline gateway (default 1000)",
+    )
+    parser.add_argument("--password-file", metavar="FILE", help="amqtt password file (user:hash)")
+    parser.add_argument("--certfile", metavar="FILE", help="TLS certificate (with --keyfile)")
+    parser.add_argument("--keyfile", metavar="FILE", help="TLS private key")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
+
+
+def cmd_relay(args: argparse.Namespace, home: Home) -> int:
+    from meshchat.transports.relay.broker import BrokerSettings
+
+    if not 0 < args.retention_days <= 365:
+        raise UsageError("--retention-days must be more than 0 and at most 365")
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port must be 0..65535")
+    settings = BrokerSettings(
+        binds=tuple(args.bind or ["127.0.0.1"]),
+        port=args.port,
+        retention_s=max(1, int(args.retention_days * 24 * 3600)),
+        mailbox_quota=args.quota,
+        password_file=args.password_file,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: object) -> None:
+    from meshchat.transports.relay.broker import BrokerSettings, EmbeddedBroker
+
+    assert isinstance(settings, BrokerSettings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with EmbeddedBroker(settings) as broker:
+        where = ", ".join(f"{h}:{p}" for h, p in broker.addresses)
+        days = settings.retention_s / 86400
+        print(
+            f"meshchat relay listening on {where} (messages kept {days:g} days, "
+            f"{settings.mailbox_quota} per mailbox)",
+            flush=True,
+        )
+        await stop.wait()

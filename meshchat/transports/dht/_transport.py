@@ -1,0 +1,321 @@
+"""The DHT transport: serverless rendezvous for gateways through a Kademlia network.
+
+Theory of operation. Like the relay, the DHT presents itself to the node as one link
+(``dht:<port>``), up from :meth:`DhtTransport.start` to :meth:`DhtTransport.stop`, and uses
+:func:`meshchat.gateway.route` to pick what leaves the mesh. Channels are not bridged over
+the DHT (a record slot holds one message; a busy channel would overwrite itself), only
+mailboxes.
+
+*Sending.* A frame for a node not heard locally becomes a signed, sealed record
+(:mod:`._records`) stored with Kademlia ``set`` under the record key of the recipient's
+mailbox slot. Stores that fail (no DHT neighbour yet) wait in a bounded outbox and are tried
+again on every poll round.
+
+*Receiving.* Every ``poll_s`` the gateway fetches each slot of every mailbox it collects (its
+own and those of local nodes heard within ``serve_window_s``, at most ``max_mailboxes``) and
+hands each verified frame to the node through ``frame_received`` on the DHT link. A record
+that fails any check is ignored and counted; a packet id already handed over is not handed
+over again (a record stays in the DHT until it expires, and is fetched on every round).
+
+*Health.* The transport is up while its routing table has a neighbour; while it has none it
+bootstraps again every round (so a bootstrap node that starts later is found).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from meshchat.errors import CryptoError, PacketError, UsageError
+from meshchat.gateway import GatewayHost, RouteKind, route
+from meshchat.identity import Identity, PublicIdentity
+from meshchat.router.seen import SeenSet
+from meshchat.transports.base import Link, LinkHandler, Transport, TransportStatus
+from meshchat.transports.dht._records import (
+    MAX_RECORD,
+    SLOTS,
+    build_record,
+    mailbox_signer,
+    open_record,
+    record_key,
+    slot_of,
+)
+from meshchat.transports.dht._storage import RecordStorage
+from meshchat.wire import codec
+from meshchat.wire.packet import MAX_AGE_MS
+
+__all__ = ["DhtConfig", "DhtLink", "DhtTransport"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DhtConfig:
+    """How a gateway uses the Kademlia DHT."""
+
+    host: str = "0.0.0.0"
+    port: int = 0
+    bootstrap: tuple[tuple[str, int], ...] = ()
+    retention_s: int = 7 * 24 * 3600
+    poll_s: float = 5.0
+    local_window_s: float = 15 * 60
+    serve_window_s: float = 7 * 24 * 3600
+    max_mailboxes: int = 64
+    outbox_limit: int = 1000
+    max_stored: int = 4096
+    ksize: int = 20
+    alpha: int = 3
+
+    def __post_init__(self) -> None:
+        if self.poll_s <= 0 or self.max_mailboxes < 1 or self.outbox_limit < 1:
+            raise UsageError("DHT poll interval, mailbox and outbox limits must be positive")
+        if not 0 <= self.port < 65536:
+            raise UsageError("DHT port out of range")
+
+
+class DhtLink(Link):
+    """The internet, as reached through the DHT."""
+
+    def __init__(self, transport: DhtTransport) -> None:
+        self.link_id = f"dht:{transport.port}"
+        self.transport = "dht"
+        digest = hashlib.blake2b(
+            self.link_id.encode(), digest_size=64, person=b"mc-dht-peer"
+        ).digest()
+        self.peer = PublicIdentity(digest[:32], digest[32:])
+        self.initiator = True
+        self._owner = transport
+
+    def send(self, frame: bytes) -> bool:
+        return self._owner.offer(frame)
+
+    async def close(self) -> None:
+        await self._owner.stop()
+
+    def describe(self) -> str:
+        return self._owner.status().detail
+
+
+@dataclass(slots=True)
+class _Store:
+    key: bytes
+    record: bytes
+    expires_s: int
+
+
+class DhtTransport(Transport):
+    """A gateway's attachment to a Kademlia DHT."""
+
+    name = "dht"
+
+    def __init__(
+        self, identity: Identity, config: DhtConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.node_id = identity.node_id
+        self.clock = clock
+        self.port = config.port
+        self.storage = RecordStorage(config.max_stored, clock)
+        self.counters: dict[str, int] = {}
+        self.handler: LinkHandler | None = None
+        self.link: DhtLink | None = None
+        self._host: GatewayHost | None = None
+        self._server: Any = None
+        self._handled = SeenSet(65536, MAX_AGE_MS)
+        self._local: frozenset[bytes] = frozenset()
+        self._served: dict[bytes, int] = {}
+        self._outbox: deque[_Store] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self, handler: LinkHandler) -> None:
+        from kademlia.network import Server
+
+        self.handler = handler
+        self._host = handler if isinstance(handler, GatewayHost) else None
+        server = Server(ksize=self.config.ksize, alpha=self.config.alpha, storage=self.storage)
+        await server.listen(self.config.port, interface=self.config.host)
+        self._server = server
+        self.port = int(server.transport.get_extra_info("sockname")[1])
+        self.link = DhtLink(self)
+        handler.link_up(self.link)
+        self._task = asyncio.create_task(self._run(), name=f"meshchat-{self.link.link_id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        link, self.link = self.link, None
+        if link is not None and self.handler is not None:
+            self.handler.link_down(link)
+
+    @property
+    def neighbours(self) -> int:
+        server = self._server
+        if server is None or server.protocol is None:
+            return 0
+        return len(server.bootstrappable_neighbors())
+
+    def status(self) -> TransportStatus:
+        up = self.neighbours > 0
+        mailboxes = len(self._mailboxes())
+        detail = (
+            f"kademlia udp {self.config.host}:{self.port} "
+            f"{'up' if up else 'down: no DHT neighbours'}; {self.neighbours} neighbours; "
+            f"gateway for {mailboxes} mailboxes; outbox {len(self._outbox)}"
+        )
+        return TransportStatus(self.name, up, detail)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- sending -------------------------------------------------------------------------
+
+    def offer(self, frame: bytes) -> bool:
+        if self.link is None:
+            return False
+        now_s = self.clock()
+        target = route(frame, self._local, set())
+        if target is None or target.kind is not RouteKind.MAILBOX:
+            self._count("tx.stays-local")
+            return True
+        if target.packet_id in self._handled:
+            self._count("tx.already-handled")
+            return True
+        expires_s = int(min(now_s + self.config.retention_s, target.expires_ms / 1000))
+        if expires_s <= now_s:
+            self._count("tx.expired")
+            return True
+        try:
+            key, record = build_record(target.target, slot_of(target.packet_id), frame, expires_s)
+        except PacketError:
+            self._count("tx.unsealable")
+            return False
+        self._handled.add(target.packet_id, int(now_s * 1000))
+        self._outbox.append(_Store(key, record, expires_s))
+        while len(self._outbox) > self.config.outbox_limit:
+            self._outbox.popleft()
+            self._count("tx.dropped")
+        self._count("tx.mailbox")
+        self._wake.set()
+        return True
+
+    async def _flush(self) -> None:
+        """Store every waiting record; those that find no DHT node wait for the next round."""
+        server = self._server
+        pending, self._outbox = self._outbox, deque()
+        now_s = self.clock()
+        live = [item for item in pending if item.expires_s > now_s]
+        if not live:
+            return
+        results = await asyncio.gather(
+            *(server.set(item.key, item.record) for item in live), return_exceptions=True
+        )
+        for item, ok in zip(live, results, strict=True):
+            if ok is True:
+                self._count("tx.stored")
+            else:
+                self._outbox.append(item)
+                self._count("tx.store-failed")
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _mailboxes(self) -> list[bytes]:
+        ranked = sorted(self._served, key=lambda n: self._served[n], reverse=True)
+        served = [self.node_id, *(n for n in ranked if n != self.node_id)]
+        return served[: self.config.max_mailboxes]
+
+    def _refresh_local(self) -> None:
+        host = self._host
+        now_ms = int(self.clock() * 1000)
+        if host is not None:
+            cfg = self.config
+            self._local = frozenset(host.local_nodes(now_ms - int(cfg.local_window_s * 1000)))
+            for node_id in host.local_nodes(now_ms - int(cfg.serve_window_s * 1000)):
+                self._served[node_id] = now_ms
+        horizon = now_ms - int(self.config.serve_window_s * 1000)
+        for node_id in [n for n, t in self._served.items() if t < horizon]:
+            del self._served[node_id]
+
+    async def _poll(self) -> None:
+        server = self._server
+        lookups: list[tuple[bytes, int]] = []
+        keys: list[bytes] = []
+        for node_id in self._mailboxes():
+            verify_key = bytes(mailbox_signer(node_id).verify_key)
+            for slot in range(SLOTS):
+                lookups.append((node_id, slot))
+                keys.append(record_key(verify_key, slot))
+        values = await asyncio.gather(*(server.get(k) for k in keys), return_exceptions=True)
+        for (node_id, slot), value in zip(lookups, values, strict=True):
+            if value is None or isinstance(value, BaseException):
+                continue
+            self._receive(node_id, slot, value)
+
+    def _receive(self, node_id: bytes, slot: int, value: object) -> None:
+        link, handler = self.link, self.handler
+        if link is None or handler is None:
+            return
+        now_s = self.clock()
+        if isinstance(value, bytes) and len(value) > MAX_RECORD:
+            self._count("rx.oversized")
+            return
+        try:
+            frame = open_record(node_id, slot, value, now_s)
+            packet = codec.decode(frame, int(now_s * 1000))
+        except (PacketError, CryptoError) as exc:
+            self._count(f"rx.rejected.{getattr(getattr(exc, 'reason', None), 'value', 'crypto')}")
+            return
+        if packet.packet_id in self._handled:
+            self._count("rx.already-handled")
+            return
+        self._handled.add(packet.packet_id, int(now_s * 1000))
+        self._count("rx.frames")
+        handler.frame_received(link, frame)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _bootstrap(self) -> None:
+        if self.config.bootstrap and self.neighbours == 0:
+            try:
+                await self._server.bootstrap(list(self.config.bootstrap))
+            except (TimeoutError, OSError) as exc:
+                log.info("DHT bootstrap failed: %s", exc)
+
+    async def _run(self) -> None:
+        """A round every ``poll_s``; a new record to store wakes a store-only round early."""
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
+        while True:
+            polling = loop.time() >= next_poll
+            try:
+                if polling:
+                    self._refresh_local()
+                    await self._bootstrap()
+                await self._flush()
+                if polling:
+                    await self._poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("DHT round failed (continuing)")
+            if polling:
+                next_poll = loop.time() + self.config.poll_s
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                    await self._wake.wait()

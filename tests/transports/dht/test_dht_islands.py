@@ -1,0 +1,210 @@
+"""Two islands of in-process nodes joined through a 3-node Kademlia swarm on loopback."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from kademlia.network import Server
+from kademlia.utils import digest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "relay"))
+
+from islands import (
+    Member,
+    befriend,
+    delivered,
+    start_member,
+    stop_member,
+    texts,
+    wait_for,
+)
+
+from meshchat.identity import Identity
+from meshchat.transports.base import Transport
+from meshchat.transports.dht import (
+    SLOTS,
+    DhtConfig,
+    DhtTransport,
+    build_record,
+    mailbox_signer,
+    record_key,
+)
+from meshchat.transports.memory import MemoryHub
+from meshchat.wire import BROADCAST, Destination, PacketKind, Suite, build, encode
+
+
+@pytest.fixture
+async def seed() -> AsyncIterator[Server]:
+    """The swarm's third node: a plain kademlia node (it stores whatever it is sent)."""
+    server = Server()
+    await server.listen(0, interface="127.0.0.1")
+    yield server
+    server.stop()
+
+
+def port_of(server: Server) -> int:
+    return int(server.transport.get_extra_info("sockname")[1])
+
+
+def dht(seed: Server) -> Callable[[Identity], list[Transport]]:
+    config = DhtConfig(host="127.0.0.1", bootstrap=(("127.0.0.1", port_of(seed)),), poll_s=0.2)
+    return lambda identity: [DhtTransport(identity, config)]
+
+
+def dht_of(member: Member) -> DhtTransport:
+    transport = member.extra[0]
+    assert isinstance(transport, DhtTransport)
+    return transport
+
+
+async def joined(*members: Member) -> None:
+    async def check() -> bool:
+        return all(dht_of(m).status().up for m in members)
+
+    await wait_for(check)
+
+
+async def test_message_crosses_islands_over_the_dht_and_the_ack_returns(
+    tmp_path: Path, seed: Server
+) -> None:
+    hub = MemoryHub()
+    a = await start_member(tmp_path, hub, "alice")
+    g1 = await start_member(tmp_path, hub, "g1", dht(seed))
+    g2 = await start_member(tmp_path, hub, "g2", dht(seed))
+    b = await start_member(tmp_path, hub, "bob")
+    try:
+        hub.connect(a.mem, g1.mem)
+        hub.connect(g2.mem, b.mem)
+        await befriend(a, b)
+        await joined(g1, g2)
+        sent = await a.node.send_text("bob", "over the dht")
+        await delivered(a, sent.msg_id, timeout=15)
+        assert await texts(b, a) == ["over the dht"]
+        assert dht_of(g1).counters.get("tx.stored", 0) >= 1
+        assert dht_of(g2).counters.get("rx.frames", 0) >= 1
+        assert "up" in dht_of(g1).status().detail
+    finally:
+        for m in (a, g1, g2, b):
+            await stop_member(m)
+
+
+async def test_recipient_offline_when_sent_gets_it_when_its_gateway_joins(
+    tmp_path: Path, seed: Server
+) -> None:
+    hub = MemoryHub()
+    a = await start_member(tmp_path, hub, "alice")
+    g1 = await start_member(tmp_path, hub, "g1", dht(seed))
+    live = [a, g1]
+    try:
+        bob_identity = Identity.generate()
+        b_stub = await start_member(tmp_path, hub, "bob", identity=bob_identity)
+        await befriend(a, b_stub)
+        await stop_member(b_stub)  # bob was only needed to exchange cards: he is offline now
+        hub.connect(a.mem, g1.mem)
+        await joined(g1)
+        sent = await a.node.send_text("bob", "left in the dht")
+
+        async def stored() -> bool:
+            return dht_of(g1).counters.get("tx.stored", 0) >= 1
+
+        await wait_for(stored)
+        await stop_member(a)  # no retry can carry it later: only the DHT holds it
+        live.remove(a)
+        g2 = await start_member(tmp_path, hub, "g2", dht(seed))
+        b = await start_member(tmp_path, hub, "bob", identity=bob_identity)
+        live += [g2, b]
+        hub.connect(g2.mem, b.mem)
+
+        async def arrived() -> bool:
+            return await texts(b, a) == ["left in the dht"]
+
+        await wait_for(arrived, timeout=15)
+        a = await start_member(tmp_path, hub, "alice", identity=a.identity)
+        live.append(a)
+        hub.connect(a.mem, g1.mem)
+        await delivered(a, sent.msg_id, timeout=15)
+    finally:
+        for m in live:
+            await stop_member(m)
+
+
+async def test_forged_oversized_and_expired_records_are_ignored(
+    tmp_path: Path, seed: Server
+) -> None:
+    hub = MemoryHub()
+    a = await start_member(tmp_path, hub, "alice")
+    g1 = await start_member(tmp_path, hub, "g1", dht(seed))
+    g2 = await start_member(tmp_path, hub, "g2", dht(seed))
+    b = await start_member(tmp_path, hub, "bob")
+    members = [a, g1, g2, b]
+    try:
+        hub.connect(a.mem, g1.mem)
+        hub.connect(g2.mem, b.mem)
+        await befriend(a, b)
+        await joined(g1, g2)
+        now = int(time.time())
+        packet = build(
+            a.identity,
+            PacketKind.MESSAGE,
+            Destination.node(b.node_id),
+            Suite.SIGNED,
+            b"x",
+            now * 1000,
+            4,
+        )
+        frame = encode(packet)
+        vk = bytes(mailbox_signer(b.node_id).verify_key)
+        stranger = Identity.generate()
+        bad: dict[int, bytes] = {}
+        # forged: a well-formed record, but signed for another mailbox
+        bad[0] = build_record(stranger.node_id, 0, frame, now + 3600)[1]
+        # forged: the right mailbox key, but the signature does not verify
+        good = build_record(b.node_id, 1, frame, now + 3600)[1]
+        bad[1] = good[:50] + bytes([good[50] ^ 1]) + good[51:]
+        # oversized
+        bad[2] = b"MD\x01" + bytes(4000)
+        # expired (signed correctly, but its time is over)
+        bad[3] = build_record(b.node_id, 3, frame, now - 10)[1]
+        # a correct record around a packet whose own signature is broken
+        forged_packet = bytearray(frame)
+        forged_packet[-1] ^= 1
+        bad[4] = build_record(b.node_id, 4, bytes(forged_packet), now + 3600)[1]
+        # not even bytes
+        bad[5] = "a string"  # type: ignore[assignment]
+        # The seed is a plain kademlia node: it answers with whatever it was given.
+        for slot, value in bad.items():
+            seed.storage[digest(record_key(vk, slot))] = value
+
+        async def all_rejected() -> bool:
+            counters = dht_of(g2).counters
+            rejected = sum(v for k, v in counters.items() if k.startswith("rx.rejected"))
+            return rejected >= 5 and counters.get("rx.oversized", 0) >= 1
+
+        await wait_for(all_rejected, timeout=15)
+        assert dht_of(g2).counters.get("rx.frames", 0) == 0
+        assert await texts(b, a) == []
+        # A meshchat node's own storage refuses such records outright, except the one whose
+        # flaw is inside the sealed envelope: only the recipient's gateways can see that.
+        storage = dht_of(g1).storage
+        for slot, value in bad.items():
+            storage[digest(record_key(vk, slot))] = value
+        assert storage.get(digest(record_key(vk, 4))) == bad[4]
+        assert [storage.get(digest(record_key(vk, s))) for s in (0, 1, 2, 3, 5)] == [None] * 5
+        assert storage.refused >= 5
+        # ... and the node keeps working.
+        sent = await a.node.send_text("bob", "still fine")
+        await delivered(a, sent.msg_id, timeout=15)
+        assert await texts(b, a) == ["still fine"]
+    finally:
+        for m in members:
+            await stop_member(m)
+
+
+def test_every_slot_has_its_own_key() -> None:
+    vk = bytes(mailbox_signer(bytes(16)).verify_key)
+    assert len({record_key(vk, s) for s in range(SLOTS)}) == SLOTS
+    assert BROADCAST is not None

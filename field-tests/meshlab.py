@@ -28,7 +28,7 @@ PASSPHRASE = "field-test passphrase"
 
 # Records every Ethernet frame a namespace's interfaces receive (AF_PACKET), as
 # 4-byte-length-prefixed frames, until terminated. Run inside the namespace by Lab.capture.
-_SNIFFER = '''
+_SNIFFER = """
 import signal, socket, struct, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 out = open(sys.argv[1], "wb", buffering=0)
@@ -38,7 +38,7 @@ while True:
     frame, addr = s.recvfrom(65535)
     if addr[2] != socket.PACKET_OUTGOING:
         out.write(struct.pack(">I", len(frame)) + frame)
-'''
+"""
 
 
 def _ip(*args: str) -> None:
@@ -203,7 +203,9 @@ class Lab:
 
     # -- other processes in a namespace (brokers, captures) ---------------------------------
 
-    def spawn(self, host: Host, *argv: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
+    def run_process(
+        self, host: Host, *argv: str, log_name: str | None = None
+    ) -> subprocess.Popen[bytes]:
         """Run a process inside ``host``'s namespace; the lab ends it on close."""
         log_path = self.root / (log_name or f"{host.name}-{Path(argv[0]).name}.log")
         with open(log_path, "ab") as log:
@@ -245,7 +247,7 @@ class Lab:
         return process
 
     def end(self, process: subprocess.Popen[bytes]) -> None:
-        """Stop a process started by :meth:`spawn` or :meth:`capture`."""
+        """Stop a process started by :meth:`run_process` or :meth:`capture`."""
         if process.poll() is None:
             process.terminate()
             try:

@@ -52,6 +52,8 @@ from meshchat.wire.payloads import AckBody
 
 __all__ = ["FloodRouter", "RouterConfig"]
 
+_NEVER = 2**63
+
 
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
@@ -123,6 +125,7 @@ class FloodRouter:
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[int, bytes]] = []
         self._carried: dict[bytes, _Carried] = {}
+        self._next_carry_expiry = _NEVER  # earliest expiry among carried packets
         self.counters: dict[str, int] = {}
 
     # -- introspection -------------------------------------------------------------------
@@ -185,6 +188,7 @@ class FloodRouter:
         if expires_ms > now_ms:
             self._seen.add(packet.packet_id, now_ms)
             self._carried[packet.packet_id] = _Carried(frame, expires_ms, packet.destination.value)
+            self._next_carry_expiry = min(self._next_carry_expiry, expires_ms)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -297,6 +301,7 @@ class FloodRouter:
             del self._carried[victim]
             actions.append(Uncarry(victim))
         self._carried[packet.packet_id] = _Carried(frame, expires, packet.destination.value)
+        self._next_carry_expiry = min(self._next_carry_expiry, expires)
         actions.append(Carry(packet, frame, expires))
         return actions
 
@@ -354,7 +359,12 @@ class FloodRouter:
             if pending is not None and pending.due_ms <= now_ms:
                 actions.extend(self._fire(packet_id, pending))
         self._seen.expire(now_ms)
-        for packet_id in [p for p, c in self._carried.items() if c.expires_ms <= now_ms]:
-            del self._carried[packet_id]
-            actions.append(Uncarry(packet_id))
+        # A busy node ticks after every frame: scan the carried packets only when one is due.
+        if now_ms >= self._next_carry_expiry:
+            for packet_id in [p for p, c in self._carried.items() if c.expires_ms <= now_ms]:
+                del self._carried[packet_id]
+                actions.append(Uncarry(packet_id))
+            self._next_carry_expiry = min(
+                (c.expires_ms for c in self._carried.values()), default=_NEVER
+            )
         return actions

@@ -39,10 +39,13 @@ class SeenSet:
 
     def expire(self, now_ms: int) -> int:
         """Forget ids older than the horizon; returns how many were forgotten."""
+        # Entries sit in insertion order and share one horizon, so the expired ones are a
+        # prefix: drop from the front until the first live one.
         entries = self._entries
         removed = 0
-        for packet_id, expires in list(entries.items()):
-            if expires > now_ms:
+        while entries:
+            packet_id = next(iter(entries))
+            if entries[packet_id] > now_ms:
                 break
             del entries[packet_id]
             removed += 1

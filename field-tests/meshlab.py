@@ -255,6 +255,8 @@ class Lab:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
     def close(self) -> None:
         for process in self._extra:

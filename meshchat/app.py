@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from meshchat.control import ControlServer
+from meshchat.errors import UsageError
 from meshchat.home import Home
+from meshchat.identity import Identity
 from meshchat.node import Node, NodeOptions
+from meshchat.panic import erase_home
 from meshchat.store import Store
 from meshchat.transports.base import Transport
 
@@ -45,15 +49,21 @@ class NodeSettings:
     dht_host: str = "0.0.0.0"
     dht_bootstrap: list[tuple[str, int]] = field(default_factory=list)
     dht_poll_s: float = 5.0
+    #: Bluetooth LE backend: None (off), "bleak" (the OS stack through bleak and bless) or
+    #: "bumble" (Google's stack on a controller named by ``ble_controller``, e.g. usb:0)
+    ble_backend: str | None = None
+    ble_controller: str = "usb:0"
+    ble_max_links: int = 7
 
 
-def build_transports(home: Home, settings: NodeSettings, node_identity: object) -> list[Transport]:
+def build_transports(
+    home: Home, settings: NodeSettings, node_identity: Identity
+) -> list[Transport]:
+    """The LAN and internet transports the settings ask for (BLE is opened separately)."""
     transports: list[Transport] = []
     if settings.lan:
-        from meshchat.identity import Identity
         from meshchat.transports.lan import LanTransport
 
-        assert isinstance(node_identity, Identity)
         transports.append(
             LanTransport(
                 node_identity,
@@ -69,16 +79,11 @@ def build_transports(home: Home, settings: NodeSettings, node_identity: object) 
     return transports
 
 
-def _internet_transports(home: Home, settings: NodeSettings, identity: object) -> list[Transport]:
+def _internet_transports(home: Home, settings: NodeSettings, identity: Identity) -> list[Transport]:
     """The relay (MQTT) and DHT transports that make this node a gateway, if configured."""
-    import hashlib
-
-    from meshchat.identity import Identity
-
     transports: list[Transport] = []
     if not settings.relays and settings.dht_port is None and not settings.dht_bootstrap:
         return transports
-    assert isinstance(identity, Identity)
     for url in settings.relays:
         from meshchat.transports.relay import RelayConfig, RelayTransport
 
@@ -108,6 +113,24 @@ def _internet_transports(home: Home, settings: NodeSettings, identity: object) -
     return transports
 
 
+async def _ble_transport(settings: NodeSettings, identity: Identity) -> Transport:
+    """The BLE transport on the chosen backend (imported only when asked for)."""
+    from meshchat.transports.ble import BleBackend, BleTransport
+
+    backend: BleBackend
+    if settings.ble_backend == "bumble":
+        from meshchat.transports.ble.bumble_backend import BumbleBackend
+
+        backend = await BumbleBackend.open(settings.ble_controller)
+    elif settings.ble_backend == "bleak":
+        from meshchat.transports.ble.bleak_backend import BleakBackend
+
+        backend = BleakBackend()
+    else:
+        raise UsageError(f"unknown BLE backend {settings.ble_backend!r}: use bleak or bumble")
+    return BleTransport(identity, backend, max_links=settings.ble_max_links)
+
+
 @contextlib.asynccontextmanager
 async def running_node(
     home: Home,
@@ -115,11 +138,20 @@ async def running_node(
     settings: NodeSettings,
     extra_transports: list[Transport] | None = None,
 ) -> AsyncIterator[Node]:
-    """Unlock the identity, open the store, start transports and the control socket."""
-    identity, name = home.unlock(passphrase)
-    store = Store.open(home.database)
+    """Unlock the identity, open the store, start transports and the control socket.
+
+    The store is opened with the store key from the keystore. ``node.panic()`` (or the control
+    op ``panic``) erases this home and sets ``node.stop_requested``; the owner then leaves this
+    context, and whatever closing the store wrote back is erased once more on the way out.
+    """
+    unlocked = home.unlock_all(passphrase)
+    identity, name = unlocked.identity, unlocked.name
+    store = Store.open(home.database, key=unlocked.store_key)
     transports = build_transports(home, settings, identity) + list(extra_transports or [])
+    if settings.ble_backend is not None:
+        transports.append(await _ble_transport(settings, identity))
     node = Node(identity, name, store, transports, options=settings.options)
+    node.set_eraser(lambda: erase_home(home))
     control = ControlServer(node, home.control_socket) if settings.control else None
     try:
         if control is not None:
@@ -134,3 +166,5 @@ async def running_node(
             await control.stop()
         await node.stop()
         store.close()
+        if node.panicked:
+            erase_home(home)

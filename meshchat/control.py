@@ -13,6 +13,11 @@ log         conversation, limit             messages
 peers       (none)                          peers, transports
 status      (none)                          node_id, name, links, counters
 join        channel, passphrase (optional)  channel
+contacts    (none)                          contacts (name, node_id, trust, fingerprint,
+                                            safety_number)
+verify      contact, safety_number          contact (marked verified only if the number is
+                                            the pair's safety number)
+panic       (none)                          erased, failed, seconds; then the node stops
 ==========  ==============================  ============================================
 """
 
@@ -27,11 +32,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from meshchat.errors import MeshchatError, TransportError
+from meshchat.errors import MeshchatError, TransportError, UsageError
+from meshchat.identity import PublicIdentity
 from meshchat.node import Node
-from meshchat.store.records import Message
+from meshchat.panic import PanicReport
+from meshchat.safety import safety_number
+from meshchat.store.records import Contact, Message, Trust
 
-__all__ = ["ControlServer", "message_json", "request"]
+__all__ = ["ControlServer", "contact_json", "message_json", "request"]
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 16 * 1024
@@ -50,6 +58,24 @@ def message_json(message: Message) -> dict[str, Any]:
         "state": message.state.value,
         "updated_ms": message.updated_ms,
     }
+
+
+def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
+    """A contact as ``contacts list --json`` and the control op ``contacts`` show it."""
+    them = PublicIdentity(contact.sign_public, contact.box_public)
+    return {
+        "name": contact.name,
+        "node_id": contact.node_id.hex(),
+        "trust": contact.trust.value,
+        "added_ms": contact.added_ms,
+        "fingerprint": them.fingerprint(),
+        "safety_number": safety_number(me, them),
+        "has_card": bool(contact.card),
+    }
+
+
+def _same_number(given: str, expected: str) -> bool:
+    return "".join(given.split()) == "".join(expected.split())
 
 
 class ControlServer:
@@ -175,7 +201,32 @@ class ControlServer:
             passphrase = request.get("passphrase")
             channel = await node.join(str(request["channel"]), passphrase or None)
             return {"channel": channel.name, "private": channel.key is not None}
+        if op == "contacts":
+            me = node.identity.public
+            return {"contacts": [contact_json(c, me) for c in await node.contacts()]}
+        if op == "verify":
+            return await self._verify(str(request["contact"]), str(request["safety_number"]))
+        if op == "panic":
+            report = await node.panic()
+            assert isinstance(report, PanicReport)
+            return {
+                "erased": [str(p) for p in report.erased],
+                "failed": [[str(p), why] for p, why in report.failed],
+                "seconds": report.seconds,
+            }
         raise ValueError(f"unknown op {op!r}")
+
+    async def _verify(self, target: str, number: str) -> dict[str, Any]:
+        node = self.node
+        contact = await node.store.call(node.store.store.find_contact, target)
+        me = node.identity.public
+        them = PublicIdentity(contact.sign_public, contact.box_public)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(f"the keys of {contact.name} are marked compromised")
+        if not _same_number(number, safety_number(me, them)):
+            raise UsageError(f"that is not your safety number with {contact.name}")
+        contact = await node.set_trust(contact.node_id, Trust.VERIFIED)
+        return {"contact": contact_json(contact, me)}
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:

@@ -6,12 +6,22 @@ events (:mod:`meshchat.events`) in the order the owner must carry them out. Orde
 :class:`MessageReceived` comes before the :class:`Transmit` of its ack, so an owner that stores
 each event before going on never acknowledges a message it could lose.
 
-Direct messages use suite BOX and are retried from the outbox until acked; each retry is a new
-packet (new packet id, new nonce) carrying the same message id, so relays that remember the old
-packet id still pass the retry on. Channel messages use suite CHANNEL for a private channel and
-SIGNED for the public ``#mesh``. A packet that fails to open or has the wrong suite for its
-destination yields :class:`MessageRejected` and no reply on the wire, the same outcome as a
-packet that never arrived.
+Direct messages use suite RATCHET when the recipient has a signed prekey or a session with us
+(:mod:`meshchat.crypto.direct`: X3DH and the Double Ratchet, sealed sender, rotating tags,
+padded payloads), else the older suite BOX to its node id. Either way they are retried from the
+outbox until acked; each retry is a new packet (new packet id, new nonce) carrying the same
+message id, so relays that remember the old packet id still pass the retry on. Channel messages
+use suite CHANNEL for a private channel and SIGNED for the public ``#mesh``.
+
+Session state is the engine's only durable state: every change comes out as a
+:class:`SessionUpdated` or :class:`PrekeysUpdated` event **before** the packet or ack that
+depends on it, and :meth:`Engine.load_sessions` takes the stored blobs back after a restart.
+
+Uniform failures. A packet that fails to open or has the wrong suite for its destination yields
+:class:`MessageRejected` (logged locally) and no reply on the wire, the same outcome as a packet
+that never arrived. A sealed message to one of our tags is relayed and carried by the router
+like a packet to anyone else's address whether or not it opens here; only its ack (sealed,
+to a tag of the sender's) tells anyone it arrived, and a packet that does not open gets none.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from collections.abc import Iterable
 
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
+from meshchat.crypto.direct import DirectSuite
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
     AttemptMade,
@@ -31,9 +42,11 @@ from meshchat.events import (
     MessageRejected,
     MessageSent,
     PeerAnnounced,
+    PrekeysUpdated,
+    SessionUpdated,
 )
-from meshchat.identity import Identity, PublicIdentity
-from meshchat.router.actions import Action, Deliver, Drop, Transmit
+from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
+from meshchat.router.actions import Action, Deliver, Drop, Transmit, Uncarry
 from meshchat.router.flood import FloodRouter
 from meshchat.router.outbox import Outbox, OutboxItem, backoff_ms
 from meshchat.wire import codec
@@ -47,7 +60,7 @@ from meshchat.wire.packet import (
     PacketKind,
     Suite,
 )
-from meshchat.wire.payloads import AckBody, AnnounceBody, MessageBody
+from meshchat.wire.payloads import AckBody, AnnounceBody, MessageBody, ack_hash_of
 
 __all__ = ["ANNOUNCE_TTL", "Engine", "Output", "dm_conversation"]
 
@@ -82,6 +95,43 @@ class Engine:
         self.outbox = Outbox()
         self._box = BoxSuite(identity)
         self._channels: dict[bytes, ChannelKey] = {}
+        self.direct = DirectSuite(identity)
+        # The router reads the live set of our tags; the suite keeps it current.
+        self.router.addresses = self.direct.book.tags
+
+    # -- sessions and contacts -----------------------------------------------------------
+
+    def load_sessions(self, blobs: dict[bytes, bytes]) -> list[bytes]:
+        """Restore stored session state (our prekeys under our own node id, one blob per
+        peer otherwise); returns the keys of blobs that could not be read (they are skipped)."""
+        return self.direct.load(blobs)
+
+    def add_contact(
+        self, identity: PublicIdentity, prekey: SignedPrekey | None, now_ms: int
+    ) -> list[Output]:
+        """Know a contact: answer to its pair tags, keep its signed prekey if it is valid and
+        newer than the one we have. Call at start for every contact and when one is added."""
+        self.direct.maintain(now_ms)
+        self.direct.add_peer(identity, prekey)
+        return self._updates()
+
+    def prekey(self, now_ms: int) -> SignedPrekey:
+        """This node's current signed prekey (rotated when due)."""
+        return self.direct.own_prekey(now_ms)
+
+    def card(self, now_ms: int) -> ContactCard:
+        """This node's contact card, version 2 with its current signed prekey."""
+        return self.identity.card(self.name, self.prekey(now_ms))
+
+    def flush(self) -> list[Output]:
+        """Session state changed since the last outputs (e.g. by :meth:`card`), as events."""
+        return self._updates()
+
+    def _updates(self) -> list[Output]:
+        out: list[Output] = []
+        for key, blob in self.direct.take_updates():
+            out.append(PrekeysUpdated(blob) if key is None else SessionUpdated(key, blob))
+        return out
 
     # -- channels ------------------------------------------------------------------------
 
@@ -149,8 +199,10 @@ class Engine:
         return self._attempt(item, now_ms)
 
     def announce(self, now_ms: int) -> list[Output]:
-        """Tell nearby nodes our box key and display name."""
-        body = AnnounceBody(self.identity.public.box_public, self.name).encode()
+        """Tell nearby nodes our box key, display name and current signed prekey."""
+        prekey = self.prekey(now_ms)
+        out = self._updates()
+        body = AnnounceBody(self.identity.public.box_public, self.name, prekey).encode()
         packet = codec.build(
             self.identity,
             PacketKind.ANNOUNCE,
@@ -160,10 +212,13 @@ class Engine:
             now_ms,
             ANNOUNCE_TTL,
         )
-        return [a for a in self.router.originate(packet, now_ms) if not isinstance(a, Drop)]
+        out.extend(a for a in self.router.originate(packet, now_ms) if not isinstance(a, Drop))
+        return out
 
     def _build_message(self, item: OutboxItem, now_ms: int) -> Packet:
         body = MessageBody(item.msg_id, item.text).encode()
+        if item.recipient is not None and self.direct.can_seal(item.recipient):
+            return self.direct.build_message(item.recipient, item.msg_id, body, now_ms, self.ttl)
         if item.recipient is not None:
             suite, payload = Suite.BOX, self._box.seal(item.recipient.box_public, body)
         else:
@@ -191,10 +246,11 @@ class Engine:
             return []
         try:
             packet = self._build_message(item, now_ms)
-        except UsageError:
-            self.outbox.remove(item.msg_id)
-            return [MessageExpired(item.msg_id)]
-        out: list[Output] = []
+        except (UsageError, CryptoError):
+            self._end(item.msg_id)
+            return [*self._updates(), MessageExpired(item.msg_id)]
+        # The ratchet may have moved: store its state before the packet can leave.
+        out: list[Output] = self._updates()
         actions = self.router.originate(packet, now_ms)
         out.extend(actions)
         if any(isinstance(a, Transmit) for a in actions):
@@ -207,41 +263,91 @@ class Engine:
             item.next_try_ms = now_ms + backoff_ms(item.attempts, self.rng)
             out.append(AttemptMade(item.msg_id, item.attempts, item.next_try_ms))
         elif item.transmitted:
-            self.outbox.remove(item.msg_id)
+            self._end(item.msg_id)
         return out
+
+    def _end(self, msg_id: bytes) -> None:
+        self.outbox.remove(msg_id)
+        self.direct.forget(msg_id)
 
     # -- receiving -----------------------------------------------------------------------
 
     def receive(
         self, link: str | None, frame: bytes, now_ms: int, rssi: float | None = None
     ) -> list[Output]:
-        return self._handle(self.router.receive(link, frame, now_ms, rssi), now_ms)
+        self.direct.maintain(now_ms)  # the address set must be current for the router
+        out = self._updates()
+        out.extend(self._handle(self.router.receive(link, frame, now_ms, rssi), now_ms))
+        return out
 
     def _handle(self, actions: Iterable[Action], now_ms: int) -> list[Output]:
         out: list[Output] = []
+        late: list[Output] = []
         for action in actions:
             if isinstance(action, Deliver):
-                out.extend(self._deliver(action.packet, action.link, now_ms))
+                for o in self._deliver(action.packet, action.link, now_ms):
+                    # Our ack of a sealed message uncarries it; the router's Carry of that
+                    # same message follows the Deliver, so the Uncarry must come after it.
+                    (late if isinstance(o, Uncarry) else out).append(o)
             else:
                 out.append(action)
-        return out
+        return out + late
 
     def _deliver(self, packet: Packet, link: str | None, now_ms: int) -> list[Output]:
         try:
             if packet.kind is PacketKind.MESSAGE:
                 return self._on_message(packet, now_ms)
             if packet.kind is PacketKind.ACK:
-                return self._on_ack(packet)
+                return self._on_ack(packet, now_ms)
             if packet.kind is PacketKind.ANNOUNCE:
-                body = AnnounceBody.decode(packet.payload)
-                peer = PublicIdentity(packet.origin, body.box_public)
-                return [PeerAnnounced(peer, body.name, packet.hops)]
+                return self._on_announce(packet)
         except (PacketError, CryptoError) as exc:
-            return [MessageRejected(str(exc), packet.packet_id, link)]
+            return [*self._updates(), MessageRejected(str(exc), packet.packet_id, link)]
         return []
+
+    def _on_announce(self, packet: Packet) -> list[Output]:
+        body = AnnounceBody.decode(packet.payload)
+        peer = PublicIdentity(packet.origin, body.box_public)
+        if body.prekey is not None:
+            # Kept only for a known peer, only if signed by it and newer than the one we have.
+            self.direct.learn_prekey(peer, body.prekey)
+        return [*self._updates(), PeerAnnounced(peer, body.name, packet.hops, body.prekey)]
+
+    def _to_tag(self, packet: Packet) -> bool:
+        dest = packet.destination
+        return dest.kind is DestKind.NODE and dest.value in self.direct.book.tags
+
+    def _on_sealed_message(self, packet: Packet, now_ms: int) -> list[Output]:
+        opened = self.direct.open_message(packet, now_ms)
+        out: list[Output] = []
+        if opened.text is not None and opened.msg_id is not None:
+            out.append(
+                MessageReceived(
+                    conversation=dm_conversation(opened.sender.node_id),
+                    msg_id=opened.msg_id,
+                    sender=opened.sender,
+                    sender_key=opened.sender.sign_public,
+                    text=opened.text,
+                    created_ms=packet.created_ms,
+                    packet_id=packet.packet_id,
+                    hops=packet.hops,
+                )
+            )
+        try:
+            ack = self.direct.build_ack(opened.sender, opened.token, now_ms, self.ttl)
+        except CryptoError as exc:
+            return [*out, *self._updates(), MessageRejected(str(exc), packet.packet_id, None)]
+        # The message, then the session state (received and acked), then the ack.
+        out.extend(self._updates())
+        out.extend(self.router.originate(ack, now_ms))
+        return out
 
     def _on_message(self, packet: Packet, now_ms: int) -> list[Output]:
         dest = packet.destination
+        if self._to_tag(packet):
+            if packet.suite is not Suite.RATCHET:
+                return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
+            return self._on_sealed_message(packet, now_ms)
         if dest.kind is DestKind.NODE:
             if packet.suite is not Suite.BOX:
                 return [
@@ -295,14 +401,38 @@ class Engine:
             ]
         return []
 
-    def _on_ack(self, packet: Packet) -> list[Output]:
+    def _on_sealed_ack(self, packet: Packet, now_ms: int) -> list[Output]:
+        token = ack_hash_of(packet.payload)
+        msg_id = self.direct.token_owner(token) if token is not None else None
+        out: list[Output] = []
+        try:
+            self.direct.open_ack(packet, now_ms)
+        except CryptoError as exc:
+            # The token alone proves delivery (only the recipient could find it); the sealed
+            # part only moves the session on.
+            out.append(MessageRejected(str(exc), packet.packet_id, None))
+        out[:0] = self._updates()
+        item = self.outbox.get(msg_id) if msg_id is not None else None
+        if item is None or item.recipient is None:
+            return out
+        self._end(item.msg_id)
+        if not item.transmitted:
+            out.append(MessageSent(item.msg_id, packet.packet_id))
+        out.append(MessageDelivered(item.msg_id))
+        return out
+
+    def _on_ack(self, packet: Packet, now_ms: int) -> list[Output]:
+        if self._to_tag(packet):
+            if packet.suite is not Suite.RATCHET:
+                return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
+            return self._on_sealed_ack(packet, now_ms)
         ack = AckBody.decode(packet.payload)
         item = self.outbox.get(ack.msg_id)
         if item is None or item.recipient is None:
             return []
         if packet.origin != item.recipient.sign_public:
             return [MessageRejected("ack not from the recipient", packet.packet_id, None)]
-        self.outbox.remove(ack.msg_id)
+        self._end(ack.msg_id)
         out: list[Output] = []
         if not item.transmitted:
             out.append(MessageSent(item.msg_id, ack.acked_packet_id))
@@ -312,7 +442,9 @@ class Engine:
     # -- links and time ------------------------------------------------------------------
 
     def link_up(self, link: str, now_ms: int) -> list[Output]:
-        out: list[Output] = list(self.router.link_up(link, now_ms))
+        self.direct.maintain(now_ms)
+        out: list[Output] = self._updates()
+        out.extend(self.router.link_up(link, now_ms))
         self.outbox.wake(now_ms)
         out.extend(self._retry_due(now_ms))
         return out
@@ -321,8 +453,12 @@ class Engine:
         return list(self.router.link_down(link, now_ms))
 
     def tick(self, now_ms: int) -> list[Output]:
-        out: list[Output] = self._handle(self.router.tick(now_ms), now_ms)
-        out.extend(MessageExpired(m) for m in self.outbox.expire(now_ms))
+        self.direct.maintain(now_ms)
+        out: list[Output] = self._updates()
+        out.extend(self._handle(self.router.tick(now_ms), now_ms))
+        for msg_id in self.outbox.expire(now_ms):
+            self.direct.forget(msg_id)
+            out.append(MessageExpired(msg_id))
         out.extend(self._retry_due(now_ms))
         return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshchat.identity import PublicIdentity
+from meshchat.identity import PublicIdentity, SignedPrekey
 
 __all__ = [
     "AttemptMade",
@@ -15,6 +15,8 @@ __all__ = [
     "MessageRejected",
     "MessageSent",
     "PeerAnnounced",
+    "PrekeysUpdated",
+    "SessionUpdated",
 ]
 
 
@@ -28,7 +30,10 @@ class MessageReceived:
     conversation: str
     msg_id: bytes
     sender: PublicIdentity | None  # None on a channel: only the signing key is known
-    sender_key: bytes  # the Ed25519 key that signed the packet
+    #: the sender's Ed25519 identity key: the key that signed the packet, or for a sealed
+    #: direct message (whose packet is signed by a one-packet key) the key authenticated
+    #: inside the ciphertext
+    sender_key: bytes
     text: str
     created_ms: int
     packet_id: bytes
@@ -78,6 +83,30 @@ class PeerAnnounced:
     identity: PublicIdentity
     name: str
     hops: int
+    #: the signed prekey it announced (its signature is not checked here)
+    prekey: SignedPrekey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    """The session state kept for a peer changed; ``blob`` replaces what is stored for it.
+
+    The owner must store it before executing the actions that follow it: a packet sent with a
+    ratchet step that is then lost in a crash would reuse a message key after the restart,
+    and an ack sent before the state is stored could confirm a message the restarted node
+    can no longer account for.
+    """
+
+    peer_node_id: bytes
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeysUpdated:
+    """This node's signed prekeys (or their replay caches) changed; store ``blob`` before
+    going on, under the node's own id (:meth:`~meshchat.engine.Engine.load_sessions`)."""
+
+    blob: bytes
 
 
 Event = (
@@ -88,4 +117,6 @@ Event = (
     | AttemptMade
     | MessageRejected
     | PeerAnnounced
+    | SessionUpdated
+    | PrekeysUpdated
 )

@@ -2,28 +2,55 @@
 
 The home is ``--home`` if given, else ``$MESHCHAT_HOME``, else the platform's user data folder
 (``platformdirs``). It is created with mode 0700; the keystore is written 0600 through a
-temporary file and an atomic rename, so a crash never leaves half a keystore.
+temporary file, ``fsync`` and an atomic rename, so a crash never leaves half a keystore.
+
+Unlocking gives the identity, its name and the **store key** that opens the encrypted message
+store. A version 1 keystore (from before the store was encrypted) has no store key: the first
+unlock makes one and re-seals the keystore as version 2, under an exclusive ``flock`` on the
+keystore and after reading it again, so two processes unlocking at once agree on one key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
 from meshchat.errors import KeystoreError
-from meshchat.identity import Identity, KdfProfile, open_keystore, seal_keystore
+from meshchat.identity import (
+    STORE_KEY_SIZE,
+    Identity,
+    KdfProfile,
+    seal_keystore,
+    unseal_keystore,
+)
 
-__all__ = ["Home", "passphrase_from_env"]
+__all__ = ["Home", "Unlocked", "passphrase_from_env"]
 
 PASSPHRASE_ENV = "MESHCHAT_PASSPHRASE"  # noqa: S105 (the variable name, not a secret)
 HOME_ENV = "MESHCHAT_HOME"
+CARD_FILE = "card.txt"
 
 
 def passphrase_from_env() -> str | None:
     return os.environ.get(PASSPHRASE_ENV)
+
+
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    """What the passphrase opens: the identity, its display name and the store key."""
+
+    identity: Identity
+    name: str
+    store_key: bytes
+
+    def __repr__(self) -> str:
+        return f"<Unlocked {self.name!r} {self.identity.public.short_id}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +79,44 @@ class Home:
         return self.path / "control.sock"
 
     @property
+    def card(self) -> Path:
+        """Our own public contact card, kept in clear so commands need no passphrase."""
+        return self.path / CARD_FILE
+
+    @property
     def initialised(self) -> bool:
         return self.keystore.exists()
+
+    def secret_files(self) -> list[Path]:
+        """Every file of this home that says who we are or whom we talk to, most secret first.
+
+        The keystore comes first: without it the database is ciphertext nobody can open. Then
+        the database with its ``-wal``/``-shm``/``-journal`` files, the card, the control
+        socket, and the logs and relay state other parts of meshchat keep here.
+        """
+        db = self.database
+        files = [
+            self.keystore,
+            self.keystore.with_suffix(".tmp"),
+            db,
+            *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
+            self.card,
+            self.control_socket,
+        ]
+        with contextlib.suppress(OSError):
+            extra = sorted(
+                p
+                for p in self.path.iterdir()
+                if p.name.startswith(("tui.log", "relay-")) and p not in files
+            )
+            files += extra
+        return files
 
     def ensure(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path, 0o700)
 
-    def create_identity(
-        self, name: str, passphrase: str, profile: KdfProfile = KdfProfile.MODERATE
-    ) -> Identity:
-        if self.initialised:
-            raise KeystoreError(f"an identity already exists in {self.path}")
-        self.ensure()
-        identity = Identity.generate()
-        data = seal_keystore(identity, name, passphrase, profile)
+    def _write_keystore(self, data: bytes) -> None:
         tmp = self.keystore.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -75,13 +125,69 @@ class Home:
         finally:
             os.close(fd)
         os.replace(tmp, self.keystore)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def create_identity(
+        self, name: str, passphrase: str, profile: KdfProfile = KdfProfile.MODERATE
+    ) -> Identity:
+        if self.initialised:
+            raise KeystoreError(f"an identity already exists in {self.path}")
+        self.ensure()
+        identity = Identity.generate()
+        self._write_keystore(seal_keystore(identity, name, passphrase, profile))
         return identity
 
-    def unlock(self, passphrase: str) -> tuple[Identity, str]:
-        if not self.initialised:
-            raise KeystoreError(f"no identity in {self.path}: run 'meshchat init' first")
+    def _read_keystore(self) -> bytes:
         try:
-            data = self.keystore.read_bytes()
+            return self.keystore.read_bytes()
         except OSError as exc:
             raise KeystoreError(f"cannot read keystore: {exc.strerror}") from exc
-        return open_keystore(data, passphrase)
+
+    @contextlib.contextmanager
+    def _keystore_locked(self) -> Iterator[None]:
+        try:
+            fd = os.open(self.keystore, os.O_RDONLY)
+        except OSError as exc:
+            raise KeystoreError(f"cannot read keystore: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def unlock_all(self, passphrase: str) -> Unlocked:
+        """Open the keystore: identity, name and store key (upgrading a version 1 keystore).
+
+        Raises :class:`KeystoreError` for a missing keystore, a wrong passphrase or a
+        damaged file.
+        """
+        if not self.initialised:
+            raise KeystoreError(f"no identity in {self.path}: run 'meshchat init' first")
+        opened = unseal_keystore(self._read_keystore(), passphrase)
+        if opened.store_key is None:
+            with self._keystore_locked():
+                # Another process may have upgraded it while we derived the key: read again.
+                opened = unseal_keystore(self._read_keystore(), passphrase)
+                if opened.store_key is None:
+                    store_key = os.urandom(STORE_KEY_SIZE)
+                    data = seal_keystore(
+                        opened.identity,
+                        opened.name,
+                        passphrase,
+                        store_key=store_key,
+                        limits=(opened.opslimit, opened.memlimit),
+                    )
+                    self._write_keystore(data)
+                    return Unlocked(opened.identity, opened.name, store_key)
+        assert opened.store_key is not None
+        return Unlocked(opened.identity, opened.name, opened.store_key)
+
+    def unlock(self, passphrase: str) -> tuple[Identity, str]:
+        """The identity and its display name (see :meth:`unlock_all`)."""
+        unlocked = self.unlock_all(passphrase)
+        return unlocked.identity, unlocked.name

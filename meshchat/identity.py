@@ -7,11 +7,14 @@ halves that hash to it. The **fingerprint** is 60 decimal digits in 12 groups of
 the same public keys, for people to compare aloud.
 
 A **contact card** is what people exchange to add each other: the two public keys and a display
-name, signed by the Ed25519 key. Its text form is ``mc1:`` followed by unpadded base64url.
+name, signed by the Ed25519 key. Its text form is ``mc1:`` followed by unpadded base64url. A
+version 2 card also carries the device's current **signed prekey** (an X25519 key signed by the
+Ed25519 key, used by X3DH to start a forward-secret session); version 1 cards are still read.
 
-The **keystore** is the private keys sealed under a passphrase: Argon2id (libsodium's
-``crypto_pwhash``) derives a key that opens an XSalsa20-Poly1305 secret box. This module only
-turns bytes into bytes; reading and writing the file is the caller's job.
+The **keystore** is the private keys, the display name and the message store's random key
+sealed under a passphrase: Argon2id (libsodium's ``crypto_pwhash``) derives a key that opens an
+XSalsa20-Poly1305 secret box (layout in :func:`seal_keystore`). This module only turns bytes
+into bytes; reading and writing the file is the caller's job.
 """
 
 from __future__ import annotations
@@ -39,10 +42,13 @@ __all__ = [
     "ContactCard",
     "Identity",
     "KdfProfile",
+    "Keystore",
     "PublicIdentity",
+    "SignedPrekey",
     "node_id_of",
     "open_keystore",
     "seal_keystore",
+    "unseal_keystore",
 ]
 
 NODE_ID_SIZE = 16
@@ -53,8 +59,16 @@ CARD_PREFIX = "mc1:"
 MAX_CARD_BYTES = 512
 
 _CARD_DOMAIN = b"meshchat-card-v1\x00"
+_CARD_DOMAIN_V2 = b"meshchat-card-v2\x00"
+#: What a signed prekey's signature covers, before the key: keeps the signature from being
+#: taken for any other statement by the same signing key.
+PREKEY_DOMAIN = b"meshchat-spk-v1\x00"
+_MAX_TIME_MS = 2**53
 _KEYSTORE_MAGIC = "meshchat-keystore"
-_KEYSTORE_VERSION = 1
+#: The keystore version written; version 1 (no store key) is still read.
+_KEYSTORE_VERSION = 2
+#: The size of the message store's key, kept in the keystore.
+STORE_KEY_SIZE = 32
 MAX_KEYSTORE_BYTES = 4096
 
 
@@ -115,22 +129,65 @@ class PublicIdentity:
         return True
 
 
+def prekey_signed_bytes(public: bytes) -> bytes:
+    """The bytes a signed prekey's Ed25519 signature covers."""
+    return PREKEY_DOMAIN + public
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPrekey:
+    """A device's X25519 signed prekey as others see it (in its card and its announcements).
+
+    ``signature`` is the device's Ed25519 signature over ``PREKEY_DOMAIN || public``;
+    ``created_ms`` orders prekeys, so an older one replayed never replaces a newer one. The
+    creation time is not under ``signature``: every container that carries a prekey (a card,
+    an ANNOUNCE packet) is itself signed by the same key, which covers it.
+    """
+
+    public: bytes
+    signature: bytes
+    created_ms: int
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.public, bytes)
+            and len(self.public) == KEY_SIZE
+            and isinstance(self.signature, bytes)
+            and len(self.signature) == SIGNATURE_SIZE
+            and type(self.created_ms) is int
+            and 0 <= self.created_ms < _MAX_TIME_MS
+        ):
+            raise IdentityError("signed prekey has a field of the wrong type or size")
+
+    def verify(self, owner: PublicIdentity) -> bool:
+        """True when ``owner``'s signing key signed this prekey."""
+        return owner.verify(prekey_signed_bytes(self.public), self.signature)
+
+
 @dataclass(frozen=True, slots=True)
 class ContactCard:
-    """A signed statement of a device's public keys and chosen display name."""
+    """A signed statement of a device's public keys, display name and (v2) signed prekey."""
 
     identity: PublicIdentity
     name: str
     signature: bytes
+    prekey: SignedPrekey | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.prekey is None else 2
 
     def _signed_bytes(self) -> bytes:
-        return _card_signed_bytes(self.identity, self.name)
+        return _card_signed_bytes(self.identity, self.name, self.prekey)
 
     def to_text(self) -> str:
-        raw = cbor2.dumps(
-            [1, self.identity.sign_public, self.identity.box_public, self.name, self.signature],
-            canonical=True,
-        )
+        head = [self.identity.sign_public, self.identity.box_public, self.name]
+        if self.prekey is None:
+            fields: list[object] = [1, *head, self.signature]
+        else:
+            pk = self.prekey
+            fields = [2, *head, pk.public, pk.signature, pk.created_ms, self.signature]
+        raw = cbor2.dumps(fields, canonical=True)
         return CARD_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     @classmethod
@@ -147,9 +204,16 @@ class ContactCard:
         except (ValueError, TypeError) as exc:
             raise IdentityError("contact card is not valid base64url") from exc
         fields = _loads_small(raw, IdentityError, "contact card")
-        if not (isinstance(fields, list) and len(fields) == 5 and fields[0] == 1):
+        prekey: SignedPrekey | None = None
+        if isinstance(fields, list) and len(fields) == 5 and fields[0] == 1:
+            _, sign_public, box_public, name, signature = fields
+        elif isinstance(fields, list) and len(fields) == 8 and fields[0] == 2:
+            _, sign_public, box_public, name, spk_public, spk_sig, spk_created, signature = fields
+            prekey = SignedPrekey(spk_public, spk_sig, spk_created)
+        else:
             raise IdentityError("contact card has an unknown layout or version")
-        _, sign_public, box_public, name, signature = fields
+        if type(fields[0]) is not int:
+            raise IdentityError("contact card has an unknown layout or version")
         if not (
             isinstance(sign_public, bytes)
             and isinstance(box_public, bytes)
@@ -161,15 +225,22 @@ class ContactCard:
         identity = PublicIdentity(sign_public, box_public)
         if clean_name(name) != name:
             raise IdentityError("contact card name is not in normal form")
-        card = cls(identity, name, signature)
+        card = cls(identity, name, signature, prekey)
         if not identity.verify(card._signed_bytes(), signature):
             raise IdentityError("contact card signature does not verify")
+        if prekey is not None and not prekey.verify(identity):
+            raise IdentityError("contact card prekey signature does not verify")
         return card
 
 
-def _card_signed_bytes(identity: PublicIdentity, name: str) -> bytes:
-    return _CARD_DOMAIN + cbor2.dumps(
-        [1, identity.sign_public, identity.box_public, name], canonical=True
+def _card_signed_bytes(
+    identity: PublicIdentity, name: str, prekey: SignedPrekey | None = None
+) -> bytes:
+    head = [identity.sign_public, identity.box_public, name]
+    if prekey is None:
+        return _CARD_DOMAIN + cbor2.dumps([1, *head], canonical=True)
+    return _CARD_DOMAIN_V2 + cbor2.dumps(
+        [2, *head, prekey.public, prekey.signature, prekey.created_ms], canonical=True
     )
 
 
@@ -224,9 +295,15 @@ class Identity:
         """The 64-byte Ed25519 signature of ``message``."""
         return self._signing.sign(message).signature
 
-    def card(self, name: str) -> ContactCard:
+    def card(self, name: str, prekey: SignedPrekey | None = None) -> ContactCard:
+        """This device's contact card; version 2 when a signed prekey is given."""
         name = clean_name(name)
-        return ContactCard(self._public, name, self.sign(_card_signed_bytes(self._public, name)))
+        signed = _card_signed_bytes(self._public, name, prekey)
+        return ContactCard(self._public, name, self.sign(signed), prekey)
+
+    def sign_prekey(self, public: bytes, created_ms: int) -> SignedPrekey:
+        """Sign an X25519 prekey with this device's Ed25519 key."""
+        return SignedPrekey(public, self.sign(prekey_signed_bytes(public)), created_ms)
 
     def private_bytes(self) -> tuple[bytes, bytes]:
         return bytes(self._signing), bytes(self._box)
@@ -257,23 +334,59 @@ def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes
     return bytes(argon.kdf(nacl.secret.SecretBox.KEY_SIZE, secret, salt, opslimit, memlimit))
 
 
+@dataclass(frozen=True, slots=True)
+class Keystore:
+    """What an opened keystore holds.
+
+    ``store_key`` is None in a version 1 keystore (made before the message store was
+    encrypted); the home adds one and re-seals it as version 2 on first unlock.
+    """
+
+    identity: Identity
+    name: str
+    store_key: bytes | None
+    version: int
+    opslimit: int
+    memlimit: int
+
+
 def seal_keystore(
-    identity: Identity, name: str, passphrase: str, profile: KdfProfile = KdfProfile.MODERATE
+    identity: Identity,
+    name: str,
+    passphrase: str,
+    profile: KdfProfile = KdfProfile.MODERATE,
+    *,
+    store_key: bytes | None = None,
+    limits: tuple[int, int] | None = None,
 ) -> bytes:
-    """Seal the identity and its display name under ``passphrase``; returns the file's bytes."""
-    opslimit, memlimit = profile.limits()
+    """Seal the identity, its display name and the store key under ``passphrase``.
+
+    Returns the bytes of a version 2 keystore file. A random store key is made when none is
+    given. ``limits`` (opslimit, memlimit) overrides ``profile``, so an old keystore can be
+    re-sealed at the cost it was made with.
+
+    Version 2 layout: canonical CBOR ``["meshchat-keystore", 2, salt(16), opslimit, memlimit,
+    sealed]``; ``sealed`` is ``nonce(24) || XSalsa20-Poly1305`` under
+    ``Argon2id(passphrase, salt, opslimit, memlimit)`` of the canonical CBOR
+    ``[ed25519_seed(32), x25519_secret(32), name, store_key(32)]``.
+    """
+    opslimit, memlimit = limits if limits is not None else profile.limits()
+    if store_key is None:
+        store_key = nacl.utils.random(STORE_KEY_SIZE)
+    if not isinstance(store_key, bytes) or len(store_key) != STORE_KEY_SIZE:
+        raise KeystoreError(f"the store key must be {STORE_KEY_SIZE} bytes")
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
     key = _derive(passphrase, salt, opslimit, memlimit)
     sign_seed, box_secret = identity.private_bytes()
-    secret = cbor2.dumps([sign_seed, box_secret, clean_name(name)], canonical=True)
+    secret = cbor2.dumps([sign_seed, box_secret, clean_name(name), store_key], canonical=True)
     sealed = bytes(nacl.secret.SecretBox(key).encrypt(secret))
     return cbor2.dumps(
         [_KEYSTORE_MAGIC, _KEYSTORE_VERSION, salt, opslimit, memlimit, sealed], canonical=True
     )
 
 
-def open_keystore(data: bytes, passphrase: str) -> tuple[Identity, str]:
-    """Open a sealed keystore; returns the identity and its display name.
+def unseal_keystore(data: bytes, passphrase: str) -> Keystore:
+    """Open a sealed keystore of version 1 or 2; returns everything it holds.
 
     Raises :class:`KeystoreError` when the data is corrupted or the passphrase is wrong; the
     two cannot be told apart once the header parses, by design of authenticated encryption.
@@ -282,7 +395,7 @@ def open_keystore(data: bytes, passphrase: str) -> tuple[Identity, str]:
     if not (isinstance(fields, list) and len(fields) == 6 and fields[0] == _KEYSTORE_MAGIC):
         raise KeystoreError("not a meshchat keystore")
     _, version, salt, opslimit, memlimit, sealed = fields
-    if version != _KEYSTORE_VERSION:
+    if version not in (1, _KEYSTORE_VERSION) or isinstance(version, bool):
         raise KeystoreError(f"unsupported keystore version {version!r}")
     argon = nacl.pwhash.argon2id
     if not (
@@ -301,11 +414,29 @@ def open_keystore(data: bytes, passphrase: str) -> tuple[Identity, str]:
     except nacl.exceptions.CryptoError as exc:
         raise KeystoreError("wrong passphrase or corrupted keystore") from exc
     inner = _loads_small(secret, KeystoreError, "keystore contents")
+    size = 3 if version == 1 else 4
     if not (
         isinstance(inner, list)
-        and len(inner) == 3
+        and len(inner) == size
         and all(isinstance(x, bytes) for x in inner[:2])
         and isinstance(inner[2], str)
+        and (version == 1 or (isinstance(inner[3], bytes) and len(inner[3]) == STORE_KEY_SIZE))
     ):
         raise KeystoreError("keystore contents are corrupted")
-    return Identity.from_seeds(inner[0], inner[1]), inner[2]
+    return Keystore(
+        identity=Identity.from_seeds(inner[0], inner[1]),
+        name=inner[2],
+        store_key=inner[3] if version != 1 else None,
+        version=version,
+        opslimit=opslimit,
+        memlimit=memlimit,
+    )
+
+
+def open_keystore(data: bytes, passphrase: str) -> tuple[Identity, str]:
+    """Open a sealed keystore; returns the identity and its display name.
+
+    Raises :class:`KeystoreError` as :func:`unseal_keystore` does.
+    """
+    opened = unseal_keystore(data, passphrase)
+    return opened.identity, opened.name

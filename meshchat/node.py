@@ -28,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey, derive_channel_key
 from meshchat.engine import Engine, Output, dm_conversation
-from meshchat.errors import UsageError
+from meshchat.errors import IdentityError, UsageError
 from meshchat.events import (
     AttemptMade,
     MessageDelivered,
@@ -37,13 +37,23 @@ from meshchat.events import (
     MessageRejected,
     MessageSent,
     PeerAnnounced,
+    PrekeysUpdated,
+    SessionUpdated,
 )
 from meshchat.gateway import INTERNET_TRANSPORTS
-from meshchat.identity import Identity, PublicIdentity
+from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.router.flood import FloodRouter, RouterConfig
 from meshchat.store import Store
-from meshchat.store.records import CarriedPacket, Channel, Contact, Message, MessageState
+from meshchat.store.records import (
+    CarriedPacket,
+    Channel,
+    Contact,
+    Message,
+    MessageState,
+    Trust,
+)
+from meshchat.store.trust import CardResult
 from meshchat.transports.base import Link, Transport, TransportStatus
 from meshchat.wire.packet import DEFAULT_TTL, MAX_AGE_MS
 
@@ -92,6 +102,22 @@ class NodeNotice:
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+#: the store's crypto-state kinds: one ratchet record per peer, and this node's prekeys
+_SESSION_STATE = "session"
+_PREKEY_STATE = "prekeys"
+
+
+def _contact_keys(contact: Contact) -> tuple[PublicIdentity, SignedPrekey | None]:
+    """A contact's keys and the signed prekey of the card it was added from (if any)."""
+    prekey = None
+    if contact.card:
+        try:
+            prekey = ContactCard.from_text(contact.card).prekey
+        except IdentityError:
+            prekey = None
+    return PublicIdentity(contact.sign_public, contact.box_public), prekey
 
 
 class _AsyncStore:
@@ -150,6 +176,10 @@ class Node:
         self._announce_due: int | None = None
         self.counters: dict[str, int] = {}
         self.started = asyncio.Event()
+        #: set when something asked this node to stop (a panic); its owner then stops it
+        self.stop_requested = asyncio.Event()
+        self.panicked = False
+        self._eraser: Callable[[], object] | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -167,6 +197,7 @@ class Node:
             self.engine.join(self._channel_key(channel))
         for carried in await self.store.call(store.carried, now):
             self.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
+        await self._load_sessions(now)
         await self._load_outbox(now)
         self._worker = asyncio.create_task(self._work(), name="meshchat-node")
         for transport in self.transports:
@@ -184,6 +215,20 @@ class Node:
             self._worker = None
         self.store.shutdown()
 
+    async def _load_sessions(self, now: int) -> None:
+        """Give the engine its stored session state, then every usable contact."""
+        store = self.store.store
+        blobs = await self.store.call(store.states, _SESSION_STATE)
+        prekeys = await self.store.call(store.get_state, _PREKEY_STATE, b"")
+        if prekeys is not None:
+            blobs[self.identity.node_id] = prekeys
+        for bad in self.engine.load_sessions(blobs):
+            log.warning("unreadable session state %s skipped", bad.hex()[:8])
+        for contact in await self.store.call(store.list_contacts):
+            if contact.trust is Trust.COMPROMISED:
+                continue
+            await self._run(self.engine.add_contact(*_contact_keys(contact), now))
+
     async def _load_outbox(self, now: int) -> None:
         store = self.store.store
         for entry in await self.store.call(store.pending_outbox, now):
@@ -197,10 +242,15 @@ class Node:
                         expires_ms=entry.expires_ms,
                     )
                 continue
-            recipient = await self._identity_of(entry.destination)
-            if recipient is None:
+            contact = await self.store.call(store.get_contact, entry.destination)
+            if contact is None:
                 log.warning("outbox entry for unknown node %s kept", entry.destination.hex())
                 continue
+            if contact.trust is Trust.COMPROMISED:
+                # Queued before the key change: never send it to keys now known to be unsafe.
+                await self._set_state(entry.msg_id, MessageState.FAILED)
+                continue
+            recipient = PublicIdentity(contact.sign_public, contact.box_public)
             self.engine.send_direct(
                 recipient,
                 entry.msg_id,
@@ -210,12 +260,6 @@ class Node:
                 attempts=entry.attempts,
             )
         # Nothing is linked yet: the engine parked every item until a neighbour appears.
-
-    async def _identity_of(self, node_id: bytes) -> PublicIdentity | None:
-        contact = await self.store.call(self.store.store.get_contact, node_id)
-        if contact is not None:
-            return PublicIdentity(contact.sign_public, contact.box_public)
-        return None
 
     @staticmethod
     def _channel_key(channel: Channel) -> ChannelKey:
@@ -386,6 +430,10 @@ class Node:
                 self._count("rejected")
             elif isinstance(out, PeerAnnounced):
                 await self._remember(out)
+            elif isinstance(out, SessionUpdated):
+                await self.store.call(store.put_state, _SESSION_STATE, out.peer_node_id, out.blob)
+            elif isinstance(out, PrekeysUpdated):
+                await self.store.call(store.put_state, _PREKEY_STATE, b"", out.blob)
 
     async def _set_state(self, msg_id: bytes, state: MessageState) -> None:
         await self.store.call(self.store.store.set_state, msg_id, state, self.clock())
@@ -405,18 +453,20 @@ class Node:
             self.clock(),
         )
         if message is not None:
-            log.info(
-                "received %s in %s, %d hops",
-                event.msg_id.hex()[:12],
-                event.conversation,
-                event.hops + 1,
-            )
+            # Logs may be kept on disk (the UI's tui.log): name no contact and no private
+            # channel, only the public channel.
+            where = event.conversation
+            if where != PUBLIC_CHANNEL:
+                where = "dm" if where.startswith("dm:") else "channel"
+            log.info("received %s in %s, %d hops", event.msg_id.hex()[:12], where, event.hops + 1)
             self._notify(NodeNotice("message", message=message))
 
     async def _name_for(self, sign_key: bytes) -> str:
         store = self.store.store
         contact = await self.store.call(store.contact_by_sign_key, sign_key)
         if contact is not None:
+            if contact.trust is Trust.COMPROMISED:
+                return f"{contact.name} (!! compromised keys)"
             return contact.name
         peer = await self.store.call(store.peer_by_sign_key, sign_key)
         if peer is not None and peer[1]:
@@ -468,6 +518,11 @@ class Node:
             )
             return message
         contact = await self.store.call(store.find_contact, target)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(
+                f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
+                "compromised: nothing is sent to them"
+            )
         recipient = PublicIdentity(contact.sign_public, contact.box_public)
         message = await self.store.call(
             store.add_outgoing,
@@ -497,6 +552,77 @@ class Node:
 
     async def add_contact(self, contact: Contact) -> None:
         await self.store.call(self.store.store.add_contact, contact)
+        await self._submit(
+            lambda: self._run(self.engine.add_contact(*_contact_keys(contact), self.clock()))
+        )
+
+    async def card(self) -> ContactCard:
+        """This node's contact card with its current signed prekey (stored before it is
+        handed out, so the prekey in the card is one the node keeps)."""
+
+        async def do() -> ContactCard:
+            card = self.engine.card(self.clock())
+            await self._run(self.engine.flush())
+            return card
+
+        return await self._submit(do)
+
+    async def add_card(
+        self, card: ContactCard, name: str | None = None, *, replace_keys: bool = False
+    ) -> CardResult:
+        """Add a contact from its signed card, applying the key-change rules.
+
+        Raises :class:`~meshchat.store.trust.KeyChangeError` when the card claims a known
+        contact's name or keys with other keys (pass ``replace_keys`` to accept it; the old
+        contact becomes compromised) and :class:`UsageError` for our own card.
+        """
+        if card.identity == self.identity.public:
+            raise UsageError("that is your own card")
+        result: CardResult = await self.store.call(
+            self.store.store.add_card,
+            card,
+            name=name,
+            now_ms=self.clock(),
+            replace_keys=replace_keys,
+        )
+        contact = result.contact
+        if contact.trust is not Trust.COMPROMISED:
+            keys = (PublicIdentity(contact.sign_public, contact.box_public), card.prekey)
+            await self._submit(lambda: self._run(self.engine.add_contact(*keys, self.clock())))
+        self._notify(NodeNotice("peer"))
+        return result
+
+    async def contacts(self) -> list[Contact]:
+        """Every contact with its trust state (see :class:`Trust`)."""
+        return await self.store.call(self.store.store.list_contacts)
+
+    async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
+        contact: Contact = await self.store.call(self.store.store.set_trust, node_id, trust)
+        self._notify(NodeNotice("peer"))
+        return contact
+
+    # -- panic -----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the node's owner (daemon or UI) to stop it."""
+        self.stop_requested.set()
+
+    def set_eraser(self, eraser: Callable[[], object]) -> None:
+        """What :meth:`panic` runs to erase this node's files (the owner knows the home)."""
+        self._eraser = eraser
+
+    async def panic(self) -> object:
+        """Erase this node's home at once, then ask its owner to stop; returns the report.
+
+        The erasure runs on a worker thread (it writes and syncs to disk), so the loop stays
+        responsive; the keystore goes first. Raises :class:`UsageError` when no eraser was set.
+        """
+        if self._eraser is None:
+            raise UsageError("this node has no home to erase")
+        self.panicked = True
+        report = await asyncio.get_running_loop().run_in_executor(None, self._eraser)
+        self.request_stop()
+        return report
 
     # -- views -----------------------------------------------------------------------------
 
@@ -515,6 +641,10 @@ class Node:
                 )
             )
         return infos
+
+    def announced_peers(self) -> dict[bytes, str]:
+        """Node ids and display names learnt from announcements since the node started."""
+        return dict(self._names)
 
     def transport_status(self) -> list[TransportStatus]:
         return [t.status() for t in self.transports]

@@ -18,7 +18,14 @@ engine's next deadline. Links are point-to-point and directional ids look like `
 
 Identities and random streams come from the mesh seed and the node name, so the same seed and
 the same calls give the same outputs (packet ids and nonces still come from the OS; tests
-compare counts and contents, not bytes).
+compare counts and contents, not bytes). ``jitter_ms`` adds a random delay (from the mesh seed)
+to every delivery, which reorders frames.
+
+Contacts: :meth:`Mesh.introduce` hands one node another's contact card (keys and signed
+prekey), as two people exchanging cards would; with ``cards=True`` :meth:`Mesh.send_direct`
+introduces the recipient to the sender first, so direct messages use the sealed suite.
+:meth:`Mesh.state` collects a node's latest session blobs from its outputs (what a node's store
+would hold) and :meth:`Mesh.restart` rebuilds a node's engine from them.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import TypeVar
 
 from meshchat.crypto.channel import ChannelKey
 from meshchat.engine import Engine, Output
-from meshchat.events import MessageReceived
+from meshchat.events import MessageReceived, PrekeysUpdated, SessionUpdated
 from meshchat.identity import Identity
 from meshchat.router.actions import Transmit
 from meshchat.router.flood import FloodRouter, RouterConfig
@@ -78,6 +85,8 @@ class Mesh:
         ttl: int = DEFAULT_TTL,
         policy: Callable[[], RelayPolicy] | None = None,
         config: RouterConfig | None = None,
+        jitter_ms: int = 0,
+        cards: bool = False,
     ) -> None:
         self.seed = seed
         self.latency_ms = latency_ms
@@ -85,6 +94,9 @@ class Mesh:
         self.ttl = ttl
         self._policy = policy
         self._config = config
+        self.jitter_ms = jitter_ms
+        self.cards = cards
+        self._jitter = random.Random(f"{seed}:jitter")
         self.engines: dict[str, Engine] = {}
         self.outputs: dict[str, list[Output]] = {}
         self._up: set[str] = set()  # link ids that are up, both directions listed
@@ -112,6 +124,12 @@ class Mesh:
     def add(self, name: str) -> Engine:
         if name in self.engines:
             raise ValueError(f"node {name!r} exists")
+        engine = self._engine(name)
+        self.engines[name] = engine
+        self.outputs[name] = []
+        return engine
+
+    def _engine(self, name: str) -> Engine:
         identity = self.identity_of(name)
         rng = random.Random(f"{self.seed}:{name}")
         router = FloodRouter(
@@ -121,9 +139,49 @@ class Mesh:
             policy=self._policy() if self._policy else None,
             rng=rng,
         )
-        engine = Engine(identity, name, router=router, ttl=self.ttl, rng=rng)
+        return Engine(identity, name, router=router, ttl=self.ttl, rng=rng)
+
+    def introduce(self, holder: str, card_of: str) -> None:
+        """``holder`` adds ``card_of``'s contact card (keys and current signed prekey)."""
+        other = self.engines[card_of]
+        card = other.card(self.now_ms)
+        self._handle(
+            holder, self.engines[holder].add_contact(card.identity, card.prekey, self.now_ms)
+        )
+
+    def state(self, name: str) -> dict[bytes, bytes]:
+        """What ``name``'s store would hold: its latest blob per peer and its prekeys."""
+        own = self.engines[name].identity.node_id
+        blobs: dict[bytes, bytes] = {}
+        for out in self.outputs[name]:
+            if isinstance(out, SessionUpdated):
+                blobs[out.peer_node_id] = out.blob
+            elif isinstance(out, PrekeysUpdated):
+                blobs[own] = out.blob
+        return blobs
+
+    def restart(self, name: str, state: dict[bytes, bytes] | None = None) -> Engine:
+        """Replace ``name``'s engine by a new one built from its stored state (the outbox is
+        handed over as a node reloads it from its store; links come up again)."""
+        old = self.engines[name]
+        blobs = self.state(name) if state is None else state
+        engine = self._engine(name)
+        assert engine.load_sessions(blobs) == []
+        for channel in old.channels:
+            engine.join(channel)
         self.engines[name] = engine
-        self.outputs[name] = []
+        for item in list(old.outbox._items.values()):
+            if item.recipient is not None:
+                engine.send_direct(
+                    item.recipient,
+                    item.msg_id,
+                    item.text,
+                    self.now_ms,
+                    expires_ms=item.expires_ms,
+                    attempts=item.attempts,
+                )
+        for peer in self.neighbours(name):
+            self._handle(name, engine.link_up(link_id(name, peer), self.now_ms))
         return engine
 
     def add_many(self, names: Iterable[str]) -> None:
@@ -164,6 +222,8 @@ class Mesh:
         recipient = self.engines[dst].identity.public if dst in self.engines else None
         if recipient is None:
             recipient = self.identity_of(dst).public
+        elif self.cards and not self.engines[src].direct.can_seal(recipient):
+            self.introduce(src, dst)
         outputs = self.engines[src].send_direct(
             recipient, msg_id, text, self.now_ms, expires_ms=expires_ms
         )
@@ -178,6 +238,11 @@ class Mesh:
 
     def announce(self, src: str) -> None:
         self._handle(src, self.engines[src].announce(self.now_ms))
+
+    def tick(self, *names: str) -> None:
+        """Tick nodes now, as a node's housekeeping does every second (expires seen ids)."""
+        for name in names or tuple(self.engines):
+            self._handle(name, self.engines[name].tick(self.now_ms))
 
     def inject(self, node: str, frame: bytes, link: str | None = None) -> list[Output]:
         """Hand ``frame`` to ``node`` now as if it came from ``link``; returns its outputs."""
@@ -235,8 +300,11 @@ class Mesh:
                 for link in output.links:
                     self.transmissions += 1
                     peer = link.split("->", 1)[1]
+                    delay = self.latency_ms
+                    if self.jitter_ms:
+                        delay += self._jitter.randrange(self.jitter_ms + 1)
                     self._push(
-                        self.now_ms + self.latency_ms,
+                        self.now_ms + delay,
                         _Deliver(peer, link_id(peer, node), output.frame),
                     )
         deadline = self.engines[node].next_deadline()

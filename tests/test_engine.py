@@ -1,5 +1,5 @@
-"""The engine on its own and in an in-process mesh (tests/mesh.py): DMs, acks, channels,
-store-and-forward, hostile packets, and a 50-node flood."""
+"""The engine on its own and in an in-process mesh (tests/mesh.py): DMs (sealed and BOX), acks,
+channels, store-and-forward, hostile packets, and a 50-node flood."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import random
 
 import pytest
 from mesh import EPOCH_MS, Mesh, distances, grid, link_id, strip_graph
+from nacl.signing import SigningKey
 
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
+from meshchat.crypto.direct import anonymous_packet
+from meshchat.crypto.tags import EPOCH_MS as EPOCH
 from meshchat.engine import Engine, dm_conversation
 from meshchat.errors import PacketError, PacketReason, UsageError
 from meshchat.events import (
@@ -140,8 +143,12 @@ def test_leaving_a_channel_before_sending_expires_the_message() -> None:
     assert MessageExpired(b"\x08" * 16) in out
 
 
-def test_received_message_comes_before_its_ack() -> None:
-    mesh = _chain("a", "b")
+SEALED = pytest.mark.parametrize("cards", [False, True], ids=["box", "sealed"])
+
+
+@SEALED
+def test_received_message_comes_before_its_ack(cards: bool) -> None:
+    mesh = _chain("a", "b", cards=cards)
     mesh.send_direct("a", "b", "order")
     mesh.run(100)
     outputs = mesh.outputs["b"]
@@ -171,8 +178,9 @@ def test_next_deadline_of_zero_is_reported() -> None:
 # -- direct messages across a mesh ------------------------------------------------------------
 
 
-def test_dm_across_a_chain_is_received_once_and_acknowledged() -> None:
-    mesh = _chain("a", "b", "c")
+@SEALED
+def test_dm_across_a_chain_is_received_once_and_acknowledged(cards: bool) -> None:
+    mesh = _chain("a", "b", "c", cards=cards)
     msg_id = mesh.send_direct("a", "c", "hello c")
     mesh.run(10_000)
     [got] = mesh.received("c")
@@ -190,8 +198,9 @@ def test_dm_across_a_chain_is_received_once_and_acknowledged() -> None:
     assert mesh.engines["b"].router.carried_count == 1  # only the ack remains
 
 
-def test_dm_is_delivered_after_a_partition_heals() -> None:
-    mesh = _chain("a", "b", "c")
+@SEALED
+def test_dm_is_delivered_after_a_partition_heals(cards: bool) -> None:
+    mesh = _chain("a", "b", "c", cards=cards)
     mesh.disconnect("b", "c")
     msg_id = mesh.send_direct("a", "c", "across the gap")
     mesh.run(60_000)
@@ -208,8 +217,9 @@ def test_dm_is_delivered_after_a_partition_heals() -> None:
     assert mesh.events("a", MessageDelivered) == [MessageDelivered(msg_id)]
 
 
-def test_dm_sent_while_alone_goes_out_when_a_neighbour_appears() -> None:
-    mesh = Mesh()
+@SEALED
+def test_dm_sent_while_alone_goes_out_when_a_neighbour_appears(cards: bool) -> None:
+    mesh = Mesh(cards=cards)
     mesh.add_many(["a", "b", "c"])
     mesh.connect("b", "c")
     msg_id = mesh.send_direct("a", "c", "hello from nowhere")
@@ -478,3 +488,84 @@ def test_managed_flood_covers_long_random_graphs() -> None:
             if missed:
                 failures.append((graph_seed, seed, missed))
     assert failures == []
+
+
+# -- sealed direct messages (suite RATCHET) ---------------------------------------------------
+
+
+def _suites(mesh: Mesh, node: str) -> list[tuple[PacketKind, Suite]]:
+    return [
+        (p.kind, p.suite)
+        for o in mesh.outputs[node]
+        if isinstance(o, Transmit)
+        for p in [codec.parse(o.frame)]
+        if p.kind is not PacketKind.ANNOUNCE
+    ]
+
+
+def test_announced_prekey_upgrades_a_contact_from_box_to_sealed() -> None:
+    mesh = _chain("a", "b")
+    a, b = mesh.engines["a"], mesh.engines["b"]
+    a.add_contact(b.identity.public, None, mesh.now_ms)  # a version 1 card: no prekey
+    mesh.send_direct("a", "b", "plain box")
+    mesh.run(2_000)
+    assert (PacketKind.MESSAGE, Suite.BOX) in _suites(mesh, "a")
+    mesh.announce("b")
+    mesh.run(2_000)
+    [heard] = mesh.events("a", PeerAnnounced)
+    assert heard.prekey is not None and heard.prekey.verify(b.identity.public)
+    mesh.send_direct("a", "b", "sealed now")
+    mesh.run(2_000)
+    assert _suites(mesh, "a")[-1] == (PacketKind.MESSAGE, Suite.RATCHET)
+    assert [r.text for r in mesh.received("b")] == ["plain box", "sealed now"]
+    assert len(mesh.events("a", MessageDelivered)) == 2
+
+
+def test_sealed_ack_uncarries_only_with_the_right_token() -> None:
+    mesh = _chain("a", "b", cards=True)
+    mesh.add("c")
+    mesh.introduce("a", "c")
+    msg_id = mesh.send_direct("a", "c", "carried by b")  # c is not linked yet
+    mesh.run(1_000)
+    b = mesh.engines["b"]
+    assert b.router.carried_count == 1
+    forged = anonymous_packet(
+        SigningKey.generate(),
+        PacketKind.ACK,
+        Destination.node(bytes(16)),
+        bytes(256),  # a token of zeros, then nothing that opens
+        mesh.now_ms,
+        4,
+    )
+    mesh.inject("b", codec.encode(forged), link_id("b", "a"))
+    assert b.router.carried_count == 2  # the message, and the forged ack (as any packet)
+    mesh.connect("b", "c")
+    mesh.run(5_000)
+    assert mesh.events("a", MessageDelivered) == [MessageDelivered(msg_id)]
+    carried = {codec.parse(f).kind for f in (c.frame for c in b.router._carried.values())}
+    assert carried == {PacketKind.ACK}  # the message is gone; acks are kept until they expire
+
+
+def test_sealed_message_carried_for_days_is_still_delivered() -> None:
+    mesh = _chain("a", "b", "c", cards=True)
+    mesh.disconnect("b", "c")
+    msg_id = mesh.send_direct("a", "c", "three days late")
+    mesh.run(500)
+    mesh.disconnect("a", "b")  # a's retries go nowhere now; only b's copy travels
+    mesh.run(3 * 24 * 3_600_000)
+    mesh.tick()
+    mesh.connect("b", "c")  # b offers the three-day-old packet, its tag from three days ago
+    mesh.run(5_000)
+    assert [r.msg_id for r in mesh.received("c")] == [msg_id]
+    mesh.connect("a", "b")
+    mesh.run(10_000)
+    assert mesh.events("a", MessageDelivered) == [MessageDelivered(msg_id)]
+
+
+def test_clocks_an_hour_apart_still_meet() -> None:
+    mesh = _chain("a", "b", cards=True)
+    mesh.run(EPOCH - mesh.now_ms % EPOCH - 1)  # one millisecond before the hour
+    msg_id = mesh.send_direct("a", "b", "sent at 59:59.999")
+    mesh.run(5_000)  # received in the next epoch
+    assert [r.msg_id for r in mesh.received("b")] == [msg_id]
+    assert mesh.events("a", MessageDelivered) == [MessageDelivered(msg_id)]

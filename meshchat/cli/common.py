@@ -11,20 +11,21 @@ from typing import Any
 
 from meshchat.control import request
 from meshchat.errors import TransportError, UsageError
-from meshchat.home import Home, passphrase_from_env
+from meshchat.home import Home, Unlocked, passphrase_from_env
 from meshchat.identity import ContactCard
 from meshchat.store import Store
 
 __all__ = [
     "card_of",
+    "card_path",
+    "confirm",
     "emit_json",
     "format_time",
     "node_request",
     "open_store",
     "read_passphrase",
+    "unlock",
 ]
-
-CARD_FILE = "card.txt"
 
 
 def read_passphrase(prompt: str = "Passphrase: ", confirm: bool = False) -> str:
@@ -43,7 +44,21 @@ def read_passphrase(prompt: str = "Passphrase: ", confirm: bool = False) -> str:
 
 
 def card_path(home: Home) -> Path:
-    return home.path / CARD_FILE
+    return home.card
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """True if ``--yes`` was given or the user answers yes on the terminal.
+
+    Without a terminal and without ``--yes`` this raises :class:`UsageError`: a script must
+    say what it wants.
+    """
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("not confirmed: pass --yes when not running in a terminal")
+    answer = input(f"{question} [y/N] ")
+    return answer.strip().lower() in {"y", "yes"}
 
 
 def card_of(home: Home) -> ContactCard:
@@ -56,10 +71,18 @@ def card_of(home: Home) -> ContactCard:
         raise UsageError(f"cannot read {card_path(home)}: {exc.strerror}") from exc
 
 
-def open_store(home: Home) -> Store:
+def unlock(home: Home) -> Unlocked:
+    """Open the keystore with the passphrase ($MESHCHAT_PASSPHRASE or asked)."""
     if not home.initialised:
         raise UsageError(f"no identity in {home.path}: run 'meshchat init' first")
-    return Store.open(home.database)
+    return home.unlock_all(read_passphrase())
+
+
+def open_store(home: Home, unlocked: Unlocked | None = None) -> Store:
+    """The encrypted store, opened with the key from the keystore (asks the passphrase)."""
+    if unlocked is None:
+        unlocked = unlock(home)
+    return Store.open(home.database, key=unlocked.store_key)
 
 
 def node_request(home: Home, payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,68 +1,187 @@
-"""``meshchat contacts add|list`` and ``meshchat join``."""
+"""``meshchat contacts add|list|share|distrust`` and ``meshchat join``.
+
+Contacts live in the encrypted store, so these commands ask for the passphrase
+($MESHCHAT_PASSPHRASE or the terminal). Key changes are refused loudly unless ``--replace``
+is given (see :mod:`meshchat.store.trust`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from meshchat.cli.common import card_of, emit_json, node_request, open_store, read_passphrase
+from meshchat.cli.common import (
+    card_of,
+    confirm,
+    emit_json,
+    node_request,
+    open_store,
+    read_passphrase,
+)
+from meshchat.control import contact_json
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
 from meshchat.errors import UsageError
 from meshchat.home import Home
-from meshchat.identity import ContactCard, clean_name
-from meshchat.store.records import Channel, Contact, Trust
+from meshchat.identity import ContactCard, PublicIdentity, clean_name
+from meshchat.store import CardOutcome, Contact, KeyChangeError, Trust
+from meshchat.store.records import Channel
 
-__all__ = ["cmd_contacts_add", "cmd_contacts_list", "cmd_join"]
+__all__ = [
+    "cmd_contacts_add",
+    "cmd_contacts_distrust",
+    "cmd_contacts_list",
+    "cmd_contacts_share",
+    "cmd_join",
+    "trust_label",
+]
+
+LOUD = "!!"
+
+
+def trust_label(contact: Contact) -> str:
+    """How a contact's trust reads in a list: compromised contacts stand out."""
+    if contact.trust is Trust.COMPROMISED:
+        return f"{LOUD} COMPROMISED {LOUD}"
+    return contact.trust.value
+
+
+def _short(contact: Contact) -> str:
+    return contact.node_id.hex()[:8]
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"{LOUD} {line}", file=sys.stderr)
 
 
 def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
-    card = ContactCard.from_text(args.card)
+    card = ContactCard.from_text(args.card)  # a forged or altered card stops here
     if card.identity == card_of(home).identity:
         raise UsageError("that is your own card")
-    name = clean_name(args.name) if args.name else card.name
-    if not name:
-        raise UsageError("the card has no name: give one with --name")
+    name = clean_name(args.name) if args.name else None
     with open_store(home) as store:
-        existing = store.get_contact(card.identity.node_id)
-        store.add_contact(
-            Contact(
-                card.identity.node_id,
-                card.identity.sign_public,
-                card.identity.box_public,
-                name,
-                existing.trust if existing else Trust.UNVERIFIED,
-                existing.added_ms if existing else int(time.time() * 1000),
+        try:
+            result = store.add_card(
+                card, name=name, now_ms=int(time.time() * 1000), replace_keys=args.replace
             )
-        )
+        except KeyChangeError as exc:
+            new = exc.new
+            _warn(
+                [
+                    f"KEY CHANGE: this card for {new.name!r} ({new.node_id.hex()[:8]}) carries "
+                    "other keys than your contact(s):",
+                    *(f"    {c.name} ({_short(c)}, {c.trust.value})" for c in exc.conflicts),
+                    "Someone may be impersonating them, or they set up a new device.",
+                    "Ask them in person; to accept the new keys, run again with --replace",
+                    "(the old contact is then kept, marked COMPROMISED).",
+                    "Nothing was changed.",
+                ]
+            )
+            if args.json:
+                emit_json(
+                    {
+                        "added": False,
+                        "key_change": True,
+                        "conflicts": [
+                            {"name": c.name, "node_id": c.node_id.hex(), "trust": c.trust.value}
+                            for c in exc.conflicts
+                        ],
+                    }
+                )
+            return 1
+    contact = result.contact
     if args.json:
-        emit_json({"name": name, "node_id": card.identity.node_id.hex(), "added": True})
-    else:
-        print(f"added {name} ({card.identity.node_id.hex()[:8]}), unverified")
+        emit_json(
+            {
+                "name": contact.name,
+                "node_id": contact.node_id.hex(),
+                "added": True,
+                "outcome": result.outcome.value,
+                "trust": contact.trust.value,
+                "compromised": [c.node_id.hex() for c in result.compromised],
+            }
+        )
+        return 0
+    for old in result.compromised:
+        _warn([f"{old.name} ({_short(old)}) is now marked COMPROMISED; nothing goes to them"])
+    if result.outcome is CardOutcome.UNCHANGED:
+        print(f"{contact.name} ({_short(contact)}) is already a contact, {trust_label(contact)}")
+        return 0
+    verb = "updated" if result.outcome is CardOutcome.UPDATED else "added"
+    print(f"{verb} {contact.name} ({_short(contact)}), {trust_label(contact)}")
+    if contact.trust is Trust.UNVERIFIED:
         print(f"  fingerprint: {card.identity.fingerprint()}")
-        print("  compare it with theirs in person before trusting this contact")
+        print(f"  verify in person: meshchat verify {_short(contact)}")
     return 0
 
 
 def cmd_contacts_list(args: argparse.Namespace, home: Home) -> int:
+    me = card_of(home).identity
     with open_store(home) as store:
         contacts = store.list_contacts()
     if args.json:
-        emit_json(
-            [
-                {
-                    "name": c.name,
-                    "node_id": c.node_id.hex(),
-                    "trust": c.trust.value,
-                    "added_ms": c.added_ms,
-                }
-                for c in contacts
-            ]
-        )
+        emit_json([contact_json(c, me) for c in contacts])
         return 0
     if not contacts:
         print("no contacts yet: 'meshchat contacts add <card>'")
     for c in contacts:
-        print(f"{c.name:<24} {c.node_id.hex()[:16]}  {c.trust.value}")
+        print(f"{c.name:<24} {c.node_id.hex()[:16]}  {trust_label(c)}")
+    compromised = [c for c in contacts if c.trust is Trust.COMPROMISED]
+    if compromised:
+        _warn(
+            [
+                f"{len(compromised)} contact(s) have COMPROMISED keys: "
+                + ", ".join(f"{c.name} ({_short(c)})" for c in compromised),
+                "their keys were replaced or marked unsafe; messages are not sent to them",
+            ]
+        )
+    return 0
+
+
+def cmd_contacts_share(args: argparse.Namespace, home: Home) -> int:
+    with open_store(home) as store:
+        contact = store.find_contact(args.contact)
+    if contact.trust is Trust.COMPROMISED:
+        raise UsageError(f"the keys of {contact.name} are marked compromised: not sharing them")
+    if not contact.card:
+        raise UsageError(
+            f"no signed card is stored for {contact.name}: ask them for theirs "
+            "(contacts added before cards were kept have none)"
+        )
+    card = ContactCard.from_text(contact.card)
+    if args.json:
+        emit_json({"name": contact.name, "node_id": contact.node_id.hex(), "card": contact.card})
+        return 0
+    print(contact.card)
+    if args.qr:
+        from meshchat.qr import draw_qr
+
+        draw_qr(contact.card, sys.stdout)
+    print(
+        f"(the card {card.name!r} signed; whoever adds it sees {contact.name} as unverified "
+        "until they verify in person)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_contacts_distrust(args: argparse.Namespace, home: Home) -> int:
+    with open_store(home) as store:
+        contact = store.find_contact(args.contact)
+        if contact.trust is Trust.COMPROMISED:
+            print(f"{contact.name} ({_short(contact)}) is already marked compromised")
+            return 0
+        them = PublicIdentity(contact.sign_public, contact.box_public)
+        question = (
+            f"Mark {contact.name} ({_short(contact)}, fingerprint {them.fingerprint()[:17]}...) "
+            "as COMPROMISED? Nothing will be sent to these keys again."
+        )
+        if not confirm(question, args.yes):
+            print("nothing changed")
+            return 1
+        store.set_trust(contact.node_id, Trust.COMPROMISED)
+    _warn([f"{contact.name} ({_short(contact)}) is now marked COMPROMISED"])
     return 0
 
 

@@ -7,11 +7,19 @@ import sys
 from collections.abc import Callable, Sequence
 
 from meshchat import __version__
-from meshchat.cli.contacts_cmds import cmd_contacts_add, cmd_contacts_list, cmd_join
+from meshchat.cli.contacts_cmds import (
+    cmd_contacts_add,
+    cmd_contacts_distrust,
+    cmd_contacts_list,
+    cmd_contacts_share,
+    cmd_join,
+)
 from meshchat.cli.identity_cmds import cmd_id, cmd_init
 from meshchat.cli.message_cmds import cmd_log, cmd_send
 from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
+from meshchat.cli.panic_cmds import cmd_panic
 from meshchat.cli.relay_cmds import add_relay_arguments, cmd_relay
+from meshchat.cli.trust_cmds import cmd_verify
 from meshchat.errors import MeshchatError
 from meshchat.home import Home
 from meshchat.identity import KdfProfile
@@ -56,10 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_contacts_add)
     p.add_argument("card", help="the contact card text (mc1:...)")
     p.add_argument("--name", help="your name for them")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="accept new keys for a known person: the old contact is marked compromised",
+    )
     p.add_argument("--json", action="store_true")
-    p = csub.add_parser("list", help="list contacts")
+    p = csub.add_parser("list", help="list contacts with their verification state")
     p.set_defaults(fn=cmd_contacts_list)
     p.add_argument("--json", action="store_true")
+    p = csub.add_parser("share", help="print a contact's signed card, to pass on")
+    p.set_defaults(fn=cmd_contacts_share)
+    p.add_argument("contact", help="contact name or node id prefix")
+    p.add_argument("--qr", action="store_true", help="also draw the card as a QR code")
+    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("distrust", help="mark a contact's keys as compromised")
+    p.set_defaults(fn=cmd_contacts_distrust)
+    p.add_argument("contact", help="contact name or node id prefix")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = add(
+        "verify",
+        cmd_verify,
+        "compare your safety number with a contact and mark them verified",
+        json=True,
+    )
+    p.add_argument("contact", help="contact name or node id prefix")
+    p.add_argument("--yes", action="store_true", help="the numbers match: do not ask")
+    p.add_argument("--scan", metavar="FILE", help="an image of their safety QR code to compare")
+    p.add_argument("--payload", metavar="TEXT", help="the text of their safety QR code")
+    p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
 
     p = add("send", cmd_send, "send a message to a contact or #channel", json=True)
     p.add_argument("to", help="contact name, node id prefix, or #channel")
@@ -79,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add("peers", cmd_peers, "list neighbours of the running node", json=True)
+    p = add("panic", cmd_panic, "erase this device's keys and messages at once", json=True)
+    p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     p = add("relay", cmd_relay, "run an MQTT relay (broker) that gateways meet through")
     add_relay_arguments(p)
     return parser

@@ -1,4 +1,8 @@
-"""``meshchat send`` and ``meshchat log``: through the running node, or the store directly."""
+"""``meshchat send`` and ``meshchat log``: through the running node, or the store directly.
+
+Without a running node both open the encrypted store, so they ask for the passphrase
+($MESHCHAT_PASSPHRASE or the terminal); a message queued that way is sent at the next start.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from meshchat.control import message_json
 from meshchat.engine import dm_conversation
 from meshchat.errors import UsageError
 from meshchat.home import Home
+from meshchat.store import Trust
 from meshchat.wire.packet import MAX_AGE_MS
 from meshchat.wire.payloads import MAX_TEXT_BYTES
 
@@ -51,6 +56,11 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
             conversation, destination = channel.name, channel.channel_id
         else:
             contact = store.find_contact(target)
+            if contact.trust is Trust.COMPROMISED:
+                raise UsageError(
+                    f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
+                    "compromised: nothing is sent to them"
+                )
             conversation, destination = dm_conversation(contact.node_id), contact.node_id
         message = store.add_outgoing(
             conversation,

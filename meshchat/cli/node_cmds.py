@@ -46,6 +46,15 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         help="also dial this node directly (repeatable)",
     )
     group.add_argument("--ttl", type=int, default=12, help=f"hops for our packets (max {MAX_TTL})")
+    group.add_argument(
+        "--ble",
+        choices=["bleak", "bumble"],
+        help="also use Bluetooth LE: bleak (the OS stack) or bumble (a USB dongle, see "
+        "firmware-notes/)",
+    )
+    group.add_argument(
+        "--ble-controller", default="usb:0", help="bumble controller (default usb:0)"
+    )
     group.add_argument("--no-announce", action="store_true", help="do not announce our name")
     group.add_argument(
         "--link-rate",
@@ -130,6 +139,8 @@ def settings_from(args: argparse.Namespace) -> NodeSettings:
         dht_port=args.dht_port,
         dht_host=args.dht_host,
         dht_bootstrap=[_peer(p) for p in args.dht_bootstrap],
+        ble_backend=args.ble,
+        ble_controller=args.ble_controller,
         options=NodeOptions(
             ttl=max(1, min(args.ttl, MAX_TTL)),
             announce=not args.no_announce,
@@ -164,7 +175,11 @@ async def _daemon(
             f"{'; '.join(ports)}",
             flush=True,
         )
-        await stop.wait()
+        # A signal, or a request from inside (the control op "panic"), stops the daemon.
+        waits = {asyncio.create_task(stop.wait()), asyncio.create_task(node.stop_requested.wait())}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
 
 
 def cmd_run(args: argparse.Namespace, home: Home) -> int:

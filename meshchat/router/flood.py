@@ -23,12 +23,18 @@ step  check                         on failure
 ====  ============================  ========================================================
 
 An accepted packet is marked seen, then: delivered if it is for this node (its node id, a
-channel it is in, or a broadcast); relayed unless it was addressed to this node alone or its
-TTL is spent. Relaying is delegated to a :class:`RelayPolicy`: it picks a delay, may cancel the
-relay when enough neighbours were heard relaying it, and picks the links (by default every link
-that has not already sent us a copy). A direct message for another node is also **carried**:
-kept (bounded, until acknowledged or expired) and offered again to every new neighbour, which
-is how messages cross partitions (store-and-forward).
+channel it is in, or a broadcast); relayed unless it was addressed to this node's id or its
+TTL is spent. A packet to one of this node's rotating ``addresses`` (the tags of sealed direct
+messages) is delivered **and** relayed and carried exactly like a packet to any other address,
+so that neither a relay nor a neighbour can tell from our behaviour which tags are ours, or
+whether a packet for us opened. Relaying is delegated to a :class:`RelayPolicy`: it picks a
+delay, may cancel the relay when enough neighbours were heard relaying it, and picks the links
+(by default every link that has not already sent us a copy). A direct message for another
+node is also **carried**: kept (bounded, until acknowledged or expired) and offered again to
+every new neighbour, which is how messages cross partitions (store-and-forward). A carried
+packet is dropped when its recipient's ack passes: a plain ack names the packet and is signed
+by the recipient; a sealed (suite RATCHET) ack reveals the token whose hash the sealed message
+shows in clear.
 
 Everything random comes from the ``rng`` given at construction, and time only from the
 ``now_ms`` arguments, so a router is deterministic given its seed and its inputs.
@@ -47,8 +53,15 @@ from meshchat.router.policy import FirstCopy, ManagedFlood, RelayPolicy
 from meshchat.router.ratelimit import TokenBucket
 from meshchat.router.seen import SeenSet
 from meshchat.wire import codec
-from meshchat.wire.packet import MAX_AGE_MS, MAX_PACKET_SIZE, DestKind, Packet, PacketKind
-from meshchat.wire.payloads import AckBody
+from meshchat.wire.packet import (
+    MAX_AGE_MS,
+    MAX_PACKET_SIZE,
+    DestKind,
+    Packet,
+    PacketKind,
+    Suite,
+)
+from meshchat.wire.payloads import AckBody, ack_hash, ack_hash_of
 
 __all__ = ["FloodRouter", "RouterConfig"]
 
@@ -98,6 +111,13 @@ class _Carried:
     frame: bytes
     expires_ms: int
     recipient: bytes
+    ack_hash: bytes | None = None  # sealed messages: the hash of their ack token
+
+
+def _sealed_ack_hash(packet: Packet) -> bytes | None:
+    if packet.kind is PacketKind.MESSAGE and packet.suite is Suite.RATCHET:
+        return ack_hash_of(packet.payload)
+    return None
 
 
 class FloodRouter:
@@ -118,6 +138,9 @@ class FloodRouter:
         self.policy: RelayPolicy = policy or ManagedFlood()
         self.rng = rng or random.Random()
         self.channels: set[bytes] = set()
+        #: 16-byte tags that also count as this node's (sealed direct messages); their
+        #: owner keeps the set current and mutates it in place
+        self.addresses: set[bytes] = set()
         self._seen = SeenSet(self.config.seen_capacity, self.config.seen_ttl_ms)
         self._acked = SeenSet(self.config.max_carried * 2, self.config.carry_ms)
         self._links: dict[str, TokenBucket] = {}  # live links and their token buckets
@@ -125,6 +148,7 @@ class FloodRouter:
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[int, bytes]] = []
         self._carried: dict[bytes, _Carried] = {}
+        self._by_ack_hash: dict[bytes, bytes] = {}  # ack hash -> carried packet id
         self._next_carry_expiry = _NEVER  # earliest expiry among carried packets
         self.counters: dict[str, int] = {}
 
@@ -187,7 +211,7 @@ class FloodRouter:
             return
         if expires_ms > now_ms:
             self._seen.add(packet.packet_id, now_ms)
-            self._carried[packet.packet_id] = _Carried(frame, expires_ms, packet.destination.value)
+            self._keep(packet, frame, expires_ms)
             self._next_carry_expiry = min(self._next_carry_expiry, expires_ms)
 
     # -- sending -------------------------------------------------------------------------
@@ -196,10 +220,12 @@ class FloodRouter:
         """Send a packet this node created to every neighbour."""
         frame = codec.encode(packet)
         self._seen.add(packet.packet_id, now_ms)
+        # Our own sealed ack also ends our carrying of the message it acknowledges.
+        uncarried = self._ack_seen(packet) if packet.kind is PacketKind.ACK else []
         if not self._links:
-            return [Drop("no-links", None, packet.packet_id)]
+            return [Drop("no-links", None, packet.packet_id), *uncarried]
         self._count("tx")
-        return [Transmit(frame, tuple(self._links), packet.packet_id)]
+        return [Transmit(frame, tuple(self._links), packet.packet_id), *uncarried]
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -256,6 +282,7 @@ class FloodRouter:
             return [Drop("own-packet", link, packet.packet_id)]
         if (
             for_me
+            or (dest.kind is DestKind.NODE and dest.value in self.addresses)
             or dest.kind is DestKind.BROADCAST
             or (dest.kind is DestKind.CHANNEL and dest.value in self.channels)
         ):
@@ -269,7 +296,12 @@ class FloodRouter:
             return actions
         relayed = packet.relayed()
         frame = codec.encode(relayed)
-        if dest.kind is DestKind.NODE and packet.packet_id + dest.value not in self._acked:
+        sealed_hash = _sealed_ack_hash(packet)
+        if (
+            dest.kind is DestKind.NODE
+            and packet.packet_id + dest.value not in self._acked
+            and (sealed_hash is None or sealed_hash not in self._acked)
+        ):
             actions.extend(self._carry(relayed, frame, now_ms))
         actions.extend(self._schedule(relayed, frame, link, now_ms, rssi))
         return actions
@@ -279,8 +311,21 @@ class FloodRouter:
 
         Only an ack signed by the acknowledged packet's recipient counts (its node id is
         derived from the signing key and the box key in the ack), so a third node cannot make
-        relays drop a message they carry by acking it falsely.
+        relays drop a message they carry by acking it falsely. A sealed ack counts when its
+        token hashes to a carried sealed message's ack hash: only the recipient, who found the
+        token inside that message, can know it.
         """
+        if packet.suite is Suite.RATCHET:
+            token = ack_hash_of(packet.payload)
+            if token is None:
+                return []
+            hashed = ack_hash(token)
+            self._acked.add(hashed, packet.created_ms)
+            packet_id = self._by_ack_hash.get(hashed)
+            if packet_id is None:
+                return []
+            self._forget(packet_id)
+            return [Uncarry(packet_id)]
         try:
             ack = AckBody.decode(packet.payload)
         except PacketError:
@@ -289,18 +334,31 @@ class FloodRouter:
         self._acked.add(ack.acked_packet_id + acker, packet.created_ms)
         carried = self._carried.get(ack.acked_packet_id)
         if carried is not None and carried.recipient == acker:
-            del self._carried[ack.acked_packet_id]
+            self._forget(ack.acked_packet_id)
             return [Uncarry(ack.acked_packet_id)]
         return []
+
+    def _keep(self, packet: Packet, frame: bytes, expires_ms: int) -> None:
+        hashed = _sealed_ack_hash(packet)
+        self._carried[packet.packet_id] = _Carried(
+            frame, expires_ms, packet.destination.value, hashed
+        )
+        if hashed is not None:
+            self._by_ack_hash[hashed] = packet.packet_id
+
+    def _forget(self, packet_id: bytes) -> None:
+        carried = self._carried.pop(packet_id, None)
+        if carried is not None and carried.ack_hash is not None:
+            self._by_ack_hash.pop(carried.ack_hash, None)
 
     def _carry(self, packet: Packet, frame: bytes, now_ms: int) -> list[Action]:
         expires = min(packet.created_ms + self.config.carry_ms, now_ms + self.config.carry_ms)
         actions: list[Action] = []
         if len(self._carried) >= self.config.max_carried:
             victim = min(self._carried, key=lambda pid: self._carried[pid].expires_ms)
-            del self._carried[victim]
+            self._forget(victim)
             actions.append(Uncarry(victim))
-        self._carried[packet.packet_id] = _Carried(frame, expires, packet.destination.value)
+        self._keep(packet, frame, expires)
         self._next_carry_expiry = min(self._next_carry_expiry, expires)
         actions.append(Carry(packet, frame, expires))
         return actions
@@ -362,7 +420,7 @@ class FloodRouter:
         # A busy node ticks after every frame: scan the carried packets only when one is due.
         if now_ms >= self._next_carry_expiry:
             for packet_id in [p for p, c in self._carried.items() if c.expires_ms <= now_ms]:
-                del self._carried[packet_id]
+                self._forget(packet_id)
                 actions.append(Uncarry(packet_id))
             self._next_carry_expiry = min(
                 (c.expires_ms for c in self._carried.values()), default=_NEVER

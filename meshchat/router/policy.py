@@ -76,29 +76,51 @@ def _closeness(rssi: float, far_dbm: float, near_dbm: float) -> float:
 class ManagedFlood:
     """meshchat's managed flooding: farther receivers relay first, nearer ones stand down.
 
-    Why it works. A relay is worth sending if it reaches nodes the copies already sent did
-    not, and a receiver far from the sender covers the most new ground. So the wait grows with
-    the signal: the first copy's RSSI gives an estimated distance ``d`` (log-distance path loss,
-    ``edge_dbm`` at the edge of range ``r``), and the wait is ``window_ms * (1 - (d / r)**2)``
-    -- the share of the sender's neighbours that are farther away than we are, so relays are
-    spread evenly over the window -- plus a random ``jitter_ms`` to break ties. The farthest
-    receivers go first; the nearer ones, still waiting, hear them and stand down after
-    ``threshold`` further copies (counter-based suppression). The window must be long
-    against the per-hop latency (BLE: 8-53 ms) or waiting nodes cannot hear each other in time.
-    Nodes with ``min_degree`` links or fewer relay at once: in a sparse patch each of them may
-    be the only bridge. Without an RSSI (a LAN link) the wait is uniform over the window.
+    Why it works. A relay is worth sending if it reaches nodes that the copies already sent
+    did not, and a receiver far from the sender covers the most new ground. The first copy's
+    RSSI gives an estimated distance ``d`` (log-distance path loss, ``edge_dbm`` at the edge of
+    range ``r``), and the wait is
 
-    The defaults come from ``bench/flood.py`` (see docs/performance.md): about 30% of naive
-    flooding's transmissions at 20 neighbours, under 20% at 50, for 99.5% of its reach.
+        ``base_ms + window_ms * (1 - (d / r)**2) + uniform(0, jitter_ms)``
+
+    ``1 - (d / r)**2`` is the share of the sender's neighbours that are nearer to it than we
+    are, so the farthest receivers go first and relays are spread evenly over the window. The
+    nearer ones, still waiting, hear them and stand down after ``threshold`` further copies,
+    or at once when a copy comes from a relay right beside them (within ``beside_ratio * r``:
+    its coverage is nearly ours). The window must be long against the per-hop latency (BLE:
+    8-53 ms) or waiting nodes cannot hear each other in time.
+
+    ``base_ms`` keeps the flood hop-ordered: a packet's remaining TTL comes from the *first*
+    copy a node hears, and without a common delay a path of more hops through far (quick)
+    relays often beats a shorter one, so far from the origin the TTL runs out before naive
+    flooding's would. A base delay larger than the window's spread makes arrival order follow
+    hop count again. It costs latency (about 0.3-0.45 s per hop), not transmissions.
+
+    Nodes with ``min_degree`` links or fewer relay at once: in a sparse patch each may be the
+    only bridge. Without an RSSI (a LAN link) the wait is drawn at random over the window,
+    with no base (a LAN spans few hops, so the TTL horizon is not at stake), and a node stands
+    down after ``threshold_without_rssi`` copies: plain counter-based suppression. Copies heard
+    in random order say less about the neighbours ahead than far-first ones, so it takes one
+    more (on a sparse 50-node strip this cut nodes never reached from 61 to 2 in 600).
+
+    The defaults were tuned with ``bench/flood.py`` (tables in docs/performance.md).
     """
 
-    window_ms: int = 500
-    jitter_ms: int = 50
+    base_ms: int = 250
+    window_ms: int = 300
+    jitter_ms: int = 30
     threshold: int = 2
+    threshold_without_rssi: int = 3
+    beside_ratio: float | None = 0.45
     min_degree: int = 2
-    edge_dbm: float = -96.0  # RSSI at the edge of range (BLE, 0 dBm, about 30 m)
+    edge_dbm: float = -96.0  # RSSI at the edge of range (BLE at 0 dBm: about 30 m)
     path_loss_exponent: float = 2.5
     name: str = "managed"
+
+    def _range_ratio(self, rssi: float) -> float:
+        """Estimated ``d / r`` from an RSSI: ``rssi = edge - 10 n log10(d / r)``."""
+        exponent = (self.edge_dbm - rssi) / (10.0 * self.path_loss_exponent)
+        return float(10.0 ** min(exponent, 3.0))
 
     def first_copy(self, event: FirstCopy) -> int | None:
         if event.degree <= self.min_degree:
@@ -107,13 +129,15 @@ class ManagedFlood:
         jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
         if event.rssi is None or not math.isfinite(event.rssi):
             return rng.randint(0, self.window_ms) + jitter
-        # d / r from the RSSI drop below the edge value: rssi = edge - 10 n log10(d / r)
-        exponent = (self.edge_dbm - event.rssi) / (10.0 * self.path_loss_exponent)
-        ratio = 10.0 ** min(exponent, 3.0)
+        ratio = self._range_ratio(event.rssi)
         nearer_share = max(0.0, 1.0 - ratio * ratio)
-        return int(nearer_share * self.window_ms) + jitter
+        return self.base_ms + int(nearer_share * self.window_ms) + jitter
 
     def copy_heard(self, copies: int, rssi: float | None) -> bool:
+        if rssi is None or not math.isfinite(rssi):
+            return copies >= self.threshold_without_rssi
+        if self.beside_ratio is not None and self._range_ratio(rssi) <= self.beside_ratio:
+            return True
         return copies >= self.threshold
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:

@@ -1,10 +1,13 @@
 """The message store: contacts, channels, messages, the outbox and carried packets in SQLite.
 
-:class:`Store` is synchronous and blocking; the node calls it from one worker thread. See
-:mod:`meshchat.store.db` for durability and bounds, :mod:`meshchat.store.states` for the life
-of an outgoing message and :mod:`meshchat.store.schema` for migrations.
+:class:`Store` is synchronous and blocking; the node calls it from one worker thread. It is
+opened with the store key from the keystore and keeps every private value sealed under it. See
+:mod:`meshchat.store.db` for durability and bounds, :mod:`meshchat.store._crypt` for the
+encryption at rest, :mod:`meshchat.store.trust` for key changes, :mod:`meshchat.store.states`
+for the life of an outgoing message and :mod:`meshchat.store.schema` for migrations.
 """
 
+from meshchat.store._crypt import KEY_SIZE as STORE_KEY_SIZE
 from meshchat.store._values import MAX_BLOB_BYTES, MAX_TEXT_BYTES
 from meshchat.store.db import DEFAULT_MAX_CARRIED, DEFAULT_MAX_PEERS, MIN_ID_PREFIX, Store
 from meshchat.store.records import (
@@ -18,6 +21,7 @@ from meshchat.store.records import (
     Trust,
 )
 from meshchat.store.schema import SCHEMA_VERSION
+from meshchat.store.trust import CardOutcome, CardResult, KeyChangeError
 
 __all__ = [
     "DEFAULT_MAX_CARRIED",
@@ -26,10 +30,14 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "MIN_ID_PREFIX",
     "SCHEMA_VERSION",
+    "STORE_KEY_SIZE",
+    "CardOutcome",
+    "CardResult",
     "CarriedPacket",
     "Channel",
     "Contact",
     "Conversation",
+    "KeyChangeError",
     "Message",
     "MessageState",
     "OutboxEntry",

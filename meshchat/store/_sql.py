@@ -1,150 +1,149 @@
 """Every SQL statement the store runs, named, so ``db.py`` reads as logic.
 
-All values travel as ``?`` parameters; no statement is ever built from data. The column order
-of each ``SELECT`` matches the row converters in ``_values.py``.
+All values travel as ``?`` parameters; no statement is ever built from data. Columns named
+``*_tag`` hold keyed lookup tags and ``sealed`` holds the row's encrypted values (see
+``_crypt.py``); SQL sees nothing else but counters, states and times.
 """
 
 from __future__ import annotations
 
+# -- meta -------------------------------------------------------------------------------------
+
+META_GET = "SELECT value FROM meta WHERE key = ?"
+META_INSERT = "INSERT INTO meta (key, value) VALUES (?, ?)"
+
 # -- contacts ---------------------------------------------------------------------------------
 
-CONTACT_UPSERT = """
-    INSERT INTO contacts (node_id, sign_public, box_public, name, trust, added_ms)
-    VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (node_id) DO UPDATE SET name = excluded.name
-"""
-CONTACT_BY_NODE_ID = """
-    SELECT node_id, sign_public, box_public, name, trust, added_ms
-    FROM contacts WHERE node_id = ?
-"""
-CONTACT_BY_SIGN_KEY = """
-    SELECT node_id, sign_public, box_public, name, trust, added_ms
-    FROM contacts WHERE sign_public = ?
-"""
-CONTACTS_ALL = """
-    SELECT node_id, sign_public, box_public, name, trust, added_ms
-    FROM contacts ORDER BY name COLLATE NOCASE, node_id
-"""
-CONTACT_SET_TRUST = "UPDATE contacts SET trust = ? WHERE node_id = ?"
+CONTACT_INSERT = "INSERT INTO contacts (tag, sign_tag, sealed) VALUES (?, ?, ?)"
+CONTACT_UPDATE = "UPDATE contacts SET sealed = ? WHERE tag = ?"
+CONTACT_BY_TAG = "SELECT tag, sign_tag, sealed FROM contacts WHERE tag = ?"
+CONTACTS_BY_SIGN_TAG = "SELECT tag, sign_tag, sealed FROM contacts WHERE sign_tag = ?"
+CONTACTS_ALL = "SELECT tag, sign_tag, sealed FROM contacts"
 
 # -- peers ------------------------------------------------------------------------------------
 
-PEER_DELETE_OLD_ID = "DELETE FROM peers WHERE sign_public = ? AND node_id != ?"
+PEER_DELETE_OLD_ID = "DELETE FROM peers WHERE sign_tag = ? AND tag != ?"
 PEER_UPSERT = """
-    INSERT INTO peers (node_id, sign_public, box_public, name, seen_ms) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (node_id) DO UPDATE SET
-        sign_public = excluded.sign_public, box_public = excluded.box_public,
-        name = excluded.name, seen_ms = excluded.seen_ms
+    INSERT INTO peers (tag, sign_tag, seen_ms, sealed) VALUES (?, ?, ?, ?)
+    ON CONFLICT (tag) DO UPDATE SET
+        sign_tag = excluded.sign_tag, seen_ms = excluded.seen_ms, sealed = excluded.sealed
 """
 PEER_COUNT = "SELECT COUNT(*) FROM peers"
 PEER_EVICT_OLDEST = """
-    DELETE FROM peers WHERE node_id IN
-        (SELECT node_id FROM peers ORDER BY seen_ms, rowid LIMIT ?)
+    DELETE FROM peers WHERE tag IN
+        (SELECT tag FROM peers ORDER BY seen_ms, rowid LIMIT ?)
 """
-PEER_BY_SIGN_KEY = "SELECT node_id, name FROM peers WHERE sign_public = ?"
+PEER_BY_SIGN_TAG = "SELECT tag, sign_tag, sealed FROM peers WHERE sign_tag = ?"
 
 # -- channels ---------------------------------------------------------------------------------
 
-CHANNEL_OTHER_NAME = "SELECT name FROM channels WHERE channel_id = ? AND name != ?"
-CHANNEL_UPSERT = """
-    INSERT INTO channels (name, channel_id, key, joined_ms) VALUES (?, ?, ?, ?)
-    ON CONFLICT (name) DO UPDATE SET
-        channel_id = excluded.channel_id, key = excluded.key, joined_ms = excluded.joined_ms
+CHANNEL_OTHER_NAME = """
+    SELECT name_tag, id_tag, sealed FROM channels WHERE id_tag = ? AND name_tag != ?
 """
-CHANNEL_DELETE = "DELETE FROM channels WHERE name = ?"
-CHANNEL_BY_NAME = "SELECT name, channel_id, key, joined_ms FROM channels WHERE name = ?"
-CHANNEL_BY_ID = "SELECT name, channel_id, key, joined_ms FROM channels WHERE channel_id = ?"
-CHANNELS_ALL = "SELECT name, channel_id, key, joined_ms FROM channels ORDER BY name"
+CHANNEL_UPSERT = """
+    INSERT INTO channels (name_tag, id_tag, sealed) VALUES (?, ?, ?)
+    ON CONFLICT (name_tag) DO UPDATE SET id_tag = excluded.id_tag, sealed = excluded.sealed
+"""
+CHANNEL_DELETE = "DELETE FROM channels WHERE name_tag = ?"
+CHANNEL_BY_NAME_TAG = "SELECT name_tag, id_tag, sealed FROM channels WHERE name_tag = ?"
+CHANNEL_BY_ID_TAG = "SELECT name_tag, id_tag, sealed FROM channels WHERE id_tag = ?"
+CHANNELS_ALL = "SELECT name_tag, id_tag, sealed FROM channels"
 
 # -- messages ---------------------------------------------------------------------------------
 
 MESSAGE_INSERT_OUTGOING = """
-    INSERT INTO messages (conversation, msg_id, outgoing, sender, sender_name, text,
-                          created_ms, state, updated_ms, local_ms)
-    VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO messages (conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed)
+    VALUES (?, ?, ?, 1, ?, ?, ?)
 """
 MESSAGE_INSERT_INCOMING = """
-    INSERT INTO messages (conversation, msg_id, outgoing, sender, sender_name, text,
-                          created_ms, state, updated_ms, local_ms)
-    VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (sender, msg_id) DO NOTHING
+    INSERT INTO messages (conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed)
+    VALUES (?, ?, ?, 0, ?, ?, ?)
+    ON CONFLICT (sender_tag, msg_tag) DO NOTHING
 """
-MESSAGE_OUTGOING_STATE = "SELECT state FROM messages WHERE msg_id = ? AND outgoing = 1"
+MESSAGE_OUTGOING_STATE = "SELECT state FROM messages WHERE msg_tag = ? AND outgoing = 1"
 MESSAGE_SET_STATE = """
-    UPDATE messages SET state = ?, updated_ms = ? WHERE msg_id = ? AND outgoing = 1
+    UPDATE messages SET state = ?, updated_ms = ? WHERE msg_tag = ? AND outgoing = 1
 """
 MESSAGES_LAST = """
     SELECT * FROM (
-        SELECT row_id, conversation, msg_id, outgoing, sender, sender_name, text,
-               created_ms, state, updated_ms
-        FROM messages WHERE conversation = ? ORDER BY row_id DESC LIMIT ?
+        SELECT row_id, conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed
+        FROM messages WHERE conv_tag = ? ORDER BY row_id DESC LIMIT ?
     ) ORDER BY row_id
 """
-MESSAGE_OUTGOING_BY_ID = """
-    SELECT row_id, conversation, msg_id, outgoing, sender, sender_name, text,
-           created_ms, state, updated_ms
-    FROM messages WHERE msg_id = ? AND outgoing = 1
+MESSAGE_OUTGOING_BY_TAG = """
+    SELECT row_id, conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed
+    FROM messages WHERE msg_tag = ? AND outgoing = 1
 """
-# One row per conversation: its latest stored message and the incoming messages stored after
-# the conversation's read mark.
+# One row per conversation: its latest stored message and the number of incoming messages
+# stored after the conversation's read mark.
 CONVERSATIONS = """
-    SELECT m.conversation, m.local_ms,
+    SELECT m.row_id, m.conv_tag, m.msg_tag, m.sender_tag, m.outgoing, m.state, m.updated_ms,
+        m.sealed,
         (SELECT COUNT(*) FROM messages u
-         WHERE u.conversation = m.conversation AND u.outgoing = 0
+         WHERE u.conv_tag = m.conv_tag AND u.outgoing = 0
            AND u.row_id > COALESCE(
-               (SELECT r.last_read_row FROM read_marks r WHERE r.conversation = m.conversation),
-               0)),
-        m.text
+               (SELECT r.last_read_row FROM read_marks r WHERE r.conv_tag = m.conv_tag),
+               0))
     FROM messages m
-    JOIN (SELECT MAX(row_id) AS last_row FROM messages GROUP BY conversation) AS latest
+    JOIN (SELECT MAX(row_id) AS last_row FROM messages GROUP BY conv_tag) AS latest
         ON m.row_id = latest.last_row
     ORDER BY m.row_id DESC
 """
 READ_MARK_SET = """
-    INSERT INTO read_marks (conversation, last_read_row)
-    SELECT ?, COALESCE(MAX(row_id), 0) FROM messages WHERE conversation = ?
-    ON CONFLICT (conversation) DO UPDATE SET last_read_row = excluded.last_read_row
+    INSERT INTO read_marks (conv_tag, last_read_row)
+    SELECT ?, COALESCE(MAX(row_id), 0) FROM messages WHERE conv_tag = ?
+    ON CONFLICT (conv_tag) DO UPDATE SET last_read_row = excluded.last_read_row
 """
 
 # -- outbox -----------------------------------------------------------------------------------
 
 OUTBOX_INSERT = """
-    INSERT INTO outbox (msg_id, conversation, destination, text, created_ms, attempts,
-                        next_try_ms, expires_ms)
-    VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+    INSERT INTO outbox (msg_tag, attempts, next_try_ms, expires_ms, sealed)
+    VALUES (?, 0, ?, ?, ?)
 """
 OUTBOX_PENDING = """
-    SELECT msg_id, conversation, destination, text, created_ms, attempts, next_try_ms,
-           expires_ms
-    FROM outbox WHERE expires_ms > ? ORDER BY next_try_ms, created_ms, msg_id
+    SELECT msg_tag, attempts, next_try_ms, expires_ms, sealed
+    FROM outbox WHERE expires_ms > ?
 """
-OUTBOX_RECORD_ATTEMPT = "UPDATE outbox SET attempts = ?, next_try_ms = ? WHERE msg_id = ?"
-OUTBOX_EXPIRED = "SELECT msg_id FROM outbox WHERE expires_ms <= ? ORDER BY expires_ms, msg_id"
-OUTBOX_DELETE = "DELETE FROM outbox WHERE msg_id = ?"
+OUTBOX_RECORD_ATTEMPT = "UPDATE outbox SET attempts = ?, next_try_ms = ? WHERE msg_tag = ?"
+OUTBOX_EXPIRED = """
+    SELECT msg_tag, attempts, next_try_ms, expires_ms, sealed
+    FROM outbox WHERE expires_ms <= ?
+"""
+OUTBOX_DELETE = "DELETE FROM outbox WHERE msg_tag = ?"
 
 # -- carried packets --------------------------------------------------------------------------
 
 CARRIED_INSERT = """
-    INSERT INTO carried (packet_id, frame, destination, expires_ms) VALUES (?, ?, ?, ?)
-    ON CONFLICT (packet_id) DO NOTHING
+    INSERT INTO carried (id_tag, expires_ms, sealed) VALUES (?, ?, ?)
+    ON CONFLICT (id_tag) DO NOTHING
 """
 CARRIED_COUNT = "SELECT COUNT(*) FROM carried"
 CARRIED_EVICT_SOONEST = """
-    DELETE FROM carried WHERE packet_id IN
-        (SELECT packet_id FROM carried ORDER BY expires_ms, rowid LIMIT ?)
+    DELETE FROM carried WHERE id_tag IN
+        (SELECT id_tag FROM carried ORDER BY expires_ms, rowid LIMIT ?)
 """
-CARRIED_HAS = "SELECT 1 FROM carried WHERE packet_id = ?"
-CARRIED_DELETE = "DELETE FROM carried WHERE packet_id = ?"
+CARRIED_HAS = "SELECT 1 FROM carried WHERE id_tag = ?"
+CARRIED_DELETE = "DELETE FROM carried WHERE id_tag = ?"
 CARRIED_LIVE = """
-    SELECT packet_id, frame, destination, expires_ms
-    FROM carried WHERE expires_ms > ? ORDER BY rowid
+    SELECT id_tag, expires_ms, sealed FROM carried WHERE expires_ms > ? ORDER BY rowid
 """
 CARRIED_EXPIRE = "DELETE FROM carried WHERE expires_ms <= ?"
 
 # -- settings ---------------------------------------------------------------------------------
 
-SETTING_GET = "SELECT value FROM settings WHERE key = ?"
+SETTING_GET = "SELECT sealed FROM settings WHERE key_tag = ?"
 SETTING_SET = """
-    INSERT INTO settings (key, value) VALUES (?, ?)
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value
+    INSERT INTO settings (key_tag, sealed) VALUES (?, ?)
+    ON CONFLICT (key_tag) DO UPDATE SET sealed = excluded.sealed
 """
+
+# -- crypto state ---------------------------------------------------------------------------
+
+STATE_PUT = """
+    INSERT INTO crypto_state (tag, kind_tag, sealed) VALUES (?, ?, ?)
+    ON CONFLICT (tag) DO UPDATE SET sealed = excluded.sealed
+"""
+STATE_GET = "SELECT tag, kind_tag, sealed FROM crypto_state WHERE tag = ?"
+STATE_DELETE = "DELETE FROM crypto_state WHERE tag = ?"
+STATES_OF_KIND = "SELECT tag, kind_tag, sealed FROM crypto_state WHERE kind_tag = ?"

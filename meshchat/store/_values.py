@@ -2,8 +2,8 @@
 
 Everything written is checked first, so a bad argument fails with :class:`StoreError` before a
 transaction starts, and SQLite never silently stores a ``str`` where ``bytes`` belong. Rows read
-back are checked the other way: a cell of the wrong type means the file was altered or damaged,
-which is also a :class:`StoreError`.
+back (clear cells, and the values inside sealed cells) are checked the other way: a value of the
+wrong type means the file was altered or damaged, which is also a :class:`StoreError`.
 """
 
 from __future__ import annotations
@@ -11,33 +11,19 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from meshchat.errors import StoreError
-from meshchat.store.records import (
-    CarriedPacket,
-    Channel,
-    Contact,
-    Conversation,
-    Message,
-    MessageState,
-    OutboxEntry,
-    Trust,
-)
+from meshchat.store.records import MessageState, Trust
 
 __all__ = [
     "MAX_BLOB_BYTES",
     "MAX_TEXT_BYTES",
     "blob",
-    "carried_from_row",
     "cell_bytes",
     "cell_enum",
     "cell_int",
+    "cell_optional_bytes",
     "cell_str",
-    "channel_from_row",
-    "contact_from_row",
-    "conversation_from_row",
     "integer",
     "member",
-    "message_from_row",
-    "outbox_from_row",
     "text",
 ]
 
@@ -93,19 +79,23 @@ def member(kind: type[_E], value: _E | str, what: str) -> _E:
 
 def cell_bytes(value: Any) -> bytes:
     if not isinstance(value, bytes):
-        raise StoreError(f"stored value {value!r} should be bytes")
+        raise StoreError(f"a stored {type(value).__name__} should be bytes")
     return value
 
 
 def cell_str(value: Any) -> str:
     if not isinstance(value, str):
-        raise StoreError(f"stored value {value!r} should be text")
+        raise StoreError(f"a stored {type(value).__name__} should be text")
     return value
 
 
+def cell_optional_bytes(value: Any) -> bytes | None:
+    return None if value is None else cell_bytes(value)
+
+
 def cell_int(value: Any) -> int:
-    if not isinstance(value, int):
-        raise StoreError(f"stored value {value!r} should be an integer")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StoreError(f"a stored {type(value).__name__} should be an integer")
     return value
 
 
@@ -114,69 +104,3 @@ def cell_enum(kind: type[_E], value: Any) -> _E:
         return kind(cell_str(value))
     except ValueError as exc:
         raise StoreError(f"stored value {value!r} is not a {kind.__name__}") from exc
-
-
-def contact_from_row(row: tuple[Any, ...]) -> Contact:
-    return Contact(
-        node_id=cell_bytes(row[0]),
-        sign_public=cell_bytes(row[1]),
-        box_public=cell_bytes(row[2]),
-        name=cell_str(row[3]),
-        trust=cell_enum(Trust, row[4]),
-        added_ms=cell_int(row[5]),
-    )
-
-
-def channel_from_row(row: tuple[Any, ...]) -> Channel:
-    return Channel(
-        name=cell_str(row[0]),
-        channel_id=cell_bytes(row[1]),
-        key=None if row[2] is None else cell_bytes(row[2]),
-        joined_ms=cell_int(row[3]),
-    )
-
-
-def message_from_row(row: tuple[Any, ...]) -> Message:
-    return Message(
-        row_id=cell_int(row[0]),
-        conversation=cell_str(row[1]),
-        msg_id=cell_bytes(row[2]),
-        outgoing=bool(cell_int(row[3])),
-        sender=cell_bytes(row[4]),
-        sender_name=cell_str(row[5]),
-        text=cell_str(row[6]),
-        created_ms=cell_int(row[7]),
-        state=cell_enum(MessageState, row[8]),
-        updated_ms=cell_int(row[9]),
-    )
-
-
-def outbox_from_row(row: tuple[Any, ...]) -> OutboxEntry:
-    return OutboxEntry(
-        msg_id=cell_bytes(row[0]),
-        conversation=cell_str(row[1]),
-        destination=cell_bytes(row[2]),
-        text=cell_str(row[3]),
-        created_ms=cell_int(row[4]),
-        attempts=cell_int(row[5]),
-        next_try_ms=cell_int(row[6]),
-        expires_ms=cell_int(row[7]),
-    )
-
-
-def carried_from_row(row: tuple[Any, ...]) -> CarriedPacket:
-    return CarriedPacket(
-        packet_id=cell_bytes(row[0]),
-        frame=cell_bytes(row[1]),
-        destination=cell_bytes(row[2]),
-        expires_ms=cell_int(row[3]),
-    )
-
-
-def conversation_from_row(row: tuple[Any, ...]) -> Conversation:
-    return Conversation(
-        name=cell_str(row[0]),
-        last_ms=cell_int(row[1]),
-        unread=cell_int(row[2]),
-        last_text=cell_str(row[3]),
-    )

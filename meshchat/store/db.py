@@ -2,7 +2,13 @@
 
 Theory of operation
 -------------------
-One :class:`Store` owns one SQLite connection to one file. Every method is synchronous and
+One :class:`Store` owns one SQLite connection to one file, opened with the 32-byte store key
+from the keystore. Every private value (texts, names, keys, card, carried frames) is sealed
+per row under that key and rows are found by keyed tags (``_crypt.py``, ``_rows.py``); SQLite
+only ever sees ciphertext, tags, counters, states and times. A key check in the ``meta`` table
+makes a wrong key a :class:`StoreError` at open. Lookups by name (:meth:`Store.find_contact`)
+decrypt the few contacts and match in memory. A version 1 (plaintext) file is sealed on its
+first open with a key (``_legacy.py``). Every method is synchronous and
 blocking; the node calls them from one dedicated worker thread so the event loop never waits on
 the disk. A ``threading.Lock`` serialises calls, so a second thread (a face reading the history)
 is safe too.
@@ -16,7 +22,8 @@ rolled back whole: a message and its outbox row are written together or not at a
 Bounds: text is at most :data:`MAX_TEXT_BYTES` bytes, binary values at most
 :data:`MAX_BLOB_BYTES`; the peers table keeps at most ``max_peers`` rows (the longest unseen
 go first) and the carried-packets table at most ``max_carried`` (the soonest to expire go
-first). Messages and the outbox are bounded by the node's policy, not here.
+first). Messages and the outbox are bounded by the node's policy, not here. ``secure_delete``
+is on, so deleted rows' pages are zeroed rather than left in the file.
 
 Errors: every ``sqlite3`` error becomes :class:`StoreError`; a bad argument is a
 :class:`StoreError` raised before anything is written. :meth:`Store.find_contact`,
@@ -32,7 +39,6 @@ import os
 import sqlite3
 import string
 import threading
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -40,8 +46,12 @@ from types import TracebackType
 from typing import Self
 
 from meshchat.errors import StoreError, UsageError
+from meshchat.identity import ContactCard
 from meshchat.store import _sql as q
 from meshchat.store import _values as v
+from meshchat.store._crypt import StoreCipher
+from meshchat.store._legacy import has_legacy_rows, seal_legacy_rows
+from meshchat.store._rows import Rows
 from meshchat.store.records import (
     CarriedPacket,
     Channel,
@@ -54,6 +64,7 @@ from meshchat.store.records import (
 )
 from meshchat.store.schema import migrate
 from meshchat.store.states import OUTBOX_ENDING, advance
+from meshchat.store.trust import CardResult, fold_name, plan_card
 
 __all__ = [
     "DEFAULT_MAX_CARRIED",
@@ -69,6 +80,7 @@ MIN_ID_PREFIX = 4
 #: How long a write waits for another process holding the database's write lock.
 _BUSY_TIMEOUT_S = 10.0
 _QUERY_ROWS_MAX = 1_000_000
+_KEY_CHECK = "store_key_check"
 
 
 def _create_private_file(path: Path) -> None:
@@ -96,6 +108,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(f"cannot put {path} in WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA secure_delete = ON")
         migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
@@ -115,8 +128,40 @@ def _short_ids(contacts: list[Contact]) -> list[str]:
     return full
 
 
-def _fold(name: str) -> str:
-    return unicodedata.normalize("NFC", name).casefold()
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _contact_order(contact: Contact) -> tuple[str, bytes]:
+    """By name ignoring ASCII case (as SQLite's NOCASE), then node id."""
+    return contact.name.translate(_ASCII_LOWER), contact.node_id
+
+
+def _unlock(conn: sqlite3.Connection, path: Path, rows: Rows) -> None:
+    """Check the key against the file's key check (writing one on first use); seal old rows."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(q.META_GET, (_KEY_CHECK,)).fetchone()
+        if row is None:
+            conn.execute(q.META_INSERT, (_KEY_CHECK, rows.cipher.key_check().hex()))
+        else:
+            try:
+                check = bytes.fromhex(v.cell_str(row[0]))
+            except ValueError:
+                check = b""
+            if not rows.cipher.matches(check):
+                raise StoreError(f"wrong store key for {path} (or its key check is damaged)")
+        legacy = has_legacy_rows(conn)
+        if legacy:
+            seal_legacy_rows(conn, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if legacy:
+        # Rewrite the file without the plaintext pages, and empty the WAL that held them.
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 class Store:
@@ -126,28 +171,43 @@ class Store:
         self,
         path: Path,
         *,
+        key: bytes,
         max_carried: int = DEFAULT_MAX_CARRIED,
         max_peers: int = DEFAULT_MAX_PEERS,
     ) -> None:
-        """Open (creating and migrating as needed) the store at ``path``."""
+        """Open (creating and migrating as needed) the store at ``path`` with its store key."""
         if max_carried < 1 or max_peers < 1:
             raise StoreError("max_carried and max_peers must be at least 1")
+        self._rows = Rows(StoreCipher(key))
         self._path = Path(path)
         self._max_carried = max_carried
         self._max_peers = max_peers
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _connect(self._path)
+        conn = _connect(self._path)
+        try:
+            _unlock(conn, self._path, self._rows)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
 
     @classmethod
     def open(
         cls,
         path: Path,
         *,
+        key: bytes,
         max_carried: int = DEFAULT_MAX_CARRIED,
         max_peers: int = DEFAULT_MAX_PEERS,
     ) -> Store:
-        """Open the store at ``path``; raises :class:`StoreError` if it cannot."""
-        return cls(path, max_carried=max_carried, max_peers=max_peers)
+        """Open the store at ``path`` with its 32-byte store key.
+
+        Raises :class:`StoreError` if the file cannot be opened or the key is not this file's.
+        """
+        return cls(path, key=key, max_carried=max_carried, max_peers=max_peers)
 
     @property
     def path(self) -> Path:
@@ -213,53 +273,118 @@ class Store:
 
     # -- contacts ---------------------------------------------------------------------------
 
+    def _contacts(self, conn: sqlite3.Connection) -> list[Contact]:
+        rows = conn.execute(q.CONTACTS_ALL).fetchall()
+        return sorted((self._rows.open_contact(row) for row in rows), key=_contact_order)
+
+    def _put_contact(self, conn: sqlite3.Connection, contact: Contact) -> None:
+        tag, sign_tag, sealed = self._rows.seal_contact(contact)
+        if conn.execute(q.CONTACT_UPDATE, (sealed, tag)).rowcount == 0:
+            conn.execute(q.CONTACT_INSERT, (tag, sign_tag, sealed))
+
+    @staticmethod
+    def _checked_contact(contact: Contact) -> Contact:
+        return Contact(
+            node_id=v.blob(contact.node_id, "node_id"),
+            sign_public=v.blob(contact.sign_public, "sign_public"),
+            box_public=v.blob(contact.box_public, "box_public"),
+            name=v.text(contact.name, "name"),
+            trust=v.member(Trust, contact.trust, "trust"),
+            added_ms=v.integer(contact.added_ms, "added_ms"),
+            card=v.text(contact.card, "card"),
+        )
+
     def add_contact(self, contact: Contact) -> None:
-        """Add a contact; if its node id is already a contact, only its name is updated.
+        """Add a contact; if its node id is already a contact, only its name (and card) change.
 
         A node id is a hash of the two public keys, so the same node id means the same keys.
+        This takes bare keys and applies no key-change rule: faces add what people type or scan
+        with :meth:`add_card`.
         """
-        params = (
-            v.blob(contact.node_id, "node_id"),
-            v.blob(contact.sign_public, "sign_public"),
-            v.blob(contact.box_public, "box_public"),
-            v.text(contact.name, "name"),
-            v.member(Trust, contact.trust, "trust").value,
-            v.integer(contact.added_ms, "added_ms"),
+        contact = self._checked_contact(contact)
+        with self._writing() as conn:
+            row = conn.execute(q.CONTACT_BY_TAG, (self._rows.contact_tag(contact.node_id),))
+            existing = row.fetchone()
+            if existing is not None:
+                old = self._rows.open_contact(existing)
+                contact = replace(old, name=contact.name, card=contact.card or old.card)
+            self._put_contact(conn, contact)
+
+    def add_card(
+        self,
+        card: ContactCard,
+        *,
+        name: str | None = None,
+        now_ms: int,
+        replace_keys: bool = False,
+    ) -> CardResult:
+        """Add the contact a signed card describes, under ``name`` (default: the card's).
+
+        Applies the key-change rules of :mod:`meshchat.store.trust` in one transaction:
+        raises :class:`~meshchat.store.trust.KeyChangeError` when the card clashes with a
+        known contact and ``replace_keys`` is False, and :class:`IdentityError` when the card's
+        signature does not verify (so a forged card never replaces a key).
+        """
+        text = ContactCard.from_text(card.to_text()).to_text()  # verifies the signature
+        label = card.name if name is None else name
+        if not label.strip():
+            raise UsageError("the card has no name: give one")
+        public = card.identity
+        new = self._checked_contact(
+            Contact(
+                public.node_id,
+                public.sign_public,
+                public.box_public,
+                label,
+                Trust.UNVERIFIED,
+                now_ms,
+                text,
+            )
         )
         with self._writing() as conn:
-            conn.execute(q.CONTACT_UPSERT, params)
+            result, writes = plan_card(self._contacts(conn), new, replace_keys=replace_keys)
+            for contact in writes:
+                self._put_contact(conn, contact)
+        return result
 
     def get_contact(self, node_id: bytes) -> Contact | None:
-        params = (v.blob(node_id, "node_id"),)
+        params = (self._rows.contact_tag(v.blob(node_id, "node_id")),)
         with self._reading() as conn:
-            row = conn.execute(q.CONTACT_BY_NODE_ID, params).fetchone()
-        return None if row is None else v.contact_from_row(row)
+            row = conn.execute(q.CONTACT_BY_TAG, params).fetchone()
+            return None if row is None else self._rows.open_contact(row)
 
     def contact_by_sign_key(self, sign_public: bytes) -> Contact | None:
-        params = (v.blob(sign_public, "sign_public"),)
+        """The contact with this signing key; an active one before a compromised one."""
+        params = (self._rows.contact_sign_tag(v.blob(sign_public, "sign_public")),)
         with self._reading() as conn:
-            row = conn.execute(q.CONTACT_BY_SIGN_KEY, params).fetchone()
-        return None if row is None else v.contact_from_row(row)
+            rows = conn.execute(q.CONTACTS_BY_SIGN_TAG, params).fetchall()
+            found = sorted(
+                (self._rows.open_contact(row) for row in rows),
+                key=lambda c: (c.trust is Trust.COMPROMISED, -c.added_ms),
+            )
+        return found[0] if found else None
 
     def list_contacts(self) -> list[Contact]:
-        """Every contact, by name (case-insensitively), then node id."""
+        """Every contact, by name (ignoring ASCII case), then node id."""
         with self._reading() as conn:
-            rows = conn.execute(q.CONTACTS_ALL).fetchall()
-        return [v.contact_from_row(row) for row in rows]
+            return self._contacts(conn)
 
     def find_contact(self, query: str) -> Contact:
         """The one contact a user means by ``query``.
 
         ``query`` is a contact's name (case-insensitive, exact) or, failing that, a prefix of
         at least :data:`MIN_ID_PREFIX` hex digits of a node id. A name match wins over an id
-        match. Raises :class:`UsageError` when nothing or more than one contact matches.
+        match, and an active contact's name over a compromised one's (after a key change both
+        keep the name). Raises :class:`UsageError` when nothing or more than one contact
+        matches.
         """
         wanted = query.strip()
         if not wanted:
             raise UsageError("give a contact name or a node id prefix")
         contacts = self.list_contacts()
-        folded = _fold(wanted)
-        by_name = [c for c in contacts if _fold(c.name) == folded]
+        folded = fold_name(wanted)
+        named = [c for c in contacts if fold_name(c.name) == folded]
+        by_name = [c for c in named if c.trust is not Trust.COMPROMISED] or named
         if len(by_name) == 1:
             return by_name[0]
         if by_name:
@@ -287,12 +412,17 @@ class Store:
             )
         raise UsageError(f"no contact is named {wanted!r} or has a node id starting with it")
 
-    def set_trust(self, node_id: bytes, trust: Trust) -> None:
+    def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         """Set a contact's trust; raises :class:`UsageError` if it is not a contact."""
-        params = (v.member(Trust, trust, "trust").value, v.blob(node_id, "node_id"))
+        trust = v.member(Trust, trust, "trust")
+        tag = self._rows.contact_tag(v.blob(node_id, "node_id"))
         with self._writing() as conn:
-            if conn.execute(q.CONTACT_SET_TRUST, params).rowcount == 0:
+            row = conn.execute(q.CONTACT_BY_TAG, (tag,)).fetchone()
+            if row is None:
                 raise UsageError(f"no contact has node id {node_id.hex()}")
+            contact = replace(self._rows.open_contact(row), trust=trust)
+            self._put_contact(conn, contact)
+        return contact
 
     # -- peers seen -------------------------------------------------------------------------
 
@@ -304,30 +434,28 @@ class Store:
         A signing key announced under a new node id replaces its old row; beyond
         ``max_peers`` rows, the peers seen longest ago are forgotten.
         """
-        params = (
+        tag, sign_tag, sealed = self._rows.seal_peer(
             v.blob(node_id, "node_id"),
             v.blob(sign_public, "sign_public"),
             v.blob(box_public, "box_public"),
             v.text(name, "name"),
-            v.integer(seen_ms, "seen_ms"),
         )
+        seen_ms = v.integer(seen_ms, "seen_ms")
         with self._writing() as conn:
-            conn.execute(q.PEER_DELETE_OLD_ID, (params[1], params[0]))
-            conn.execute(q.PEER_UPSERT, params)
+            conn.execute(q.PEER_DELETE_OLD_ID, (sign_tag, tag))
+            conn.execute(q.PEER_UPSERT, (tag, sign_tag, seen_ms, sealed))
             excess = int(conn.execute(q.PEER_COUNT).fetchone()[0]) - self._max_peers
             if excess > 0:
                 conn.execute(q.PEER_EVICT_OLDEST, (excess,))
 
     def peer_by_sign_key(self, sign_public: bytes) -> tuple[bytes, str] | None:
         """``(node_id, name)`` of the peer that announced this signing key, if remembered."""
-        params = (v.blob(sign_public, "sign_public"),)
+        params = (self._rows.peer_sign_tag(v.blob(sign_public, "sign_public")),)
         with self._reading() as conn:
-            row = conn.execute(q.PEER_BY_SIGN_KEY, params).fetchone()
-        if row is None:
-            return None
-        node_id, name = row
-        if not isinstance(node_id, bytes) or not isinstance(name, str):
-            raise StoreError("the peers table holds a malformed row")
+            row = conn.execute(q.PEER_BY_SIGN_TAG, params).fetchone()
+            if row is None:
+                return None
+            node_id, _, _, name = self._rows.open_peer(row)
         return node_id, name
 
     # -- channels ---------------------------------------------------------------------------
@@ -337,41 +465,43 @@ class Store:
 
         Raises :class:`UsageError` if the same channel id is already joined under another name.
         """
-        params = (
+        channel = Channel(
             v.text(channel.name, "channel name"),
             v.blob(channel.channel_id, "channel_id"),
             None if channel.key is None else v.blob(channel.key, "channel key"),
             v.integer(channel.joined_ms, "joined_ms"),
         )
+        name_tag, id_tag, sealed = self._rows.seal_channel(channel)
         with self._writing() as conn:
-            other = conn.execute(q.CHANNEL_OTHER_NAME, (params[1], params[0])).fetchone()
+            other = conn.execute(q.CHANNEL_OTHER_NAME, (id_tag, name_tag)).fetchone()
             if other is not None:
-                raise UsageError(f"this channel is already joined as {other[0]!r}")
-            conn.execute(q.CHANNEL_UPSERT, params)
+                other_name = self._rows.open_channel(other).name
+                raise UsageError(f"this channel is already joined as {other_name!r}")
+            conn.execute(q.CHANNEL_UPSERT, (name_tag, id_tag, sealed))
 
     def leave_channel(self, name: str) -> bool:
         """Leave the channel called ``name``; False if no such channel was joined."""
-        params = (v.text(name, "channel name"),)
+        params = (self._rows.channel_name_tag(v.text(name, "channel name")),)
         with self._writing() as conn:
             return conn.execute(q.CHANNEL_DELETE, params).rowcount > 0
 
     def get_channel(self, name: str) -> Channel | None:
-        params = (v.text(name, "channel name"),)
+        params = (self._rows.channel_name_tag(v.text(name, "channel name")),)
         with self._reading() as conn:
-            row = conn.execute(q.CHANNEL_BY_NAME, params).fetchone()
-        return None if row is None else v.channel_from_row(row)
+            row = conn.execute(q.CHANNEL_BY_NAME_TAG, params).fetchone()
+            return None if row is None else self._rows.open_channel(row)
 
     def channel_by_id(self, channel_id: bytes) -> Channel | None:
-        params = (v.blob(channel_id, "channel_id"),)
+        params = (self._rows.channel_id_tag(v.blob(channel_id, "channel_id")),)
         with self._reading() as conn:
-            row = conn.execute(q.CHANNEL_BY_ID, params).fetchone()
-        return None if row is None else v.channel_from_row(row)
+            row = conn.execute(q.CHANNEL_BY_ID_TAG, params).fetchone()
+            return None if row is None else self._rows.open_channel(row)
 
     def list_channels(self) -> list[Channel]:
         """Every joined channel, by name."""
         with self._reading() as conn:
             rows = conn.execute(q.CHANNELS_ALL).fetchall()
-        return [v.channel_from_row(row) for row in rows]
+            return sorted((self._rows.open_channel(row) for row in rows), key=lambda c: c.name)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -403,19 +533,19 @@ class Store:
             state=MessageState.QUEUED,
             updated_ms=created_ms,
         )
-        outbox = (
-            msg_id,
-            conversation,
-            v.blob(destination, "destination"),
-            text,
-            created_ms,
-            created_ms,
-            v.integer(expires_ms, "expires_ms"),
+        destination = v.blob(destination, "destination")
+        expires_ms = v.integer(expires_ms, "expires_ms")
+        conv_tag, msg_tag, sender_tag, sealed = self._rows.seal_message(message, created_ms)
+        out_tag, out_sealed = self._rows.seal_outbox(
+            msg_id, conversation, destination, text, created_ms
         )
         with self._writing() as conn:
-            cur = conn.execute(q.MESSAGE_INSERT_OUTGOING, _message_params(message, created_ms))
+            cur = conn.execute(
+                q.MESSAGE_INSERT_OUTGOING,
+                (conv_tag, msg_tag, sender_tag, message.state.value, created_ms, sealed),
+            )
             row_id = cur.lastrowid
-            conn.execute(q.OUTBOX_INSERT, outbox)
+            conn.execute(q.OUTBOX_INSERT, (out_tag, created_ms, expires_ms, out_sealed))
         return replace(message, row_id=_row_id(row_id))
 
     def add_incoming(
@@ -445,8 +575,10 @@ class Store:
             state=MessageState.RECEIVED,
             updated_ms=v.integer(received_ms, "received_ms"),
         )
+        conv_tag, msg_tag, sender_tag, sealed = self._rows.seal_message(message, received_ms)
+        params = (conv_tag, msg_tag, sender_tag, message.state.value, received_ms, sealed)
         with self._writing() as conn:
-            cur = conn.execute(q.MESSAGE_INSERT_INCOMING, _message_params(message, received_ms))
+            cur = conn.execute(q.MESSAGE_INSERT_INCOMING, params)
             if cur.rowcount == 0:
                 return None
             row_id = cur.lastrowid
@@ -465,22 +597,22 @@ class Store:
         msg_id = v.blob(msg_id, "msg_id")
         now_ms = v.integer(now_ms, "now_ms")
         with self._writing() as conn:
-            return _advance(conn, msg_id, state, now_ms)
+            return self._advance(conn, msg_id, state, now_ms)
 
     def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         """The last ``limit`` messages of a conversation, oldest first, in the order stored."""
         limit = max(0, min(v.integer(limit, "limit"), _QUERY_ROWS_MAX))
-        params = (v.text(conversation, "conversation"), limit)
+        params = (self._rows.conv_tag(v.text(conversation, "conversation")), limit)
         with self._reading() as conn:
             rows = conn.execute(q.MESSAGES_LAST, params).fetchall()
-        return [v.message_from_row(row) for row in rows]
+            return [self._rows.open_message(row)[0] for row in rows]
 
     def get_message(self, msg_id: bytes) -> Message | None:
         """The outgoing message with this ``msg_id``, if any."""
-        params = (v.blob(msg_id, "msg_id"),)
+        params = (self._rows.msg_tag(v.blob(msg_id, "msg_id")),)
         with self._reading() as conn:
-            row = conn.execute(q.MESSAGE_OUTGOING_BY_ID, params).fetchone()
-        return None if row is None else v.message_from_row(row)
+            row = conn.execute(q.MESSAGE_OUTGOING_BY_TAG, params).fetchone()
+            return None if row is None else self._rows.open_message(row)[0]
 
     def conversations(self) -> list[Conversation]:
         """One summary per conversation, the one with the latest stored message first.
@@ -491,13 +623,19 @@ class Store:
         """
         with self._reading() as conn:
             rows = conn.execute(q.CONVERSATIONS).fetchall()
-        return [v.conversation_from_row(row) for row in rows]
+            out = []
+            for row in rows:
+                message, local_ms = self._rows.open_message(row)
+                out.append(
+                    Conversation(message.conversation, local_ms, v.cell_int(row[8]), message.text)
+                )
+        return out
 
     def mark_read(self, conversation: str) -> None:
         """Mark every message now in ``conversation`` as read."""
-        conversation = v.text(conversation, "conversation")
+        tag = self._rows.conv_tag(v.text(conversation, "conversation"))
         with self._writing() as conn:
-            conn.execute(q.READ_MARK_SET, (conversation, conversation))
+            conn.execute(q.READ_MARK_SET, (tag, tag))
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -506,14 +644,15 @@ class Store:
         params = (v.integer(now_ms, "now_ms"),)
         with self._reading() as conn:
             rows = conn.execute(q.OUTBOX_PENDING, params).fetchall()
-        return [v.outbox_from_row(row) for row in rows]
+            entries = [self._rows.open_outbox(row) for row in rows]
+        return sorted(entries, key=lambda e: (e.next_try_ms, e.created_ms, e.msg_id))
 
     def record_attempt(self, msg_id: bytes, attempts: int, next_try_ms: int) -> bool:
         """Record a transmission attempt; False if the outbox row is gone (delivered, failed)."""
         params = (
             v.integer(attempts, "attempts"),
             v.integer(next_try_ms, "next_try_ms"),
-            v.blob(msg_id, "msg_id"),
+            self._rows.outbox_tag(v.blob(msg_id, "msg_id")),
         )
         with self._writing() as conn:
             return conn.execute(q.OUTBOX_RECORD_ATTEMPT, params).rowcount > 0
@@ -526,11 +665,14 @@ class Store:
         now_ms = v.integer(now_ms, "now_ms")
         with self._writing() as conn:
             rows = conn.execute(q.OUTBOX_EXPIRED, (now_ms,)).fetchall()
-            expired = [v.cell_bytes(row[0]) for row in rows]
-            for msg_id in expired:
-                conn.execute(q.OUTBOX_DELETE, (msg_id,))
-                _advance(conn, msg_id, MessageState.FAILED, now_ms)
-        return expired
+            entries = sorted(
+                (self._rows.open_outbox(row) for row in rows),
+                key=lambda e: (e.expires_ms, e.msg_id),
+            )
+            for entry in entries:
+                conn.execute(q.OUTBOX_DELETE, (self._rows.outbox_tag(entry.msg_id),))
+                self._advance(conn, entry.msg_id, MessageState.FAILED, now_ms)
+        return [e.msg_id for e in entries]
 
     # -- carried packets --------------------------------------------------------------------
 
@@ -539,24 +681,25 @@ class Store:
 
         Beyond ``max_carried`` packets, those expiring soonest are dropped.
         """
-        params = (
+        packet = CarriedPacket(
             v.blob(packet.packet_id, "packet_id"),
             v.blob(packet.frame, "frame"),
             v.blob(packet.destination, "destination"),
             v.integer(packet.expires_ms, "expires_ms"),
         )
+        tag, sealed = self._rows.seal_carried(packet)
         with self._writing() as conn:
-            if conn.execute(q.CARRIED_INSERT, params).rowcount == 0:
+            if conn.execute(q.CARRIED_INSERT, (tag, packet.expires_ms, sealed)).rowcount == 0:
                 return False
             excess = int(conn.execute(q.CARRIED_COUNT).fetchone()[0]) - self._max_carried
             if excess <= 0:
                 return True
             conn.execute(q.CARRIED_EVICT_SOONEST, (excess,))
-            return conn.execute(q.CARRIED_HAS, (params[0],)).fetchone() is not None
+            return conn.execute(q.CARRIED_HAS, (tag,)).fetchone() is not None
 
     def drop_carried(self, packet_id: bytes) -> bool:
         """Stop carrying a packet; False if it was not held."""
-        params = (v.blob(packet_id, "packet_id"),)
+        params = (self._rows.carried_tag(v.blob(packet_id, "packet_id")),)
         with self._writing() as conn:
             return conn.execute(q.CARRIED_DELETE, params).rowcount > 0
 
@@ -565,7 +708,7 @@ class Store:
         params = (v.integer(now_ms, "now_ms"),)
         with self._reading() as conn:
             rows = conn.execute(q.CARRIED_LIVE, params).fetchall()
-        return [v.carried_from_row(row) for row in rows]
+            return [self._rows.open_carried(row) for row in rows]
 
     def expire_carried(self, now_ms: int) -> int:
         """Drop every packet expired at ``now_ms``; return how many."""
@@ -576,47 +719,72 @@ class Store:
     # -- settings ---------------------------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
-        params = (v.text(key, "setting key"),)
+        tag = self._rows.setting_tag(v.text(key, "setting key"))
         with self._reading() as conn:
-            row = conn.execute(q.SETTING_GET, params).fetchone()
-        return None if row is None else v.cell_str(row[0])
+            row = conn.execute(q.SETTING_GET, (tag,)).fetchone()
+            return None if row is None else self._rows.open_setting(tag, row[0])
 
     def set_setting(self, key: str, value: str) -> None:
-        params = (v.text(key, "setting key"), v.text(value, "setting value"))
+        params = self._rows.seal_setting(v.text(key, "setting key"), v.text(value, "setting value"))
         with self._writing() as conn:
             conn.execute(q.SETTING_SET, params)
 
+    # -- crypto state -----------------------------------------------------------------------
 
-def _message_params(message: Message, local_ms: int) -> tuple[object, ...]:
-    """The parameters of ``MESSAGE_INSERT_*`` for ``message``, stored at ``local_ms``."""
-    return (
-        message.conversation,
-        message.msg_id,
-        message.sender,
-        message.sender_name,
-        message.text,
-        message.created_ms,
-        message.state.value,
-        message.updated_ms,
-        local_ms,
-    )
+    def put_state(self, kind: str, key: bytes, blob: bytes) -> None:
+        """Keep ``blob`` (sealed) as the state ``key`` of ``kind``, replacing any before it.
+
+        For the crypto layer's serialised state: ratchet sessions per peer, signed prekeys.
+        ``kind`` names the sort of state (``"session"``, ``"prekeys"``); ``key`` tells the
+        states of one kind apart (a peer's node id; ``b""`` for a single one).
+        """
+        tag, kind_tag, sealed = self._rows.seal_state(
+            v.text(kind, "state kind"), v.blob(key, "state key"), v.blob(blob, "state")
+        )
+        with self._writing() as conn:
+            conn.execute(q.STATE_PUT, (tag, kind_tag, sealed))
+
+    def get_state(self, kind: str, key: bytes) -> bytes | None:
+        """The state ``key`` of ``kind``, or None."""
+        tag, _ = self._rows.state_tags(v.text(kind, "state kind"), v.blob(key, "state key"))
+        with self._reading() as conn:
+            row = conn.execute(q.STATE_GET, (tag,)).fetchone()
+            return None if row is None else self._rows.open_state(row)[2]
+
+    def delete_state(self, kind: str, key: bytes) -> bool:
+        """Forget the state ``key`` of ``kind``; False if there was none."""
+        tag, _ = self._rows.state_tags(v.text(kind, "state kind"), v.blob(key, "state key"))
+        with self._writing() as conn:
+            return conn.execute(q.STATE_DELETE, (tag,)).rowcount > 0
+
+    def states(self, kind: str) -> dict[bytes, bytes]:
+        """Every state of ``kind``: key -> blob."""
+        _, kind_tag = self._rows.state_tags(v.text(kind, "state kind"), b"")
+        with self._reading() as conn:
+            rows = conn.execute(q.STATES_OF_KIND, (kind_tag,)).fetchall()
+            opened = [self._rows.open_state(row) for row in rows]
+        return {key: blob for _, key, blob in opened}
+
+    # -- state changes inside a transaction -------------------------------------------------
+
+    def _advance(
+        self, conn: sqlite3.Connection, msg_id: bytes, reported: MessageState, now_ms: int
+    ) -> bool:
+        """Apply a state report inside the caller's transaction; True if the state changed."""
+        msg_tag = self._rows.msg_tag(msg_id)
+        row = conn.execute(q.MESSAGE_OUTGOING_STATE, (msg_tag,)).fetchone()
+        if row is None:
+            return False
+        new = advance(v.cell_enum(MessageState, row[0]), reported)
+        if new is None:
+            return False
+        conn.execute(q.MESSAGE_SET_STATE, (new.value, now_ms, msg_tag))
+        if new in OUTBOX_ENDING:
+            conn.execute(q.OUTBOX_DELETE, (self._rows.outbox_tag(msg_id),))
+        return True
 
 
 def _row_id(row_id: int | None) -> int:
     if row_id is None:
         raise StoreError("SQLite did not report the new message's row id")
     return row_id
-
-
-def _advance(conn: sqlite3.Connection, msg_id: bytes, reported: MessageState, now_ms: int) -> bool:
-    """Apply a state report inside the caller's transaction; True if the state changed."""
-    row = conn.execute(q.MESSAGE_OUTGOING_STATE, (msg_id,)).fetchone()
-    if row is None:
-        return False
-    new = advance(v.cell_enum(MessageState, row[0]), reported)
-    if new is None:
-        return False
-    conn.execute(q.MESSAGE_SET_STATE, (new.value, now_ms, msg_id))
-    if new in OUTBOX_ENDING:
-        conn.execute(q.OUTBOX_DELETE, (msg_id,))
-    return True

@@ -24,11 +24,18 @@ __all__ = [
 
 
 class Trust(StrEnum):
-    """How far the user trusts that a contact's keys belong to the person named."""
+    """How far the user trusts that a contact's keys belong to the person named.
 
-    UNVERIFIED = "unverified"  #: added from a card, fingerprint not compared
-    VERIFIED = "verified"  #: fingerprint compared out of band
-    COMPROMISED = "compromised"  #: the user marked these keys as no longer safe
+    Every contact starts ``UNVERIFIED``, whoever handed over the card (the person, or a third
+    party sharing it). Only comparing the safety number (``meshchat verify``) makes it
+    ``VERIFIED``. When the user accepts new keys for a person (a key change), the old contact is
+    kept, ``COMPROMISED``, so its history stays readable and the change stays visible; nothing
+    is sent to a compromised contact.
+    """
+
+    UNVERIFIED = "unverified"  #: added from a card, safety number not compared
+    VERIFIED = "verified"  #: safety number compared out of band
+    COMPROMISED = "compromised"  #: replaced by new keys, or marked unsafe by the user
 
 
 class MessageState(StrEnum):
@@ -43,7 +50,11 @@ class MessageState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Contact:
-    """A person the user added, with their device's public keys."""
+    """A person the user added, with their device's public keys.
+
+    ``card`` is the signed contact card (``mc1:...``) the contact was added from, kept so it
+    can be shared on; empty for a contact added from bare keys.
+    """
 
     node_id: bytes
     sign_public: bytes
@@ -51,6 +62,7 @@ class Contact:
     name: str
     trust: Trust
     added_ms: int
+    card: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,14 @@ from collections.abc import Sequence
 
 from meshchat.errors import StoreError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "migrate", "schema_version"]
+__all__ = [
+    "LEGACY_TABLES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "migrate",
+    "schema_version",
+]
 
 #: One migration: SQL statements run in order inside one transaction.
 Migration = tuple[str, ...]
@@ -94,8 +101,95 @@ _V1: Migration = (
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
+# Version 2: every private value is sealed under the store key (see ``_crypt.py``); rows are
+# found by keyed tags. SQL cannot encrypt, so this step only sets the version 1 tables aside as
+# ``legacy_*``; the store seals their rows into the new tables and drops them the first time it
+# is opened with a key (``_legacy.py``), in one transaction, then vacuums the plaintext away.
+_LEGACY_TABLES = (
+    "contacts",
+    "peers",
+    "channels",
+    "messages",
+    "outbox",
+    "carried",
+    "read_marks",
+    "settings",
+)
+_V2: Migration = (
+    "DROP INDEX peers_by_seen",
+    "DROP INDEX messages_outgoing_id",
+    "DROP INDEX messages_by_conversation",
+    "DROP INDEX outbox_by_expiry",
+    "DROP INDEX carried_by_expiry",
+    *(f"ALTER TABLE {t} RENAME TO legacy_{t}" for t in _LEGACY_TABLES),
+    """CREATE TABLE contacts (
+        tag BLOB PRIMARY KEY,
+        sign_tag BLOB NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+    "CREATE INDEX contacts_by_sign_tag ON contacts (sign_tag)",
+    """CREATE TABLE peers (
+        tag BLOB PRIMARY KEY,
+        sign_tag BLOB NOT NULL UNIQUE,
+        seen_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+    "CREATE INDEX peers_by_seen_ms ON peers (seen_ms)",
+    """CREATE TABLE channels (
+        name_tag BLOB PRIMARY KEY,
+        id_tag BLOB NOT NULL UNIQUE,
+        sealed BLOB NOT NULL
+    )""",
+    """CREATE TABLE messages (
+        row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conv_tag BLOB NOT NULL,
+        msg_tag BLOB NOT NULL,
+        sender_tag BLOB NOT NULL,
+        outgoing INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL,
+        UNIQUE (sender_tag, msg_tag)
+    )""",
+    "CREATE UNIQUE INDEX messages_outgoing_tag ON messages (msg_tag) WHERE outgoing = 1",
+    "CREATE INDEX messages_by_conv_tag ON messages (conv_tag, row_id)",
+    """CREATE TABLE outbox (
+        msg_tag BLOB PRIMARY KEY,
+        attempts INTEGER NOT NULL,
+        next_try_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+    "CREATE INDEX outbox_by_expires_ms ON outbox (expires_ms)",
+    """CREATE TABLE carried (
+        id_tag BLOB PRIMARY KEY,
+        expires_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+    "CREATE INDEX carried_by_expires_ms ON carried (expires_ms)",
+    """CREATE TABLE read_marks (
+        conv_tag BLOB PRIMARY KEY,
+        last_read_row INTEGER NOT NULL
+    )""",
+    "CREATE TABLE settings (key_tag BLOB PRIMARY KEY, sealed BLOB NOT NULL)",
+)
+
+#: The version 1 tables that version 2 sets aside until they are sealed.
+LEGACY_TABLES = tuple(f"legacy_{t}" for t in _LEGACY_TABLES)
+
+# Version 3: sealed key-value state for the crypto layer (ratchet sessions, prekeys), found by
+# the tag of (kind, key) and listed by the tag of its kind.
+_V3: Migration = (
+    """CREATE TABLE crypto_state (
+        tag BLOB PRIMARY KEY,
+        kind_tag BLOB NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+    "CREATE INDEX crypto_state_by_kind ON crypto_state (kind_tag)",
+)
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)

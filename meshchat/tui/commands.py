@@ -15,6 +15,9 @@ inner spacing)::
     /who                       Who()
     /id                        ShowId()
     /add <card> [name]         AddContact(card, name)
+    /replace <card> [name]     AddContact(card, name, replace=True)   (accept a key change)
+    /verify <contact> [confirm]   Verify(target, confirm)
+    /panic [confirm]           Panic(confirm)
     /help                      Help()                 (alias /?)
     /quit                      Quit()                 (alias /exit, /q)
 """
@@ -35,9 +38,11 @@ __all__ = [
     "Help",
     "Join",
     "Msg",
+    "Panic",
     "Quit",
     "Say",
     "ShowId",
+    "Verify",
     "Who",
     "parse_line",
 ]
@@ -85,6 +90,24 @@ class AddContact:
 
     card: str
     name: str | None = None
+    #: accept a card that claims a known contact with other keys (the old keys become
+    #: compromised)
+    replace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Show the safety number shared with ``target``; with ``confirm``, mark it verified."""
+
+    target: str
+    confirm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Panic:
+    """Erase keys and messages at once (only with ``confirm``) and leave."""
+
+    confirm: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +120,7 @@ class Quit:
     """Leave the program."""
 
 
-Command = Say | Msg | Join | Who | ShowId | AddContact | Help | Quit
+Command = Say | Msg | Join | Who | ShowId | AddContact | Verify | Panic | Help | Quit
 
 HELP_TEXT = """\
 commands:
@@ -106,6 +129,9 @@ commands:
   /who                         list neighbours and announced peers
   /id                          show your fingerprint and contact card
   /add <card> [name]           add a contact from their card (mc1:...)
+  /replace <card> [name]       accept a contact's new keys (old keys marked compromised)
+  /verify <contact> [confirm]  compare safety numbers; 'confirm' once they match
+  /panic confirm               erase your keys and messages now, and quit
   /help                        this help;  /quit  leave (also Ctrl-C, Ctrl-Q)
   //text                       send a message that starts with '/'
 keys: Tab/Shift-Tab switch pane, Ctrl-N/Ctrl-P next/previous conversation,
@@ -120,6 +146,9 @@ _ALIASES = {
     "who": "who",
     "id": "id",
     "add": "add",
+    "replace": "replace",
+    "verify": "verify",
+    "panic": "panic",
     "help": "help",
     "?": "help",
     "quit": "quit",
@@ -164,11 +193,20 @@ def parse_line(line: str) -> Command | None:
         return _parse_msg(rest)
     if name == "join":
         return _parse_join(rest)
-    if name == "add":
+    if name in ("add", "replace"):
         card, label = _split_first(rest)
         if not card:
-            raise UsageError("usage: /add <card> [name]")
-        return AddContact(card, label.strip() or None)
+            raise UsageError(f"usage: /{name} <card> [name]")
+        return AddContact(card, label.strip() or None, replace=name == "replace")
+    if name == "verify":
+        target, more = _split_first(rest)
+        if not target or more.strip() not in ("", "confirm"):
+            raise UsageError("usage: /verify <contact> [confirm]")
+        return Verify(target, more.strip() == "confirm")
+    if name == "panic":
+        if rest.strip() not in ("", "confirm"):
+            raise UsageError("usage: /panic confirm")
+        return Panic(rest.strip() == "confirm")
     if rest:
         raise UsageError(f"/{name} takes no arguments")
     simple: dict[str, Command] = {"who": Who(), "id": ShowId(), "help": Help(), "quit": Quit()}

@@ -30,10 +30,12 @@ from typing import Any
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.errors import MeshchatError, UsageError
-from meshchat.identity import ContactCard, clean_name
+from meshchat.identity import ContactCard, PublicIdentity, clean_name
 from meshchat.node import Node, NodeNotice
-from meshchat.store.records import Contact, Message, Trust
+from meshchat.safety import safety_number
+from meshchat.store.records import Message, Trust
 from meshchat.store.states import advance
+from meshchat.store.trust import KeyChangeError
 from meshchat.tui.commands import (
     HELP_TEXT,
     AddContact,
@@ -41,9 +43,11 @@ from meshchat.tui.commands import (
     Help,
     Join,
     Msg,
+    Panic,
     Quit,
     Say,
     ShowId,
+    Verify,
     Who,
     parse_line,
 )
@@ -96,6 +100,7 @@ class ChatController:
         self.current = PUBLIC_CHANNEL
         self.entries: list[ConvEntry] = []
         self.contacts: dict[bytes, str] = {}
+        self.trust: dict[bytes, Trust] = {}
         self.channels: list[str] = [PUBLIC_CHANNEL]
         self.lines: dict[bytes, tuple[Message, MessageLine]] = {}
         self.notes: dict[str, list[Note]] = {}
@@ -105,6 +110,7 @@ class ChatController:
         self._refreshing: asyncio.Task[None] | None = None
         self._refresh_again = False
         self._unsubscribe: Callable[[], None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -113,8 +119,20 @@ class ChatController:
         self.show_links()
         await self.refresh_list()
         await self.open(PUBLIC_CHANNEL)
+        # Not one of the tracked tasks: it lives as long as the screen, and idle() must not
+        # wait for it.
+        self._watcher = asyncio.create_task(self._leave_when_node_stops())
+
+    async def _leave_when_node_stops(self) -> None:
+        """Quit when the node is asked to stop (a panic here or from another terminal)."""
+        await self.node.stop_requested.wait()
+        self.on_quit()
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -182,7 +200,7 @@ class ChatController:
             kind = "private channel, key from the passphrase" if channel.key else "public channel"
             self.note(f"joined {channel.name} ({kind})")
         elif isinstance(command, Who):
-            announced = dict(node._names)  # what the node learnt from announcements
+            announced = node.announced_peers()
             self.note(who_text(node.neighbours(), announced, self.contacts))
         elif isinstance(command, ShowId):
             public = node.identity.public
@@ -190,6 +208,18 @@ class ChatController:
             self.note(id_text(node.name, public.node_id, public.fingerprint(), card))
         elif isinstance(command, AddContact):
             await self._add_contact(command)
+        elif isinstance(command, Verify):
+            await self._verify(command)
+        elif isinstance(command, Panic):
+            if not command.confirm:
+                self.note(
+                    "/panic confirm erases your keys, contacts and messages on this device at "
+                    "once and quits. There is no undo.",
+                    error=True,
+                )
+                return
+            await node.panic()
+            self.on_quit()
         elif isinstance(command, Help):
             self.note(HELP_TEXT)
         elif isinstance(command, Quit):
@@ -216,24 +246,39 @@ class ChatController:
         name = clean_name(command.name) if command.name else card.name
         if not name:
             raise UsageError("the card has no name: /add <card> <name>")
-        node_id = card.identity.node_id
-        existing = await node.store.call(node.store.store.get_contact, node_id)
-        await node.add_contact(
-            Contact(
-                node_id,
-                card.identity.sign_public,
-                card.identity.box_public,
-                name,
-                existing.trust if existing else Trust.UNVERIFIED,
-                existing.added_ms if existing else node.clock(),
+        try:
+            await node.add_card(card, name, replace_keys=command.replace)
+        except KeyChangeError as exc:
+            self.note(
+                f"{exc}. If you are sure these are their new keys (ask them in person), "
+                f"/replace the card; the old keys will be marked compromised.",
+                error=True,
             )
-        )
+            return
         await self.refresh_list()
+        node_id = card.identity.node_id
         self.note(
-            f"added {name} ({short_id(node_id)}), unverified; fingerprint "
-            f"{card.identity.fingerprint()}: compare it with theirs in person. "
-            f"/msg {name} to talk."
+            f"added {name} ({short_id(node_id)}), unverified. Compare safety numbers with "
+            f"them in person: /verify {name}. /msg {name} to talk."
         )
+
+    async def _verify(self, command: Verify) -> None:
+        node = self.node
+        contact = await node.store.call(node.store.store.find_contact, command.target)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(f"{contact.name}'s keys are marked compromised: add their new card")
+        them = PublicIdentity(contact.sign_public, contact.box_public)
+        number = safety_number(node.identity.public, them)
+        if not command.confirm:
+            self.note(
+                f"safety number with {contact.name}: {number}\n"
+                f"Compare it with the one on their screen, in person or over a channel you "
+                f"trust. If every digit matches: /verify {contact.name} confirm"
+            )
+            return
+        await node.set_trust(contact.node_id, Trust.VERIFIED)
+        await self.refresh_list()
+        self.note(f"{contact.name} is verified ({number})")
 
     # -- conversations ---------------------------------------------------------------------------
 
@@ -289,9 +334,26 @@ class ChatController:
                 return entry.label
         return key if not key.startswith(_DM) else key[len(_DM) : len(_DM) + 8]
 
+    def _trust_note(self, key: str) -> str:
+        """How far the contact of a direct conversation is trusted, for the pane's title."""
+        if not key.startswith(_DM):
+            return ""
+        try:
+            node_id = bytes.fromhex(key[len(_DM) :])
+        except ValueError:
+            return ""
+        trust = self.trust.get(node_id)
+        if trust is Trust.VERIFIED:
+            return "  verified"
+        if trust is Trust.COMPROMISED:
+            return "  !! KEYS COMPROMISED: do not trust this conversation"
+        if trust is Trust.UNVERIFIED:
+            return f"  unverified: /verify {self.contacts.get(node_id, '')}"
+        return "  not a contact"
+
     def _show_title(self) -> None:
         label = self._label(self.current)
-        self.screen.set_conversation_title(label)
+        self.screen.set_conversation_title(label + self._trust_note(self.current))
         self.screen.set_prompt(label.split(" (")[0])
         self.screen.set_conversations(self.entries, self.current)
 
@@ -315,6 +377,7 @@ class ChatController:
         channels = await store.call(store.store.list_channels)
         contacts = await store.call(store.store.list_contacts)
         self.contacts = {c.node_id: c.name for c in contacts}
+        self.trust = {c.node_id: c.trust for c in contacts}
         self.channels = [c.name for c in channels]
         # The open conversation is being read: it shows no unread count.
         summaries = [replace(s, unread=0) if s.name == self.current else s for s in summaries]

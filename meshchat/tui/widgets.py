@@ -203,7 +203,8 @@ def _holds_secret(line: str) -> bool:
 
 
 def _box(widget: urwid.Widget, title: str) -> urwid.LineBox[urwid.Widget]:
-    return urwid.LineBox(widget, title=("title", f" {title} "), title_align="left")
+    inner = urwid.Padding(widget, left=1, right=0)
+    return urwid.LineBox(inner, title=("title", f" {title} "), title_align="left")
 
 
 class ChatScreen(urwid.WidgetWrap["urwid.Frame[Any, Any, Any]"]):

@@ -67,6 +67,9 @@ class Suite(IntEnum):
     SIGNED = 0  #: plaintext, authenticated by the packet signature (public channel, acks)
     BOX = 1  #: X25519 + XSalsa20-Poly1305 to one recipient (crypto_box)
     CHANNEL = 2  #: XSalsa20-Poly1305 under a channel key derived from a passphrase
+    #: sealed sender: X3DH + Double Ratchet inside a sealed box to a rotating tag, signed by a
+    #: one-packet key (``meshchat.crypto.sealed``)
+    RATCHET = 3
 
 
 class DestKind(IntEnum):

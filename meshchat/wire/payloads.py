@@ -6,31 +6,45 @@ packet kind   body                                         where it travels
 MESSAGE       ``[msg_id(16), text]``                       encrypted (BOX, CHANNEL) or signed
 ACK           ``[acked_packet_id(16), msg_id(16),          signed
               acker_box_public(32)]``
-ANNOUNCE      ``[box_public(32), name]``                   signed
+ANNOUNCE      ``[box_public(32), name]`` or                signed
+              ``[box_public(32), name, spk_public(32),
+              spk_signature(64), spk_created_ms]``
+ACK (sealed)  ``[ack_token(16)]``                          inside a RATCHET envelope
 ============  ===========================================  =================================
 
 ``msg_id`` names a message across the retries that carry it (each retry is a new packet with a
 new packet id), so the recipient shows it once and the sender matches acks to it. Every
 decoder here raises :class:`PacketError` (``BAD_FIELD`` / ``MALFORMED``) and is bounded.
+
+A sealed (suite RATCHET) direct message shows relays ``ack_hash`` in the first
+:data:`ACK_TOKEN_SIZE` bytes of its payload; its ack shows the ``ack_token`` itself there
+(:func:`ack_hash` links the two). The rest of both payloads is described in
+:mod:`meshchat.crypto.sealed`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import cbor2
 
-from meshchat.errors import PacketError, PacketReason
+from meshchat.errors import IdentityError, PacketError, PacketReason
+from meshchat.identity import SignedPrekey
 from meshchat.wire.cborcheck import check_cbor
 from meshchat.wire.packet import MAX_PAYLOAD_SIZE, PACKET_ID_SIZE
 
 __all__ = [
+    "ACK_TOKEN_SIZE",
     "MAX_NAME_BYTES",
     "MAX_TEXT_BYTES",
     "MSG_ID_SIZE",
     "AckBody",
     "AnnounceBody",
     "MessageBody",
+    "SealedAckBody",
+    "ack_hash",
+    "ack_hash_of",
 ]
 
 MSG_ID_SIZE = 16
@@ -38,6 +52,19 @@ MSG_ID_SIZE = 16
 MAX_TEXT_BYTES = 1000
 MAX_NAME_BYTES = 64
 _KEY_SIZE = 32
+ACK_TOKEN_SIZE = 16
+
+
+def ack_hash(token: bytes) -> bytes:
+    """What a sealed message shows in clear for the ack token hidden inside it."""
+    return hashlib.blake2b(token, digest_size=ACK_TOKEN_SIZE, person=b"mc-ackhash").digest()
+
+
+def ack_hash_of(payload: bytes) -> bytes | None:
+    """The ack hash (MESSAGE) or ack token (ACK) at the start of a RATCHET payload."""
+    if len(payload) < ACK_TOKEN_SIZE:
+        return None
+    return payload[:ACK_TOKEN_SIZE]
 
 
 def _load(data: bytes, items: int) -> list[object]:
@@ -120,20 +147,70 @@ class AckBody:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedAckBody:
+    """The part of a sealed ack only the original sender reads: the token it reveals, again.
+
+    The token in clear already proves delivery (only the recipient found it); this body goes
+    through the session's ratchet, so the sender also learns that it came from the peer, and
+    the ack moves the sender's ratchet on and confirms the session.
+    """
+
+    token: bytes
+
+    def __post_init__(self) -> None:
+        _bytes_of(self.token, ACK_TOKEN_SIZE, "ack token")
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([self.token], canonical=True)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SealedAckBody:
+        (token,) = _load(data, 1)
+        return cls(_bytes_of(token, ACK_TOKEN_SIZE, "ack token"))
+
+
+@dataclass(frozen=True, slots=True)
 class AnnounceBody:
+    """A node's box key, display name and (when it has one) its current signed prekey.
+
+    The announcing packet is signed by the node's identity key, which covers the prekey's
+    creation time; the prekey's own signature is checked by whoever stores it.
+    """
+
     box_public: bytes
     name: str
+    prekey: SignedPrekey | None = None
 
     def __post_init__(self) -> None:
         _bytes_of(self.box_public, _KEY_SIZE, "box key")
         _text_of(self.name, MAX_NAME_BYTES, "name")
+        if self.prekey is not None and not isinstance(self.prekey, SignedPrekey):
+            raise PacketError(PacketReason.BAD_FIELD, "prekey")
 
     def encode(self) -> bytes:
-        return cbor2.dumps([self.box_public, self.name], canonical=True)
+        fields: list[object] = [self.box_public, self.name]
+        if self.prekey is not None:
+            pk = self.prekey
+            fields += [pk.public, pk.signature, pk.created_ms]
+        return cbor2.dumps(fields, canonical=True)
 
     @classmethod
     def decode(cls, data: bytes) -> AnnounceBody:
-        box_public, name = _load(data, 2)
-        return cls(
-            _bytes_of(box_public, _KEY_SIZE, "box key"), _text_of(name, MAX_NAME_BYTES, "name")
-        )
+        if len(data) > MAX_PAYLOAD_SIZE:
+            raise PacketError(PacketReason.OVERSIZED, "body too large")
+        check_cbor(data, max_items=6, max_depth=1)
+        try:
+            fields = cbor2.loads(data)
+        except Exception as exc:
+            raise PacketError(PacketReason.MALFORMED, f"body CBOR: {exc}") from None
+        if not isinstance(fields, list) or len(fields) not in (2, 5):
+            raise PacketError(PacketReason.BAD_FIELD, "body is not an array of 2 or 5")
+        box_public = _bytes_of(fields[0], _KEY_SIZE, "box key")
+        name = _text_of(fields[1], MAX_NAME_BYTES, "name")
+        prekey = None
+        if len(fields) == 5:
+            try:
+                prekey = SignedPrekey(fields[2], fields[3], fields[4])
+            except IdentityError:
+                raise PacketError(PacketReason.BAD_FIELD, "prekey") from None
+        return cls(box_public, name, prekey)

@@ -102,6 +102,8 @@ async def attack(port: int, count: int) -> int:
         data = await asyncio.wait_for(reader.read(4096), 10)
         assert data, "node closed the link during the handshake"
         for f in decoder.feed(data):
+            if handshake.done:
+                break  # the node's first packets (its announce) may follow in the same read
             for out in handshake.receive(f):
                 writer.write(frame(out, MAX_PACKET_SIZE))
     rng = random.Random(7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ class Peer:
 
 async def make_peer(tmp_path: Path, hub: MemoryHub, name: str) -> Peer:
     identity = Identity.generate()
-    store = Store.open(tmp_path / f"{name}.db")
+    store = Store.open(tmp_path / f"{name}.db", key=os.urandom(32))
     transport = hub.transport(identity.public)
     node = Node(identity, name, store, [transport])
     await node.start()

@@ -59,18 +59,18 @@ def test_managed_farther_receivers_wait_less() -> None:
     policy = ManagedFlood()
     edge, mid, near = (_mean_wait(policy, r) for r in (-96.0, -88.0, -70.0))
     assert edge < mid < near
-    assert edge <= policy.jitter_ms
-    assert near >= 0.9 * policy.window_ms
+    assert policy.base_ms <= edge <= policy.base_ms + policy.jitter_ms
+    assert near >= policy.base_ms + 0.9 * policy.window_ms
 
 
 def test_managed_wait_spreads_relays_by_area() -> None:
-    # Half the sender's neighbours are nearer than d = r / sqrt(2): that node waits half the
-    # window (plus jitter).
+    # Half the sender's neighbours are nearer than d = r / sqrt(2): that node waits the base
+    # plus half the window.
     policy = ManagedFlood(jitter_ms=0)
     rssi_half = policy.edge_dbm + 10 * policy.path_loss_exponent * math.log10(math.sqrt(2))
     wait = policy.first_copy(_event(rssi_half))
     assert wait is not None
-    assert abs(wait - policy.window_ms / 2) <= 2
+    assert abs(wait - (policy.base_ms + policy.window_ms / 2)) <= 2
 
 
 def test_managed_without_rssi_waits_uniformly() -> None:
@@ -86,10 +86,16 @@ def test_managed_sparse_node_relays_at_once() -> None:
     assert wait is not None and wait > 0
 
 
-def test_managed_cancels_after_threshold_copies() -> None:
-    policy = ManagedFlood(threshold=2)
-    assert not policy.copy_heard(1, -80.0)
-    assert policy.copy_heard(2, -80.0)
+def test_managed_cancels_after_threshold_copies_or_one_from_beside() -> None:
+    policy = ManagedFlood(threshold=2, beside_ratio=0.45)
+    far, beside = -93.0, -80.0  # about 0.76 and 0.23 of the range away
+    assert not policy.copy_heard(1, far)
+    assert policy.copy_heard(2, far)
+    assert policy.copy_heard(1, beside)
+    # without a signal the order of copies says less: one more is needed
+    assert not policy.copy_heard(2, None)
+    assert policy.copy_heard(policy.threshold_without_rssi, None)
+    assert not ManagedFlood(beside_ratio=None).copy_heard(1, beside)
     assert policy.choose_links(["a", "b"], random.Random(1)) == ["a", "b"]
 
 
@@ -179,7 +185,7 @@ def test_router_with_fanout_sends_on_a_random_subset() -> None:
 
 
 def test_router_recognises_duplicates_before_parsing_them() -> None:
-    router = _router(ManagedFlood(threshold=2), "a", "b", "c", "d")
+    router = _router(ManagedFlood(threshold_without_rssi=2), "a", "b", "c", "d")
     packet = _packet()
     frame = codec.encode(packet)
     router.receive("a", frame, NOW, rssi=-60.0)

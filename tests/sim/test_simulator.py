@@ -131,6 +131,13 @@ def test_mobility_keeps_links_consistent_with_positions() -> None:
         assert set(sim.routers[i].links) == {sim.names[j] for j in topo.neighbours[i]}
 
 
+def test_a_simulator_runs_once() -> None:
+    sim = Simulator(dataclasses.replace(SMALL, broadcasts=1), NaiveFlood())
+    sim.run()
+    with pytest.raises(UsageError):
+        sim.run()
+
+
 def test_scenario_rejects_nonsense() -> None:
     with pytest.raises(UsageError):
         Scenario(n=1)

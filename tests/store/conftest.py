@@ -9,6 +9,8 @@ import pytest
 
 from meshchat.store import Store
 
+from .helpers import KEY
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
@@ -17,5 +19,5 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Store]:
-    with Store.open(db_path) as opened:
+    with Store.open(db_path, key=KEY) as opened:
         yield opened

@@ -5,6 +5,7 @@ from __future__ import annotations
 from meshchat.store import Contact, Store, Trust
 
 ME = b"\x01" * 16  # this device's node id in the tests
+KEY = bytes(range(32))  # the store key of the tests' stores
 
 
 def make_contact(

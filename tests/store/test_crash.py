@@ -20,6 +20,8 @@ import pytest
 import meshchat
 from meshchat.store import MessageState, Store
 
+from .helpers import KEY
+
 WRITES = 200
 
 CHILD = """
@@ -27,7 +29,7 @@ import sys
 from pathlib import Path
 from meshchat.store import Store
 
-store = Store.open(Path(sys.argv[1]))
+store = Store.open(Path(sys.argv[1]), key=bytes.fromhex(sys.argv[3]))
 for n in range(int(sys.argv[2])):
     msg_id = n.to_bytes(16, "big")
     store.add_outgoing(
@@ -49,7 +51,7 @@ def _child_env() -> dict[str, str]:
 def test_sigkill_mid_loop_loses_nothing_committed(tmp_path: Path, kill_after: int) -> None:
     path = tmp_path / "crash.db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), str(WRITES)],
+        [sys.executable, "-c", CHILD, str(path), str(WRITES), KEY.hex()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_child_env(),
@@ -72,7 +74,7 @@ def test_sigkill_mid_loop_loses_nothing_committed(tmp_path: Path, kill_after: in
     assert proc.returncode == -signal.SIGKILL, f"child was not killed mid-loop: {stderr}"
     assert kill_after <= len(printed) < WRITES
 
-    with Store.open(path) as store:
+    with Store.open(path, key=KEY) as store:
         pending = {e.msg_id for e in store.pending_outbox(0)}
         for hex_id in printed:
             msg_id = bytes.fromhex(hex_id)

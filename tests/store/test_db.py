@@ -27,7 +27,7 @@ from meshchat.store import (
     Trust,
 )
 
-from .helpers import ME, make_contact, outgoing
+from .helpers import KEY, ME, make_contact, outgoing
 
 ALICE_ID = bytes.fromhex("a1ce0000000000000000000000000001")
 ALICE2_ID = bytes.fromhex("a1ce0000000000000000000000000002")
@@ -51,7 +51,7 @@ def _count(path: Path, table: str) -> int:
 
 def test_open_creates_private_file_and_directory(tmp_path: Path) -> None:
     path = tmp_path / "new" / "dir" / "meshchat.db"
-    with Store.open(path) as store:
+    with Store.open(path, key=KEY) as store:
         store.set_setting("k", "v")
         assert _mode(path) == 0o600
         assert _mode(path.parent) == 0o700
@@ -65,7 +65,7 @@ def test_open_tightens_a_world_readable_file(tmp_path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
     os.close(fd)
     path.chmod(0o644)
-    with Store.open(path):
+    with Store.open(path, key=KEY):
         assert _mode(path) == 0o600
 
 
@@ -80,7 +80,7 @@ def test_wal_and_full_sync(store: Store, db_path: Path) -> None:
 
 
 def test_close_is_idempotent_and_later_calls_fail(db_path: Path) -> None:
-    with Store.open(db_path) as store:
+    with Store.open(db_path, key=KEY) as store:
         store.set_setting("a", "1")
         assert "open" in repr(store)
     store.close()
@@ -89,7 +89,7 @@ def test_close_is_idempotent_and_later_calls_fail(db_path: Path) -> None:
         store.get_setting("a")
     with pytest.raises(StoreError, match="closed"):
         store.set_setting("a", "2")
-    with Store.open(db_path) as again:
+    with Store.open(db_path, key=KEY) as again:
         assert again.get_setting("a") == "1"
 
 
@@ -97,17 +97,17 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "garbage.db"
     path.write_bytes(b"this is not an SQLite database file at all" * 100)
     with pytest.raises(StoreError):
-        Store.open(path)
+        Store.open(path, key=KEY)
 
 
 def test_path_that_is_a_directory_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
-        Store.open(tmp_path)
+        Store.open(tmp_path, key=KEY)
 
 
 def test_bounds_must_be_positive(db_path: Path) -> None:
     with pytest.raises(StoreError):
-        Store(db_path, max_carried=0)
+        Store(db_path, key=KEY, max_carried=0)
     assert DEFAULT_MAX_CARRIED == 5000
     assert DEFAULT_MAX_PEERS == 10_000
 
@@ -213,7 +213,7 @@ def test_peer_round_trip_and_update(store: Store) -> None:
 
 
 def test_peers_are_bounded_oldest_seen_go_first(db_path: Path) -> None:
-    with Store.open(db_path, max_peers=5) as store:
+    with Store.open(db_path, key=KEY, max_peers=5) as store:
         seen = [50, 10, 70, 30, 90, 20, 60]  # peer i seen at seen[i]
         for i, ms in enumerate(seen):
             store.remember_peer(bytes([i]) * 16, bytes([i]) * 32, b"b" * 32, f"p{i}", ms)
@@ -438,7 +438,7 @@ def test_carried_round_trip_and_expiry(store: Store) -> None:
 
 
 def test_carried_is_bounded_evicting_soonest_expiry(db_path: Path) -> None:
-    with Store.open(db_path, max_carried=3) as store:
+    with Store.open(db_path, key=KEY, max_carried=3) as store:
         for n, expires in enumerate([500, 100, 900]):
             assert store.carry(_packet(n, expires))
         assert store.carry(_packet(3, 700)) is True  # evicts packet 1 (expires 100)
@@ -505,14 +505,17 @@ def test_damaged_rows_are_store_errors(store: Store, db_path: Path) -> None:
     outgoing(store, 1)
     conn = sqlite3.connect(db_path)
     try:
-        conn.execute("UPDATE contacts SET trust = 'sort of'")
-        conn.execute("UPDATE messages SET state = 'lost', sender = 'text'")
+        # One flipped ciphertext bit; a state that is not a MessageState.
+        sealed = bytearray(conn.execute("SELECT sealed FROM contacts").fetchone()[0])
+        sealed[30] ^= 1
+        conn.execute("UPDATE contacts SET sealed = ?", (bytes(sealed),))
+        conn.execute("UPDATE messages SET state = 'lost'")
         conn.commit()
     finally:
         conn.close()
-    with pytest.raises(StoreError, match="Trust"):
+    with pytest.raises(StoreError, match="does not open"):
         store.get_contact(ALICE_ID)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="MessageState"):
         store.messages("bob")
     with pytest.raises(StoreError):
         store.set_state((1).to_bytes(16, "big"), MessageState.SENT, 5)

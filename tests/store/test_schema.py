@@ -12,6 +12,8 @@ from meshchat.errors import StoreError
 from meshchat.store import SCHEMA_VERSION, Store
 from meshchat.store.schema import MIGRATIONS, migrate, schema_version
 
+from .helpers import KEY
+
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Iterator[sqlite3.Connection]:
@@ -31,29 +33,29 @@ def _version_of(path: Path) -> int:
 
 
 def test_a_new_store_is_at_the_current_version(db_path: Path) -> None:
-    with Store.open(db_path):
+    with Store.open(db_path, key=KEY):
         pass
     assert SCHEMA_VERSION == len(MIGRATIONS) >= 1
     assert _version_of(db_path) == SCHEMA_VERSION
 
 
 def test_reopening_keeps_data_and_version(db_path: Path) -> None:
-    with Store.open(db_path) as store:
+    with Store.open(db_path, key=KEY) as store:
         store.set_setting("k", "v")
-    with Store.open(db_path) as store:
+    with Store.open(db_path, key=KEY) as store:
         assert store.get_setting("k") == "v"
     assert _version_of(db_path) == SCHEMA_VERSION
 
 
 def test_a_newer_database_is_refused_and_left_alone(db_path: Path) -> None:
-    with Store.open(db_path) as store:
+    with Store.open(db_path, key=KEY) as store:
         store.set_setting("k", "v")
     conn = sqlite3.connect(db_path)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,))
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer"):
-        Store.open(db_path)
+        Store.open(db_path, key=KEY)
     assert _version_of(db_path) == SCHEMA_VERSION + 1
 
 

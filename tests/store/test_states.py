@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from meshchat.store import MessageState, Store
 from meshchat.store.states import OUTBOX_ENDING, RANK, advance
 
-from .helpers import ME
+from .helpers import KEY, ME
 
 Q, S, D, F, R = (
     MessageState.QUEUED,
@@ -49,7 +49,7 @@ def test_every_accepted_transition_goes_up_the_ranking() -> None:
 
 @pytest.fixture(scope="module")
 def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    with Store.open(tmp_path_factory.mktemp("states") / "states.db") as store:
+    with Store.open(tmp_path_factory.mktemp("states") / "states.db", key=KEY) as store:
         yield store
 
 

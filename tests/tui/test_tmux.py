@@ -57,7 +57,7 @@ def init_home(home: Path, name: str) -> dict[str, str]:
 
 
 def wait_until(
-    what: str, predicate: Callable[[], bool], timeout: float = 20.0, show: Callable[[], str] = str
+    what: str, predicate: Callable[[], bool], timeout: float = 30.0, show: Callable[[], str] = str
 ) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -72,6 +72,7 @@ class Tmux:
     def __init__(self) -> None:
         self.socket = f"meshchat-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.session = "chat"
+        self.socket_path: Path | None = None
 
     def tmux(self, *args: str, check: bool = True) -> str:
         done = subprocess.run(
@@ -91,6 +92,8 @@ class Tmux:
         # The shell prints the exit status and keeps the pane, so the test can read it.
         shell = f'{command}; echo "[exit status $?]"; sleep 600'
         self.tmux("new-session", "-d", "-s", self.session, "-x", str(cols), "-y", str(rows), shell)
+        if self.socket_path is None:
+            self.socket_path = Path(self.tmux("display-message", "-p", "#{socket_path}").strip())
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", self.session)
@@ -111,7 +114,7 @@ class Tmux:
     def ended(self) -> bool:
         return self.exit_status() is not None
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
         screens: list[str] = []
 
         def shown() -> bool:
@@ -126,6 +129,8 @@ class Tmux:
 
     def kill(self) -> None:
         self.tmux("kill-server", check=False)
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)  # tmux leaves its socket file behind
 
 
 def run_command(home: Path, *, passphrase: str | None, args: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -54,7 +55,7 @@ class Side:
 
 async def make_side(tmp_path: Path, hub: MemoryHub, name: str) -> Side:
     identity = Identity.generate()
-    store = Store.open(tmp_path / f"{name}.db")
+    store = Store.open(tmp_path / f"{name}.db", key=os.urandom(32))
     transport = hub.transport(identity.public)
     # A short announce interval is not needed: the node announces soon after a link comes up.
     node = Node(identity, name, store, [transport], options=NodeOptions())
@@ -293,3 +294,49 @@ async def test_state_notice_never_moves_a_mark_backwards(pair) -> None:  # type:
     msg_id = next(iter(alice.ctl.lines))
     alice.ctl.on_notice(NodeNotice("state", msg_id=msg_id, state=MessageState.SENT))
     assert "✓✓ alice: ping" in alice.text()
+
+
+async def test_verify_shows_the_safety_number_then_marks_the_contact_verified(pair) -> None:  # type: ignore[no-untyped-def]
+    _hub, alice, bob = pair
+    await befriend(alice, bob)
+    alice.type("/msg bob")
+    await until(lambda: "unverified: /verify bob" in alice.text())
+    alice.type("/verify bob")
+    from meshchat.safety import safety_number
+
+    number = safety_number(alice.node.identity.public, bob.node.identity.public)
+    await until(lambda: number.split()[0] in alice.text())
+    assert "/verify bob confirm" in alice.text()
+    alice.type("/verify bob confirm")
+    await until(lambda: "bob is verified" in alice.text())
+    [contact] = await alice.node.contacts()
+    assert contact.trust is Trust.VERIFIED
+    assert "unverified" not in alice.text().splitlines()[1]
+
+
+async def test_a_key_change_is_refused_loudly_until_replaced(pair) -> None:  # type: ignore[no-untyped-def]
+    _hub, alice, bob = pair
+    await befriend(alice, bob)
+    impostor = Identity.generate().card("bob").to_text()
+    alice.type(f"/add {impostor}")
+    await until(lambda: "KEY CHANGE" in alice.text())
+    assert "/replace" in alice.text()
+    contacts = await alice.node.contacts()
+    assert [c.trust for c in contacts] == [Trust.UNVERIFIED]  # nothing changed
+    alice.type(f"/replace {impostor}")
+    await until(lambda: len(alice.ctl.trust) == 2)
+    trust = {c.node_id: c.trust for c in await alice.node.contacts()}
+    assert trust[bob.node.identity.node_id] is Trust.COMPROMISED
+    alice.type(f"/msg {bob.short}")
+    await until(lambda: "KEYS COMPROMISED" in alice.text())
+
+
+async def test_panic_needs_confirm_then_erases_and_quits(pair) -> None:  # type: ignore[no-untyped-def]
+    _hub, alice, _bob = pair
+    erased: list[int] = []
+    alice.node.set_eraser(lambda: erased.append(1))
+    alice.type("/panic")
+    await until(lambda: "erases your keys" in alice.text())
+    assert erased == [] and alice.quits == []
+    alice.type("/panic confirm")
+    await until(lambda: erased == [1] and len(alice.quits) >= 1)

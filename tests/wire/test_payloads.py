@@ -1,4 +1,4 @@
-"""Packet bodies: MessageBody, AckBody, AnnounceBody."""
+"""Packet bodies: MessageBody, AckBody, AnnounceBody, SealedAckBody; ack hashes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshchat.errors import PacketError, PacketReason
+from meshchat.identity import SignedPrekey
 from meshchat.wire.packet import MAX_PAYLOAD_SIZE
 from meshchat.wire.payloads import (
+    ACK_TOKEN_SIZE,
     MAX_NAME_BYTES,
     MAX_TEXT_BYTES,
     AckBody,
     AnnounceBody,
     MessageBody,
+    SealedAckBody,
+    ack_hash,
+    ack_hash_of,
 )
 
 MSG = b"\x01" * 16
@@ -189,3 +194,64 @@ def test_any_cbor_array_decodes_or_raises_packet_error(
 def test_text_with_surrogate_raises_packet_error() -> None:
     with pytest.raises(PacketError):
         MessageBody(MSG, "bad \udcff byte")
+
+
+# -- sealed direct messages: announces with a prekey, sealed ack bodies, ack hashes ------------
+
+PREKEY = SignedPrekey(b"\x04" * 32, b"\x05" * 64, 1_700_000_000_000)
+
+
+def test_announce_with_a_prekey_round_trip() -> None:
+    body = AnnounceBody(KEY, "Alice", PREKEY)
+    data = body.encode()
+    assert AnnounceBody.decode(data) == body
+    assert cbor2.loads(data) == [KEY, "Alice", PREKEY.public, PREKEY.signature, PREKEY.created_ms]
+    assert AnnounceBody.decode(AnnounceBody(KEY, "Alice").encode()).prekey is None
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [KEY, "a", b"\x04" * 31, b"\x05" * 64, 1],
+        [KEY, "a", b"\x04" * 32, b"\x05" * 63, 1],
+        [KEY, "a", b"\x04" * 32, b"\x05" * 64, -1],
+        [KEY, "a", b"\x04" * 32, b"\x05" * 64, 2**53],
+        [KEY, "a", b"\x04" * 32, b"\x05" * 64, "1"],
+        [KEY, "a", b"\x04" * 32],
+    ],
+)
+def test_announce_with_a_bad_prekey_rejected(items: list[object]) -> None:
+    with pytest.raises(PacketError) as info:
+        AnnounceBody.decode(_enc(items))
+    assert info.value.reason is PacketReason.BAD_FIELD
+
+
+def test_sealed_ack_body_and_ack_hash() -> None:
+    token = b"\x07" * ACK_TOKEN_SIZE
+    assert SealedAckBody.decode(SealedAckBody(token).encode()) == SealedAckBody(token)
+    with pytest.raises(PacketError):
+        SealedAckBody(token[:15])
+    with pytest.raises(PacketError):
+        SealedAckBody.decode(_enc([token, token]))
+    hashed = ack_hash(token)
+    assert len(hashed) == ACK_TOKEN_SIZE and hashed != token and hashed == ack_hash(token)
+    assert ack_hash_of(hashed + b"rest") == hashed
+    assert ack_hash_of(b"short") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_leaf, min_size=5, max_size=5), data=st.binary(max_size=80))
+def test_new_bodies_decode_or_raise_packet_error(items: list[object], data: bytes) -> None:
+    for raw in (_enc(items), data):
+        try:
+            announce = AnnounceBody.decode(raw)
+        except PacketError:
+            pass
+        else:
+            assert announce.encode() == raw
+        try:
+            ack = SealedAckBody.decode(raw)
+        except PacketError:
+            pass
+        else:
+            assert ack.encode() == raw

@@ -61,6 +61,7 @@ __all__ = ["BumbleBackend", "BumbleConnection"]
 
 _log = logging.getLogger(__name__)
 _MAX_MTU = 517
+_DISCONNECT_TIMEOUT = 3.0
 
 
 class BumbleConnection(BleConnection):
@@ -87,9 +88,10 @@ class BumbleConnection(BleConnection):
     async def write(self, value: bytes) -> None:
         if self.closed:
             raise TransportError("BLE connection closed")
-        await self._backend.wait_for_room(self)
-        if self.closed:
-            raise TransportError("BLE connection closed")
+        if self._backend.is_congested(self):
+            await self._backend.wait_for_room(self)
+            if self.closed:
+                raise TransportError("BLE connection closed")
         try:
             if self.initiator:
                 await self._connection.gatt_client.write_value(
@@ -99,12 +101,12 @@ class BumbleConnection(BleConnection):
                 await self._backend.notify(self._connection, value)
         except Exception as exc:
             raise TransportError(f"BLE write failed: {exc!r}") from exc
-        await self._throttle(len(value))
+        if self._backend.rate_limit is not None:
+            await self._throttle(len(value))
 
     async def _throttle(self, size: int) -> None:
         rate = self._backend.rate_limit
-        if rate is None:
-            return
+        assert rate is not None
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._next_free = max(self._next_free, now) + size / rate
@@ -114,10 +116,7 @@ class BumbleConnection(BleConnection):
     async def close(self) -> None:
         if self.closed:
             return
-        try:
-            await self._connection.disconnect()
-        except Exception as exc:  # already gone, or the controller refused: either way it ends
-            _log.debug("disconnect: %r", exc)
+        await _quiet_disconnect(self._connection)
         self.mark_closed()
 
     @property
@@ -359,14 +358,26 @@ class BumbleBackend(BleBackend):
     # -- central role ----------------------------------------------------------------------
 
     async def connect(self, address: str, timeout: float) -> BleConnection:
-        async with self._dial_lock:
-            target = self._addresses.get(address) or hci.Address(address)
+        target = self._addresses.get(address) or hci.Address(address)
+        # bumble's Device.connect() takes the next new connection of *any* role for its own,
+        # so an incoming connection during a dial would be mistaken for the outgoing one.
+        # Advertising therefore pauses while we dial: no central can reach us meanwhile.
+        async with self._adv_lock, self._dial_lock:
+            await self._stop_set_locked()
             try:
-                raw = await self.device.connect(target, timeout=timeout)
+                # bumble cancels the dial after ``timeout``; the outer bound guards against a
+                # controller that never confirms the cancel.
+                async with asyncio.timeout(timeout + 2.0):
+                    raw = await self.device.connect(target, timeout=timeout)
             except Exception as exc:
                 raise TransportError(f"connect to {address} failed: {exc!r}") from exc
+            finally:
+                await self._advertise_locked()
+            if raw.role != hci.Role.CENTRAL:  # pragma: no cover - guarded by the pause
+                raise TransportError("dial returned an incoming connection")
         try:
-            return await asyncio.wait_for(self._setup_central(raw), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._setup_central(raw)
         except Exception as exc:
             await _quiet_disconnect(raw)
             raise TransportError(f"GATT setup with {address} failed: {exc!r}") from exc
@@ -442,6 +453,11 @@ class BumbleBackend(BleBackend):
 
         raw.on(Connection.EVENT_DISCONNECTION, gone)
 
+    def is_congested(self, connection: BumbleConnection) -> bool:
+        """Whether the host holds too many uncompleted ACL packets to queue another write."""
+        queue = self.device.host.get_data_packet_queue(connection.handle)
+        return queue is not None and queue.pending >= self._max_pending_packets
+
     async def wait_for_room(self, connection: BumbleConnection) -> None:
         """Wait while the host holds too many uncompleted ACL packets."""
         queue = self.device.host.get_data_packet_queue(connection.handle)
@@ -456,7 +472,8 @@ class BumbleBackend(BleBackend):
 
             queue.once("flow", on_flow)
             try:
-                await asyncio.wait_for(flow, 0.5)
+                async with asyncio.timeout(0.5):
+                    await flow
             except TimeoutError:
                 queue.remove_listener("flow", on_flow)
 
@@ -468,8 +485,10 @@ class BumbleBackend(BleBackend):
 
 
 async def _quiet_disconnect(raw: Connection) -> None:
+    """Disconnect, bounded in time: a stack that lost track of the link must not hang us."""
     try:
-        await raw.disconnect()
+        async with asyncio.timeout(_DISCONNECT_TIMEOUT):
+            await raw.disconnect()
     except Exception as exc:
         _log.debug("disconnect: %r", exc)
 

@@ -221,7 +221,8 @@ class Reassembler:
         dropped = 0
         deadline = now - self._timeout
         # Partials are kept in insertion order, which is start order: stop at the first young.
-        for frame_id, partial in list(self._partials.items()):
+        while self._partials:
+            frame_id, partial = next(iter(self._partials.items()))
             if partial.started > deadline:
                 break
             self._drop(frame_id)

@@ -9,11 +9,12 @@ Theory of operation:
 
 * **Who dials.** A node seen in a scan is a *candidate* (address, advertisement id, RSSI,
   first and last seen). Candidates weaker than ``rssi_floor``, already linked (by address or by
-  advertisement id), backing off after a failure, or not heard for ``candidate_ttl`` are
-  skipped. Of two nodes that see each other, the one with the smaller advertisement id dials at
-  once; the other dials only if no link has formed after ``dial_grace`` (it may be out of the
-  first's hearing, or the first may be a phone that does not dial). One dial at a time, the
-  strongest candidate first.
+  advertisement id), backing off after a failure, not heard for ``candidate_ttl``, or heard for
+  less than ``settle`` are skipped (``settle`` gives a linked peer that just rotated its
+  identifier time to tell us the new one over the link). Of two nodes that see each other, the
+  one with the smaller advertisement id dials at once; the other dials only if no link has
+  formed after ``dial_grace`` (it may be out of the first's hearing, or the first may be a
+  phone that does not dial). One dial at a time, the strongest candidate first.
 * **One link per peer.** If both sides dialled anyway, the handshake reveals two sessions to
   the same peer. Both sides keep the session whose central has the smaller node id (and, for
   two sessions with the same central, the newer one) and close the other, so both sides make
@@ -22,7 +23,8 @@ Theory of operation:
   advertising and dialling, and refuses incoming connections.
 * **Reconnect.** When a link is lost its peer is forgotten as linked; its advertisements make
   it a candidate again, and the usual rules dial it back. Failed dials back off exponentially
-  from ``backoff_initial`` to ``backoff_max`` per address.
+  from ``backoff_initial`` to ``backoff_max`` per address, with jitter, so two nodes that
+  failed by dialling each other at the same moment do not retry in step.
 * **Rotation.** At each period boundary the node advertises its new identifier (from a fresh
   private address where the backend allows) and tells its linked peers the new identifier
   over the control channel.
@@ -34,6 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -66,7 +69,10 @@ class BleOptions:
     advertise: AdvertiseSettings = field(default_factory=AdvertiseSettings)
     limits: SessionLimits = field(default_factory=SessionLimits)
     profile: GattProfile = field(default_factory=GattProfile)
-    connect_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    #: a node must have been heard this long before it is dialled; by then a linked peer
+    #: that rotated its identifier has told us its new one over the link
+    settle: float = 0.5
     dial_grace: float = 3.0
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
@@ -138,8 +144,8 @@ class BleTransport(Transport):
     # -- Transport -------------------------------------------------------------------------
 
     async def start(self, handler: LinkHandler) -> None:
-        if self._started:
-            raise TransportError("BLE transport already started")
+        if self._started or self._stopping:
+            raise TransportError("BLE transport already started (a stopped one cannot restart)")
         self._handler = handler
         self._started = True
         self._adv_id = self._rotating.current(self._wall_clock())
@@ -149,6 +155,7 @@ class BleTransport(Transport):
             await self.backend.start_scanning(self._on_scan, self.options.scan)
         except TransportError as exc:
             self._last_error = str(exc)
+            self._started = False
             raise
         self._spawn(self._dial_loop())
         self._spawn(self._rotation_loop())
@@ -196,9 +203,7 @@ class BleTransport(Transport):
             return
         now = _now()
         candidate = self._candidates.get(result.address)
-        # A node heard again after a silence longer than the grace is a new candidate, so the
-        # grace (and with it the rule of who dials first) applies again.
-        if candidate is None or now - candidate.last_seen > self.options.dial_grace:
+        if candidate is None or now - candidate.last_seen > self.options.candidate_ttl:
             candidate = _Candidate(result.address, result.adv_id, result.rssi, now, now)
             self._candidates[result.address] = candidate
         candidate.adv_id = result.adv_id
@@ -224,8 +229,11 @@ class BleTransport(Transport):
             backoff = self._backoff.get(candidate.address)
             if backoff is not None and now < backoff.until:
                 continue
+            seen_for = now - candidate.first_seen
+            if seen_for < self.options.settle:
+                continue
             polite = candidate.adv_id is not None and self._adv_id < candidate.adv_id
-            if not polite and now - candidate.first_seen < self.options.dial_grace:
+            if not polite and seen_for < self.options.dial_grace:
                 continue
             if self._linked(candidate):
                 continue
@@ -234,9 +242,12 @@ class BleTransport(Transport):
         return best
 
     async def _dial_loop(self) -> None:
-        while True:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that coincides with its inner wait finishing, and this loop would never end.
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.tick)
+                async with asyncio.timeout(self.options.tick):
+                    await self._wake.wait()
             self._wake.clear()
             candidate = self._pick(_now())
             if candidate is not None:
@@ -264,7 +275,8 @@ class BleTransport(Transport):
             if previous is None
             else min(previous.delay * 2, self.options.backoff_max)
         )
-        self._backoff[address] = _Backoff(_now() + delay, delay)
+        # Jitter, so two nodes that failed by dialling each other at once do not retry in step.
+        self._backoff[address] = _Backoff(_now() + delay * random.uniform(0.5, 1.5), delay)
 
     def _on_incoming(self, connection: BleConnection) -> None:
         if self._stopping or len(self._sessions) >= self.max_links:
@@ -357,7 +369,7 @@ class BleTransport(Transport):
             self._advertising = want
 
     async def _rotation_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._rotating.next_change(self._wall_clock()) + 0.001)
             await self.rotate()
 
@@ -366,15 +378,17 @@ class BleTransport(Transport):
         adv_id = self._rotating.current(self._wall_clock())
         if adv_id == self._adv_id:
             return
+        # Linked peers hear the new identifier before the air does, so they do not take our
+        # new advertisement for a stranger and dial it.
+        for session in self._links.values():
+            session.send_adv_id(adv_id)
         async with self._adv_lock:
             self._adv_id = adv_id
             if self._advertising:
                 await self.backend.start_advertising(adv_id, self.options.advertise)
-        for session in self._links.values():
-            session.send_adv_id(adv_id)
 
     async def _housekeeping_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.options.tick)
             now = _now()
             ttl = self.options.candidate_ttl

@@ -413,6 +413,8 @@ class RelayTransport(Transport):
         if not self._probed:
             await self._probe()
         client = self._client()
+        # aiomqtt warns past 10 calls awaiting their acknowledgement; we allow max_inflight.
+        client.pending_calls_threshold = self.config.max_inflight + 16
         await client.__aenter__()
         try:
             self._up = True

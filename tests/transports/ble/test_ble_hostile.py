@@ -7,8 +7,7 @@ import dataclasses
 import random
 from collections.abc import Callable
 
-from conftest import FAST, World
-from test_ble_links import link, linked
+from ble_world import FAST, World, link, linked
 
 from meshchat.errors import TransportError
 from meshchat.transports.ble import GattProfile, ScanResult, ScanSettings

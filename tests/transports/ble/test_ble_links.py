@@ -8,27 +8,12 @@ import random
 from collections.abc import Callable
 
 import pytest
-from conftest import FAST, Node, Recorder, World
+from ble_world import FAST, Recorder, World, link, linked
 
 from meshchat.transports.base import Link
-from meshchat.transports.ble import BleLink
 from meshchat.wire.packet import MAX_PACKET_SIZE
 
 SIZES = [1, 2, 15, 16, 17, 100, 239, 240, 241, 511, 512, 513, 1000, 2047, MAX_PACKET_SIZE]
-
-
-async def linked(world: World, *pairs: tuple[int, int], timeout: float = 10.0) -> None:
-    """Wait until each pair of nodes has a live link, both ways."""
-    for a, b in pairs:
-        na, nb = world.nodes[a], world.nodes[b]
-        await na.recorder.until(lambda na=na, nb=nb: na.link_to(nb) is not None, timeout)
-        await nb.recorder.until(lambda na=na, nb=nb: nb.link_to(na) is not None, timeout)
-
-
-def link(a: Node, b: Node) -> BleLink:
-    found = a.link_to(b)
-    assert isinstance(found, BleLink)
-    return found
 
 
 @pytest.mark.parametrize(("mtu", "value_size"), [(23, 20), (247, 244), (517, 512)])

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from conftest import FAST, Node, Recorder, World
+from ble_world import FAST, Node, Recorder, World
 
 from meshchat.identity import Identity
 from meshchat.transports.ble import BleTransport, GattProfile, advert

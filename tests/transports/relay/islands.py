@@ -19,6 +19,16 @@ from meshchat.store.records import Contact, MessageState, Trust
 from meshchat.transports.base import Transport
 from meshchat.transports.memory import MemoryHub, MemoryTransport
 
+STORE_KEY = bytes(range(32))
+
+
+def open_store(path: Path) -> Store:
+    """Open a test store (with a fixed store key where the store takes one)."""
+    try:
+        return Store.open(path, key=STORE_KEY)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:
+        return Store.open(path)  # type: ignore[call-arg,unused-ignore]
+
 
 @dataclass
 class Member:
@@ -48,7 +58,7 @@ async def start_member(
 ) -> Member:
     identity = identity or Identity.generate()
     store_path = tmp_path / f"{name}.db"
-    store = Store.open(store_path)
+    store = open_store(store_path)
     mem = hub.transport(identity.public)
     transports = extra(identity) if extra else []
     node = Node(identity, name, store, [mem, *transports], options=node_options())

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BrokerInfo, RecordingProxy, free_port
+from brokers import BrokerInfo, RecordingProxy, free_port
 from islands import Member, befriend, delivered, start_member, stop_member, texts, wait_for
 
 from meshchat.gateway import channel_tag, mailbox_tag

@@ -1,0 +1,99 @@
+"""``meshchat verify``: compare safety numbers, by eye or by QR code, and mark a contact verified.
+
+Both people run ``meshchat verify <each other>``: each screen shows the same 60-digit safety
+number and its QR code (see :mod:`meshchat.safety`). Either they compare the digits and confirm
+(``--yes`` in scripts), or one photographs the other's QR and passes the picture with
+``--scan FILE`` (or the QR's text, from any scanner app, with ``--payload TEXT``): a match marks
+the contact verified with no question asked, a mismatch changes nothing and fails loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from meshchat.cli.common import card_of, confirm, emit_json, open_store
+from meshchat.cli.contacts_cmds import trust_label
+from meshchat.control import contact_json
+from meshchat.errors import UsageError
+from meshchat.home import Home
+from meshchat.identity import PublicIdentity
+from meshchat.safety import QR_PREFIX, matches_payload, parse_payload, qr_payload, safety_number
+from meshchat.store import Trust
+
+__all__ = ["cmd_verify"]
+
+
+def _scanned(args: argparse.Namespace) -> list[str] | None:
+    """The texts to compare: from ``--payload``, or the QR codes in the ``--scan`` image."""
+    if args.payload is not None:
+        return [args.payload]
+    if args.scan is None:
+        return None
+    from meshchat.qr import read_qr
+
+    texts = read_qr(Path(args.scan))
+    if not texts:
+        raise UsageError(f"no QR code found in {args.scan}")
+    return texts
+
+
+def cmd_verify(args: argparse.Namespace, home: Home) -> int:
+    me = card_of(home).identity
+    with open_store(home) as store:
+        contact = store.find_contact(args.contact)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(
+                f"!! the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
+                "COMPROMISED; verify the contact that replaced them instead"
+            )
+        them = PublicIdentity(contact.sign_public, contact.box_public)
+        number = safety_number(me, them)
+        scanned = _scanned(args)
+        if scanned is not None:
+            payloads = [t for t in scanned if t.strip().startswith(QR_PREFIX)]
+            if not payloads:
+                parse_payload(scanned[0])  # says what the code is instead
+            if not any(matches_payload(text, me, them) for text in payloads):
+                print(
+                    f"!! SAFETY NUMBERS DIFFER: the scanned code is not your safety number "
+                    f"with {contact.name}.\n!! Either it is someone else's code, or these "
+                    "are not their keys. Nothing was changed.",
+                    file=sys.stderr,
+                )
+                return 1
+            contact = store.set_trust(contact.node_id, Trust.VERIFIED)
+            if args.json:
+                emit_json({**contact_json(contact, me), "matched": True})
+            else:
+                print(f"safety numbers match: {contact.name} is now verified")
+            return 0
+        if args.json and not args.yes:
+            emit_json(contact_json(contact, me))
+            return 0
+        if not args.json:
+            print(f"Your safety number with {contact.name} ({contact.node_id.hex()[:8]}):")
+            print()
+            print(f"    {number[:35]}")
+            print(f"    {number[36:]}")
+            print()
+            if not args.no_qr:
+                from meshchat.qr import draw_qr
+
+                draw_qr(qr_payload(me, them), sys.stdout)
+            print(f"status: {trust_label(contact)}")
+        if contact.trust is Trust.VERIFIED:
+            if args.json:
+                emit_json(contact_json(contact, me))
+            return 0
+        question = f"Does {contact.name}'s screen show the same number?"
+        if not confirm(question, args.yes):
+            print("not verified")
+            return 1
+        contact = store.set_trust(contact.node_id, Trust.VERIFIED)
+    if args.json:
+        emit_json(contact_json(contact, me))
+    else:
+        print(f"{contact.name} is now verified")
+    return 0

@@ -1,0 +1,147 @@
+"""Relay settings, the outbox, and the embedded broker's mailbox policy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiomqtt
+import pytest
+
+from meshchat.errors import TransportError, UsageError
+from meshchat.identity import Identity
+from meshchat.transports.relay import Outbox, Publish, RelayConfig, client_id_for, parse_relay_url
+from meshchat.transports.relay.broker import BrokerSettings, EmbeddedBroker
+
+TOPIC = "mc1/m/" + "ab" * 16
+
+
+def test_parse_relay_url() -> None:
+    assert parse_relay_url("mqtt://example.org") == ("example.org", 1883, False, None, None)
+    assert parse_relay_url("mqtts://u:p%40ss@h:9000") == ("h", 9000, True, "u", "p@ss")
+    assert parse_relay_url("mqtt://[::1]:1884")[:2] == ("::1", 1884)
+    for bad in ("http://h", "mqtt://", "mqtt://h/path", "mqtt://h:99999", "h:1883"):
+        with pytest.raises(UsageError):
+            parse_relay_url(bad)
+
+
+def test_config_display_hides_credentials_and_tls_flag_applies() -> None:
+    config = RelayConfig("mqtt://user:secret@h:1883", tls=True)
+    assert config.display == "mqtts://h:1883"
+    assert config.credentials == ("user", "secret")
+    assert RelayConfig("mqtt://h", username="x", password="y").credentials == ("x", "y")
+    with pytest.raises(UsageError):
+        RelayConfig("mqtt://h", protocol="4")
+    with pytest.raises(UsageError):
+        RelayConfig("mqtt://h", topic_prefix="a/#")
+
+
+def test_client_id_is_stable_secret_derived_and_per_broker() -> None:
+    secret = bytes(32)
+    one = client_id_for(secret, RelayConfig("mqtt://h:1"))
+    assert one == client_id_for(secret, RelayConfig("mqtt://h:1"))
+    assert one != client_id_for(secret, RelayConfig("mqtt://h:2"))
+    assert one != client_id_for(bytes([1]) * 32, RelayConfig("mqtt://h:1"))
+    node_id = Identity.generate().node_id
+    assert node_id.hex() not in one
+
+
+def test_outbox_keeps_order_requeues_in_flight_and_is_bounded() -> None:
+    box = Outbox(limit=3)
+    items = [Publish(f"t{i}", b"x", expires_s=100) for i in range(4)]
+    for item in items:
+        box.add(item)
+    assert len(box) == 3 and box.dropped == 1  # the oldest waiting one went
+    first = box.take(0)
+    second = box.take(0)
+    assert (first, second) == (items[1], items[2])
+    box.done(first)  # type: ignore[arg-type]
+    assert box.requeue_inflight() == 1
+    assert box.take(0) is items[2] and box.take(0) is items[3]
+    box.retry(items[3])
+    assert box.take(0) is items[3]
+    box.add(Publish("old", b"x", expires_s=5))
+    assert box.take(10) is None and box.expired == 1
+
+
+def test_broker_settings_are_checked() -> None:
+    with pytest.raises(TransportError):
+        BrokerSettings(binds=())
+    with pytest.raises(TransportError):
+        BrokerSettings(mailbox_quota=0)
+    with pytest.raises(TransportError):
+        BrokerSettings(certfile="x")
+
+
+@pytest.fixture
+async def small_broker() -> AsyncIterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(BrokerSettings(port=0, mailbox_quota=5, sweep_s=3600))
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+def client(broker: EmbeddedBroker, name: str) -> aiomqtt.Client:
+    port = broker.addresses[0][1]
+    return aiomqtt.Client("127.0.0.1", port, identifier=name, clean_session=False)
+
+
+async def collect(c: aiomqtt.Client, quiet: float = 0.5) -> list[bytes]:
+    got: list[bytes] = []
+    try:
+        async with asyncio.timeout(quiet):
+            async for message in c.messages:
+                assert isinstance(message.payload, bytes)
+                got.append(message.payload)
+    except TimeoutError:
+        pass
+    return got
+
+
+async def test_quota_keeps_the_newest_messages_per_mailbox(small_broker: EmbeddedBroker) -> None:
+    async with client(small_broker, "gateway") as c:
+        await c.subscribe(TOPIC, qos=1)
+    async with client(small_broker, "sender") as s:
+        for i in range(12):
+            await s.publish(TOPIC, f"m{i:02d}".encode(), qos=1)
+    await asyncio.sleep(0.2)
+    policy = small_broker.policy
+    assert policy is not None and policy.dropped_quota == 7
+    async with client(small_broker, "gateway") as c:
+        got = await collect(c)
+    assert got == [f"m{i:02d}".encode() for i in range(7, 12)]
+
+
+async def test_retention_sweep_drops_old_queued_messages(small_broker: EmbeddedBroker) -> None:
+    async with client(small_broker, "gateway") as c:
+        await c.subscribe(TOPIC, qos=1)
+    async with client(small_broker, "sender") as s:
+        await s.publish(TOPIC, b"old", qos=1)
+    await asyncio.sleep(0.2)
+    policy = small_broker.policy
+    assert policy is not None
+    assert policy.sweep() == 0  # not old yet
+    assert policy.sweep(time.monotonic() + 8 * 24 * 3600) == 1
+    async with client(small_broker, "gateway") as c:
+        assert await collect(c) == []
+
+
+async def test_policy_refuses_foreign_topics_and_wildcards(small_broker: EmbeddedBroker) -> None:
+    async with client(small_broker, "snoop") as c:
+        (code,) = await c.subscribe("mc1/#", qos=1)
+        assert getattr(code, "value", code) == 0x80  # refused
+        await c.subscribe("other/topic", qos=1)
+        await c.publish("other/topic", b"x", qos=1)
+        assert await collect(c, 0.3) == []
+    policy = small_broker.policy
+    assert policy is not None and policy.refused_topics >= 3
+
+
+async def test_no_retained_message_is_kept(small_broker: EmbeddedBroker) -> None:
+    async with client(small_broker, "p") as s:
+        await s.publish(TOPIC, b"keep me", qos=1, retain=True)
+    await asyncio.sleep(0.2)
+    async with client(small_broker, "late") as c:
+        await c.subscribe(TOPIC, qos=1)
+        assert await collect(c, 0.3) == []

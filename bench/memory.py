@@ -19,7 +19,7 @@ origins generated, before the node exists. The table shows both, and the node's 
 
 Run ``python bench/memory.py`` (``--packets N`` to change the count). Last line::
 
-    node_rss_mb: 34.6 (target <= 80)
+    node_rss_mb: 55.0 (target <= 80)
 """
 
 from __future__ import annotations

@@ -42,13 +42,14 @@ import nacl.utils
 
 from meshchat.errors import DecryptionError, PacketError, PacketReason
 from meshchat.wire import codec
-from meshchat.wire.packet import MAX_AGE_MS, MAX_PACKET_SIZE, DestKind
+from meshchat.wire.packet import MAX_AGE_MS, MAX_PACKET_SIZE, DestKind, Suite
 
 __all__ = [
     "ENVELOPE_OVERHEAD",
     "INTERNET_TRANSPORTS",
     "MAX_ENVELOPE",
     "PAD_BUCKET",
+    "SEALED_TOPIC_ID",
     "GatewayHost",
     "Route",
     "RouteKind",
@@ -90,6 +91,12 @@ def mailbox_tag(node_id: bytes) -> bytes:
 def mailbox_key(node_id: bytes) -> bytes:
     """The 32-byte key that seals envelopes for a node's mailbox."""
     return _derive(node_id, b"mc-mailbox-key", nacl.secret.SecretBox.KEY_SIZE)
+
+
+#: The pseudo-channel under which gateways exchange sealed direct messages (suite RATCHET).
+#: Its topic and envelope key are public by design: what it carries is already sealed,
+#: padded and addressed by tags that only sender and recipient can link.
+SEALED_TOPIC_ID = hashlib.blake2b(b"meshchat sealed direct messages", digest_size=16).digest()
 
 
 def channel_tag(channel_id: bytes) -> bytes:
@@ -155,6 +162,7 @@ class GatewayHost(Protocol):
 class RouteKind(Enum):
     MAILBOX = "mailbox"
     CHANNEL = "channel"
+    SEALED = "sealed"  #: a sealed direct message, on the shared topic (SEALED_TOPIC_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,13 @@ def route(frame: bytes, local: set[bytes] | frozenset[bytes], bridged: set[bytes
         return None
     dest = packet.destination
     expires_ms = packet.created_ms + MAX_AGE_MS
+    if dest.kind is DestKind.NODE and packet.suite is Suite.RATCHET:
+        # A sealed direct message is addressed by a rotating tag that only the two people
+        # can compute: no gateway can tell whose mailbox it belongs in, or whether the
+        # recipient is local. It goes to the one shared topic for sealed messages, which
+        # every gateway collects and floods into its island, where only the recipient's
+        # node recognises the tag.
+        return Route(RouteKind.SEALED, SEALED_TOPIC_ID, packet.packet_id, expires_ms)
     if dest.kind is DestKind.NODE and dest.value not in local:
         return Route(RouteKind.MAILBOX, dest.value, packet.packet_id, expires_ms)
     if dest.kind is DestKind.CHANNEL and dest.value in bridged:

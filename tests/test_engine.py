@@ -470,13 +470,6 @@ def test_fifty_node_random_graph_naive_flood_reaches_every_node_exactly_once(
     assert mesh.transmissions <= 2 * len(edges) - (len(names) - 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (policy): on point-to-point links ManagedFlood's counter suppression stands "
-    "a node down after `threshold` copies from *behind* the wavefront, which says nothing "
-    "about the neighbours ahead of it; on long random graphs whole ends of the mesh never "
-    "get a broadcast (meshchat/router/policy.py, ManagedFlood.copy_heard; see the report)",
-)
 def test_managed_flood_covers_long_random_graphs() -> None:
     failures = []
     for graph_seed in range(4):

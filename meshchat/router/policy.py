@@ -97,11 +97,14 @@ class ManagedFlood:
     hop count again. It costs latency (about 0.3-0.45 s per hop), not transmissions.
 
     Nodes with ``min_degree`` links or fewer relay at once: in a sparse patch each may be the
-    only bridge. Without an RSSI (a LAN link) the wait is drawn at random over the window,
-    with no base (a LAN spans few hops, so the TTL horizon is not at stake), and a node stands
-    down after ``threshold_without_rssi`` copies: plain counter-based suppression. Copies heard
-    in random order say less about the neighbours ahead than far-first ones, so it takes one
-    more (on a sparse 50-node strip this cut nodes never reached from 61 to 2 in 600).
+    only bridge. Without an RSSI the copy came over a point-to-point link (TCP on a LAN, a
+    GATT connection, an internet link): every link is its own transmission, and a copy heard
+    from one neighbour says nothing about the neighbours on the other links. So the node never
+    stands down; it waits a short random ``window_without_rssi_ms`` (copies arriving meanwhile
+    take their links off the list, which is where the savings come from) and sends on every
+    link that has not already sent it the packet. Counter-based suppression here lost whole
+    ends of long random meshes (``tests/test_engine.py``); ``threshold_without_rssi`` brings
+    it back for experiments.
 
     The defaults were tuned with ``bench/flood.py`` (tables in docs/performance.md).
     """
@@ -110,7 +113,8 @@ class ManagedFlood:
     window_ms: int = 300
     jitter_ms: int = 30
     threshold: int = 2
-    threshold_without_rssi: int = 3
+    threshold_without_rssi: int | None = None
+    window_without_rssi_ms: int = 40
     beside_ratio: float | None = 0.45
     min_degree: int = 2
     edge_dbm: float = -96.0  # RSSI at the edge of range (BLE at 0 dBm: about 30 m)
@@ -128,14 +132,14 @@ class ManagedFlood:
         rng = event.rng
         jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
         if event.rssi is None or not math.isfinite(event.rssi):
-            return rng.randint(0, self.window_ms) + jitter
+            return rng.randint(0, self.window_without_rssi_ms)
         ratio = self._range_ratio(event.rssi)
         nearer_share = max(0.0, 1.0 - ratio * ratio)
         return self.base_ms + int(nearer_share * self.window_ms) + jitter
 
     def copy_heard(self, copies: int, rssi: float | None) -> bool:
         if rssi is None or not math.isfinite(rssi):
-            return copies >= self.threshold_without_rssi
+            return self.threshold_without_rssi is not None and copies >= self.threshold_without_rssi
         if self.beside_ratio is not None and self._range_ratio(rssi) <= self.beside_ratio:
             return True
         return copies >= self.threshold

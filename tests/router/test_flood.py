@@ -227,8 +227,10 @@ def test_duplicate_dropped() -> None:
     assert router.counters["accepted"] == 1
 
 
-def _delayed_router(*links: str, threshold: int = 3) -> FloodRouter:
-    policy = ManagedFlood(jitter_ms=1000, threshold=threshold)
+def _delayed_router(*links: str, threshold: int | None = 3) -> FloodRouter:
+    # Frames here carry no RSSI (point-to-point links): the wait and the stand-down rule are
+    # the policy's "without RSSI" ones; counter suppression is switched on to test it.
+    policy = ManagedFlood(window_without_rssi_ms=1000, threshold_without_rssi=threshold)
     router = _router(*links, policy=policy, seed=7)
     return router
 
@@ -255,6 +257,17 @@ def test_managed_flood_suppressed_after_threshold_copies() -> None:
         router.receive(link, frame, NOW + 1)
     assert _transmits(router.tick(NOW + 2000)) == []
     assert router.counters["relay.suppressed"] == 1
+
+
+def test_default_managed_flood_never_stands_down_on_point_to_point_links() -> None:
+    router = _delayed_router("a", "b", "c", "d", "e", threshold=None)
+    _, frame = _packet()
+    router.receive("a", frame, NOW)
+    for link in ("b", "c", "d"):
+        router.receive(link, frame, NOW + 1)
+    [tx] = _transmits(router.tick(NOW + 2000))
+    assert tx.links == ("e",)  # only the link that has not sent us the packet
+    assert ManagedFlood().threshold_without_rssi is None
 
 
 def test_managed_flood_relays_below_threshold() -> None:

@@ -58,6 +58,7 @@ from typing import Any
 
 from meshchat.errors import DecryptionError, PacketError
 from meshchat.gateway import (
+    SEALED_TOPIC_ID,
     GatewayHost,
     RouteKind,
     channel_key,
@@ -266,7 +267,7 @@ class RelayTransport(Transport):
             f"{cfg.topic_prefix}/m/{mailbox_tag(n).hex()}": mailbox_key(n)
             for n in served[: cfg.max_mailboxes]
         }
-        for cid in self._bridged:
+        for cid in (*self._bridged, SEALED_TOPIC_ID):
             topics[f"{cfg.topic_prefix}/c/{channel_tag(cid).hex()}"] = channel_key(cid)
         self._topics = topics
 

@@ -71,8 +71,13 @@ async def stop_member(member: Member) -> None:
     member.store.close()
 
 
-async def befriend(a: Member, b: Member) -> None:
+async def befriend(a: Member, b: Member, *, sealed: bool = True) -> None:
+    """Make two members contacts: from their current cards (with signed prekeys, so direct
+    messages are sealed and forward secret), or from bare keys (``sealed=False``: BOX)."""
     for x, y in ((a, b), (b, a)):
+        if sealed:
+            await x.node.add_card(await y.node.card(), y.name)
+            continue
         ident = y.identity.public
         await x.node.add_contact(
             Contact(ident.node_id, ident.sign_public, ident.box_public, y.name, Trust.UNVERIFIED, 0)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from meshchat.control import ControlServer
 from meshchat.errors import UsageError
 from meshchat.home import Home
-from meshchat.identity import Identity
+from meshchat.identity import ContactCard, Identity
 from meshchat.node import Node, NodeOptions
 from meshchat.panic import erase_home
 from meshchat.store import Store
@@ -131,6 +132,23 @@ async def _ble_transport(settings: NodeSettings, identity: Identity) -> Transpor
     return BleTransport(identity, backend, max_links=settings.ble_max_links)
 
 
+def write_card(home: Home, card: ContactCard) -> None:
+    """Keep our current contact card (with its signed prekey) in the home, atomically."""
+    tmp = home.card.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(card.to_text() + "\n")
+    os.replace(tmp, home.card)
+
+
+async def write_first_card(home: Home, passphrase: str) -> ContactCard:
+    """Start the node once, offline, so that it makes its first signed prekey, and write the
+    card that carries it: contacts added from that card talk forward-secret from the start."""
+    offline = NodeSettings(lan=False, control=False)
+    async with running_node(home, passphrase, offline) as node:
+        return await node.card()
+
+
 @contextlib.asynccontextmanager
 async def running_node(
     home: Home,
@@ -157,6 +175,7 @@ async def running_node(
         if control is not None:
             control.ensure_not_running()
         await node.start()
+        write_card(home, await node.card())
         if control is not None:
             # Last: a control socket that answers means the node is fully up.
             await control.start()

@@ -63,13 +63,15 @@ def qr_payload(identity_a: PublicIdentity, identity_b: PublicIdentity) -> str:
 
 def parse_payload(text: str) -> str:
     """The 60 digits of a scanned safety QR's text; :class:`UsageError` if it is not one."""
-    if not isinstance(text, str) or len(text) > _MAX_PAYLOAD:
+    if not isinstance(text, str):
         raise UsageError("that QR code is not a meshchat safety number")
     text = text.strip()
     if text.startswith("mc1:"):
         raise UsageError(
             "that QR code is a contact card, not a safety number: add it with 'contacts add'"
         )
+    if len(text) > _MAX_PAYLOAD:
+        raise UsageError("that QR code is not a meshchat safety number")
     if not text.startswith(QR_PREFIX):
         raise UsageError("that QR code is not a meshchat safety number")
     digits = text[len(QR_PREFIX) :]

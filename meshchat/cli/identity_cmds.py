@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
-from meshchat.cli.common import card_of, card_path, emit_json, read_passphrase
+from meshchat.app import write_first_card
+from meshchat.cli.common import card_of, emit_json, read_passphrase
 from meshchat.home import Home
 from meshchat.identity import KdfProfile, clean_name
 
@@ -13,14 +15,12 @@ __all__ = ["cmd_id", "cmd_init", "create_identity"]
 
 
 def create_identity(home: Home, name: str, passphrase: str, profile: KdfProfile) -> str:
-    """Make a new identity in ``home`` and write its public card; returns the card text."""
-    identity = home.create_identity(clean_name(name), passphrase, profile)
-    card = identity.card(name).to_text()
-    path = card_path(home)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(card + "\n")
-    return card
+    """Make a new identity in ``home`` and write its public card; returns the card text.
+
+    The card carries a first signed prekey, made by starting the node once offline.
+    """
+    home.create_identity(clean_name(name), passphrase, profile)
+    return asyncio.run(write_first_card(home, passphrase)).to_text()
 
 
 def cmd_init(args: argparse.Namespace, home: Home) -> int:

@@ -204,7 +204,7 @@ class ChatController:
             self.note(who_text(node.neighbours(), announced, self.contacts))
         elif isinstance(command, ShowId):
             public = node.identity.public
-            card = node.identity.card(node.name).to_text()
+            card = (await node.card()).to_text()
             self.note(id_text(node.name, public.node_id, public.fingerprint(), card))
         elif isinstance(command, AddContact):
             await self._add_contact(command)

@@ -53,9 +53,9 @@ from meshchat.router.policy import FirstCopy, ManagedFlood, RelayPolicy
 from meshchat.router.ratelimit import TokenBucket
 from meshchat.router.seen import SeenSet
 from meshchat.wire import codec
+from meshchat.wire.fastparse import peek_packet_id
 from meshchat.wire.packet import (
     MAX_AGE_MS,
-    MAX_PACKET_SIZE,
     DestKind,
     Packet,
     PacketKind,
@@ -81,20 +81,6 @@ class RouterConfig:
     carry_ms: int = MAX_AGE_MS  # upper bound; a packet is never carried past its expiry
     reoffer_batch: int = 64  # carried packets offered to a new neighbour at once
     verify_signatures: bool = True
-
-
-def _peek_id(frame: bytes) -> bytes | None:
-    """The packet id of a frame, read at its fixed offset without decoding the frame.
-
-    A canonical frame starts ``0x8b`` (array of 11), version, kind (one byte each while they
-    are below 24), ``0x50`` (16-byte string) and the id. Most frames a node hears in a flood
-    are duplicates; recognising them here saves a full parse each. A frame that only *looks*
-    like a copy of a seen packet is counted as one, which gives a sender no more power than
-    replaying the genuine frame would.
-    """
-    if len(frame) < 20 or len(frame) > MAX_PACKET_SIZE or frame[0] != 0x8B or frame[3] != 0x50:
-        return None
-    return bytes(frame[4:20])
 
 
 @dataclass(slots=True)
@@ -246,7 +232,7 @@ class FloodRouter:
             if not bucket.take(now_ms):
                 self._count("drop.rate-limited")
                 return [Drop("rate-limited", link)]
-        peeked = _peek_id(frame)
+        peeked = peek_packet_id(frame)
         if peeked is not None and peeked in self._seen:
             self._count("drop.duplicate")
             self._copy_heard(peeked, link, rssi)

@@ -10,7 +10,24 @@ gives the precise error. A property test checks that both paths agree on every i
 
 from __future__ import annotations
 
-__all__ = ["FixedFields", "read_fixed"]
+__all__ = ["FixedFields", "peek_packet_id", "read_fixed"]
+
+_MAX_FRAME = 2048  # MAX_PACKET_SIZE (packet.py imports nothing from here; kept literal)
+
+
+def peek_packet_id(frame: bytes) -> bytes | None:
+    """The packet id of a frame, read at its fixed offset without decoding the frame.
+
+    A canonical frame starts ``0x8b`` (array of 11), version, kind (one byte each while they
+    are below 24), ``0x50`` (16-byte string) and the id. Most frames a node hears in a flood
+    are duplicates; recognising them here saves a full parse each. A frame that only *looks*
+    like a copy of a seen packet is counted as one, which gives a sender no more power than
+    replaying the genuine frame would. None for a frame not of that shape.
+    """
+    if len(frame) < 20 or len(frame) > _MAX_FRAME or frame[0] != 0x8B or frame[3] != 0x50:
+        return None
+    return bytes(frame[4:20])
+
 
 #: (version, kind, packet_id, origin, dest_kind, dest_value, created, ttl, hops, suite,
 #:  payload, signature, ttl_offset, suite_offset, signature_offset)

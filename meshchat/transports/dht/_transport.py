@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections import deque
@@ -35,9 +34,9 @@ from typing import Any
 
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.gateway import GatewayHost, RouteKind, route
-from meshchat.identity import Identity, PublicIdentity
+from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
-from meshchat.transports.base import Link, LinkHandler, Transport, TransportStatus
+from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.dht._records import (
     MAX_RECORD,
     SLOTS,
@@ -48,6 +47,7 @@ from meshchat.transports.dht._records import (
     slot_of,
 )
 from meshchat.transports.dht._storage import RecordStorage
+from meshchat.transports.gateway_link import GatewayLink
 from meshchat.wire import codec
 from meshchat.wire.packet import MAX_AGE_MS
 
@@ -80,27 +80,12 @@ class DhtConfig:
             raise UsageError("DHT port out of range")
 
 
-class DhtLink(Link):
+class DhtLink(GatewayLink):
     """The internet, as reached through the DHT."""
 
     def __init__(self, transport: DhtTransport) -> None:
-        self.link_id = f"dht:{transport.port}"
-        self.transport = "dht"
-        digest = hashlib.blake2b(
-            self.link_id.encode(), digest_size=64, person=b"mc-dht-peer"
-        ).digest()
-        self.peer = PublicIdentity(digest[:32], digest[32:])
-        self.initiator = True
-        self._owner = transport
-
-    def send(self, frame: bytes) -> bool:
-        return self._owner.offer(frame)
-
-    async def close(self) -> None:
-        await self._owner.stop()
-
-    def describe(self) -> str:
-        return self._owner.status().detail
+        link_id = f"dht:{transport.port}"
+        super().__init__(transport, link_id, "dht", f"dht-peer:{link_id}")
 
 
 @dataclass(slots=True)

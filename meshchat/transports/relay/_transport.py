@@ -69,12 +69,14 @@ from meshchat.gateway import (
     route,
     seal_envelope,
 )
-from meshchat.identity import Identity, PublicIdentity
+from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
-from meshchat.transports.base import Link, LinkHandler, Transport, TransportStatus
+from meshchat.transports.base import LinkHandler, Transport, TransportStatus
+from meshchat.transports.gateway_link import GatewayLink
 from meshchat.transports.lan._backoff import Backoff
 from meshchat.transports.relay._config import RelayConfig, client_id_for
 from meshchat.transports.relay._outbox import Outbox, Publish
+from meshchat.wire.fastparse import peek_packet_id
 
 __all__ = ["RelayLink", "RelayTransport"]
 
@@ -86,38 +88,14 @@ _MAX_INCOMING_QUEUE = 10_000
 _REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupported"
 
 
-def _peek_packet_id(frame: bytes) -> bytes | None:
-    """The packet id at its fixed offset in a canonical frame (see ``router.flood``)."""
-    if len(frame) < 20 or frame[0] != 0x8B or frame[3] != 0x50:
-        return None
-    return bytes(frame[4:20])
-
-
-def _relay_peer(display: str) -> PublicIdentity:
-    """A stand-in identity for the far end of the relay link (there is no single peer)."""
-    digest = hashlib.blake2b(display.encode(), digest_size=64, person=b"mc-relay-peer").digest()
-    return PublicIdentity(digest[:32], digest[32:])
-
-
-class RelayLink(Link):
+class RelayLink(GatewayLink):
     """The internet, as reached through one MQTT broker."""
 
     def __init__(self, transport: RelayTransport) -> None:
         host, port, _ = transport.config.endpoint
-        self.link_id = f"relay:{host}:{port}"
-        self.transport = "relay"
-        self.peer = _relay_peer(transport.config.display)
-        self.initiator = True
-        self._owner = transport
-
-    def send(self, frame: bytes) -> bool:
-        return self._owner.offer(frame)
-
-    async def close(self) -> None:
-        await self._owner.stop()
-
-    def describe(self) -> str:
-        return self._owner.status().detail
+        super().__init__(
+            transport, f"relay:{host}:{port}", "relay", f"relay-peer:{transport.config.display}"
+        )
 
 
 class RelayTransport(Transport):
@@ -215,7 +193,7 @@ class RelayTransport(Transport):
         if self.link is None:
             return False
         now_s = self.clock()
-        packet_id = _peek_packet_id(frame)
+        packet_id = peek_packet_id(frame)
         if packet_id is not None and packet_id in self._handled:
             self._count("tx.already-handled")
             return True
@@ -542,7 +520,7 @@ class RelayTransport(Transport):
         if expires_s <= now_s:
             self._count("rx.expired")
             return
-        packet_id = _peek_packet_id(frame)
+        packet_id = peek_packet_id(frame)
         if packet_id is not None:
             if packet_id in self._handled:
                 self._count("rx.already-handled")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -28,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey, derive_channel_key
 from meshchat.engine import Engine, Output, dm_conversation
-from meshchat.errors import IdentityError, UsageError
+from meshchat.errors import IdentityError, MeshchatError, UsageError
 from meshchat.events import (
     AttemptMade,
     MessageDelivered,
@@ -248,7 +249,9 @@ class Node:
                 continue
             if contact.trust is Trust.COMPROMISED:
                 # Queued before the key change: never send it to keys now known to be unsafe.
-                await self._set_state(entry.msg_id, MessageState.FAILED)
+                await self.store.call(
+                    self._set_state, store, entry.msg_id, MessageState.FAILED, self.clock()
+                )
                 continue
             recipient = PublicIdentity(contact.sign_public, contact.box_public)
             self.engine.send_direct(
@@ -391,100 +394,153 @@ class Node:
     # -- carrying out engine outputs --------------------------------------------------------
 
     async def _run(self, outputs: list[Output]) -> None:
+        """Carry out engine outputs: every store write first, in one commit, then the rest.
+
+        Writes (received messages, carried packets, state changes, session state) run on the
+        store's thread inside one transaction, so a batch costs one disk sync instead of one
+        per write. Only after that commit do transmissions (acks, relays) and notices to the
+        faces happen, in the order the engine gave: nothing leaves the node, and nothing is
+        shown as sent or delivered, before the writes it depends on are on disk.
+        """
         store = self.store.store
+        now = self.clock()
+        writes: list[Callable[[], Callable[[], None] | None]] = []
+        after: list[Callable[[], None] | int] = []  # an int: the result of writes[i]
         for out in outputs:
             if isinstance(out, Transmit):
-                for link_id in out.links:
-                    link = self.links.get(link_id)
-                    if link is None or not link.send(out.frame):
-                        self._count("drop.link-send")
+                after.append(functools.partial(self._transmit, out))
             elif isinstance(out, Drop):
                 self._count(f"drop.{out.reason}")
-            elif isinstance(out, MessageReceived):
-                await self._store_received(out)
-            elif isinstance(out, Carry):
-                await self.store.call(
-                    store.carry,
-                    CarriedPacket(
-                        out.packet.packet_id,
-                        out.frame,
-                        out.packet.destination.value,
-                        out.expires_ms,
-                    ),
-                )
-                self._offer_to_internet(out.frame)
-            elif isinstance(out, Uncarry):
-                await self.store.call(store.drop_carried, out.packet_id)
-            elif isinstance(out, MessageSent):
-                await self._set_state(out.msg_id, MessageState.SENT)
-            elif isinstance(out, MessageDelivered):
-                await self._set_state(out.msg_id, MessageState.DELIVERED)
-            elif isinstance(out, MessageExpired):
-                await self._set_state(out.msg_id, MessageState.FAILED)
-            elif isinstance(out, AttemptMade):
-                await self.store.call(
-                    store.record_attempt, out.msg_id, out.attempts, out.next_try_ms
-                )
             elif isinstance(out, MessageRejected):
                 log.info("rejected packet %s: %s", out.packet_id.hex()[:12], out.reason)
                 self._count("rejected")
-            elif isinstance(out, PeerAnnounced):
-                await self._remember(out)
-            elif isinstance(out, SessionUpdated):
-                await self.store.call(store.put_state, _SESSION_STATE, out.peer_node_id, out.blob)
-            elif isinstance(out, PrekeysUpdated):
-                await self.store.call(store.put_state, _PREKEY_STATE, b"", out.blob)
+            else:
+                write = self._write_for(store, out, now)
+                if write is not None:
+                    after.append(len(writes))
+                    writes.append(write)
+        results = await self.store.call(self._apply, store, writes) if writes else []
+        for step in after:
+            if isinstance(step, int):
+                follow_up = results[step]
+                if follow_up is not None:
+                    follow_up()
+            else:
+                step()
 
-    async def _set_state(self, msg_id: bytes, state: MessageState) -> None:
-        await self.store.call(self.store.store.set_state, msg_id, state, self.clock())
-        self._notify(NodeNotice("state", msg_id=msg_id, state=state))
+    @staticmethod
+    def _apply(
+        store: Store, writes: list[Callable[[], Callable[[], None] | None]]
+    ) -> list[Callable[[], None] | None]:
+        """Run writes in one transaction (on the store thread); a failing write is logged and
+        skipped, the others still commit."""
+        results: list[Callable[[], None] | None] = []
+        with store.transaction():
+            for write in writes:
+                try:
+                    results.append(write())
+                except MeshchatError:
+                    log.exception("a store write failed (continuing)")
+                    results.append(None)
+        return results
 
-    async def _store_received(self, event: MessageReceived) -> None:
-        store = self.store.store
-        sender_name = await self._name_for(event.sender_key)
-        message = await self.store.call(
-            store.add_incoming,
+    def _transmit(self, out: Transmit) -> None:
+        for link_id in out.links:
+            link = self.links.get(link_id)
+            if link is None or not link.send(out.frame):
+                self._count("drop.link-send")
+
+    def _write_for(
+        self, store: Store, out: Output, now: int
+    ) -> Callable[[], Callable[[], None] | None] | None:
+        """The store write an output needs, returning what to do on the loop after commit."""
+        if isinstance(out, MessageReceived):
+            return functools.partial(self._store_received, store, out, now)
+        if isinstance(out, Carry):
+            carried = CarriedPacket(
+                out.packet.packet_id, out.frame, out.packet.destination.value, out.expires_ms
+            )
+
+            def carry() -> Callable[[], None]:
+                store.carry(carried)
+                return functools.partial(self._offer_to_internet, out.frame)
+
+            return carry
+        if isinstance(out, Uncarry):
+            return _then_nothing(store.drop_carried, out.packet_id)
+        if isinstance(out, MessageSent):
+            return functools.partial(self._set_state, store, out.msg_id, MessageState.SENT, now)
+        if isinstance(out, MessageDelivered):
+            return functools.partial(
+                self._set_state, store, out.msg_id, MessageState.DELIVERED, now
+            )
+        if isinstance(out, MessageExpired):
+            return functools.partial(self._set_state, store, out.msg_id, MessageState.FAILED, now)
+        if isinstance(out, AttemptMade):
+            return _then_nothing(store.record_attempt, out.msg_id, out.attempts, out.next_try_ms)
+        if isinstance(out, PeerAnnounced):
+            self._names[out.identity.node_id] = out.name
+            self._hear(out.identity.node_id, now)
+            return functools.partial(self._remember, store, out, now)
+        if isinstance(out, SessionUpdated):
+            return _then_nothing(store.put_state, _SESSION_STATE, out.peer_node_id, out.blob)
+        if isinstance(out, PrekeysUpdated):
+            return _then_nothing(store.put_state, _PREKEY_STATE, b"", out.blob)
+        return None
+
+    def _set_state(
+        self, store: Store, msg_id: bytes, state: MessageState, now: int
+    ) -> Callable[[], None]:
+        store.set_state(msg_id, state, now)
+        return functools.partial(self._notify, NodeNotice("state", msg_id=msg_id, state=state))
+
+    def _store_received(
+        self, store: Store, event: MessageReceived, now: int
+    ) -> Callable[[], None] | None:
+        message = store.add_incoming(
             event.conversation,
             event.msg_id,
             event.sender.node_id if event.sender else event.sender_key,
-            sender_name,
+            self._name_in(store, event.sender_key),
             event.text,
             event.created_ms,
-            self.clock(),
+            now,
         )
-        if message is not None:
-            # Logs may be kept on disk (the UI's tui.log): name no contact and no private
-            # channel, only the public channel.
-            where = event.conversation
-            if where != PUBLIC_CHANNEL:
-                where = "dm" if where.startswith("dm:") else "channel"
-            log.info("received %s in %s, %d hops", event.msg_id.hex()[:12], where, event.hops + 1)
-            self._notify(NodeNotice("message", message=message))
+        if message is None:
+            return None
+        # Logs may be kept on disk (the UI's tui.log): name no contact and no private
+        # channel, only the public channel.
+        where = event.conversation
+        if where != PUBLIC_CHANNEL:
+            where = "dm" if where.startswith("dm:") else "channel"
+        log.info("received %s in %s, %d hops", event.msg_id.hex()[:12], where, event.hops + 1)
+        return functools.partial(self._notify, NodeNotice("message", message=message))
 
     async def _name_for(self, sign_key: bytes) -> str:
-        store = self.store.store
-        contact = await self.store.call(store.contact_by_sign_key, sign_key)
+        return await self.store.call(self._name_in, self.store.store, sign_key)
+
+    @staticmethod
+    def _name_in(store: Store, sign_key: bytes) -> str:
+        """How to show the sender with this signing key (on the store thread)."""
+        contact = store.contact_by_sign_key(sign_key)
         if contact is not None:
             if contact.trust is Trust.COMPROMISED:
                 return f"{contact.name} (!! compromised keys)"
             return contact.name
-        peer = await self.store.call(store.peer_by_sign_key, sign_key)
+        peer = store.peer_by_sign_key(sign_key)
         if peer is not None and peer[1]:
             return f"~{peer[1]}"
         return sign_key.hex()[:8]
 
-    async def _remember(self, event: PeerAnnounced) -> None:
-        self._names[event.identity.node_id] = event.name
-        self._hear(event.identity.node_id, self.clock())
-        await self.store.call(
-            self.store.store.remember_peer,
+    def _remember(self, store: Store, event: PeerAnnounced, now: int) -> Callable[[], None]:
+        store.remember_peer(
             event.identity.node_id,
             event.identity.sign_public,
             event.identity.box_public,
             event.name,
-            self.clock(),
+            now,
         )
-        self._notify(NodeNotice("peer"))
+        return functools.partial(self._notify, NodeNotice("peer"))
 
     # -- user commands ---------------------------------------------------------------------
 
@@ -694,3 +750,14 @@ class Node:
             return target.lower()
         contact = await self.store.call(self.store.store.find_contact, target)
         return dm_conversation(contact.node_id)
+
+
+def _then_nothing(
+    write: Callable[..., object], *args: object
+) -> Callable[[], Callable[[], None] | None]:
+    """A store write whose result the node does not use: nothing to do after the commit."""
+
+    def run() -> None:
+        write(*args)
+
+    return run

@@ -182,7 +182,8 @@ class Store:
         self._path = Path(path)
         self._max_carried = max_carried
         self._max_peers = max_peers
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._batch_depth = 0  # > 0 inside transaction(): writes become savepoints
         conn = _connect(self._path)
         try:
             _unlock(conn, self._path, self._rows)
@@ -252,12 +253,65 @@ class Store:
                 raise StoreError(f"reading the store failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed (durably) on exit, rolled back on any error."""
+    def transaction(self) -> Iterator[None]:
+        """Group the writes made inside into one durable commit (one disk sync).
+
+        Each write method called inside still succeeds or fails on its own (it runs in a
+        savepoint), and nothing of the group is on disk until the group commits, so a caller
+        must not act on the writes (acknowledge, relay, report sent) before this returns.
+        Calls from other threads wait until the group is done.
+        """
         with self._lock:
             conn = self._conn
             if conn is None:
                 raise StoreError("the store is closed")
+            if self._batch_depth:
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._batch_depth = 1
+                try:
+                    yield
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._batch_depth = 0
+            except sqlite3.Error as exc:
+                raise StoreError(f"writing to the store failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed (durably) on exit, rolled back on any error.
+
+        Inside :meth:`transaction` it is a savepoint of the group instead.
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError("the store is closed")
+            if self._batch_depth:
+                try:
+                    conn.execute("SAVEPOINT write")
+                    try:
+                        yield conn
+                        conn.execute("RELEASE write")
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK TO write")
+                            conn.execute("RELEASE write")
+                        raise
+                except sqlite3.Error as exc:
+                    raise StoreError(f"writing to the store failed: {exc}") from exc
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:

@@ -189,6 +189,10 @@ class ControlServer:
                     {"name": t.name, "up": t.up, "detail": t.detail}
                     for t in node.transport_status()
                 ],
+                "gateway": node.engine.gateway,
+                "gateways": [
+                    {"node_id": n.hex(), "name": name} for n, name in node.gateways().items()
+                ],
             }
         if op == "status":
             return {

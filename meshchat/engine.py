@@ -60,7 +60,7 @@ from meshchat.wire.packet import (
     PacketKind,
     Suite,
 )
-from meshchat.wire.payloads import AckBody, AnnounceBody, MessageBody, ack_hash_of
+from meshchat.wire.payloads import ANNOUNCE_GATEWAY, AckBody, AnnounceBody, MessageBody, ack_hash_of
 
 __all__ = ["ANNOUNCE_TTL", "Engine", "Output", "dm_conversation"]
 
@@ -87,6 +87,8 @@ class Engine:
     ) -> None:
         self.identity = identity
         self.name = name
+        #: announce ourselves as a gateway to the internet (the node sets it)
+        self.gateway = False
         self.rng = rng or random.Random()
         self.router = router or FloodRouter(
             identity.node_id, identity.public.sign_public, rng=self.rng
@@ -202,7 +204,8 @@ class Engine:
         """Tell nearby nodes our box key, display name and current signed prekey."""
         prekey = self.prekey(now_ms)
         out = self._updates()
-        body = AnnounceBody(self.identity.public.box_public, self.name, prekey).encode()
+        flags = ANNOUNCE_GATEWAY if self.gateway else 0
+        body = AnnounceBody(self.identity.public.box_public, self.name, prekey, flags).encode()
         packet = codec.build(
             self.identity,
             PacketKind.ANNOUNCE,
@@ -311,7 +314,8 @@ class Engine:
         if body.prekey is not None:
             # Kept only for a known peer, only if signed by it and newer than the one we have.
             self.direct.learn_prekey(peer, body.prekey)
-        return [*self._updates(), PeerAnnounced(peer, body.name, packet.hops, body.prekey)]
+        announced = PeerAnnounced(peer, body.name, packet.hops, body.prekey, body.gateway)
+        return [*self._updates(), announced]
 
     def _to_tag(self, packet: Packet) -> bool:
         dest = packet.destination

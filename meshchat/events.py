@@ -85,6 +85,8 @@ class PeerAnnounced:
     hops: int
     #: the signed prekey it announced (its signature is not checked here)
     prekey: SignedPrekey | None = None
+    #: it says it is a gateway to the internet
+    gateway: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_INTERNET_TRANSPORTS = frozenset({"relay", "dht"})
 ANNOUNCE_EVERY_MS = 10 * 60 * 1000
 HOUSEKEEPING_S = 1.0
 #: most node ids remembered as heard on local links (for gateways; oldest forgotten first)
@@ -167,6 +168,9 @@ class Node:
         self.links: dict[str, Link] = {}
         self._link_since: dict[str, int] = {}
         self._names: dict[bytes, str] = {}
+        self._gateways: dict[bytes, int] = {}  # node id -> when it last announced so
+        # We are a gateway when we have an internet transport; our announces say so.
+        self.engine.gateway = any(t.name in _INTERNET_TRANSPORTS for t in transports)
         # node id -> when last heard on a local (non-internet) link or by announce; insertion
         # order is recency order, so the oldest entry is the first one.
         self._heard: dict[bytes, int] = {}
@@ -480,6 +484,10 @@ class Node:
             return _then_nothing(store.record_attempt, out.msg_id, out.attempts, out.next_try_ms)
         if isinstance(out, PeerAnnounced):
             self._names[out.identity.node_id] = out.name
+            if out.gateway:
+                self._gateways[out.identity.node_id] = now
+            else:
+                self._gateways.pop(out.identity.node_id, None)
             self._hear(out.identity.node_id, now)
             return functools.partial(self._remember, store, out, now)
         if isinstance(out, SessionUpdated):
@@ -701,6 +709,15 @@ class Node:
     def announced_peers(self) -> dict[bytes, str]:
         """Node ids and display names learnt from announcements since the node started."""
         return dict(self._names)
+
+    def gateways(self, within_ms: int = 2 * ANNOUNCE_EVERY_MS) -> dict[bytes, str]:
+        """Nodes that announced, recently, that they reach the internet (node id -> name).
+
+        A node with no internet of its own can see from this that its messages for other
+        meshes can leave this one.
+        """
+        horizon = self.clock() - within_ms
+        return {n: self._names.get(n, "") for n, t in self._gateways.items() if t >= horizon}
 
     def transport_status(self) -> list[TransportStatus]:
         return [t.status() for t in self.transports]

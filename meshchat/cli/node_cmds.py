@@ -193,10 +193,25 @@ def cmd_peers(args: argparse.Namespace, home: Home) -> int:
     if reply is None:
         raise UsageError("no node is running for this home: start 'meshchat daemon' or 'run'")
     if args.json:
-        emit_json({"peers": reply["peers"], "transports": reply["transports"]})
+        emit_json(
+            {
+                "peers": reply["peers"],
+                "transports": reply["transports"],
+                "gateway": reply.get("gateway", False),
+                "gateways": reply.get("gateways", []),
+            }
+        )
         return 0
     for t in reply["transports"]:
         print(f"transport {t['name']:<6} {'up' if t['up'] else 'DOWN':<5} {t['detail']}")
+    gateways = reply.get("gateways", [])
+    if reply.get("gateway"):
+        print("this node is a gateway to the internet")
+    elif gateways:
+        names = ", ".join(g["name"] or g["node_id"][:8] for g in gateways)
+        print(f"gateways to the internet in this mesh: {names}")
+    else:
+        print("no gateway to the internet heard: messages stay in this mesh")
     if not reply["peers"]:
         print("no neighbours yet")
     for p in reply["peers"]:

@@ -36,6 +36,7 @@ from meshchat.wire.packet import MAX_PAYLOAD_SIZE, PACKET_ID_SIZE
 
 __all__ = [
     "ACK_TOKEN_SIZE",
+    "ANNOUNCE_GATEWAY",
     "MAX_NAME_BYTES",
     "MAX_TEXT_BYTES",
     "MSG_ID_SIZE",
@@ -50,6 +51,8 @@ __all__ = [
 MSG_ID_SIZE = 16
 #: Longest message text in UTF-8 bytes; with crypto overhead it fits in one packet.
 MAX_TEXT_BYTES = 1000
+#: ANNOUNCE flag: this node is a gateway to the internet (relay or DHT).
+ANNOUNCE_GATEWAY = 1
 MAX_NAME_BYTES = 64
 _KEY_SIZE = 32
 ACK_TOKEN_SIZE = 16
@@ -180,31 +183,47 @@ class AnnounceBody:
     box_public: bytes
     name: str
     prekey: SignedPrekey | None = None
+    #: bit field; :data:`ANNOUNCE_GATEWAY` says the node reaches the internet and hands
+    #: packets for other meshes to relays. Sent (as a last item) only when not zero.
+    flags: int = 0
 
     def __post_init__(self) -> None:
         _bytes_of(self.box_public, _KEY_SIZE, "box key")
         _text_of(self.name, MAX_NAME_BYTES, "name")
         if self.prekey is not None and not isinstance(self.prekey, SignedPrekey):
             raise PacketError(PacketReason.BAD_FIELD, "prekey")
+        if type(self.flags) is not int or not 0 <= self.flags < 2**16:
+            raise PacketError(PacketReason.BAD_FIELD, "flags")
+
+    @property
+    def gateway(self) -> bool:
+        return bool(self.flags & ANNOUNCE_GATEWAY)
 
     def encode(self) -> bytes:
         fields: list[object] = [self.box_public, self.name]
         if self.prekey is not None:
             pk = self.prekey
             fields += [pk.public, pk.signature, pk.created_ms]
+        if self.flags:
+            fields.append(self.flags)
         return cbor2.dumps(fields, canonical=True)
 
     @classmethod
     def decode(cls, data: bytes) -> AnnounceBody:
         if len(data) > MAX_PAYLOAD_SIZE:
             raise PacketError(PacketReason.OVERSIZED, "body too large")
-        check_cbor(data, max_items=6, max_depth=1)
+        check_cbor(data, max_items=7, max_depth=1)
         try:
             fields = cbor2.loads(data)
         except Exception as exc:
             raise PacketError(PacketReason.MALFORMED, f"body CBOR: {exc}") from None
-        if not isinstance(fields, list) or len(fields) not in (2, 5):
-            raise PacketError(PacketReason.BAD_FIELD, "body is not an array of 2 or 5")
+        if not isinstance(fields, list) or len(fields) not in (2, 3, 5, 6):
+            raise PacketError(PacketReason.BAD_FIELD, "body is not an array of 2, 3, 5 or 6")
+        flags = 0
+        if len(fields) in (3, 6):
+            flags = fields.pop()
+            if type(flags) is not int or flags == 0:
+                raise PacketError(PacketReason.BAD_FIELD, "flags")  # zero is never sent
         box_public = _bytes_of(fields[0], _KEY_SIZE, "box key")
         name = _text_of(fields[1], MAX_NAME_BYTES, "name")
         prekey = None
@@ -213,4 +232,4 @@ class AnnounceBody:
                 prekey = SignedPrekey(fields[2], fields[3], fields[4])
             except IdentityError:
                 raise PacketError(PacketReason.BAD_FIELD, "prekey") from None
-        return cls(box_public, name, prekey)
+        return cls(box_public, name, prekey, flags)

@@ -255,3 +255,19 @@ def test_new_bodies_decode_or_raise_packet_error(items: list[object], data: byte
             pass
         else:
             assert ack.encode() == raw
+
+
+def test_announce_flags_round_trip_with_and_without_a_prekey() -> None:
+    from meshchat.wire.payloads import ANNOUNCE_GATEWAY
+
+    plain = AnnounceBody(KEY, "gw", flags=ANNOUNCE_GATEWAY)
+    decoded = AnnounceBody.decode(plain.encode())
+    assert decoded == plain and decoded.gateway
+    assert not AnnounceBody.decode(AnnounceBody(KEY, "node").encode()).gateway
+    # A zero flags item is never sent, so it is not accepted either (one encoding per body).
+    with pytest.raises(PacketError):
+        AnnounceBody.decode(cbor2.dumps([KEY, "gw", 0], canonical=True))
+    with pytest.raises(PacketError):
+        AnnounceBody.decode(cbor2.dumps([KEY, "gw", "yes"], canonical=True))
+    with pytest.raises(PacketError):
+        AnnounceBody(KEY, "gw", flags=-1)

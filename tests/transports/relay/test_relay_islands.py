@@ -63,6 +63,13 @@ async def test_message_crosses_islands_and_the_ack_returns(
         await befriend(a, b)
         await serving(g1, a)
         await serving(g2, b)
+        # The gateways say so in their announces: alice, with no internet, knows hers.
+        assert g1.node.engine.gateway and not a.node.engine.gateway
+
+        async def alice_knows_her_gateway() -> bool:
+            return g1.node_id in a.node.gateways()
+
+        await wait_for(alice_knows_her_gateway)
         sent = await a.node.send_text("bob", "hello from the other island")
         await delivered(a, sent.msg_id)
         assert await texts(b, a) == ["hello from the other island"]

@@ -27,7 +27,7 @@ to a tag of the sender's) tells anyone it arrived, and a packet that does not op
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
@@ -36,6 +36,7 @@ from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
     AttemptMade,
     Event,
+    GroupStateUpdated,
     MessageDelivered,
     MessageExpired,
     MessageReceived,
@@ -45,6 +46,7 @@ from meshchat.events import (
     PrekeysUpdated,
     SessionUpdated,
 )
+from meshchat.group.book import ControlSend, Group, GroupBook, KeyPending, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
 from meshchat.router.actions import Action, Deliver, Drop, Transmit, Uncarry
 from meshchat.router.flood import FloodRouter
@@ -60,7 +62,14 @@ from meshchat.wire.packet import (
     PacketKind,
     Suite,
 )
-from meshchat.wire.payloads import ANNOUNCE_GATEWAY, AckBody, AnnounceBody, MessageBody, ack_hash_of
+from meshchat.wire.payloads import (
+    ANNOUNCE_GATEWAY,
+    AckBody,
+    AnnounceBody,
+    ControlPart,
+    MessageBody,
+    ack_hash_of,
+)
 
 __all__ = ["ANNOUNCE_TTL", "Engine", "Output", "dm_conversation"]
 
@@ -100,6 +109,8 @@ class Engine:
         self.direct = DirectSuite(identity)
         # The router reads the live set of our tags; the suite keeps it current.
         self.router.addresses = self.direct.book.tags
+        self.groups = GroupBook(identity)
+        self._group_addresses: set[bytes] = set()
 
     # -- sessions and contacts -----------------------------------------------------------
 
@@ -133,6 +144,161 @@ class Engine:
         out: list[Output] = []
         for key, blob in self.direct.take_updates():
             out.append(PrekeysUpdated(blob) if key is None else SessionUpdated(key, blob))
+        for key, blob in self.groups.take_updates():
+            out.append(GroupStateUpdated(key, blob))
+        return out
+
+    # -- private groups --------------------------------------------------------------------
+
+    def load_groups(self, blobs: dict[bytes, bytes], now_ms: int) -> list[bytes]:
+        """Restore stored group state (call after :meth:`load_sessions`); returns the keys of
+        blobs that could not be read. Control parts not yet acked go back in the outbox."""
+        bad = self.groups.load(blobs)
+        for group in self.groups.groups.values():
+            self._know_members(group, now_ms)
+        for send in list(self.groups.outgoing.values()):
+            self._queue_control(send, now_ms)
+        self._sync_group_addresses()
+        return bad
+
+    def _know_members(self, group: Group, now_ms: int) -> None:
+        if group.removed:
+            return
+        for member in group.roster.members:
+            if member != self.identity.public:
+                self.direct.add_peer(member)
+
+    def _sync_group_addresses(self) -> None:
+        current = self.groups.addresses
+        self.router.channels.difference_update(self._group_addresses - current)
+        self.router.channels.update(current)
+        self._group_addresses = current
+
+    def _prekeys_of(self, members: Iterable[PublicIdentity]) -> dict[bytes, SignedPrekey]:
+        known: dict[bytes, SignedPrekey] = {}
+        for member in members:
+            record = self.direct.records.get(member.node_id)
+            if record is not None and record.prekey is not None:
+                known[member.node_id] = record.prekey
+        return known
+
+    def create_group(
+        self, name: str, members: list[PublicIdentity], now_ms: int
+    ) -> tuple[Group, list[Output]]:
+        """A new private group with this node as admin; members are sent its keys."""
+        for member in members:
+            self._check_sealable(member)
+        group, sends = self.groups.create(name, members, self._prekeys_of(members), now_ms)
+        return group, self._group_changed(sends, now_ms)
+
+    def change_group(
+        self,
+        group_id: bytes,
+        now_ms: int,
+        *,
+        add: Sequence[PublicIdentity] = (),
+        remove: Sequence[bytes] = (),
+        admins: set[bytes] | None = None,
+    ) -> list[Output]:
+        """Add or remove members (this node must be an admin): the group is re-keyed."""
+        for member in add:
+            self._check_sealable(member)
+        held = self.groups.groups.get(group_id)
+        everyone = [*(held.roster.members if held else ()), *add]
+        sends = self.groups.change(
+            group_id, list(add), list(remove), self._prekeys_of(everyone), now_ms, admins=admins
+        )
+        return self._group_changed(sends, now_ms)
+
+    def _check_sealable(self, member: PublicIdentity) -> None:
+        if member != self.identity.public and not self.direct.can_seal(member):
+            raise UsageError(
+                f"no signed prekey for {member.short_id}: add their current contact card first"
+            )
+
+    def _group_changed(self, sends: list[ControlSend], now_ms: int) -> list[Output]:
+        for group in self.groups.groups.values():
+            self._know_members(group, now_ms)
+        self._sync_group_addresses()
+        out = self._updates()
+        for send in sends:
+            out.extend(self._queue_control(send, now_ms))
+        return out
+
+    def _queue_control(self, send: ControlSend, now_ms: int) -> list[Output]:
+        item = OutboxItem(
+            msg_id=send.part.msg_id,
+            destination=Destination.node(send.recipient.node_id),
+            text="",
+            created_ms=now_ms,
+            expires_ms=send.expires_ms,
+            recipient=send.recipient,
+            next_try_ms=now_ms,
+            body=send.part.encode(),
+        )
+        self.outbox.add(item)
+        return self._attempt(item, now_ms)
+
+    def send_group(
+        self,
+        group_id: bytes,
+        msg_id: bytes,
+        text: str,
+        now_ms: int,
+        *,
+        expires_ms: int | None = None,
+    ) -> list[Output]:
+        """Queue a group message and send it at once if there is a neighbour."""
+        group = self.groups.groups.get(group_id)
+        if group is None or group.current is None:
+            raise UsageError("not a member of that group")
+        MessageBody(msg_id, text)
+        item = OutboxItem(
+            msg_id=msg_id,
+            destination=Destination.channel(group_id),
+            text=text,
+            created_ms=now_ms,
+            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
+            next_try_ms=now_ms,
+            group_id=group_id,
+        )
+        self.outbox.add(item)
+        return self._attempt(item, now_ms)
+
+    def _on_group_message(self, packet: Packet, now_ms: int) -> list[Output]:
+        if packet.suite is not Suite.GROUP:
+            return [MessageRejected("wrong suite for a group address", packet.packet_id, None)]
+        try:
+            group, sender, plaintext = self.groups.open(packet)
+        except KeyPending as exc:
+            return [*self._updates(), MessageRejected(str(exc), packet.packet_id, None)]
+        out = self._updates()
+        body = MessageBody.decode(plaintext)
+        out.append(
+            MessageReceived(
+                conversation=group_conversation(group.group_id),
+                msg_id=body.msg_id,
+                sender=sender,
+                sender_key=sender.sign_public,
+                text=body.text,
+                created_ms=packet.created_ms,
+                packet_id=packet.packet_id,
+                hops=packet.hops,
+            )
+        )
+        return out
+
+    def _on_control(self, sender: PublicIdentity, part: ControlPart, now_ms: int) -> list[Output]:
+        sends, notices, learned = self.groups.on_part(sender, part, now_ms)
+        for member, prekey in learned:
+            self.direct.add_peer(member, prekey)
+        out: list[Output] = [*self._group_changed(sends, now_ms), *notices]
+        for packet in self.groups.take_waiting():
+            try:
+                out.extend(self._on_group_message(packet, now_ms))
+            except (PacketError, CryptoError) as exc:
+                out.append(MessageRejected(str(exc), packet.packet_id, None))
+        out.extend(self._updates())
         return out
 
     # -- channels ------------------------------------------------------------------------
@@ -219,6 +385,15 @@ class Engine:
         return out
 
     def _build_message(self, item: OutboxItem, now_ms: int) -> Packet:
+        if item.group_id is not None:
+            body = MessageBody(item.msg_id, item.text).encode()
+            return self.groups.seal(item.group_id, body, now_ms, self.ttl)
+        if item.body is not None:
+            # Group keys travel only in sealed sessions: never in the older BOX suite.
+            assert item.recipient is not None
+            return self.direct.build_message(
+                item.recipient, item.msg_id, item.body, now_ms, self.ttl
+            )
         body = MessageBody(item.msg_id, item.text).encode()
         if item.recipient is not None and self.direct.can_seal(item.recipient):
             return self.direct.build_message(item.recipient, item.msg_id, body, now_ms, self.ttl)
@@ -247,6 +422,8 @@ class Engine:
             # Nobody to hand it to: wait for a neighbour (link_up wakes the outbox).
             item.next_try_ms = item.expires_ms
             return []
+        if item.is_control:
+            return self._attempt_control(item, now_ms)
         try:
             packet = self._build_message(item, now_ms)
         except (UsageError, CryptoError):
@@ -269,9 +446,31 @@ class Engine:
             self._end(item.msg_id)
         return out
 
+    def _attempt_control(self, item: OutboxItem, now_ms: int) -> list[Output]:
+        """Send a control part: like a direct message, but it waits (rather than fails) for
+        a peer's prekey, and reports no message events (the group book tracks it)."""
+        assert item.recipient is not None
+        item.attempts += 1
+        item.next_try_ms = now_ms + backoff_ms(item.attempts, self.rng)
+        if not self.direct.can_seal(item.recipient):
+            return []
+        try:
+            packet = self._build_message(item, now_ms)
+        except (UsageError, CryptoError, PacketError):
+            self._end(item.msg_id)
+            return self._updates()
+        out: list[Output] = self._updates()
+        actions = self.router.originate(packet, now_ms)
+        out.extend(actions)
+        if any(isinstance(a, Transmit) for a in actions):
+            self.outbox.record_packet(item, packet.packet_id)
+            item.transmitted = True
+        return out
+
     def _end(self, msg_id: bytes) -> None:
         self.outbox.remove(msg_id)
         self.direct.forget(msg_id)
+        self.groups.control_done(msg_id)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -324,6 +523,13 @@ class Engine:
     def _on_sealed_message(self, packet: Packet, now_ms: int) -> list[Output]:
         opened = self.direct.open_message(packet, now_ms)
         out: list[Output] = []
+        if opened.control is not None:
+            try:
+                out.extend(self._on_control(opened.sender, opened.control, now_ms))
+            except (PacketError, CryptoError) as exc:
+                # Authenticated but not allowed (or malformed): logged, and still acked, so
+                # the sender stops retrying something that will never be accepted.
+                out.append(MessageRejected(f"group control: {exc}", packet.packet_id, None))
         if opened.text is not None and opened.msg_id is not None:
             out.append(
                 MessageReceived(
@@ -382,6 +588,8 @@ class Engine:
                 self.ttl,
             )
             return [received, *self.router.originate(ack, now_ms)]
+        if dest.kind is DestKind.CHANNEL and self.groups.is_group_address(dest.value):
+            return self._on_group_message(packet, now_ms)
         if dest.kind is DestKind.CHANNEL:
             channel = self._channels.get(dest.value)
             if channel is None:
@@ -420,6 +628,8 @@ class Engine:
         if item is None or item.recipient is None:
             return out
         self._end(item.msg_id)
+        if item.is_control:
+            return [*out, *self._updates()]
         if not item.transmitted:
             out.append(MessageSent(item.msg_id, packet.packet_id))
         out.append(MessageDelivered(item.msg_id))
@@ -458,11 +668,15 @@ class Engine:
 
     def tick(self, now_ms: int) -> list[Output]:
         self.direct.maintain(now_ms)
+        self.groups.maintain(now_ms)
+        self._sync_group_addresses()
         out: list[Output] = self._updates()
         out.extend(self._handle(self.router.tick(now_ms), now_ms))
         for msg_id in self.outbox.expire(now_ms):
             self.direct.forget(msg_id)
-            out.append(MessageExpired(msg_id))
+            if not self.groups.control_done(msg_id):
+                out.append(MessageExpired(msg_id))
+        out.extend(self._updates())
         out.extend(self._retry_due(now_ms))
         return out
 

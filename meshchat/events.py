@@ -9,6 +9,8 @@ from meshchat.identity import PublicIdentity, SignedPrekey
 __all__ = [
     "AttemptMade",
     "Event",
+    "GroupChanged",
+    "GroupStateUpdated",
     "MessageDelivered",
     "MessageExpired",
     "MessageReceived",
@@ -111,6 +113,26 @@ class PrekeysUpdated:
     blob: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """A group this node is in changed: ``what`` is ``joined``, ``changed`` or ``removed``
+    (this node was taken off the roster; its keys for the group are erased)."""
+
+    group_id: bytes
+    name: str
+    what: str
+    by: PublicIdentity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStateUpdated:
+    """A group's state (roster, epoch keys, sender chains) changed; store ``blob`` under
+    ``key`` before going on, as with :class:`SessionUpdated`."""
+
+    key: bytes
+    blob: bytes
+
+
 Event = (
     MessageReceived
     | MessageSent
@@ -121,4 +143,6 @@ Event = (
     | PeerAnnounced
     | SessionUpdated
     | PrekeysUpdated
+    | GroupChanged
+    | GroupStateUpdated
 )

@@ -41,7 +41,7 @@ from typing import TypeVar
 
 from meshchat.crypto.channel import ChannelKey
 from meshchat.engine import Engine, Output
-from meshchat.events import MessageReceived, PrekeysUpdated, SessionUpdated
+from meshchat.events import GroupStateUpdated, MessageReceived, PrekeysUpdated, SessionUpdated
 from meshchat.identity import Identity
 from meshchat.router.actions import Transmit
 from meshchat.router.flood import FloodRouter, RouterConfig
@@ -160,6 +160,12 @@ class Mesh:
                 blobs[own] = out.blob
         return blobs
 
+    def group_state(self, name: str) -> dict[bytes, bytes]:
+        """What ``name``'s store would hold of its groups: the latest blob per key."""
+        return {
+            out.key: out.blob for out in self.outputs[name] if isinstance(out, GroupStateUpdated)
+        }
+
     def restart(self, name: str, state: dict[bytes, bytes] | None = None) -> Engine:
         """Replace ``name``'s engine by a new one built from its stored state (the outbox is
         handed over as a node reloads it from its store; links come up again)."""
@@ -167,11 +173,12 @@ class Mesh:
         blobs = self.state(name) if state is None else state
         engine = self._engine(name)
         assert engine.load_sessions(blobs) == []
+        assert engine.load_groups(self.group_state(name), self.now_ms) == []
         for channel in old.channels:
             engine.join(channel)
         self.engines[name] = engine
         for item in list(old.outbox._items.values()):
-            if item.recipient is not None:
+            if item.recipient is not None and not item.is_control:
                 engine.send_direct(
                     item.recipient,
                     item.msg_id,
@@ -234,6 +241,23 @@ class Mesh:
         msg_id = self.new_msg_id()
         outputs = self.engines[src].send_channel(channel.channel_id, msg_id, text, self.now_ms)
         self._handle(src, outputs)
+        return msg_id
+
+    def create_group(self, admin: str, name: str, members: Iterable[str]) -> bytes:
+        """``admin`` makes a private group of ``members`` (introduced to each other's cards
+        as needed); returns the group id."""
+        identities = []
+        for member in members:
+            if not self.engines[admin].direct.can_seal(self.engines[member].identity.public):
+                self.introduce(admin, member)
+            identities.append(self.engines[member].identity.public)
+        group, outputs = self.engines[admin].create_group(name, identities, self.now_ms)
+        self._handle(admin, outputs)
+        return group.group_id
+
+    def send_group(self, src: str, group_id: bytes, text: str) -> bytes:
+        msg_id = self.new_msg_id()
+        self._handle(src, self.engines[src].send_group(group_id, msg_id, text, self.now_ms))
         return msg_id
 
     def announce(self, src: str) -> None:

@@ -70,7 +70,13 @@ from meshchat.wire.packet import (
     PacketKind,
     Suite,
 )
-from meshchat.wire.payloads import ACK_TOKEN_SIZE, MessageBody, SealedAckBody, ack_hash
+from meshchat.wire.payloads import (
+    ACK_TOKEN_SIZE,
+    ControlPart,
+    SealedAckBody,
+    ack_hash,
+    decode_direct_body,
+)
 
 __all__ = ["MAX_STRANGERS", "DirectSuite", "Opened", "ReplayError", "anonymous_packet"]
 
@@ -106,6 +112,8 @@ class Opened:
     text: str | None
     #: the ack token: of the MESSAGE (to reveal in its ack), or the one an ACK confirms
     token: bytes
+    #: a control part (group keys and rosters) instead of text, None when already handled
+    control: ControlPart | None = None
 
 
 def anonymous_packet(
@@ -115,8 +123,9 @@ def anonymous_packet(
     payload: bytes,
     now_ms: int,
     ttl: int,
+    suite: Suite = Suite.RATCHET,
 ) -> Packet:
-    """A RATCHET packet signed by ``key``, a key made for this one packet (sealed sender)."""
+    """A packet signed by ``key``, a key made for this one packet (sealed sender)."""
     unsigned = Packet(
         kind=kind,
         packet_id=os.urandom(PACKET_ID_SIZE),
@@ -125,7 +134,7 @@ def anonymous_packet(
         created_ms=now_ms,
         ttl=max(1, min(ttl, MAX_TTL)),
         hops=0,
-        suite=Suite.RATCHET,
+        suite=suite,
         payload=payload,
         signature=bytes(64),
     )
@@ -439,12 +448,14 @@ class DirectSuite:
         spk = envelope.x3dh[1] if envelope.x3dh is not None else None
         self._commit(record, is_new, session, ephemeral, spk)
         try:
-            body = MessageBody.decode(plaintext)
+            body = decode_direct_body(plaintext)
         except Exception as exc:
             raise DecryptionError(f"message body: {exc}") from None
         shown = body.msg_id in record.recent_msgs
         record.remember_ciphertext(digest, packet.created_ms)
         record.remember_message(body.msg_id)
+        if isinstance(body, ControlPart):
+            return Opened(record.identity, body.msg_id, None, token, None if shown else body)
         return Opened(record.identity, body.msg_id, None if shown else body.text, token)
 
     def open_ack(self, packet: Packet, now_ms: int) -> Opened:

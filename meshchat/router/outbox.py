@@ -42,10 +42,18 @@ class OutboxItem:
     next_try_ms: int = 0
     transmitted: bool = False
     packet_ids: set[bytes] = field(default_factory=set)
+    #: a control part (group keys) to send instead of text, over a sealed session only
+    body: bytes | None = None
+    #: the group of a group message (its destination is the group's current address)
+    group_id: bytes | None = None
 
     @property
     def needs_ack(self) -> bool:
         return self.recipient is not None
+
+    @property
+    def is_control(self) -> bool:
+        return self.body is not None
 
 
 class Outbox:

@@ -70,6 +70,9 @@ class Suite(IntEnum):
     #: sealed sender: X3DH + Double Ratchet inside a sealed box to a rotating tag, signed by a
     #: one-packet key (``meshchat.crypto.sealed``)
     RATCHET = 3
+    #: a private group: sender keys under the epoch's header key, signed by a one-packet key
+    #: (``meshchat.group.sender_keys``)
+    GROUP = 4
 
 
 class DestKind(IntEnum):

@@ -10,6 +10,9 @@ ANNOUNCE      ``[box_public(32), name]`` or                signed
               ``[box_public(32), name, spk_public(32),
               spk_signature(64), spk_created_ms]``
 ACK (sealed)  ``[ack_token(16)]``                          inside a RATCHET envelope
+MESSAGE       ``[msg_id(16), blob_id(16), index, count,    inside a RATCHET envelope
+(control)     chunk]``: one part of a control blob (a
+              group roster or sender key)
 ============  ===========================================  =================================
 
 ``msg_id`` names a message across the retries that carry it (each retry is a new packet with a
@@ -42,10 +45,12 @@ __all__ = [
     "MSG_ID_SIZE",
     "AckBody",
     "AnnounceBody",
+    "ControlPart",
     "MessageBody",
     "SealedAckBody",
     "ack_hash",
     "ack_hash_of",
+    "decode_direct_body",
 ]
 
 MSG_ID_SIZE = 16
@@ -56,6 +61,10 @@ ANNOUNCE_GATEWAY = 1
 MAX_NAME_BYTES = 64
 _KEY_SIZE = 32
 ACK_TOKEN_SIZE = 16
+#: Largest chunk of a control blob in one part, and most parts in one blob: a control blob
+#: (a roster of 64 members with their prekeys) is at most 24 x 900 bytes.
+CONTROL_CHUNK_BYTES = 900
+MAX_CONTROL_PARTS = 24
 
 
 def ack_hash(token: bytes) -> bytes:
@@ -117,6 +126,59 @@ class MessageBody:
     def decode(cls, data: bytes) -> MessageBody:
         msg_id, text = _load(data, 2)
         return cls(_bytes_of(msg_id, MSG_ID_SIZE, "msg id"), _text_of(text, MAX_TEXT_BYTES, "text"))
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPart:
+    """One part of a control blob sent over a pairwise sealed session (never in clear).
+
+    Each part is a direct message of its own (its own ``msg_id``, acked and retried); parts of
+    one blob share ``blob_id`` and the receiver joins them when all ``count`` have arrived.
+    """
+
+    msg_id: bytes
+    blob_id: bytes
+    index: int
+    count: int
+    chunk: bytes
+
+    def __post_init__(self) -> None:
+        _bytes_of(self.msg_id, MSG_ID_SIZE, "msg id")
+        _bytes_of(self.blob_id, MSG_ID_SIZE, "blob id")
+        if type(self.count) is not int or not 1 <= self.count <= MAX_CONTROL_PARTS:
+            raise PacketError(PacketReason.BAD_FIELD, "control part count")
+        if type(self.index) is not int or not 0 <= self.index < self.count:
+            raise PacketError(PacketReason.BAD_FIELD, "control part index")
+        if not isinstance(self.chunk, bytes) or not 0 < len(self.chunk) <= CONTROL_CHUNK_BYTES:
+            raise PacketError(PacketReason.BAD_FIELD, "control part chunk")
+
+    def encode(self) -> bytes:
+        return cbor2.dumps(
+            [self.msg_id, self.blob_id, self.index, self.count, self.chunk], canonical=True
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ControlPart:
+        msg_id, blob_id, index, count, chunk = _load(data, 5)
+        if not isinstance(chunk, bytes):
+            raise PacketError(PacketReason.BAD_FIELD, "control part chunk")
+        return cls(
+            _bytes_of(msg_id, MSG_ID_SIZE, "msg id"),
+            _bytes_of(blob_id, MSG_ID_SIZE, "blob id"),
+            index,  # type: ignore[arg-type]  # checked in __post_init__
+            count,  # type: ignore[arg-type]
+            chunk,
+        )
+
+
+def decode_direct_body(data: bytes) -> MessageBody | ControlPart:
+    """The body of a direct message: a text message (2 items) or a control part (5)."""
+    if len(data) > MAX_PAYLOAD_SIZE:
+        raise PacketError(PacketReason.OVERSIZED, "body too large")
+    offsets = check_cbor(data, max_items=6, max_depth=1)
+    if len(offsets) == 6:
+        return ControlPart.decode(data)
+    return MessageBody.decode(data)
 
 
 @dataclass(frozen=True, slots=True)

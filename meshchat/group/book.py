@@ -1,0 +1,606 @@
+"""The groups of one node: rosters, epoch keys, sender chains, and the control traffic.
+
+Theory of operation. :class:`GroupBook` is pure (no I/O, time from ``now_ms``). It holds a
+:class:`Group` per group id with the latest roster it accepted and the key material of the
+current epoch (and of the previous ones for :data:`RETAIN_MS`, for messages still on the way).
+
+* An admin changes the roster (:meth:`create`, :meth:`change`): a new epoch, a new epoch secret,
+  a :class:`~.control.GroupUpdate` to every member (a removal notice without the secret to
+  every removed member), and this node's own new sender chain to every member.
+* A member who accepts an update (:meth:`on_control`, rules in :mod:`.roster`) adopts the epoch:
+  a new sender chain of its own, shared with every other member. A share that arrives before
+  its roster waits (bounded) until the roster comes. A member who finds itself removed erases
+  every key of the group at once.
+* A group message (:meth:`seal`, :meth:`open`) uses the sender's chain of the epoch its address
+  names. A message whose sender's chain has not arrived yet is held (bounded) and opened when
+  the share comes (:meth:`take_waiting`).
+
+What goes out is a list of :class:`ControlSend` (a recipient and one part of a control blob,
+each to be sent as an acked, sealed direct message) and :class:`GroupChanged` values. Changed
+state comes out of :meth:`take_updates` as ``(key, blob)`` pairs: the group id, or
+:data:`BOOK_KEY` for the parts in flight and half-joined blobs; the owner stores them before any
+packet that depends on them leaves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cbor2
+from nacl.signing import SigningKey
+
+from meshchat.crypto.direct import anonymous_packet
+from meshchat.errors import DecryptionError, MeshchatError, PacketError, StoreError, UsageError
+from meshchat.events import GroupChanged
+from meshchat.group.control import (
+    Assembler,
+    GroupUpdate,
+    SenderKeyShare,
+    decode_control,
+    split,
+)
+from meshchat.group.roster import MAX_MEMBERS, Roster, new_group_id
+from meshchat.group.sender_keys import (
+    EpochKeys,
+    SenderChain,
+    open_body,
+    open_header,
+    seal_message,
+)
+from meshchat.identity import Identity, PublicIdentity, SignedPrekey
+from meshchat.wire import codec
+from meshchat.wire.packet import MAX_AGE_MS, Destination, Packet, PacketKind, Suite
+from meshchat.wire.payloads import MSG_ID_SIZE, ControlPart
+
+__all__ = [
+    "BOOK_KEY",
+    "RETAIN_MS",
+    "ControlSend",
+    "Group",
+    "GroupBook",
+    "KeyPending",
+    "group_conversation",
+]
+
+#: The store key of the book's own state (control parts in flight, half-joined blobs).
+BOOK_KEY = b"\x00" * 16
+#: How long the keys of an epoch are kept after the next one began, for late messages.
+RETAIN_MS = 3600 * 1000
+#: Messages held per group while their sender's chain has not arrived.
+MAX_WAITING = 64
+#: Sender-key shares held until their roster arrives.
+MAX_EARLY_SHARES = 4 * MAX_MEMBERS
+_FORMAT = 1
+
+#: a member to know as a peer, with the signed prekey the roster's admin had for it
+Learned = tuple[PublicIdentity, SignedPrekey | None]
+
+
+def group_conversation(group_id: bytes) -> str:
+    """The conversation name of a group."""
+    return "grp:" + group_id.hex()
+
+
+class KeyPending(DecryptionError):
+    """A group message from a member whose sender key has not arrived yet: it is held."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSend:
+    """One part of a control blob to send to ``recipient`` as an acked sealed message."""
+
+    recipient: PublicIdentity
+    part: ControlPart
+    expires_ms: int
+
+
+@dataclass(slots=True)
+class _Epoch:
+    roster: Roster
+    keys: EpochKeys
+    own_chain: SenderChain
+    own_signing: bytes  # Ed25519 seed of this node's sender signing key
+    adopted_ms: int
+    peers: dict[bytes, tuple[SenderChain, bytes]] = field(default_factory=dict)
+
+    def dump(self) -> list[object]:
+        return [
+            self.roster.encode(),
+            self.keys.secret,
+            self.own_chain.chain_key,
+            self.own_chain.iteration,
+            self.own_signing,
+            self.adopted_ms,
+            [
+                [n, c.chain_key, c.iteration, [list(s) for s in c.skipped], signing]
+                for n, (c, signing) in self.peers.items()
+            ],
+        ]
+
+    @classmethod
+    def load(cls, item: list[object]) -> _Epoch:
+        roster, secret, own_key, own_iter, own_signing, adopted, peers = item
+        assert isinstance(roster, bytes) and isinstance(secret, bytes)
+        assert isinstance(own_key, bytes) and isinstance(own_iter, int)
+        assert isinstance(own_signing, bytes) and isinstance(adopted, int)
+        assert isinstance(peers, list)
+        epoch = cls(
+            Roster.decode(roster),
+            EpochKeys.from_secret(secret),
+            SenderChain(own_key, own_iter),
+            own_signing,
+            adopted,
+        )
+        for node_id, chain_key, iteration, skipped, signing in peers:
+            chain = SenderChain(chain_key, iteration, tuple((i, k) for i, k in skipped))
+            epoch.peers[node_id] = (chain, signing)
+        return epoch
+
+
+@dataclass(slots=True)
+class Group:
+    """A group as this node holds it."""
+
+    group_id: bytes
+    roster: Roster
+    epochs: list[_Epoch] = field(default_factory=list)
+    #: the latest roster does not list this node: every key is erased
+    removed: bool = False
+    #: frames of messages whose sender's chain has not arrived
+    waiting: list[bytes] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.roster.name
+
+    @property
+    def current(self) -> _Epoch | None:
+        return self.epochs[-1] if self.epochs and not self.removed else None
+
+    def dump(self) -> bytes:
+        return cbor2.dumps(
+            [
+                _FORMAT,
+                self.group_id,
+                self.roster.encode(),
+                self.removed,
+                [e.dump() for e in self.epochs],
+                self.waiting,
+            ],
+            canonical=True,
+        )
+
+    @classmethod
+    def load(cls, blob: bytes) -> Group:
+        try:
+            fmt, group_id, roster, removed, epochs, waiting = cbor2.loads(blob)
+            if fmt != _FORMAT:
+                raise StoreError("unknown group state format")
+            group = cls(group_id, Roster.decode(roster), [], bool(removed), list(waiting))
+            group.epochs = [_Epoch.load(e) for e in epochs]
+        except (MeshchatError, ValueError, TypeError, AssertionError) as exc:
+            raise StoreError(f"unreadable group state: {exc}") from None
+        return group
+
+
+class GroupBook:
+    """Every group of one identity (see the module docstring)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.groups: dict[bytes, Group] = {}
+        self.assembler = Assembler()
+        #: control parts not yet acked: msg id -> what to send again after a restart
+        self.outgoing: dict[bytes, ControlSend] = {}
+        self._early: list[tuple[bytes, SenderKeyShare, int]] = []
+        self._addresses: dict[bytes, tuple[Group, _Epoch]] = {}
+        self._dirty: set[bytes] = set()
+
+    @property
+    def me(self) -> bytes:
+        return self.identity.node_id
+
+    # -- state ---------------------------------------------------------------------------
+
+    def load(self, blobs: dict[bytes, bytes]) -> list[bytes]:
+        """Restore stored state; returns the keys of blobs that could not be read."""
+        bad: list[bytes] = []
+        for key, blob in blobs.items():
+            try:
+                if key == BOOK_KEY:
+                    self._load_book(blob)
+                else:
+                    group = Group.load(blob)
+                    if group.group_id != key:
+                        raise StoreError("group state under the wrong id")
+                    self.groups[key] = group
+            except StoreError:
+                bad.append(key)
+        self._index()
+        return bad
+
+    def _load_book(self, blob: bytes) -> None:
+        try:
+            fmt, assembler, early, outgoing = cbor2.loads(blob)
+            if fmt != _FORMAT:
+                raise StoreError("unknown group book format")
+            self.assembler = Assembler.load(assembler)
+            self._early = []
+            for sender, share, at in early:
+                parsed = decode_control(share)
+                if isinstance(parsed, SenderKeyShare):
+                    self._early.append((sender, parsed, at))
+            for sign, box, part, expires in outgoing:
+                parsed_part = ControlPart.decode(part)
+                self.outgoing[parsed_part.msg_id] = ControlSend(
+                    PublicIdentity(sign, box), parsed_part, expires
+                )
+        except (MeshchatError, ValueError, TypeError) as exc:
+            raise StoreError(f"unreadable group book: {exc}") from None
+
+    def _dump_book(self) -> bytes:
+        return cbor2.dumps(
+            [
+                _FORMAT,
+                self.assembler.dump(),
+                [[s, share.encode(), at] for s, share, at in self._early],
+                [
+                    [c.recipient.sign_public, c.recipient.box_public, c.part.encode(), c.expires_ms]
+                    for c in self.outgoing.values()
+                ],
+            ],
+            canonical=True,
+        )
+
+    def take_updates(self) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        for key in sorted(self._dirty):
+            if key == BOOK_KEY:
+                out.append((key, self._dump_book()))
+            elif key in self.groups:
+                out.append((key, self.groups[key].dump()))
+        self._dirty.clear()
+        return out
+
+    def _index(self) -> None:
+        self._addresses = {
+            e.keys.address: (g, e) for g in self.groups.values() if not g.removed for e in g.epochs
+        }
+
+    @property
+    def addresses(self) -> set[bytes]:
+        """The addresses (channel ids) of every epoch this node holds keys for."""
+        return set(self._addresses)
+
+    def maintain(self, now_ms: int) -> None:
+        """Forget epochs superseded more than :data:`RETAIN_MS` ago, and stale early shares."""
+        changed = False
+        for group in self.groups.values():
+            keep = [
+                e
+                for i, e in enumerate(group.epochs)
+                if i == len(group.epochs) - 1
+                or now_ms - group.epochs[i + 1].adopted_ms <= RETAIN_MS
+            ]
+            if len(keep) != len(group.epochs):
+                group.epochs = keep
+                self._dirty.add(group.group_id)
+                changed = True
+        early = [x for x in self._early if now_ms - x[2] <= MAX_AGE_MS]
+        if len(early) != len(self._early):
+            self._early = early
+            self._dirty.add(BOOK_KEY)
+        if changed:
+            self._index()
+
+    # -- admin: making rosters -----------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        members: list[PublicIdentity],
+        prekeys: dict[bytes, SignedPrekey],
+        now_ms: int,
+    ) -> tuple[Group, list[ControlSend]]:
+        """A new group with this node as its admin; returns it and what to send."""
+        everyone = {m.node_id: m for m in members}
+        everyone[self.me] = self.identity.public
+        if len(everyone) > MAX_MEMBERS:
+            raise UsageError(f"a group has at most {MAX_MEMBERS} members")
+        roster = Roster.build(self.identity, new_group_id(), 1, name, everyone.values(), {self.me})
+        group = Group(roster.group_id, roster)
+        self.groups[group.group_id] = group
+        sends = self._issue(group, roster, [], prekeys, now_ms)
+        return group, sends
+
+    def change(
+        self,
+        group_id: bytes,
+        add: list[PublicIdentity],
+        remove: list[bytes],
+        prekeys: dict[bytes, SignedPrekey],
+        now_ms: int,
+        *,
+        admins: set[bytes] | None = None,
+        name: str | None = None,
+    ) -> list[ControlSend]:
+        """A new epoch with members added or removed (this node must be an admin)."""
+        group = self._group(group_id)
+        held = group.roster
+        if not held.is_admin_key(self.identity.public.sign_public):
+            raise UsageError("only an admin of the group can change it")
+        if self.me in remove:
+            raise UsageError("an admin cannot remove itself; make another admin first")
+        members = {m.node_id: m for m in held.members if m.node_id not in remove}
+        for m in add:
+            members[m.node_id] = m
+        if len(members) > MAX_MEMBERS:
+            raise UsageError(f"a group has at most {MAX_MEMBERS} members")
+        new_admins = (admins if admins is not None else set(held.admins)) & set(members)
+        new_admins.add(self.me)
+        roster = Roster.build(
+            self.identity,
+            group_id,
+            held.epoch + 1,
+            name if name is not None else held.name,
+            members.values(),
+            new_admins,
+        )
+        removed = [m for m in held.members if m.node_id not in members]
+        return self._issue(group, roster, removed, prekeys, now_ms)
+
+    def _issue(
+        self,
+        group: Group,
+        roster: Roster,
+        removed: list[PublicIdentity],
+        prekeys: dict[bytes, SignedPrekey],
+        now_ms: int,
+    ) -> list[ControlSend]:
+        keys = EpochKeys.generate()
+        known = tuple(
+            (m.node_id, prekeys[m.node_id]) for m in roster.members if m.node_id in prekeys
+        )
+        update = GroupUpdate(roster, keys.secret, known).encode()
+        notice = GroupUpdate(roster, None, ()).encode()
+        sends: list[ControlSend] = []
+        for member in roster.members:
+            if member.node_id != self.me:
+                sends.extend(self._control(member, update, now_ms))
+        for gone in removed:
+            sends.extend(self._control(gone, notice, now_ms))
+        group.roster = roster
+        sends.extend(self._adopt(group, roster, keys, now_ms))
+        return sends
+
+    def _group(self, group_id: bytes) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            raise UsageError("no such group")
+        return group
+
+    # -- control messages ------------------------------------------------------------------
+
+    def _control(self, recipient: PublicIdentity, blob: bytes, now_ms: int) -> list[ControlSend]:
+        sends = []
+        for blob_id, index, count, chunk in split(blob):
+            part = ControlPart(os.urandom(MSG_ID_SIZE), blob_id, index, count, chunk)
+            send = ControlSend(recipient, part, now_ms + MAX_AGE_MS)
+            self.outgoing[part.msg_id] = send
+            sends.append(send)
+        self._dirty.add(BOOK_KEY)
+        return sends
+
+    def control_done(self, msg_id: bytes) -> bool:
+        """A control part was acked or expired; returns whether it was one of ours."""
+        if self.outgoing.pop(msg_id, None) is None:
+            return False
+        self._dirty.add(BOOK_KEY)
+        return True
+
+    def _adopt(
+        self, group: Group, roster: Roster, keys: EpochKeys, now_ms: int
+    ) -> list[ControlSend]:
+        """Start an epoch: a new sender chain of our own, shared with every other member."""
+        epoch = _Epoch(roster, keys, SenderChain.generate(), os.urandom(32), now_ms)
+        group.epochs.append(epoch)
+        group.removed = False
+        self._dirty.add(group.group_id)
+        signing = bytes(SigningKey(epoch.own_signing).verify_key)
+        share = SenderKeyShare(
+            group.group_id,
+            roster.epoch,
+            roster.digest,
+            epoch.own_chain.chain_key,
+            epoch.own_chain.iteration,
+            signing,
+        ).encode()
+        sends: list[ControlSend] = []
+        for member in roster.members:
+            if member.node_id != self.me:
+                sends.extend(self._control(member, share, now_ms))
+        for sender, early, at in list(self._early):
+            if early.group_id == group.group_id and self._take_share(group, sender, early):
+                self._early.remove((sender, early, at))
+                self._dirty.add(BOOK_KEY)
+        self._index()
+        return sends
+
+    def on_part(
+        self, sender: PublicIdentity, part: ControlPart, now_ms: int
+    ) -> tuple[list[ControlSend], list[GroupChanged], list[Learned]]:
+        """A control part from ``sender`` (authenticated by the pairwise session).
+
+        Returns what to send, what to tell the user, and the members' prekeys to learn.
+        Raises :class:`PacketError` or :class:`DecryptionError` for a control message that
+        is malformed or not allowed (the owner logs it; nothing else happens).
+        """
+        blob = self.assembler.add(sender.node_id, part, now_ms)
+        self._dirty.add(BOOK_KEY)
+        if blob is None:
+            return [], [], []
+        control = decode_control(blob)
+        if isinstance(control, SenderKeyShare):
+            self._on_share(sender, control, now_ms)
+            return [], [], []
+        return self._on_update(sender, control, now_ms)
+
+    def _on_update(
+        self, sender: PublicIdentity, update: GroupUpdate, now_ms: int
+    ) -> tuple[list[ControlSend], list[GroupChanged], list[Learned]]:
+        roster = update.roster
+        if roster.signer != sender.sign_public:
+            raise DecryptionError("roster not signed by the peer who sent it")
+        if not roster.signature_valid():
+            raise DecryptionError("roster signature does not verify")
+        group = self.groups.get(roster.group_id)
+        listed = roster.member(self.me) is not None
+        if group is None:
+            if not roster.is_admin_key(sender.sign_public):
+                raise DecryptionError("roster of a new group not signed by an admin")
+            if not listed or update.epoch_secret is None:
+                raise DecryptionError("roster of an unknown group that does not list us")
+            group = self.groups[roster.group_id] = Group(roster.group_id, roster)
+            what = "joined"
+        else:
+            if roster.digest == group.roster.digest or not roster.outranks(group.roster):
+                return [], [], []  # a roster we have, or an older one
+            if not group.roster.is_admin_key(sender.sign_public):
+                raise DecryptionError("roster signed by someone who is not an admin")
+            what = "changed"
+        group.roster = roster
+        self._dirty.add(group.group_id)
+        by = roster.member_by_sign_key(sender.sign_public)
+        if not listed:
+            group.epochs = []
+            group.waiting = []
+            group.removed = True
+            self._index()
+            return [], [GroupChanged(group.group_id, roster.name, "removed", by)], []
+        if update.epoch_secret is None:
+            raise DecryptionError("roster update without its epoch secret")
+        sends = self._adopt(group, roster, EpochKeys.from_secret(update.epoch_secret), now_ms)
+        learned: list[Learned] = []
+        for node_id, prekey in update.prekeys:
+            member = roster.member(node_id)
+            if member is not None and node_id != self.me:
+                learned.append((member, prekey))
+        for member in roster.members:
+            if member.node_id != self.me and all(m != member for m, _ in learned):
+                learned.append((member, None))
+        return sends, [GroupChanged(group.group_id, roster.name, what, by)], learned
+
+    def _on_share(self, sender: PublicIdentity, share: SenderKeyShare, now_ms: int) -> None:
+        group = self.groups.get(share.group_id)
+        if group is not None and self._take_share(group, sender.node_id, share):
+            return
+        if group is not None and group.removed:
+            return
+        current = group.current if group is not None else None
+        if current is not None and share.epoch < current.roster.epoch:
+            return  # a share for an epoch we have left behind
+        if len(self._early) >= MAX_EARLY_SHARES:
+            self._early.pop(0)
+        self._early.append((sender.node_id, share, now_ms))
+        self._dirty.add(BOOK_KEY)
+
+    def _take_share(self, group: Group, sender: bytes, share: SenderKeyShare) -> bool:
+        """Keep a share whose roster we hold; False if we do not hold it (yet)."""
+        for epoch in group.epochs:
+            roster = epoch.roster
+            if roster.epoch != share.epoch or roster.digest != share.roster_digest:
+                continue
+            if roster.member(sender) is None or sender == self.me:
+                return True  # not a member of that roster: dropped
+            if sender not in epoch.peers:  # a chain once set is never reset
+                epoch.peers[sender] = (
+                    SenderChain(share.chain_key, share.iteration),
+                    share.signing_public,
+                )
+                self._dirty.add(group.group_id)
+            return True
+        return False
+
+    # -- messages ------------------------------------------------------------------------
+
+    def seal(self, group_id: bytes, body: bytes, now_ms: int, ttl: int) -> Packet:
+        """A suite GROUP packet carrying ``body`` in the group's current epoch."""
+        group = self._group(group_id)
+        epoch = group.current
+        if epoch is None:
+            raise UsageError(f"no longer a member of {group.name}")
+        key = SigningKey.generate()
+        origin = bytes(key.verify_key)
+        payload, after = seal_message(
+            epoch.keys, epoch.own_chain, SigningKey(epoch.own_signing), self.me, origin, body
+        )
+        epoch.own_chain = after
+        self._dirty.add(group_id)
+        return anonymous_packet(
+            key,
+            PacketKind.MESSAGE,
+            Destination.channel(epoch.keys.address),
+            payload,
+            now_ms,
+            ttl,
+            Suite.GROUP,
+        )
+
+    def is_group_address(self, address: bytes) -> bool:
+        return address in self._addresses
+
+    def open(self, packet: Packet) -> tuple[Group, PublicIdentity, bytes]:
+        """Open a GROUP packet to one of our addresses: (group, sender, body).
+
+        Raises :class:`KeyPending` (and holds the packet) when the sender's chain has not
+        arrived yet, :class:`DecryptionError` for anything that does not open.
+        """
+        target = self._addresses.get(packet.destination.value)
+        if target is None:
+            raise DecryptionError("not one of our group addresses")
+        group, epoch = target
+        header = open_header(epoch.keys, packet.origin, packet.payload)
+        member = epoch.roster.member(header.sender_node_id)
+        if member is None or member.node_id == self.me:
+            raise DecryptionError("group message from someone not a member")
+        entry = epoch.peers.get(member.node_id)
+        if entry is None:
+            frame = codec.encode(packet)
+            if frame not in group.waiting:
+                group.waiting.append(frame)
+                del group.waiting[:-MAX_WAITING]
+                self._dirty.add(group.group_id)
+            raise KeyPending("sender key not received yet; message held")
+        chain, signing = entry
+        message_key, after = chain.key_for(header.iteration)
+        body = open_body(epoch.keys, message_key, signing, packet.origin, header, packet.payload)
+        epoch.peers[member.node_id] = (after, signing)
+        self._dirty.add(group.group_id)
+        return group, member, body
+
+    def take_waiting(self) -> list[Packet]:
+        """Held messages whose sender's chain is now here, removed from the hold."""
+        ready: list[Packet] = []
+        for group in self.groups.values():
+            keep: list[bytes] = []
+            for frame in group.waiting:
+                try:
+                    packet = codec.parse(frame)
+                except PacketError:
+                    continue
+                target = self._addresses.get(packet.destination.value)
+                if target is None:
+                    continue  # its epoch is gone
+                try:
+                    header = open_header(target[1].keys, packet.origin, packet.payload)
+                except DecryptionError:
+                    continue
+                if header.sender_node_id in target[1].peers:
+                    ready.append(packet)
+                else:
+                    keep.append(frame)
+            if keep != group.waiting:
+                group.waiting = keep
+                self._dirty.add(group.group_id)
+        return ready

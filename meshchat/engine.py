@@ -210,6 +210,11 @@ class Engine:
         )
         return self._group_changed(sends, now_ms)
 
+    def leave_group(self, group_id: bytes, now_ms: int) -> list[Output]:
+        """Leave a group: its admins are told (their nodes re-key it), our keys erased."""
+        sends, notice = self.groups.leave(group_id, now_ms)
+        return [*self._group_changed(sends, now_ms), notice]
+
     def _check_sealable(self, member: PublicIdentity) -> None:
         if member != self.identity.public and not self.direct.can_seal(member):
             raise UsageError(
@@ -289,10 +294,15 @@ class Engine:
         return out
 
     def _on_control(self, sender: PublicIdentity, part: ControlPart, now_ms: int) -> list[Output]:
-        sends, notices, learned = self.groups.on_part(sender, part, now_ms)
-        for member, prekey in learned:
+        outcome = self.groups.on_part(sender, part, now_ms, known=self.direct.knows(sender.node_id))
+        for member, prekey in outcome.learned:
             self.direct.add_peer(member, prekey)
-        out: list[Output] = [*self._group_changed(sends, now_ms), *notices]
+        out: list[Output] = [*self._group_changed(outcome.sends, now_ms), *outcome.notices]
+        for group_id, leaver in outcome.leavers:
+            try:
+                out.extend(self.change_group(group_id, now_ms, remove=[leaver]))
+            except UsageError as exc:
+                out.append(MessageRejected(f"group leave: {exc}", part.msg_id, None))
         for packet in self.groups.take_waiting():
             try:
                 out.extend(self._on_group_message(packet, now_ms))

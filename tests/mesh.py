@@ -244,12 +244,14 @@ class Mesh:
         return msg_id
 
     def create_group(self, admin: str, name: str, members: Iterable[str]) -> bytes:
-        """``admin`` makes a private group of ``members`` (introduced to each other's cards
-        as needed); returns the group id."""
+        """``admin`` makes a private group of ``members``; the admin and each member hold
+        each other's cards (only a contact can add someone to a group); returns the group id."""
         identities = []
         for member in members:
             if not self.engines[admin].direct.can_seal(self.engines[member].identity.public):
                 self.introduce(admin, member)
+            if not self.engines[member].direct.knows(self.engines[admin].identity.node_id):
+                self.introduce(member, admin)
             identities.append(self.engines[member].identity.public)
         group, outputs = self.engines[admin].create_group(name, identities, self.now_ms)
         self._handle(admin, outputs)

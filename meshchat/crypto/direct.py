@@ -240,6 +240,11 @@ class DirectSuite:
         if prekey is not None and record.learn_prekey(prekey):
             self._touch(identity.node_id)
 
+    def knows(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` was added with :meth:`add_peer` (a contact or a group member),
+        not merely a stranger who started a session with us."""
+        return node_id in self._contacts
+
     def learn_prekey(self, identity: PublicIdentity, prekey: SignedPrekey) -> bool:
         """A prekey heard for a known peer: kept only if its owner signed it and it is newer."""
         record = self.records.get(identity.node_id)

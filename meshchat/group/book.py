@@ -35,6 +35,7 @@ from meshchat.errors import DecryptionError, MeshchatError, PacketError, StoreEr
 from meshchat.events import GroupChanged
 from meshchat.group.control import (
     Assembler,
+    GroupLeave,
     GroupUpdate,
     SenderKeyShare,
     decode_control,
@@ -56,6 +57,7 @@ from meshchat.wire.payloads import MSG_ID_SIZE, ControlPart
 __all__ = [
     "BOOK_KEY",
     "RETAIN_MS",
+    "ControlOutcome",
     "ControlSend",
     "Group",
     "GroupBook",
@@ -93,6 +95,18 @@ class ControlSend:
     recipient: PublicIdentity
     part: ControlPart
     expires_ms: int
+
+
+@dataclass(slots=True)
+class ControlOutcome:
+    """What a control message asks of the engine."""
+
+    sends: list[ControlSend] = field(default_factory=list)
+    notices: list[GroupChanged] = field(default_factory=list)
+    #: members to know as peers (with the prekey the roster's admin had for them)
+    learned: list[Learned] = field(default_factory=list)
+    #: (group id, node id): members who left a group this node administers
+    leavers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -404,6 +418,11 @@ class GroupBook:
     ) -> list[ControlSend]:
         """Start an epoch: a new sender chain of our own, shared with every other member."""
         epoch = _Epoch(roster, keys, SenderChain.generate(), os.urandom(32), now_ms)
+        # Late messages of older epochs are still read for a while, but not from anyone
+        # the new roster dropped: a removed member could otherwise go on writing in them.
+        for old in group.epochs:
+            for node_id in [n for n in old.peers if roster.member(n) is None]:
+                del old.peers[node_id]
         group.epochs.append(epoch)
         group.removed = False
         self._dirty.add(group.group_id)
@@ -428,27 +447,61 @@ class GroupBook:
         return sends
 
     def on_part(
-        self, sender: PublicIdentity, part: ControlPart, now_ms: int
-    ) -> tuple[list[ControlSend], list[GroupChanged], list[Learned]]:
-        """A control part from ``sender`` (authenticated by the pairwise session).
+        self, sender: PublicIdentity, part: ControlPart, now_ms: int, *, known: bool
+    ) -> ControlOutcome:
+        """A control part from ``sender`` (authenticated by the pairwise session); ``known``
+        tells whether the sender is a contact or a member of a group with us (only those may
+        add us to a new group).
 
-        Returns what to send, what to tell the user, and the members' prekeys to learn.
         Raises :class:`PacketError` or :class:`DecryptionError` for a control message that
         is malformed or not allowed (the owner logs it; nothing else happens).
         """
         blob = self.assembler.add(sender.node_id, part, now_ms)
         self._dirty.add(BOOK_KEY)
         if blob is None:
-            return [], [], []
+            return ControlOutcome()
         control = decode_control(blob)
         if isinstance(control, SenderKeyShare):
             self._on_share(sender, control, now_ms)
-            return [], [], []
-        return self._on_update(sender, control, now_ms)
+            return ControlOutcome()
+        if isinstance(control, GroupLeave):
+            return self._on_leave(sender, control)
+        return self._on_update(sender, control, now_ms, known)
+
+    def _on_leave(self, sender: PublicIdentity, leave: GroupLeave) -> ControlOutcome:
+        group = self.groups.get(leave.group_id)
+        if group is None or group.current is None:
+            return ControlOutcome()
+        roster = group.roster
+        if roster.member(sender.node_id) is None or self.me not in roster.admins:
+            return ControlOutcome()
+        return ControlOutcome(leavers=[(group.group_id, sender.node_id)])
+
+    def leave(self, group_id: bytes, now_ms: int) -> tuple[list[ControlSend], GroupChanged]:
+        """Leave a group: tell its admins (they re-key it without us) and erase our keys."""
+        group = self._group(group_id)
+        roster = group.roster
+        if group.current is None:
+            raise UsageError(f"you are not a member of {group.name}")
+        others = [m for m in roster.members if m.node_id != self.me]
+        admins = [m for m in others if m.node_id in roster.admins]
+        if others and not admins:
+            raise UsageError("you are its only admin: make another member admin first")
+        blob = GroupLeave(group_id).encode()
+        sends = [s for admin in admins for s in self._control(admin, blob, now_ms)]
+        self._erase(group)
+        return sends, GroupChanged(group_id, group.name, "left", self.identity.public)
+
+    def _erase(self, group: Group) -> None:
+        group.epochs = []
+        group.waiting = []
+        group.removed = True
+        self._dirty.add(group.group_id)
+        self._index()
 
     def _on_update(
-        self, sender: PublicIdentity, update: GroupUpdate, now_ms: int
-    ) -> tuple[list[ControlSend], list[GroupChanged], list[Learned]]:
+        self, sender: PublicIdentity, update: GroupUpdate, now_ms: int, known: bool
+    ) -> ControlOutcome:
         roster = update.roster
         if roster.signer != sender.sign_public:
             raise DecryptionError("roster not signed by the peer who sent it")
@@ -461,11 +514,13 @@ class GroupBook:
                 raise DecryptionError("roster of a new group not signed by an admin")
             if not listed or update.epoch_secret is None:
                 raise DecryptionError("roster of an unknown group that does not list us")
+            if not known:
+                raise DecryptionError("group invitation from someone who is not a contact")
             group = self.groups[roster.group_id] = Group(roster.group_id, roster)
             what = "joined"
         else:
             if roster.digest == group.roster.digest or not roster.outranks(group.roster):
-                return [], [], []  # a roster we have, or an older one
+                return ControlOutcome()  # a roster we have, or an older one
             if not group.roster.is_admin_key(sender.sign_public):
                 raise DecryptionError("roster signed by someone who is not an admin")
             what = "changed"
@@ -473,11 +528,10 @@ class GroupBook:
         self._dirty.add(group.group_id)
         by = roster.member_by_sign_key(sender.sign_public)
         if not listed:
-            group.epochs = []
-            group.waiting = []
-            group.removed = True
-            self._index()
-            return [], [GroupChanged(group.group_id, roster.name, "removed", by)], []
+            self._erase(group)
+            return ControlOutcome(
+                notices=[GroupChanged(group.group_id, roster.name, "removed", by)]
+            )
         if update.epoch_secret is None:
             raise DecryptionError("roster update without its epoch secret")
         sends = self._adopt(group, roster, EpochKeys.from_secret(update.epoch_secret), now_ms)
@@ -489,7 +543,8 @@ class GroupBook:
         for member in roster.members:
             if member.node_id != self.me and all(m != member for m, _ in learned):
                 learned.append((member, None))
-        return sends, [GroupChanged(group.group_id, roster.name, what, by)], learned
+        notice = GroupChanged(group.group_id, roster.name, what, by)
+        return ControlOutcome(sends, [notice], learned)
 
     def _on_share(self, sender: PublicIdentity, share: SenderKeyShare, now_ms: int) -> None:
         group = self.groups.get(share.group_id)
@@ -562,7 +617,12 @@ class GroupBook:
         group, epoch = target
         header = open_header(epoch.keys, packet.origin, packet.payload)
         member = epoch.roster.member(header.sender_node_id)
-        if member is None or member.node_id == self.me:
+        if (
+            member is None
+            or member.node_id == self.me
+            or group.roster.member(member.node_id) is None
+        ):
+            # (also in an older epoch: from someone the latest roster dropped)
             raise DecryptionError("group message from someone not a member")
         entry = epoch.peers.get(member.node_id)
         if entry is None:

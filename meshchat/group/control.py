@@ -13,6 +13,8 @@ GroupUpdate      ``[1, roster, epoch_secret(32) | null, [[node_id(16), spk_publi
                  other's contacts can open sessions to share their sender keys
 SenderKeyShare   ``[2, group_id(16), epoch, roster_digest(16), chain_key(32), iteration,
                  signing_public(32)]`` — a member's sender chain for one roster
+GroupLeave       ``[3, group_id(16)]`` — a member leaves; sent to the admins, whose nodes
+                 then remove it (and so re-key the group)
 ===============  ==========================================================================
 
 A control message larger than one packet is cut into :class:`~meshchat.wire.payloads.ControlPart`
@@ -43,6 +45,8 @@ from meshchat.wire.payloads import (
 __all__ = [
     "ASSEMBLY_HORIZON_MS",
     "Assembler",
+    "Control",
+    "GroupLeave",
     "GroupUpdate",
     "SenderKeyShare",
     "decode_control",
@@ -51,6 +55,7 @@ __all__ = [
 
 _UPDATE = 1
 _SHARE = 2
+_LEAVE = 3
 _MAX_BLOB = CONTROL_CHUNK_BYTES * MAX_CONTROL_PARTS
 ASSEMBLY_HORIZON_MS = MAX_AGE_MS
 _BLOBS_PER_SENDER = 4
@@ -119,7 +124,20 @@ class SenderKeyShare:
         )
 
 
-def decode_control(data: bytes) -> GroupUpdate | SenderKeyShare:
+@dataclass(frozen=True, slots=True)
+class GroupLeave:
+    """The sender leaves the group: its admins take it off the roster."""
+
+    group_id: bytes
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([_LEAVE, self.group_id], canonical=True)
+
+
+Control = GroupUpdate | SenderKeyShare | GroupLeave
+
+
+def decode_control(data: bytes) -> Control:
     """Parse a joined control blob; raises :class:`PacketError`."""
     if len(data) > _MAX_BLOB:
         raise PacketError(PacketReason.OVERSIZED, "group control too large")
@@ -165,6 +183,8 @@ def decode_control(data: bytes) -> GroupUpdate | SenderKeyShare:
             _uint(iteration, "iteration"),
             _bytes(signing_public, 32, "signing key"),
         )
+    if kind == _LEAVE and len(fields) == 2:
+        return GroupLeave(_bytes(fields[1], GROUP_ID_SIZE, "group id"))
     raise _bad("unknown kind")
 
 

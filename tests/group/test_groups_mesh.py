@@ -152,6 +152,7 @@ def test_added_member_reads_new_messages_but_not_history() -> None:
     mesh.send_group("b", group_id, "old news")
     mesh.run(5_000)
     mesh.introduce("a", "e")
+    mesh.introduce("e", "a")
     outputs = mesh.engines["a"].change_group(
         group_id, mesh.now_ms, add=[mesh.engines["e"].identity.public]
     )
@@ -228,6 +229,61 @@ def test_state_changes_are_output_before_the_packet_that_depends_on_them() -> No
     kinds = [type(o).__name__ for o in outputs]
     assert kinds.index("GroupStateUpdated") < kinds.index("Transmit")
     assert any(isinstance(o, GroupStateUpdated) and o.key == group_id for o in outputs)
+
+
+def test_an_invitation_from_someone_who_is_not_a_contact_is_refused() -> None:
+    mesh = chain("ab")
+    mesh.introduce("a", "b")  # a holds b's card; b never took a's
+    group, outputs = mesh.engines["a"].create_group(
+        "spam", [mesh.engines["b"].identity.public], mesh.now_ms
+    )
+    mesh._handle("a", outputs)
+    mesh.run(20_000)
+    assert group.group_id not in mesh.engines["b"].groups.groups
+    reasons = [r.reason for r in mesh.events("b", MessageRejected)]
+    assert any("not a contact" in r for r in reasons)
+
+
+def test_a_removed_member_cannot_post_in_the_old_epoch() -> None:
+    mesh = chain()
+    group_id = mesh.create_group("a", "g", "bcd")
+    mesh.run(20_000)
+    # d keeps a copy of its state from before the removal...
+    d = mesh.engines["d"]
+    _remove(mesh, "a", group_id, "d")
+    before_removal = d.groups.groups[group_id]
+    mesh.run(20_000)
+    assert before_removal.current is None
+    # ...and writes with its old chain at the old address: nobody shows it.
+    from meshchat.group.book import GroupBook
+
+    forger = GroupBook(d.identity)
+    stale = next(
+        o for o in mesh.outputs["d"] if isinstance(o, GroupStateUpdated) and o.key == group_id
+    )
+    forger.load({group_id: stale.blob})
+    packet = forger.seal(group_id, b"\x82" + b"\x50" + bytes(16) + b"\x63bad", mesh.now_ms, 8)
+    outputs = mesh.inject("c", codec.encode(packet))
+    assert any(isinstance(o, MessageRejected) and "not a member" in o.reason for o in outputs)
+    mesh.run(5_000)
+    assert "bad" not in texts(mesh, "c", group_id)
+    assert "bad" not in texts(mesh, "b", group_id)
+
+
+def test_a_member_who_leaves_is_removed_by_the_admin_and_the_group_re_keys() -> None:
+    mesh = chain()
+    group_id = mesh.create_group("a", "g", "bcd")
+    mesh.run(20_000)
+    mesh._handle("c", mesh.engines["c"].leave_group(group_id, mesh.now_ms))
+    assert mesh.engines["c"].groups.groups[group_id].current is None
+    mesh.run(30_000)
+    for node in "abd":
+        roster = mesh.engines[node].groups.groups[group_id].roster
+        assert roster.epoch == 2 and roster.member(_id(mesh, "c")) is None
+    mesh.send_group("b", group_id, "without c")
+    mesh.run(5_000)
+    assert texts(mesh, "d", group_id) == ["without c"]
+    assert texts(mesh, "c", group_id) == []
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -13,6 +13,19 @@ The worst case, where no packet is ever heard twice, is measured in the same run
 too, as are the stages that explain it: the router alone, the parser, the BOX open, the signed
 ack the engine builds for each message.
 
+Sealed messages (suite RATCHET, what contacts with current cards use) are measured in the same
+run, beside raw libsodium on the same frames (``crypto_sign_open``, ``crypto_box_seal_open``;
+``crypto_box_seal`` + ``crypto_sign`` for sending). ``--ratchet-senders`` contacts each have a
+confirmed session with the receiver and full replay memories (as on a node that has been
+running), then send a chain of ``--ratchet-per-sender`` messages, senders interleaved. Each
+repetition restores the receiver from its stored blobs (untimed) and opens the same frames.
+Rows: the receive path (router, ``open_message``, and the session blob handed to the store,
+which the engine does before anything leaves), ``Engine.receive`` with the sealed ack, the
+steps alone, the send path (``build_message``, the blob, encoding), and messages one at a
+time between two live suites: message, ack, both sides' blobs, where the ack and the next
+message each bring a new ratchet key, so each takes a Diffie-Hellman ratchet step (a chain
+replayed from blobs cannot: new ratchet keys are random).
+
 Method. All frames are built before any timing. Each repetition gets a fresh engine (an empty
 seen-set) whose link rate is high enough that rate limiting never triggers. Time is the
 process's CPU time, so other load on the machine counts for neither side. Repetitions
@@ -23,6 +36,8 @@ Run ``python bench/pipeline.py`` (``--help`` for sizes; ``--profile`` adds a cPr
 the full receive path). The last line is machine-readable::
 
     receive_path_vs_sign_open: 1.15 (target >= 0.90)
+
+(The RATCHET rows are printed above it, with ``ratchet receive path: ... us/message``.)
 """
 
 from __future__ import annotations
@@ -42,13 +57,16 @@ from dataclasses import dataclass
 import nacl.bindings
 
 from meshchat.crypto.box import BoxSuite
+from meshchat.crypto.direct import DirectSuite
+from meshchat.crypto.sealed import PREFIX_SIZE
+from meshchat.crypto.sessions import RECENT_CIPHERTEXTS, RECENT_MESSAGES
 from meshchat.engine import Engine
 from meshchat.events import MessageReceived
 from meshchat.identity import Identity
 from meshchat.router.actions import Deliver
 from meshchat.router.flood import FloodRouter, RouterConfig
 from meshchat.wire import codec
-from meshchat.wire.packet import DEFAULT_TTL, Destination, PacketKind, Suite
+from meshchat.wire.packet import DEFAULT_TTL, Destination, Packet, PacketKind, Suite
 from meshchat.wire.payloads import AckBody, MessageBody
 
 NOW_MS = 1_700_000_000_000
@@ -118,21 +136,25 @@ def build_workload(senders: int, per_sender: int, seed: int, copies: float) -> W
     )
 
 
-def _fresh_engine(work: Workload) -> Engine:
+def _engine_for(receiver: Identity, frames: int) -> Engine:
     config = RouterConfig(
-        seen_capacity=max(65536, 2 * len(work.frames)),
+        seen_capacity=max(65536, 2 * frames),
         link_rate=1e9,
         link_burst=1e9,
     )
     router = FloodRouter(
-        work.receiver.node_id,
-        work.receiver.public.sign_public,
+        receiver.node_id,
+        receiver.public.sign_public,
         config=config,
         rng=random.Random(1),
     )
-    engine = Engine(work.receiver, "bench", router=router, rng=random.Random(1))
+    engine = Engine(receiver, "bench", router=router, rng=random.Random(1))
     engine.link_up(LINK, NOW_MS)
     return engine
+
+
+def _fresh_engine(work: Workload) -> Engine:
+    return _engine_for(work.receiver, len(work.frames))
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -257,6 +279,297 @@ def run_sign_open(work: Workload, signed: list[tuple[bytes, bytes]] | None = Non
     return _timed(loop)
 
 
+# -- suite RATCHET ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RatchetWorkload:
+    receiver: Identity
+    #: the receiver's stored state before the frames: prekeys and one record per sender
+    blobs: dict[bytes, bytes]
+    frames: list[bytes]
+    packets: list[Packet]
+    signed: list[tuple[bytes, bytes]]
+    #: the sealed box of each frame (after the ack-hash prefix), for crypto_box_seal_open
+    boxes: list[bytes]
+    #: live senders (their sessions are confirmed) and their recipient, for the send path
+    senders: list[DirectSuite]
+    #: two live suites with a confirmed session, for conversation turns
+    turn: tuple[DirectSuite, DirectSuite]
+    counter: list[int]
+
+
+def _fill_memories(suite: DirectSuite, rng: random.Random) -> None:
+    """Full replay memories in every record, as on a node that has run for a while."""
+    for record in suite.records.values():
+        for _ in range(RECENT_CIPHERTEXTS):
+            record.remember_ciphertext(rng.randbytes(10), NOW_MS - 60_000)
+        for _ in range(RECENT_MESSAGES):
+            record.remember_message(rng.randbytes(16))
+
+
+def _handshake(a: DirectSuite, b: DirectSuite, rng: random.Random) -> None:
+    """Contacts of each other, a session started by ``a`` and confirmed by ``b``'s ack."""
+    a.add_peer(b.identity.public, b.own_prekey(NOW_MS))
+    b.add_peer(a.identity.public, a.own_prekey(NOW_MS))
+    msg_id = rng.randbytes(16)
+    body = MessageBody(msg_id, "hello").encode()
+    opened = b.open_message(a.build_message(b.identity.public, msg_id, body, NOW_MS, 4), NOW_MS)
+    a.open_ack(b.build_ack(a.identity.public, opened.token, NOW_MS, 4), NOW_MS)
+    a.forget(msg_id)
+
+
+def _blobs(suite: DirectSuite) -> dict[bytes, bytes]:
+    out = {node_id: record.blob() for node_id, record in suite.records.items()}
+    out[suite.identity.node_id] = suite.prekeys.blob()
+    suite.take_updates()
+    return out
+
+
+def build_ratchet_workload(senders: int, per_sender: int, seed: int) -> RatchetWorkload:
+    rng = random.Random(seed)
+    receiver = DirectSuite(Identity.generate())
+    receiver.maintain(NOW_MS)
+    suites = []
+    for _ in range(senders):
+        sender = DirectSuite(Identity.generate())
+        sender.maintain(NOW_MS)
+        _handshake(sender, receiver, rng)
+        _fill_memories(sender, rng)
+        sender.take_updates()
+        suites.append(sender)
+    _fill_memories(receiver, rng)
+    blobs = _blobs(receiver)
+    frames: list[bytes] = []
+    for _ in range(per_sender):
+        for sender in suites:
+            msg_id = rng.randbytes(16)
+            text = "message text " * rng.randint(1, 8)
+            body = MessageBody(msg_id, text).encode()
+            packet = sender.build_message(receiver.identity.public, msg_id, body, NOW_MS, 4)
+            sender.take_updates()
+            sender.forget(msg_id)
+            frames.append(codec.encode(packet))
+    packets = [codec.parse(f) for f in frames]
+    a, b = DirectSuite(Identity.generate()), DirectSuite(Identity.generate())
+    for s in (a, b):
+        s.maintain(NOW_MS)
+    _handshake(a, b, rng)
+    _fill_memories(a, rng)
+    _fill_memories(b, rng)
+    a.take_updates()
+    b.take_updates()
+    return RatchetWorkload(
+        receiver.identity,
+        blobs,
+        frames,
+        packets,
+        [(p.signature + codec.signed_bytes(p), p.origin) for p in packets],
+        [p.payload[PREFIX_SIZE:] for p in packets],
+        suites,
+        (a, b),
+        [0],
+    )
+
+
+def _restored(work: RatchetWorkload) -> DirectSuite:
+    """The receiver as stored before the frames, its blob caches warm (as when running)."""
+    suite = DirectSuite(work.receiver)
+    suite.load(work.blobs)
+    suite.maintain(NOW_MS)
+    for record in suite.records.values():
+        record.blob()
+    suite.take_updates()
+    return suite
+
+
+def run_ratchet_receive_path(work: RatchetWorkload) -> float:
+    """Router (parse, dedupe, verify), open and decrypt, and the blob for the store."""
+    suite = _restored(work)
+    router = _engine_for(work.receiver, len(work.frames)).router
+    router.addresses = suite.book.tags
+    receive, open_message, take_updates = router.receive, suite.open_message, suite.take_updates
+    frames = work.frames
+
+    def loop() -> None:
+        for frame in frames:
+            for action in receive(LINK, frame, NOW_MS):
+                if isinstance(action, Deliver):
+                    if open_message(action.packet, NOW_MS).text is None:
+                        raise SystemExit("ratchet pipeline broken: a message did not open")
+                    take_updates()
+
+    return _timed(loop)
+
+
+def run_ratchet_engine(work: RatchetWorkload) -> float:
+    engine = _engine_for(work.receiver, len(work.frames))
+    engine.load_sessions(work.blobs)
+    engine.direct.maintain(NOW_MS)
+    for record in engine.direct.records.values():
+        record.blob()
+    engine.flush()
+    receive = engine.receive
+    frames = work.frames
+    got: list[int] = [0]
+
+    def loop() -> None:
+        for frame in frames:
+            for out in receive(LINK, frame, NOW_MS):
+                if isinstance(out, MessageReceived):
+                    got[0] += 1
+
+    elapsed = _timed(loop)
+    if got[0] != len(frames):
+        raise SystemExit(f"ratchet engine broken: {got[0]} of {len(frames)} frames received")
+    return elapsed
+
+
+def run_ratchet_open(work: RatchetWorkload) -> float:
+    suite = _restored(work)
+    open_message, packets = suite.open_message, work.packets
+
+    def loop() -> None:
+        for packet in packets:
+            open_message(packet, NOW_MS)
+
+    return _timed(loop)
+
+
+def run_ratchet_open_store(work: RatchetWorkload) -> float:
+    suite = _restored(work)
+    open_message, take_updates, packets = suite.open_message, suite.take_updates, work.packets
+
+    def loop() -> None:
+        for packet in packets:
+            open_message(packet, NOW_MS)
+            take_updates()
+
+    return _timed(loop)
+
+
+def run_ratchet_ack(work: RatchetWorkload) -> float:
+    """The sealed ack of each message and the blob stored before it leaves (untimed: open)."""
+    suite = _restored(work)
+    opened = []
+    for packet in work.packets:
+        opened.append(suite.open_message(packet, NOW_MS))
+    suite.take_updates()
+    build_ack, take_updates = suite.build_ack, suite.take_updates
+
+    def loop() -> None:
+        for o in opened:
+            codec.encode(build_ack(o.sender, o.token, NOW_MS, 4))
+            take_updates()
+
+    return _timed(loop)
+
+
+def run_box_seal_open_raw(work: RatchetWorkload) -> float:
+    seal_open = nacl.bindings.crypto_box_seal_open
+    secret = bytes(work.receiver.box_key)
+    public = work.receiver.public.box_public
+    boxes = work.boxes
+
+    def loop() -> None:
+        for box in boxes:
+            seal_open(box, public, secret)
+
+    return _timed(loop)
+
+
+def run_ratchet_sign_open(work: RatchetWorkload) -> float:
+    sign_open = nacl.bindings.crypto_sign_open
+    signed = work.signed
+
+    def loop() -> None:
+        for message, key in signed:
+            sign_open(message, key)
+
+    return _timed(loop)
+
+
+def run_ratchet_send(work: RatchetWorkload) -> float:
+    """build_message (ratchet step, one-packet key, seal, sign), the blob, the frame."""
+    recipient = work.receiver.public
+    senders = work.senders
+    count = len(work.frames) // len(senders)
+    base = work.counter[0]
+    work.counter[0] += count
+    bodies = [
+        (i.to_bytes(16, "big"), MessageBody(i.to_bytes(16, "big"), "message text " * 4).encode())
+        for i in range(base, base + count)
+    ]
+
+    def loop() -> None:
+        for msg_id, body in bodies:
+            for sender in senders:
+                codec.encode(sender.build_message(recipient, msg_id, body, NOW_MS, 4))
+                sender.take_updates()
+                sender.forget(msg_id)
+
+    return _timed(loop)
+
+
+def run_seal_sign_raw(work: RatchetWorkload) -> float:
+    """The libsodium floor of a sealed packet: a one-packet Ed25519 key, the sealed box, the
+    signature (no ratchet, no encoding)."""
+    seal, sign = nacl.bindings.crypto_box_seal, nacl.bindings.crypto_sign
+    keypair = nacl.bindings.crypto_sign_seed_keypair
+    recipient = work.receiver.public.box_public
+    boxes = work.boxes
+    seeds = [bytes([i % 256]) * 32 for i in range(len(boxes))]
+
+    def loop() -> None:
+        for box, seed in zip(boxes, seeds, strict=True):
+            _, sk = keypair(seed)
+            sign(seal(box[: len(box) - 48], recipient), sk)
+
+    return _timed(loop)
+
+
+def run_ratchet_turns(work: RatchetWorkload) -> float:
+    """Live, one at a time: a message, its ack, each with its blobs; per message. The ack
+    carries a new ratchet key and so does the next message: two DH ratchet steps each."""
+    a, b = work.turn
+    count = len(work.frames)
+    base = work.counter[0]
+    work.counter[0] += count
+    ids = [i.to_bytes(16, "big") for i in range(base, base + count)]
+    bodies = [MessageBody(m, "message text " * 4).encode() for m in ids]
+    peer_a, peer_b = a.identity.public, b.identity.public
+
+    def loop() -> None:
+        for msg_id, body in zip(ids, bodies, strict=True):
+            packet = a.build_message(peer_b, msg_id, body, NOW_MS, 4)
+            a.take_updates()
+            opened = b.open_message(packet, NOW_MS)
+            ack = b.build_ack(peer_a, opened.token, NOW_MS, 4)
+            b.take_updates()
+            a.open_ack(ack, NOW_MS)
+            a.take_updates()
+            a.forget(msg_id)
+
+    return _timed(loop)
+
+
+R_BASELINE = "crypto_sign_open, RATCHET frames (baseline)"
+R_PIPELINE = "RATCHET receive path (verify+open+decrypt+blob)"
+
+RATCHET_STAGES: list[tuple[str, Callable[[RatchetWorkload], float]]] = [
+    (R_BASELINE, run_ratchet_sign_open),
+    ("crypto_box_seal_open, same frames (libsodium)", run_box_seal_open_raw),
+    (R_PIPELINE, run_ratchet_receive_path),
+    ("Engine.receive, RATCHET (+ sealed ack)", run_ratchet_engine),
+    ("  DirectSuite.open_message only", run_ratchet_open),
+    ("  open_message + take_updates (blob)", run_ratchet_open_store),
+    ("  sealed ack: build_ack + blob + encode", run_ratchet_ack),
+    ("RATCHET send: build_message + blob + encode", run_ratchet_send),
+    ("  libsodium floor: keypair + seal + sign", run_seal_sign_raw),
+    ("RATCHET one at a time (msg+ack, both sides)", run_ratchet_turns),
+]
+
+
 BASELINE = "crypto_sign_open on every frame (baseline)"
 PIPELINE = "receive path (decode+dedupe+verify+decrypt)"
 BASELINE_DISTINCT = "crypto_sign_open, distinct packets only"
@@ -275,16 +588,21 @@ STAGES: list[tuple[str, Callable[[Workload], float]]] = [
 ]
 
 
-def profile(work: Workload, top: int) -> str:
-    engine = _fresh_engine(work)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for frame in work.frames:
-        engine.receive(LINK, frame, NOW_MS)
-    profiler.disable()
+def profile(work: Workload, ratchet: RatchetWorkload, top: int) -> str:
     out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(top)
+    for title, engine, frames in (
+        ("Engine.receive, suite BOX", _fresh_engine(work), work.frames),
+        ("Engine.receive, suite RATCHET", _engine_for(ratchet.receiver, 0), ratchet.frames),
+    ):
+        if title.endswith("RATCHET"):
+            engine.load_sessions(ratchet.blobs)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for frame in frames:
+            engine.receive(LINK, frame, NOW_MS)
+        profiler.disable()
+        print(f"-- {title}", file=out)
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
     return out.getvalue()
 
 
@@ -300,17 +618,25 @@ def main(argv: list[str] | None = None) -> int:
         default=1.7,
         help="copies of each packet a node receives (1.7: the 5x5 grid field test)",
     )
+    parser.add_argument("--ratchet-senders", type=int, default=10)
+    parser.add_argument("--ratchet-per-sender", type=int, default=40)
     parser.add_argument("--profile", action="store_true", help="print a cProfile table")
     parser.add_argument("--top", type=int, default=25, help="rows of the cProfile table")
     args = parser.parse_args(argv)
 
     work = build_workload(args.senders, args.per_sender, args.seed, args.copies)
+    ratchet = build_ratchet_workload(args.ratchet_senders, args.ratchet_per_sender, args.seed)
     times: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    rtimes: dict[str, list[float]] = {name: [] for name, _ in RATCHET_STAGES}
     for _, fn in STAGES:  # warm-up: caches, allocator, branch predictors
         fn(work)
+    for _, rfn in RATCHET_STAGES:
+        rfn(ratchet)
     for _ in range(args.reps):
         for name, fn in STAGES:
             times[name].append(fn(work))
+        for name, rfn in RATCHET_STAGES:
+            rtimes[name].append(rfn(ratchet))
 
     sizes = {name: len(work.frames) for name, _ in STAGES}
     sizes[BASELINE] = sizes[PIPELINE] = len(work.stream)
@@ -333,14 +659,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<46}{rate:>12,.0f}{1e6 / rate:>12.1f}{rate / base:>14.2f}"
             f"   (spread {spread:.0%})"
         )
+    n_ratchet = len(ratchet.frames)
+    rrates = {name: n_ratchet / statistics.median(ts) for name, ts in rtimes.items()}
+    print(
+        f"suite RATCHET: {n_ratchet} sealed messages, {args.ratchet_senders} senders with "
+        "confirmed sessions and full replay memories"
+    )
+    for name, _ in RATCHET_STAGES:
+        rate = rrates[name]
+        spread = (max(rtimes[name]) - min(rtimes[name])) / statistics.median(rtimes[name])
+        print(
+            f"{name:<46}{rate:>12,.0f}{1e6 / rate:>12.1f}{rate / rrates[R_BASELINE]:>14.2f}"
+            f"   (spread {spread:.0%})"
+        )
     if args.profile:
         print()
-        print(profile(work, args.top))
+        print(profile(work, ratchet, args.top))
     ratio = statistics.median(paired)
     print(f"paired ratios per repetition: {' '.join(f'{r:.2f}' for r in paired)}")
     print(
         f"worst case, every packet distinct: {statistics.median(paired_distinct):.2f} "
         "of the sign_open rate"
+    )
+    print(
+        f"ratchet receive path: {1e6 / rrates[R_PIPELINE]:.0f} us/message "
+        f"({rrates[R_PIPELINE] / rrates[R_BASELINE]:.2f} of the sign_open rate)"
     )
     print(f"receive_path_vs_sign_open: {ratio:.2f} (target >= {TARGET:.2f})")
     return 0

@@ -355,10 +355,10 @@ class DirectSuite:
             own = self.prekeys.get(source.ref)
             if own is None:
                 raise DecryptionError("prekey no longer held")
-            private = own.private
+            private, public = own.private, own.public
         else:
-            private = self._box_secret
-        envelope = open_sealed(packet.payload, private)
+            private, public = self._box_secret, self.identity.public.box_public
+        envelope = open_sealed(packet.payload, private, public)
         if envelope.origin != packet.origin:
             raise DecryptionError("sealed envelope not bound to this packet")
         if source.kind == "prekey" and (envelope.x3dh is None or envelope.x3dh[1] != source.ref):

@@ -23,16 +23,35 @@ bounded memories of recent ciphertexts and message ids that make retries and rep
 recognisable. A record serialises to a blob (compact CBOR, not the libraries' JSON) that the
 store keeps as one row; to keep a row small (:data:`BLOB_BUDGET`), at most
 :data:`MAX_STORED_SKIPPED` skipped message keys are kept per peer, the older sessions' first.
+
+Cost. A record is serialised after every message, before the packet that depends on it
+leaves, so serialising is on the hot path. The blob is canonical CBOR, which is the
+concatenation of its parts' encodings; a record therefore keeps the encoding of each part that
+rarely changes (its identity and prekey, each session until that session moves, each entry of
+the recent-ciphertext and recent-message memories) and joins them, re-encoding only what
+changed. The bytes are the same as encoding the whole record at once (tests check it).
+Ratchet state is read from the library's objects directly rather than through its pydantic
+models, with the models as a fallback should their layout change. The Diffie-Hellman ratchet
+uses X25519 from libsodium (the library's own Curve25519 class goes through ``cryptography``,
+which builds a key object, and so computes a public key, for every exchange); it remembers the
+public key of its current private key (under a hash of the private key, so no secret is kept
+beyond the state itself), and copies itself cheaply, since the library copies it before every
+decryption to roll back on failure.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import cbor2
+import nacl.bindings
+import nacl.exceptions
+import nacl.utils
 from doubleratchet import (
     AuthenticationFailedException,
     DecryptionFailedException,
@@ -41,14 +60,14 @@ from doubleratchet import (
     DoubleRatchetModel,
     DuplicateMessageException,
     EncryptedMessage,
+    KDFChain,
     KDFChainModel,
 )
+from doubleratchet import DiffieHellmanRatchet as DiffieHellmanRatchetBase
 from doubleratchet import Header as RatchetHeader
 from doubleratchet.recommended import HashFunction as DRHash
 from doubleratchet.recommended import aead_aes_hmac, kdf_hkdf, kdf_separate_hmacs
-from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import (
-    DiffieHellmanRatchet as X25519Ratchet,
-)
+from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
 from x3dh import (
     BaseState,
     BaseStateModel,
@@ -144,8 +163,74 @@ class _Ratchet(DoubleRatchet):
         )
 
 
+_LEAVES = frozenset({bytes, int, bool, str, type(None)})
+_PARTS = (KDFChain, SymmetricKeyRatchet)
+_T = TypeVar("_T")
+
+
+def _clone(obj: _T, memo: dict[int, Any]) -> _T:
+    """A deep copy of a ratchet part. Its attributes are bytes, ints, classes, tuples of
+    those (shared: they are immutable) or further parts (copied the same way); anything else
+    goes through :func:`copy.deepcopy`."""
+    new = object.__new__(type(obj))
+    memo[id(obj)] = new
+    state = vars(obj).copy()
+    for name, value in state.items():
+        kind = type(value)
+        if kind in _LEAVES or isinstance(value, type):
+            continue
+        if kind is tuple and all(type(v) in _LEAVES for v in value):
+            continue
+        if isinstance(value, _PARTS):
+            state[name] = _clone(value, memo)
+        else:
+            state[name] = copy.deepcopy(value, memo)
+    vars(new).update(state)
+    return new
+
+
+class _X25519Ratchet(DiffieHellmanRatchetBase):
+    """The Diffie-Hellman ratchet over X25519, computed by libsodium.
+
+    Same keys and results as the library's ``recommended`` Curve25519 ratchet (raw 32-byte
+    private keys, RFC 7748 X25519), so stored states read either way.
+    """
+
+    #: ``(BLAKE2b of the private key, public key)`` of the last public key derived
+    _pub: tuple[bytes, bytes] | None = None
+
+    @staticmethod
+    def _generate_priv() -> bytes:
+        # What crypto_box_keypair does: 32 random bytes (X25519 clamps them when used).
+        return nacl.utils.random(32)
+
+    def _derive_pub(self, priv: bytes) -> bytes:  # type: ignore[override]
+        # Called for every message sent: the header repeats the current ratchet key.
+        mark = hashlib.blake2b(priv, digest_size=16, person=b"mc-dr-pubcache").digest()
+        cached = self._pub
+        if cached is not None and cached[0] == mark:
+            return cached[1]
+        pub = nacl.bindings.crypto_scalarmult_base(priv)
+        self._pub = (mark, pub)
+        return pub
+
+    @staticmethod
+    def _perform_diffie_hellman(own_priv: bytes, other_pub: bytes) -> bytes:
+        try:
+            return nacl.bindings.crypto_scalarmult(own_priv, other_pub)
+        except nacl.exceptions.CryptoError as exc:
+            # libsodium refuses an all-zero result (a low-order public key), as OpenSSL does.
+            raise ValueError(f"X25519 failed ({exc})") from None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _X25519Ratchet:
+        # The library deep-copies the ratchet before every decryption (to keep the state
+        # unchanged on failure); the generic deepcopy of its object graph cost more than
+        # the cryptography.
+        return _clone(self, memo)
+
+
 _CHAIN_CONSTANT = b"\x01\x02"
-_DR_ARGS = (X25519Ratchet, _RootKDF, _ChainKDF, _CHAIN_CONSTANT, MAX_SKIP, MAX_SKIP, _AEAD)
+_DR_ARGS = (_X25519Ratchet, _RootKDF, _ChainKDF, _CHAIN_CONSTANT, MAX_SKIP, MAX_SKIP, _AEAD)
 
 _ERRORS = (
     AuthenticationFailedException,
@@ -219,12 +304,17 @@ class Session:
     initiator: bool
     x3dh: tuple[bytes, bytes]
     confirmed: bool
+    #: ``(ratchet, confirmed, CBOR)`` of the last full encoding; dropped by every change
+    #: made through this object, so no superseded key stays in memory through it
+    _encoded: tuple[_Ratchet, bool, bytes] | None = field(default=None, repr=False, compare=False)
 
     def encrypt(self, plaintext: bytes, kind: bytes) -> RatchetMessage:
+        self._encoded = None
         return RatchetMessage.of(run(self.ratchet.encrypt_message(plaintext, self.ad + kind)))
 
     def decrypt(self, message: RatchetMessage, kind: bytes) -> bytes:
         """The plaintext; the state changes only on success. Raises DecryptionError."""
+        self._encoded = None
         try:
             with warnings.catch_warnings():
                 # Heavy loss makes the library warn (and skip computing old keys); the
@@ -238,7 +328,20 @@ class Session:
 
     @property
     def skipped(self) -> int:
-        return len(_skipped_keys(self.ratchet))
+        keys = _skipped_dict(self.ratchet)
+        if keys is not None:
+            return len(keys)
+        return len(self.ratchet.model.skipped_message_keys)
+
+    def encode(self) -> bytes:
+        """The canonical CBOR of :meth:`to_cbor` (all skipped keys), re-encoded only when the
+        session changed since the last call."""
+        cached = self._encoded
+        if cached is not None and cached[0] is self.ratchet and cached[1] is self.confirmed:
+            return cached[2]
+        data = cbor2.dumps(self.to_cbor(), canonical=True)
+        self._encoded = (self.ratchet, self.confirmed, data)
+        return data
 
     def to_cbor(self, keep_skipped: int | None = None) -> list[object]:
         """The session as CBOR-ready lists; ``keep_skipped`` keeps only the newest keys."""
@@ -273,32 +376,63 @@ def _chain(chain: KDFChainModel | None) -> list[object] | None:
     return None if chain is None else [chain.length, chain.key]
 
 
+# The library's private attributes (name-mangled) read by the fast paths below. Its models
+# give the same values but validate and copy them; a record is serialised after every
+# message. Each fast path falls back to the models if the attributes are not there.
+_DR_DH = "_DoubleRatchet__diffie_hellman_ratchet"
+_DR_SKIPPED = "_DoubleRatchet__skipped_message_keys"
+_DH = "_DiffieHellmanRatchet__"
+_SYM = "_SymmetricKeyRatchet__"
+
+
+def _skipped_dict(ratchet: _Ratchet) -> OrderedDict[tuple[bytes, int], bytes] | None:
+    keys = getattr(ratchet, _DR_SKIPPED, None)
+    return keys if isinstance(keys, OrderedDict) else None
+
+
 def _skipped_keys(ratchet: _Ratchet) -> list[tuple[bytes, int, bytes]]:
     """The ratchet's skipped message keys, oldest first, as ``(ratchet_pub, index, key)``.
 
     The library only exposes them through its pydantic model, which builds one object per
-    key; a record is serialised after every message, so read its ordered dict directly when
-    the installed version has it (it does in 1.x) and fall back to the model otherwise.
+    key; read its ordered dict directly when the installed version has it (it does in 1.x)
+    and fall back to the model otherwise.
     """
-    keys = getattr(ratchet, "_DoubleRatchet__skipped_message_keys", None)
-    if isinstance(keys, OrderedDict):
+    keys = _skipped_dict(ratchet)
+    if keys is not None:
         return [(pub, index, key) for (pub, index), key in keys.items()]
     return [(k.ratchet_pub, k.index, k.message_key) for k in ratchet.model.skipped_message_keys]
 
 
-def _ratchet_to_cbor(ratchet: _Ratchet, keep_skipped: int | None) -> list[object]:
-    """``[own_priv, other_pub, root, receiving, sending, previous_length, skipped]`` where a
-    chain is ``[length, key]`` or null and ``skipped`` groups keys by ratchet key:
-    ``[[ratchet_pub, [[index, key]...]]...]`` (oldest first)."""
-    dh = getattr(ratchet, "_DoubleRatchet__diffie_hellman_ratchet", None)
-    dh_model = dh.model if dh is not None else ratchet.model.diffie_hellman_ratchet
+def _fast_chain(chain: object) -> list[object] | None:
+    if chain is None:
+        return None
+    state = vars(chain)
+    return [state["_KDFChain__length"], state["_KDFChain__key"]]
+
+
+def _dh_state_fast(ratchet: _Ratchet) -> list[object] | None:
+    """The first six fields of :func:`_ratchet_to_cbor` from the library's objects, or None
+    if they are not laid out as expected."""
+    try:
+        dh = vars(vars(ratchet)[_DR_DH])
+        sym = vars(dh[_DH + "symmetric_key_ratchet"])
+        fields = [
+            dh[_DH + "own_ratchet_priv"],
+            dh[_DH + "other_ratchet_pub"],
+            _fast_chain(dh[_DH + "root_chain"]),
+            _fast_chain(sym[_SYM + "receiving_chain"]),
+            _fast_chain(sym[_SYM + "sending_chain"]),
+            sym[_SYM + "previous_sending_chain_length"],
+        ]
+    except (KeyError, TypeError):
+        return None
+    return fields
+
+
+def _dh_state_model(ratchet: _Ratchet) -> list[object]:
+    """The same fields as :func:`_dh_state_fast`, through the library's pydantic models."""
+    dh_model = ratchet.model.diffie_hellman_ratchet
     sym = dh_model.symmetric_key_ratchet
-    keys = _skipped_keys(ratchet)
-    if keep_skipped is not None:
-        keys = keys[max(0, len(keys) - keep_skipped) :]
-    grouped: dict[bytes, list[list[object]]] = {}
-    for pub, index, key in keys:
-        grouped.setdefault(pub, []).append([index, key])
     return [
         dh_model.own_ratchet_priv,
         dh_model.other_ratchet_pub,
@@ -306,8 +440,24 @@ def _ratchet_to_cbor(ratchet: _Ratchet, keep_skipped: int | None) -> list[object
         _chain(sym.receiving_chain),
         _chain(sym.sending_chain),
         sym.previous_sending_chain_length,
-        [[pub, entries] for pub, entries in grouped.items()],
     ]
+
+
+def _ratchet_to_cbor(ratchet: _Ratchet, keep_skipped: int | None) -> list[object]:
+    """``[own_priv, other_pub, root, receiving, sending, previous_length, skipped]`` where a
+    chain is ``[length, key]`` or null and ``skipped`` groups keys by ratchet key:
+    ``[[ratchet_pub, [[index, key]...]]...]`` (oldest first)."""
+    state = _dh_state_fast(ratchet)
+    if state is None:
+        state = _dh_state_model(ratchet)
+    keys = _skipped_keys(ratchet)
+    if keep_skipped is not None:
+        keys = keys[max(0, len(keys) - keep_skipped) :]
+    grouped: dict[bytes, list[list[object]]] = {}
+    for pub, index, key in keys:
+        grouped.setdefault(pub, []).append([index, key])
+    state.append([[pub, entries] for pub, entries in grouped.items()])
+    return state
 
 
 def _ratchet_from_cbor(fields: object) -> DoubleRatchetModel:
@@ -422,6 +572,58 @@ def respond(
     return Session(ratchet, ad, False, (ephemeral, prekey.public), True), plaintext
 
 
+def _array_head(length: int) -> bytes:
+    """The head of a CBOR array of ``length`` items (major type 4, shortest form): with it,
+    the array is its items' encodings concatenated."""
+    if length < 24:
+        return bytes((0x80 | length,))
+    if length < 0x100:
+        return b"\x98" + length.to_bytes(1, "big")
+    if length < 0x10000:
+        return b"\x99" + length.to_bytes(2, "big")
+    return b"\x9a" + length.to_bytes(4, "big")
+
+
+class _CborLog:
+    """Keys in order, each with its CBOR encoding, and the encodings' concatenation.
+
+    The memories of a record gain an entry at the end and lose the oldest for every message
+    received; the concatenation follows both moves with one copy instead of being joined
+    again from a thousand pieces. Any other move (an entry refreshed in the middle) drops it
+    until the next :meth:`joined`.
+    """
+
+    __slots__ = ("_items", "_joined")
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._joined: bytes | None = b""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key: bytes, encoded: bytes) -> None:
+        """Add ``key`` (or move it) to the end."""
+        if self._items.pop(key, None) is not None:
+            self._joined = None
+        self._items[key] = encoded
+        if self._joined is not None:
+            self._joined += encoded
+
+    def discard(self, key: bytes) -> None:
+        if key not in self._items:
+            return
+        oldest = next(iter(self._items))
+        encoded = self._items.pop(key)
+        if self._joined is not None:
+            self._joined = self._joined[len(encoded) :] if key == oldest else None
+
+    def joined(self) -> bytes:
+        if self._joined is None:
+            self._joined = b"".join(self._items.values())
+        return self._joined
+
+
 @dataclass(slots=True)
 class PeerRecord:
     """Everything this device keeps about one peer's sessions."""
@@ -433,16 +635,27 @@ class PeerRecord:
     recent_cts: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
     #: message ids shown to the user recently (a re-encrypted retry is not shown again)
     recent_msgs: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    # The CBOR of each entry of the two memories above, in the same order (see blob()).
+    # Change the memories only through remember_ciphertext() and remember_message().
+    _cts_cbor: _CborLog = field(default_factory=_CborLog, repr=False, compare=False)
+    _msgs_cbor: _CborLog = field(default_factory=_CborLog, repr=False, compare=False)
+    #: ``(identity, prekey, CBOR of the fields before the sessions)``
+    _head: tuple[PublicIdentity, SignedPrekey | None, bytes] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def current(self) -> Session | None:
         return self.sessions[0] if self.sessions else None
 
     def learn_prekey(self, prekey: SignedPrekey) -> bool:
-        """Keep ``prekey`` if it is signed by this peer and newer than the one we have."""
-        if not prekey.verify(self.identity):
-            return False
+        """Keep ``prekey`` if it is signed by this peer and newer than the one we have.
+
+        The age is checked first: every announcement repeats the peer's current prekey, and
+        one that is not newer is dropped without verifying its signature again."""
         if self.prekey is not None and prekey.created_ms <= self.prekey.created_ms:
+            return False
+        if not prekey.verify(self.identity):
             return False
         self.prekey = prekey
         return True
@@ -461,47 +674,72 @@ class PeerRecord:
         return None
 
     def remember_ciphertext(self, digest: bytes, created_ms: int) -> None:
-        self.recent_cts[digest] = created_ms // 1000
+        created = created_ms // 1000
+        self.recent_cts[digest] = created
         self.recent_cts.move_to_end(digest)
+        self._cts_cbor.put(digest, cbor2.dumps([digest, created], canonical=True))
         while len(self.recent_cts) > RECENT_CIPHERTEXTS:
-            self.recent_cts.popitem(last=False)
+            gone, _ = self.recent_cts.popitem(last=False)
+            self._cts_cbor.discard(gone)
 
     def remember_message(self, msg_id: bytes) -> None:
         self.recent_msgs[msg_id] = None
         self.recent_msgs.move_to_end(msg_id)
+        self._msgs_cbor.put(msg_id, cbor2.dumps(msg_id, canonical=True))
         while len(self.recent_msgs) > RECENT_MESSAGES:
-            self.recent_msgs.popitem(last=False)
+            gone, _ = self.recent_msgs.popitem(last=False)
+            self._msgs_cbor.discard(gone)
 
     # -- persistence ---------------------------------------------------------------------
 
     def blob(self) -> bytes:
         """The record as stored. Skipped keys beyond :data:`MAX_STORED_SKIPPED` (the older
-        sessions' first, then the oldest) are left out, here and in memory alike."""
-        pk = self.prekey
+        sessions' first, then the oldest) are left out, here and in memory alike.
+
+        The canonical CBOR of ``[1, sign_public, box_public, prekey, sessions, recent
+        ciphertexts, recent messages]``, joined from the cached encodings of its parts.
+        """
+        parts = [_array_head(7), self._head_cbor(), _array_head(len(self.sessions))]
         room = MAX_STORED_SKIPPED
-        budget: list[int | None] = []
+        # The current session is first: give it the room first, then the older ones.
         for session in self.sessions:
             count = session.skipped
             keep = min(count, room)
             room -= keep
-            budget.append(None if keep == count else keep)
-        # The current session is first: give it the room first, then the older ones.
-        encoded = [s.to_cbor(limit) for s, limit in zip(self.sessions, budget, strict=True)]
-        for session, limit, fields in zip(self.sessions, budget, encoded, strict=True):
-            if limit is not None:
-                session.ratchet = _Ratchet.from_model(_ratchet_from_cbor(fields[0]), *_DR_ARGS)
-        return cbor2.dumps(
-            [
-                1,
-                self.identity.sign_public,
-                self.identity.box_public,
-                None if pk is None else [pk.public, pk.signature, pk.created_ms],
-                encoded,
-                [[d, t] for d, t in self.recent_cts.items()],
-                list(self.recent_msgs),
-            ],
-            canonical=True,
+            if keep == count:
+                parts.append(session.encode())
+                continue
+            fields = session.to_cbor(keep)
+            session.ratchet = _Ratchet.from_model(_ratchet_from_cbor(fields[0]), *_DR_ARGS)
+            parts.append(cbor2.dumps(fields, canonical=True))
+        if len(self._cts_cbor) != len(self.recent_cts):  # e.g. just loaded
+            self._cts_cbor = _CborLog()
+            for d, t in self.recent_cts.items():
+                self._cts_cbor.put(d, cbor2.dumps([d, t], canonical=True))
+        if len(self._msgs_cbor) != len(self.recent_msgs):
+            self._msgs_cbor = _CborLog()
+            for m in self.recent_msgs:
+                self._msgs_cbor.put(m, cbor2.dumps(m, canonical=True))
+        parts.append(_array_head(len(self._cts_cbor)))
+        parts.append(self._cts_cbor.joined())
+        parts.append(_array_head(len(self._msgs_cbor)))
+        parts.append(self._msgs_cbor.joined())
+        return b"".join(parts)
+
+    def _head_cbor(self) -> bytes:
+        head = self._head
+        if head is not None and head[0] is self.identity and head[1] is self.prekey:
+            return head[2]
+        pk = self.prekey
+        fields = (
+            1,
+            self.identity.sign_public,
+            self.identity.box_public,
+            None if pk is None else [pk.public, pk.signature, pk.created_ms],
         )
+        data = b"".join(cbor2.dumps(f, canonical=True) for f in fields)
+        self._head = (self.identity, pk, data)
+        return data
 
     @classmethod
     def from_blob(cls, blob: bytes) -> PeerRecord:

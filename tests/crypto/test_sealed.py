@@ -85,3 +85,15 @@ def test_decoder_raises_only_decryption_error(fields: list[object]) -> None:
 def test_decoder_on_raw_bytes(data: bytes) -> None:
     with contextlib.suppress(DecryptionError):
         Envelope.decode(data)
+
+
+def test_a_known_public_key_opens_the_same_and_a_wrong_one_does_not() -> None:
+    envelope = _envelope(40)
+    payload = seal(b"\x01" * 16, envelope, bytes(KEY.public_key))
+    secret = bytes(KEY)
+    assert open_sealed(payload, secret, bytes(KEY.public_key)) == open_sealed(payload, secret)
+    # The public key is hashed into the nonce: a wrong one cannot open the box.
+    with pytest.raises(DecryptionError, match="does not open"):
+        open_sealed(payload, secret, bytes(PrivateKey.generate().public_key))
+    with pytest.raises(DecryptionError, match="does not open"):
+        open_sealed(payload, secret, b"short")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import os
 import random
 
 import cbor2
+import nacl.bindings
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshchat.crypto import _sync
+from meshchat.crypto import _sync, sessions
 from meshchat.crypto.prekeys import PrekeyState
 from meshchat.crypto.sessions import (
     BLOB_BUDGET,
@@ -199,3 +202,177 @@ def test_run_refuses_a_coroutine_that_suspends() -> None:
         return 7
 
     assert _sync.run(done()) == 7
+
+
+# -- what makes the hot path cheap must not change what it computes or stores -------------
+
+
+def _old_blob(record: PeerRecord) -> bytes:
+    """The record encoded in one piece, as before the encoding was cached part by part."""
+    pk = record.prekey
+    return cbor2.dumps(
+        [
+            1,
+            record.identity.sign_public,
+            record.identity.box_public,
+            None if pk is None else [pk.public, pk.signature, pk.created_ms],
+            [s.to_cbor() for s in record.sessions],
+            [[d, t] for d, t in record.recent_cts.items()],
+            list(record.recent_msgs),
+        ],
+        canonical=True,
+    )
+
+
+def test_blob_bytes_equal_the_one_piece_encoding_as_the_record_changes() -> None:
+    a, _, sa, sb, _ = _pair()
+    record = PeerRecord(a.public, a.sign_prekey(b"\x05" * 32, 3), [sb])
+    rng = random.Random(5)
+    digests = [rng.randbytes(10) for _ in range(40)]
+    for step in range(300):
+        action = rng.randrange(6)
+        if action == 0:
+            record.remember_ciphertext(rng.choice(digests), NOW + step * 1000)
+        elif action == 1:
+            record.remember_ciphertext(rng.randbytes(10), NOW + step * 1000)
+        elif action == 2:
+            record.remember_message(rng.randbytes(16) if rng.random() < 0.7 else b"m" * 16)
+        elif action == 3:
+            sb.decrypt(sa.encrypt(b"x", KIND_MESSAGE), KIND_MESSAGE)
+        elif action == 4:
+            sa.decrypt(sb.encrypt(b"y", KIND_ACK), KIND_ACK)
+        else:
+            record.learn_prekey(a.sign_prekey(rng.randbytes(32), 4 + step))
+        assert record.blob() == _old_blob(record)
+    assert len(record.recent_cts) > 24  # the array heads of 1 and 2 bytes were both used
+
+
+def test_memories_past_their_bounds_keep_the_same_bytes() -> None:
+    a, _, _, sb, _ = _pair()
+    record = PeerRecord(a.public, None, [sb])
+    for i in range(RECENT_CIPHERTEXTS + 300):
+        record.remember_ciphertext(i.to_bytes(10, "big"), NOW + i * 1000)
+        if i % 97 == 0:
+            record.remember_ciphertext((i // 2).to_bytes(10, "big"), NOW + i * 1000)  # a retry
+            assert record.blob() == _old_blob(record)
+    for i in range(RECENT_MESSAGES + 40):
+        record.remember_message(i.to_bytes(16, "big"))
+    assert record.blob() == _old_blob(record)
+    loaded = PeerRecord.from_blob(record.blob())
+    loaded.remember_ciphertext(b"n" * 10, NOW)
+    record.remember_ciphertext(b"n" * 10, NOW)
+    assert loaded.blob() == record.blob() == _old_blob(record)
+
+
+@given(st.integers(min_value=0, max_value=70_000))
+def test_array_head_is_cbors_own(length: int) -> None:
+    encoded = cbor2.dumps([None] * length, canonical=True)
+    assert sessions._array_head(length) == encoded[: len(encoded) - length]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "drop"]), st.integers(0, 12)), max_size=60))
+def test_cbor_log_joins_like_a_fresh_join(ops: list[tuple[str, int]]) -> None:
+    log = sessions._CborLog()
+    model: dict[bytes, bytes] = {}
+    for op, n in ops:
+        key = bytes([n])
+        if op == "put":
+            value = bytes([n]) * (n + 1)
+            model.pop(key, None)
+            model[key] = value
+            log.put(key, value)
+        else:
+            model.pop(key, None)
+            log.discard(key)
+        assert len(log) == len(model)
+        assert log.joined() == b"".join(model.values())
+
+
+def test_fast_state_read_matches_the_library_models() -> None:
+    _, _, sa, sb, _ = _pair()
+    for session in (sa, sb):  # one without a receiving chain yet, one with
+        assert sessions._dh_state_fast(session.ratchet) == sessions._dh_state_model(session.ratchet)
+    lost = [sa.encrypt(b"l", KIND_MESSAGE) for _ in range(3)]
+    sb.decrypt(sa.encrypt(b"n", KIND_MESSAGE), KIND_MESSAGE)
+    sa.decrypt(sb.encrypt(b"r", KIND_MESSAGE), KIND_MESSAGE)
+    for session in (sa, sb):
+        assert sessions._dh_state_fast(session.ratchet) == sessions._dh_state_model(session.ratchet)
+    assert sb.skipped == len(sb.ratchet.model.skipped_message_keys) == 3
+    assert sb.decrypt(lost[1], KIND_MESSAGE) == b"l"
+
+
+def test_cached_session_encoding_follows_every_change() -> None:
+    _, _, sa, sb, _ = _pair()
+    before = sb.encode()
+    assert sb.encode() is before
+    sb.decrypt(sa.encrypt(b"x", KIND_MESSAGE), KIND_MESSAGE)
+    after = sb.encode()
+    assert after != before and after == cbor2.dumps(sb.to_cbor(), canonical=True)
+    sent = sb.encode()
+    sb.encrypt(b"y", KIND_ACK)
+    assert sb.encode() != sent
+    restored = Session.from_cbor(cbor2.loads(sb.encode()))
+    assert restored.encode() == sb.encode()
+
+
+def test_libsodium_ratchet_agrees_with_the_library_curve25519_ratchet() -> None:
+    """Stored states hold raw X25519 keys either way: a session state written while the
+    library's own Curve25519 class ran goes on working with ours, and the other way round."""
+    from doubleratchet.recommended.diffie_hellman_ratchet_curve25519 import (
+        DiffieHellmanRatchet as LibraryX25519,
+    )
+
+    priv = os.urandom(32)
+    peer = os.urandom(32)
+    ours, theirs = sessions._X25519Ratchet, LibraryX25519
+    assert ours()._derive_pub(priv) == theirs._derive_pub(priv)
+    peer_pub = theirs._derive_pub(peer)
+    assert ours._perform_diffie_hellman(priv, peer_pub) == theirs._perform_diffie_hellman(
+        priv, peer_pub
+    )
+    _, _, sa, sb, _ = _pair()
+    library_args = (LibraryX25519, *sessions._DR_ARGS[1:])
+    # sb restored under the library's class, sa under ours: they still talk both ways.
+    old_b = sessions._Ratchet.from_model(sb.ratchet.model, *library_args)
+    ad = sb.ad + KIND_MESSAGE
+    for i in range(3):
+        out = _sync.run(old_b.encrypt_message(f"b{i}".encode(), ad))
+        assert sa.decrypt(RatchetMessage.of(out), KIND_MESSAGE) == f"b{i}".encode()
+        back = sa.encrypt(f"a{i}".encode(), KIND_MESSAGE)
+        assert _sync.run(old_b.decrypt_message(back.library(), ad)) == f"a{i}".encode()
+
+
+def test_a_low_order_ratchet_key_is_refused_without_changing_the_session() -> None:
+    _, _, sa, sb, _ = _pair()
+    good = sa.encrypt(b"good", KIND_MESSAGE)
+    state = sb.encode()
+    evil = RatchetMessage(bytes(32), 0, 0, good.ciphertext)  # the all-zero point: order 4
+    with pytest.raises(DecryptionError, match="ValueError"):
+        sb.decrypt(evil, KIND_MESSAGE)
+    assert sb.encode() == state
+    assert sb.decrypt(good, KIND_MESSAGE) == b"good"
+
+
+def test_the_header_key_follows_each_new_ratchet_key() -> None:
+    _, _, sa, sb, _ = _pair()
+    for _ in range(6):
+        out = sa.encrypt(b"p", KIND_MESSAGE)
+        assert out.ratchet_pub == nacl.bindings.crypto_scalarmult_base(
+            sa.ratchet.model.diffie_hellman_ratchet.own_ratchet_priv
+        )
+        sb.decrypt(out, KIND_MESSAGE)
+        back = sb.encrypt(b"q", KIND_MESSAGE)
+        assert back.ratchet_pub != out.ratchet_pub
+        sa.decrypt(back, KIND_MESSAGE)
+
+
+def test_the_copy_made_for_each_decryption_shares_no_state() -> None:
+    _, _, sa, sb, _ = _pair()
+    dh = vars(sb.ratchet)[sessions._DR_DH]
+    clone = copy.deepcopy(dh)
+    before = sessions._dh_state_fast(sb.ratchet)
+    vars(sb.ratchet)[sessions._DR_DH] = clone
+    sb.decrypt(sa.encrypt(b"moves the clone", KIND_MESSAGE), KIND_MESSAGE)
+    vars(sb.ratchet)[sessions._DR_DH] = dh
+    assert sessions._dh_state_fast(sb.ratchet) == before

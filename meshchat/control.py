@@ -17,6 +17,9 @@ contacts    (none)                          contacts (name, node_id, trust, fing
                                             safety_number)
 verify      contact, safety_number          contact (marked verified only if the number is
                                             the pair's safety number)
+group       action (list, show, create,     groups (group_id, name, conversation, epoch,
+            add, remove, admin, leave),     member, admin, members)
+            name or group, members
 panic       (none)                          erased, failed, seconds; then the node stops
 ==========  ==============================  ============================================
 """
@@ -33,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from meshchat.errors import MeshchatError, TransportError, UsageError
+from meshchat.group.book import Group, group_conversation
 from meshchat.identity import PublicIdentity
 from meshchat.node import Node
 from meshchat.panic import PanicReport
 from meshchat.safety import safety_number
 from meshchat.store.records import Contact, Message, Trust
 
-__all__ = ["ControlServer", "contact_json", "message_json", "request"]
+__all__ = ["ControlServer", "contact_json", "group_json", "message_json", "request"]
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 16 * 1024
@@ -71,6 +75,28 @@ def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
         "fingerprint": them.fingerprint(),
         "safety_number": safety_number(me, them),
         "has_card": bool(contact.card),
+    }
+
+
+def group_json(group: Group, me: bytes, names: dict[bytes, str]) -> dict[str, Any]:
+    """A group as ``group list --json`` and the control op ``group`` show it."""
+    roster = group.roster
+    return {
+        "group_id": group.group_id.hex(),
+        "name": group.name,
+        "conversation": group_conversation(group.group_id),
+        "epoch": roster.epoch,
+        "member": group.current is not None,
+        "admin": group.current is not None and me in roster.admins,
+        "members": [
+            {
+                "node_id": m.node_id.hex(),
+                "name": names.get(m.node_id, ""),
+                "admin": m.node_id in roster.admins,
+                "me": m.node_id == me,
+            }
+            for m in roster.members
+        ],
     }
 
 
@@ -210,6 +236,8 @@ class ControlServer:
             return {"contacts": [contact_json(c, me) for c in await node.contacts()]}
         if op == "verify":
             return await self._verify(str(request["contact"]), str(request["safety_number"]))
+        if op == "group":
+            return await self._group(request)
         if op == "panic":
             report = await node.panic()
             assert isinstance(report, PanicReport)
@@ -219,6 +247,26 @@ class ControlServer:
                 "seconds": report.seconds,
             }
         raise ValueError(f"unknown op {op!r}")
+
+    async def _group(self, request: dict[str, Any]) -> dict[str, Any]:
+        node = self.node
+        action = str(request.get("action", "list"))
+        members = [str(m) for m in request.get("members", [])]
+        if action == "list":
+            groups = node.groups()
+        elif action == "create":
+            groups = [await node.create_group(str(request["name"]), members)]
+        elif action in ("add", "remove", "admin"):
+            groups = [await node.change_group(str(request["group"]), **{action: members})]
+        elif action == "show":
+            groups = [node.find_group(str(request["group"]))]
+        elif action == "leave":
+            groups = [await node.leave_group(str(request["group"]))]
+        else:
+            raise ValueError(f"unknown group action {action!r}")
+        names = {c.node_id: c.name for c in await node.contacts()}
+        names = {**node.announced_peers(), **names, node.identity.node_id: node.name}
+        return {"groups": [group_json(g, node.identity.node_id, names) for g in groups]}
 
     async def _verify(self, target: str, number: str) -> dict[str, Any]:
         node = self.node

@@ -111,6 +111,8 @@ class Engine:
         self.router.addresses = self.direct.book.tags
         self.groups = GroupBook(identity)
         self._group_addresses: set[bytes] = set()
+        #: node ids whose keys the user marked compromised: no group keys go to them
+        self._distrusted: set[bytes] = set()
 
     # -- sessions and contacts -----------------------------------------------------------
 
@@ -161,11 +163,21 @@ class Engine:
         self._sync_group_addresses()
         return bad
 
+    def distrust(self, node_id: bytes) -> list[Output]:
+        """The user marked these keys compromised: send them no group keys from now on
+        (parts already queued for them are dropped). Removing them from a group stays the
+        admin's decision: a re-key without them is one ``change_group`` away."""
+        self._distrusted.add(node_id)
+        for item in list(self.outbox._items.values()):
+            if item.is_control and item.recipient is not None and item.recipient.node_id == node_id:
+                self._end(item.msg_id)
+        return self._updates()
+
     def _know_members(self, group: Group, now_ms: int) -> None:
         if group.removed:
             return
         for member in group.roster.members:
-            if member != self.identity.public:
+            if member != self.identity.public and member.node_id not in self._distrusted:
                 self.direct.add_peer(member)
 
     def _sync_group_addresses(self) -> None:
@@ -231,6 +243,9 @@ class Engine:
         return out
 
     def _queue_control(self, send: ControlSend, now_ms: int) -> list[Output]:
+        if send.recipient.node_id in self._distrusted:
+            self.groups.control_done(send.part.msg_id)
+            return []
         item = OutboxItem(
             msg_id=send.part.msg_id,
             destination=Destination.node(send.recipient.node_id),

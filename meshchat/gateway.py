@@ -162,7 +162,9 @@ class GatewayHost(Protocol):
 class RouteKind(Enum):
     MAILBOX = "mailbox"
     CHANNEL = "channel"
-    SEALED = "sealed"  #: a sealed direct message, on the shared topic (SEALED_TOPIC_ID)
+    #: a sealed direct message: on the relay, the shared topic (SEALED_TOPIC_ID); on the DHT,
+    #: filed under its own destination tag (meshchat/transports/dht/_sealed.py)
+    SEALED = "sealed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +207,10 @@ def route(frame: bytes, local: set[bytes] | frozenset[bytes], bridged: set[bytes
     if dest.kind is DestKind.NODE and packet.suite is Suite.RATCHET:
         # A sealed direct message is addressed by a rotating tag that only the two people
         # can compute: no gateway can tell whose mailbox it belongs in, or whether the
-        # recipient is local. It goes to the one shared topic for sealed messages, which
-        # every gateway collects and floods into its island, where only the recipient's
-        # node recognises the tag.
+        # recipient is local. On the relay it goes to the one shared topic for sealed
+        # messages, which every gateway collects and floods into its island, where only the
+        # recipient's node recognises the tag; on the DHT it is filed under the tag itself,
+        # which only the recipient's node polls.
         return Route(RouteKind.SEALED, SEALED_TOPIC_ID, packet.packet_id, expires_ms)
     if dest.kind is DestKind.NODE and dest.value not in local:
         return Route(RouteKind.MAILBOX, dest.value, packet.packet_id, expires_ms)

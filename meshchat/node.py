@@ -2,8 +2,10 @@
 
 Theory of operation. Transports call the node's :class:`LinkHandler` methods from their own
 tasks; the node never runs engine code there. It queues each event into a bounded inbox and a
-single worker task takes them one at a time: it feeds the engine, then carries out the
-engine's outputs **in order**, awaiting every store write before going on. Because the engine
+single worker task takes them in order: it feeds the engine, then carries out the engine's
+outputs **in order**, committing every store write before any transmission. Frames queued
+together form one batch: the engine takes them one after the other and their writes share
+one commit (one disk sync), after which their transmissions go out. Because the engine
 puts a received message before the ack that confirms it, and the node stores a message the user
 sends before handing it to the engine, nothing is acknowledged or reported sent before it is
 committed to disk. User commands (send, join) go through the same inbox, so they are serialised
@@ -32,6 +34,8 @@ from meshchat.engine import Engine, Output, dm_conversation
 from meshchat.errors import IdentityError, MeshchatError, UsageError
 from meshchat.events import (
     AttemptMade,
+    GroupChanged,
+    GroupStateUpdated,
     MessageDelivered,
     MessageExpired,
     MessageReceived,
@@ -42,6 +46,7 @@ from meshchat.events import (
     SessionUpdated,
 )
 from meshchat.gateway import INTERNET_TRANSPORTS
+from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.router.flood import FloodRouter, RouterConfig
@@ -54,7 +59,7 @@ from meshchat.store.records import (
     MessageState,
     Trust,
 )
-from meshchat.store.trust import CardResult
+from meshchat.store.trust import CardResult, fold_name
 from meshchat.transports.base import Link, Transport, TransportStatus
 from meshchat.wire.packet import DEFAULT_TTL, MAX_AGE_MS
 
@@ -69,6 +74,8 @@ ANNOUNCE_EVERY_MS = 10 * 60 * 1000
 HOUSEKEEPING_S = 1.0
 #: most node ids remembered as heard on local links (for gateways; oldest forgotten first)
 MAX_HEARD = 1024
+#: most queued frames the worker takes into one batch (one commit)
+MAX_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +116,7 @@ def wall_clock_ms() -> int:
 #: the store's crypto-state kinds: one ratchet record per peer, and this node's prekeys
 _SESSION_STATE = "session"
 _PREKEY_STATE = "prekeys"
+_GROUP_STATE = "group"
 
 
 def _contact_keys(contact: Contact) -> tuple[PublicIdentity, SignedPrekey | None]:
@@ -135,6 +143,19 @@ class _AsyncStore:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Engine outputs to carry out with one commit.
+
+    ``writes`` run in one transaction; ``after`` lists, in the engine's order, what to do once
+    it committed: a callable (a transmission, a count) or an int ``i``, meaning "run the
+    follow-up that ``writes[i]`` returned".
+    """
+
+    writes: list[Callable[[], Callable[[], None] | None]] = field(default_factory=list)
+    after: list[Callable[[], None] | int] = field(default_factory=list)
 
 
 class Node:
@@ -203,6 +224,7 @@ class Node:
         for carried in await self.store.call(store.carried, now):
             self.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
         await self._load_sessions(now)
+        await self._load_groups(now)
         await self._load_outbox(now)
         self._worker = asyncio.create_task(self._work(), name="meshchat-node")
         for transport in self.transports:
@@ -231,12 +253,31 @@ class Node:
             log.warning("unreadable session state %s skipped", bad.hex()[:8])
         for contact in await self.store.call(store.list_contacts):
             if contact.trust is Trust.COMPROMISED:
+                self.engine.distrust(contact.node_id)
                 continue
             await self._run(self.engine.add_contact(*_contact_keys(contact), now))
+
+    async def _load_groups(self, now: int) -> None:
+        store = self.store.store
+        blobs = await self.store.call(store.states, _GROUP_STATE)
+        for bad in self.engine.load_groups(blobs, now):
+            log.warning("unreadable group state %s skipped", bad.hex()[:8])
+        await self._run(self.engine.flush())
 
     async def _load_outbox(self, now: int) -> None:
         store = self.store.store
         for entry in await self.store.call(store.pending_outbox, now):
+            if entry.conversation.startswith(_GROUP_PREFIX):
+                group = self.engine.groups.groups.get(entry.destination)
+                if group is not None and group.current is not None:
+                    self.engine.send_group(
+                        entry.destination,
+                        entry.msg_id,
+                        entry.text,
+                        now,
+                        expires_ms=entry.expires_ms,
+                    )
+                continue
             if entry.conversation.startswith("#"):
                 if entry.destination in {c.channel_id for c in self.engine.channels}:
                     self.engine.send_channel(
@@ -319,21 +360,23 @@ class Node:
     # -- the worker ----------------------------------------------------------------------
 
     async def _work(self) -> None:
+        held: tuple[Any, ...] | None = None  # taken from the inbox, not handled yet
         while True:
             now = self.clock()
             deadline = self.engine.next_deadline()
             wait = HOUSEKEEPING_S
             if deadline is not None:
                 wait = max(0.0, min(wait, (deadline - now) / 1000))
-            item: tuple[Any, ...] | None = None
-            try:
-                async with asyncio.timeout(wait):
-                    item = await self._inbox.get()
-            except TimeoutError:
-                pass
+            item, held = held, None
+            if item is None:
+                try:
+                    async with asyncio.timeout(wait):
+                        item = await self._inbox.get()
+                except TimeoutError:
+                    pass
             try:
                 if item is not None:
-                    await self._handle(item)
+                    held = await self._handle_queued(item)
                 await self._run(self.engine.tick(self.clock()))
                 await self._housekeeping()
             except asyncio.CancelledError:
@@ -341,14 +384,53 @@ class Node:
             except Exception:
                 log.exception("node worker error (continuing)")
 
+    async def _handle_queued(self, item: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Handle ``item``; if it is a frame, with the frames queued right behind it.
+
+        Consecutive frames (at most :data:`MAX_BATCH`) form one batch: the engine takes each in
+        turn, and the store writes of the whole batch go to disk in one commit (one disk sync
+        instead of one per frame) before any of the batch's transmissions or notices, which
+        then follow in the engine's order. Any other item (link change, user command) is
+        handled on its own, as before: it ends the batch and is returned, to be handled after
+        the timers and housekeeping that follow every item or batch, so effects keep the order
+        of the inbox.
+        """
+        if item[0] != "frame":
+            await self._handle(item)
+            return None
+        batch = _Batch()
+        taken = 0
+        after: tuple[Any, ...] | None = None
+        while True:
+            try:
+                self._plan(batch, self._receive(item[1], item[2]))
+            except Exception:
+                log.exception("receiving a frame failed (continuing)")
+            taken += 1
+            if taken >= MAX_BATCH or self._inbox.empty():
+                break
+            item = self._inbox.get_nowait()
+            if item[0] != "frame":
+                after = item
+                break
+        try:
+            await self._carry_out(batch)
+        except Exception:
+            # the batch's transmissions are lost (as when one frame's commit failed), but the
+            # item taken after it is still handled: a user command must get its answer
+            log.exception("storing received frames failed (continuing)")
+        return after
+
+    def _receive(self, link: Link | None, frame: bytes) -> list[Output]:
+        if link is not None and link.link_id not in self.links:
+            return []
+        return self.engine.receive(link.link_id if link else None, frame, self.clock())
+
     async def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
         now = self.clock()
         if kind == "frame":
-            link: Link | None = item[1]
-            if link is not None and link.link_id not in self.links:
-                return
-            await self._run(self.engine.receive(link.link_id if link else None, item[2], now))
+            await self._run(self._receive(item[1], item[2]))
         elif kind == "up":
             link = item[1]
             self.links[link.link_id] = link
@@ -406,10 +488,15 @@ class Node:
         faces happen, in the order the engine gave: nothing leaves the node, and nothing is
         shown as sent or delivered, before the writes it depends on are on disk.
         """
+        batch = _Batch()
+        self._plan(batch, outputs)
+        await self._carry_out(batch)
+
+    def _plan(self, batch: _Batch, outputs: list[Output]) -> None:
+        """Add the writes and after-commit steps of ``outputs`` to ``batch``."""
         store = self.store.store
         now = self.clock()
-        writes: list[Callable[[], Callable[[], None] | None]] = []
-        after: list[Callable[[], None] | int] = []  # an int: the result of writes[i]
+        writes, after = batch.writes, batch.after
         for out in outputs:
             if isinstance(out, Transmit):
                 after.append(functools.partial(self._transmit, out))
@@ -423,8 +510,12 @@ class Node:
                 if write is not None:
                     after.append(len(writes))
                     writes.append(write)
-        results = await self.store.call(self._apply, store, writes) if writes else []
-        for step in after:
+
+    async def _carry_out(self, batch: _Batch) -> None:
+        """Commit the batch's writes (one transaction), then run its steps in order."""
+        writes = batch.writes
+        results = await self.store.call(self._apply, self.store.store, writes) if writes else []
+        for step in batch.after:
             if isinstance(step, int):
                 follow_up = results[step]
                 if follow_up is not None:
@@ -494,6 +585,15 @@ class Node:
             return _then_nothing(store.put_state, _SESSION_STATE, out.peer_node_id, out.blob)
         if isinstance(out, PrekeysUpdated):
             return _then_nothing(store.put_state, _PREKEY_STATE, b"", out.blob)
+        if isinstance(out, GroupStateUpdated):
+            return _then_nothing(store.put_state, _GROUP_STATE, out.key, out.blob)
+        if isinstance(out, GroupChanged):
+            log.info("group %s: %s", out.group_id.hex()[:8], out.what)
+
+            def changed() -> Callable[[], None]:
+                return functools.partial(self._notify, NodeNotice("group"))
+
+            return changed
         return None
 
     def _set_state(
@@ -561,6 +661,26 @@ class Node:
         now = self.clock()
         msg_id = os.urandom(16)
         expires = now + self.options.message_lifetime_ms
+        if target.startswith((_GROUP_MARK, _GROUP_PREFIX)):
+            group = self.find_group(target)
+            if group.current is None:
+                raise UsageError(f"you are no longer a member of {group.name}")
+            message = await self.store.call(
+                store.add_outgoing,
+                group_conversation(group.group_id),
+                msg_id,
+                group.group_id,
+                self.identity.node_id,
+                self.name,
+                text,
+                now,
+                expires,
+            )
+            self._notify(NodeNotice("message", message=message))
+            await self._run(
+                self.engine.send_group(group.group_id, msg_id, text, now, expires_ms=expires)
+            )
+            return message
         if target.startswith("#"):
             channel = await self.store.call(store.get_channel, target.lower())
             if channel is None:
@@ -650,6 +770,8 @@ class Node:
             replace_keys=replace_keys,
         )
         contact = result.contact
+        for retired in result.compromised:
+            await self._submit(functools.partial(self._distrust, retired.node_id))
         if contact.trust is not Trust.COMPROMISED:
             keys = (PublicIdentity(contact.sign_public, contact.box_public), card.prekey)
             await self._submit(lambda: self._run(self.engine.add_contact(*keys, self.clock())))
@@ -662,8 +784,120 @@ class Node:
 
     async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         contact: Contact = await self.store.call(self.store.store.set_trust, node_id, trust)
+        if trust is Trust.COMPROMISED:
+            await self._submit(functools.partial(self._distrust, node_id))
         self._notify(NodeNotice("peer"))
         return contact
+
+    async def _distrust(self, node_id: bytes) -> None:
+        await self._run(self.engine.distrust(node_id))
+
+    # -- private groups --------------------------------------------------------------------
+
+    def find_group(self, target: str) -> Group:
+        """The group a user means: ``+name`` (case-insensitive) or ``grp:<id hex prefix>``."""
+        groups = list(self.engine.groups.groups.values())
+        if target.startswith(_GROUP_PREFIX):
+            prefix = target[len(_GROUP_PREFIX) :].lower()
+            found = [g for g in groups if g.group_id.hex().startswith(prefix)] if prefix else []
+        else:
+            name = target.removeprefix(_GROUP_MARK).strip().casefold()
+            found = [g for g in groups if g.name.casefold() == name]
+        if not found:
+            raise UsageError(f"no group {target!r}: see `meshchat group list`")
+        if len(found) > 1:
+            ids = ", ".join(_GROUP_PREFIX + g.group_id.hex()[:8] for g in found)
+            raise UsageError(f"{len(found)} groups match {target!r} ({ids}); use grp:<id>")
+        return found[0]
+
+    async def _members(self, queries: list[str]) -> list[PublicIdentity]:
+        members = []
+        for query in queries:
+            contact = await self.store.call(self.store.store.find_contact, query)
+            if contact.trust is Trust.COMPROMISED:
+                raise UsageError(f"the keys of {contact.name} are marked compromised")
+            members.append(PublicIdentity(contact.sign_public, contact.box_public))
+        return members
+
+    async def create_group(self, name: str, members: list[str]) -> Group:
+        """A new private group of contacts (names or id prefixes), this node its admin."""
+        identities = await self._members(members)
+
+        async def do() -> Group:
+            if any(
+                g.name.casefold() == name.strip().casefold() and g.current is not None
+                for g in self.engine.groups.groups.values()
+            ):
+                raise UsageError(f"you are already in a group named {name!r}")
+            group, outputs = self.engine.create_group(name, identities, self.clock())
+            await self._run(outputs)
+            self._notify(NodeNotice("group"))
+            return group
+
+        return await self._submit(do)
+
+    async def change_group(
+        self,
+        target: str,
+        *,
+        add: list[str] = [],  # noqa: B006 - never mutated
+        remove: list[str] = [],  # noqa: B006
+        admin: list[str] = [],  # noqa: B006
+    ) -> Group:
+        """Add or remove members, or make members admins; the group is re-keyed."""
+        group = self.find_group(target)
+        adding = await self._members(add)
+        removing = [m.node_id for m in await self._members_in(group, remove)]
+        promoted = {m.node_id for m in await self._members_in(group, admin)}
+
+        async def do() -> Group:
+            admins = set(group.roster.admins) | promoted if promoted else None
+            outputs = self.engine.change_group(
+                group.group_id, self.clock(), add=adding, remove=removing, admins=admins
+            )
+            await self._run(outputs)
+            self._notify(NodeNotice("group"))
+            return group
+
+        return await self._submit(do)
+
+    async def _members_in(self, group: Group, queries: list[str]) -> list[PublicIdentity]:
+        """Members of ``group`` named by contact name (a contact whose keys were replaced
+        too: its old keys may still be in the roster), announced name or node id prefix."""
+        contacts = await self.contacts()
+        names = {**self.announced_peers(), **{c.node_id: c.name for c in contacts}}
+        found = []
+        for query in queries:
+            wanted = fold_name(query)
+            hex_prefix = query.lower() if len(query) >= 4 else None
+            matches = [
+                m
+                for m in group.roster.members
+                if fold_name(names.get(m.node_id, "")) == wanted
+                or (hex_prefix is not None and m.node_id.hex().startswith(hex_prefix))
+            ]
+            if not matches:
+                raise UsageError(f"{query!r} is not a member of {group.name}")
+            if len(matches) > 1:
+                ids = ", ".join(m.short_id for m in matches)
+                raise UsageError(f"{query!r} names {len(matches)} members ({ids}): use an id")
+            found.append(matches[0])
+        return found
+
+    async def leave_group(self, target: str) -> Group:
+        """Leave a group: our keys for it are erased and its admins re-key it without us."""
+        group = self.find_group(target)
+
+        async def do() -> Group:
+            await self._run(self.engine.leave_group(group.group_id, self.clock()))
+            self._notify(NodeNotice("group"))
+            return group
+
+        return await self._submit(do)
+
+    def groups(self) -> list[Group]:
+        """Every group this node holds (also those it was removed from)."""
+        return sorted(self.engine.groups.groups.values(), key=lambda g: g.name.casefold())
 
     # -- panic -----------------------------------------------------------------------------
 
@@ -755,8 +989,20 @@ class Node:
         return ids
 
     def channel_ids(self) -> dict[str, bytes]:
-        """The joined channels: name -> channel id."""
-        return {c.name: c.channel_id for c in self.engine.channels}
+        """The joined channels (name -> channel id), and each group's current address under
+        ``+name``, so a gateway can bridge a group the user names."""
+        ids = {c.name: c.channel_id for c in self.engine.channels}
+        for group in self.engine.groups.groups.values():
+            if group.current is not None:
+                ids[_GROUP_MARK + group.name] = group.current.keys.address
+        return ids
+
+    def sealed_tags(self, epoch: int) -> list[bytes]:
+        """The tags sealed packets created in ``epoch`` reach this node under (the DHT polls
+        them: sealed packets are filed under their tag, see transports/dht/_sealed.py)."""
+        from meshchat.transports.dht._sealed import epoch_tags
+
+        return epoch_tags(self.engine.direct, epoch)
 
     async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         return await self.store.call(self.store.store.messages, conversation, limit)
@@ -765,8 +1011,15 @@ class Node:
         """The conversation name for a ``#channel``, contact name or node id prefix."""
         if target.startswith("#") or target.startswith("dm:"):
             return target.lower()
+        if target.startswith((_GROUP_MARK, _GROUP_PREFIX)):
+            return group_conversation(self.find_group(target).group_id)
         contact = await self.store.call(self.store.store.find_contact, target)
         return dm_conversation(contact.node_id)
+
+
+#: how a user names a group (``+friends``) and the prefix of its conversation name
+_GROUP_MARK = "+"
+_GROUP_PREFIX = "grp:"
 
 
 def _then_nothing(

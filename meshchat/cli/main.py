@@ -14,6 +14,7 @@ from meshchat.cli.contacts_cmds import (
     cmd_contacts_share,
     cmd_join,
 )
+from meshchat.cli.group_cmds import add_group_parser
 from meshchat.cli.identity_cmds import cmd_id, cmd_init
 from meshchat.cli.message_cmds import cmd_log, cmd_send
 from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
@@ -95,17 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--payload", metavar="TEXT", help="the text of their safety QR code")
     p.add_argument("--no-qr", action="store_true", help="do not draw the QR code")
 
-    p = add("send", cmd_send, "send a message to a contact or #channel", json=True)
-    p.add_argument("to", help="contact name, node id prefix, or #channel")
+    p = add("send", cmd_send, "send a message to a contact, #channel or +group", json=True)
+    p.add_argument("to", help="contact name, node id prefix, #channel or +group")
     p.add_argument("text", nargs="+", help="the message ('-' reads standard input)")
 
     p = add("log", cmd_log, "show a conversation with delivery states", json=True)
-    p.add_argument("target", help="contact name, node id prefix, or #channel")
+    p.add_argument("target", help="contact name, node id prefix, #channel or +group")
     p.add_argument("--limit", type=int, default=200)
 
     p = add("join", cmd_join, "join a channel (#mesh is joined already)")
     p.add_argument("channel")
     p.add_argument("--private", action="store_true", help="ask for the channel's passphrase")
+
+    add_group_parser(sub)
 
     p = add("run", cmd_run, "chat in the terminal UI (the default)")
     add_node_arguments(p)

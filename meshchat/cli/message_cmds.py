@@ -12,9 +12,11 @@ import time
 from typing import Any
 
 from meshchat.cli.common import card_of, emit_json, format_time, node_request, open_store
+from meshchat.cli.group_cmds import match_groups, stored_groups
 from meshchat.control import message_json
 from meshchat.engine import dm_conversation
 from meshchat.errors import UsageError
+from meshchat.group.book import group_conversation
 from meshchat.home import Home
 from meshchat.store import Trust
 from meshchat.wire.packet import MAX_AGE_MS
@@ -49,7 +51,12 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
     me = card_of(home)
     now = int(time.time() * 1000)
     with open_store(home) as store:
-        if target.startswith("#"):
+        if target.startswith(("+", "grp:")):
+            found = match_groups(stored_groups(store), target)
+            if len(found) > 1 or found[0].current is None:
+                raise UsageError(f"cannot send to {target!r}: ambiguous, or you were removed")
+            conversation, destination = group_conversation(found[0].group_id), found[0].group_id
+        elif target.startswith("#"):
             channel = store.get_channel(target.lower())
             if channel is None:
                 raise UsageError(f"not in channel {target}: 'meshchat join {target}' first")
@@ -79,6 +86,8 @@ def _conversation(home: Home, target: str) -> str:
     if target.startswith("#") or target.startswith("dm:"):
         return target.lower()
     with open_store(home) as store:
+        if target.startswith(("+", "grp:")):
+            return group_conversation(match_groups(stored_groups(store), target)[0].group_id)
         return dm_conversation(store.find_contact(target).node_id)
 
 

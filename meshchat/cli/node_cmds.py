@@ -87,8 +87,8 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "--bridge-channel",
         action="append",
         default=[],
-        metavar="#NAME",
-        help="also carry this channel's messages over the internet (repeatable)",
+        metavar="#NAME|+GROUP",
+        help="also carry this channel's or private group's messages over the internet (repeatable)",
     )
     internet.add_argument(
         "--dht-port", type=int, metavar="PORT", help="join the Kademlia DHT on this UDP port"

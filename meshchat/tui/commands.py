@@ -6,17 +6,25 @@ it cannot accept. The chat controller carries the commands out; keeping the gram
 it be tested without a terminal or a node.
 
 Grammar (words are split on whitespace; the last argument of ``/msg`` and ``/add`` keeps its
-inner spacing)::
+inner spacing). A group is written ``+name`` or ``grp:<id hex prefix>``; a group's name is
+one word, so ``/group create`` takes it with or without the ``+``::
 
     text                       Say(text)              (to the current conversation)
     //text                     Say("/text")           (a message that starts with a slash)
-    /msg <contact|#chan> [text]   Msg(target, text)   (alias /query, /m)
+    /msg <contact|#chan|+group> [text]   Msg(target, text)   (alias /query, /m)
     /join #chan [passphrase]   Join(channel, passphrase)   (alias /j)
     /who                       Who()
     /id                        ShowId()
     /add <card> [name]         AddContact(card, name)
     /replace <card> [name]     AddContact(card, name, replace=True)   (accept a key change)
     /verify <contact> [confirm]   Verify(target, confirm)
+    /group [list]              GroupList()            (alias /g)
+    /group show <+group>       GroupShow(group)       (also /group <+group>)
+    /group create <name> <contact>...    GroupCreate(name, members)
+    /group add <+group> <contact>...     GroupChange("add", group, members)
+    /group remove <+group> <member>...   GroupChange("remove", group, members)
+    /group admin <+group> <member>...    GroupChange("admin", group, members)
+    /group leave <+group>      GroupLeave(group)
     /panic [confirm]           Panic(confirm)
     /help                      Help()                 (alias /?)
     /quit                      Quit()                 (alias /exit, /q)
@@ -25,9 +33,11 @@ inner spacing)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from meshchat.crypto.channel import normalise_channel_name
 from meshchat.errors import UsageError
+from meshchat.group.roster import GROUP_ID_SIZE, MAX_GROUP_NAME_BYTES, MAX_MEMBERS
 from meshchat.wire.payloads import MAX_TEXT_BYTES
 
 __all__ = [
@@ -35,6 +45,11 @@ __all__ = [
     "MAX_LINE_CHARS",
     "AddContact",
     "Command",
+    "GroupChange",
+    "GroupCreate",
+    "GroupLeave",
+    "GroupList",
+    "GroupShow",
     "Help",
     "Join",
     "Msg",
@@ -60,7 +75,8 @@ class Say:
 
 @dataclass(frozen=True, slots=True)
 class Msg:
-    """Open the conversation with ``target`` (a contact or ``#channel``); send ``text`` if any."""
+    """Open the conversation with ``target`` (a contact, ``#channel`` or ``+group``); send
+    ``text`` if any."""
 
     target: str
     text: str | None = None
@@ -104,6 +120,49 @@ class Verify:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupList:
+    """List the groups this node is in (and those it was removed from)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupShow:
+    """Show one group's members and admins; ``group`` is ``+name`` or ``grp:<id prefix>``."""
+
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCreate:
+    """Make a private group ``name`` (without the ``+``) of these contacts; we are its admin."""
+
+    name: str
+    members: tuple[str, ...]
+
+
+#: what :class:`GroupChange` does to the members it names
+GroupAction = Literal["add", "remove", "admin"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """Add contacts to ``group``, remove members from it, or make members admins.
+
+    Only an admin may; every change re-keys the group.
+    """
+
+    action: GroupAction
+    group: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeave:
+    """Leave ``group``: our keys for it are erased and its admins re-key it without us."""
+
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
 class Panic:
     """Erase keys and messages at once (only with ``confirm``) and leave."""
 
@@ -120,7 +179,23 @@ class Quit:
     """Leave the program."""
 
 
-Command = Say | Msg | Join | Who | ShowId | AddContact | Verify | Panic | Help | Quit
+Command = (
+    Say
+    | Msg
+    | Join
+    | Who
+    | ShowId
+    | AddContact
+    | Verify
+    | GroupList
+    | GroupShow
+    | GroupCreate
+    | GroupChange
+    | GroupLeave
+    | Panic
+    | Help
+    | Quit
+)
 
 HELP_TEXT = """\
 commands:
@@ -134,6 +209,15 @@ commands:
   /panic confirm               erase your keys and messages now, and quit
   /help                        this help;  /quit  leave (also Ctrl-C, Ctrl-Q)
   //text                       send a message that starts with '/'
+private groups (+name or grp:<id>; only admins change one, and each change re-keys it):
+  /group [list]                      list your groups
+  /group show +group                 its members and admins
+  /group create <name> <contact>...  a new group of contacts; you are its admin
+  /group add +group <contact>...     add contacts
+  /group remove +group <member>...   remove members: they read nothing sent after
+  /group admin +group <member>...    make members admins too
+  /group leave +group                leave it (your keys for it are erased)
+  /msg +group [text]                 open a group's conversation (and send text)
 keys: Tab/Shift-Tab switch pane, Ctrl-N/Ctrl-P next/previous conversation,
       PageUp/PageDown scroll messages, Up/Down recall input history"""
 
@@ -148,6 +232,8 @@ _ALIASES = {
     "add": "add",
     "replace": "replace",
     "verify": "verify",
+    "group": "group",
+    "g": "group",
     "panic": "panic",
     "help": "help",
     "?": "help",
@@ -203,6 +289,8 @@ def parse_line(line: str) -> Command | None:
         if not target or more.strip() not in ("", "confirm"):
             raise UsageError("usage: /verify <contact> [confirm]")
         return Verify(target, more.strip() == "confirm")
+    if name == "group":
+        return _parse_group(rest)
     if name == "panic":
         if rest.strip() not in ("", "confirm"):
             raise UsageError("usage: /panic confirm")
@@ -216,9 +304,11 @@ def parse_line(line: str) -> Command | None:
 def _parse_msg(rest: str) -> Msg:
     target, text = _split_first(rest)
     if not target:
-        raise UsageError("usage: /msg <contact|#channel> [text]")
+        raise UsageError("usage: /msg <contact|#channel|+group> [text]")
     if target.startswith("#"):
         target = normalise_channel_name(target)
+    elif _is_group_word(target):
+        target = _group_target(target, "/msg +group [text]")
     text = text.strip()
     return Msg(target, _message_text(text) if text else None)
 
@@ -229,3 +319,99 @@ def _parse_join(rest: str) -> Join:
         raise UsageError("usage: /join #channel [passphrase]")
     passphrase = passphrase.strip()
     return Join(normalise_channel_name(channel), passphrase or None)
+
+
+_GROUP_USAGE = {
+    "list": "/group [list]",
+    "show": "/group show <+group>",
+    "create": "/group create <name> <contact>...",
+    "add": "/group add <+group> <contact>...",
+    "remove": "/group remove <+group> <member>...",
+    "admin": "/group admin <+group> <member>...",
+    "leave": "/group leave <+group>",
+}
+_GROUP_PREFIX = "grp:"
+
+
+def _is_group_word(word: str) -> bool:
+    return word.startswith("+") or word.lower().startswith(_GROUP_PREFIX)
+
+
+def _group_target(word: str, usage: str) -> str:
+    """``+name`` as typed (the node matches names without case) or ``grp:<hex>`` lowered."""
+    if word.startswith("+"):
+        if len(word) == 1:
+            raise UsageError(f"usage: {usage} (a group is +name or grp:<id>)")
+        if len(word[1:].encode()) > MAX_GROUP_NAME_BYTES:
+            raise UsageError(f"a group name is at most {MAX_GROUP_NAME_BYTES} bytes")
+        return word
+    if not word.lower().startswith(_GROUP_PREFIX):
+        raise UsageError(f"usage: {usage} (a group is +name or grp:<id>, not {word!r})")
+    prefix = word[len(_GROUP_PREFIX) :].lower()
+    if not prefix or len(prefix) > 2 * GROUP_ID_SIZE:
+        raise UsageError(f"usage: {usage} (grp: takes 1 to {2 * GROUP_ID_SIZE} hex digits)")
+    if any(ch not in "0123456789abcdef" for ch in prefix):
+        raise UsageError(f"{word!r}: a group id is hex digits (see /group list)")
+    return _GROUP_PREFIX + prefix
+
+
+def _group_name(word: str) -> str:
+    """The name of a new group: one word, the ``+`` optional, no control characters."""
+    name = word.removeprefix("+")
+    if not name:
+        raise UsageError(f"usage: {_GROUP_USAGE['create']}")
+    if name.startswith(("#", "+")) or name.lower().startswith(_GROUP_PREFIX):
+        raise UsageError(f"bad group name {word!r}: it cannot start with #, + or grp:")
+    if len(name.encode()) > MAX_GROUP_NAME_BYTES:
+        raise UsageError(f"a group name is at most {MAX_GROUP_NAME_BYTES} bytes")
+    if not name.isprintable():
+        raise UsageError("a group name cannot hold control characters")
+    return name
+
+
+def _group_members(words: list[str], action: str) -> tuple[str, ...]:
+    """The contacts or members an action names: at least one, each once, none a group."""
+    if not words:
+        raise UsageError(f"usage: {_GROUP_USAGE[action]}")
+    for word in words:
+        if word.startswith(("+", "#")) or word.lower().startswith(_GROUP_PREFIX):
+            raise UsageError(
+                f"{word!r} is not a person: /group {action} takes contact names or node ids"
+            )
+    members = tuple(dict.fromkeys(words))
+    if len(members) > MAX_MEMBERS:
+        raise UsageError(f"a group holds at most {MAX_MEMBERS} members")
+    return members
+
+
+def _parse_group(rest: str) -> Command:
+    words = rest.split()
+    if not words or words[0].lower() == "list":
+        if len(words) > 1:
+            raise UsageError("/group list takes no arguments")
+        return GroupList()
+    if _is_group_word(words[0]):  # /group +crew: show it
+        if len(words) > 1:
+            raise UsageError(f"usage: {_GROUP_USAGE['show']}")
+        return GroupShow(_group_target(words[0], _GROUP_USAGE["show"]))
+    action, args = words[0].lower(), words[1:]
+    if action not in _GROUP_USAGE:
+        actions = ", ".join(_GROUP_USAGE)
+        raise UsageError(f"unknown /group action {words[0]!r}: one of {actions}")
+    usage = _GROUP_USAGE[action]
+    if not args:
+        raise UsageError(f"usage: {usage}")
+    if action in ("show", "leave"):
+        if len(args) > 1:
+            raise UsageError(f"usage: {usage}")
+        target = _group_target(args[0], usage)
+        return GroupShow(target) if action == "show" else GroupLeave(target)
+    if action == "create":
+        return GroupCreate(_group_name(args[0]), _group_members(args[1:], action))
+    if not _is_group_word(args[0]):
+        raise UsageError(
+            f"usage: {usage}: name the group first, as +name or grp:<id> (not {args[0]!r})"
+        )
+    group = _group_target(args[0], usage)
+    verb: GroupAction = "add" if action == "add" else "remove" if action == "remove" else "admin"
+    return GroupChange(verb, group, _group_members(args[1:], action))

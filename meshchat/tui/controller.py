@@ -12,7 +12,11 @@ The node's notices arrive synchronously too:
 * ``message`` — append the line if it belongs to the open conversation (an incoming one is
   marked read at once), then refresh the conversation list for unread counts;
 * ``state`` — update the delivery mark of a shown message, forward only (store/states.py);
-* ``links`` / ``peer`` — redraw the header and the neighbours pane.
+* ``links`` / ``peer`` — redraw the header and the neighbours pane;
+* ``group`` — compare every group with the last state seen and write what changed (added,
+  removed, members, admins; :mod:`meshchat.tui.groups`) as system lines, then refresh the
+  list. Groups are listed as ``+name``; one we were removed from is marked, and sending to
+  it is refused before it reaches the node.
 
 Opening a conversation reads its messages from the store; notices for it that arrive during
 that read are held and replayed afterwards, so neither a message nor a state change is lost
@@ -30,6 +34,7 @@ from typing import Any
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.errors import MeshchatError, UsageError
+from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, PublicIdentity, clean_name
 from meshchat.node import Node, NodeNotice
 from meshchat.safety import safety_number
@@ -40,6 +45,11 @@ from meshchat.tui.commands import (
     HELP_TEXT,
     AddContact,
     Command,
+    GroupChange,
+    GroupCreate,
+    GroupLeave,
+    GroupList,
+    GroupShow,
     Help,
     Join,
     Msg,
@@ -50,6 +60,14 @@ from meshchat.tui.commands import (
     Verify,
     Who,
     parse_line,
+)
+from meshchat.tui.groups import (
+    GroupState,
+    group_changes,
+    group_label,
+    group_text,
+    groups_text,
+    snapshot,
 )
 from meshchat.tui.view import (
     ConvEntry,
@@ -77,6 +95,7 @@ HISTORY_LIMIT = 200
 #: Notes kept per conversation (command output and errors are not stored).
 NOTES_LIMIT = 100
 _DM = "dm:"
+_GROUP = "grp:"
 
 
 class ChatController:
@@ -102,6 +121,10 @@ class ChatController:
         self.contacts: dict[bytes, str] = {}
         self.trust: dict[bytes, Trust] = {}
         self.channels: list[str] = [PUBLIC_CHANNEL]
+        #: every group as the list last showed it
+        self.groups: dict[bytes, GroupState] = {}
+        #: every group as the last ``group`` notice left it: what the next one is compared with
+        self._seen_groups: dict[bytes, GroupState] = {}
         self.lines: dict[bytes, tuple[Message, MessageLine]] = {}
         self.notes: dict[str, list[Note]] = {}
         self._held: list[NodeNotice] | None = None
@@ -115,6 +138,7 @@ class ChatController:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._seen_groups = self._group_states()
         self._unsubscribe = self.node.subscribe(self.on_notice)
         self.show_links()
         await self.refresh_list()
@@ -152,6 +176,8 @@ class ChatController:
         task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A task cancelled before it ran (at close) never awaited ``coro``: close it quietly.
+        task.add_done_callback(lambda _task: coro.close())
         return task
 
     async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -167,13 +193,15 @@ class ChatController:
         finally:
             self.redraw()
 
-    def note(self, text: str, error: bool = False) -> None:
-        """Write a line of our own into the open conversation."""
+    def note(self, text: str, error: bool = False, conversation: str | None = None) -> None:
+        """Write a line of our own into ``conversation`` (default: the open one)."""
+        key = self.current if conversation is None else conversation
         note = Note(self.node.clock(), text, error)
-        notes = self.notes.setdefault(self.current, [])
+        notes = self.notes.setdefault(key, [])
         notes.append(note)
         del notes[:-NOTES_LIMIT]
-        self.screen.add_message(note_markup(note, self.node.clock(), tz=self.tz))
+        if key == self.current:
+            self.screen.add_message(note_markup(note, self.node.clock(), tz=self.tz))
         self.redraw()
 
     # -- input ---------------------------------------------------------------------------------
@@ -190,6 +218,7 @@ class ChatController:
     async def execute(self, command: Command) -> None:
         node = self.node
         if isinstance(command, Say):
+            self._check_can_send(self.current)
             await node.send_text(self._send_target(self.current), command.text)
         elif isinstance(command, Msg):
             await self._msg(command)
@@ -210,6 +239,18 @@ class ChatController:
             await self._add_contact(command)
         elif isinstance(command, Verify):
             await self._verify(command)
+        elif isinstance(command, GroupList):
+            states = [snapshot(g) for g in node.groups()]
+            self.note(groups_text(states, node.identity.node_id))
+        elif isinstance(command, GroupShow):
+            state = snapshot(self._find_group(command.group))
+            self.note(group_text(state, node.identity.node_id, self._member_name))
+        elif isinstance(command, GroupCreate):
+            await self._group_create(command)
+        elif isinstance(command, GroupLeave):
+            await self._group_leave(command)
+        elif isinstance(command, GroupChange):
+            await self._group_change(command)
         elif isinstance(command, Panic):
             if not command.confirm:
                 self.note(
@@ -231,12 +272,108 @@ class ChatController:
         return conversation[len(_DM) :] if conversation.startswith(_DM) else conversation
 
     async def _msg(self, command: Msg) -> None:
-        key = await self.node.resolve_conversation(command.target)
+        if command.target.startswith(("+", _GROUP)):
+            key = snapshot(self._find_group(command.target)).conversation
+        else:
+            key = await self.node.resolve_conversation(command.target)
         if key.startswith("#") and key not in self.channels:
             raise UsageError(f"not in {key}: /join {key} first")
         await self.open(key)
         if command.text is not None:
+            self._check_can_send(key)
             await self.node.send_text(self._send_target(key), command.text)
+
+    # -- groups ----------------------------------------------------------------------------------
+
+    def _group_states(self) -> dict[bytes, GroupState]:
+        return {g.group_id: snapshot(g) for g in self.node.groups()}
+
+    def _find_group(self, target: str) -> Group:
+        """:meth:`Node.find_group`, its hint worded for this screen.
+
+        A name shared by a group we were removed from and one we are in means the latter:
+        after a removal, the old group stays listed (its history can still be read).
+        """
+        try:
+            return self.node.find_group(target)
+        except UsageError as exc:
+            if target.startswith("+"):
+                wanted = target[1:].strip().casefold()
+                live = [
+                    g
+                    for g in self.node.groups()
+                    if g.name.casefold() == wanted and g.current is not None
+                ]
+                if len(live) == 1:
+                    return live[0]
+            raise UsageError(_screen_words(str(exc))) from None
+
+    def _member_name(self, node_id: bytes) -> str:
+        """A group member as the screen shows them: contact, announced name or short id."""
+        name = self.contacts.get(node_id)
+        if name:
+            return name
+        announced = self.node.announced_peers().get(node_id)
+        return f"~{announced}" if announced else short_id(node_id)
+
+    def _check_can_send(self, key: str) -> None:
+        """Refuse at once to write to a group we were removed from, saying why."""
+        if not key.startswith(_GROUP):
+            return
+        state = self.groups.get(_conversation_id(key))
+        if state is not None and not state.member:
+            raise UsageError(
+                f"you were removed from {state.label}: nothing can be sent to it any more"
+            )
+
+    async def _group_create(self, command: GroupCreate) -> None:
+        try:
+            group = await self.node.create_group(command.name, list(command.members))
+        except UsageError as exc:
+            raise UsageError(_screen_words(str(exc))) from None
+        await self.refresh_list()
+        await self.open(snapshot(group).conversation)
+
+    async def _group_change(self, command: GroupChange) -> None:
+        group = self._find_group(command.group)
+        label = group_label(group.name)
+        if group.current is None:
+            raise UsageError(f"you were removed from {label}: you cannot change it")
+        if self.node.identity.node_id not in group.roster.admins:
+            raise UsageError(f"only an admin of {label} can change it: see /group show {label}")
+        members = list(command.members)
+        target = group_conversation(group.group_id)  # the very group found above
+        try:
+            if command.action == "add":
+                await self.node.change_group(target, add=members)
+            elif command.action == "remove":
+                await self.node.change_group(target, remove=members)
+            else:
+                await self.node.change_group(target, admin=members)
+        except UsageError as exc:
+            raise UsageError(_screen_words(str(exc))) from None
+        await self.refresh_list()
+
+    async def _group_leave(self, command: GroupLeave) -> None:
+        group = self._find_group(command.group)
+        if group.current is None:
+            raise UsageError(f"you are not in {group_label(group.name)} any more")
+        try:
+            await self.node.leave_group(group_conversation(group.group_id))
+        except UsageError as exc:
+            raise UsageError(_screen_words(str(exc))) from None
+        await self.refresh_list()
+
+    def _on_groups(self) -> None:
+        """A group changed: tell the user what, then refresh the list and the title."""
+        states = self._group_states()
+        me = self.node.identity.node_id
+        for item in group_changes(self._seen_groups, states.values(), me, self._member_name):
+            self.note(item.text, conversation=item.conversation)
+            if item.loud and item.conversation != self.current:
+                self.note(item.text)
+        self._seen_groups = states
+        self.request_refresh()
 
     async def _add_contact(self, command: AddContact) -> None:
         node = self.node
@@ -332,10 +469,22 @@ class ChatController:
                 if key.startswith(_DM) and not entry.label.startswith("?"):
                     return f"{entry.label} ({key[len(_DM) : len(_DM) + 8]})"
                 return entry.label
+        if key.startswith(_GROUP):
+            state = self.groups.get(_conversation_id(key))
+            return state.label if state is not None else "+?" + key[len(_GROUP) : len(_GROUP) + 8]
         return key if not key.startswith(_DM) else key[len(_DM) : len(_DM) + 8]
 
     def _trust_note(self, key: str) -> str:
-        """How far the contact of a direct conversation is trusted, for the pane's title."""
+        """How far the contact of a direct conversation is trusted, for the pane's title; for
+        a group, its size, or that we were removed."""
+        if key.startswith(_GROUP):
+            state = self.groups.get(_conversation_id(key))
+            if state is None:
+                return "  unknown group"
+            if not state.member:
+                return "  you were removed: nothing new can be read or sent here"
+            count = len(state.members)
+            return f"  private group, {count} member{'' if count == 1 else 's'}"
         if not key.startswith(_DM):
             return ""
         try:
@@ -379,9 +528,12 @@ class ChatController:
         self.contacts = {c.node_id: c.name for c in contacts}
         self.trust = {c.node_id: c.trust for c in contacts}
         self.channels = [c.name for c in channels]
+        self.groups = self._group_states()
         # The open conversation is being read: it shows no unread count.
         summaries = [replace(s, unread=0) if s.name == self.current else s for s in summaries]
-        self.entries = conversation_entries(self.channels, self.contacts, summaries)
+        self.entries = conversation_entries(
+            self.channels, self.contacts, summaries, self.groups.values()
+        )
         self._show_title()
         self.redraw()
 
@@ -390,6 +542,8 @@ class ChatController:
     def on_notice(self, notice: NodeNotice) -> None:
         if notice.kind in {"links", "peer"}:
             self.show_links()
+        elif notice.kind == "group":
+            self._on_groups()
         elif notice.kind == "message" and notice.message is not None:
             self._on_message(notice, notice.message)
         elif notice.kind == "state" and notice.msg_id is not None and notice.state is not None:
@@ -431,3 +585,18 @@ class ChatController:
             mark = ("transport_up", "● ") if status.up else ("transport_down", "○ ")
             transports += [mark, ("dim", f"{status.name}  ")]
         self.screen.set_neighbours([neighbour_markup(n) for n in neighbours], transports)
+
+
+def _conversation_id(key: str) -> bytes:
+    """The group id in a group's conversation name (empty for a malformed one)."""
+    try:
+        return bytes.fromhex(key[len(_GROUP) :])
+    except ValueError:
+        return b""
+
+
+def _screen_words(message: str) -> str:
+    """A node error's hint in this screen's words (``/group list``, not the command line's)."""
+    for hint in ("`meshchat group list`", "'meshchat group list'"):
+        message = message.replace(hint, "/group list")
+    return message

@@ -21,6 +21,7 @@ from meshchat.store.records import Conversation, Message, MessageState
 
 if TYPE_CHECKING:
     from meshchat.node import LinkInfo
+    from meshchat.tui.groups import GroupState
 
 __all__ = [
     "ASCII_STATE_SYMBOLS",
@@ -64,6 +65,7 @@ ASCII_STATE_SYMBOLS: Mapping[MessageState, str] = {
 }
 _MARK_WIDTH = 2
 _DM_PREFIX = "dm:"
+_GROUP_PREFIX = "grp:"
 
 
 def short_id(node_id: bytes) -> str:
@@ -168,23 +170,42 @@ class ConvEntry:
     key: str
     label: str
     unread: int = 0
+    #: a group this node was removed from: nothing new can be read or sent there
+    removed: bool = False
 
 
 def conversation_entries(
     channels: Iterable[str],
     contacts: Mapping[bytes, str],
     summaries: Iterable[Conversation],
+    groups: Iterable[GroupState] = (),
 ) -> list[ConvEntry]:
-    """The conversation list: ``#mesh``, the other joined channels, then direct messages.
+    """The conversation list: ``#mesh``, the other joined channels, groups, then direct messages.
 
-    Channels are sorted by name and direct conversations by label, so the order (and what
-    Ctrl-N/Ctrl-P step through) does not jump about as messages arrive. A direct conversation
-    with someone who is not a contact (they wrote first) is listed by their short id.
+    Channels are sorted by name, groups and direct conversations by label, so the order (and
+    what Ctrl-N/Ctrl-P step through) does not jump about as messages arrive. A direct
+    conversation with someone who is not a contact (they wrote first) is listed by their short
+    id. Groups are ``+name``; two groups of the same name also show a short group id.
     """
     unread = {s.name: s.unread for s in summaries}
     keys = set(unread)
     chans = sorted(set(channels) | {PUBLIC_CHANNEL}, key=lambda c: (c != PUBLIC_CHANNEL, c))
     entries = [ConvEntry(c, c, unread.get(c, 0)) for c in chans]
+    states = list(groups)
+    names = [g.name.casefold() for g in states]
+    grouped: list[ConvEntry] = []
+    for state in states:
+        label = state.label
+        if names.count(state.name.casefold()) > 1:
+            label += f" ({state.group_id.hex()[:4]})"
+        key = state.conversation
+        grouped.append(ConvEntry(key, label, unread.get(key, 0), removed=not state.member))
+    known = {e.key for e in grouped}
+    for key in keys:
+        if key.startswith(_GROUP_PREFIX) and key not in known:
+            label = "+?" + key[len(_GROUP_PREFIX) : len(_GROUP_PREFIX) + 8]
+            grouped.append(ConvEntry(key, label, unread.get(key, 0)))
+    entries += sorted(grouped, key=lambda e: (e.label.casefold(), e.key))
     direct: dict[str, str] = {}
     for node_id, name in contacts.items():
         direct[_DM_PREFIX + node_id.hex()] = printable(name) or short_id(node_id)
@@ -197,10 +218,13 @@ def conversation_entries(
 
 
 def entry_markup(entry: ConvEntry, current: bool) -> Markup:
-    """A conversation-list line: a pointer for the open one and the unread count."""
+    """A conversation-list line: a pointer for the open one, the unread count, and a mark on
+    a group we were removed from."""
     pointer = "▸ " if current else "  "
     attr = "conv_current" if current else "conv"
     markup: Markup = [(attr, pointer + entry.label)]
+    if entry.removed:
+        markup.append(("dim", " (removed)"))
     if entry.unread:
         markup.append(("unread", f" ({entry.unread})"))
     return markup

@@ -313,3 +313,14 @@ def _with_admin(roster, mesh: Mesh, name: str):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     return replace(roster, admins=roster.admins | {_id(mesh, name)})
+
+
+def test_no_group_keys_go_to_keys_the_user_marked_compromised() -> None:
+    mesh = chain("abc")
+    group_id = mesh.create_group("a", "g", "bc")
+    mesh.run(20_000)
+    mesh._handle("a", mesh.engines["a"].distrust(_id(mesh, "c")))
+    _remove(mesh, "a", group_id, None)  # a re-key that still lists c
+    mesh.run(30_000)
+    assert mesh.engines["b"].groups.groups[group_id].roster.epoch == 2
+    assert mesh.engines["c"].groups.groups[group_id].roster.epoch == 1

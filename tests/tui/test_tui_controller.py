@@ -340,3 +340,84 @@ async def test_panic_needs_confirm_then_erases_and_quits(pair) -> None:  # type:
     assert erased == [] and alice.quits == []
     alice.type("/panic confirm")
     await until(lambda: erased == [1] and len(alice.quits) >= 1)
+
+
+@pytest.fixture
+async def trio(tmp_path: Path) -> AsyncIterator[tuple[MemoryHub, Side, Side, Side]]:
+    hub = MemoryHub()
+    sides = [await make_side(tmp_path, hub, name) for name in ("alice", "bob", "carol")]
+    yield hub, sides[0], sides[1], sides[2]
+    for side in sides:
+        await side.ctl.close()
+        await side.node.stop()
+        side.store.close()
+
+
+async def test_a_group_from_creation_to_removal(trio) -> None:  # type: ignore[no-untyped-def]
+    hub, alice, bob, carol = trio
+    # A group invitation is accepted from a contact only.
+    for x in (alice, bob, carol):
+        for y in (alice, bob, carol):
+            if x is not y:
+                await x.node.add_card(await y.node.card())
+        await x.ctl.refresh_list()
+    hub.connect(alice.transport, bob.transport)
+    hub.connect(bob.transport, carol.transport)
+
+    alice.type("/group create crew bob carol")
+    await until(lambda: "you created +crew with bob, carol" in alice.text())
+    gid = alice.node.find_group("+crew").group_id
+    await until(lambda: alice.ctl.current == "grp:" + gid.hex())
+    await alice.ctl.idle()
+    screen = alice.text()
+    assert "▸ +crew" in screen and "[+crew]> " in screen
+    assert "+crew  private group, 3 members" in screen
+
+    # bob is told where he is, whatever is on his screen; the list shows the group.
+    await until(lambda: "you were added to +crew by alice" in bob.text())
+    await bob.ctl.idle()
+    assert bob.ctl.current == "#mesh" and "  +crew" in bob.text()
+    await until(lambda: "you were added to +crew by alice" in carol.text())
+
+    # A message to the group reaches both other screens, under its sender's name.
+    bob.type("/msg +crew Periwinkle kazoo at nine")
+    await until(lambda: "bob: Periwinkle kazoo at nine" in alice.text())
+    carol.type("/msg +Crew")
+    await until(lambda: "Periwinkle kazoo at nine" in carol.text(), timeout=15)
+    assert carol.ctl.current == "grp:" + gid.hex()
+
+    # Only an admin changes the group.
+    bob.type("/group add +crew alice")
+    await until(lambda: "!! only an admin of +crew can change it" in bob.text())
+
+    # carol is removed: her screen says so, marks the group, and refuses to send there.
+    alice.type("/group remove +crew carol")
+    await until(lambda: "you removed carol from +crew" in alice.text())
+    await until(lambda: "you were removed from +crew by alice" in carol.text())
+    await carol.ctl.idle()
+    screen = carol.text()
+    assert "nothing sent to it from now on can be read by you" in screen
+    assert "+crew (removed)" in screen and "you were removed: nothing new" in screen
+    carol.type("still there?")
+    await until(lambda: "!! you were removed from +crew: nothing can be sent" in carol.text())
+    # bob, reading the group, sees the roster change as a line of its own.
+    await until(lambda: "alice removed carol from +crew" in bob.text())
+
+    alice.type("/group")
+    await until(lambda: "groups (1):" in alice.text())
+    assert f"+crew  grp:{gid.hex()[:8]}  2 members, you are an admin" in alice.text()
+    alice.type("/group show +crew")
+    await until(lambda: f"id {gid.hex()}, epoch 2" in alice.text())
+    screen = alice.text()
+    assert f"{alice.short}  you (admin)" in screen and f"{bob.short}  bob" in screen
+    assert carol.short not in screen
+    alice.type("/group show +nope")
+    await until(lambda: "!! no group '+nope': see /group list" in alice.text())
+
+    # Added back, carol is told so and may write again.
+    alice.type("/group add +crew carol")
+    await until(lambda: "you were added again to +crew by alice" in carol.text())
+    await carol.ctl.idle()
+    assert "(removed)" not in carol.text() and "+crew  private group, 3 members" in carol.text()
+    carol.type("back again")
+    await until(lambda: "carol: back again" in alice.text())

@@ -320,7 +320,7 @@ def _variant(index: int, value: object) -> bytes:
         (_variant(1, 99), PacketReason.UNKNOWN_KIND),
         (_variant(1, True), PacketReason.UNKNOWN_KIND),
         (_variant(1, b"\x01"), PacketReason.UNKNOWN_KIND),
-        (_variant(8, 4), PacketReason.UNKNOWN_SUITE),
+        (_variant(8, 5), PacketReason.UNKNOWN_SUITE),
         (_variant(8, -1), PacketReason.UNKNOWN_SUITE),
         (_variant(8, False), PacketReason.UNKNOWN_SUITE),
         (_variant(2, b"\x42" * 15), PacketReason.BAD_FIELD),

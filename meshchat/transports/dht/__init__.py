@@ -1,4 +1,8 @@
-"""The DHT transport: gateways meet through a Kademlia DHT when no relay is configured."""
+"""The DHT transport: gateways meet through a Kademlia DHT when no relay is configured.
+
+Mailbox records (:mod:`._records`), sealed records filed under rotating tags (:mod:`._sealed`),
+the checked storage every node keeps (:mod:`._storage`) and the transport (:mod:`._transport`).
+"""
 
 from meshchat.transports.dht._records import (
     MAX_RECORD,
@@ -10,24 +14,50 @@ from meshchat.transports.dht._records import (
     mailbox_signer,
     open_record,
     record_key,
+    seal_record,
     slot_of,
+    unseal_record,
+)
+from meshchat.transports.dht._sealed import (
+    SEALED_SLOTS,
+    SealedPolls,
+    SealedTagHost,
+    build_sealed_record,
+    epoch_tags,
+    open_sealed_record,
+    sealed_envelope_key,
+    sealed_expiry,
+    sealed_record_key,
+    sealed_signer,
 )
 from meshchat.transports.dht._storage import RecordStorage
 from meshchat.transports.dht._transport import DhtConfig, DhtLink, DhtTransport
 
 __all__ = [
     "MAX_RECORD",
+    "SEALED_SLOTS",
     "SLOTS",
     "DhtConfig",
     "DhtLink",
     "DhtTransport",
     "Record",
     "RecordStorage",
+    "SealedPolls",
+    "SealedTagHost",
     "build_record",
+    "build_sealed_record",
     "check_record",
     "check_record_at",
+    "epoch_tags",
     "mailbox_signer",
     "open_record",
+    "open_sealed_record",
     "record_key",
+    "seal_record",
+    "sealed_envelope_key",
+    "sealed_expiry",
+    "sealed_record_key",
+    "sealed_signer",
     "slot_of",
+    "unseal_record",
 ]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 from nacl.signing import SigningKey, VerifyKey
 
-from meshchat.errors import CryptoError, PacketError, PacketReason
+from meshchat.errors import PacketError, PacketReason
 from meshchat.gateway import MAX_ENVELOPE, mailbox_key, open_envelope, seal_envelope
 
 __all__ = [
@@ -46,7 +46,9 @@ __all__ = [
     "mailbox_signer",
     "open_record",
     "record_key",
+    "seal_record",
     "slot_of",
+    "unseal_record",
 ]
 
 SLOTS = 8
@@ -88,11 +90,19 @@ class Record:
 
 def build_record(node_id: bytes, slot: int, frame: bytes, expires_s: int) -> tuple[bytes, bytes]:
     """Seal ``frame`` for ``node_id``'s mailbox; returns ``(record_key, record)``."""
+    return seal_record(mailbox_signer(node_id), mailbox_key(node_id), slot, frame, expires_s)
+
+
+def seal_record(
+    signer: SigningKey, envelope_key: bytes, slot: int, frame: bytes, expires_s: int
+) -> tuple[bytes, bytes]:
+    """A record signed by ``signer`` whose envelope seals ``frame`` under ``envelope_key``;
+    returns ``(record_key, record)``. Mailbox and sealed records differ only in what the two
+    keys are derived from, so a DHT node cannot tell them apart."""
     if not 0 <= slot < SLOTS:
         raise PacketError(PacketReason.BAD_FIELD, "slot")
-    signer = mailbox_signer(node_id)
     verify_key = bytes(signer.verify_key)
-    envelope = seal_envelope(mailbox_key(node_id), frame, expires_s)
+    envelope = seal_envelope(envelope_key, frame, expires_s)
     head = bytes([slot]) + expires_s.to_bytes(8, "big")
     signature = signer.sign(SIGN_DOMAIN + head + envelope).signature
     return record_key(verify_key, slot), _MAGIC + head + verify_key + signature + envelope
@@ -144,13 +154,24 @@ def open_record(node_id: bytes, slot: int, data: object, now_s: float) -> bytes:
     Raises :class:`PacketError` or :class:`CryptoError` for a record that is forged, for
     another mailbox or slot, oversized, expired, or whose sealed expiry disagrees.
     """
+    verify_key = bytes(mailbox_signer(node_id).verify_key)
+    return unseal_record(verify_key, mailbox_key(node_id), slot, data, now_s)
+
+
+def unseal_record(
+    verify_key: bytes, envelope_key: bytes, slot: int, data: object, now_s: float
+) -> bytes:
+    """The frame in a record fetched from the slot ``slot`` of the key pair ``verify_key``.
+
+    Raises :class:`PacketError` for a record that fails :func:`check_record`, was signed by
+    another key or for another slot, or whose sealed expiry disagrees with its signed one, and
+    :class:`~meshchat.errors.CryptoError` for an envelope that does not open under
+    ``envelope_key``.
+    """
     record = check_record(data, now_s)
-    if record.slot != slot or record.verify_key != bytes(mailbox_signer(node_id).verify_key):
+    if record.slot != slot or record.verify_key != verify_key:
         raise PacketError(PacketReason.BAD_FIELD, "record for another mailbox")
-    try:
-        frame, sealed_expiry = open_envelope(mailbox_key(node_id), record.envelope)
-    except CryptoError:
-        raise
+    frame, sealed_expiry = open_envelope(envelope_key, record.envelope)
     if sealed_expiry != record.expires_s:
         raise PacketError(PacketReason.BAD_FIELD, "record expiry does not match its envelope")
     return frame

@@ -4,16 +4,19 @@ Theory of operation. Like the relay, the DHT presents itself to the node as one 
 (``dht:<port>``), up from :meth:`DhtTransport.start` to :meth:`DhtTransport.stop`, and uses
 :func:`meshchat.gateway.route` to pick what leaves the mesh. Channels are not bridged over
 the DHT (a record slot holds one message; a busy channel would overwrite itself), only
-mailboxes.
+mailboxes and sealed direct messages.
 
 *Sending.* A frame for a node not heard locally becomes a signed, sealed record
 (:mod:`._records`) stored with Kademlia ``set`` under the record key of the recipient's
-mailbox slot. Stores that fail (no DHT neighbour yet) wait in a bounded outbox and are tried
-again on every poll round.
+mailbox slot. A sealed frame (suite RATCHET, addressed to a rotating tag) is filed under its
+tag instead (:mod:`._sealed`). Stores that fail (no DHT neighbour yet) wait in a bounded outbox
+and are tried again on every poll round.
 
 *Receiving.* Every ``poll_s`` the gateway fetches each slot of every mailbox it collects (its
-own and those of local nodes heard within ``serve_window_s``, at most ``max_mailboxes``) and
-hands each verified frame to the node through ``frame_received`` on the DHT link. A record
+own and those of local nodes heard within ``serve_window_s``, at most ``max_mailboxes``), plus
+at most ``sealed_per_round`` slots of the tags its own node answers to in the current and the
+previous epoch (asked of the node through :class:`._sealed.SealedTagHost`), and hands each
+verified frame to the node through ``frame_received`` on the DHT link. A record
 that fails any check is ignored and counted; a packet id already handed over is not handed
 over again (a record stays in the DHT until it expires, and is fetched on every round).
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -45,6 +49,14 @@ from meshchat.transports.dht._records import (
     open_record,
     record_key,
     slot_of,
+)
+from meshchat.transports.dht._sealed import (
+    SealedPolls,
+    SealedTagHost,
+    build_sealed_record,
+    open_sealed_record,
+    sealed_expiry,
+    sealed_record_key,
 )
 from meshchat.transports.dht._storage import RecordStorage
 from meshchat.transports.gateway_link import GatewayLink
@@ -68,14 +80,23 @@ class DhtConfig:
     local_window_s: float = 15 * 60
     serve_window_s: float = 7 * 24 * 3600
     max_mailboxes: int = 64
+    #: sealed-tag slots looked up per poll round (a full sweep is tags x 2 epochs x 4 slots)
+    sealed_per_round: int = 16
     outbox_limit: int = 1000
     max_stored: int = 4096
     ksize: int = 20
     alpha: int = 3
 
     def __post_init__(self) -> None:
-        if self.poll_s <= 0 or self.max_mailboxes < 1 or self.outbox_limit < 1:
-            raise UsageError("DHT poll interval, mailbox and outbox limits must be positive")
+        if (
+            self.poll_s <= 0
+            or self.max_mailboxes < 1
+            or self.outbox_limit < 1
+            or self.sealed_per_round < 1
+        ):
+            raise UsageError(
+                "DHT poll interval, mailbox, sealed and outbox limits must be positive"
+            )
         if not 0 <= self.port < 65536:
             raise UsageError("DHT port out of range")
 
@@ -112,6 +133,9 @@ class DhtTransport(Transport):
         self.handler: LinkHandler | None = None
         self.link: DhtLink | None = None
         self._host: GatewayHost | None = None
+        self._tags_host: SealedTagHost | None = None
+        self._sealed = SealedPolls(config.sealed_per_round)
+        self._sealed_tags = 0
         self._server: Any = None
         self._handled = SeenSet(65536, MAX_AGE_MS)
         self._local: frozenset[bytes] = frozenset()
@@ -127,6 +151,7 @@ class DhtTransport(Transport):
 
         self.handler = handler
         self._host = handler if isinstance(handler, GatewayHost) else None
+        self._tags_host = handler if isinstance(handler, SealedTagHost) else None
         server = Server(ksize=self.config.ksize, alpha=self.config.alpha, storage=self.storage)
         await server.listen(self.config.port, interface=self.config.host)
         self._server = server
@@ -161,7 +186,8 @@ class DhtTransport(Transport):
         detail = (
             f"kademlia udp {self.config.host}:{self.port} "
             f"{'up' if up else 'down: no DHT neighbours'}; {self.neighbours} neighbours; "
-            f"gateway for {mailboxes} mailboxes; outbox {len(self._outbox)}"
+            f"gateway for {mailboxes} mailboxes; polling {self._sealed_tags} sealed tags; "
+            f"outbox {len(self._outbox)}"
         )
         return TransportStatus(self.name, up, detail)
 
@@ -175,18 +201,27 @@ class DhtTransport(Transport):
             return False
         now_s = self.clock()
         target = route(frame, self._local, set())
-        if target is None or target.kind is not RouteKind.MAILBOX:
+        if target is None or target.kind is RouteKind.CHANNEL:
             self._count("tx.stays-local")
             return True
         if target.packet_id in self._handled:
             self._count("tx.already-handled")
             return True
         expires_s = int(min(now_s + self.config.retention_s, target.expires_ms / 1000))
-        if expires_s <= now_s:
-            self._count("tx.expired")
-            return True
         try:
-            key, record = build_record(target.target, slot_of(target.packet_id), frame, expires_s)
+            if target.kind is RouteKind.SEALED:
+                created_ms = target.expires_ms - MAX_AGE_MS
+                expires_s = sealed_expiry(created_ms, expires_s, self.config.retention_s, now_s)
+                if expires_s <= now_s:
+                    self._count("tx.expired")
+                    return True
+                _, key, record = build_sealed_record(frame, expires_s)
+            else:
+                if expires_s <= now_s:
+                    self._count("tx.expired")
+                    return True
+                slot = slot_of(target.packet_id)
+                key, record = build_record(target.target, slot, frame, expires_s)
         except PacketError:
             self._count("tx.unsealable")
             return False
@@ -195,7 +230,7 @@ class DhtTransport(Transport):
         while len(self._outbox) > self.config.outbox_limit:
             self._outbox.popleft()
             self._count("tx.dropped")
-        self._count("tx.mailbox")
+        self._count("tx.sealed" if target.kind is RouteKind.SEALED else "tx.mailbox")
         self._wake.set()
         return True
 
@@ -236,22 +271,39 @@ class DhtTransport(Transport):
         for node_id in [n for n, t in self._served.items() if t < horizon]:
             del self._served[node_id]
 
+    def _sealed_lookups(self) -> list[tuple[bytes, int]]:
+        """This round's ``(tag, slot)`` lookups for sealed packets to our own node."""
+        host = self._tags_host
+        if host is None:
+            return []
+        tags: list[bytes] = []
+        for epoch in SealedPolls.epochs(self.clock()):
+            tags += host.sealed_tags(epoch)
+        self._sealed_tags = len(tags)
+        return self._sealed.next_round(tags)
+
     async def _poll(self) -> None:
         server = self._server
-        lookups: list[tuple[bytes, int]] = []
+        openers: list[Callable[[object, float], bytes]] = []
         keys: list[bytes] = []
         for node_id in self._mailboxes():
             verify_key = bytes(mailbox_signer(node_id).verify_key)
             for slot in range(SLOTS):
-                lookups.append((node_id, slot))
+                openers.append(functools.partial(open_record, node_id, slot))
                 keys.append(record_key(verify_key, slot))
+        sealed = self._sealed_lookups()
+        for tag, slot in sealed:
+            openers.append(functools.partial(open_sealed_record, tag, slot))
+            keys.append(sealed_record_key(tag, slot))
+        self._count("rx.lookups", len(keys))
+        self._count("rx.sealed-lookups", len(sealed))
         values = await asyncio.gather(*(server.get(k) for k in keys), return_exceptions=True)
-        for (node_id, slot), value in zip(lookups, values, strict=True):
+        for opener, value in zip(openers, values, strict=True):
             if value is None or isinstance(value, BaseException):
                 continue
-            self._receive(node_id, slot, value)
+            self._receive(opener, value)
 
-    def _receive(self, node_id: bytes, slot: int, value: object) -> None:
+    def _receive(self, opener: Callable[[object, float], bytes], value: object) -> None:
         link, handler = self.link, self.handler
         if link is None or handler is None:
             return
@@ -260,7 +312,7 @@ class DhtTransport(Transport):
             self._count("rx.oversized")
             return
         try:
-            frame = open_record(node_id, slot, value, now_s)
+            frame = opener(value, now_s)
             packet = codec.decode(frame, int(now_s * 1000))
         except (PacketError, CryptoError) as exc:
             self._count(f"rx.rejected.{getattr(getattr(exc, 'reason', None), 'value', 'crypto')}")

@@ -86,6 +86,8 @@ _HANDLED_CAPACITY = 65536
 _HANDLED_TTL_MS = 24 * 3600 * 1000
 _MAX_INCOMING_QUEUE = 10_000
 _REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupported"
+#: most distinct message-expiry values whose PUBLISH properties are kept for reuse
+_EXPIRY_CACHE = 64
 
 
 class RelayLink(GatewayLink):
@@ -141,6 +143,8 @@ class RelayTransport(Transport):
         self._retry_at: float | None = None
         self._state_dirty = False
         self._write_lock = threading.Lock()
+        #: message expiry interval (s) -> MQTT 5 PUBLISH properties carrying it
+        self._expiry_properties: dict[int, Any] = {}
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -198,6 +202,8 @@ class RelayTransport(Transport):
             self._count("tx.already-handled")
             return True
         target = route(frame, self._local, self._bridged)
+        if target is None and self._take_up_bridged():
+            target = route(frame, self._local, self._bridged)
         if target is None:
             self._count("tx.stays-local")
             return True
@@ -216,6 +222,24 @@ class RelayTransport(Transport):
         self.outbox.add(Publish(topic, envelope, expires_s, target.packet_id))
         self._count(f"tx.{target.kind.value}")
         self._wake.set()
+        return True
+
+    def _take_up_bridged(self) -> bool:
+        """Bring the bridged channels up to date now; True if they changed.
+
+        The periodic refresh would do it within ``refresh_s``, but the first packets of a
+        channel joined (or a group created or re-keyed) a moment ago would stay in the mesh
+        until then, and channel packets are not retried. Only asked for a frame that would
+        stay, and only when some channel is to be bridged at all.
+        """
+        host = self._host
+        if host is None or not self.config.bridge_channels:
+            return False
+        wanted = {n.lower() for n in self.config.bridge_channels}
+        bridged = {cid for name, cid in host.channel_ids().items() if name.lower() in wanted}
+        if bridged == self._bridged:
+            return False
+        self._bridged = bridged
         return True
 
     # -- what to collect -----------------------------------------------------------------
@@ -478,11 +502,7 @@ class RelayTransport(Transport):
         try:
             properties = None
             if self._protocol == "5":
-                from paho.mqtt.packettypes import PacketTypes
-                from paho.mqtt.properties import Properties
-
-                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                properties.MessageExpiryInterval = max(1, int(item.expires_s - self.clock()))
+                properties = self._publish_properties(item.expires_s)
             await client.publish(item.topic, item.payload, qos=1, properties=properties)
         except asyncio.CancelledError:
             raise
@@ -495,6 +515,28 @@ class RelayTransport(Transport):
             self._count("tx.published")
         finally:
             slots.release()
+
+    def _publish_properties(self, expires_s: int) -> Any:
+        """MQTT 5 PUBLISH properties with the message expiry left until ``expires_s``.
+
+        The broker drops the message when its expiry passes, so a gateway that comes back late
+        is not sent stale envelopes. Building a paho ``Properties`` object costs about as much
+        as the rest of a publish, and paho only reads it, so one object per interval value is
+        kept and shared (most publishes of a second have the same one).
+        """
+        interval = max(1, int(expires_s - self.clock()))
+        cache = self._expiry_properties
+        properties = cache.get(interval)
+        if properties is None:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            if len(cache) >= _EXPIRY_CACHE:
+                cache.clear()
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.MessageExpiryInterval = interval
+            cache[interval] = properties
+        return properties
 
     async def _reader(self, client: Any) -> None:
         async for message in client.messages:

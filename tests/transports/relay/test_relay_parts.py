@@ -1,18 +1,34 @@
-"""Relay settings, the outbox, and the embedded broker's mailbox policy."""
+"""Relay settings, the outbox, the expiry each publish carries, and the embedded broker's mailbox
+policy."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiomqtt
 import pytest
+from brokers import Mosquitto, free_port
 
 from meshchat.errors import TransportError, UsageError
+from meshchat.gateway import mailbox_tag
 from meshchat.identity import Identity
-from meshchat.transports.relay import Outbox, Publish, RelayConfig, client_id_for, parse_relay_url
+from meshchat.node import Node, NodeOptions
+from meshchat.store import Store
+from meshchat.transports.base import Link
+from meshchat.transports.relay import (
+    Outbox,
+    Publish,
+    RelayConfig,
+    RelayTransport,
+    client_id_for,
+    parse_relay_url,
+)
 from meshchat.transports.relay.broker import BrokerSettings, EmbeddedBroker
+from meshchat.wire import Destination, PacketKind, Suite, build, encode
+from meshchat.wire.packet import MAX_AGE_MS
 
 TOPIC = "mc1/m/" + "ab" * 16
 
@@ -145,3 +161,89 @@ async def test_no_retained_message_is_kept(small_broker: EmbeddedBroker) -> None
     async with client(small_broker, "late") as c:
         await c.subscribe(TOPIC, qos=1)
         assert await collect(c, 0.3) == []
+
+
+class _Quiet:
+    """A link handler that ignores everything (the test reads the broker directly)."""
+
+    def link_up(self, link: Link) -> None:
+        pass
+
+    def link_down(self, link: Link) -> None:
+        pass
+
+    def frame_received(self, link: Link, frame: bytes) -> None:
+        pass
+
+
+async def test_every_publish_carries_the_message_expiry(mosquitto: Mosquitto) -> None:
+    """The expiry properties are shared between publishes, yet each publish carries its own
+    expiry: mosquitto (MQTT 5) passes the remaining interval on to the subscriber."""
+    sender, recipient = Identity.generate(), Identity.generate()
+    url = f"mqtt://127.0.0.1:{mosquitto.port}"
+    transport = RelayTransport(Identity.generate(), RelayConfig(url, retention_s=600))
+    topic = f"mc1/m/{mailbox_tag(recipient.node_id).hex()}"
+    now_ms = int(time.time() * 1000)
+    # The third packet is old enough to expire in 200 s, before the retention (600 s) is over.
+    created = [now_ms, now_ms, now_ms - (MAX_AGE_MS - 200_000), now_ms]
+    frames = [
+        encode(
+            build(
+                sender,
+                PacketKind.MESSAGE,
+                Destination.node(recipient.node_id),
+                Suite.BOX,
+                bytes([i]) * 80,
+                at,
+                8,
+            )
+        )
+        for i, at in enumerate(created)
+    ]
+    async with aiomqtt.Client(
+        "127.0.0.1", mosquitto.port, identifier="watch", protocol=aiomqtt.ProtocolVersion.V5
+    ) as watch:
+        await watch.subscribe(topic, qos=1)
+        await transport.start(_Quiet())
+        try:
+            async with asyncio.timeout(10):
+                while not transport.status().up:
+                    await asyncio.sleep(0.02)
+            for frame in frames:
+                assert transport.offer(frame)
+            expiries: list[int] = []
+            async with asyncio.timeout(10):
+                async for message in watch.messages:
+                    expiry = getattr(message.properties, "MessageExpiryInterval", None)
+                    assert isinstance(expiry, int)
+                    expiries.append(expiry)
+                    if len(expiries) == len(frames):
+                        break
+        finally:
+            await transport.stop()
+    assert [590 <= e <= 600 for e in expiries] == [True, True, False, True]
+    assert 190 <= expiries[2] <= 200
+    assert len(transport._expiry_properties) <= 3  # shared, not one per publish
+
+
+async def test_a_channel_bridged_a_moment_ago_leaves_at_once(tmp_path: Path) -> None:
+    """The first packet to a just-joined bridged channel goes out without waiting for the
+    periodic refresh (here an hour away). No broker listens: the outbox keeps it."""
+    identity = Identity.generate()
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    config = RelayConfig(url, bridge_channels=("#team",), refresh_s=3600)
+    relay = RelayTransport(identity, config)
+    store = Store.open(tmp_path / "g.db", key=bytes(32))
+    node = Node(identity, "g", store, [relay], options=NodeOptions(announce=False))
+    await node.start()
+    try:
+        await node.join("#team", "correct horse")
+        await node.send_text("#team", "first words")
+        async with asyncio.timeout(5):
+            while relay.counters.get("tx.channel", 0) < 1:
+                await asyncio.sleep(0.02)
+        assert relay.counters.get("tx.stays-local", 0) == 0
+        assert len(relay.outbox) == 1
+    finally:
+        await node.stop()
+        store.close()

@@ -272,10 +272,23 @@ class Engine:
         group = self.groups.groups.get(group_id)
         if group is None or group.current is None:
             raise UsageError("not a member of that group")
-        MessageBody(msg_id, text)
+        return self._send_once(group_id, msg_id, text, now_ms, expires_ms, group_id=group_id)
+
+    def _send_once(
+        self,
+        channel_id: bytes,
+        msg_id: bytes,
+        text: str,
+        now_ms: int,
+        expires_ms: int | None,
+        group_id: bytes | None = None,
+    ) -> list[Output]:
+        """Queue a message that needs no ack (channel, group): it leaves once there is a
+        neighbour to hand it to."""
+        MessageBody(msg_id, text)  # validate now, at the sender
         item = OutboxItem(
             msg_id=msg_id,
-            destination=Destination.channel(group_id),
+            destination=Destination.channel(channel_id),
             text=text,
             created_ms=now_ms,
             expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
@@ -379,17 +392,7 @@ class Engine:
         """Queue a channel message and send it at once if there is a neighbour."""
         if channel_id not in self._channels:
             raise UsageError("not a member of that channel")
-        MessageBody(msg_id, text)
-        item = OutboxItem(
-            msg_id=msg_id,
-            destination=Destination.channel(channel_id),
-            text=text,
-            created_ms=now_ms,
-            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
-            next_try_ms=now_ms,
-        )
-        self.outbox.add(item)
-        return self._attempt(item, now_ms)
+        return self._send_once(channel_id, msg_id, text, now_ms, expires_ms)
 
     def announce(self, now_ms: int) -> list[Output]:
         """Tell nearby nodes our box key, display name and current signed prekey."""

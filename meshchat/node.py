@@ -661,58 +661,12 @@ class Node:
         now = self.clock()
         msg_id = os.urandom(16)
         expires = now + self.options.message_lifetime_ms
-        if target.startswith((_GROUP_MARK, _GROUP_PREFIX)):
-            group = self.find_group(target)
-            if group.current is None:
-                raise UsageError(f"you are no longer a member of {group.name}")
-            message = await self.store.call(
-                store.add_outgoing,
-                group_conversation(group.group_id),
-                msg_id,
-                group.group_id,
-                self.identity.node_id,
-                self.name,
-                text,
-                now,
-                expires,
-            )
-            self._notify(NodeNotice("message", message=message))
-            await self._run(
-                self.engine.send_group(group.group_id, msg_id, text, now, expires_ms=expires)
-            )
-            return message
-        if target.startswith("#"):
-            channel = await self.store.call(store.get_channel, target.lower())
-            if channel is None:
-                raise UsageError(f"not in channel {target}: join it first")
-            message = await self.store.call(
-                store.add_outgoing,
-                channel.name,
-                msg_id,
-                channel.channel_id,
-                self.identity.node_id,
-                self.name,
-                text,
-                now,
-                expires,
-            )
-            self._notify(NodeNotice("message", message=message))
-            await self._run(
-                self.engine.send_channel(channel.channel_id, msg_id, text, now, expires_ms=expires)
-            )
-            return message
-        contact = await self.store.call(store.find_contact, target)
-        if contact.trust is Trust.COMPROMISED:
-            raise UsageError(
-                f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
-                "compromised: nothing is sent to them"
-            )
-        recipient = PublicIdentity(contact.sign_public, contact.box_public)
+        conversation, destination, send = await self._route_text(target)
         message = await self.store.call(
             store.add_outgoing,
-            dm_conversation(contact.node_id),
+            conversation,
             msg_id,
-            contact.node_id,
+            destination,
             self.identity.node_id,
             self.name,
             text,
@@ -720,8 +674,33 @@ class Node:
             expires,
         )
         self._notify(NodeNotice("message", message=message))
-        await self._run(self.engine.send_direct(recipient, msg_id, text, now, expires_ms=expires))
+        await self._run(send(msg_id, text, now, expires_ms=expires))
         return message
+
+    async def _route_text(self, target: str) -> tuple[str, bytes, Callable[..., list[Output]]]:
+        """Where a message to ``target`` goes: its conversation, the destination kept with it
+        in the store, and the engine call that queues it. Raises :class:`UsageError`."""
+        if target.startswith((_GROUP_MARK, _GROUP_PREFIX)):
+            group = self.find_group(target)
+            if group.current is None:
+                raise UsageError(f"you are no longer a member of {group.name}")
+            send = functools.partial(self.engine.send_group, group.group_id)
+            return group_conversation(group.group_id), group.group_id, send
+        if target.startswith("#"):
+            channel = await self.store.call(self.store.store.get_channel, target.lower())
+            if channel is None:
+                raise UsageError(f"not in channel {target}: join it first")
+            send = functools.partial(self.engine.send_channel, channel.channel_id)
+            return channel.name, channel.channel_id, send
+        contact = await self.store.call(self.store.store.find_contact, target)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(
+                f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
+                "compromised: nothing is sent to them"
+            )
+        recipient = PublicIdentity(contact.sign_public, contact.box_public)
+        send = functools.partial(self.engine.send_direct, recipient)
+        return dm_conversation(contact.node_id), contact.node_id, send
 
     async def join(self, name: str, passphrase: str | None = None) -> Channel:
         key = derive_channel_key(name, passphrase) if passphrase else ChannelKey.public(name)

@@ -29,7 +29,10 @@ messages) is delivered **and** relayed and carried exactly like a packet to any 
 so that neither a relay nor a neighbour can tell from our behaviour which tags are ours, or
 whether a packet for us opened. Relaying is delegated to a :class:`RelayPolicy`: it picks a
 delay, may cancel the relay when enough neighbours were heard relaying it, and picks the links
-(by default every link that has not already sent us a copy). A direct message for another
+(by default every link that has not already sent us a copy). A neighbour-aware policy
+(:class:`~meshchat.router.policy.NeighbourAware`) instead decides when its wait ends, from the
+TTL of every copy heard and ``neighbours``, the two-hop table the owner fills from hellos.
+A direct message for another
 node is also **carried**: kept (bounded, until acknowledged or expired) and offered again to
 every new neighbour, which is how messages cross partitions (store-and-forward). A carried
 packet is dropped when its recipient's ack passes: a plain ack names the packet and is signed
@@ -49,11 +52,17 @@ from dataclasses import dataclass, field
 from meshchat.errors import PacketError
 from meshchat.identity import node_id_of
 from meshchat.router.actions import Action, Carry, Deliver, Drop, Transmit, Uncarry
-from meshchat.router.policy import FirstCopy, ManagedFlood, RelayPolicy
+from meshchat.router.policy import (
+    FirstCopy,
+    ManagedFlood,
+    NeighbourAware,
+    NeighbourTable,
+    RelayPolicy,
+)
 from meshchat.router.ratelimit import TokenBucket
 from meshchat.router.seen import SeenSet
 from meshchat.wire import codec
-from meshchat.wire.fastparse import peek_packet_id
+from meshchat.wire.fastparse import peek_packet_id, read_fixed
 from meshchat.wire.packet import (
     MAX_AGE_MS,
     DestKind,
@@ -90,6 +99,8 @@ class _Pending:
     heard_from: set[str] = field(default_factory=set)
     copies: int = 0
     cancelled: bool = False
+    ttl_in: int = 0  # TTL of the first copy as received
+    ttls: dict[str, int] | None = None  # neighbour-aware policies: best TTL heard per link
 
 
 @dataclass(slots=True)
@@ -127,6 +138,8 @@ class FloodRouter:
         #: 16-byte tags that also count as this node's (sealed direct messages); their
         #: owner keeps the set current and mutates it in place
         self.addresses: set[bytes] = set()
+        #: two-hop knowledge for neighbour-aware policies; the owner fills it from hellos
+        self.neighbours = NeighbourTable()
         self._seen = SeenSet(self.config.seen_capacity, self.config.seen_ttl_ms)
         self._acked = SeenSet(self.config.max_carried * 2, self.config.carry_ms)
         self._links: dict[str, TokenBucket] = {}  # live links and their token buckets
@@ -187,6 +200,7 @@ class FloodRouter:
     def link_down(self, link: str, now_ms: int) -> list[Action]:
         self._links.pop(link, None)
         self._strays.pop(link, None)
+        self.neighbours.forget(link)
         return []
 
     def restore_carried(self, frame: bytes, expires_ms: int, now_ms: int) -> None:
@@ -235,7 +249,7 @@ class FloodRouter:
         peeked = peek_packet_id(frame)
         if peeked is not None and peeked in self._seen:
             self._count("drop.duplicate")
-            self._copy_heard(peeked, link, rssi)
+            self._copy_heard(peeked, link, rssi, frame)
             return [Drop("duplicate", link, peeked)]
         try:
             packet = codec.parse(frame)
@@ -245,7 +259,7 @@ class FloodRouter:
         packet_id = packet.packet_id
         if packet_id in self._seen:
             self._count("drop.duplicate")
-            self._copy_heard(packet_id, link, rssi)
+            self._copy_heard(packet_id, link, rssi, frame)
             return [Drop("duplicate", link, packet_id)]
         try:
             codec.check_time(packet, now_ms)
@@ -289,7 +303,7 @@ class FloodRouter:
             and (sealed_hash is None or sealed_hash not in self._acked)
         ):
             actions.extend(self._carry(relayed, frame, now_ms))
-        actions.extend(self._schedule(relayed, frame, link, now_ms, rssi))
+        actions.extend(self._schedule(relayed, frame, link, now_ms, rssi, packet.ttl))
         return actions
 
     def _ack_seen(self, packet: Packet) -> list[Action]:
@@ -350,16 +364,25 @@ class FloodRouter:
         return actions
 
     def _schedule(
-        self, packet: Packet, frame: bytes, link: str | None, now_ms: int, rssi: float | None
+        self,
+        packet: Packet,
+        frame: bytes,
+        link: str | None,
+        now_ms: int,
+        rssi: float | None,
+        ttl_in: int = 0,
     ) -> list[Action]:
-        delay = self.policy.first_copy(FirstCopy(packet, link, rssi, len(self._links), self.rng))
+        event = FirstCopy(packet, link, rssi, len(self._links), self.rng, self.neighbours)
+        delay = self.policy.first_copy(event)
         if delay is None:
             self._count("relay.declined")
             return []
         if len(self._pending) >= self.config.max_pending:
             self._count("drop.pending-full")
             return [Drop("pending-full", link, packet.packet_id)]
-        pending = _Pending(frame, now_ms + delay)
+        pending = _Pending(frame, now_ms + delay, ttl_in=ttl_in)
+        if isinstance(self.policy, NeighbourAware):
+            pending.ttls = {} if link is None else {link: ttl_in}
         if link is not None:
             pending.heard_from.add(link)
         self._pending[packet.packet_id] = pending
@@ -368,12 +391,20 @@ class FloodRouter:
         heapq.heappush(self._timers, (pending.due_ms, packet.packet_id))
         return []
 
-    def _copy_heard(self, packet_id: bytes, link: str | None, rssi: float | None) -> None:
+    def _copy_heard(
+        self, packet_id: bytes, link: str | None, rssi: float | None, frame: bytes
+    ) -> None:
         pending = self._pending.get(packet_id)
         if pending is None:
             return
         if link is not None:
             pending.heard_from.add(link)
+            if pending.ttls is not None:
+                # Which TTL the copy carried: a neighbour-aware policy counts a copy as
+                # covering our neighbours only if it gives them as many hops as ours would.
+                fields = read_fixed(frame)
+                ttl = fields[7] if fields is not None else 0
+                pending.ttls[link] = max(ttl, pending.ttls.get(link, 0))
         pending.copies += 1
         if self.policy.copy_heard(pending.copies, rssi):
             pending.cancelled = True
@@ -384,7 +415,15 @@ class FloodRouter:
             self._count("relay.suppressed")
             return []
         candidates = [link for link in self._links if link not in pending.heard_from]
-        links = self.policy.choose_links(candidates, self.rng)
+        policy = self.policy
+        if isinstance(policy, NeighbourAware):
+            links = policy.relay_links(
+                pending.ttls or {}, pending.ttl_in, candidates, self.neighbours, self.rng
+            )
+            if not links and candidates:
+                self._count("relay.pruned")
+        else:
+            links = policy.choose_links(candidates, self.rng)
         if not links:
             return []
         self._count("tx")

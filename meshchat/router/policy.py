@@ -12,18 +12,23 @@ picks which links to send on, from the links that have not already sent us a cop
   smaller for weaker signals, cancelled by the first relayed copy heard.
 * :class:`RandomFanout`: bitchat's scheme as described for comparison: a short jitter, then
   send on about ``log2`` of the remaining links, chosen at random, never cancelled.
+* :class:`NeighbourCoverage`: self-pruning with two-hop knowledge. Every node advertises its
+  neighbours' short ids in a one-hop hello; a node relays only if some neighbour of its own is
+  not yet covered ``k`` times by the neighbour lists of the nodes it heard sending the packet.
 
 Policies hold no per-packet state (the router keeps it), so one instance may serve many
-routers.
+routers. Per-node knowledge that a policy reads (the :class:`NeighbourTable`) belongs to the
+router, whose owner fills it from the hellos it receives.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from meshchat.errors import UsageError
 from meshchat.wire.packet import Packet
 
 __all__ = [
@@ -32,9 +37,147 @@ __all__ = [
     "FirstCopy",
     "ManagedFlood",
     "NaiveFlood",
+    "NeighbourAware",
+    "NeighbourCoverage",
+    "NeighbourTable",
     "RandomFanout",
     "RelayPolicy",
 ]
+
+
+#: Bytes of a short node id in a neighbour list: a truncated hash of the node id. Two nodes of
+#: one two-hop neighbourhood (a few hundred nodes at most) share one with odds of about 1e-5.
+SHORT_ID_SIZE = 4
+
+
+class NeighbourTable:
+    """Two-hop knowledge: who each link leads to, and whom that neighbour says it hears.
+
+    Filled by the router's owner from one-hop hellos (``heard_hello``); the router forgets a
+    link when it goes down. A hello carries the sender's short id, a sequence number and the
+    short ids of its current neighbours. The sequence numbers give the share of hellos lost
+    on the links (``loss_estimate``), which a policy may use to ask for more redundancy.
+    Entries of a link whose hellos stopped are dropped after ``max_age_ms``.
+    """
+
+    __slots__ = (
+        "_expected",
+        "_heard_at",
+        "_received",
+        "_relays",
+        "_seq",
+        "ids",
+        "lists",
+        "max_age_ms",
+        "own_id",
+        "selectors",
+    )
+
+    def __init__(self, own_id: bytes = b"", max_age_ms: int = 90_000) -> None:
+        self.max_age_ms = max_age_ms
+        #: this node's short id, as its own hellos carry it
+        self.own_id = own_id
+        #: links whose last hello named this node among their relays (multipoint relays)
+        self.selectors: set[str] = set()
+        self._relays: tuple[int, frozenset[str]] | None = None  # (k, selection) cache
+        #: link -> the short id its hellos carry
+        self.ids: dict[str, bytes] = {}
+        #: link -> the short ids that neighbour advertised in its last hello
+        self.lists: dict[str, frozenset[bytes]] = {}
+        self._heard_at: dict[str, int] = {}
+        self._seq: dict[str, int] = {}
+        self._received = 0
+        self._expected = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def heard_hello(
+        self,
+        link: str,
+        short_id: bytes,
+        neighbours: frozenset[bytes],
+        seq: int,
+        now_ms: int,
+        relays: frozenset[bytes] = frozenset(),
+    ) -> None:
+        """Record a hello received on ``link`` (``relays``: the neighbours it chose as relays)."""
+        last = self._seq.get(link)
+        if last is not None and 0 < seq - last <= 64:
+            self._received += 1
+            self._expected += seq - last
+        self._seq[link] = seq
+        if self.ids.get(link) != short_id or self.lists.get(link) != neighbours:
+            self._relays = None
+        self.ids[link] = short_id
+        self.lists[link] = neighbours
+        self._heard_at[link] = now_ms
+        if self.own_id and self.own_id in relays:
+            self.selectors.add(link)
+        else:
+            self.selectors.discard(link)
+
+    def select_relays(self, k: int) -> frozenset[str]:
+        """Multipoint relays: neighbours that together reach every two-hop neighbour k times.
+
+        OLSR's greedy selection (RFC 3626 section 8.3.1, with its MPR_COVERAGE ``k``): first
+        every neighbour that is one of at most ``k`` ways to reach some two-hop neighbour, then
+        repeatedly the neighbour that reaches the most two-hop neighbours still short of
+        ``k`` covers. The result is cached until a neighbour's list or the link set changes.
+        """
+        if self._relays is not None and self._relays[0] == k:
+            return self._relays[1]
+        mine = set(self.ids.values())
+        mine.add(self.own_id)
+        reach = {link: self.lists.get(link, frozenset()) - mine for link in self.ids}
+        providers: dict[bytes, list[str]] = {}
+        for link, two_hop in reach.items():
+            for y in two_hop:
+                providers.setdefault(y, []).append(link)
+        need = {y: min(k, len(p)) for y, p in providers.items()}
+        chosen: set[str] = set()
+
+        def take(link: str) -> None:
+            chosen.add(link)
+            for y in reach[link]:
+                need[y] -= 1
+
+        for p in providers.values():
+            if len(p) <= k:
+                for link in p:
+                    if link not in chosen:
+                        take(link)
+        short = {y for y, n in need.items() if n > 0}
+        while short:
+            best = max(
+                (link for link in reach if link not in chosen),
+                key=lambda link: (len(reach[link] & short), link),
+            )
+            take(best)
+            short = {y for y in short if need[y] > 0}
+        result = frozenset(chosen)
+        self._relays = (k, result)
+        return result
+
+    def forget(self, link: str) -> None:
+        """The link went down: what it told us no longer describes a neighbour."""
+        if link in self.ids:
+            self._relays = None
+        self.selectors.discard(link)
+        self.ids.pop(link, None)
+        self.lists.pop(link, None)
+        self._heard_at.pop(link, None)
+        self._seq.pop(link, None)
+
+    def expire(self, now_ms: int) -> None:
+        for link in [k for k, t in self._heard_at.items() if now_ms - t > self.max_age_ms]:
+            self.forget(link)
+
+    def loss_estimate(self) -> float:
+        """Share of neighbours' hellos lost (0.0 until two hellos of one link were heard)."""
+        if self._expected == 0:
+            return 0.0
+        return 1.0 - self._received / self._expected
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +189,7 @@ class FirstCopy:
     rssi: float | None
     degree: int  # how many links the node has now
     rng: random.Random
+    neighbours: NeighbourTable | None = field(default=None, compare=False)
 
 
 class RelayPolicy(Protocol):
@@ -226,7 +370,208 @@ class RandomFanout:
         return rng.sample(candidates, fanout)
 
 
+class NeighbourAware:
+    """Marker base of policies that decide, when their wait ends, from the neighbour table.
+
+    For such a policy the router calls :meth:`relay_links` instead of ``choose_links``, with
+    the links that sent it a copy of the packet so far and the TTL each copy carried, and its
+    neighbour table.
+    """
+
+    __slots__ = ()
+
+    def relay_links(
+        self,
+        heard: dict[str, int],
+        ttl_in: int,
+        candidates: list[str],
+        table: NeighbourTable,
+        rng: random.Random,
+    ) -> list[str]:
+        """The links to relay on, or an empty list to stand down.
+
+        ``heard`` maps each link that sent us a copy (the first sender included) to the best
+        TTL its copies carried; ``ttl_in`` is the TTL of our first copy.
+        """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourCoverage(NeighbourAware):
+    """Self-pruning by neighbour coverage: relay only for neighbours nobody else covers.
+
+    Why it works. Every node advertises its neighbours' short ids in a one-hop hello, so each
+    node knows its neighbours and theirs (two hops). A copy heard from neighbour ``w`` means
+    ``w`` transmitted, so every neighbour of ``w`` was sent the packet. When its wait ends a
+    node looks at each of its own neighbours that has not sent it a copy:
+
+    * *covered*: at least ``k`` of the transmissions heard came from nodes that list it;
+    * *delegated*: a neighbour of ours that outranks us (advertises more neighbours; ties by
+      short id) lists it and is itself covered. That node will relay for it or leave it to
+      one that outranks it in turn; the chain ends at a node that relays, so under no loss
+      nothing is lost (Wu and Dai's coverage condition, with one intermediate node;
+      ``chain_hops`` allows longer chains of outranking neighbours). Each such delegate
+      counts as one chance, like a cover: a neighbour needs ``k`` covers and delegates in
+      all.
+
+    If every neighbour is covered or delegated, the node stands down. A neighbour whose hello
+    was never heard is skipped (a new link triggers a hello within about a second); a sender
+    whose list is unknown covers nothing. Without any hello heard the node relays.
+
+    TTL. A copy that reaches a neighbour through more hops leaves it less TTL, and where the
+    TTL bounds the flood that costs reach. A cover counts only if it gives the neighbour at
+    least our own relay's TTL less ``ttl_slack``; through a delegate, one hop more, less
+    ``delegate_slack``. The router reports the TTL of every copy heard.
+
+    Loss. ``k`` covers: a covered neighbour missed one transmission with probability ``p``
+    and all ``k`` with ``p**k``. The node estimates ``p`` from the gaps in its neighbours'
+    hello sequence numbers and asks for ``k = ceil(log(miss) / log(p))`` (between ``k_min``
+    and ``k_max``): 1 without loss and up to about 12%, 2 up to about 35%.
+
+    The wait orders relays by how much they add: ``base_ms + window_ms * (1 - u) +
+    uniform(0, jitter_ms)``, where ``u`` is the share of our neighbours that the first
+    sender's list does not cover; ``base_ms`` keeps arrival order following hop count (see
+    :class:`ManagedFlood`).
+
+    ``multipoint=True, delegate=False`` gives OLSR's multipoint-relay flooding instead (relay
+    only if the first sender chose us as one of its relays, announced in its hello), for
+    comparison. The two do not combine: a delegate may have declined as a non-relay.
+    """
+
+    base_ms: int = 250
+    window_ms: int = 300
+    jitter_ms: int = 30
+    k_min: int = 1
+    k_max: int = 4
+    miss: float = 0.12
+    multipoint: bool = False
+    delegate: bool = True
+    chain_hops: int = 0
+    ttl_slack: int = 1
+    delegate_slack: int = 1
+    name: str = "coverage"
+
+    def __post_init__(self) -> None:
+        if self.multipoint and self.delegate:
+            raise UsageError("multipoint relays and delegation do not combine")
+        if not 0.0 < self.miss < 1.0 or not 1 <= self.k_min <= self.k_max:
+            raise UsageError("0 < miss < 1 and 1 <= k_min <= k_max")
+
+    def first_copy(self, event: FirstCopy) -> int | None:
+        rng = event.rng
+        jitter = rng.randint(0, self.jitter_ms) if self.jitter_ms > 0 else 0
+        table = event.neighbours
+        share = 1.0
+        if (
+            self.multipoint
+            and table is not None
+            and event.link in table.ids
+            and event.link not in table.selectors
+        ):
+            return None  # the sender chose other relays for the neighbours we could reach
+        if table is not None and table.ids and event.link is not None:
+            covered = table.lists.get(event.link, frozenset())
+            sender = table.ids.get(event.link)
+            mine = [x for x in table.ids.values() if x != sender]
+            if mine:
+                share = sum(1 for x in mine if x not in covered) / len(mine)
+        return self.base_ms + int((1.0 - share) * self.window_ms) + jitter
+
+    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+        return False
+
+    def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
+        return candidates
+
+    def covers_needed(self, loss: float) -> int:
+        """``k`` for an estimated loss rate: enough covers that a neighbour misses all rarely."""
+        if loss <= 0.0:
+            return self.k_min
+        if loss >= 1.0:
+            return self.k_max
+        k = math.ceil(math.log(self.miss) / math.log(loss))
+        return max(self.k_min, min(self.k_max, k))
+
+    def relay_links(
+        self,
+        heard: dict[str, int],
+        ttl_in: int,
+        candidates: list[str],
+        table: NeighbourTable,
+        rng: random.Random,
+    ) -> list[str]:
+        if not candidates:
+            return []
+        ids, lists = table.ids, table.lists
+        if not lists:
+            return candidates  # no hellos heard yet: nothing to prune with
+        k = self.covers_needed(table.loss_estimate())
+        # TTL each node has (or will get) from the copies heard, counting only the k best
+        # copies: level[y] = the k-th highest TTL among heard senders that list y.
+        ttls: dict[bytes, list[int]] = {}
+        for link, ttl in heard.items():
+            for y in lists.get(link, ()):
+                ttls.setdefault(y, []).append(ttl)
+        level: dict[bytes, int] = {}
+        for y, got in ttls.items():
+            if len(got) >= k:
+                got.sort(reverse=True)
+                level[y] = got[k - 1]
+        # Our relay would give each neighbour ttl_in - 1; a neighbour is covered when the
+        # copies heard give it at least that (less ``ttl_slack``), so pruning never shortens
+        # how far the flood goes.
+        enough = ttl_in - 1 - self.ttl_slack
+        uncovered = []
+        for link in candidates:
+            x = ids.get(link)
+            if x is None:
+                continue  # no hello from it yet; its own hello will follow within a trigger
+            if level.get(x, -1) < enough:
+                uncovered.append(x)
+        if not uncovered:
+            return []
+        if not self.delegate:
+            return candidates
+        # Neighbours that outrank us (advertise more neighbours; ties by short id) and will
+        # get the packet: each relays for its uncovered neighbours or leaves them to one that
+        # outranks it in turn, so whatever they reach in time needs nothing from us. A
+        # delegate with TTL t gives its neighbours t - 1; through ``chain_hops`` further
+        # outranking neighbours the TTL drops by one per hop.
+        mine = (len(heard) + len(candidates), table.own_id)
+        higher = {link: its for link, its in lists.items() if (len(its), ids[link]) > mine}
+        reach = {link: level[ids[link]] for link in higher if ids[link] in level}
+        frontier = list(reach)
+        for _ in range(self.chain_hops):
+            step: list[str] = []
+            for known in frontier:
+                its, onward = higher[known], reach[known] - 1
+                for link in higher:
+                    if ids[link] in its and onward > reach.get(link, -1):
+                        reach[link] = onward
+                        step.append(link)
+            frontier = step
+        # Each delegate is one more chance for x, like a cover: x needs k of them in all.
+        enough_via = ttl_in - 1 - self.delegate_slack
+        chances: dict[bytes, int] = {}
+        for link, ttl in reach.items():
+            if ttl - 1 >= enough_via:
+                for y in higher[link]:
+                    chances[y] = chances.get(y, 0) + 1
+        for x in uncovered:
+            direct = sum(1 for t in ttls.get(x, ()) if t >= enough)
+            if direct + chances.get(x, 0) < k:
+                return candidates
+        return []
+
+
 #: The strategies compared by the simulator and ``bench/flood.py``, by name.
 POLICIES: dict[str, RelayPolicy] = {
-    p.name: p for p in (NaiveFlood(), ManagedFlood(), ContentionWindow(), RandomFanout())
+    p.name: p
+    for p in (
+        NaiveFlood(),
+        ManagedFlood(),
+        ContentionWindow(),
+        RandomFanout(),
+        NeighbourCoverage(),
+    )
 }

@@ -16,6 +16,7 @@ ORIGINATE  a random live node floods broadcast number ``b``
 DOWN / UP  churn: a node switches off or on; its neighbours see ``link_down`` / ``link_up``
 MOVE       mobility step: mobile nodes walk toward their waypoints; links are re-derived
 PART       a partition line appears or disappears
+HELLO      a node sends its one-hop hello (neighbour-aware policies only, see below)
 =========  ==============================================================================
 
 Radio model. Each node gives its router one link per neighbour in range (link id = the
@@ -26,6 +27,17 @@ latency (drawn once per transmission), the frame reaches **the neighbours the ac
 each losing it independently with probability ``loss``. Neighbours not named do not hear it.
 Collisions are not modelled: BLE connections and TCP retransmit at the link layer, and what
 they still lose is what ``loss`` stands for.
+
+Hellos. A policy that reads neighbour lists (:class:`~meshchat.router.policy.NeighbourAware`)
+gets them the way a real node would: every ``hello_interval_ms`` (random phase), and
+``hello_trigger_ms`` after one of its links changed, a node sends one transmission carrying its
+short id, a sequence number and its neighbours' short ids (:func:`hello_size`). Each neighbour
+hears it with probability ``1 - loss`` and records it in its router's
+:class:`~meshchat.router.policy.NeighbourTable`. Hellos take airtime like any frame and are
+counted in :attr:`RunResult.hellos`. Before time zero the mesh has already been running for
+``hello_warmup_rounds`` hello intervals (lossy too), so the first broadcast does not meet
+empty tables; those warm-up hellos are not counted. Other policies get no hellos and pay
+nothing.
 
 Randomness comes from separate streams derived from the scenario's seed (placement, channel,
 routers, churn, mobility, broadcasts), so the same scenario gives the same result, and two
@@ -46,16 +58,28 @@ from meshchat.errors import UsageError
 from meshchat.identity import Identity
 from meshchat.router.actions import Action, Deliver, Drop, Transmit
 from meshchat.router.flood import FloodRouter, RouterConfig
-from meshchat.router.policy import RelayPolicy
+from meshchat.router.policy import SHORT_ID_SIZE, NeighbourAware, NeighbourCoverage, RelayPolicy
 from meshchat.sim.metrics import BroadcastResult, RunResult
 from meshchat.sim.scenario import Scenario
 from meshchat.sim.topology import Topology
 from meshchat.wire import codec
 from meshchat.wire.packet import BROADCAST, PacketKind, Suite
 
-__all__ = ["Simulator", "simulate"]
+__all__ = ["HELLO_OVERHEAD_BYTES", "Simulator", "hello_size", "simulate"]
 
-_RX, _TIMER, _ORIGINATE, _DOWN, _UP, _MOVE, _PART_START, _PART_END = range(8)
+_RX, _TIMER, _ORIGINATE, _DOWN, _UP, _MOVE, _PART_START, _PART_END, _HELLO = range(9)
+#: A hello besides its list, sent as an ordinary signed meshchat packet with TTL 1 (packet id,
+#: origin key, destination, times, Ed25519 signature: 140 bytes with an empty body) whose body
+#: is ``[seq, ids]``, the short ids concatenated in one byte string (3 bytes of CBOR). Signed,
+#: so that nobody can suppress relays by advertising neighbours in another node's name.
+HELLO_OVERHEAD_BYTES = 143
+
+
+def hello_size(neighbours: int) -> int:
+    """Bytes of a hello listing ``neighbours`` short ids."""
+    return HELLO_OVERHEAD_BYTES + SHORT_ID_SIZE * neighbours
+
+
 _NEVER = 1 << 62
 #: Virtual clock at time zero: a plausible wall-clock time so packet timestamps look real.
 EPOCH_MS = 1_700_000_000_000
@@ -128,11 +152,24 @@ class Simulator:
         self._airtime: dict[int, int] = {}
         self._waypoints: dict[int, tuple[float, float]] = {}
         self.events = 0
+        self.hellos = 0
+        self.hello_bytes = 0
+        self._hello_aware = isinstance(policy, NeighbourAware)
+        self._rng_hello = random.Random(f"{seed}:hello")
+        self._short = [self._node_id(i)[:SHORT_ID_SIZE] for i in range(n)]
+        self._hello_seq = [0] * n
+        self._hello_triggered = [False] * n
         self._ran = False
         self.initial_mean_degree = round(self.topology.mean_degree(), 3)
         for i in range(n):
             for j in self.topology.neighbours[i]:
                 self.routers[i].link_up(self.names[j], EPOCH_MS)
+        for i, router in enumerate(self.routers):
+            router.neighbours.own_id = self._short[i]
+        if self._hello_aware:
+            for _ in range(scenario.hello_warmup_rounds):
+                for i in range(n):
+                    self._hello(i, EPOCH_MS, counted=False)
 
     # -- identities ----------------------------------------------------------------------
 
@@ -187,6 +224,10 @@ class Simulator:
             for i in moving:
                 self._waypoints[i] = self._new_waypoint()
             self._push(sc.mobility.step_ms * 1000, _MOVE, 0)
+        if self._hello_aware:
+            for i in range(sc.n):
+                phase_us = int(self._rng_hello.random() * sc.hello_interval_ms * 1000)
+                self._push(phase_us, _HELLO, i, True)
         for p in sc.partitions:
             self._push(p.start_ms * 1000, _PART_START, 0, p.split * self.topology.side_m)
             self._push(p.end_ms * 1000, _PART_END, 0, p.split * self.topology.side_m)
@@ -247,6 +288,13 @@ class Simulator:
                 self._partition(float(b), True, t_us, now_ms)  # type: ignore[arg-type]
             elif kind == _PART_END:
                 self._partition(float(b), False, t_us, now_ms)  # type: ignore[arg-type]
+            elif kind == _HELLO:
+                if b:  # periodic: the next one is due an interval later
+                    self._push(t_us + self.scenario.hello_interval_ms * 1000, _HELLO, a, True)
+                else:
+                    self._hello_triggered[a] = False
+                if alive[a]:
+                    self._hello(a, now_ms, counted=True, t_us=t_us)
         self.events = events
         return self._result()
 
@@ -283,6 +331,39 @@ class Simulator:
             flood.link_frames += len(action.links)
         if receivers:
             self._push(arrive, _RX, i, (frame, receivers))
+
+    def _hello(self, i: int, now_ms: int, *, counted: bool, t_us: int = 0) -> None:
+        """Node ``i`` sends its hello; each live neighbour hears it with probability 1 - loss."""
+        router = self.routers[i]
+        index = self._index
+        short = self._short
+        table = router.neighbours
+        listed = frozenset(short[index[link]] for link in router.links)
+        relays: frozenset[bytes] = frozenset()
+        policy = self.policy
+        if isinstance(policy, NeighbourCoverage) and policy.multipoint:
+            k = policy.covers_needed(table.loss_estimate())
+            relays = frozenset(table.ids[link] for link in table.select_relays(k))
+        self._hello_seq[i] += 1
+        seq = self._hello_seq[i]
+        size = hello_size(len(listed))
+        if counted:
+            self.hellos += 1
+            self.hello_bytes += size
+            airtime = self.scenario.medium.airtime_us(size)
+            self._free_at[i] = max(t_us, self._free_at[i]) + airtime
+        loss = self.scenario.loss
+        rnd = self._rng_hello.random
+        name = self.names[i]
+        for j in self.topology.neighbours[i]:
+            if self.alive[j] and (loss == 0 or rnd() >= loss):
+                self.routers[j].neighbours.heard_hello(name, short[i], listed, seq, now_ms, relays)
+
+    def _trigger_hello(self, i: int, t_us: int) -> None:
+        """A link of node ``i`` changed: tell the neighbours soon (once per trigger delay)."""
+        if self._hello_aware and not self._hello_triggered[i]:
+            self._hello_triggered[i] = True
+            self._push(t_us + self.scenario.hello_trigger_ms * 1000, _HELLO, i, False)
 
     def _deliver(self, i: int, action: Deliver, t_us: int) -> None:
         flood = self._flood_of.get(action.packet.packet_id)
@@ -341,6 +422,7 @@ class Simulator:
                 self._apply(x, router.link_up(self.names[y], now_ms), t_us)
             else:
                 router.link_down(self.names[y], now_ms)
+            self._trigger_hello(x, t_us)
 
     def _switch(self, i: int, up: bool, t_us: int, now_ms: int) -> None:
         churn = self.scenario.churn
@@ -428,6 +510,8 @@ class Simulator:
             broadcasts=broadcasts,
             counters=tuple(sorted(counters.items())),
             events=self.events,
+            hellos=self.hellos,
+            hello_bytes=self.hello_bytes,
         )
 
 

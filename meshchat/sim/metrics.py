@@ -11,6 +11,8 @@ Every figure is a plain number or a tuple of numbers, so two runs can be compare
   links it names: the medium is shared, one frame on the air is heard by all it is sent to);
 * ``link_frames`` -- the sum over transmissions of the links named, i.e. what a medium with a
   separate send per link (GATT writes, TCP) would cost;
+* ``hellos`` / ``hello_bytes`` -- one-hop hello transmissions (and their bytes) sent during
+  the run, for policies that read neighbour lists; not part of any broadcast's count;
 * ``hops`` / ``latencies_ms`` -- per reached node, the path length of the first copy and the
   time from origination to delivery.
 """
@@ -61,6 +63,8 @@ class RunResult:
     broadcasts: tuple[BroadcastResult, ...]
     counters: tuple[tuple[str, int], ...]
     events: int
+    hellos: int = 0
+    hello_bytes: int = 0
 
     @property
     def delivery(self) -> float:

@@ -86,6 +86,11 @@ class Scenario:
     churn: Churn | None = None
     mobility: Mobility | None = None
     partitions: tuple[Partition, ...] = field(default_factory=tuple)
+    #: neighbour-aware policies: one-hop hello period, delay of a hello after a link change,
+    #: and how many hello periods the mesh ran before time zero
+    hello_interval_ms: int = 30_000
+    hello_trigger_ms: int = 1000
+    hello_warmup_rounds: int = 4
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -98,6 +103,8 @@ class Scenario:
             raise UsageError("broadcasts >= 0 and interval > 0")
         if self.range_m is not None and self.range_m <= 0:
             raise UsageError("range must be positive")
+        if self.hello_interval_ms <= 0 or self.hello_trigger_ms < 0 or self.hello_warmup_rounds < 0:
+            raise UsageError("hello interval > 0, trigger delay >= 0, warm-up rounds >= 0")
 
     @property
     def radio_range_m(self) -> float:

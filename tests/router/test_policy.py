@@ -144,7 +144,7 @@ def test_random_fanout_picks_about_log2_links() -> None:
 
 
 def test_registry_names_every_strategy() -> None:
-    assert set(POLICIES) == {"naive", "managed", "meshtastic", "bitchat"}
+    assert set(POLICIES) == {"naive", "managed", "meshtastic", "bitchat", "coverage"}
     assert all(name == policy.name for name, policy in POLICIES.items())
 
 
@@ -199,5 +199,7 @@ def test_router_recognises_duplicates_before_parsing_them() -> None:
     assert router.counters["drop.duplicate"] == 2
     # A truncated frame that starts like a seen packet counts as a copy (a replay of the
     # genuine frame would do the same); other garbage still goes to the parser.
-    assert router.receive("d", b"\x8b" + frame[1:20], NOW + 3)[0].reason == "duplicate"
-    assert router.receive("d", b"\x00" * 30, NOW + 4)[0].reason != "duplicate"
+    [replay] = router.receive("d", b"\x8b" + frame[1:20], NOW + 3)
+    assert isinstance(replay, Drop) and replay.reason == "duplicate"
+    [garbage] = router.receive("d", b"\x00" * 30, NOW + 4)
+    assert isinstance(garbage, Drop) and garbage.reason != "duplicate"

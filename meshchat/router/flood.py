@@ -37,7 +37,10 @@ node is also **carried**: kept (bounded, until acknowledged or expired) and offe
 every new neighbour, which is how messages cross partitions (store-and-forward). A carried
 packet is dropped when its recipient's ack passes: a plain ack names the packet and is signed
 by the recipient; a sealed (suite RATCHET) ack reveals the token whose hash the sealed message
-shows in clear.
+shows in clear. A private group message (suite GROUP) has no ack: it is carried, by its sender
+and by every relay, only as long as the duplicate set remembers its id (``seen_ttl_ms``), so a
+member who comes back into range within that time still gets it, and a re-offered copy is
+always a duplicate for a node that had it, never a new flood.
 
 Everything random comes from the ``rng`` given at construction, and time only from the
 ``now_ms`` arguments, so a router is deterministic given its seed and its inputs.
@@ -115,6 +118,15 @@ def _sealed_ack_hash(packet: Packet) -> bytes | None:
     if packet.kind is PacketKind.MESSAGE and packet.suite is Suite.RATCHET:
         return ack_hash_of(packet.payload)
     return None
+
+
+def _is_group(packet: Packet) -> bool:
+    """A private group message: carried for a while although it is not for one node."""
+    return (
+        packet.kind is PacketKind.MESSAGE
+        and packet.suite is Suite.GROUP
+        and packet.destination.kind is DestKind.CHANNEL
+    )
 
 
 class FloodRouter:
@@ -225,7 +237,8 @@ class FloodRouter:
         if not self._links:
             return [Drop("no-links", None, packet.packet_id), *uncarried]
         self._count("tx")
-        return [Transmit(frame, tuple(self._links), packet.packet_id), *uncarried]
+        carried = self._carry(packet, frame, now_ms) if _is_group(packet) else []
+        return [Transmit(frame, tuple(self._links), packet.packet_id), *uncarried, *carried]
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -301,7 +314,7 @@ class FloodRouter:
             dest.kind is DestKind.NODE
             and packet.packet_id + dest.value not in self._acked
             and (sealed_hash is None or sealed_hash not in self._acked)
-        ):
+        ) or _is_group(packet):
             actions.extend(self._carry(relayed, frame, now_ms))
         actions.extend(self._schedule(relayed, frame, link, now_ms, rssi, packet.ttl))
         return actions
@@ -352,7 +365,10 @@ class FloodRouter:
             self._by_ack_hash.pop(carried.ack_hash, None)
 
     def _carry(self, packet: Packet, frame: bytes, now_ms: int) -> list[Action]:
-        expires = min(packet.created_ms + self.config.carry_ms, now_ms + self.config.carry_ms)
+        horizon = self.config.carry_ms
+        if _is_group(packet):
+            horizon = min(horizon, self.config.seen_ttl_ms)
+        expires = min(packet.created_ms + horizon, now_ms + horizon)
         actions: list[Action] = []
         if len(self._carried) >= self.config.max_carried:
             victim = min(self._carried, key=lambda pid: self._carried[pid].expires_ms)

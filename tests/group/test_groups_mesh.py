@@ -324,3 +324,25 @@ def test_no_group_keys_go_to_keys_the_user_marked_compromised() -> None:
     mesh.run(30_000)
     assert mesh.engines["b"].groups.groups[group_id].roster.epoch == 2
     assert mesh.engines["c"].groups.groups[group_id].roster.epoch == 1
+
+
+def test_a_member_back_in_range_within_the_hour_still_gets_the_message() -> None:
+    mesh = chain("abcd")
+    group_id = mesh.create_group("a", "g", "bcd")
+    mesh.run(20_000)
+    mesh.disconnect("c", "d")
+    mesh.send_group("a", group_id, "while d was away")
+    mesh.run(5_000)
+    assert texts(mesh, "d", group_id) == []
+    mesh.run(20 * 60_000)
+    mesh.connect("c", "d")  # c carried the packet: it offers it to the new neighbour
+    mesh.run(5_000)
+    assert texts(mesh, "d", group_id) == ["while d was away"]
+    # Past the hour nobody offers it again; a node that forgot its id sees no new flood.
+    mesh.disconnect("c", "d")
+    mesh.run(3_700_000)
+    before = {n: len(mesh.outputs[n]) for n in "cd"}
+    mesh.connect("c", "d")
+    mesh.run(5_000)
+    assert not [p for n in "cd" for p in _group_packets(mesh.outputs[n][before[n] :])]
+    assert texts(mesh, "d", group_id) == ["while d was away"]

@@ -474,6 +474,10 @@ class Engine:
             self._end(item.msg_id)
         return out
 
+    def cancel(self, msg_id: bytes) -> None:
+        """Forget a queued message (its owner could not store it): it is not sent again."""
+        self._end(msg_id)
+
     def _attempt_control(self, item: OutboxItem, now_ms: int) -> list[Output]:
         """Send a control part: like a direct message, but it waits (rather than fails) for
         a peer's prekey, and reports no message events (the group book tracks it)."""

@@ -511,10 +511,29 @@ class Node:
                     after.append(len(writes))
                     writes.append(write)
 
-    async def _carry_out(self, batch: _Batch) -> None:
-        """Commit the batch's writes (one transaction), then run its steps in order."""
+    async def _carry_out(
+        self,
+        batch: _Batch,
+        first: Callable[[], T] | None = None,
+        then: Callable[[T], None] | None = None,
+    ) -> T | None:
+        """Commit the batch's writes (one transaction), then run its steps in order.
+
+        ``first`` is a write that must succeed: it runs before the others in the same
+        transaction, and if it raises nothing of the batch is committed or carried out (the
+        error propagates). ``then`` gets its result after the commit, before the steps.
+        """
         writes = batch.writes
-        results = await self.store.call(self._apply, self.store.store, writes) if writes else []
+        head: T | None = None
+        if first is not None:
+            value, results = await self.store.call(
+                self._apply_after, self.store.store, first, writes
+            )
+            if then is not None:
+                then(value)
+            head = value
+        else:
+            results = await self.store.call(self._apply, self.store.store, writes) if writes else []
         for step in batch.after:
             if isinstance(step, int):
                 follow_up = results[step]
@@ -522,21 +541,37 @@ class Node:
                     follow_up()
             else:
                 step()
+        return head
+
+    @staticmethod
+    def _apply_after(
+        store: Store, first: Callable[[], T], writes: list[Callable[[], Callable[[], None] | None]]
+    ) -> tuple[T, list[Callable[[], None] | None]]:
+        """``first``, then the writes, in one transaction; ``first`` failing undoes all."""
+        with store.transaction():
+            return first(), Node._each(writes)
 
     @staticmethod
     def _apply(
         store: Store, writes: list[Callable[[], Callable[[], None] | None]]
     ) -> list[Callable[[], None] | None]:
-        """Run writes in one transaction (on the store thread); a failing write is logged and
-        skipped, the others still commit."""
-        results: list[Callable[[], None] | None] = []
+        """Run writes in one transaction (on the store thread)."""
         with store.transaction():
-            for write in writes:
-                try:
-                    results.append(write())
-                except MeshchatError:
-                    log.exception("a store write failed (continuing)")
-                    results.append(None)
+            return Node._each(writes)
+
+    @staticmethod
+    def _each(
+        writes: list[Callable[[], Callable[[], None] | None]],
+    ) -> list[Callable[[], None] | None]:
+        """Run writes (inside a transaction); a failing write is logged and skipped, the
+        others still commit."""
+        results: list[Callable[[], None] | None] = []
+        for write in writes:
+            try:
+                results.append(write())
+            except MeshchatError:
+                log.exception("a store write failed (continuing)")
+                results.append(None)
         return results
 
     def _transmit(self, out: Transmit) -> None:
@@ -662,7 +697,7 @@ class Node:
         msg_id = os.urandom(16)
         expires = now + self.options.message_lifetime_ms
         conversation, destination, send = await self._route_text(target)
-        message = await self.store.call(
+        add = functools.partial(
             store.add_outgoing,
             conversation,
             msg_id,
@@ -673,8 +708,18 @@ class Node:
             now,
             expires,
         )
-        self._notify(NodeNotice("message", message=message))
-        await self._run(send(msg_id, text, now, expires_ms=expires))
+        # The engine queues it first; then the message, its session state and its first
+        # attempt are committed together (one disk sync) before the packet leaves.
+        batch = _Batch()
+        self._plan(batch, send(msg_id, text, now, expires_ms=expires))
+        try:
+            message = await self._carry_out(
+                batch, add, lambda m: self._notify(NodeNotice("message", message=m))
+            )
+        except BaseException:
+            self.engine.cancel(msg_id)
+            raise
+        assert message is not None
         return message
 
     async def _route_text(self, target: str) -> tuple[str, bytes, Callable[..., list[Output]]]:

@@ -217,3 +217,32 @@ async def test_commands_are_not_batched_the_announce_after_a_link_up_goes_first(
     finally:
         await node.stop()
         store.close()
+
+
+async def test_a_sent_message_is_one_commit_and_stored_before_its_packet_leaves(
+    gateway: Setup,
+) -> None:
+    await asyncio.sleep(0.2)
+    before = CountingStore.commits
+    message = await gateway.node.send_text(PUBLIC_CHANNEL, "stored first")
+    assert CountingStore.commits - before == 1  # the message, its state and its first try
+    await wait_frames(gateway.b_end, 1)
+    stored = gateway.reader.get_message(message.msg_id)
+    assert stored is not None and stored.text == "stored first"
+
+
+async def test_a_message_the_store_refuses_is_never_sent(
+    gateway: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshchat.errors import StoreError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise StoreError("disk full")
+
+    await asyncio.sleep(0.2)
+    monkeypatch.setattr(gateway.store, "add_outgoing", refuse)
+    with pytest.raises(StoreError, match="disk full"):
+        await gateway.node.send_text(PUBLIC_CHANNEL, "never stored")
+    await asyncio.sleep(0.3)
+    assert gateway.b_end.frames == []
+    assert len(gateway.node.engine.outbox) == 0

@@ -32,6 +32,7 @@ Outer envelope: ``b"MC" || version (1) || nonce (24) || secretbox ciphertext``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
@@ -47,6 +48,8 @@ from meshchat.wire.packet import MAX_AGE_MS, MAX_PACKET_SIZE, DestKind, Suite
 __all__ = [
     "ENVELOPE_OVERHEAD",
     "INTERNET_TRANSPORTS",
+    "MAX_BATCH_ENVELOPE",
+    "MAX_BATCH_FRAMES",
     "MAX_ENVELOPE",
     "PAD_BUCKET",
     "SEALED_TOPIC_ID",
@@ -57,8 +60,10 @@ __all__ = [
     "channel_tag",
     "mailbox_key",
     "mailbox_tag",
+    "open_batch",
     "open_envelope",
     "route",
+    "seal_batch",
     "seal_envelope",
 ]
 
@@ -73,8 +78,12 @@ _INNER_HEADER = 10
 _MAX_INNER = -(-(_INNER_HEADER + MAX_PACKET_SIZE) // PAD_BUCKET) * PAD_BUCKET
 #: bytes an envelope adds to the padded inner part
 ENVELOPE_OVERHEAD = len(_MAGIC) + _NONCE + _MAC
-#: the largest envelope a well-behaved gateway produces; larger ones are rejected unread
+#: the largest envelope of one frame; larger ones are rejected unread
 MAX_ENVELOPE = ENVELOPE_OVERHEAD + _MAX_INNER
+#: most frames, and most bytes, in one envelope of several frames (relay only)
+MAX_BATCH_FRAMES = 16
+_MAX_BATCH_INNER = 16 * 1024
+MAX_BATCH_ENVELOPE = ENVELOPE_OVERHEAD + _MAX_BATCH_INNER
 
 _TAG_SIZE = 16
 
@@ -111,24 +120,50 @@ def channel_key(channel_id: bytes) -> bytes:
 
 def seal_envelope(key: bytes, frame: bytes, expires_s: int) -> bytes:
     """Seal ``frame`` (a meshchat frame) with its expiry, padded, under ``key``."""
-    if len(frame) > MAX_PACKET_SIZE:
-        raise PacketError(PacketReason.OVERSIZED, f"{len(frame)} > {MAX_PACKET_SIZE} bytes")
+    return seal_batch(key, [frame], expires_s)
+
+
+def seal_batch(key: bytes, frames: Sequence[bytes], expires_s: int) -> bytes:
+    """Seal several frames for one topic in one envelope (a relay gateway coalesces a burst).
+
+    Inner layout: ``expires_s(8) || (length(2) || frame)* || zeros``; a frame is never empty,
+    so the zero padding ends the list.
+    """
+    if not 1 <= len(frames) <= MAX_BATCH_FRAMES:
+        raise PacketError(PacketReason.BAD_FIELD, "envelope frame count")
     if not 0 <= expires_s < 2**63:
         raise PacketError(PacketReason.BAD_FIELD, "envelope expiry")
-    inner = expires_s.to_bytes(8, "big") + len(frame).to_bytes(2, "big") + frame
+    parts = [expires_s.to_bytes(8, "big")]
+    for frame in frames:
+        if not 0 < len(frame) <= MAX_PACKET_SIZE:
+            raise PacketError(PacketReason.OVERSIZED, f"{len(frame)} > {MAX_PACKET_SIZE} bytes")
+        parts += [len(frame).to_bytes(2, "big"), frame]
+    inner = b"".join(parts)
     inner += bytes(-len(inner) % PAD_BUCKET)
+    if len(inner) > _MAX_BATCH_INNER:
+        raise PacketError(PacketReason.OVERSIZED, "envelope batch too large")
     nonce = nacl.utils.random(_NONCE)
     return _MAGIC + bytes(nacl.secret.SecretBox(key).encrypt(inner, nonce))
 
 
 def open_envelope(key: bytes, envelope: bytes) -> tuple[bytes, int]:
-    """Return ``(frame, expires_s)`` from an envelope sealed under ``key``.
+    """Return ``(frame, expires_s)`` from an envelope of one frame sealed under ``key``.
 
     Raises :class:`PacketError` for an envelope of the wrong size or layout and
     :class:`DecryptionError` for one that does not authenticate under ``key``. The frame
     itself is not parsed here: the router does that, as for any link.
     """
     if len(envelope) > MAX_ENVELOPE:
+        raise PacketError(PacketReason.OVERSIZED, f"envelope {len(envelope)} bytes")
+    frames, expires_s = open_batch(key, envelope)
+    if len(frames) != 1:
+        raise PacketError(PacketReason.MALFORMED, "envelope of several frames")
+    return frames[0], expires_s
+
+
+def open_batch(key: bytes, envelope: bytes) -> tuple[list[bytes], int]:
+    """Return ``(frames, expires_s)`` from an envelope of one or more frames (bounded)."""
+    if len(envelope) > MAX_BATCH_ENVELOPE:
         raise PacketError(PacketReason.OVERSIZED, f"envelope {len(envelope)} bytes")
     if len(envelope) < ENVELOPE_OVERHEAD + PAD_BUCKET or not envelope.startswith(_MAGIC):
         raise PacketError(PacketReason.MALFORMED, "not a meshchat envelope")
@@ -139,11 +174,20 @@ def open_envelope(key: bytes, envelope: bytes) -> tuple[bytes, int]:
     if len(inner) % PAD_BUCKET:
         raise PacketError(PacketReason.MALFORMED, "envelope padding")
     expires_s = int.from_bytes(inner[:8], "big")
-    length = int.from_bytes(inner[8:10], "big")
-    end = _INNER_HEADER + length
-    if length > MAX_PACKET_SIZE or end > len(inner) or any(inner[end:]):
+    frames: list[bytes] = []
+    pos = 8
+    while pos + 2 <= len(inner):
+        length = int.from_bytes(inner[pos : pos + 2], "big")
+        if length == 0:
+            break
+        end = pos + 2 + length
+        if length > MAX_PACKET_SIZE or end > len(inner) or len(frames) >= MAX_BATCH_FRAMES:
+            raise PacketError(PacketReason.MALFORMED, "envelope frame length or count")
+        frames.append(bytes(inner[pos + 2 : end]))
+        pos = end
+    if not frames or any(inner[pos:]):
         raise PacketError(PacketReason.MALFORMED, "envelope length or padding")
-    return bytes(inner[_INNER_HEADER:end]), expires_s
+    return frames, expires_s
 
 
 @runtime_checkable

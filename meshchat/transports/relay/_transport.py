@@ -58,6 +58,7 @@ from typing import Any
 
 from meshchat.errors import DecryptionError, PacketError
 from meshchat.gateway import (
+    MAX_BATCH_FRAMES,
     SEALED_TOPIC_ID,
     GatewayHost,
     RouteKind,
@@ -65,9 +66,9 @@ from meshchat.gateway import (
     channel_tag,
     mailbox_key,
     mailbox_tag,
-    open_envelope,
+    open_batch,
     route,
-    seal_envelope,
+    seal_batch,
 )
 from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
@@ -77,6 +78,7 @@ from meshchat.transports.lan._backoff import Backoff
 from meshchat.transports.relay._config import RelayConfig, client_id_for
 from meshchat.transports.relay._outbox import Outbox, Publish
 from meshchat.wire.fastparse import peek_packet_id
+from meshchat.wire.packet import MAX_PACKET_SIZE
 
 __all__ = ["RelayLink", "RelayTransport"]
 
@@ -88,6 +90,8 @@ _MAX_INCOMING_QUEUE = 10_000
 _REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupported"
 #: most distinct message-expiry values whose PUBLISH properties are kept for reuse
 _EXPIRY_CACHE = 64
+#: most frame bytes sealed into one envelope (a burst for one topic shares an envelope)
+_BATCH_BYTES = 12 * 1024
 
 
 class RelayLink(GatewayLink):
@@ -213,13 +217,13 @@ class RelayTransport(Transport):
             return True
         kind = "m" if target.kind is RouteKind.MAILBOX else "c"
         topic = f"{self.config.topic_prefix}/{kind}/{target.tag.hex()}"
-        try:
-            envelope = seal_envelope(target.key, frame, expires_s)
-        except PacketError:
+        if not 0 < len(frame) <= MAX_PACKET_SIZE:
             self._count("tx.unsealable")
             return False
         self._handled.add(target.packet_id, int(now_s * 1000))
-        self.outbox.add(Publish(topic, envelope, expires_s, target.packet_id))
+        self.outbox.add(
+            Publish(topic, b"", expires_s, target.packet_id, frame=frame, key=target.key)
+        )
         self._count(f"tx.{target.kind.value}")
         self._wake.set()
         return True
@@ -479,8 +483,8 @@ class RelayTransport(Transport):
             while True:
                 if broken.done():
                     broken.result()
-                item = self.outbox.take(self.clock())
-                if item is None:
+                run = self.outbox.take_run(self.clock(), MAX_BATCH_FRAMES, _BATCH_BYTES)
+                if not run:
                     self._wake.clear()
                     waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
                     try:
@@ -489,7 +493,7 @@ class RelayTransport(Transport):
                         waiter.cancel()
                     continue
                 await slots.acquire()
-                task = asyncio.create_task(self._publish_one(client, item, slots, broken))
+                task = asyncio.create_task(self._publish_one(client, run, slots, broken))
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
@@ -497,22 +501,36 @@ class RelayTransport(Transport):
                 task.cancel()
 
     async def _publish_one(
-        self, client: Any, item: Publish, slots: asyncio.Semaphore, broken: asyncio.Future[Any]
+        self,
+        client: Any,
+        run: list[Publish],
+        slots: asyncio.Semaphore,
+        broken: asyncio.Future[Any],
     ) -> None:
+        """Publish one envelope: the frames of ``run`` (one topic) sealed together, so a
+        burst for one mailbox or channel costs one MQTT message and one PUBACK."""
+        first = run[0]
+        expires_s = min(item.expires_s for item in run)
         try:
+            payload = first.payload
+            if first.frame:
+                payload = seal_batch(first.key, [item.frame for item in run], expires_s)
             properties = None
             if self._protocol == "5":
-                properties = self._publish_properties(item.expires_s)
-            await client.publish(item.topic, item.payload, qos=1, properties=properties)
+                properties = self._publish_properties(expires_s)
+            await client.publish(first.topic, payload, qos=1, properties=properties)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.outbox.retry(item)
+            for item in reversed(run):
+                self.outbox.retry(item)
             if not broken.done():
                 broken.set_exception(exc)
         else:
-            self.outbox.done(item)
+            for item in run:
+                self.outbox.done(item)
             self._count("tx.published")
+            self._count("tx.frames", len(run))
         finally:
             slots.release()
 
@@ -554,7 +572,7 @@ class RelayTransport(Transport):
             self._count("rx.bad-envelope")
             return
         try:
-            frame, expires_s = open_envelope(key, bytes(payload))
+            frames, expires_s = open_batch(key, bytes(payload))
         except (PacketError, DecryptionError):
             self._count("rx.bad-envelope")
             return
@@ -562,14 +580,15 @@ class RelayTransport(Transport):
         if expires_s <= now_s:
             self._count("rx.expired")
             return
-        packet_id = peek_packet_id(frame)
-        if packet_id is not None:
-            if packet_id in self._handled:
-                self._count("rx.already-handled")
-                return
-            self._handled.add(packet_id, int(now_s * 1000))
-        self._count("rx.frames")
-        handler.frame_received(link, frame)
+        for frame in frames:
+            packet_id = peek_packet_id(frame)
+            if packet_id is not None:
+                if packet_id in self._handled:
+                    self._count("rx.already-handled")
+                    continue
+                self._handled.add(packet_id, int(now_s * 1000))
+            self._count("rx.frames")
+            handler.frame_received(link, frame)
 
 
 def _describe(exc: BaseException) -> str:

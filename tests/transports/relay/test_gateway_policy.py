@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshchat.errors import DecryptionError, PacketError
 from meshchat.gateway import (
+    MAX_BATCH_ENVELOPE,
+    MAX_BATCH_FRAMES,
     MAX_ENVELOPE,
     PAD_BUCKET,
     RouteKind,
@@ -17,8 +19,10 @@ from meshchat.gateway import (
     channel_tag,
     mailbox_key,
     mailbox_tag,
+    open_batch,
     open_envelope,
     route,
+    seal_batch,
     seal_envelope,
 )
 from meshchat.identity import Identity
@@ -44,7 +48,7 @@ def test_names_and_keys_are_distinct_and_never_the_id_itself() -> None:
     assert mailbox_tag(NODE) == mailbox_tag(bytes(NODE))  # deterministic
 
 
-@pytest.mark.parametrize("size", [0, 1, 200, 1000, MAX_PACKET_SIZE])
+@pytest.mark.parametrize("size", [1, 200, 1000, MAX_PACKET_SIZE])
 def test_envelope_round_trip_and_padding(size: int) -> None:
     frame = bytes([7]) * size
     sealed = seal_envelope(mailbox_key(NODE), frame, 1234)
@@ -54,8 +58,43 @@ def test_envelope_round_trip_and_padding(size: int) -> None:
 
 
 def test_envelope_sizes_fall_in_buckets() -> None:
-    sizes = {len(seal_envelope(mailbox_key(NODE), bytes(n), 0)) for n in range(0, 240)}
+    sizes = {len(seal_envelope(mailbox_key(NODE), bytes(n), 0)) for n in range(1, 240)}
     assert len(sizes) == 1
+
+
+def test_a_batch_round_trips_and_a_single_opener_refuses_it() -> None:
+    key = mailbox_key(NODE)
+    frames = [bytes([i + 1]) * (100 * i + 1) for i in range(MAX_BATCH_FRAMES)]
+    sealed = seal_batch(key, frames, 77)
+    assert (len(sealed) - 43) % PAD_BUCKET == 0 and len(sealed) <= MAX_BATCH_ENVELOPE
+    assert open_batch(key, sealed) == (frames, 77)
+    with pytest.raises(PacketError):
+        open_envelope(key, sealed)
+    single = seal_envelope(key, b"one", 5)
+    assert open_batch(key, single) == ([b"one"], 5)
+    for bad in ([], [b""], [b"x"] * (MAX_BATCH_FRAMES + 1), [bytes(MAX_PACKET_SIZE)] * 9):
+        with pytest.raises(PacketError):
+            seal_batch(key, bad, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=MAX_BATCH_FRAMES))
+def test_any_batch_round_trips(frames: list[bytes]) -> None:
+    key = mailbox_key(NODE)
+    assert open_batch(key, seal_batch(key, frames, 9)) == (frames, 9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4000))
+def test_opening_any_inner_bytes_raises_only_typed_errors(inner: bytes) -> None:
+    import nacl.secret
+    import nacl.utils
+
+    key = mailbox_key(NODE)
+    padded = inner + bytes(-len(inner) % PAD_BUCKET)
+    sealed = b"MC\x01" + bytes(nacl.secret.SecretBox(key).encrypt(padded, nacl.utils.random(24)))
+    with contextlib.suppress(PacketError):
+        open_batch(key, sealed)
 
 
 def test_envelope_hides_the_frame() -> None:

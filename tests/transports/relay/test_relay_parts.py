@@ -13,7 +13,7 @@ import pytest
 from brokers import Mosquitto, free_port
 
 from meshchat.errors import TransportError, UsageError
-from meshchat.gateway import mailbox_tag
+from meshchat.gateway import mailbox_key, mailbox_tag, open_batch
 from meshchat.identity import Identity
 from meshchat.node import Node, NodeOptions
 from meshchat.store import Store
@@ -211,16 +211,19 @@ async def test_every_publish_carries_the_message_expiry(mosquitto: Mosquitto) ->
                     await asyncio.sleep(0.02)
             for frame in frames:
                 assert transport.offer(frame)
-            expiries: list[int] = []
+            expiries: list[int] = []  # one per frame
             async with asyncio.timeout(10):
                 async for message in watch.messages:
                     expiry = getattr(message.properties, "MessageExpiryInterval", None)
                     assert isinstance(expiry, int)
-                    expiries.append(expiry)
+                    assert isinstance(message.payload, bytes)
+                    carried, _ = open_batch(mailbox_key(recipient.node_id), message.payload)
+                    expiries.extend([expiry] * len(carried))
                     if len(expiries) == len(frames):
                         break
         finally:
             await transport.stop()
+    # The first two share an envelope; the one that expires sooner travels alone.
     assert [590 <= e <= 600 for e in expiries] == [True, True, False, True]
     assert 190 <= expiries[2] <= 200
     assert len(transport._expiry_properties) <= 3  # shared, not one per publish
@@ -247,3 +250,21 @@ async def test_a_channel_bridged_a_moment_ago_leaves_at_once(tmp_path: Path) -> 
     finally:
         await node.stop()
         store.close()
+
+
+def test_frames_for_one_topic_are_taken_together_within_limits() -> None:
+    outbox = Outbox(limit=100)
+    for i in range(5):
+        outbox.add(Publish("a", b"", 100, frame=bytes([i + 1]) * 10, key=bytes(32)))
+    outbox.add(Publish("b", b"", 100, frame=b"x", key=bytes(32)))
+    outbox.add(Publish("a", b"", 100, frame=b"y", key=bytes(32)))
+    outbox.add(Publish("a", b"", 900, frame=b"z", key=bytes(32)))
+    run = outbox.take_run(0, most=3, budget=10_000)
+    assert [p.frame[0] for p in run] == [1, 2, 3]  # at most 3
+    run = outbox.take_run(0, most=16, budget=15)
+    assert [p.frame[0] for p in run] == [4]  # the byte budget
+    assert [p.frame for p in outbox.take_run(0, 16, 10_000)] == [bytes([5]) * 10]
+    assert [p.topic for p in outbox.take_run(0, 16, 10_000)] == ["b"]  # another topic
+    assert [p.frame for p in outbox.take_run(0, 16, 10_000)] == [b"y"]  # expiry too far
+    assert [p.frame for p in outbox.take_run(0, 16, 10_000)] == [b"z"]
+    assert outbox.take_run(0, 16, 10_000) == []

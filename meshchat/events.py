@@ -115,8 +115,9 @@ class PrekeysUpdated:
 
 @dataclass(frozen=True, slots=True)
 class GroupChanged:
-    """A group this node is in changed: ``what`` is ``joined``, ``changed`` or ``removed``
-    (this node was taken off the roster; its keys for the group are erased)."""
+    """A group this node is in changed: ``what`` is ``joined``, ``changed``, ``removed`` (this
+    node was taken off the roster; its keys for the group are erased), ``left``, or
+    ``refused`` (an invitation from someone who is not a contact: nothing was kept)."""
 
     group_id: bytes
     name: str

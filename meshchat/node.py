@@ -107,6 +107,8 @@ class NodeNotice:
     message: Message | None = None
     msg_id: bytes | None = None
     state: MessageState | None = None
+    #: for kind ``group``: what changed, when the engine said (None for this node's own edits)
+    group: GroupChanged | None = None
 
 
 def wall_clock_ms() -> int:
@@ -626,7 +628,7 @@ class Node:
             log.info("group %s: %s", out.group_id.hex()[:8], out.what)
 
             def changed() -> Callable[[], None]:
-                return functools.partial(self._notify, NodeNotice("group"))
+                return functools.partial(self._notify, NodeNotice("group", group=out))
 
             return changed
         return None

@@ -515,7 +515,11 @@ class GroupBook:
             if not listed or update.epoch_secret is None:
                 raise DecryptionError("roster of an unknown group that does not list us")
             if not known:
-                raise DecryptionError("group invitation from someone who is not a contact")
+                # Nothing is kept; the user is told, and can add the sender's card.
+                by = roster.member_by_sign_key(sender.sign_public)
+                return ControlOutcome(
+                    notices=[GroupChanged(roster.group_id, roster.name, "refused", by)]
+                )
             group = self.groups[roster.group_id] = Group(roster.group_id, roster)
             what = "joined"
         else:

@@ -34,6 +34,7 @@ from typing import Any
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.errors import MeshchatError, UsageError
+from meshchat.events import GroupChanged
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, PublicIdentity, clean_name
 from meshchat.node import Node, NodeNotice
@@ -364,6 +365,14 @@ class ChatController:
             raise UsageError(_screen_words(str(exc))) from None
         await self.refresh_list()
 
+    def _on_refused(self, event: GroupChanged) -> None:
+        who = event.by.short_id if event.by is not None else "someone"
+        group = group_label(event.name)
+        self.note(
+            f"{who}, who is not one of your contacts, tried to add you to {group}: refused."
+            " If you know them, add their card (/add) and ask them to add you again."
+        )
+
     def _on_groups(self) -> None:
         """A group changed: tell the user what, then refresh the list and the title."""
         states = self._group_states()
@@ -543,6 +552,8 @@ class ChatController:
         if notice.kind in {"links", "peer"}:
             self.show_links()
         elif notice.kind == "group":
+            if notice.group is not None and notice.group.what == "refused":
+                self._on_refused(notice.group)
             self._on_groups()
         elif notice.kind == "message" and notice.message is not None:
             self._on_message(notice, notice.message)

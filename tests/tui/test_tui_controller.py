@@ -421,3 +421,15 @@ async def test_a_group_from_creation_to_removal(trio) -> None:  # type: ignore[n
     assert "(removed)" not in carol.text() and "+crew  private group, 3 members" in carol.text()
     carol.type("back again")
     await until(lambda: "carol: back again" in alice.text())
+
+
+async def test_an_invitation_from_a_stranger_is_refused_and_said(pair) -> None:  # type: ignore[no-untyped-def]
+    hub, alice, bob = pair
+    await alice.node.add_card(await bob.node.card())  # bob never took alice's card
+    await alice.ctl.refresh_list()
+    hub.connect(alice.transport, bob.transport)
+    alice.type("/group create crew bob")
+    await until(lambda: "you created +crew" in alice.text())
+    await until(lambda: "tried to add you to +crew: refused" in bob.text(), timeout=15)
+    assert alice.short in bob.text()
+    assert bob.node.groups() == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,31 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import cli_env, run_cli
 
-import meshchat
 from meshchat.home import Home
 
 PASS = "group daemon passphrase"
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(meshchat.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    env["MESHCHAT_PASSPHRASE"] = PASS
-    return env
+    return cli_env(PASS)
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshchat.cli.main", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(home, PASS, *args)
 
 
 def cli_json(home: Path, *args: str) -> Any:

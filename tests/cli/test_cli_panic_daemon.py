@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import meshchat
+from clirun import cli_env, run_cli
+
 from meshchat.home import Home
 
 PASS = "panic daemon passphrase"
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(meshchat.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    env["MESHCHAT_PASSPHRASE"] = PASS
-    return env
+    return cli_env(PASS)
 
 
 def meshchat_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshchat.cli.main", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(home, PASS, *args)
 
 
 def test_panic_erases_a_running_node_and_stops_it(tmp_path: Path) -> None:

@@ -700,8 +700,8 @@ class Engine:
 
     def tick(self, now_ms: int) -> list[Output]:
         self.direct.maintain(now_ms)
-        self.groups.maintain(now_ms)
-        self._sync_group_addresses()
+        if self.groups.maintain(now_ms):
+            self._sync_group_addresses()
         out: list[Output] = self._updates()
         out.extend(self._handle(self.router.tick(now_ms), now_ms))
         for msg_id in self.outbox.expire(now_ms):

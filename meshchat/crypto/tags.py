@@ -142,6 +142,11 @@ class AddressBook:
     def sources(self, kind: str) -> list[Source]:
         return [s for s in self._sources if s.kind == kind]
 
+    def tags_at(self, epoch: int) -> list[bytes]:
+        """Every tag this node answers to in ``epoch`` (inside the window or not), from the
+        key material already held: no key agreement is computed again."""
+        return [self._tag(source, key, epoch) for source, key in self._sources.items()]
+
     def advance(self, now_ms: int) -> None:
         """Move the window to the epoch of ``now_ms`` (forwards or backwards)."""
         epoch = epoch_of(now_ms)

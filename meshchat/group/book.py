@@ -287,8 +287,9 @@ class GroupBook:
         """The addresses (channel ids) of every epoch this node holds keys for."""
         return set(self._addresses)
 
-    def maintain(self, now_ms: int) -> None:
-        """Forget epochs superseded more than :data:`RETAIN_MS` ago, and stale early shares."""
+    def maintain(self, now_ms: int) -> bool:
+        """Forget epochs superseded more than :data:`RETAIN_MS` ago, and stale early shares;
+        returns whether the set of addresses changed."""
         changed = False
         for group in self.groups.values():
             keep = [
@@ -307,6 +308,7 @@ class GroupBook:
             self._dirty.add(BOOK_KEY)
         if changed:
             self._index()
+        return changed
 
     # -- admin: making rosters -----------------------------------------------------------
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from nacl.signing import SigningKey
 
-from meshchat.crypto.tags import EPOCH_MS, epoch_of, pair_key, pair_tag, prekey_tag
+from meshchat.crypto.tags import EPOCH_MS, epoch_of
 from meshchat.errors import PacketError, PacketReason, UsageError
 from meshchat.transports.dht._records import record_key, seal_record, unseal_record
 from meshchat.wire import codec
@@ -125,17 +125,8 @@ def open_sealed_record(tag: bytes, slot: int, data: object, now_s: float) -> byt
 
 def epoch_tags(direct: DirectSuite, epoch: int) -> list[bytes]:
     """The tags ``direct``'s node answers to in ``epoch``: a pair tag per peer it listens to and
-    a prekey tag per signed prekey it holds (the same derivations its address book uses)."""
-    own = direct.identity
-    box_secret = bytes(own.box_key)
-    tags: list[bytes] = []
-    for source in direct.book.sources("peer"):
-        record = direct.records.get(source.ref)
-        if record is not None:
-            key = pair_key(box_secret, record.identity.box_public)
-            tags.append(pair_tag(key, own.node_id, epoch))
-    tags.extend(prekey_tag(source.ref, epoch) for source in direct.book.sources("prekey"))
-    return tags
+    a prekey tag per signed prekey it holds (its address book's own derivation)."""
+    return direct.book.tags_at(epoch)
 
 
 class SealedPolls:

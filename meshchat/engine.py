@@ -326,11 +326,14 @@ class Engine:
         for member, prekey in outcome.learned:
             self.direct.add_peer(member, prekey)
         out: list[Output] = [*self._group_changed(outcome.sends, now_ms), *outcome.notices]
-        for group_id, leaver in outcome.leavers:
+        removals: dict[bytes, list[bytes]] = {}
+        for group_id, node_id in outcome.to_remove:
+            removals.setdefault(group_id, []).append(node_id)
+        for group_id, members in removals.items():
             try:
-                out.extend(self.change_group(group_id, now_ms, remove=[leaver]))
+                out.extend(self.change_group(group_id, now_ms, remove=members))
             except UsageError as exc:
-                out.append(MessageRejected(f"group leave: {exc}", part.msg_id, None))
+                out.append(MessageRejected(f"group removal: {exc}", part.msg_id, None))
         for packet in self.groups.take_waiting():
             try:
                 out.extend(self._on_group_message(packet, now_ms))

@@ -14,6 +14,14 @@ current epoch (and of the previous ones for :data:`RETAIN_MS`, for messages stil
 * A group message (:meth:`seal`, :meth:`open`) uses the sender's chain of the epoch its address
   names. A message whose sender's chain has not arrived yet is held (bounded) and opened when
   the share comes (:meth:`take_waiting`).
+* Two admins who change a group at once fork it: two rosters of one epoch. Members keep the
+  one that outranks the other, which may lack one admin's change. Each admin remembers whom
+  it removed (:attr:`Group.removals`) and which rosters are known to carry each removal:
+  its own, those made from one of them, those that lack the member anyway. A roster it adopts
+  that lists such a member and is not made from one of those rosters was made without knowing
+  of the removal: the admin removes the member again at once (``ControlOutcome.to_remove``).
+  A roster made from one of them that lists the member again is a deliberate re-add, and the
+  admin forgets that removal.
 
 What goes out is a list of :class:`ControlSend` (a recipient and one part of a control blob,
 each to be sent as an acked, sealed direct message) and :class:`GroupChanged` values. Changed
@@ -73,7 +81,9 @@ RETAIN_MS = 3600 * 1000
 MAX_WAITING = 64
 #: Sender-key shares held until their roster arrives.
 MAX_EARLY_SHARES = 4 * MAX_MEMBERS
-_FORMAT = 1
+_FORMAT = 2
+#: rosters remembered per removal (the latest; older ones are long superseded)
+MAX_CARRIERS = 8
 
 #: a member to know as a peer, with the signed prekey the roster's admin had for it
 Learned = tuple[PublicIdentity, SignedPrekey | None]
@@ -105,8 +115,9 @@ class ControlOutcome:
     notices: list[GroupChanged] = field(default_factory=list)
     #: members to know as peers (with the prekey the roster's admin had for them)
     learned: list[Learned] = field(default_factory=list)
-    #: (group id, node id): members who left a group this node administers
-    leavers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: (group id, node id): members this node, an admin, must remove: members who left, and
+    #: members it removed whom a roster made without knowing of the removal lists again
+    to_remove: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -163,6 +174,8 @@ class Group:
     removed: bool = False
     #: frames of messages whose sender's chain has not arrived
     waiting: list[bytes] = field(default_factory=list)
+    #: members this node removed as an admin -> digests of rosters known to carry the removal
+    removals: dict[bytes, list[bytes]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -181,6 +194,7 @@ class Group:
                 self.removed,
                 [e.dump() for e in self.epochs],
                 self.waiting,
+                [[node_id, digests] for node_id, digests in sorted(self.removals.items())],
             ],
             canonical=True,
         )
@@ -188,11 +202,12 @@ class Group:
     @classmethod
     def load(cls, blob: bytes) -> Group:
         try:
-            fmt, group_id, roster, removed, epochs, waiting = cbor2.loads(blob)
+            fmt, group_id, roster, removed, epochs, waiting, removals = cbor2.loads(blob)
             if fmt != _FORMAT:
                 raise StoreError("unknown group state format")
             group = cls(group_id, Roster.decode(roster), [], bool(removed), list(waiting))
             group.epochs = [_Epoch.load(e) for e in epochs]
+            group.removals = {bytes(n): [bytes(d) for d in ds] for n, ds in removals}
         except (MeshchatError, ValueError, TypeError, AssertionError) as exc:
             raise StoreError(f"unreadable group state: {exc}") from None
         return group
@@ -362,9 +377,33 @@ class GroupBook:
             name if name is not None else held.name,
             members.values(),
             new_admins,
+            parent=held.digest,
         )
         removed = [m for m in held.members if m.node_id not in members]
+        self._track(group, roster)
+        for gone in removed:
+            group.removals[gone.node_id] = [roster.digest]
         return self._issue(group, roster, removed, prekeys, now_ms)
+
+    @staticmethod
+    def _track(group: Group, roster: Roster) -> list[bytes]:
+        """Follow this node's removals into ``roster``, which it adopts; return the members
+        the roster lists again without having been made from a roster that removed them."""
+        again: list[bytes] = []
+        for node_id, carriers in list(group.removals.items()):
+            listed = roster.member(node_id) is not None
+            if roster.parent in carriers:
+                if listed:  # re-added on purpose, by someone who saw the removal
+                    del group.removals[node_id]
+                    continue
+                carriers.append(roster.digest)
+            elif listed:
+                again.append(node_id)
+                continue
+            else:
+                carriers.append(roster.digest)
+            del carriers[:-MAX_CARRIERS]
+        return again
 
     def _issue(
         self,
@@ -477,7 +516,7 @@ class GroupBook:
         roster = group.roster
         if roster.member(sender.node_id) is None or self.me not in roster.admins:
             return ControlOutcome()
-        return ControlOutcome(leavers=[(group.group_id, sender.node_id)])
+        return ControlOutcome(to_remove=[(group.group_id, sender.node_id)])
 
     def leave(self, group_id: bytes, now_ms: int) -> tuple[list[ControlSend], GroupChanged]:
         """Leave a group: tell its admins (they re-key it without us) and erase our keys."""
@@ -497,6 +536,7 @@ class GroupBook:
     def _erase(self, group: Group) -> None:
         group.epochs = []
         group.waiting = []
+        group.removals = {}
         group.removed = True
         self._dirty.add(group.group_id)
         self._index()
@@ -530,6 +570,10 @@ class GroupBook:
             if not group.roster.is_admin_key(sender.sign_public):
                 raise DecryptionError("roster signed by someone who is not an admin")
             what = "changed"
+        again = self._track(group, roster)
+        if self.me not in roster.admins:
+            group.removals.clear()  # no longer ours to enforce
+            again = []
         group.roster = roster
         self._dirty.add(group.group_id)
         by = roster.member_by_sign_key(sender.sign_public)
@@ -550,7 +594,8 @@ class GroupBook:
             if member.node_id != self.me and all(m != member for m, _ in learned):
                 learned.append((member, None))
         notice = GroupChanged(group.group_id, roster.name, what, by)
-        return ControlOutcome(sends, [notice], learned)
+        to_remove = [(group.group_id, node_id) for node_id in again]
+        return ControlOutcome(sends, [notice], learned, to_remove)
 
     def _on_share(self, sender: PublicIdentity, share: SenderKeyShare, now_ms: int) -> None:
         group = self.groups.get(share.group_id)

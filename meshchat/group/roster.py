@@ -7,10 +7,17 @@ holds** (for a group it has not seen yet: the signer must be the peer who sent i
 pairwise session, an admin of the roster, and the roster must list the receiver). So nobody can
 add themselves, and an admin removed in epoch *n* cannot sign epoch *n+1*.
 
+Each roster names the roster it was made from (``parent``, that roster's digest; sixteen zero
+bytes for a group's first). Two admins who change a group at once make two rosters of one
+epoch; members settle on one of them (:meth:`Roster.outranks`), and the parent tells an admin
+whether the roster that won was made with its own change in view. If it was not and it lists
+someone that admin removed, the admin removes them again (:mod:`.book`): a removal is never
+undone by a change made without knowing of it.
+
 Encoding, canonical CBOR::
 
     [group_id(16), epoch, name, [[sign_public(32), box_public(32)], ...],
-     [admin_node_id(16), ...], signer(32), signature(64)]
+     [admin_node_id(16), ...], parent(16), signer(32), signature(64)]
 
 members sorted by node id, admins sorted; the signature covers the same array without the
 signature, prefixed by a domain string. Decoding is bounded (:data:`MAX_MEMBERS`).
@@ -31,7 +38,7 @@ from meshchat.errors import PacketError, PacketReason
 from meshchat.identity import Identity, PublicIdentity, clean_name
 from meshchat.wire.cborcheck import check_cbor
 
-__all__ = ["GROUP_ID_SIZE", "MAX_MEMBERS", "Roster", "new_group_id"]
+__all__ = ["GROUP_ID_SIZE", "MAX_MEMBERS", "NO_PARENT", "Roster", "new_group_id"]
 
 GROUP_ID_SIZE = 16
 #: Most members in a group. Every change re-keys: the admin sends the new roster and epoch
@@ -43,6 +50,9 @@ _MAX_EPOCH = 2**32 - 1
 _DOMAIN = b"meshchat-roster-v1\x00"
 _KEY = 32
 _NODE_ID = 16
+_DIGEST = 16
+#: the parent of a group's first roster
+NO_PARENT = bytes(_DIGEST)
 
 
 def new_group_id() -> bytes:
@@ -62,6 +72,7 @@ class Roster:
     name: str
     members: tuple[PublicIdentity, ...]
     admins: frozenset[bytes]
+    parent: bytes
     signer: bytes
     signature: bytes
 
@@ -79,6 +90,8 @@ class Roster:
             raise _bad("members not sorted and unique")
         if not self.admins or not self.admins <= set(ids):
             raise _bad("admins must be members")
+        if not isinstance(self.parent, bytes) or len(self.parent) != _DIGEST:
+            raise _bad("parent")
         if len(self.signer) != _KEY or len(self.signature) != 64:
             raise _bad("signer")
 
@@ -93,8 +106,10 @@ class Roster:
         name: str,
         members: Iterable[PublicIdentity],
         admins: Iterable[bytes],
+        parent: bytes = NO_PARENT,
     ) -> Roster:
-        """A roster signed by ``signer`` (which the caller checked may sign it)."""
+        """A roster signed by ``signer`` (which the caller checked may sign it), made from the
+        roster whose digest is ``parent``."""
         unique = {m.node_id: m for m in members}
         ordered = tuple(unique[k] for k in sorted(unique))
         draft = cls(
@@ -103,6 +118,7 @@ class Roster:
             clean_name(name) or "group",
             ordered,
             frozenset(admins),
+            parent,
             signer.public.sign_public,
             bytes(64),
         )
@@ -113,6 +129,7 @@ class Roster:
             draft.name,
             draft.members,
             draft.admins,
+            draft.parent,
             draft.signer,
             signature,
         )
@@ -124,6 +141,7 @@ class Roster:
             self.name,
             [[m.sign_public, m.box_public] for m in self.members],
             sorted(self.admins),
+            self.parent,
             self.signer,
         ]
 
@@ -176,16 +194,16 @@ class Roster:
     @classmethod
     def decode(cls, data: bytes) -> Roster:
         """Parse a roster (its signature is checked by :meth:`signature_valid`)."""
-        if len(data) > 200 + MAX_MEMBERS * 90:
+        if len(data) > 220 + MAX_MEMBERS * 90:
             raise PacketError(PacketReason.OVERSIZED, "roster too large")
-        check_cbor(data, max_items=8 + MAX_MEMBERS * 4, max_depth=3)
+        check_cbor(data, max_items=9 + MAX_MEMBERS * 4, max_depth=3)
         try:
             fields = cbor2.loads(data)
         except Exception as exc:
             raise PacketError(PacketReason.MALFORMED, f"roster CBOR: {exc}") from None
-        if not isinstance(fields, list) or len(fields) != 7:
-            raise _bad("not an array of 7")
-        group_id, epoch, name, members, admins, signer, signature = fields
+        if not isinstance(fields, list) or len(fields) != 8:
+            raise _bad("not an array of 8")
+        group_id, epoch, name, members, admins, parent, signer, signature = fields
         if not isinstance(members, list) or not isinstance(admins, list):
             raise _bad("lists")
         people = []
@@ -203,9 +221,13 @@ class Roster:
             raise _bad("admins not sorted and unique")
         if not isinstance(signer, bytes) or not isinstance(signature, bytes):
             raise _bad("signer")
+        if not isinstance(parent, bytes):
+            raise _bad("parent")
         if not isinstance(group_id, bytes) or not isinstance(name, str):
             raise _bad("header")
-        roster = cls(group_id, epoch, name, tuple(people), frozenset(admins), signer, signature)
+        roster = cls(
+            group_id, epoch, name, tuple(people), frozenset(admins), parent, signer, signature
+        )
         if roster.encode() != data:
             raise PacketError(PacketReason.NOT_CANONICAL, "roster not canonical")
         return roster

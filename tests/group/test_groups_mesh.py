@@ -347,3 +347,71 @@ def test_a_member_back_in_range_within_the_hour_still_gets_the_message() -> None
     mesh.run(5_000)
     assert not [p for n in "cd" for p in _group_packets(mesh.outputs[n][before[n] :])]
     assert texts(mesh, "d", group_id) == ["while d was away"]
+
+
+# -- two admins at once ----------------------------------------------------------------------
+
+
+def _roster(mesh: Mesh, node: str, group_id: bytes):  # type: ignore[no-untyped-def]
+    return mesh.engines[node].groups.groups[group_id].roster
+
+
+def _two_admins(mesh: Mesh) -> bytes:
+    group_id = mesh.create_group("a", "g", "bcd")
+    mesh.run(20_000)
+    admins = {_id(mesh, "a"), _id(mesh, "b")}
+    mesh._handle("a", mesh.engines["a"].change_group(group_id, mesh.now_ms, admins=admins))
+    mesh.run(20_000)
+    assert _roster(mesh, "d", group_id).admins == admins
+    return group_id
+
+
+def test_a_removal_is_not_undone_by_another_admins_change_made_at_the_same_time() -> None:
+    mesh = chain()
+    group_id = _two_admins(mesh)
+    mesh.disconnect("a", "b")
+    _remove(mesh, "a", group_id, "d")
+    removal = _roster(mesh, "a", group_id)
+    # Meanwhile b, cut off from a, re-keys the group as it knows it: d still in it. Its roster
+    # is made to win the fork (members settle on the higher epoch, then the lower digest).
+    _remove(mesh, "b", group_id, None)
+    if not _roster(mesh, "b", group_id).outranks(removal):
+        _remove(mesh, "b", group_id, None)
+    fork = _roster(mesh, "b", group_id)
+    assert fork.outranks(removal) and fork.member(_id(mesh, "d")) is not None
+    mesh.run(10_000)
+    assert _roster(mesh, "c", group_id).digest == fork.digest  # c and d went with b's
+    mesh.restart("a")  # what a removed is remembered on disk
+
+    mesh.connect("a", "b")
+    mesh.run(180_000)
+    final = _roster(mesh, "a", group_id)
+    assert final.epoch > fork.epoch and final.parent == fork.digest  # a removed d again
+    for node in "abc":
+        roster = _roster(mesh, node, group_id)
+        assert roster.digest == final.digest
+        assert roster.member(_id(mesh, "d")) is None
+    assert mesh.events("d", GroupChanged)[-1].what == "removed"
+    assert mesh.engines["d"].groups.groups[group_id].epochs == []
+    mesh.send_group("c", group_id, "after the fork")
+    mesh.run(5_000)
+    assert "after the fork" in texts(mesh, "a", group_id)
+    assert "after the fork" in texts(mesh, "b", group_id)
+    assert "after the fork" not in texts(mesh, "d", group_id)
+
+
+def test_a_member_re_added_by_an_admin_who_saw_the_removal_stays() -> None:
+    mesh = chain()
+    group_id = _two_admins(mesh)
+    _remove(mesh, "a", group_id, "d")
+    mesh.run(30_000)
+    assert _roster(mesh, "b", group_id).member(_id(mesh, "d")) is None
+    d = mesh.engines["d"].identity.public
+    mesh._handle("b", mesh.engines["b"].change_group(group_id, mesh.now_ms, add=[d]))
+    mesh.run(60_000)
+    epochs = {_roster(mesh, node, group_id).epoch for node in "abcd"}
+    assert epochs == {4}  # a did not remove d again
+    assert all(_roster(mesh, node, group_id).member(d.node_id) for node in "abcd")
+    mesh.send_group("c", group_id, "welcome back")
+    mesh.run(5_000)
+    assert texts(mesh, "d", group_id)[-1] == "welcome back"

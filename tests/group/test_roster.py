@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshchat.errors import PacketError
-from meshchat.group.roster import MAX_MEMBERS, Roster, new_group_id
+from meshchat.group.roster import MAX_MEMBERS, NO_PARENT, Roster, new_group_id
 from meshchat.identity import Identity
 
 
@@ -122,3 +122,17 @@ def test_a_flipped_byte_is_refused_or_fails_verification(index: int, value: int)
     except PacketError:
         return
     assert not roster.signature_valid()
+
+
+def test_a_roster_names_its_parent_and_the_signature_covers_it() -> None:
+    admin, other = people(2)
+    first = roster_of(admin, [other])
+    assert first.parent == NO_PARENT
+    second = Roster.build(
+        admin, first.group_id, 2, "crew", first.members, first.admins, parent=first.digest
+    )
+    again = Roster.decode(second.encode())
+    assert again.parent == first.digest and again.signature_valid()
+    assert not replace(second, parent=NO_PARENT).signature_valid()
+    with pytest.raises(PacketError):
+        replace(second, parent=b"short")

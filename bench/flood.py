@@ -27,7 +27,9 @@ C. scale -- N = 100, 1000, 5000 at two densities, 10% loss;
 D. simulator speed -- 10,000 nodes x 100 broadcasts with the managed policy (CPU seconds);
 E. floor -- the relay share a centralised greedy cover needs on the same graphs;
 E2. bounds -- the fewest relays any relay set needs for the reach half of the target under
-    loss, and a greedy estimate (``--floors`` prints E and E2 alone);
+    loss, and a greedy estimate (``--floors`` prints E, E2 and E3 alone);
+E3. linear-programming bound (``flood_bounds.py``) -- the fewest transmissions any schedule
+    fixed in advance needs for the reach half, against naive's, at sparse and town density;
 F. LAN medium -- grid B again over links that report no RSSI (1-3 ms per hop);
 G. variants -- only with ``--variants``: the coverage policy beside variants of it (no
    delegation, strict TTL, longer delegation chains, k = 1, OLSR multipoint relays).
@@ -577,7 +579,8 @@ def greedy_cover(nb: list[set[int]], origin: int, inside: set[int]) -> int:
 
 
 def print_floors(grid_n: int, densities: Iterable[str], losses: Iterable[float]) -> None:
-    """Sections E and E2: what any relay set needs, from the graphs alone."""
+    """Sections E, E2 and E3: what any relay set needs, from the graphs alone."""
+    losses = tuple(losses)
     print(f"\n### E. floor: greedy relay share with full knowledge, no loss, N = {grid_n}\n")
     print("| density (deg) | relays / reached |")
     print("|---|---|")
@@ -594,6 +597,16 @@ def print_floors(grid_n: int, densities: Iterable[str], losses: Iterable[float])
         for loss in losses:
             low, est, per_node = loss_floor(grid_n, density, loss)
             print(f"| {density} | {loss:.0%} | {low:.3f} | {est:.3f} | {per_node:.1f} |")
+    # E3: the linear-programming bound (flood_bounds.py), where the target is hardest.
+    from flood_bounds import bound_for, print_bounds
+
+    for n, ttl, grid in ((grid_n, 12, "grid A"), (300, 16, "grid B")):
+        rows = [
+            bound_for(n, d, loss, ttl, range(1, 3), trials=30)
+            for d in ("sparse", "town")
+            for loss in losses
+        ]
+        print_bounds(rows, f"E3. fewest transmissions of any fixed schedule: {grid}, TTL {ttl}")
 
 
 def variants(args: argparse.Namespace) -> int:
@@ -627,7 +640,7 @@ def main() -> int:
     parser.add_argument(
         "--variants", action="store_true", help="only section G: neighbour-knowledge variants"
     )
-    parser.add_argument("--floors", action="store_true", help="only sections E and E2")
+    parser.add_argument("--floors", action="store_true", help="only sections E, E2, E3")
     args = parser.parse_args()
     if args.variants:
         return variants(args)

@@ -29,7 +29,9 @@ messages) is delivered **and** relayed and carried exactly like a packet to any 
 so that neither a relay nor a neighbour can tell from our behaviour which tags are ours, or
 whether a packet for us opened. Relaying is delegated to a :class:`RelayPolicy`: it picks a
 delay, may cancel the relay when enough neighbours were heard relaying it, and picks the links
-(by default every link that has not already sent us a copy). A neighbour-aware policy
+(by default every link that has not already sent us a copy). While a relay waits, a copy
+that carries more TTL than the one it started from (it came a shorter way) raises the TTL the
+relay will carry. A neighbour-aware policy
 (:class:`~meshchat.router.policy.NeighbourAware`) instead decides when its wait ends, from the
 TTL of every copy heard and ``neighbours``, the two-hop table the owner fills from hellos.
 A direct message for another
@@ -50,7 +52,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from meshchat.errors import PacketError
 from meshchat.identity import node_id_of
@@ -102,7 +104,7 @@ class _Pending:
     heard_from: set[str] = field(default_factory=set)
     copies: int = 0
     cancelled: bool = False
-    ttl_in: int = 0  # TTL of the first copy as received
+    ttl_in: int = 0  # the best TTL a copy carried as received (the first, or a later, better one)
     ttls: dict[str, int] | None = None  # neighbour-aware policies: best TTL heard per link
 
 
@@ -413,17 +415,39 @@ class FloodRouter:
         pending = self._pending.get(packet_id)
         if pending is None:
             return
+        fields = read_fixed(frame) if not pending.cancelled else None
         if link is not None:
             pending.heard_from.add(link)
             if pending.ttls is not None:
                 # Which TTL the copy carried: a neighbour-aware policy counts a copy as
                 # covering our neighbours only if it gives them as many hops as ours would.
-                fields = read_fixed(frame)
                 ttl = fields[7] if fields is not None else 0
                 pending.ttls[link] = max(ttl, pending.ttls.get(link, 0))
+        if fields is not None and fields[7] > pending.ttl_in:
+            self._raise_ttl(pending, fields[7], fields[8])
         pending.copies += 1
         if self.policy.copy_heard(pending.copies, rssi):
             pending.cancelled = True
+
+    def _raise_ttl(self, pending: _Pending, ttl: int, hops: int) -> None:
+        """A copy heard while we wait came by a shorter path: relay with its TTL, not ours.
+
+        A packet's TTL comes from the first copy a node hears, and the first is not always the
+        one that came the fewest hops (relays wait different times), so without this a flood
+        ends short of the TTL horizon that naive flooding reaches. Only the copy's TTL and hop
+        count are taken (they are not signed, so a sender could have put any value in its
+        first copy too; :meth:`Packet.relayed` clamps ``ttl + hops``); the rest of the frame
+        stays the one this node accepted and verified.
+        """
+        try:
+            ours = codec.parse(pending.frame)
+            better = replace(ours, ttl=ttl, hops=hops).relayed()
+        except PacketError:
+            return
+        if better.ttl > ours.ttl:
+            pending.frame = codec.encode(better)
+            pending.ttl_in = ttl
+            self._count("relay.ttl-raised")
 
     def _fire(self, packet_id: bytes, pending: _Pending) -> list[Action]:
         del self._pending[packet_id]

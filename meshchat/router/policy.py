@@ -234,11 +234,13 @@ class ManagedFlood:
     its coverage is nearly ours). The window must be long against the per-hop latency (BLE:
     8-53 ms) or waiting nodes cannot hear each other in time.
 
-    ``base_ms`` keeps the flood hop-ordered: a packet's remaining TTL comes from the *first*
-    copy a node hears, and without a common delay a path of more hops through far (quick)
-    relays often beats a shorter one, so far from the origin the TTL runs out before naive
-    flooding's would. A base delay larger than the window's spread makes arrival order follow
-    hop count again. It costs latency (about 0.3-0.45 s per hop), not transmissions.
+    ``base_ms`` keeps the flood hop-ordered: a packet's remaining TTL comes from the copies a
+    node hears before it relays (the router takes the best), and without a common delay a path
+    of more hops through far (quick) relays often beats a shorter one by so much that the
+    node relays before the shorter one's copy arrives, so far from the origin the TTL runs out
+    before naive flooding's would. A base delay larger than the window's spread makes arrival
+    order follow hop count again. It costs latency (about 0.3-0.45 s per hop), not
+    transmissions.
 
     Nodes with ``min_degree`` links or fewer relay at once: in a sparse patch each may be the
     only bridge. Without an RSSI the copy came over a point-to-point link (TCP on a LAN, a
@@ -391,7 +393,7 @@ class NeighbourAware:
         """The links to relay on, or an empty list to stand down.
 
         ``heard`` maps each link that sent us a copy (the first sender included) to the best
-        TTL its copies carried; ``ttl_in`` is the TTL of our first copy.
+        TTL its copies carried; ``ttl_in`` is the best TTL of any copy (our relay's, plus one).
         """
         raise NotImplementedError
 

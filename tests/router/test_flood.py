@@ -293,15 +293,36 @@ def test_a_forged_copy_never_replaces_what_is_relayed() -> None:
     assert replace(relayed, ttl=genuine.ttl, hops=genuine.hops) == genuine
 
 
-def test_a_genuine_copy_with_more_ttl_left_may_refresh_the_relay() -> None:
+def _relay_after_copy(first: tuple[int, int], copy: tuple[int, int]) -> tuple[Packet, Packet]:
+    """The packet as first heard (ttl, hops) and as relayed after a later copy (ttl, hops)."""
     router = _delayed_router("a", "b", "c", "d", threshold=5)
-    genuine, frame = _packet(ttl=3)
-    router.receive("a", frame, NOW)
-    router.receive("b", codec.encode(replace(genuine, ttl=9)), NOW + 1)
+    genuine, _ = _packet(ttl=first[0])
+    genuine = replace(genuine, hops=first[1])
+    router.receive("a", codec.encode(genuine), NOW)
+    router.receive("b", codec.encode(replace(genuine, ttl=copy[0], hops=copy[1])), NOW + 1)
     [tx] = _transmits(router.tick(NOW + 2000))
     relayed = codec.decode(tx.frame, NOW)
     assert replace(relayed, ttl=genuine.ttl, hops=genuine.hops) == genuine
-    assert relayed.ttl in (2, 8)  # either the first copy's TTL or the better one's
+    return genuine, relayed
+
+
+def test_a_copy_that_came_a_shorter_way_raises_the_ttl_of_the_waiting_relay() -> None:
+    # The first copy came the long way round (ttl 3 left); one heard while waiting came
+    # straight (ttl 9, one hop): the relay goes on with the better one, as naive flooding's
+    # would, so pruning does not shorten the flood.
+    _, relayed = _relay_after_copy((3, 7), (9, 1))
+    assert (relayed.ttl, relayed.hops) == (8, 2)
+
+
+def test_a_copy_with_less_ttl_changes_nothing() -> None:
+    _, relayed = _relay_after_copy((9, 1), (3, 6))
+    assert (relayed.ttl, relayed.hops) == (8, 2)
+
+
+def test_a_raised_ttl_is_still_clamped_by_the_hop_count() -> None:
+    # ttl + hops never exceeds MAX_TTL, whatever a copy claims.
+    _, relayed = _relay_after_copy((3, 1), (16, 9))
+    assert relayed.ttl + relayed.hops <= 16 and relayed.hops == 10
 
 
 def test_no_transmit_when_every_link_already_has_it() -> None:

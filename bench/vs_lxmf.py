@@ -9,11 +9,14 @@ receiver's end-to-end acknowledgement is back at the sender:
 - **one at a time**: send, wait for the ack, send the next, M times -> messages/s;
 - **latency**: send -> ack of each of those single messages (median and p95).
 
-meshchat: two :class:`~meshchat.node.Node` objects in this process, each with an encrypted
-SQLite store and a :class:`~meshchat.transports.lan.LanTransport` bound to 127.0.0.1 (no mDNS;
-A dials B's port). The nodes exchange contact cards, so every message is a sealed,
-forward-secret direct message, and "acked" means the sender's store marked it DELIVERED (timed
-by the node's state notice). Router limits are the defaults (200 frames/s per link, bucket 400).
+meshchat: two :class:`~meshchat.node.Node` objects, each with an encrypted SQLite store and a
+:class:`~meshchat.transports.lan.LanTransport` bound to 127.0.0.1 (no mDNS; the sender dials
+the receiver's port); the sender runs in this process, the receiver in a child process started
+from this script, so each node has its own interpreter as each LXMF peer has. The nodes
+exchange contact cards, so every message is a sealed, forward-secret direct message, and
+"acked" means the sender's store marked it DELIVERED (timed by the node's state notice).
+Router limits are the defaults (200 frames/s per link, bucket 400): a burst of 200 fits the
+bucket; a sustained stream above 200 messages/s would be cut to that rate by design.
 
 LXMF: Reticulum is one instance per process, so the script starts itself twice more as the LXMF
 sender and receiver, each with its own config dir written before Reticulum first starts: no
@@ -102,48 +105,48 @@ class Result:
 
 
 class MeshchatPair:
-    """Two nodes in this process linked over loopback TCP, contacts of each other."""
+    """Two nodes, contacts of each other, linked over loopback TCP, each in its own process.
+
+    The sender's node runs in this process's event loop (the parent does nothing else while
+    it measures meshchat); the receiver's runs in a child process started from this script
+    (``--meshchat-peer``), as the LXMF peers do, so each node has its own interpreter and
+    neither waits for the other's share of one GIL.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.delivered: dict[bytes, float] = {}
         self.changed = asyncio.Event()
-        self.nodes: list[Any] = []
-        self.stores: list[Any] = []
+        self.node: Any = None
+        self.store: Any = None
+        self.receiver: Peer | None = None
 
     async def start(self) -> None:
-        from meshchat.identity import Identity
+        from meshchat.identity import ContactCard, Identity
         from meshchat.node import Node
         from meshchat.store import Store
         from meshchat.transports.lan import LanTransport
 
-        ids = [Identity.generate() for _ in range(2)]
-        lan_b = LanTransport(ids[1], host="127.0.0.1", discovery=False)
-        store_b = Store.open(self.root / "b.db", key=os.urandom(32))
-        self.stores.append(store_b)
-        b = Node(ids[1], "b", store_b, [lan_b])
-        await b.start()
-        self.nodes.append(b)
-        port = lan_b.listening_port
-        assert port is not None
-        lan_a = LanTransport(
-            ids[0],
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.receiver = Peer("meshchat receiver", self.root / "receiver", 0, kind="meshchat")
+        hello = self.receiver.recv()
+        identity = Identity.generate()
+        lan = LanTransport(
+            identity,
             host="127.0.0.1",
             discovery=False,
-            static_peers=[("127.0.0.1", port)],
+            static_peers=[("127.0.0.1", int(hello["port"]))],
             dial_delay=0.0,
         )
-        store_a = Store.open(self.root / "a.db", key=os.urandom(32))
-        self.stores.append(store_a)
-        a = Node(ids[0], "a", store_a, [lan_a])
-        await a.start()
-        self.nodes.insert(0, a)
-        await a.add_card(await b.card(), "b")
-        await b.add_card(await a.card(), "a")
+        self.store = Store.open(self.root / "a.db", key=os.urandom(32))
+        self.node = Node(identity, "a", self.store, [lan])
+        await self.node.start()
+        await self.node.add_card(ContactCard.from_text(hello["card"]), "b")
+        self.receiver.ask(card=(await self.node.card()).to_text())
         async with asyncio.timeout(20):
-            while not (a.links and b.links):
+            while not self.node.links:
                 await asyncio.sleep(0.01)
-        a.subscribe(self._notice)
+        self.node.subscribe(self._notice)
 
     def _notice(self, notice: Any) -> None:
         from meshchat.store.records import MessageState
@@ -160,30 +163,60 @@ class MeshchatPair:
                 await self.changed.wait()
 
     async def burst(self, n: int, base: int) -> float:
-        a = self.nodes[0]
         start = time.perf_counter()
-        ids = [(await a.send_text("b", TEXT.format(i=base + i))).msg_id for i in range(n)]
+        ids = [(await self.node.send_text("b", TEXT.format(i=base + i))).msg_id for i in range(n)]
         await self._wait(ids)
         return n / (max(self.delivered[i] for i in ids) - start)
 
     async def singles(self, m: int, base: int) -> tuple[float, list[float]]:
-        a = self.nodes[0]
         latencies = []
         start = time.perf_counter()
         for i in range(m):
             t0 = time.perf_counter()
-            msg_id = (await a.send_text("b", TEXT.format(i=base + i))).msg_id
+            msg_id = (await self.node.send_text("b", TEXT.format(i=base + i))).msg_id
             await self._wait([msg_id])
             latencies.append((self.delivered[msg_id] - t0) * 1000)
         return m / (time.perf_counter() - start), latencies
 
     async def close(self) -> None:
-        for node in self.nodes:
+        if self.node is not None:
             with contextlib.suppress(Exception):
-                await node.stop()
-        for store in self.stores:
+                await self.node.stop()
+        if self.store is not None:
             with contextlib.suppress(Exception):
-                store.close()
+                self.store.close()
+        if self.receiver is not None:
+            self.receiver.close()
+
+
+def meshchat_receiver(root: Path) -> None:
+    """The receiving node of a :class:`MeshchatPair`; JSON lines on stdin and stdout."""
+
+    async def run() -> None:
+        from meshchat.identity import ContactCard, Identity
+        from meshchat.node import Node
+        from meshchat.store import Store
+        from meshchat.transports.lan import LanTransport
+
+        loop = asyncio.get_running_loop()
+        identity = Identity.generate()
+        lan = LanTransport(identity, host="127.0.0.1", discovery=False)
+        store = Store.open(root / "b.db", key=os.urandom(32))
+        node = Node(identity, "b", store, [lan])
+        await node.start()
+        card = (await node.card()).to_text()
+        print(json.dumps({"card": card, "port": lan.listening_port}), flush=True)
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            cmd = json.loads(line)
+            if cmd.get("cmd") == "quit":
+                break
+            await node.add_card(ContactCard.from_text(cmd["card"]), "a")
+            print(json.dumps({"ready": True}), flush=True)
+        await node.stop()
+        store.close()
+
+    root.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run())
 
 
 # -- LXMF peers (subprocesses) --------------------------------------------------------------------
@@ -337,14 +370,19 @@ def lxmf_peer(role: str, configdir: Path) -> None:
 
 
 class Peer:
-    """Parent side of one LXMF peer subprocess."""
+    """Parent side of one peer subprocess (an LXMF peer, or a meshchat receiver)."""
 
-    def __init__(self, role: str, configdir: Path, port: int) -> None:
-        write_rns_config(configdir, role, port)
-        self.role = role
+    def __init__(self, role: str, configdir: Path, port: int, kind: str = "lxmf") -> None:
+        configdir.mkdir(parents=True, exist_ok=True)
+        if kind == "lxmf":
+            write_rns_config(configdir, role, port)
+            argv = ["--lxmf-peer", role, "--dir", str(configdir)]
+        else:
+            argv = ["--meshchat-peer", "--dir", str(configdir)]
+        self.role = f"LXMF {role}" if kind == "lxmf" else role
         self.log = (configdir / "stderr.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--lxmf-peer", role, "--dir", str(configdir)],
+            [sys.executable, __file__, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -364,12 +402,12 @@ class Peer:
         try:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise RuntimeError(f"LXMF {self.role}: no answer in {timeout} s") from None
+            raise RuntimeError(f"{self.role}: no answer in {timeout} s") from None
         if not line:
-            raise RuntimeError(f"LXMF {self.role} exited (see {self.log.name})")
+            raise RuntimeError(f"{self.role} exited (see {self.log.name})")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
-            raise RuntimeError(f"LXMF {self.role}: {answer['error']}")
+            raise RuntimeError(f"{self.role}: {answer['error']}")
         return answer
 
     def ask(self, timeout: float = 60, **cmd: Any) -> dict[str, Any]:
@@ -452,10 +490,14 @@ def main() -> None:
         "--no-tmpfs", action="store_true", help="skip the extra meshchat run on /dev/shm"
     )
     parser.add_argument("--lxmf-peer", choices=["sender", "receiver"], help=argparse.SUPPRESS)
+    parser.add_argument("--meshchat-peer", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lxmf_peer:
         lxmf_peer(args.lxmf_peer, args.dir)
+        return
+    if args.meshchat_peer:
+        meshchat_receiver(args.dir)
         return
 
     import LXMF

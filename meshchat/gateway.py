@@ -198,8 +198,10 @@ class GatewayHost(Protocol):
         """Node ids heard on local (non-internet) links at or after ``since_ms``."""
         ...
 
-    def channel_ids(self) -> dict[str, bytes]:
-        """The joined channels: name -> channel id."""
+    def bridge_ids(self, names: frozenset[str]) -> set[bytes]:
+        """The ids to bridge for the channels and groups named (lower case): a channel's id;
+        every address of a group this node still holds keys for (its current epoch's, and
+        the earlier ones kept for messages still on the way)."""
         ...
 
 

@@ -1023,6 +1023,16 @@ class Node:
                 ids[_GROUP_MARK + group.name] = group.current.keys.address
         return ids
 
+    def bridge_ids(self, names: frozenset[str]) -> set[bytes]:
+        """The channel ids a gateway bridges for ``names`` (lower case): a channel's id, and
+        every address of a group this node holds keys for, so that members who have not yet
+        taken up a re-key (or whose messages are still on the way) are heard too."""
+        ids = {c.channel_id for c in self.engine.channels if c.name.lower() in names}
+        for group in self.engine.groups.groups.values():
+            if group.current is not None and (_GROUP_MARK + group.name).lower() in names:
+                ids.update(epoch.keys.address for epoch in group.epochs)
+        return ids
+
     def sealed_tags(self, epoch: int) -> list[bytes]:
         """The tags sealed packets created in ``epoch`` reach this node under (the DHT polls
         them: sealed packets are filed under their tag, see transports/dht/_sealed.py)."""

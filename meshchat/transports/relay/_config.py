@@ -73,6 +73,11 @@ class RelayConfig:
     reconnect_max_s: float = 60.0
     #: how often the set of mailboxes and local nodes is refreshed
     refresh_s: float = 2.0
+    #: a bridged channel id this new here (a channel just joined, a group's new epoch) may
+    #: not be subscribed to yet by the other gateways, and a broker keeps nothing for a topic
+    #: nobody subscribes to: frames sent to it are published again after these delays
+    fresh_s: float = 30.0
+    republish_after_s: tuple[float, ...] = (3.0, 20.0)
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
 

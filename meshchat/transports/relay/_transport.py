@@ -14,8 +14,14 @@ stays in the mesh. The frame is sealed into an envelope and queued. A packet id 
 link already published or received is not published again (the node offers carried packets
 to internet links directly, and the router may relay the same frame too).
 
+*New channel ids.* A broker keeps nothing for a topic nobody subscribes to. A channel id that
+is new to this gateway (a channel just joined, a group's new epoch) may not yet be known to the
+other gateways, so for ``fresh_s`` after it appears here every frame sent to it is queued once
+more after each of ``republish_after_s``; receivers drop what they already have by packet id.
+
 *Receiving.* The gateway subscribes to the mailbox of this node, to the mailboxes of the local
-nodes heard within ``serve_window_s`` (at most ``max_mailboxes``) and to the bridged channels.
+nodes heard within ``serve_window_s`` (at most ``max_mailboxes``) and to the bridged channels
+(for a group: every address of the epochs the node still holds keys for).
 Each envelope is opened with the key of its topic; the frame then goes to the node through
 ``frame_received`` on the relay link, so the router's rate limit, dedupe and TTL apply and the
 router never relays it back to the relay. The served mailboxes are saved to ``state_path`` so
@@ -92,6 +98,8 @@ _REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupp
 _EXPIRY_CACHE = 64
 #: most frame bytes sealed into one envelope (a burst for one topic shares an envelope)
 _BATCH_BYTES = 12 * 1024
+#: frames held to publish once more (to channel ids new here); more are not repeated
+_MAX_AGAIN = 512
 
 
 class RelayLink(GatewayLink):
@@ -133,6 +141,11 @@ class RelayTransport(Transport):
         self._handled = SeenSet(_HANDLED_CAPACITY, _HANDLED_TTL_MS)
         self._local: frozenset[bytes] = frozenset()
         self._bridged: set[bytes] = set()
+        #: bridged channel id -> when it was first bridged here (clock seconds)
+        self._bridged_since: dict[bytes, float] = {}
+        #: (when, publish): frames to new channel ids, to publish once more
+        self._again: list[tuple[float, Publish]] = []
+        self._wanted_names = frozenset(n.lower() for n in config.bridge_channels)
         #: node id -> last heard (ms) for every mailbox this gateway collects
         self._served: dict[bytes, int] = {}
         #: topic -> envelope key, for every topic wanted now
@@ -221,9 +234,10 @@ class RelayTransport(Transport):
             self._count("tx.unsealable")
             return False
         self._handled.add(target.packet_id, int(now_s * 1000))
-        self.outbox.add(
-            Publish(topic, b"", expires_s, target.packet_id, frame=frame, key=target.key)
-        )
+        item = Publish(topic, b"", expires_s, target.packet_id, frame=frame, key=target.key)
+        self.outbox.add(item)
+        if target.kind is RouteKind.CHANNEL:
+            self._again_later(target.target, item, now_s)
         self._count(f"tx.{target.kind.value}")
         self._wake.set()
         return True
@@ -239,12 +253,45 @@ class RelayTransport(Transport):
         host = self._host
         if host is None or not self.config.bridge_channels:
             return False
-        wanted = {n.lower() for n in self.config.bridge_channels}
-        bridged = {cid for name, cid in host.channel_ids().items() if name.lower() in wanted}
+        bridged = host.bridge_ids(self._wanted_names)
         if bridged == self._bridged:
             return False
-        self._bridged = bridged
+        self._set_bridged(bridged)
         return True
+
+    def _set_bridged(self, bridged: set[bytes]) -> None:
+        """Take up a new set of bridged ids, noting when each first appeared."""
+        now_s = self.clock()
+        self._bridged_since = {cid: self._bridged_since.get(cid, now_s) for cid in bridged}
+        self._bridged = bridged
+
+    def _again_later(self, cid: bytes, item: Publish, now_s: float) -> None:
+        """A frame for a channel id new here: publish it again after ``republish_after_s``.
+
+        The other gateways take up a new id within their refresh period of learning it (a
+        group's members learn a new epoch's address from the re-key's control messages, which
+        may arrive after the first message of the epoch); until then the broker drops what is
+        sent to it. Receivers drop the copies they already have by packet id.
+        """
+        since = self._bridged_since.get(cid)
+        if since is None or now_s - since >= self.config.fresh_s:
+            return
+        for delay in self.config.republish_after_s:
+            if len(self._again) >= _MAX_AGAIN:
+                self._count("tx.republish-dropped")
+                return
+            self._again.append((now_s + delay, item))
+
+    def _republish_due(self) -> None:
+        now_s = self.clock()
+        due = [item for at, item in self._again if at <= now_s]
+        if not due:
+            return
+        self._again = [(at, item) for at, item in self._again if at > now_s]
+        for item in due:
+            self.outbox.add(item)
+            self._count("tx.republished")
+        self._wake.set()
 
     # -- what to collect -----------------------------------------------------------------
 
@@ -259,10 +306,7 @@ class RelayTransport(Transport):
                 if self._served.get(node_id, -1) < now_ms:
                     self._served[node_id] = now_ms
                     self._state_dirty = True
-            wanted_names = {n.lower() for n in cfg.bridge_channels}
-            self._bridged = {
-                cid for name, cid in host.channel_ids().items() if name.lower() in wanted_names
-            }
+            self._set_bridged(host.bridge_ids(self._wanted_names))
         horizon = now_ms - int(cfg.serve_window_s * 1000)
         for node_id in [n for n, t in self._served.items() if t < horizon]:
             del self._served[node_id]
@@ -471,6 +515,7 @@ class RelayTransport(Transport):
     async def _refresher(self, client: Any) -> None:
         while True:
             await asyncio.sleep(self.config.refresh_s)
+            self._republish_due()
             self._refresh_wanted()
             await self._sync_subscriptions(client)
             await self._save_state()

@@ -84,6 +84,8 @@ MAX_EARLY_SHARES = 4 * MAX_MEMBERS
 _FORMAT = 2
 #: rosters remembered per removal (the latest; older ones are long superseded)
 MAX_CARRIERS = 8
+#: removals remembered per group (the oldest are forgotten first)
+MAX_REMOVALS = 256
 
 #: a member to know as a peer, with the signed prekey the roster's admin had for it
 Learned = tuple[PublicIdentity, SignedPrekey | None]
@@ -207,7 +209,11 @@ class Group:
                 raise StoreError("unknown group state format")
             group = cls(group_id, Roster.decode(roster), [], bool(removed), list(waiting))
             group.epochs = [_Epoch.load(e) for e in epochs]
-            group.removals = {bytes(n): [bytes(d) for d in ds] for n, ds in removals}
+            if not all(
+                isinstance(n, bytes) and all(isinstance(d, bytes) for d in ds) for n, ds in removals
+            ):
+                raise StoreError("unreadable group removals")
+            group.removals = {n: list(ds) for n, ds in removals}
         except (MeshchatError, ValueError, TypeError, AssertionError) as exc:
             raise StoreError(f"unreadable group state: {exc}") from None
         return group
@@ -382,7 +388,10 @@ class GroupBook:
         removed = [m for m in held.members if m.node_id not in members]
         self._track(group, roster)
         for gone in removed:
+            group.removals.pop(gone.node_id, None)
             group.removals[gone.node_id] = [roster.digest]
+        while len(group.removals) > MAX_REMOVALS:
+            del group.removals[next(iter(group.removals))]
         return self._issue(group, roster, removed, prekeys, now_ms)
 
     @staticmethod

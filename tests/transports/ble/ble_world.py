@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from meshchat.errors import HandshakeError
 from meshchat.identity import Identity
 from meshchat.transports.base import Link
 from meshchat.transports.ble import BleTransport
@@ -96,11 +97,29 @@ class World:
 
 
 async def linked(world: World, *pairs: tuple[int, int], timeout: float = 10.0) -> None:
-    """Wait until each pair of nodes has a live link, both ways."""
+    """Wait until each pair of nodes has a live link, both ways, over one connection.
+
+    When both ends dial at once there are two connections for a moment; settling them closes
+    one and replaces a link that may already be up. So this also waits until neither end has
+    a session with the other that is not its link, nor one still in its handshake.
+    """
     for a, b in pairs:
         na, nb = world.nodes[a], world.nodes[b]
-        await na.recorder.until(lambda na=na, nb=nb: na.link_to(nb) is not None, timeout)
-        await nb.recorder.until(lambda na=na, nb=nb: nb.link_to(na) is not None, timeout)
+
+        def settled(na: Node = na, nb: Node = nb) -> bool:
+            if na.link_to(nb) is None or nb.link_to(na) is None:
+                return False
+            for own, other in ((na, nb), (nb, na)):
+                for session in own.transport._sessions:
+                    try:
+                        peer = session.peer
+                    except HandshakeError:
+                        return False  # still in its handshake
+                    if peer == other.identity.public and session.link is None:
+                        return False
+            return True
+
+        await na.recorder.until(settled, timeout)
 
 
 def link(a: Node, b: Node) -> BleLink:

@@ -1016,7 +1016,8 @@ class Node:
 
     def channel_ids(self) -> dict[str, bytes]:
         """The joined channels (name -> channel id), and each group's current address under
-        ``+name``, so a gateway can bridge a group the user names."""
+        ``+name`` (gateways ask :meth:`bridge_ids`, which also gives a group's older
+        addresses)."""
         ids = {c.name: c.channel_id for c in self.engine.channels}
         for group in self.engine.groups.groups.values():
             if group.current is not None:

@@ -1,20 +1,16 @@
 """Forward-secret sessions: X3DH key agreement and the Double Ratchet, per peer.
 
 Theory of operation. The ``x3dh`` and ``doubleratchet`` packages do the cryptography; this
-module fixes their parameters, drives their coroutines synchronously (:mod:`._sync`) and keeps
-what meshchat needs around them.
+module drives their coroutines synchronously (:mod:`._sync`) and keeps what meshchat needs
+around them. Their parameters, and everything that depends on how the libraries lay out their
+private state, live in :mod:`._ratchet`.
 
-* **Identity keys.** X3DH runs on the devices' Ed25519 signing keys (the ``x3dh`` package's
-  ``ED_25519`` identity format: the key is converted to X25519 for the Diffie-Hellman steps).
-  A signed prekey's signature is a plain Ed25519 signature over ``"meshchat-spk-v1\\0" ||
-  public`` (see :class:`~meshchat.identity.SignedPrekey`). No one-time prekeys are used.
+* **Identity keys.** X3DH runs on the devices' Ed25519 signing keys, converted to X25519 for
+  the Diffie-Hellman steps. No one-time prekeys are used.
 * **Associated data.** X3DH gives ``IK_initiator || IK_responder`` (the Ed25519 keys); we
   append ``box_initiator || box_responder``, so the 128 bytes bind both full identities (both
   node ids) into every message of the session. Each message adds one byte for its kind
   (:data:`KIND_MESSAGE`, :data:`KIND_ACK`) and the ratchet header.
-* **Double Ratchet.** X25519, HKDF-SHA-256 root chain, HMAC-SHA-256 message chains, AES-256-CBC
-  + HMAC-SHA-256 messages (the library's recommended set). At most :data:`MAX_SKIP` message keys
-  are skipped or kept for late messages (the library raises beyond it).
 
 A :class:`PeerRecord` holds everything about one peer: its identity, its newest verified
 signed prekey, up to :data:`MAX_SESSIONS` sessions (the first is *current*, used to send; the
@@ -30,61 +26,35 @@ concatenation of its parts' encodings; a record therefore keeps the encoding of 
 rarely changes (its identity and prekey, each session until that session moves, each entry of
 the recent-ciphertext and recent-message memories) and joins them, re-encoding only what
 changed. The bytes are the same as encoding the whole record at once (tests check it).
-Ratchet state is read from the library's objects directly rather than through its pydantic
-models, with the models as a fallback should their layout change. The Diffie-Hellman ratchet
-uses X25519 from libsodium (the library's own Curve25519 class goes through ``cryptography``,
-which builds a key object, and so computes a public key, for every exchange); it remembers the
-public key of its current private key (under a hash of the private key, so no secret is kept
-beyond the state itself), and copies itself cheaply, since the library copies it before every
-decryption to roll back on failure.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 import cbor2
-import nacl.bindings
-import nacl.exceptions
-import nacl.utils
-from doubleratchet import (
-    AuthenticationFailedException,
-    DecryptionFailedException,
-    DoSProtectionException,
-    DoubleRatchet,
-    DoubleRatchetModel,
-    DuplicateMessageException,
-    EncryptedMessage,
-    KDFChain,
-    KDFChainModel,
-)
-from doubleratchet import DiffieHellmanRatchet as DiffieHellmanRatchetBase
+from doubleratchet import EncryptedMessage
 from doubleratchet import Header as RatchetHeader
-from doubleratchet.recommended import HashFunction as DRHash
-from doubleratchet.recommended import aead_aes_hmac, kdf_hkdf, kdf_separate_hmacs
-from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
-from x3dh import (
-    BaseState,
-    BaseStateModel,
-    Bundle,
-    IdentityKeyFormat,
-    IdentityKeyPairModel,
-    KeyAgreementException,
-    SignedPreKeyPairModel,
-)
-from x3dh import HashFunction as X3DHHash
+from x3dh import Bundle
 from x3dh import Header as X3DHHeader
-from x3dh.types import SecretType
 
+from meshchat.crypto._ratchet import (
+    DR_ARGS,
+    ERRORS,
+    MAX_SKIP,
+    Ratchet,
+    ratchet_from_cbor,
+    ratchet_to_cbor,
+    skipped_count,
+    x3dh_state,
+)
 from meshchat.crypto._sync import run
 from meshchat.crypto.prekeys import OwnPrekey
 from meshchat.errors import DecryptionError, StoreError
-from meshchat.identity import PREKEY_DOMAIN, Identity, PublicIdentity, SignedPrekey
+from meshchat.identity import Identity, PublicIdentity, SignedPrekey
 
 __all__ = [
     "KIND_ACK",
@@ -100,7 +70,6 @@ __all__ = [
 
 KIND_MESSAGE = b"\x01"
 KIND_ACK = b"\x02"
-MAX_SKIP = 1000
 MAX_SESSIONS = 3
 #: received ciphertexts remembered per peer, so that a retry of one is acknowledged again
 RECENT_CIPHERTEXTS = 1024
@@ -112,136 +81,7 @@ _DIGEST = 10
 MAX_STORED_SKIPPED = 1000
 #: the size a record's blob stays under (the store seals rows of up to 80 KiB)
 BLOB_BUDGET = 64 * 1024
-_X3DH_INFO = b"meshchat-x3dh-v1"
 _MAX_COUNTER = 2**32
-
-
-class _X3DH(BaseState):
-    @staticmethod
-    def _encode_public_key(key_format: IdentityKeyFormat, pub: bytes) -> bytes:
-        # CURVE_25519 is only used for the signed prekey's signature: domain-separate it.
-        if key_format is IdentityKeyFormat.CURVE_25519:
-            return PREKEY_DOMAIN + pub
-        return pub
-
-
-class _RootKDF(kdf_hkdf.KDF):
-    @staticmethod
-    def _get_hash_function() -> DRHash:
-        return DRHash.SHA_256
-
-    @staticmethod
-    def _get_info() -> bytes:
-        return b"meshchat-dr-root"
-
-
-class _ChainKDF(kdf_separate_hmacs.KDF):
-    @staticmethod
-    def _get_hash_function() -> DRHash:
-        return DRHash.SHA_256
-
-
-class _AEAD(aead_aes_hmac.AEAD):
-    @staticmethod
-    def _get_hash_function() -> DRHash:
-        return DRHash.SHA_256
-
-    @staticmethod
-    def _get_info() -> bytes:
-        return b"meshchat-dr-message"
-
-
-class _Ratchet(DoubleRatchet):
-    @staticmethod
-    def _build_associated_data(associated_data: bytes, header: RatchetHeader) -> bytes:
-        # The associated data has a fixed length (128 + 1), so plain concatenation is unique.
-        return (
-            associated_data
-            + header.ratchet_pub
-            + header.previous_sending_chain_length.to_bytes(4, "big")
-            + header.sending_chain_length.to_bytes(4, "big")
-        )
-
-
-_LEAVES = frozenset({bytes, int, bool, str, type(None)})
-_PARTS = (KDFChain, SymmetricKeyRatchet)
-_T = TypeVar("_T")
-
-
-def _clone(obj: _T, memo: dict[int, Any]) -> _T:
-    """A deep copy of a ratchet part. Its attributes are bytes, ints, classes, tuples of
-    those (shared: they are immutable) or further parts (copied the same way); anything else
-    goes through :func:`copy.deepcopy`."""
-    new = object.__new__(type(obj))
-    memo[id(obj)] = new
-    state = vars(obj).copy()
-    for name, value in state.items():
-        kind = type(value)
-        if kind in _LEAVES or isinstance(value, type):
-            continue
-        if kind is tuple and all(type(v) in _LEAVES for v in value):
-            continue
-        if isinstance(value, _PARTS):
-            state[name] = _clone(value, memo)
-        else:
-            state[name] = copy.deepcopy(value, memo)
-    vars(new).update(state)
-    return new
-
-
-class _X25519Ratchet(DiffieHellmanRatchetBase):
-    """The Diffie-Hellman ratchet over X25519, computed by libsodium.
-
-    Same keys and results as the library's ``recommended`` Curve25519 ratchet (raw 32-byte
-    private keys, RFC 7748 X25519), so stored states read either way.
-    """
-
-    #: ``(BLAKE2b of the private key, public key)`` of the last public key derived
-    _pub: tuple[bytes, bytes] | None = None
-
-    @staticmethod
-    def _generate_priv() -> bytes:
-        # What crypto_box_keypair does: 32 random bytes (X25519 clamps them when used).
-        return nacl.utils.random(32)
-
-    def _derive_pub(self, priv: bytes) -> bytes:  # type: ignore[override]
-        # Called for every message sent: the header repeats the current ratchet key.
-        mark = hashlib.blake2b(priv, digest_size=16, person=b"mc-dr-pubcache").digest()
-        cached = self._pub
-        if cached is not None and cached[0] == mark:
-            return cached[1]
-        pub = nacl.bindings.crypto_scalarmult_base(priv)
-        self._pub = (mark, pub)
-        return pub
-
-    @staticmethod
-    def _perform_diffie_hellman(own_priv: bytes, other_pub: bytes) -> bytes:
-        try:
-            return nacl.bindings.crypto_scalarmult(own_priv, other_pub)
-        except nacl.exceptions.CryptoError as exc:
-            # libsodium refuses an all-zero result (a low-order public key), as OpenSSL does.
-            raise ValueError(f"X25519 failed ({exc})") from None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _X25519Ratchet:
-        # The library deep-copies the ratchet before every decryption (to keep the state
-        # unchanged on failure); the generic deepcopy of its object graph cost more than
-        # the cryptography.
-        return _clone(self, memo)
-
-
-_CHAIN_CONSTANT = b"\x01\x02"
-_DR_ARGS = (_X25519Ratchet, _RootKDF, _ChainKDF, _CHAIN_CONSTANT, MAX_SKIP, MAX_SKIP, _AEAD)
-
-_ERRORS = (
-    AuthenticationFailedException,
-    DecryptionFailedException,
-    DoSProtectionException,
-    DuplicateMessageException,
-    KeyAgreementException,
-    ValueError,
-    TypeError,
-    OverflowError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,14 +139,14 @@ class Session:
     it to recognise those messages as belonging to this session.
     """
 
-    ratchet: _Ratchet
+    ratchet: Ratchet
     ad: bytes
     initiator: bool
     x3dh: tuple[bytes, bytes]
     confirmed: bool
     #: ``(ratchet, confirmed, CBOR)`` of the last full encoding; dropped by every change
     #: made through this object, so no superseded key stays in memory through it
-    _encoded: tuple[_Ratchet, bool, bytes] | None = field(default=None, repr=False, compare=False)
+    _encoded: tuple[Ratchet, bool, bytes] | None = field(default=None, repr=False, compare=False)
 
     def encrypt(self, plaintext: bytes, kind: bytes) -> RatchetMessage:
         self._encoded = None
@@ -321,17 +161,14 @@ class Session:
                 # message still decrypts or fails like any other.
                 warnings.simplefilter("ignore")
                 plaintext = run(self.ratchet.decrypt_message(message.library(), self.ad + kind))
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise DecryptionError(f"ratchet message does not open ({type(exc).__name__})") from None
         self.confirmed = True
         return plaintext
 
     @property
     def skipped(self) -> int:
-        keys = _skipped_dict(self.ratchet)
-        if keys is not None:
-            return len(keys)
-        return len(self.ratchet.model.skipped_message_keys)
+        return skipped_count(self.ratchet)
 
     def encode(self) -> bytes:
         """The canonical CBOR of :meth:`to_cbor` (all skipped keys), re-encoded only when the
@@ -346,7 +183,7 @@ class Session:
     def to_cbor(self, keep_skipped: int | None = None) -> list[object]:
         """The session as CBOR-ready lists; ``keep_skipped`` keeps only the newest keys."""
         return [
-            _ratchet_to_cbor(self.ratchet, keep_skipped),
+            ratchet_to_cbor(self.ratchet, keep_skipped),
             self.ad,
             self.initiator,
             list(self.x3dh),
@@ -368,149 +205,8 @@ class Session:
             and all(isinstance(k, bytes) and len(k) == 32 for k in x3dh)
         ):
             raise ValueError("session fields")
-        ratchet = _Ratchet.from_model(_ratchet_from_cbor(state), *_DR_ARGS)
+        ratchet = Ratchet.from_model(ratchet_from_cbor(state), *DR_ARGS)
         return cls(ratchet, ad, initiator, (x3dh[0], x3dh[1]), confirmed)
-
-
-def _chain(chain: KDFChainModel | None) -> list[object] | None:
-    return None if chain is None else [chain.length, chain.key]
-
-
-# The library's private attributes (name-mangled) read by the fast paths below. Its models
-# give the same values but validate and copy them; a record is serialised after every
-# message. Each fast path falls back to the models if the attributes are not there.
-_DR_DH = "_DoubleRatchet__diffie_hellman_ratchet"
-_DR_SKIPPED = "_DoubleRatchet__skipped_message_keys"
-_DH = "_DiffieHellmanRatchet__"
-_SYM = "_SymmetricKeyRatchet__"
-
-
-def _skipped_dict(ratchet: _Ratchet) -> OrderedDict[tuple[bytes, int], bytes] | None:
-    keys = getattr(ratchet, _DR_SKIPPED, None)
-    return keys if isinstance(keys, OrderedDict) else None
-
-
-def _skipped_keys(ratchet: _Ratchet) -> list[tuple[bytes, int, bytes]]:
-    """The ratchet's skipped message keys, oldest first, as ``(ratchet_pub, index, key)``.
-
-    The library only exposes them through its pydantic model, which builds one object per
-    key; read its ordered dict directly when the installed version has it (it does in 1.x)
-    and fall back to the model otherwise.
-    """
-    keys = _skipped_dict(ratchet)
-    if keys is not None:
-        return [(pub, index, key) for (pub, index), key in keys.items()]
-    return [(k.ratchet_pub, k.index, k.message_key) for k in ratchet.model.skipped_message_keys]
-
-
-def _fast_chain(chain: object) -> list[object] | None:
-    if chain is None:
-        return None
-    state = vars(chain)
-    return [state["_KDFChain__length"], state["_KDFChain__key"]]
-
-
-def _dh_state_fast(ratchet: _Ratchet) -> list[object] | None:
-    """The first six fields of :func:`_ratchet_to_cbor` from the library's objects, or None
-    if they are not laid out as expected."""
-    try:
-        dh = vars(vars(ratchet)[_DR_DH])
-        sym = vars(dh[_DH + "symmetric_key_ratchet"])
-        fields = [
-            dh[_DH + "own_ratchet_priv"],
-            dh[_DH + "other_ratchet_pub"],
-            _fast_chain(dh[_DH + "root_chain"]),
-            _fast_chain(sym[_SYM + "receiving_chain"]),
-            _fast_chain(sym[_SYM + "sending_chain"]),
-            sym[_SYM + "previous_sending_chain_length"],
-        ]
-    except (KeyError, TypeError):
-        return None
-    return fields
-
-
-def _dh_state_model(ratchet: _Ratchet) -> list[object]:
-    """The same fields as :func:`_dh_state_fast`, through the library's pydantic models."""
-    dh_model = ratchet.model.diffie_hellman_ratchet
-    sym = dh_model.symmetric_key_ratchet
-    return [
-        dh_model.own_ratchet_priv,
-        dh_model.other_ratchet_pub,
-        _chain(dh_model.root_chain),
-        _chain(sym.receiving_chain),
-        _chain(sym.sending_chain),
-        sym.previous_sending_chain_length,
-    ]
-
-
-def _ratchet_to_cbor(ratchet: _Ratchet, keep_skipped: int | None) -> list[object]:
-    """``[own_priv, other_pub, root, receiving, sending, previous_length, skipped]`` where a
-    chain is ``[length, key]`` or null and ``skipped`` groups keys by ratchet key:
-    ``[[ratchet_pub, [[index, key]...]]...]`` (oldest first)."""
-    state = _dh_state_fast(ratchet)
-    if state is None:
-        state = _dh_state_model(ratchet)
-    keys = _skipped_keys(ratchet)
-    if keep_skipped is not None:
-        keys = keys[max(0, len(keys) - keep_skipped) :]
-    grouped: dict[bytes, list[list[object]]] = {}
-    for pub, index, key in keys:
-        grouped.setdefault(pub, []).append([index, key])
-    state.append([[pub, entries] for pub, entries in grouped.items()])
-    return state
-
-
-def _ratchet_from_cbor(fields: object) -> DoubleRatchetModel:
-    def chain(value: object) -> dict[str, object] | None:
-        if value is None:
-            return None
-        if not (isinstance(value, list) and len(value) == 2):
-            raise ValueError("chain")
-        return {"length": value[0], "key": value[1]}
-
-    if not (isinstance(fields, list) and len(fields) == 7):
-        raise ValueError("ratchet layout")
-    own, other, root, receiving, sending, previous, skipped = fields
-    if not isinstance(skipped, list):
-        raise ValueError("skipped keys")
-    keys = [
-        {"ratchet_pub": pub, "index": index, "message_key": key}
-        for pub, entries in skipped
-        for index, key in entries
-    ]
-    for value in (own, other, *(k["ratchet_pub"] for k in keys), *(k["message_key"] for k in keys)):
-        if not isinstance(value, bytes):
-            raise ValueError("ratchet keys")
-    return DoubleRatchetModel.model_validate(
-        {
-            "diffie_hellman_ratchet": {
-                "own_ratchet_priv": own,
-                "other_ratchet_pub": other,
-                "root_chain": chain(root),
-                "symmetric_key_ratchet": {
-                    "receiving_chain": chain(receiving),
-                    "sending_chain": chain(sending),
-                    "previous_sending_chain_length": previous,
-                },
-            },
-            "skipped_message_keys": keys,
-        }
-    )
-
-
-def _x3dh_state(identity: Identity, prekey: OwnPrekey) -> _X3DH:
-    seed = identity.private_bytes()[0]
-    model = BaseStateModel(
-        identity_key=IdentityKeyPairModel(secret=seed, secret_type=SecretType.SEED),
-        signed_pre_key=SignedPreKeyPairModel(
-            priv=prekey.private,
-            sig=prekey.signed.signature,
-            timestamp=prekey.signed.created_ms // 1000,
-        ),
-        old_signed_pre_key=None,
-        pre_keys=frozenset(),
-    )
-    return _X3DH.from_model(model, IdentityKeyFormat.ED_25519, X3DHHash.SHA_256, _X3DH_INFO)
 
 
 def initiate(
@@ -525,7 +221,7 @@ def initiate(
 
     Raises :class:`DecryptionError` when the prekey's signature does not verify.
     """
-    state = _x3dh_state(identity, own_prekey)
+    state = x3dh_state(identity, own_prekey)
     bundle = Bundle(peer.sign_public, peer_prekey.public, peer_prekey.signature, frozenset())
     appendix = identity.public.box_public + peer.box_public
     try:
@@ -533,11 +229,11 @@ def initiate(
             state.get_shared_secret_active(bundle, appendix, require_pre_key=False)
         )
         ratchet, first = run(
-            _Ratchet.encrypt_initial_message(
-                *_DR_ARGS, secret, peer_prekey.public, plaintext, ad + kind
+            Ratchet.encrypt_initial_message(
+                *DR_ARGS, secret, peer_prekey.public, plaintext, ad + kind
             )
         )
-    except _ERRORS as exc:
+    except ERRORS as exc:
         raise DecryptionError(f"key agreement failed ({exc})") from None
     session = Session(ratchet, ad, True, (header.ephemeral_key, peer_prekey.public), False)
     return session, RatchetMessage.of(first)
@@ -553,7 +249,7 @@ def respond(
 ) -> tuple[Session, bytes]:
     """Complete a key agreement ``peer`` started with our ``prekey``; returns the new session
     and the first message's plaintext. Raises :class:`DecryptionError` if it does not open."""
-    state = _x3dh_state(identity, prekey)
+    state = x3dh_state(identity, prekey)
     header = X3DHHeader(peer.sign_public, ephemeral, prekey.public, None)
     appendix = peer.box_public + identity.public.box_public
     try:
@@ -563,11 +259,11 @@ def respond(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ratchet, plaintext = run(
-                _Ratchet.decrypt_initial_message(
-                    *_DR_ARGS, secret, prekey.private, message.library(), ad + kind
+                Ratchet.decrypt_initial_message(
+                    *DR_ARGS, secret, prekey.private, message.library(), ad + kind
                 )
             )
-    except _ERRORS as exc:
+    except ERRORS as exc:
         raise DecryptionError(f"initial message does not open ({type(exc).__name__})") from None
     return Session(ratchet, ad, False, (ephemeral, prekey.public), True), plaintext
 
@@ -710,7 +406,7 @@ class PeerRecord:
                 parts.append(session.encode())
                 continue
             fields = session.to_cbor(keep)
-            session.ratchet = _Ratchet.from_model(_ratchet_from_cbor(fields[0]), *_DR_ARGS)
+            session.ratchet = Ratchet.from_model(ratchet_from_cbor(fields[0]), *DR_ARGS)
             parts.append(cbor2.dumps(fields, canonical=True))
         if len(self._cts_cbor) != len(self.recent_cts):  # e.g. just loaded
             self._cts_cbor = _CborLog()

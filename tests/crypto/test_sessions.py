@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshchat.crypto import _sync, sessions
+from meshchat.crypto import _ratchet, _sync, sessions
 from meshchat.crypto.prekeys import PrekeyState
 from meshchat.crypto.sessions import (
     BLOB_BUDGET,
@@ -292,12 +292,12 @@ def test_cbor_log_joins_like_a_fresh_join(ops: list[tuple[str, int]]) -> None:
 def test_fast_state_read_matches_the_library_models() -> None:
     _, _, sa, sb, _ = _pair()
     for session in (sa, sb):  # one without a receiving chain yet, one with
-        assert sessions._dh_state_fast(session.ratchet) == sessions._dh_state_model(session.ratchet)
+        assert _ratchet.dh_state_fast(session.ratchet) == _ratchet.dh_state_model(session.ratchet)
     lost = [sa.encrypt(b"l", KIND_MESSAGE) for _ in range(3)]
     sb.decrypt(sa.encrypt(b"n", KIND_MESSAGE), KIND_MESSAGE)
     sa.decrypt(sb.encrypt(b"r", KIND_MESSAGE), KIND_MESSAGE)
     for session in (sa, sb):
-        assert sessions._dh_state_fast(session.ratchet) == sessions._dh_state_model(session.ratchet)
+        assert _ratchet.dh_state_fast(session.ratchet) == _ratchet.dh_state_model(session.ratchet)
     assert sb.skipped == len(sb.ratchet.model.skipped_message_keys) == 3
     assert sb.decrypt(lost[1], KIND_MESSAGE) == b"l"
 
@@ -325,16 +325,16 @@ def test_libsodium_ratchet_agrees_with_the_library_curve25519_ratchet() -> None:
 
     priv = os.urandom(32)
     peer = os.urandom(32)
-    ours, theirs = sessions._X25519Ratchet, LibraryX25519
+    ours, theirs = _ratchet.X25519Ratchet, LibraryX25519
     assert ours()._derive_pub(priv) == theirs._derive_pub(priv)
     peer_pub = theirs._derive_pub(peer)
     assert ours._perform_diffie_hellman(priv, peer_pub) == theirs._perform_diffie_hellman(
         priv, peer_pub
     )
     _, _, sa, sb, _ = _pair()
-    library_args = (LibraryX25519, *sessions._DR_ARGS[1:])
+    library_args = (LibraryX25519, *_ratchet.DR_ARGS[1:])
     # sb restored under the library's class, sa under ours: they still talk both ways.
-    old_b = sessions._Ratchet.from_model(sb.ratchet.model, *library_args)
+    old_b = _ratchet.Ratchet.from_model(sb.ratchet.model, *library_args)
     ad = sb.ad + KIND_MESSAGE
     for i in range(3):
         out = _sync.run(old_b.encrypt_message(f"b{i}".encode(), ad))
@@ -369,10 +369,10 @@ def test_the_header_key_follows_each_new_ratchet_key() -> None:
 
 def test_the_copy_made_for_each_decryption_shares_no_state() -> None:
     _, _, sa, sb, _ = _pair()
-    dh = vars(sb.ratchet)[sessions._DR_DH]
+    dh = vars(sb.ratchet)[_ratchet.DR_DH]
     clone = copy.deepcopy(dh)
-    before = sessions._dh_state_fast(sb.ratchet)
-    vars(sb.ratchet)[sessions._DR_DH] = clone
+    before = _ratchet.dh_state_fast(sb.ratchet)
+    vars(sb.ratchet)[_ratchet.DR_DH] = clone
     sb.decrypt(sa.encrypt(b"moves the clone", KIND_MESSAGE), KIND_MESSAGE)
-    vars(sb.ratchet)[sessions._DR_DH] = dh
-    assert sessions._dh_state_fast(sb.ratchet) == before
+    vars(sb.ratchet)[_ratchet.DR_DH] = dh
+    assert _ratchet.dh_state_fast(sb.ratchet) == before

@@ -35,20 +35,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import cbor2
 from nacl.signing import SigningKey
 
 from meshchat.crypto.direct import anonymous_packet
-from meshchat.errors import DecryptionError, MeshchatError, PacketError, StoreError, UsageError
+from meshchat.errors import DecryptionError, PacketError, StoreError, UsageError
 from meshchat.events import GroupChanged
-from meshchat.group.control import (
-    Assembler,
-    GroupLeave,
-    GroupUpdate,
-    SenderKeyShare,
-    decode_control,
-    split,
-)
+from meshchat.group._state import BOOK_KEY, BookState, ControlSend, Epoch, Group
+from meshchat.group.control import GroupLeave, GroupUpdate, SenderKeyShare, decode_control, split
 from meshchat.group.roster import MAX_MEMBERS, Roster, new_group_id
 from meshchat.group.sender_keys import (
     EpochKeys,
@@ -73,15 +66,12 @@ __all__ = [
     "group_conversation",
 ]
 
-#: The store key of the book's own state (control parts in flight, half-joined blobs).
-BOOK_KEY = b"\x00" * 16
 #: How long the keys of an epoch are kept after the next one began, for late messages.
 RETAIN_MS = 3600 * 1000
 #: Messages held per group while their sender's chain has not arrived.
 MAX_WAITING = 64
 #: Sender-key shares held until their roster arrives.
 MAX_EARLY_SHARES = 4 * MAX_MEMBERS
-_FORMAT = 2
 #: rosters remembered per removal (the latest; older ones are long superseded)
 MAX_CARRIERS = 8
 #: removals remembered per group (the oldest are forgotten first)
@@ -100,15 +90,6 @@ class KeyPending(DecryptionError):
     """A group message from a member whose sender key has not arrived yet: it is held."""
 
 
-@dataclass(frozen=True, slots=True)
-class ControlSend:
-    """One part of a control blob to send to ``recipient`` as an acked sealed message."""
-
-    recipient: PublicIdentity
-    part: ControlPart
-    expires_ms: int
-
-
 @dataclass(slots=True)
 class ControlOutcome:
     """What a control message asks of the engine."""
@@ -122,119 +103,25 @@ class ControlOutcome:
     to_remove: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Epoch:
-    roster: Roster
-    keys: EpochKeys
-    own_chain: SenderChain
-    own_signing: bytes  # Ed25519 seed of this node's sender signing key
-    adopted_ms: int
-    peers: dict[bytes, tuple[SenderChain, bytes]] = field(default_factory=dict)
-
-    def dump(self) -> list[object]:
-        return [
-            self.roster.encode(),
-            self.keys.secret,
-            self.own_chain.chain_key,
-            self.own_chain.iteration,
-            self.own_signing,
-            self.adopted_ms,
-            [
-                [n, c.chain_key, c.iteration, [list(s) for s in c.skipped], signing]
-                for n, (c, signing) in self.peers.items()
-            ],
-        ]
-
-    @classmethod
-    def load(cls, item: list[object]) -> _Epoch:
-        roster, secret, own_key, own_iter, own_signing, adopted, peers = item
-        assert isinstance(roster, bytes) and isinstance(secret, bytes)
-        assert isinstance(own_key, bytes) and isinstance(own_iter, int)
-        assert isinstance(own_signing, bytes) and isinstance(adopted, int)
-        assert isinstance(peers, list)
-        epoch = cls(
-            Roster.decode(roster),
-            EpochKeys.from_secret(secret),
-            SenderChain(own_key, own_iter),
-            own_signing,
-            adopted,
-        )
-        for node_id, chain_key, iteration, skipped, signing in peers:
-            chain = SenderChain(chain_key, iteration, tuple((i, k) for i, k in skipped))
-            epoch.peers[node_id] = (chain, signing)
-        return epoch
-
-
-@dataclass(slots=True)
-class Group:
-    """A group as this node holds it."""
-
-    group_id: bytes
-    roster: Roster
-    epochs: list[_Epoch] = field(default_factory=list)
-    #: the latest roster does not list this node: every key is erased
-    removed: bool = False
-    #: frames of messages whose sender's chain has not arrived
-    waiting: list[bytes] = field(default_factory=list)
-    #: members this node removed as an admin -> digests of rosters known to carry the removal
-    removals: dict[bytes, list[bytes]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.roster.name
-
-    @property
-    def current(self) -> _Epoch | None:
-        return self.epochs[-1] if self.epochs and not self.removed else None
-
-    def dump(self) -> bytes:
-        return cbor2.dumps(
-            [
-                _FORMAT,
-                self.group_id,
-                self.roster.encode(),
-                self.removed,
-                [e.dump() for e in self.epochs],
-                self.waiting,
-                [[node_id, digests] for node_id, digests in sorted(self.removals.items())],
-            ],
-            canonical=True,
-        )
-
-    @classmethod
-    def load(cls, blob: bytes) -> Group:
-        try:
-            fmt, group_id, roster, removed, epochs, waiting, removals = cbor2.loads(blob)
-            if fmt != _FORMAT:
-                raise StoreError("unknown group state format")
-            group = cls(group_id, Roster.decode(roster), [], bool(removed), list(waiting))
-            group.epochs = [_Epoch.load(e) for e in epochs]
-            if not all(
-                isinstance(n, bytes) and all(isinstance(d, bytes) for d in ds) for n, ds in removals
-            ):
-                raise StoreError("unreadable group removals")
-            group.removals = {n: list(ds) for n, ds in removals}
-        except (MeshchatError, ValueError, TypeError, AssertionError) as exc:
-            raise StoreError(f"unreadable group state: {exc}") from None
-        return group
-
-
 class GroupBook:
     """Every group of one identity (see the module docstring)."""
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
         self.groups: dict[bytes, Group] = {}
-        self.assembler = Assembler()
-        #: control parts not yet acked: msg id -> what to send again after a restart
-        self.outgoing: dict[bytes, ControlSend] = {}
-        self._early: list[tuple[bytes, SenderKeyShare, int]] = []
-        self._addresses: dict[bytes, tuple[Group, _Epoch]] = {}
+        #: half-joined blobs, early shares and control parts not yet acked
+        self.state = BookState()
+        self._addresses: dict[bytes, tuple[Group, Epoch]] = {}
         self._dirty: set[bytes] = set()
 
     @property
     def me(self) -> bytes:
         return self.identity.node_id
+
+    @property
+    def outgoing(self) -> dict[bytes, ControlSend]:
+        """Control parts not yet acked: msg id -> what to send again after a restart."""
+        return self.state.outgoing
 
     # -- state ---------------------------------------------------------------------------
 
@@ -244,7 +131,7 @@ class GroupBook:
         for key, blob in blobs.items():
             try:
                 if key == BOOK_KEY:
-                    self._load_book(blob)
+                    self.state = BookState.load(blob)
                 else:
                     group = Group.load(blob)
                     if group.group_id != key:
@@ -255,44 +142,11 @@ class GroupBook:
         self._index()
         return bad
 
-    def _load_book(self, blob: bytes) -> None:
-        try:
-            fmt, assembler, early, outgoing = cbor2.loads(blob)
-            if fmt != _FORMAT:
-                raise StoreError("unknown group book format")
-            self.assembler = Assembler.load(assembler)
-            self._early = []
-            for sender, share, at in early:
-                parsed = decode_control(share)
-                if isinstance(parsed, SenderKeyShare):
-                    self._early.append((sender, parsed, at))
-            for sign, box, part, expires in outgoing:
-                parsed_part = ControlPart.decode(part)
-                self.outgoing[parsed_part.msg_id] = ControlSend(
-                    PublicIdentity(sign, box), parsed_part, expires
-                )
-        except (MeshchatError, ValueError, TypeError) as exc:
-            raise StoreError(f"unreadable group book: {exc}") from None
-
-    def _dump_book(self) -> bytes:
-        return cbor2.dumps(
-            [
-                _FORMAT,
-                self.assembler.dump(),
-                [[s, share.encode(), at] for s, share, at in self._early],
-                [
-                    [c.recipient.sign_public, c.recipient.box_public, c.part.encode(), c.expires_ms]
-                    for c in self.outgoing.values()
-                ],
-            ],
-            canonical=True,
-        )
-
     def take_updates(self) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         for key in sorted(self._dirty):
             if key == BOOK_KEY:
-                out.append((key, self._dump_book()))
+                out.append((key, self.state.dump()))
             elif key in self.groups:
                 out.append((key, self.groups[key].dump()))
         self._dirty.clear()
@@ -323,9 +177,9 @@ class GroupBook:
                 group.epochs = keep
                 self._dirty.add(group.group_id)
                 changed = True
-        early = [x for x in self._early if now_ms - x[2] <= MAX_AGE_MS]
-        if len(early) != len(self._early):
-            self._early = early
+        early = [x for x in self.state.early if now_ms - x[2] <= MAX_AGE_MS]
+        if len(early) != len(self.state.early):
+            self.state.early = early
             self._dirty.add(BOOK_KEY)
         if changed:
             self._index()
@@ -451,14 +305,14 @@ class GroupBook:
         for blob_id, index, count, chunk in split(blob):
             part = ControlPart(os.urandom(MSG_ID_SIZE), blob_id, index, count, chunk)
             send = ControlSend(recipient, part, now_ms + MAX_AGE_MS)
-            self.outgoing[part.msg_id] = send
+            self.state.outgoing[part.msg_id] = send
             sends.append(send)
         self._dirty.add(BOOK_KEY)
         return sends
 
     def control_done(self, msg_id: bytes) -> bool:
         """A control part was acked or expired; returns whether it was one of ours."""
-        if self.outgoing.pop(msg_id, None) is None:
+        if self.state.outgoing.pop(msg_id, None) is None:
             return False
         self._dirty.add(BOOK_KEY)
         return True
@@ -467,7 +321,7 @@ class GroupBook:
         self, group: Group, roster: Roster, keys: EpochKeys, now_ms: int
     ) -> list[ControlSend]:
         """Start an epoch: a new sender chain of our own, shared with every other member."""
-        epoch = _Epoch(roster, keys, SenderChain.generate(), os.urandom(32), now_ms)
+        epoch = Epoch(roster, keys, SenderChain.generate(), os.urandom(32), now_ms)
         # Late messages of older epochs are still read for a while, but not from anyone
         # the new roster dropped: a removed member could otherwise go on writing in them.
         for old in group.epochs:
@@ -489,9 +343,9 @@ class GroupBook:
         for member in roster.members:
             if member.node_id != self.me:
                 sends.extend(self._control(member, share, now_ms))
-        for sender, early, at in list(self._early):
+        for sender, early, at in list(self.state.early):
             if early.group_id == group.group_id and self._take_share(group, sender, early):
-                self._early.remove((sender, early, at))
+                self.state.early.remove((sender, early, at))
                 self._dirty.add(BOOK_KEY)
         self._index()
         return sends
@@ -506,7 +360,7 @@ class GroupBook:
         Raises :class:`PacketError` or :class:`DecryptionError` for a control message that
         is malformed or not allowed (the owner logs it; nothing else happens).
         """
-        blob = self.assembler.add(sender.node_id, part, now_ms)
+        blob = self.state.assembler.add(sender.node_id, part, now_ms)
         self._dirty.add(BOOK_KEY)
         if blob is None:
             return ControlOutcome()
@@ -615,9 +469,9 @@ class GroupBook:
         current = group.current if group is not None else None
         if current is not None and share.epoch < current.roster.epoch:
             return  # a share for an epoch we have left behind
-        if len(self._early) >= MAX_EARLY_SHARES:
-            self._early.pop(0)
-        self._early.append((sender.node_id, share, now_ms))
+        if len(self.state.early) >= MAX_EARLY_SHARES:
+            self.state.early.pop(0)
+        self.state.early.append((sender.node_id, share, now_ms))
         self._dirty.add(BOOK_KEY)
 
     def _take_share(self, group: Group, sender: bytes, share: SenderKeyShare) -> bool:

@@ -1,0 +1,373 @@
+"""The node: one engine, one store and its transports on one asyncio loop.
+
+:class:`Node` is a thin conductor. Transports report to it (it is their
+:class:`~meshchat.transports.base.LinkHandler`); it queues what they report, and the user's
+commands, in its inbox, where one worker takes them in order (:mod:`._inbox`). The worker feeds
+the engine and has its outputs carried out as typed effects: store writes in one transaction,
+then transmissions and notices (:mod:`._effects`). The concerns live in private modules:
+
+=================  ========================================================================
+``_inbox``         inbox items (LinkUp, LinkDown, FrameIn, Command), the queue, the worker
+``_effects``       engine outputs -> effects, committed then carried out
+``_commands``      send, join, contacts and trust
+``_groups``        private-group commands and loading
+``_gateway``       names, gateways and what internet transports ask of the node
+``_lifecycle``     loading stored state at start
+``_store``         the store on its own thread
+=================  ========================================================================
+
+The public methods below are the API the faces (CLI through the control socket, TUI) use;
+while a node runs it is the only writer of its store. Blocking SQLite calls run on one
+dedicated thread, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from meshchat.engine import Engine, Output
+from meshchat.errors import UsageError
+from meshchat.gateway import INTERNET_TRANSPORTS
+from meshchat.group.book import Group
+from meshchat.identity import ContactCard, Identity
+from meshchat.node._commands import Commands
+from meshchat.node._effects import Effects, name_in
+from meshchat.node._gateway import Neighbourhood
+from meshchat.node._groups import Groups
+from meshchat.node._inbox import Command, FrameIn, Inbox, LinkDown, LinkUp, Worker
+from meshchat.node._lifecycle import load
+from meshchat.node._store import AsyncStore
+from meshchat.node._types import (
+    ANNOUNCE_EVERY_MS,
+    HOUSEKEEPING_S,
+    MAX_BATCH,
+    MAX_HEARD,
+    LinkInfo,
+    NodeNotice,
+    NodeOptions,
+    wall_clock_ms,
+)
+from meshchat.router.flood import FloodRouter
+from meshchat.store import Store
+from meshchat.store.records import Channel, Contact, Message, Trust
+from meshchat.store.trust import CardResult
+from meshchat.transports.base import Link, Transport, TransportStatus
+
+__all__ = [
+    "ANNOUNCE_EVERY_MS",
+    "HOUSEKEEPING_S",
+    "MAX_BATCH",
+    "MAX_HEARD",
+    "LinkInfo",
+    "Node",
+    "NodeNotice",
+    "NodeOptions",
+    "wall_clock_ms",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Node:
+    """A running meshchat node. Several can share one process and one loop."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        name: str,
+        store: Store,
+        transports: list[Transport],
+        *,
+        options: NodeOptions | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.name = name
+        self.options = options or NodeOptions()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        router = FloodRouter(
+            identity.node_id,
+            identity.public.sign_public,
+            config=self.options.router,
+            rng=self.rng,
+        )
+        self.engine = Engine(identity, name, router=router, ttl=self.options.ttl, rng=self.rng)
+        self.store = AsyncStore(store)
+        self.transports = transports
+        self.links: dict[str, Link] = {}
+        self._link_since: dict[str, int] = {}
+        # We are a gateway when we have an internet transport; our announces say so.
+        self.engine.gateway = any(t.name in INTERNET_TRANSPORTS for t in transports)
+        self.counters: dict[str, int] = {}
+        self.inbox = Inbox(self.options.inbox_size, self.count)
+        self.effects = Effects(self)
+        self.neighbourhood = Neighbourhood(self)
+        self.commands = Commands(self)
+        self.group_commands = Groups(self)
+        self._worker: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[NodeNotice], None]] = []
+        self._last_announce = 0
+        self._announce_due: int | None = None
+        self.started = asyncio.Event()
+        #: set when something asked this node to stop (a panic); its owner then stops it
+        self.stop_requested = asyncio.Event()
+        self.panicked = False
+        self._eraser: Callable[[], object] | None = None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await load(self)
+        self._worker = asyncio.create_task(Worker(self).run(), name="meshchat-node")
+        for transport in self.transports:
+            await transport.start(self)
+        self.started.set()
+
+    async def stop(self) -> None:
+        for transport in self.transports:
+            with contextlib.suppress(Exception):
+                await transport.stop()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        self.store.shutdown()
+
+    # -- notices for faces ---------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[NodeNotice], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def notify(self, notice: NodeNotice) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("listener failed")
+
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    # -- LinkHandler (called by transports) -----------------------------------------------
+
+    def link_up(self, link: Link) -> None:
+        self.inbox.put(LinkUp(link))
+
+    def link_down(self, link: Link) -> None:
+        self.inbox.put(LinkDown(link))
+
+    def frame_received(self, link: Link, frame: bytes) -> None:
+        self.inbox.put(FrameIn(link, frame))
+
+    def inject(self, frame: bytes) -> None:
+        """Accept a frame from a non-link source (an internet transport)."""
+        self.inbox.put(FrameIn(None, frame))
+
+    # -- what the worker calls (see _inbox.Worker) ------------------------------------------
+
+    async def submit(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` on the worker, in turn with the traffic; its result or exception."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.inbox.put(Command(fn, future))
+        return await future
+
+    def receive(self, link: Link | None, frame: bytes) -> list[Output]:
+        if link is not None and link.link_id not in self.links:
+            return []
+        return self.engine.receive(link.link_id if link else None, frame, self.clock())
+
+    async def on_link_up(self, link: Link) -> None:
+        now = self.clock()
+        self.links[link.link_id] = link
+        self._link_since[link.link_id] = now
+        if link.transport not in INTERNET_TRANSPORTS:
+            self.neighbourhood.hear(link.peer.node_id, now)
+        self.notify(NodeNotice("links"))
+        await self.effects.run(self.engine.link_up(link.link_id, now))
+        if self.options.announce:
+            self._announce_due = now + 500
+
+    async def on_link_down(self, link: Link) -> None:
+        if self.links.pop(link.link_id, None) is not None:
+            self._link_since.pop(link.link_id, None)
+            self.notify(NodeNotice("links"))
+            await self.effects.run(self.engine.link_down(link.link_id, self.clock()))
+
+    async def housekeeping(self) -> None:
+        now = self.clock()
+        if (
+            self.options.announce
+            and self.links
+            and (
+                (self._announce_due is not None and now >= self._announce_due)
+                or now - self._last_announce >= ANNOUNCE_EVERY_MS
+            )
+        ):
+            self._announce_due = None
+            self._last_announce = now
+            await self.effects.run(self.engine.announce(now))
+
+    # -- user commands: messages, channels ------------------------------------------------
+
+    async def send_text(self, target: str, text: str) -> Message:
+        """Store then send a message to a contact (name or id prefix), ``#channel`` or
+        ``+group``."""
+        return await self.submit(lambda: self.commands.send_text(target, text))
+
+    async def join(self, name: str, passphrase: str | None = None) -> Channel:
+        return await self.submit(lambda: self.commands.join(name, passphrase))
+
+    async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
+        return await self.store.call(self.store.store.messages, conversation, limit)
+
+    async def resolve_conversation(self, target: str) -> str:
+        """The conversation name for a ``#channel``, ``+group``, contact name or id prefix."""
+        return await self.commands.resolve_conversation(target)
+
+    # -- contacts and trust ----------------------------------------------------------------
+
+    async def add_contact(self, contact: Contact) -> None:
+        await self.commands.add_contact(contact)
+
+    async def card(self) -> ContactCard:
+        """This node's contact card with its current signed prekey (stored before it is
+        handed out, so the prekey in the card is one the node keeps)."""
+        return await self.submit(self.commands.card)
+
+    async def add_card(
+        self, card: ContactCard, name: str | None = None, *, replace_keys: bool = False
+    ) -> CardResult:
+        """Add a contact from its signed card, applying the key-change rules.
+
+        Raises :class:`~meshchat.store.trust.KeyChangeError` when the card claims a known
+        contact's name or keys with other keys (pass ``replace_keys`` to accept it; the old
+        contact becomes compromised) and :class:`UsageError` for our own card.
+        """
+        return await self.commands.add_card(card, name, replace_keys)
+
+    async def contacts(self) -> list[Contact]:
+        """Every contact with its trust state (see :class:`Trust`)."""
+        return await self.store.call(self.store.store.list_contacts)
+
+    async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
+        return await self.commands.set_trust(node_id, trust)
+
+    async def _name_for(self, sign_key: bytes) -> str:
+        return await self.store.call(name_in, self.store.store, sign_key)
+
+    # -- private groups --------------------------------------------------------------------
+
+    def find_group(self, target: str) -> Group:
+        """The group a user means: ``+name`` (case-insensitive) or ``grp:<id hex prefix>``."""
+        return self.group_commands.find(target)
+
+    async def create_group(self, name: str, members: list[str]) -> Group:
+        """A new private group of contacts (names or id prefixes), this node its admin."""
+        return await self.group_commands.create(name, members)
+
+    async def change_group(
+        self,
+        target: str,
+        *,
+        add: list[str] = [],  # noqa: B006 - never mutated
+        remove: list[str] = [],  # noqa: B006
+        admin: list[str] = [],  # noqa: B006
+    ) -> Group:
+        """Add or remove members, or make members admins; the group is re-keyed."""
+        return await self.group_commands.change(target, add, remove, admin)
+
+    async def leave_group(self, target: str) -> Group:
+        """Leave a group: our keys for it are erased and its admins re-key it without us."""
+        return await self.group_commands.leave(target)
+
+    def groups(self) -> list[Group]:
+        """Every group this node holds (also those it was removed from)."""
+        return self.group_commands.all()
+
+    # -- panic -----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the node's owner (daemon or UI) to stop it."""
+        self.stop_requested.set()
+
+    def set_eraser(self, eraser: Callable[[], object]) -> None:
+        """What :meth:`panic` runs to erase this node's files (the owner knows the home)."""
+        self._eraser = eraser
+
+    async def panic(self) -> object:
+        """Erase this node's home at once, then ask its owner to stop; returns the report.
+
+        The erasure runs on a worker thread (it writes and syncs to disk), so the loop stays
+        responsive; the keystore goes first. Raises :class:`UsageError` when no eraser was set.
+        """
+        if self._eraser is None:
+            raise UsageError("this node has no home to erase")
+        self.panicked = True
+        report = await asyncio.get_running_loop().run_in_executor(None, self._eraser)
+        self.request_stop()
+        return report
+
+    # -- views -----------------------------------------------------------------------------
+
+    def neighbours(self) -> list[LinkInfo]:
+        infos = []
+        for link_id, link in self.links.items():
+            node_id = link.peer.node_id
+            infos.append(
+                LinkInfo(
+                    link_id,
+                    link.transport,
+                    node_id,
+                    self.neighbourhood.names.get(node_id, ""),
+                    link.describe(),
+                    self._link_since.get(link_id, 0),
+                )
+            )
+        return infos
+
+    def announced_peers(self) -> dict[bytes, str]:
+        """Node ids and display names learnt from announcements since the node started."""
+        return dict(self.neighbourhood.names)
+
+    def gateways(self, within_ms: int = 2 * ANNOUNCE_EVERY_MS) -> dict[bytes, str]:
+        """Nodes that announced, recently, that they reach the internet (node id -> name).
+
+        A node with no internet of its own can see from this that its messages for other
+        meshes can leave this one.
+        """
+        return self.neighbourhood.gateways(within_ms)
+
+    def transport_status(self) -> list[TransportStatus]:
+        return [t.status() for t in self.transports]
+
+    # -- what gateways ask (see meshchat.gateway and _gateway) ------------------------------
+
+    def local_nodes(self, since_ms: int) -> list[bytes]:
+        """Node ids heard on local links at or after ``since_ms``, plus every local neighbour
+        (most recent first)."""
+        return self.neighbourhood.local_nodes(since_ms)
+
+    def channel_ids(self) -> dict[str, bytes]:
+        """The joined channels (name -> channel id), and each group's current address under
+        ``+name`` (gateways ask :meth:`bridge_ids`, which also gives a group's older
+        addresses)."""
+        return self.neighbourhood.channel_ids()
+
+    def bridge_ids(self, names: frozenset[str]) -> set[bytes]:
+        """The channel ids a gateway bridges for ``names`` (lower case)."""
+        return self.neighbourhood.bridge_ids(names)
+
+    def sealed_tags(self, epoch: int) -> list[bytes]:
+        """The tags sealed packets created in ``epoch`` reach this node under (the DHT polls
+        them: sealed packets are filed under their tag)."""
+        return self.neighbourhood.sealed_tags(epoch)

@@ -1,0 +1,152 @@
+"""The user's commands to a node: send, join, contacts and trust."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from meshchat.crypto.channel import ChannelKey, derive_channel_key
+from meshchat.engine import Output, dm_conversation
+from meshchat.errors import UsageError
+from meshchat.group.book import group_conversation
+from meshchat.identity import ContactCard, PublicIdentity
+from meshchat.node._effects import Plan
+from meshchat.node._types import GROUP_MARK, GROUP_PREFIX, NodeNotice, contact_keys
+from meshchat.store.records import Channel, Contact, Message, Trust
+from meshchat.store.trust import CardResult
+
+if TYPE_CHECKING:
+    from meshchat.node import Node
+
+__all__ = ["Commands"]
+
+
+class Commands:
+    """Send, join, contacts and trust for one node (each runs on the node's worker)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def send_text(self, target: str, text: str) -> Message:
+        node = self.node
+        now = node.clock()
+        msg_id = os.urandom(16)
+        expires = now + node.options.message_lifetime_ms
+        conversation, destination, send = await self._route_text(target)
+        add = functools.partial(
+            node.store.store.add_outgoing,
+            conversation,
+            msg_id,
+            destination,
+            node.identity.node_id,
+            node.name,
+            text,
+            now,
+            expires,
+        )
+        # The engine queues it first; then the message, its session state and its first
+        # attempt are committed together (one disk sync) before the packet leaves.
+        plan = Plan()
+        node.effects.plan(plan, send(msg_id, text, now, expires_ms=expires))
+        try:
+            message = await node.effects.carry_out(
+                plan, add, lambda m: node.notify(NodeNotice("message", message=m))
+            )
+        except BaseException:
+            node.engine.cancel(msg_id)
+            raise
+        if message is None:
+            raise UsageError("the message was not stored")
+        return message
+
+    async def _route_text(self, target: str) -> tuple[str, bytes, Callable[..., list[Output]]]:
+        """Where a message to ``target`` goes: its conversation, the destination kept with it
+        in the store, and the engine call that queues it. Raises :class:`UsageError`."""
+        node = self.node
+        if target.startswith((GROUP_MARK, GROUP_PREFIX)):
+            group = node.find_group(target)
+            if group.current is None:
+                raise UsageError(f"you are no longer a member of {group.name}")
+            send = functools.partial(node.engine.send_group, group.group_id)
+            return group_conversation(group.group_id), group.group_id, send
+        if target.startswith("#"):
+            channel = await node.store.call(node.store.store.get_channel, target.lower())
+            if channel is None:
+                raise UsageError(f"not in channel {target}: join it first")
+            send = functools.partial(node.engine.send_channel, channel.channel_id)
+            return channel.name, channel.channel_id, send
+        contact = await node.store.call(node.store.store.find_contact, target)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(
+                f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
+                "compromised: nothing is sent to them"
+            )
+        recipient = PublicIdentity(contact.sign_public, contact.box_public)
+        send = functools.partial(node.engine.send_direct, recipient)
+        return dm_conversation(contact.node_id), contact.node_id, send
+
+    async def join(self, name: str, passphrase: str | None) -> Channel:
+        node = self.node
+        key = derive_channel_key(name, passphrase) if passphrase else ChannelKey.public(name)
+        channel = Channel(key.name, key.channel_id, key.key, node.clock())
+        await node.store.call(node.store.store.join_channel, channel)
+        node.engine.join(key)
+        return channel
+
+    async def add_contact(self, contact: Contact) -> None:
+        node = self.node
+        await node.store.call(node.store.store.add_contact, contact)
+        await node.submit(
+            lambda: node.effects.run(node.engine.add_contact(*contact_keys(contact), node.clock()))
+        )
+
+    async def card(self) -> ContactCard:
+        node = self.node
+        card = node.engine.card(node.clock())
+        await node.effects.run(node.engine.flush())
+        return card
+
+    async def add_card(self, card: ContactCard, name: str | None, replace_keys: bool) -> CardResult:
+        node = self.node
+        if card.identity == node.identity.public:
+            raise UsageError("that is your own card")
+        result: CardResult = await node.store.call(
+            node.store.store.add_card,
+            card,
+            name=name,
+            now_ms=node.clock(),
+            replace_keys=replace_keys,
+        )
+        contact = result.contact
+        for retired in result.compromised:
+            await node.submit(functools.partial(self.distrust, retired.node_id))
+        if contact.trust is not Trust.COMPROMISED:
+            keys = (PublicIdentity(contact.sign_public, contact.box_public), card.prekey)
+            await node.submit(
+                lambda: node.effects.run(node.engine.add_contact(*keys, node.clock()))
+            )
+        node.notify(NodeNotice("peer"))
+        return result
+
+    async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
+        node = self.node
+        contact: Contact = await node.store.call(node.store.store.set_trust, node_id, trust)
+        if trust is Trust.COMPROMISED:
+            await node.submit(functools.partial(self.distrust, node_id))
+        node.notify(NodeNotice("peer"))
+        return contact
+
+    async def distrust(self, node_id: bytes) -> None:
+        await self.node.effects.run(self.node.engine.distrust(node_id))
+
+    async def resolve_conversation(self, target: str) -> str:
+        """The conversation name for a ``#channel``, contact name or node id prefix."""
+        node = self.node
+        if target.startswith("#") or target.startswith("dm:"):
+            return target.lower()
+        if target.startswith((GROUP_MARK, GROUP_PREFIX)):
+            return group_conversation(node.find_group(target).group_id)
+        contact = await node.store.call(node.store.store.find_contact, target)
+        return dm_conversation(contact.node_id)

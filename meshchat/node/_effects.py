@@ -1,0 +1,301 @@
+"""Engine outputs as typed effects, and carrying them out.
+
+Theory of operation. The engine returns outputs (router actions and events). :meth:`Effects.plan`
+turns each into an effect value: a **write** (:class:`SaveReceived`, :class:`SaveCarried`,
+:class:`DropCarried`, :class:`SetState`, :class:`RecordAttempt`, :class:`RememberPeer`,
+:class:`PutState`) or an **after-commit step** (:class:`Transmit`, :class:`Notify`,
+:class:`OfferToInternet`, or :class:`FromWrite`: "the step the i-th write produced", such as
+the notice of a newly stored message). :meth:`Effects.carry_out` runs all writes of a plan on the
+store's thread in one transaction (one disk sync), then the steps on the loop in the engine's
+order: nothing leaves the node, and nothing is shown as sent or delivered, before the writes it
+depends on are on disk. Drops and rejections are only counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from meshchat.crypto.channel import PUBLIC_CHANNEL
+from meshchat.engine import Output
+from meshchat.errors import MeshchatError
+from meshchat.events import (
+    AttemptMade,
+    GroupChanged,
+    GroupStateUpdated,
+    MessageDelivered,
+    MessageExpired,
+    MessageReceived,
+    MessageRejected,
+    MessageSent,
+    PeerAnnounced,
+    PrekeysUpdated,
+    SessionUpdated,
+)
+from meshchat.node._types import GROUP_STATE, PREKEY_STATE, SESSION_STATE, NodeNotice
+from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
+from meshchat.store import Store
+from meshchat.store.records import CarriedPacket, MessageState, Trust
+
+if TYPE_CHECKING:
+    from meshchat.node import Node
+
+__all__ = ["Effects", "Plan", "name_in"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# -- writes (run on the store's thread, inside one transaction) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaveReceived:
+    event: MessageReceived
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCarried:
+    carried: CarriedPacket
+
+
+@dataclass(frozen=True, slots=True)
+class DropCarried:
+    packet_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetState:
+    msg_id: bytes
+    state: MessageState
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAttempt:
+    msg_id: bytes
+    attempts: int
+    next_try_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RememberPeer:
+    event: PeerAnnounced
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutState:
+    kind: str
+    key: bytes
+    blob: bytes
+
+
+Write = (
+    SaveReceived | SaveCarried | DropCarried | SetState | RecordAttempt | RememberPeer | PutState
+)
+
+
+# -- after-commit steps (run on the loop, in the engine's order) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    notice: NodeNotice
+
+
+@dataclass(frozen=True, slots=True)
+class OfferToInternet:
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FromWrite:
+    """The step that ``writes[index]`` produced (None: nothing to do)."""
+
+    index: int
+
+
+Step = Transmit | Notify | OfferToInternet | FromWrite
+
+
+@dataclass(slots=True)
+class Plan:
+    """Effects to carry out with one commit: ``writes`` first, then ``after`` in order."""
+
+    writes: list[Write] = field(default_factory=list)
+    after: list[Step] = field(default_factory=list)
+
+
+def name_in(store: Store, sign_key: bytes) -> str:
+    """How to show the sender with this signing key (on the store thread)."""
+    contact = store.contact_by_sign_key(sign_key)
+    if contact is not None:
+        if contact.trust is Trust.COMPROMISED:
+            return f"{contact.name} (!! compromised keys)"
+        return contact.name
+    peer = store.peer_by_sign_key(sign_key)
+    if peer is not None and peer[1]:
+        return f"~{peer[1]}"
+    return sign_key.hex()[:8]
+
+
+def _save_received(store: Store, event: MessageReceived, now: int) -> Step | None:
+    message = store.add_incoming(
+        event.conversation,
+        event.msg_id,
+        event.sender.node_id if event.sender else event.sender_key,
+        name_in(store, event.sender_key),
+        event.text,
+        event.created_ms,
+        now,
+    )
+    if message is None:
+        return None
+    # Logs may be kept on disk (the UI's tui.log): name no contact and no private
+    # channel, only the public channel.
+    where = event.conversation
+    if where != PUBLIC_CHANNEL:
+        where = "dm" if where.startswith("dm:") else "channel"
+    log.info("received %s in %s, %d hops", event.msg_id.hex()[:12], where, event.hops + 1)
+    return Notify(NodeNotice("message", message=message))
+
+
+def apply_write(store: Store, write: Write) -> Step | None:
+    """Carry out one write (on the store thread); returns its after-commit step."""
+    match write:
+        case SaveReceived(event, now):
+            return _save_received(store, event, now)
+        case SaveCarried(carried):
+            store.carry(carried)
+            return OfferToInternet(carried.frame)
+        case DropCarried(packet_id):
+            store.drop_carried(packet_id)
+        case SetState(msg_id, state, now):
+            store.set_state(msg_id, state, now)
+            return Notify(NodeNotice("state", msg_id=msg_id, state=state))
+        case RecordAttempt(msg_id, attempts, next_try_ms):
+            store.record_attempt(msg_id, attempts, next_try_ms)
+        case RememberPeer(event, now):
+            who = event.identity
+            store.remember_peer(who.node_id, who.sign_public, who.box_public, event.name, now)
+            return Notify(NodeNotice("peer"))
+        case PutState(kind, key, blob):
+            store.put_state(kind, key, blob)
+    return None
+
+
+def apply_writes(
+    store: Store, writes: list[Write], first: Callable[[], T] | None = None
+) -> tuple[T | None, list[Step | None]]:
+    """``first`` (if any), then the writes, in one transaction; ``first`` failing undoes all.
+    Any other failing write is logged and skipped: the others still commit."""
+    with store.transaction():
+        head = first() if first is not None else None
+        steps: list[Step | None] = []
+        for write in writes:
+            try:
+                steps.append(apply_write(store, write))
+            except MeshchatError:
+                log.exception("a store write failed (continuing)")
+                steps.append(None)
+        return head, steps
+
+
+class Effects:
+    """Plans engine outputs as effects and carries them out for one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def run(self, outputs: list[Output]) -> None:
+        """Carry out engine outputs: every store write first, in one commit, then the rest."""
+        plan = Plan()
+        self.plan(plan, outputs)
+        await self.carry_out(plan)
+
+    def plan(self, plan: Plan, outputs: list[Output]) -> None:
+        """Add the writes and after-commit steps of ``outputs`` to ``plan``."""
+        node = self.node
+        now = node.clock()
+        for out in outputs:
+            write: Write | None = None
+            match out:
+                case Transmit():
+                    plan.after.append(out)
+                case Drop(reason=reason):
+                    node.count(f"drop.{reason}")
+                case MessageRejected(reason=reason, packet_id=packet_id):
+                    log.info("rejected packet %s: %s", packet_id.hex()[:12], reason)
+                    node.count("rejected")
+                case MessageReceived():
+                    write = SaveReceived(out, now)
+                case Carry(packet=packet, frame=frame, expires_ms=expires_ms):
+                    dest = packet.destination.value
+                    write = SaveCarried(CarriedPacket(packet.packet_id, frame, dest, expires_ms))
+                case Uncarry(packet_id=packet_id):
+                    write = DropCarried(packet_id)
+                case MessageSent(msg_id=msg_id):
+                    write = SetState(msg_id, MessageState.SENT, now)
+                case MessageDelivered(msg_id=msg_id):
+                    write = SetState(msg_id, MessageState.DELIVERED, now)
+                case MessageExpired(msg_id=msg_id):
+                    write = SetState(msg_id, MessageState.FAILED, now)
+                case AttemptMade(msg_id=msg_id, attempts=attempts, next_try_ms=next_try_ms):
+                    write = RecordAttempt(msg_id, attempts, next_try_ms)
+                case PeerAnnounced():
+                    node.neighbourhood.announced(out, now)
+                    write = RememberPeer(out, now)
+                case SessionUpdated(peer_node_id=peer_node_id, blob=blob):
+                    write = PutState(SESSION_STATE, peer_node_id, blob)
+                case PrekeysUpdated(blob=blob):
+                    write = PutState(PREKEY_STATE, b"", blob)
+                case GroupStateUpdated(key=key, blob=blob):
+                    write = PutState(GROUP_STATE, key, blob)
+                case GroupChanged(group_id=group_id, what=what):
+                    log.info("group %s: %s", group_id.hex()[:8], what)
+                    plan.after.append(Notify(NodeNotice("group", group=out)))
+            if write is not None:
+                plan.after.append(FromWrite(len(plan.writes)))
+                plan.writes.append(write)
+
+    async def carry_out(
+        self,
+        plan: Plan,
+        first: Callable[[], T] | None = None,
+        then: Callable[[T], None] | None = None,
+    ) -> T | None:
+        """Commit the plan's writes (one transaction), then run its steps in order.
+
+        ``first`` is a write that must succeed: it runs before the others in the same
+        transaction, and if it raises nothing of the plan is committed or carried out (the
+        error propagates). ``then`` gets its result after the commit, before the steps.
+        """
+        node = self.node
+        head: T | None = None
+        steps: list[Step | None] = []
+        if first is not None or plan.writes:
+            head, steps = await node.store.call(apply_writes, node.store.store, plan.writes, first)
+        if first is not None and then is not None:
+            then(head)  # type: ignore[arg-type]
+        for step in plan.after:
+            self._step(steps[step.index] if isinstance(step, FromWrite) else step)
+        return head
+
+    def _step(self, step: Step | None) -> None:
+        node = self.node
+        match step:
+            case Transmit(frame=frame, links=links):
+                for link_id in links:
+                    link = node.links.get(link_id)
+                    if link is None or not link.send(frame):
+                        node.count("drop.link-send")
+            case Notify(notice):
+                node.notify(notice)
+            case OfferToInternet(frame):
+                node.neighbourhood.offer_to_internet(frame)
+            case FromWrite() | None:
+                pass

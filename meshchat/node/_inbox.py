@@ -1,0 +1,197 @@
+"""The node's inbox and the worker that empties it.
+
+Theory of operation. Transports call the node's :class:`~meshchat.transports.base.LinkHandler`
+methods from their own tasks; the node never runs engine code there. Each call becomes a typed
+item (:class:`LinkUp`, :class:`LinkDown`, :class:`FrameIn`) in a bounded :class:`Inbox`; user
+commands become :class:`Command` items in the same inbox, so they are serialised with the
+traffic. A single :class:`Worker` task takes the items in order: it feeds the engine, then has
+the effects of its outputs carried out (:mod:`meshchat.node._effects`): every store write
+committed before any transmission.
+
+Frames queued together form one batch: the engine takes them one after the other and their
+writes share one commit (one disk sync), after which their transmissions go out. Any other item
+ends a batch and is handled on its own, after the timers and housekeeping that follow every
+item or batch, so effects keep the order of the inbox.
+
+When the inbox is full, new frames are dropped (counted) rather than buffered without bound;
+the senders' retries and store-and-forward recover them. Link changes are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshchat.node._effects import Plan
+from meshchat.node._types import HOUSEKEEPING_S, MAX_BATCH
+from meshchat.transports.base import Link
+
+if TYPE_CHECKING:
+    from meshchat.node import Node
+
+__all__ = ["Command", "FrameIn", "Inbox", "Item", "LinkDown", "LinkUp", "Worker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUp:
+    link: Link
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    link: Link
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIn:
+    """A received frame; ``link`` is None for a frame an internet transport injected."""
+
+    link: Link | None
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A user command: ``run`` is awaited on the worker, its result set on ``future``."""
+
+    run: Callable[[], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+Item = LinkUp | LinkDown | FrameIn | Command
+
+
+class Inbox:
+    """A bounded queue of items, and a way for the worker to wait for one."""
+
+    def __init__(self, size: int, count: Callable[[str], None]) -> None:
+        self._items: deque[Item] = deque()
+        self._size = size
+        self._count = count
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Item) -> None:
+        """Queue ``item``. A frame is dropped (counted) when the inbox is full; a link change
+        or command always gets in (a link change drops the oldest item to make room)."""
+        items = self._items
+        if len(items) >= self._size:
+            self._count("drop.inbox-full")
+            if isinstance(item, FrameIn):
+                return
+            if not isinstance(item, Command):
+                items.popleft()
+        items.append(item)
+        self._ready.set()
+
+    def take(self) -> Item | None:
+        """The next item, or None when the inbox is empty."""
+        if not self._items:
+            self._ready.clear()
+            return None
+        return self._items.popleft()
+
+    async def wait(self, timeout: float) -> Item | None:
+        """The next item, waiting at most ``timeout`` seconds for one (None if none came)."""
+        item = self.take()
+        if item is not None:
+            return item
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return None
+        return self.take()
+
+
+class Worker:
+    """The node's one worker task: items in, engine outputs carried out, timers run."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def run(self) -> None:
+        node = self.node
+        held: Item | None = None  # taken from the inbox, not handled yet
+        while True:
+            now = node.clock()
+            deadline = node.engine.next_deadline()
+            wait = HOUSEKEEPING_S
+            if deadline is not None:
+                wait = max(0.0, min(wait, (deadline - now) / 1000))
+            item, held = held, None
+            if item is None:
+                item = await node.inbox.wait(wait)
+            try:
+                if item is not None:
+                    held = await self.handle(item)
+                await node.effects.run(node.engine.tick(node.clock()))
+                await node.housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node worker error (continuing)")
+
+    async def handle(self, item: Item) -> Item | None:
+        """Handle ``item``; if it is a frame, with the frames queued right behind it.
+
+        Consecutive frames (at most :data:`MAX_BATCH`) form one batch: the engine takes each in
+        turn, and the store writes of the whole batch go to disk in one commit (one disk sync
+        instead of one per frame) before any of the batch's transmissions or notices, which
+        then follow in the engine's order. Any other item ends the batch and is returned, to
+        be handled after the timers and housekeeping that follow every item or batch.
+        """
+        node = self.node
+        match item:
+            case LinkUp(link):
+                await node.on_link_up(link)
+                return None
+            case LinkDown(link):
+                await node.on_link_down(link)
+                return None
+            case Command(run, future):
+                await self._command(run, future)
+                return None
+            case FrameIn():
+                pass
+        plan = Plan()
+        taken = 0
+        after: Item | None = None
+        frame: Item | None = item
+        while isinstance(frame, FrameIn):
+            try:
+                node.effects.plan(plan, node.receive(frame.link, frame.frame))
+            except Exception:
+                log.exception("receiving a frame failed (continuing)")
+            taken += 1
+            if taken >= MAX_BATCH:
+                break
+            frame = node.inbox.take()
+            if not isinstance(frame, FrameIn):
+                after = frame
+        try:
+            await node.effects.carry_out(plan)
+        except Exception:
+            # the batch's transmissions are lost (as when one frame's commit failed), but the
+            # item taken after it is still handled: a user command must get its answer
+            log.exception("storing received frames failed (continuing)")
+        return after
+
+    @staticmethod
+    async def _command(run: Callable[[], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+        try:
+            result = await run()
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)

@@ -1,0 +1,93 @@
+"""Loading a node's stored state into its engine when it starts."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey
+from meshchat.identity import PublicIdentity
+from meshchat.node._types import (
+    GROUP_PREFIX,
+    PREKEY_STATE,
+    SESSION_STATE,
+    channel_key,
+    contact_keys,
+)
+from meshchat.store.records import Channel, MessageState, Trust
+
+if TYPE_CHECKING:
+    from meshchat.node import Node
+
+__all__ = ["load"]
+
+log = logging.getLogger(__name__)
+
+
+async def load(node: Node) -> None:
+    """Channels, carried packets, sessions, groups and the outbox, in that order."""
+    store = node.store.store
+    now = node.clock()
+    channels = await node.store.call(store.list_channels)
+    if not any(c.name == PUBLIC_CHANNEL for c in channels):
+        public = ChannelKey.public()
+        await node.store.call(
+            store.join_channel, Channel(public.name, public.channel_id, None, now)
+        )
+        channels = await node.store.call(store.list_channels)
+    for channel in channels:
+        node.engine.join(channel_key(channel))
+    for carried in await node.store.call(store.carried, now):
+        node.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
+    await _load_sessions(node, now)
+    await node.group_commands.load(now)
+    await _load_outbox(node, now)
+
+
+async def _load_sessions(node: Node, now: int) -> None:
+    """Give the engine its stored session state, then every usable contact."""
+    store = node.store.store
+    blobs = await node.store.call(store.states, SESSION_STATE)
+    prekeys = await node.store.call(store.get_state, PREKEY_STATE, b"")
+    if prekeys is not None:
+        blobs[node.identity.node_id] = prekeys
+    for bad in node.engine.load_sessions(blobs):
+        log.warning("unreadable session state %s skipped", bad.hex()[:8])
+    for contact in await node.store.call(store.list_contacts):
+        if contact.trust is Trust.COMPROMISED:
+            node.engine.distrust(contact.node_id)
+            continue
+        await node.effects.run(node.engine.add_contact(*contact_keys(contact), now))
+
+
+async def _load_outbox(node: Node, now: int) -> None:
+    store = node.store.store
+    engine = node.engine
+    for entry in await node.store.call(store.pending_outbox, now):
+        if entry.conversation.startswith(GROUP_PREFIX):
+            node.group_commands.resend(entry, now)
+            continue
+        if entry.conversation.startswith("#"):
+            if entry.destination in {c.channel_id for c in engine.channels}:
+                engine.send_channel(
+                    entry.destination, entry.msg_id, entry.text, now, expires_ms=entry.expires_ms
+                )
+            continue
+        contact = await node.store.call(store.get_contact, entry.destination)
+        if contact is None:
+            log.warning("outbox entry for unknown node %s kept", entry.destination.hex())
+            continue
+        if contact.trust is Trust.COMPROMISED:
+            # Queued before the key change: never send it to keys now known to be unsafe.
+            await node.store.call(store.set_state, entry.msg_id, MessageState.FAILED, node.clock())
+            continue
+        recipient = PublicIdentity(contact.sign_public, contact.box_public)
+        engine.send_direct(
+            recipient,
+            entry.msg_id,
+            entry.text,
+            now,
+            expires_ms=entry.expires_ms,
+            attempts=entry.attempts,
+        )
+    # Nothing is linked yet: the engine parked every item until a neighbour appears.

@@ -1,0 +1,105 @@
+"""The node's small public types and its constants."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from meshchat.crypto.channel import ChannelKey
+from meshchat.errors import IdentityError
+from meshchat.events import GroupChanged
+from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
+from meshchat.router.flood import RouterConfig
+from meshchat.store.records import Channel, Contact, Message, MessageState
+from meshchat.wire.packet import DEFAULT_TTL, MAX_AGE_MS
+
+__all__ = [
+    "ANNOUNCE_EVERY_MS",
+    "GROUP_MARK",
+    "GROUP_PREFIX",
+    "HOUSEKEEPING_S",
+    "LINK_QUEUE",
+    "MAX_BATCH",
+    "MAX_HEARD",
+    "LinkInfo",
+    "NodeNotice",
+    "NodeOptions",
+    "channel_key",
+    "contact_keys",
+    "wall_clock_ms",
+]
+
+ANNOUNCE_EVERY_MS = 10 * 60 * 1000
+HOUSEKEEPING_S = 1.0
+#: most node ids remembered as heard on local links (for gateways; oldest forgotten first)
+MAX_HEARD = 1024
+#: most queued frames the worker takes into one batch (one commit)
+MAX_BATCH = 256
+#: most frames queued from one link (or from the internet transports together)
+LINK_QUEUE = 512
+
+#: how a user names a group (``+friends``) and the prefix of its conversation name
+GROUP_MARK = "+"
+GROUP_PREFIX = "grp:"
+
+#: the store's crypto-state kinds: one ratchet record per peer, this node's prekeys, groups
+SESSION_STATE = "session"
+PREKEY_STATE = "prekeys"
+GROUP_STATE = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    ttl: int = DEFAULT_TTL
+    announce: bool = True
+    #: most frames queued in the inbox, all links together
+    inbox_size: int = 4096
+    router: RouterConfig = field(default_factory=RouterConfig)
+    message_lifetime_ms: int = MAX_AGE_MS
+    #: most frames queued from one link (see :mod:`meshchat.node._inbox`)
+    link_queue: int = LINK_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """A neighbour as the UI and ``meshchat peers`` show it."""
+
+    link_id: str
+    transport: str
+    node_id: bytes
+    name: str
+    describe: str
+    since_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeNotice:
+    """Something the faces may want to redraw: ``kind`` is message, state, links or peer."""
+
+    kind: str
+    message: Message | None = None
+    msg_id: bytes | None = None
+    state: MessageState | None = None
+    #: for kind ``group``: what changed, when the engine said (None for this node's own edits)
+    group: GroupChanged | None = None
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def contact_keys(contact: Contact) -> tuple[PublicIdentity, SignedPrekey | None]:
+    """A contact's keys and the signed prekey of the card it was added from (if any)."""
+    prekey = None
+    if contact.card:
+        try:
+            prekey = ContactCard.from_text(contact.card).prekey
+        except IdentityError:
+            prekey = None
+    return PublicIdentity(contact.sign_public, contact.box_public), prekey
+
+
+def channel_key(channel: Channel) -> ChannelKey:
+    if channel.key is None:
+        return ChannelKey.public(channel.name)
+    return ChannelKey.from_key(channel.name, channel.key)

@@ -128,6 +128,9 @@ class Engine:
         newer than the one we have. Call at start for every contact and when one is added."""
         self.direct.maintain(now_ms)
         self.direct.add_peer(identity, prekey)
+        # What the router carries for or from a contact outranks strangers' packets.
+        self.router.contacts.add(identity.node_id)
+        self.router.contact_keys.add(identity.sign_public)
         return self._updates()
 
     def prekey(self, now_ms: int) -> SignedPrekey:

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, replace
 from meshchat.errors import PacketError
 from meshchat.identity import node_id_of
 from meshchat.router.actions import Action, Carry, Deliver, Drop, Transmit, Uncarry
+from meshchat.router.carry import INTERNET_LINK, RESTORED_LINK, CarriedEntry, CarriedSet
 from meshchat.router.policy import (
     FirstCopy,
     ManagedFlood,
@@ -92,6 +93,8 @@ class RouterConfig:
     link_burst: float = 400.0
     max_pending: int = 4096  # relays waiting for their jitter
     max_carried: int = 5000  # packets kept for store-and-forward
+    max_carried_per_link: int = 512  # of those, from one origin link (see router/carry.py)
+    max_carried_per_destination: int = 128  # of those, for one destination
     carry_ms: int = MAX_AGE_MS  # upper bound; a packet is never carried past its expiry
     reoffer_batch: int = 64  # carried packets offered to a new neighbour at once
     verify_signatures: bool = True
@@ -106,14 +109,6 @@ class _Pending:
     cancelled: bool = False
     ttl_in: int = 0  # the best TTL a copy carried as received (the first, or a later, better one)
     ttls: dict[str, int] | None = None  # neighbour-aware policies: best TTL heard per link
-
-
-@dataclass(slots=True)
-class _Carried:
-    frame: bytes
-    expires_ms: int
-    recipient: bytes
-    ack_hash: bytes | None = None  # sealed messages: the hash of their ack token
 
 
 def _sealed_ack_hash(packet: Packet) -> bytes | None:
@@ -160,7 +155,16 @@ class FloodRouter:
         self._strays: dict[str, TokenBucket] = {}  # buckets of links not (or no longer) up
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[int, bytes]] = []
-        self._carried: dict[bytes, _Carried] = {}
+        #: node ids and signing keys of this node's contacts (the owner keeps them current):
+        #: what is carried for them or from them outranks strangers' packets
+        self.contacts: set[bytes] = set()
+        self.contact_keys: set[bytes] = set()
+        self._carried = CarriedSet(
+            self.config.max_carried,
+            self.config.max_carried_per_link,
+            self.config.max_carried_per_destination,
+            self._rank,
+        )
         self._by_ack_hash: dict[bytes, bytes] = {}  # ack hash -> carried packet id
         self._next_carry_expiry = _NEVER  # earliest expiry among carried packets
         self.counters: dict[str, int] = {}
@@ -178,6 +182,9 @@ class FloodRouter:
     @property
     def seen_count(self) -> int:
         return len(self._seen)
+
+    def carried_ids(self) -> set[bytes]:
+        return set(self._carried)
 
     def has_seen(self, packet_id: bytes) -> bool:
         return packet_id in self._seen
@@ -199,14 +206,8 @@ class FloodRouter:
         if bucket is None:
             bucket = TokenBucket(self.config.link_rate, self.config.link_burst, now_ms)
         self._links[link] = bucket
-        carried = [
-            (c.expires_ms, pid, c.frame)
-            for pid, c in self._carried.items()
-            if c.expires_ms > now_ms
-        ]
-        carried.sort(reverse=True)
         actions: list[Action] = []
-        for _, packet_id, frame in carried[: self.config.reoffer_batch]:
+        for packet_id, frame in self._carried.offer_order(now_ms)[: self.config.reoffer_batch]:
             actions.append(Transmit(frame, (link,), packet_id))
             self._count("tx")
         return actions
@@ -225,7 +226,8 @@ class FloodRouter:
             return
         if expires_ms > now_ms:
             self._seen.add(packet.packet_id, now_ms)
-            self._keep(packet, frame, expires_ms)
+            if not self._keep(packet, frame, expires_ms, RESTORED_LINK)[1]:
+                return
             self._next_carry_expiry = min(self._next_carry_expiry, expires_ms)
 
     # -- sending -------------------------------------------------------------------------
@@ -239,7 +241,7 @@ class FloodRouter:
         if not self._links:
             return [Drop("no-links", None, packet.packet_id), *uncarried]
         self._count("tx")
-        carried = self._carry(packet, frame, now_ms) if _is_group(packet) else []
+        carried = self._carry(packet, frame, now_ms, None) if _is_group(packet) else []
         return [Transmit(frame, tuple(self._links), packet.packet_id), *uncarried, *carried]
 
     # -- receiving -----------------------------------------------------------------------
@@ -317,7 +319,7 @@ class FloodRouter:
             and packet.packet_id + dest.value not in self._acked
             and (sealed_hash is None or sealed_hash not in self._acked)
         ) or _is_group(packet):
-            actions.extend(self._carry(relayed, frame, now_ms))
+            actions.extend(self._carry(relayed, frame, now_ms, link))
         actions.extend(self._schedule(relayed, frame, link, now_ms, rssi, packet.ttl))
         return actions
 
@@ -339,6 +341,9 @@ class FloodRouter:
             packet_id = self._by_ack_hash.get(hashed)
             if packet_id is None:
                 return []
+            carried = self._carried.get(packet_id)
+            if carried is not None:
+                self._carried.prove(carried.recipient)
             self._forget(packet_id)
             return [Uncarry(packet_id)]
         try:
@@ -347,36 +352,63 @@ class FloodRouter:
             return []
         acker = node_id_of(packet.origin, ack.acker_box_public)
         self._acked.add(ack.acked_packet_id + acker, packet.created_ms)
+        self._carried.prove(acker)
         carried = self._carried.get(ack.acked_packet_id)
         if carried is not None and carried.recipient == acker:
             self._forget(ack.acked_packet_id)
             return [Uncarry(ack.acked_packet_id)]
         return []
 
-    def _keep(self, packet: Packet, frame: bytes, expires_ms: int) -> None:
+    def _rank(self, entry: CarriedEntry) -> int:
+        """How much a carried packet is worth keeping (see :mod:`meshchat.router.carry`)."""
+        if entry.origin in self.contact_keys:
+            return 2
+        dest = entry.recipient
+        if (
+            dest in self.contacts
+            or dest in self._carried.proven
+            or dest in self.addresses
+            or dest in self.channels
+        ):
+            return 1
+        return 0
+
+    def _keep(
+        self, packet: Packet, frame: bytes, expires_ms: int, link: str
+    ) -> tuple[list[bytes], bool]:
+        """Keep a packet if the bounds allow: ``(evicted packet ids, whether it is kept)``."""
         hashed = _sealed_ack_hash(packet)
-        self._carried[packet.packet_id] = _Carried(
-            frame, expires_ms, packet.destination.value, hashed
+        entry = CarriedEntry(
+            frame, expires_ms, packet.destination.value, packet.origin, link, hashed
         )
+        evicted, keep = self._carried.make_room(entry)
+        if not keep:
+            return [], False
+        for victim in evicted:
+            self._forget(victim)
+        self._carried.add(packet.packet_id, entry)
         if hashed is not None:
             self._by_ack_hash[hashed] = packet.packet_id
+        return evicted, True
 
     def _forget(self, packet_id: bytes) -> None:
-        carried = self._carried.pop(packet_id, None)
+        carried = self._carried.remove(packet_id)
         if carried is not None and carried.ack_hash is not None:
             self._by_ack_hash.pop(carried.ack_hash, None)
 
-    def _carry(self, packet: Packet, frame: bytes, now_ms: int) -> list[Action]:
+    def _carry(self, packet: Packet, frame: bytes, now_ms: int, link: str | None) -> list[Action]:
         horizon = self.config.carry_ms
         if _is_group(packet):
             horizon = min(horizon, self.config.seen_ttl_ms)
-        expires = min(packet.created_ms + horizon, now_ms + horizon)
-        actions: list[Action] = []
-        if len(self._carried) >= self.config.max_carried:
-            victim = min(self._carried, key=lambda pid: self._carried[pid].expires_ms)
-            self._forget(victim)
-            actions.append(Uncarry(victim))
-        self._keep(packet, frame, expires)
+        # A creation time in the future is clamped to now: it cannot buy a longer stay.
+        expires = min(packet.created_ms, now_ms) + horizon
+        evicted, kept = self._keep(packet, frame, expires, link or INTERNET_LINK)
+        actions: list[Action] = [Uncarry(victim) for victim in evicted]
+        if not kept:
+            self._count("carry.refused")
+            return actions
+        if evicted:
+            self._count("carry.evicted", len(evicted))
         self._next_carry_expiry = min(self._next_carry_expiry, expires)
         actions.append(Carry(packet, frame, expires))
         return actions

@@ -1,0 +1,115 @@
+"""Store-and-forward under junk: carried packets are bounded per link, per destination and
+overall, and strangers' junk never evicts what a node carries for its contacts.
+
+The attack these tests replay (found on live daemons): junk packets to made-up node ids,
+dated 9 minutes ahead (inside the accepted clock skew), from one stranger link, evicted the
+message a node was carrying for an absent contact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+from meshchat.identity import Identity
+from meshchat.router import Carry, FloodRouter, NaiveFlood, RouterConfig, Transmit, Uncarry
+from meshchat.wire import codec
+from meshchat.wire.packet import Destination, PacketKind, Suite
+from meshchat.wire.payloads import AckBody
+
+NOW = 1_700_000_000_000
+ME = Identity.from_seeds(b"\xa1" * 32, b"\xa2" * 32)
+ALICE = Identity.from_seeds(b"\xb1" * 32, b"\xb2" * 32)
+BOB = Identity.from_seeds(b"\xc1" * 32, b"\xc2" * 32)
+MALLORY = Identity.from_seeds(b"\xd1" * 32, b"\xd2" * 32)
+NINE_MINUTES = 9 * 60 * 1000
+
+
+def _router(config: RouterConfig | None = None) -> FloodRouter:
+    router = FloodRouter(
+        ME.node_id, ME.public.sign_public, config=config, policy=NaiveFlood(), rng=random.Random(1)
+    )
+    for link in ("friend", "junk", "other"):
+        router.link_up(link, NOW)
+    return router
+
+
+def _frame(origin: Identity, dest: bytes, created: int) -> tuple[bytes, bytes]:
+    packet = codec.build(
+        origin, PacketKind.MESSAGE, Destination.node(dest), Suite.BOX, b"x" * 40, created, 6
+    )
+    return packet.packet_id, codec.encode(packet)
+
+
+def _junk(router: FloodRouter, count: int, now: int, link: str = "junk") -> int:
+    """``count`` junk packets to made-up node ids dated 9 minutes ahead; returns the clock."""
+    for _ in range(count):
+        now += 6  # under the link's rate limit, so every packet is accepted
+        _, frame = _frame(MALLORY, os.urandom(16), now + NINE_MINUTES)
+        router.receive(link, frame, now)
+    return now
+
+
+def test_junk_from_strangers_does_not_evict_a_message_carried_for_an_absent_contact() -> None:
+    router = _router()
+    router.contacts.add(BOB.node_id)
+    packet_id, frame = _frame(ALICE, BOB.node_id, NOW - 3600_000)
+    actions = router.receive("friend", frame, NOW)
+    assert any(isinstance(a, Carry) for a in actions)
+    now = _junk(router, 5100, NOW)
+    assert packet_id in router.carried_ids()
+    # Bob comes back: his message is among the first offered to him.
+    offered = router.link_up("bob", now)
+    assert any(isinstance(a, Transmit) and a.packet_id == packet_id for a in offered)
+
+
+def test_junk_from_one_link_evicts_only_its_own_packets() -> None:
+    router = _router()
+    kept = [_frame(ALICE, os.urandom(16), NOW - 60_000) for _ in range(10)]
+    for _, frame in kept:
+        router.receive("friend", frame, NOW)
+    _junk(router, 5100, NOW)
+    carried = router.carried_ids()
+    assert all(pid in carried for pid, _ in kept)
+    assert router.carried_count <= router.config.max_carried_per_link + len(kept)
+
+
+def test_a_packet_acked_later_is_not_evicted_for_its_conversation() -> None:
+    """After a destination acked once, what the node carries for it outranks junk."""
+    router = _router(RouterConfig(max_carried=200, max_carried_per_link=150))
+    first_id, first = _frame(ALICE, BOB.node_id, NOW)
+    router.receive("friend", first, NOW)
+    ack = codec.build(
+        BOB,
+        PacketKind.ACK,
+        Destination.node(ALICE.node_id),
+        Suite.SIGNED,
+        AckBody(first_id, os.urandom(16), BOB.public.box_public).encode(),
+        NOW,
+        6,
+    )
+    assert any(isinstance(a, Uncarry) for a in router.receive("other", codec.encode(ack), NOW))
+    second_id, second = _frame(ALICE, BOB.node_id, NOW - 3600_000)
+    router.receive("friend", second, NOW + 1)
+    now = _junk(router, 100, NOW + 2, link="junk")
+    _junk(router, 100, now, link="other")
+    assert second_id in router.carried_ids()
+    assert router.carried_count <= 200
+
+
+def test_carried_packets_per_destination_are_bounded() -> None:
+    router = _router()
+    victim = os.urandom(16)
+    now = NOW
+    for _ in range(1000):
+        now += 6
+        _, frame = _frame(MALLORY, victim, now)
+        router.receive("junk", frame, now)
+    assert router.carried_count <= router.config.max_carried_per_destination
+
+
+def test_a_future_timestamp_is_clamped_for_the_expiry() -> None:
+    router = _router()
+    _, frame = _frame(MALLORY, os.urandom(16), NOW + NINE_MINUTES)
+    carry = next(a for a in router.receive("junk", frame, NOW) if isinstance(a, Carry))
+    assert carry.expires_ms == NOW + router.config.carry_ms

@@ -13,6 +13,7 @@ then transmissions and notices (:mod:`._effects`). The concerns live in private 
 ``_groups``        private-group commands and loading
 ``_gateway``       names, gateways and what internet transports ask of the node
 ``_lifecycle``     loading stored state at start
+``_replay``        the router's dedupe horizon, saved and loaded (kept across restarts)
 ``_store``         the store on its own thread
 =================  ========================================================================
 
@@ -31,10 +32,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from meshchat.engine import Engine, Output
-from meshchat.errors import UsageError
+from meshchat.errors import MeshchatError, UsageError
 from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.group.book import Group
 from meshchat.identity import ContactCard, Identity
+from meshchat.node import _replay as replay
 from meshchat.node._commands import Commands
 from meshchat.node._effects import Effects, name_in
 from meshchat.node._gateway import Neighbourhood
@@ -115,6 +117,7 @@ class Node:
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self._last_announce = 0
+        self._replay_saved = clock()
         self._announce_due: int | None = None
         self.started = asyncio.Event()
         #: set when something asked this node to stop (a panic); its owner then stops it
@@ -140,6 +143,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        with contextlib.suppress(MeshchatError):
+            await replay.save(self, self.clock())
         self.store.shutdown()
 
     # -- notices for faces ---------------------------------------------------------------
@@ -205,6 +210,9 @@ class Node:
 
     async def housekeeping(self) -> None:
         now = self.clock()
+        if now - self._replay_saved >= replay.SAVE_EVERY_MS:
+            self._replay_saved = now
+            await replay.save(self, now)
         if (
             self.options.announce
             and self.links

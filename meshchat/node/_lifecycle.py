@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey
 from meshchat.identity import PublicIdentity
+from meshchat.node import _replay as replay
 from meshchat.node._types import (
     GROUP_PREFIX,
     PREKEY_STATE,
@@ -39,6 +40,7 @@ async def load(node: Node) -> None:
         node.engine.join(channel_key(channel))
     for carried in await node.store.call(store.carried, now):
         node.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
+    await replay.load(node, now)
     await _load_sessions(node, now)
     await node.group_commands.load(now)
     await _load_outbox(node, now)

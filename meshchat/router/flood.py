@@ -66,6 +66,7 @@ from meshchat.router.policy import (
     RelayPolicy,
 )
 from meshchat.router.ratelimit import TokenBucket
+from meshchat.router.replay import ReplayFilter
 from meshchat.router.seen import SeenSet
 from meshchat.wire import codec
 from meshchat.wire.fastparse import peek_packet_id, read_fixed
@@ -98,6 +99,9 @@ class RouterConfig:
     carry_ms: int = MAX_AGE_MS  # upper bound; a packet is never carried past its expiry
     reoffer_batch: int = 64  # carried packets offered to a new neighbour at once
     verify_signatures: bool = True
+    #: remember accepted packet ids for the whole acceptance window (router/replay.py), not
+    #: only the ``seen_ttl_ms`` of the exact set
+    replay_horizon: bool = True
 
 
 @dataclass(slots=True)
@@ -150,6 +154,7 @@ class FloodRouter:
         #: two-hop knowledge for neighbour-aware policies; the owner fills it from hellos
         self.neighbours = NeighbourTable()
         self._seen = SeenSet(self.config.seen_capacity, self.config.seen_ttl_ms)
+        self._replay = ReplayFilter(self.rng) if self.config.replay_horizon else None
         self._acked = SeenSet(self.config.max_carried * 2, self.config.carry_ms)
         self._links: dict[str, TokenBucket] = {}  # live links and their token buckets
         self._strays: dict[str, TokenBucket] = {}  # buckets of links not (or no longer) up
@@ -189,6 +194,30 @@ class FloodRouter:
     def has_seen(self, packet_id: bytes) -> bool:
         return packet_id in self._seen
 
+    def _mark_seen(self, packet: Packet, now_ms: int) -> None:
+        self._seen.add(packet.packet_id, now_ms)
+        if self._replay is not None:
+            self._replay.add(packet.packet_id, packet.created_ms)
+
+    def _replayed(self, packet: Packet) -> bool:
+        """Seen before the exact set's horizon (or before a restart): a replay."""
+        return self._replay is not None and self._replay.contains(
+            packet.packet_id, packet.created_ms
+        )
+
+    def take_replay_updates(self, now_ms: int) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """The long dedupe horizon's changes since the last call, for the owner to store:
+        ``(key -> blob to put, keys to delete)``."""
+        if self._replay is None:
+            return {}, []
+        return self._replay.take_updates(now_ms)
+
+    def load_replay_state(self, blobs: dict[bytes, bytes], now_ms: int) -> list[bytes]:
+        """Restore the long dedupe horizon saved before a restart; returns stale keys."""
+        if self._replay is None:
+            return list(blobs)
+        return self._replay.load(blobs, now_ms)
+
     def next_deadline(self) -> int | None:
         """The earliest time at which :meth:`tick` has work, or None."""
         while self._timers and self._timers[0][1] not in self._pending:
@@ -225,7 +254,7 @@ class FloodRouter:
         except PacketError:
             return
         if expires_ms > now_ms:
-            self._seen.add(packet.packet_id, now_ms)
+            self._mark_seen(packet, now_ms)
             if not self._keep(packet, frame, expires_ms, RESTORED_LINK)[1]:
                 return
             self._next_carry_expiry = min(self._next_carry_expiry, expires_ms)
@@ -235,7 +264,7 @@ class FloodRouter:
     def originate(self, packet: Packet, now_ms: int) -> list[Action]:
         """Send a packet this node created to every neighbour."""
         frame = codec.encode(packet)
-        self._seen.add(packet.packet_id, now_ms)
+        self._mark_seen(packet, now_ms)
         # Our own sealed ack also ends our carrying of the message it acknowledges.
         uncarried = self._ack_seen(packet) if packet.kind is PacketKind.ACK else []
         if not self._links:
@@ -274,7 +303,7 @@ class FloodRouter:
             self._count(f"drop.{exc.reason.value}")
             return [Drop(exc.reason.value, link)]
         packet_id = packet.packet_id
-        if packet_id in self._seen:
+        if packet_id in self._seen or self._replayed(packet):
             self._count("drop.duplicate")
             self._copy_heard(packet_id, link, rssi, frame)
             return [Drop("duplicate", link, packet_id)]
@@ -285,7 +314,7 @@ class FloodRouter:
         except PacketError as exc:
             self._count(f"drop.{exc.reason.value}")
             return [Drop(exc.reason.value, link, packet_id)]
-        self._seen.add(packet_id, now_ms)
+        self._mark_seen(packet, now_ms)
         self._count("accepted")
         return self._accept(packet, link, now_ms, rssi)
 
@@ -514,6 +543,8 @@ class FloodRouter:
             if pending is not None and pending.due_ms <= now_ms:
                 actions.extend(self._fire(packet_id, pending))
         self._seen.expire(now_ms)
+        if self._replay is not None:
+            self._replay.expire(now_ms)
         # A busy node ticks after every frame: scan the carried packets only when one is due.
         if now_ms >= self._next_carry_expiry:
             for packet_id in [p for p, c in self._carried.items() if c.expires_ms <= now_ms]:

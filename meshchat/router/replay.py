@@ -1,0 +1,188 @@
+"""The long dedupe horizon: time-bucketed Bloom filters over packet ids, kept across restarts.
+
+Theory of operation. A packet is accepted while its creation time lies in
+``[now - MAX_AGE_MS, now + MAX_FUTURE_SKEW_MS]`` (7 days and 10 minutes), so a replay of any
+packet the node accepted in that window must be recognised, also after a restart. Keeping
+every id exactly would take unbounded memory, so the ids are filed by their packet's
+*creation time* into buckets of ``bucket_ms`` (default 3 hours), each a Bloom filter sized
+for ``capacity`` ids (default 16,384) at a false-positive rate of 1e-6 (20 hash functions,
+28.8 bits per id: 58,900 bytes per bucket). A lookup reads only the bucket of the packet's
+creation time, so a new packet is wrongly taken for a replay with probability at most 1e-6,
+and a bucket whose packets are all too old to be accepted is simply dropped.
+
+Bounds. At most ``(MAX_AGE_MS + MAX_FUTURE_SKEW_MS) / bucket_ms + 2`` buckets exist (59 with
+the defaults: 3.5 MB at most, allocated only for buckets that hold an id). A bucket that
+reaches ``capacity`` stops taking ids, so its false-positive rate never rises above the
+target (a flood of packets dated into one bucket cannot make the node drop genuine ones); ids
+past capacity are remembered by the exact one-hour :class:`~meshchat.router.seen.SeenSet`
+only, as before. The hash key of each bucket is random (from the router's ``rng``), so no one
+can pick packet ids that collide in our filters.
+
+Persistence. :meth:`ReplayFilter.take_updates` returns the buckets changed since the last
+call, each as a blob of at most 64 KiB (the store's limit), and the buckets that expired; the
+node writes them to its store, and :meth:`ReplayFilter.load` reads them back at start. Ids
+added after the last save are lost by a crash (the node saves every minute and at stop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import struct
+
+from meshchat.wire.packet import MAX_AGE_MS, MAX_FUTURE_SKEW_MS
+
+__all__ = ["DEFAULT_BUCKET_MS", "DEFAULT_CAPACITY", "TARGET_FP_RATE", "ReplayFilter"]
+
+DEFAULT_BUCKET_MS = 3 * 3600_000
+DEFAULT_CAPACITY = 16_384
+TARGET_FP_RATE = 1e-6
+_HEADER = struct.Struct(">BqIIB16s")  # version, bucket, count, capacity, hashes, salt
+_VERSION = 1
+_SALT_SIZE = 16
+
+
+class _Bucket:
+    __slots__ = ("bits", "capacity", "count", "hashes", "salt")
+
+    def __init__(self, capacity: int, salt: bytes, bits: bytearray | None = None) -> None:
+        self.capacity = capacity
+        self.hashes = max(1, round(-math.log2(TARGET_FP_RATE)))
+        self.bits = bytearray(_bytes_for(capacity)) if bits is None else bits
+        self.count = 0
+        self.salt = salt
+
+    def _positions(self, packet_id: bytes) -> list[int]:
+        digest = hashlib.blake2b(packet_id, key=self.salt, digest_size=16).digest()
+        h1, h2 = struct.unpack(">QQ", digest)
+        h2 |= 1
+        m = len(self.bits) * 8
+        return [(h1 + i * h2) % m for i in range(self.hashes)]
+
+    def add(self, packet_id: bytes) -> bool:
+        if self.count >= self.capacity:
+            return False
+        bits = self.bits
+        for p in self._positions(packet_id):
+            bits[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+        return True
+
+    def __contains__(self, packet_id: bytes) -> bool:
+        bits = self.bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(packet_id))
+
+    def blob(self, index: int) -> bytes:
+        head = _HEADER.pack(_VERSION, index, self.count, self.capacity, self.hashes, self.salt)
+        return head + bytes(self.bits)
+
+
+class ReplayFilter:
+    """Packet ids by creation-time bucket, for the whole acceptance window."""
+
+    __slots__ = ("_buckets", "_capacity", "_dirty", "_dropped", "_rng", "bucket_ms")
+
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        bucket_ms: int = DEFAULT_BUCKET_MS,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
+        if bucket_ms < 1 or capacity < 1:
+            raise ValueError("bucket_ms and capacity must be positive")
+        self.bucket_ms = bucket_ms
+        self._capacity = capacity
+        self._rng = rng
+        self._buckets: dict[int, _Bucket] = {}
+        self._dirty: set[int] = set()
+        self._dropped: set[int] = set()
+
+    def _index(self, created_ms: int) -> int:
+        return created_ms // self.bucket_ms
+
+    def add(self, packet_id: bytes, created_ms: int) -> None:
+        index = self._index(created_ms)
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            salt = self._rng.getrandbits(8 * _SALT_SIZE).to_bytes(_SALT_SIZE, "big")
+            bucket = self._buckets[index] = _Bucket(self._capacity, salt)
+            self._dropped.discard(index)
+        if packet_id not in bucket and bucket.add(packet_id):
+            self._dirty.add(index)
+
+    def contains(self, packet_id: bytes, created_ms: int) -> bool:
+        bucket = self._buckets.get(self._index(created_ms))
+        return bucket is not None and packet_id in bucket
+
+    def expire(self, now_ms: int) -> None:
+        """Drop the buckets whose packets are all too old to be accepted."""
+        oldest = self._index(now_ms - MAX_AGE_MS)
+        for index in [i for i in self._buckets if i < oldest]:
+            del self._buckets[index]
+            self._dirty.discard(index)
+            self._dropped.add(index)
+
+    def take_updates(self, now_ms: int) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """``(changed buckets: key -> blob, keys of expired buckets)`` since the last call."""
+        self.expire(now_ms)
+        puts = {_key(i): self._buckets[i].blob(i) for i in sorted(self._dirty)}
+        drops = [_key(i) for i in sorted(self._dropped)]
+        self._dirty.clear()
+        self._dropped.clear()
+        return puts, drops
+
+    def load(self, blobs: dict[bytes, bytes], now_ms: int) -> list[bytes]:
+        """Restore saved buckets; returns the keys of blobs unreadable or expired (to delete)."""
+        oldest = self._index(now_ms - MAX_AGE_MS)
+        newest = self._index(now_ms + MAX_FUTURE_SKEW_MS)
+        stale: list[bytes] = []
+        for key, blob in blobs.items():
+            bucket = _parse(blob)
+            if bucket is None or not oldest <= bucket[0] <= newest or key != _key(bucket[0]):
+                stale.append(key)
+                continue
+            index, loaded = bucket
+            mine = self._buckets.get(index)
+            if mine is None:
+                self._buckets[index] = loaded
+        return stale
+
+    def memory_bytes(self) -> int:
+        return sum(len(b.bits) for b in self._buckets.values())
+
+    def max_memory_bytes(self) -> int:
+        """The most :meth:`memory_bytes` can reach: every bucket of the window allocated."""
+        buckets = (MAX_AGE_MS + MAX_FUTURE_SKEW_MS) // self.bucket_ms + 2
+        return buckets * _bytes_for(self._capacity)
+
+    def false_positive_rate(self) -> float:
+        """The highest false-positive rate among the buckets at their current fill."""
+        worst = 0.0
+        for b in self._buckets.values():
+            m = len(b.bits) * 8
+            worst = max(worst, (1.0 - math.exp(-b.hashes * b.count / m)) ** b.hashes)
+        return worst
+
+
+def _bytes_for(capacity: int) -> int:
+    """Bytes of a filter for ``capacity`` ids at :data:`TARGET_FP_RATE`."""
+    return math.ceil(capacity * -math.log(TARGET_FP_RATE) / math.log(2) ** 2 / 8)
+
+
+def _key(index: int) -> bytes:
+    return index.to_bytes(8, "big", signed=True)
+
+
+def _parse(blob: bytes) -> tuple[int, _Bucket] | None:
+    if len(blob) < _HEADER.size:
+        return None
+    version, index, count, capacity, hashes, salt = _HEADER.unpack_from(blob)
+    if version != _VERSION or not 0 < capacity <= 1 << 20:
+        return None
+    bucket = _Bucket(capacity, salt, bytearray(blob[_HEADER.size :]))
+    if hashes != bucket.hashes or len(bucket.bits) != _bytes_for(capacity):
+        return None
+    bucket.count = min(count, capacity)
+    return index, bucket

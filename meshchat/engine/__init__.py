@@ -16,6 +16,7 @@ use suite CHANNEL for a private channel and SIGNED for the public ``#mesh``.
 Session state is the engine's only durable state: every change comes out as a
 :class:`SessionUpdated` or :class:`PrekeysUpdated` event **before** the packet or ack that
 depends on it, and :meth:`Engine.load_sessions` takes the stored blobs back after a restart.
+Private groups are joined to the sessions, outbox and router by :mod:`._groups`.
 
 Uniform failures. A packet that fails to open or has the wrong suite for its destination yields
 :class:`MessageRejected` (logged locally) and no reply on the wire, the same outcome as a packet
@@ -32,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
+from meshchat.engine._groups import GroupGlue
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
     AttemptMade,
@@ -46,7 +48,7 @@ from meshchat.events import (
     PrekeysUpdated,
     SessionUpdated,
 )
-from meshchat.group.book import ControlSend, Group, GroupBook, KeyPending, group_conversation
+from meshchat.group.book import Group, GroupBook
 from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
 from meshchat.router.actions import Action, Deliver, Drop, Transmit, Uncarry
 from meshchat.router.flood import FloodRouter
@@ -66,7 +68,6 @@ from meshchat.wire.payloads import (
     ANNOUNCE_GATEWAY,
     AckBody,
     AnnounceBody,
-    ControlPart,
     MessageBody,
     ack_hash_of,
 )
@@ -110,9 +111,7 @@ class Engine:
         # The router reads the live set of our tags; the suite keeps it current.
         self.router.addresses = self.direct.book.tags
         self.groups = GroupBook(identity)
-        self._group_addresses: set[bytes] = set()
-        #: node ids whose keys the user marked compromised: no group keys go to them
-        self._distrusted: set[bytes] = set()
+        self._group_glue = GroupGlue(self)
 
     # -- sessions and contacts -----------------------------------------------------------
 
@@ -153,58 +152,22 @@ class Engine:
             out.append(GroupStateUpdated(key, blob))
         return out
 
-    # -- private groups --------------------------------------------------------------------
+    # -- private groups (see _groups.GroupGlue) -------------------------------------------
 
     def load_groups(self, blobs: dict[bytes, bytes], now_ms: int) -> list[bytes]:
-        """Restore stored group state (call after :meth:`load_sessions`); returns the keys of
-        blobs that could not be read. Control parts not yet acked go back in the outbox."""
-        bad = self.groups.load(blobs)
-        for group in self.groups.groups.values():
-            self._know_members(group, now_ms)
-        for send in list(self.groups.outgoing.values()):
-            self._queue_control(send, now_ms)
-        self._sync_group_addresses()
-        return bad
+        """Restore stored group state (after :meth:`load_sessions`); the unreadable keys."""
+        return self._group_glue.load(blobs, now_ms)
 
     def distrust(self, node_id: bytes) -> list[Output]:
-        """The user marked these keys compromised: send them no group keys from now on
-        (parts already queued for them are dropped). Removing them from a group stays the
-        admin's decision: a re-key without them is one ``change_group`` away."""
-        self._distrusted.add(node_id)
-        for item in list(self.outbox._items.values()):
-            if item.is_control and item.recipient is not None and item.recipient.node_id == node_id:
-                self._end(item.msg_id)
+        """The user marked these keys compromised: send them no group keys from now on."""
+        self._group_glue.distrust(node_id)
         return self._updates()
-
-    def _know_members(self, group: Group, now_ms: int) -> None:
-        if group.removed:
-            return
-        for member in group.roster.members:
-            if member != self.identity.public and member.node_id not in self._distrusted:
-                self.direct.add_peer(member)
-
-    def _sync_group_addresses(self) -> None:
-        current = self.groups.addresses
-        self.router.channels.difference_update(self._group_addresses - current)
-        self.router.channels.update(current)
-        self._group_addresses = current
-
-    def _prekeys_of(self, members: Iterable[PublicIdentity]) -> dict[bytes, SignedPrekey]:
-        known: dict[bytes, SignedPrekey] = {}
-        for member in members:
-            record = self.direct.records.get(member.node_id)
-            if record is not None and record.prekey is not None:
-                known[member.node_id] = record.prekey
-        return known
 
     def create_group(
         self, name: str, members: list[PublicIdentity], now_ms: int
     ) -> tuple[Group, list[Output]]:
         """A new private group with this node as admin; members are sent its keys."""
-        for member in members:
-            self._check_sealable(member)
-        group, sends = self.groups.create(name, members, self._prekeys_of(members), now_ms)
-        return group, self._group_changed(sends, now_ms)
+        return self._group_glue.create(name, members, now_ms)
 
     def change_group(
         self,
@@ -216,51 +179,11 @@ class Engine:
         admins: set[bytes] | None = None,
     ) -> list[Output]:
         """Add or remove members (this node must be an admin): the group is re-keyed."""
-        for member in add:
-            self._check_sealable(member)
-        held = self.groups.groups.get(group_id)
-        everyone = [*(held.roster.members if held else ()), *add]
-        sends = self.groups.change(
-            group_id, list(add), list(remove), self._prekeys_of(everyone), now_ms, admins=admins
-        )
-        return self._group_changed(sends, now_ms)
+        return self._group_glue.change(group_id, now_ms, add=add, remove=remove, admins=admins)
 
     def leave_group(self, group_id: bytes, now_ms: int) -> list[Output]:
         """Leave a group: its admins are told (their nodes re-key it), our keys erased."""
-        sends, notice = self.groups.leave(group_id, now_ms)
-        return [*self._group_changed(sends, now_ms), notice]
-
-    def _check_sealable(self, member: PublicIdentity) -> None:
-        if member != self.identity.public and not self.direct.can_seal(member):
-            raise UsageError(
-                f"no signed prekey for {member.short_id}: add their current contact card first"
-            )
-
-    def _group_changed(self, sends: list[ControlSend], now_ms: int) -> list[Output]:
-        for group in self.groups.groups.values():
-            self._know_members(group, now_ms)
-        self._sync_group_addresses()
-        out = self._updates()
-        for send in sends:
-            out.extend(self._queue_control(send, now_ms))
-        return out
-
-    def _queue_control(self, send: ControlSend, now_ms: int) -> list[Output]:
-        if send.recipient.node_id in self._distrusted:
-            self.groups.control_done(send.part.msg_id)
-            return []
-        item = OutboxItem(
-            msg_id=send.part.msg_id,
-            destination=Destination.node(send.recipient.node_id),
-            text="",
-            created_ms=now_ms,
-            expires_ms=send.expires_ms,
-            recipient=send.recipient,
-            next_try_ms=now_ms,
-            body=send.part.encode(),
-        )
-        self.outbox.add(item)
-        return self._attempt(item, now_ms)
+        return self._group_glue.leave(group_id, now_ms)
 
     def send_group(
         self,
@@ -300,50 +223,6 @@ class Engine:
         )
         self.outbox.add(item)
         return self._attempt(item, now_ms)
-
-    def _on_group_message(self, packet: Packet, now_ms: int) -> list[Output]:
-        if packet.suite is not Suite.GROUP:
-            return [MessageRejected("wrong suite for a group address", packet.packet_id, None)]
-        try:
-            group, sender, plaintext = self.groups.open(packet)
-        except KeyPending as exc:
-            return [*self._updates(), MessageRejected(str(exc), packet.packet_id, None)]
-        out = self._updates()
-        body = MessageBody.decode(plaintext)
-        out.append(
-            MessageReceived(
-                conversation=group_conversation(group.group_id),
-                msg_id=body.msg_id,
-                sender=sender,
-                sender_key=sender.sign_public,
-                text=body.text,
-                created_ms=packet.created_ms,
-                packet_id=packet.packet_id,
-                hops=packet.hops,
-            )
-        )
-        return out
-
-    def _on_control(self, sender: PublicIdentity, part: ControlPart, now_ms: int) -> list[Output]:
-        outcome = self.groups.on_part(sender, part, now_ms, known=self.direct.knows(sender.node_id))
-        for member, prekey in outcome.learned:
-            self.direct.add_peer(member, prekey)
-        out: list[Output] = [*self._group_changed(outcome.sends, now_ms), *outcome.notices]
-        removals: dict[bytes, list[bytes]] = {}
-        for group_id, node_id in outcome.to_remove:
-            removals.setdefault(group_id, []).append(node_id)
-        for group_id, members in removals.items():
-            try:
-                out.extend(self.change_group(group_id, now_ms, remove=members))
-            except UsageError as exc:
-                out.append(MessageRejected(f"group removal: {exc}", part.msg_id, None))
-        for packet in self.groups.take_waiting():
-            try:
-                out.extend(self._on_group_message(packet, now_ms))
-            except (PacketError, CryptoError) as exc:
-                out.append(MessageRejected(str(exc), packet.packet_id, None))
-        out.extend(self._updates())
-        return out
 
     # -- channels ------------------------------------------------------------------------
 
@@ -424,7 +303,8 @@ class Engine:
             return self.groups.seal(item.group_id, body, now_ms, self.ttl)
         if item.body is not None:
             # Group keys travel only in sealed sessions: never in the older BOX suite.
-            assert item.recipient is not None
+            if item.recipient is None:
+                raise UsageError("a control part has no recipient")
             return self.direct.build_message(
                 item.recipient, item.msg_id, item.body, now_ms, self.ttl
             )
@@ -457,7 +337,7 @@ class Engine:
             item.next_try_ms = item.expires_ms
             return []
         if item.is_control:
-            return self._attempt_control(item, now_ms)
+            return self._group_glue.attempt_control(item, now_ms)
         try:
             packet = self._build_message(item, now_ms)
         except (UsageError, CryptoError):
@@ -483,27 +363,6 @@ class Engine:
     def cancel(self, msg_id: bytes) -> None:
         """Forget a queued message (its owner could not store it): it is not sent again."""
         self._end(msg_id)
-
-    def _attempt_control(self, item: OutboxItem, now_ms: int) -> list[Output]:
-        """Send a control part: like a direct message, but it waits (rather than fails) for
-        a peer's prekey, and reports no message events (the group book tracks it)."""
-        assert item.recipient is not None
-        item.attempts += 1
-        item.next_try_ms = now_ms + backoff_ms(item.attempts, self.rng)
-        if not self.direct.can_seal(item.recipient):
-            return []
-        try:
-            packet = self._build_message(item, now_ms)
-        except (UsageError, CryptoError, PacketError):
-            self._end(item.msg_id)
-            return self._updates()
-        out: list[Output] = self._updates()
-        actions = self.router.originate(packet, now_ms)
-        out.extend(actions)
-        if any(isinstance(a, Transmit) for a in actions):
-            self.outbox.record_packet(item, packet.packet_id)
-            item.transmitted = True
-        return out
 
     def _end(self, msg_id: bytes) -> None:
         self.outbox.remove(msg_id)
@@ -563,7 +422,7 @@ class Engine:
         out: list[Output] = []
         if opened.control is not None:
             try:
-                out.extend(self._on_control(opened.sender, opened.control, now_ms))
+                out.extend(self._group_glue.on_control(opened.sender, opened.control, now_ms))
             except (PacketError, CryptoError) as exc:
                 # Authenticated but not allowed (or malformed): logged, and still acked, so
                 # the sender stops retrying something that will never be accepted.
@@ -627,7 +486,7 @@ class Engine:
             )
             return [received, *self.router.originate(ack, now_ms)]
         if dest.kind is DestKind.CHANNEL and self.groups.is_group_address(dest.value):
-            return self._on_group_message(packet, now_ms)
+            return self._group_glue.on_message(packet, now_ms)
         if dest.kind is DestKind.CHANNEL:
             channel = self._channels.get(dest.value)
             if channel is None:
@@ -707,7 +566,7 @@ class Engine:
     def tick(self, now_ms: int) -> list[Output]:
         self.direct.maintain(now_ms)
         if self.groups.maintain(now_ms):
-            self._sync_group_addresses()
+            self._group_glue.sync_addresses()
         out: list[Output] = self._updates()
         out.extend(self._handle(self.router.tick(now_ms), now_ms))
         for msg_id in self.outbox.expire(now_ms):

@@ -10,7 +10,9 @@ op          request fields                  reply fields
 ==========  ==============================  ============================================
 send        to, text                        message
 log         conversation, limit             messages
-peers       (none)                          peers, transports
+peers       (none)                          peers (name: as announced, unchecked;
+                                            contact: our name for them, or null),
+                                            transports
 status      (none)                          node_id, name, links, counters
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
@@ -199,6 +201,7 @@ class ControlServer:
             messages = await node.messages(conversation, max(1, min(limit, 10000)))
             return {"conversation": conversation, "messages": [message_json(m) for m in messages]}
         if op == "peers":
+            contacts = {c.node_id: c.name for c in await node.contacts()}
             return {
                 "peers": [
                     {
@@ -206,6 +209,7 @@ class ControlServer:
                         "transport": p.transport,
                         "node_id": p.node_id.hex(),
                         "name": p.name,
+                        "contact": contacts.get(p.node_id),
                         "address": p.describe,
                         "since_ms": p.since_ms,
                     }
@@ -217,7 +221,8 @@ class ControlServer:
                 ],
                 "gateway": node.engine.gateway,
                 "gateways": [
-                    {"node_id": n.hex(), "name": name} for n, name in node.gateways().items()
+                    {"node_id": n.hex(), "name": name, "contact": contacts.get(n)}
+                    for n, name in node.gateways().items()
                 ],
             }
         if op == "status":

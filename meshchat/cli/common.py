@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from meshchat.control import request
+from meshchat.display import safe_line
 from meshchat.errors import TransportError, UsageError
 from meshchat.home import Home, Unlocked, passphrase_from_env
 from meshchat.identity import ContactCard
@@ -24,6 +25,7 @@ __all__ = [
     "node_request",
     "open_store",
     "read_passphrase",
+    "say",
     "unlock",
 ]
 
@@ -57,7 +59,7 @@ def confirm(question: str, yes: bool) -> bool:
         return True
     if not sys.stdin.isatty():
         raise UsageError("not confirmed: pass --yes when not running in a terminal")
-    answer = input(f"{question} [y/N] ")
+    answer = input(f"{safe_line(question)} [y/N] ")
     return answer.strip().lower() in {"y", "yes"}
 
 
@@ -96,6 +98,16 @@ def node_request(home: Home, payload: dict[str, Any]) -> dict[str, Any] | None:
     if not reply.get("ok"):
         raise UsageError(str(reply.get("error", "the node refused the request")))
     return reply
+
+
+def say(line: str = "", *, err: bool = False) -> None:
+    """Print one line for a human (standard error with ``err``).
+
+    Every plain-text line goes through here: names and texts other people chose cannot move
+    the cursor, erase the ``~`` that marks a stranger or start a forged line (see
+    :mod:`meshchat.display`). ``--json`` output (:func:`emit_json`) keeps exact values.
+    """
+    print(safe_line(line), file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def emit_json(value: object) -> None:

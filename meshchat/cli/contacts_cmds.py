@@ -18,6 +18,7 @@ from meshchat.cli.common import (
     node_request,
     open_store,
     read_passphrase,
+    say,
 )
 from meshchat.control import contact_json
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
@@ -52,7 +53,7 @@ def _short(contact: Contact) -> str:
 
 def _warn(lines: list[str]) -> None:
     for line in lines:
-        print(f"{LOUD} {line}", file=sys.stderr)
+        say(f"{LOUD} {line}", err=True)
 
 
 def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
@@ -106,13 +107,13 @@ def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
     for old in result.compromised:
         _warn([f"{old.name} ({_short(old)}) is now marked COMPROMISED; nothing goes to them"])
     if result.outcome is CardOutcome.UNCHANGED:
-        print(f"{contact.name} ({_short(contact)}) is already a contact, {trust_label(contact)}")
+        say(f"{contact.name} ({_short(contact)}) is already a contact, {trust_label(contact)}")
         return 0
     verb = "updated" if result.outcome is CardOutcome.UPDATED else "added"
-    print(f"{verb} {contact.name} ({_short(contact)}), {trust_label(contact)}")
+    say(f"{verb} {contact.name} ({_short(contact)}), {trust_label(contact)}")
     if contact.trust is Trust.UNVERIFIED:
-        print(f"  fingerprint: {card.identity.fingerprint()}")
-        print(f"  verify in person: meshchat verify {_short(contact)}")
+        say(f"  fingerprint: {card.identity.fingerprint()}")
+        say(f"  verify in person: meshchat verify {_short(contact)}")
     return 0
 
 
@@ -124,9 +125,9 @@ def cmd_contacts_list(args: argparse.Namespace, home: Home) -> int:
         emit_json([contact_json(c, me) for c in contacts])
         return 0
     if not contacts:
-        print("no contacts yet: 'meshchat contacts add <card>'")
+        say("no contacts yet: 'meshchat contacts add <card>'")
     for c in contacts:
-        print(f"{c.name:<24} {c.node_id.hex()[:16]}  {trust_label(c)}")
+        say(f"{c.name:<24} {c.node_id.hex()[:16]}  {trust_label(c)}")
     compromised = [c for c in contacts if c.trust is Trust.COMPROMISED]
     if compromised:
         _warn(
@@ -153,15 +154,15 @@ def cmd_contacts_share(args: argparse.Namespace, home: Home) -> int:
     if args.json:
         emit_json({"name": contact.name, "node_id": contact.node_id.hex(), "card": contact.card})
         return 0
-    print(contact.card)
+    say(contact.card)
     if args.qr:
         from meshchat.qr import draw_qr
 
         draw_qr(contact.card, sys.stdout)
-    print(
+    say(
         f"(the card {card.name!r} signed; whoever adds it sees {contact.name} as unverified "
         "until they verify in person)",
-        file=sys.stderr,
+        err=True,
     )
     return 0
 
@@ -170,7 +171,7 @@ def cmd_contacts_distrust(args: argparse.Namespace, home: Home) -> int:
     with open_store(home) as store:
         contact = store.find_contact(args.contact)
         if contact.trust is Trust.COMPROMISED:
-            print(f"{contact.name} ({_short(contact)}) is already marked compromised")
+            say(f"{contact.name} ({_short(contact)}) is already marked compromised")
             return 0
         them = PublicIdentity(contact.sign_public, contact.box_public)
         question = (
@@ -178,7 +179,7 @@ def cmd_contacts_distrust(args: argparse.Namespace, home: Home) -> int:
             "as COMPROMISED? Nothing will be sent to these keys again."
         )
         if not confirm(question, args.yes):
-            print("nothing changed")
+            say("nothing changed")
             return 1
         store.set_trust(contact.node_id, Trust.COMPROMISED)
     _warn([f"{contact.name} ({_short(contact)}) is now marked COMPROMISED"])
@@ -203,5 +204,5 @@ def cmd_join(args: argparse.Namespace, home: Home) -> int:
         name = key.name
     else:
         name = str(reply["channel"])
-    print(f"joined {name}" + (" (private)" if passphrase else ""))
+    say(f"joined {name}" + (" (private)" if passphrase else ""))
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from meshchat.cli.common import card_of, emit_json, node_request, open_store
+from meshchat.cli.common import card_of, emit_json, node_request, open_store, say
 from meshchat.control import group_json
 from meshchat.errors import StoreError, UsageError
 from meshchat.group.book import BOOK_KEY, Group
@@ -72,15 +72,15 @@ def cmd_group(args: argparse.Namespace, home: Home) -> int:
         emit_json({"groups": groups})
         return 0
     if not groups:
-        print("no groups yet: 'meshchat group create NAME CONTACT...'")
+        say("no groups yet: 'meshchat group create NAME CONTACT...'")
     for g in groups:
         state = "" if g["member"] else "  (you were removed)"
         role = " admin" if g["admin"] else ""
-        print(f"+{g['name']}  grp:{g['group_id'][:8]}  epoch {g['epoch']}{role}{state}")
+        say(f"+{g['name']}  grp:{g['group_id'][:8]}  epoch {g['epoch']}{role}{state}")
         for m in g["members"]:
             who = "me" if m["me"] else (m["name"] or "?")
             star = " (admin)" if m["admin"] else ""
-            print(f"    {m['node_id'][:8]}  {who}{star}")
+            say(f"    {m['node_id'][:8]}  {who}{star}")
     return 0
 
 

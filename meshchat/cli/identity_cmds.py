@@ -7,7 +7,7 @@ import asyncio
 import os
 
 from meshchat.app import write_first_card
-from meshchat.cli.common import card_of, emit_json, read_passphrase
+from meshchat.cli.common import card_of, emit_json, read_passphrase, say
 from meshchat.home import Home
 from meshchat.identity import KdfProfile, clean_name
 
@@ -44,10 +44,10 @@ def cmd_id(args: argparse.Namespace, home: Home) -> int:
             }
         )
         return 0
-    print(f"name:        {card.name}")
-    print(f"node id:     {public.node_id.hex()}")
-    print(f"fingerprint: {public.fingerprint()}")
-    print(f"card:        {card.to_text()}")
+    say(f"name:        {card.name}")
+    say(f"node id:     {public.node_id.hex()}")
+    say(f"fingerprint: {public.fingerprint()}")
+    say(f"card:        {card.to_text()}")
     if getattr(args, "qr", False):
         import segno
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from meshchat import __version__
+from meshchat.cli.common import say
 from meshchat.cli.contacts_cmds import (
     cmd_contacts_add,
     cmd_contacts_distrust,
@@ -132,12 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.fn(args, home)
     except MeshchatError as exc:
-        print(f"meshchat: error: {exc}", file=sys.stderr)
+        say(f"meshchat: error: {exc}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(f"meshchat: error: {exc.strerror or exc}", file=sys.stderr)
+        say(f"meshchat: error: {exc.strerror or exc}", err=True)
         return 1
     return result
 

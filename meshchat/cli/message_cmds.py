@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from meshchat.cli.common import card_of, emit_json, format_time, node_request, open_store
+from meshchat.cli.common import card_of, emit_json, format_time, node_request, open_store, say
 from meshchat.cli.group_cmds import match_groups, stored_groups
 from meshchat.control import message_json
 from meshchat.engine import dm_conversation
@@ -42,7 +42,7 @@ def cmd_send(args: argparse.Namespace, home: Home) -> int:
     if args.json:
         emit_json(message)
     else:
-        print(f"{message['state']} {message['msg_id'][:12]} -> {message['conversation']}")
+        say(f"{message['state']} {message['msg_id'][:12]} -> {message['conversation']}")
     return 0
 
 
@@ -106,5 +106,5 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
     for m in messages:
         who = "me" if m["outgoing"] else m["sender_name"]
         state = f" [{m['state']}]" if m["outgoing"] else ""
-        print(f"{format_time(m['created_ms'])} <{who}> {m['text']}{state}")
+        say(f"{format_time(m['created_ms'])} <{who}> {m['text']}{state}")
     return 0

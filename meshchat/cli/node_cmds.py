@@ -8,9 +8,11 @@ import contextlib
 import logging
 import os
 import signal
+from typing import Any
 
 from meshchat.app import NodeSettings, running_node
-from meshchat.cli.common import emit_json, node_request, read_passphrase
+from meshchat.cli.common import emit_json, node_request, read_passphrase, say
+from meshchat.display import SafeFormatter
 from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.node import NodeOptions
@@ -152,9 +154,11 @@ def settings_from(args: argparse.Namespace) -> NodeSettings:
 def cmd_daemon(args: argparse.Namespace, home: Home) -> int:
     passphrase = read_passphrase()
     settings = settings_from(args)
+    handler = logging.StreamHandler()
+    # Log records may carry names and texts from other nodes: no terminal controls get out.
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=getattr(logging, args.log_level.upper(), logging.INFO), handlers=[handler]
     )
     asyncio.run(_daemon(home, passphrase, settings, args))
     return 0
@@ -170,10 +174,9 @@ async def _daemon(
             loop.add_signal_handler(sig, stop.set)
     async with running_node(home, passphrase, settings) as node:
         ports = [t.status().detail for t in node.transports]
-        print(
+        say(
             f"meshchat node {node.identity.node_id.hex()[:16]} ({node.name}) running; "
             f"{'; '.join(ports)}",
-            flush=True,
         )
         # A signal, or a request from inside (the control op "panic"), stops the daemon.
         waits = {asyncio.create_task(stop.wait()), asyncio.create_task(node.stop_requested.wait())}
@@ -203,18 +206,27 @@ def cmd_peers(args: argparse.Namespace, home: Home) -> int:
         )
         return 0
     for t in reply["transports"]:
-        print(f"transport {t['name']:<6} {'up' if t['up'] else 'DOWN':<5} {t['detail']}")
+        say(f"transport {t['name']:<6} {'up' if t['up'] else 'DOWN':<5} {t['detail']}")
     gateways = reply.get("gateways", [])
     if reply.get("gateway"):
-        print("this node is a gateway to the internet")
+        say("this node is a gateway to the internet")
     elif gateways:
-        names = ", ".join(g["name"] or g["node_id"][:8] for g in gateways)
-        print(f"gateways to the internet in this mesh: {names}")
+        names = ", ".join(_who(g) for g in gateways)
+        say(f"gateways to the internet in this mesh: {names}")
     else:
-        print("no gateway to the internet heard: messages stay in this mesh")
+        say("no gateway to the internet heard: messages stay in this mesh")
     if not reply["peers"]:
-        print("no neighbours yet")
+        say("no neighbours yet")
     for p in reply["peers"]:
-        name = p["name"] or "?"
-        print(f"{p['transport']:<5} {p['node_id'][:16]}  {name:<20} {p['address']}")
+        say(f"{p['transport']:<5} {p['node_id'][:16]}  {_who(p):<20} {p['address']}")
     return 0
+
+
+def _who(peer: dict[str, Any]) -> str:
+    """A neighbour as ``log`` shows a sender: our name for a contact, ``~announced`` for a
+    stranger (the name is theirs to choose, so it is marked), or a short id."""
+    if peer.get("contact"):
+        return str(peer["contact"])
+    if peer.get("name"):
+        return f"~{peer['name']}"
+    return str(peer["node_id"])[:8]

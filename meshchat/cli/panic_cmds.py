@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from meshchat.cli.common import emit_json
+from meshchat.cli.common import emit_json, say
 from meshchat.control import request
 from meshchat.errors import TransportError, UsageError
 from meshchat.home import Home
@@ -35,7 +35,7 @@ def _confirmed(args: argparse.Namespace, home: Home) -> bool:
 
 def cmd_panic(args: argparse.Namespace, home: Home) -> int:
     if not _confirmed(args, home):
-        print("nothing erased")
+        say("nothing erased")
         return 1
     start = time.monotonic()
     node_stopped = False
@@ -58,8 +58,8 @@ def cmd_panic(args: argparse.Namespace, home: Home) -> int:
         )
     else:
         if node_stopped:
-            print("the running node erased its files and is stopping")
-        print(f"erased {home.path} in {seconds:.2f} s")
+            say("the running node erased its files and is stopping")
+        say(f"erased {home.path} in {seconds:.2f} s")
         for path, why in report.failed:
-            print(f"!! could not erase {path}: {why}", file=sys.stderr)
+            say(f"!! could not erase {path}: {why}", err=True)
     return 0 if report.ok else 1

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 
+from meshchat.display import SafeFormatter
 from meshchat.errors import UsageError
 from meshchat.home import Home
 
@@ -62,9 +63,11 @@ def cmd_relay(args: argparse.Namespace, home: Home) -> int:
         certfile=args.certfile,
         keyfile=args.keyfile,
     )
+    handler = logging.StreamHandler()
+    # Log records may carry names and texts from other nodes: no terminal controls get out.
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=getattr(logging, args.log_level.upper(), logging.WARNING), handlers=[handler]
     )
     asyncio.run(_serve(settings))
     return 0

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from meshchat.cli.common import card_of, confirm, emit_json, open_store
+from meshchat.cli.common import card_of, confirm, emit_json, open_store, say
 from meshchat.cli.contacts_cmds import trust_label
 from meshchat.control import contact_json
 from meshchat.errors import UsageError
@@ -56,44 +56,48 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
             if not payloads:
                 parse_payload(scanned[0])  # says what the code is instead
             if not any(matches_payload(text, me, them) for text in payloads):
-                print(
-                    f"!! SAFETY NUMBERS DIFFER: the scanned code is not your safety number "
-                    f"with {contact.name}.\n!! Either it is someone else's code, or these "
-                    "are not their keys. Nothing was changed.",
-                    file=sys.stderr,
+                say(
+                    "!! SAFETY NUMBERS DIFFER: the scanned code is not your safety number "
+                    f"with {contact.name}.",
+                    err=True,
+                )
+                say(
+                    "!! Either it is someone else's code, or these are not their keys. "
+                    "Nothing was changed.",
+                    err=True,
                 )
                 return 1
             contact = store.set_trust(contact.node_id, Trust.VERIFIED)
             if args.json:
                 emit_json({**contact_json(contact, me), "matched": True})
             else:
-                print(f"safety numbers match: {contact.name} is now verified")
+                say(f"safety numbers match: {contact.name} is now verified")
             return 0
         if args.json and not args.yes:
             emit_json(contact_json(contact, me))
             return 0
         if not args.json:
-            print(f"Your safety number with {contact.name} ({contact.node_id.hex()[:8]}):")
-            print()
-            print(f"    {number[:35]}")
-            print(f"    {number[36:]}")
-            print()
+            say(f"Your safety number with {contact.name} ({contact.node_id.hex()[:8]}):")
+            say()
+            say(f"    {number[:35]}")
+            say(f"    {number[36:]}")
+            say()
             if not args.no_qr:
                 from meshchat.qr import draw_qr
 
                 draw_qr(qr_payload(me, them), sys.stdout)
-            print(f"status: {trust_label(contact)}")
+            say(f"status: {trust_label(contact)}")
         if contact.trust is Trust.VERIFIED:
             if args.json:
                 emit_json(contact_json(contact, me))
             return 0
         question = f"Does {contact.name}'s screen show the same number?"
         if not confirm(question, args.yes):
-            print("not verified")
+            say("not verified")
             return 1
         contact = store.set_trust(contact.node_id, Trust.VERIFIED)
     if args.json:
         emit_json(contact_json(contact, me))
     else:
-        print(f"{contact.name} is now verified")
+        say(f"{contact.name} is now verified")
     return 0

@@ -29,6 +29,7 @@ import signal
 import urwid
 
 from meshchat.app import NodeSettings, running_node
+from meshchat.display import SafeFormatter
 from meshchat.errors import KeystoreError
 from meshchat.home import Home, passphrase_from_env
 from meshchat.identity import KdfProfile
@@ -132,7 +133,7 @@ def _log_to_home(home: Home, handlers: list[logging.Handler]) -> None:
     handler = logging.handlers.RotatingFileHandler(
         home.path / LOG_FILE, maxBytes=LOG_BYTES, backupCount=1, encoding="utf-8"
     )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:

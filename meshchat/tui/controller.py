@@ -33,6 +33,7 @@ from datetime import tzinfo
 from typing import Any
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
+from meshchat.display import safe_line
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.events import GroupChanged
 from meshchat.group.book import Group, group_conversation
@@ -511,7 +512,7 @@ class ChatController:
 
     def _show_title(self) -> None:
         label = self._label(self.current)
-        self.screen.set_conversation_title(label + self._trust_note(self.current))
+        self.screen.set_conversation_title(safe_line(label + self._trust_note(self.current)))
         self.screen.set_prompt(label.split(" (")[0])
         self.screen.set_conversations(self.entries, self.current)
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from meshchat.display import safe_line
 from meshchat.group.book import Group, group_conversation
-from meshchat.tui.view import printable
 
 __all__ = [
     "GroupNote",
@@ -45,7 +45,7 @@ Namer = Callable[[bytes], str]
 
 def group_label(name: str) -> str:
     """How a group is written everywhere in the UI: ``+name``, on one line."""
-    return "+" + (printable(name).replace("\n", " ") or "?")
+    return "+" + (safe_line(name) or "?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ def _names(ids: Iterable[bytes], me: bytes, namer: Namer) -> str:
 def _who(node_id: bytes | None, me: bytes, namer: Namer) -> str:
     if node_id is None:
         return "an admin"
-    return "you" if node_id == me else printable(namer(node_id)) or node_id.hex()[:8]
+    return "you" if node_id == me else safe_line(namer(node_id)) or node_id.hex()[:8]
 
 
 def group_changes(

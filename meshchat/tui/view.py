@@ -4,19 +4,21 @@ Everything here is pure (no urwid, no node, no clock of its own), so it can be t
 terminal. Display text comes back as *markup*: a list of ``(attribute, text)`` pairs whose
 attribute names are entries of the palette in :mod:`meshchat.tui.widgets`.
 
-Text that came from other people (names, messages) passes through :func:`printable` first:
-a terminal must never receive their control characters or bidirectional overrides.
+Text that came from other people passes through :mod:`meshchat.display` first: a terminal must
+never receive their control characters, bidirectional overrides or invisible characters. Names
+are shown on one line (:func:`~meshchat.display.safe_line`); a message's text keeps its line
+breaks (:func:`printable`), and the screen indents its further lines under the sender.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
+from meshchat.display import safe_line, safe_text
 from meshchat.store.records import Conversation, Message, MessageState
 
 if TYPE_CHECKING:
@@ -74,21 +76,8 @@ def short_id(node_id: bytes) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` safe for a terminal: control and format characters become U+FFFD.
-
-    Newlines stay (a message may have several lines); a tab becomes four spaces.
-    """
-    out = []
-    for ch in text:
-        if ch == "\n":
-            out.append(ch)
-        elif ch == "\t":
-            out.append("    ")
-        elif unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
-            out.append("\ufffd")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """``text`` safe for a terminal, newlines kept (see :func:`meshchat.display.safe_text`)."""
+    return safe_text(text)
 
 
 def state_mark(state: MessageState, unicode: bool = True) -> tuple[str, str]:
@@ -148,7 +137,7 @@ def message_markup(
     return [
         ("time", clock(local_ms(message), now_ms, tz) + " "),
         (attr, mark + " "),
-        ("me" if message.outgoing else "them", printable(sender) or "?"),
+        ("me" if message.outgoing else "them", safe_line(sender) or "?"),
         ("text", ": " + printable(message.text)),
     ]
 
@@ -208,7 +197,7 @@ def conversation_entries(
     entries += sorted(grouped, key=lambda e: (e.label.casefold(), e.key))
     direct: dict[str, str] = {}
     for node_id, name in contacts.items():
-        direct[_DM_PREFIX + node_id.hex()] = printable(name) or short_id(node_id)
+        direct[_DM_PREFIX + node_id.hex()] = safe_line(name) or short_id(node_id)
     for key in keys:
         if key.startswith(_DM_PREFIX) and key not in direct:
             direct[key] = "?" + key[len(_DM_PREFIX) : len(_DM_PREFIX) + 8]
@@ -245,7 +234,7 @@ def neighbour_markup(info: LinkInfo) -> Markup:
     return [
         (f"medium_{medium}", f"{info.transport:<4}"),
         ("node_id", short_id(info.node_id) + " "),
-        ("them", printable(info.name) or "?"),
+        ("them", safe_line(info.name) or "?"),
     ]
 
 
@@ -254,7 +243,7 @@ def header_markup(name: str, node_id: bytes, links: int) -> Markup:
     plural = "" if links == 1 else "s"
     return [
         ("header_title", " meshchat "),
-        ("header", f" {printable(name)} "),
+        ("header", f" {safe_line(name)} "),
         ("header_dim", f"{short_id(node_id)} "),
         ("header_links" if links else "header_nolinks", f" {links} link{plural} "),
     ]
@@ -273,27 +262,28 @@ def who_text(
     for info in neighbours:
         linked.add(info.node_id)
         who = _who_name(info.node_id, info.name, contacts)
-        lines.append(f"  {info.transport:<4} {short_id(info.node_id)}  {who}  {info.describe}")
+        where = safe_line(info.describe)
+        lines.append(f"  {info.transport:<4} {short_id(info.node_id)}  {who}  {where}")
     others = {k: v for k, v in announced.items() if k not in linked}
     lines.append(f"announced peers further away ({len(others)}):")
     if not others:
         lines.append("  none")
     for node_id, name in sorted(others.items(), key=lambda kv: kv[1].casefold()):
         lines.append(f"  {short_id(node_id)}  {_who_name(node_id, name, contacts)}")
-    return printable("\n".join(line.rstrip() for line in lines))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _who_name(node_id: bytes, announced: str, contacts: Mapping[bytes, str]) -> str:
     contact = contacts.get(node_id)
     if contact is not None:
-        return f"{contact} (contact)"
-    return f"~{announced}" if announced else "?"
+        return f"{safe_line(contact)} (contact)"
+    return f"~{safe_line(announced)}" if announced else "?"
 
 
 def id_text(name: str, node_id: bytes, fingerprint: str, card: str) -> str:
     """The ``/id`` report: what someone needs to add and verify us."""
     return (
-        f"you are {printable(name)} ({short_id(node_id)})\n"
+        f"you are {safe_line(name)} ({short_id(node_id)})\n"
         f"node id:     {node_id.hex()}\n"
         f"fingerprint: {fingerprint}\n"
         f"card:        {card}"

@@ -6,7 +6,7 @@ import unicodedata
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from meshchat.node import LinkInfo
@@ -123,8 +123,8 @@ def test_timeline_orders_by_local_time_and_keeps_store_order_on_ties() -> None:
     assert labels == ["a", "between", "b", "c", "after both"]
 
 
-def test_printable_removes_terminal_controls_and_bidi_overrides() -> None:
-    assert printable("a\x1b[2Jb\u202ec\td\ne") == "a\ufffd[2Jb\ufffdc    d\ne"
+def test_printable_escapes_terminal_controls_and_bidi_overrides() -> None:
+    assert printable("a\x1b[2Jb\u202ec\td\ne") == "a\\x1b[2Jb\\u202ec    d\ne"
 
 
 @given(st.text(max_size=200))
@@ -138,6 +138,40 @@ def test_printable_leaves_no_control_characters(text: str) -> None:
 def test_names_and_texts_from_others_are_made_printable() -> None:
     line = message_markup(message("x\x1b]0;pwned\x07", outgoing=False, name="e\x1bvil"), "a", NOON)
     assert "\x1b" not in plain(line) and "\x07" not in plain(line)
+
+
+NAMES = st.text(max_size=40)
+
+
+@given(NAMES, st.text(max_size=100))
+@example("\b\b\nalice", "hi\r\n12:00 alice: forged")
+def test_a_senders_name_stays_on_its_line(name: str, text: str) -> None:
+    line = message_markup(message(text, outgoing=False, name="~" + name), "me", NOON)
+    sender = line[2][1]
+    assert sender.startswith("~")  # the stranger mark cannot be erased or moved
+    assert "\n" not in sender and all(unicodedata.category(ch)[0] != "C" for ch in sender)
+    assert all(ch == "\n" or unicodedata.category(ch)[0] != "C" for ch in plain(line))
+
+
+@given(NAMES)
+def test_names_in_the_panes_are_one_clean_line(name: str) -> None:
+    shown = [
+        plain(neighbour_markup(LinkInfo("lan:1", "lan", BOB, name, "x", NOON))),
+        plain(header_markup(name, BOB, 1)),
+        id_text(name, BOB, "1 2", "mc1:x").split("\n")[0],
+        *(e.label for e in conversation_entries([], {BOB: name}, [])),
+    ]
+    for text in shown:
+        assert all(unicodedata.category(ch)[0] != "C" for ch in text), text
+
+
+def test_who_shows_no_line_a_stranger_forged() -> None:
+    forged = "x\n  lan  0badcafe  alice (contact)"
+    report = who_text([], {CAROL: forged}, {BOB: "alice"})
+    lines = report.split("\n")
+    assert len(lines) == 4  # headers, "none yet", one announced peer
+    assert lines[-1].startswith(f"  {short_id(CAROL)}  ~x")
+    assert not any(line.strip().startswith("lan") for line in lines)
 
 
 def test_conversation_list_order_and_unread_counts() -> None:

@@ -35,7 +35,7 @@ from meshchat.engine import Engine, Output
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.group.book import Group
-from meshchat.identity import ContactCard, Identity
+from meshchat.identity import ContactCard, Identity, PublicIdentity
 from meshchat.node import _replay as replay
 from meshchat.node._commands import Commands
 from meshchat.node._effects import Effects, name_in
@@ -54,6 +54,7 @@ from meshchat.node._types import (
     NodeOptions,
     wall_clock_ms,
 )
+from meshchat.router.actions import Drop
 from meshchat.router.flood import FloodRouter
 from meshchat.store import Store
 from meshchat.store.records import Channel, Contact, Message, Trust
@@ -189,7 +190,14 @@ class Node:
     def receive(self, link: Link | None, frame: bytes) -> list[Output]:
         if link is not None and link.link_id not in self.links:
             return []
-        return self.engine.receive(link.link_id if link else None, frame, self.clock())
+        out = self.engine.receive(link.link_id if link else None, frame, self.clock())
+        if link is not None and not any(isinstance(o, Drop) for o in out):
+            link.credit()  # a new, valid packet: transports keep such links over idle ones
+        return out
+
+    def prefers(self, peer: PublicIdentity) -> bool:
+        """Transports keep a contact's link above any stranger's (:class:`LinkJudge`)."""
+        return self.engine.direct.knows(peer.node_id)
 
     async def on_link_up(self, link: Link) -> None:
         now = self.clock()

@@ -10,17 +10,23 @@ it ends. A transport knows nothing of routing or payload crypto.
 returns False when the link's bounded queue is full or the link is closed (the frame is dropped;
 the router's retries and store-and-forward cover the loss). This keeps one slow neighbour from
 stalling the node.
+
+Links are not all worth the same to a node that has room for a bounded number: a handler that
+also implements :class:`LinkJudge` tells the transport which peers to keep above strangers
+(contacts), and the node calls :meth:`Link.credit` when a frame from a link proved useful (a
+new, valid packet), so that transports keep such links over idle ones
+(:mod:`meshchat.transports.slots`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from meshchat.identity import PublicIdentity
 
-__all__ = ["Link", "LinkHandler", "Transport", "TransportStatus"]
+__all__ = ["Link", "LinkHandler", "LinkJudge", "Transport", "TransportStatus"]
 
 
 class Link(ABC):
@@ -47,6 +53,10 @@ class Link(ABC):
         """A short human description of the far end (address, signal), for peer listings."""
         return ""
 
+    def credit(self) -> None:  # noqa: B027 - optional, most links need no bookkeeping
+        """A frame from this link proved useful (a new, valid packet). Transports that must
+        choose which links to keep remember it; the default ignores it."""
+
 
 class LinkHandler(Protocol):
     """What a transport reports to (implemented by the node)."""
@@ -56,6 +66,15 @@ class LinkHandler(Protocol):
     def link_down(self, link: Link) -> None: ...
 
     def frame_received(self, link: Link, frame: bytes) -> None: ...
+
+
+@runtime_checkable
+class LinkJudge(Protocol):
+    """Optionally implemented by a :class:`LinkHandler`: which peers' links to keep first."""
+
+    def prefers(self, peer: PublicIdentity) -> bool:
+        """True for a peer whose link outranks any stranger's (a contact)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

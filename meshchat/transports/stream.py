@@ -109,6 +109,11 @@ class StreamLink(Link):
         self._closed_event = asyncio.Event()
         #: frames refused because the send queue was full
         self.dropped_frames = 0
+        #: when the link was made and when it last carried a useful frame (loop clock)
+        self.since = asyncio.get_running_loop().time()
+        self.last_useful: float | None = None
+        #: frames the node found useful
+        self.useful_frames = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("up" if self._started else "new")
@@ -139,6 +144,10 @@ class StreamLink(Link):
     def remote_address(self) -> tuple[str, int] | None:
         """The far end's socket address."""
         return _address(self._writer.get_extra_info("peername"))
+
+    def credit(self) -> None:
+        self.last_useful = asyncio.get_running_loop().time()
+        self.useful_frames += 1
 
     def start(self) -> None:
         """Report ``link_up`` and begin carrying frames both ways. Call once."""

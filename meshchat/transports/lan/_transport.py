@@ -29,6 +29,13 @@ being reported; an existing link that loses is reported down and the new one up.
 connections dialled by the same side cannot be ranked that way; the newer one is kept, since
 the older is most likely left over from before a restart.)
 
+*Slots.* Links and connections still in their handshake are bounded, and strangers cannot
+hold them against contacts: when the table is full a newcomer evicts the weakest link (idle
+strangers first, contacts never), idle strangers are swept out under pressure, and half-open
+connections are bounded per remote address (:mod:`meshchat.transports.slots`). The node says
+which peers are contacts (:class:`~meshchat.transports.base.LinkJudge`) and which links carried
+something useful (:meth:`~meshchat.transports.base.Link.credit`).
+
 The TXT ``id`` is a hint for the dialling rule; the handshake proves who answered. When the two
 differ the link is kept (it is proven) and the mismatch is logged.
 """
@@ -44,11 +51,12 @@ from enum import Enum, auto
 from typing import Any
 
 from meshchat.errors import TransportError
-from meshchat.identity import Identity
-from meshchat.transports.base import LinkHandler, Transport, TransportStatus
+from meshchat.identity import Identity, PublicIdentity
+from meshchat.transports.base import LinkHandler, LinkJudge, Transport, TransportStatus
 from meshchat.transports.lan._addresses import choose_addresses
 from meshchat.transports.lan._backoff import Backoff
 from meshchat.transports.lan._discovery import SERVICE_TYPE, Discovery, ServiceRecord
+from meshchat.transports.slots import PendingView, SlotPolicy, SlotView
 from meshchat.transports.stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_QUEUE_FRAMES,
@@ -62,10 +70,8 @@ __all__ = ["LanTransport"]
 
 logger = logging.getLogger(__name__)
 
-#: most live links; connections beyond it are refused
-MAX_LINKS = 128
-#: most inbound connections still in their handshake
-MAX_PENDING_HANDSHAKES = 32
+#: how often idle strangers' links are looked for (seconds)
+SWEEP_INTERVAL = 5.0
 #: most dial targets (discovered plus static)
 MAX_TARGETS = 256
 #: a link that lived this long resets the reconnect backoff when it ends
@@ -120,6 +126,7 @@ class LanTransport(Transport):
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        slots: SlotPolicy | None = None,
     ) -> None:
         Backoff(reconnect_initial, reconnect_max)  # validates the pair early
         self._identity = identity
@@ -137,6 +144,8 @@ class LanTransport(Transport):
         self._handshake_timeout = handshake_timeout
         self._connect_timeout = connect_timeout
         self._queue_frames = queue_frames
+        self._slots = slots if slots is not None else SlotPolicy()
+        self._judge: LinkJudge | None = None
 
         self._handler: LinkHandler | None = None
         self._server: asyncio.Server | None = None
@@ -151,7 +160,10 @@ class LanTransport(Transport):
         self._workers: set[asyncio.Task[Any]] = set()
         #: link closings in progress: awaited on stop
         self._closers: set[asyncio.Task[None]] = set()
-        self._pending_handshakes = 0
+        #: inbound connections in their handshake, by their writer
+        self._pending: dict[asyncio.StreamWriter, PendingView] = {}
+        #: links closed to make room or because they idled (for status and tests)
+        self.evicted = 0
         self._link_serial = 0
         self._link_added = asyncio.Event()
 
@@ -188,6 +200,7 @@ class LanTransport(Transport):
         if self._running or self._stopped:
             raise TransportError("a LanTransport can be started only once")
         self._handler = handler
+        self._judge = handler if isinstance(handler, LinkJudge) else None
         try:
             self._server = await asyncio.start_server(self._on_inbound, self._host, self._port)
         except OSError as exc:
@@ -212,6 +225,9 @@ class LanTransport(Transport):
             self._discovery = discovery
         for host, port in self._static_peers:
             self._add_target(_Target(f"static:{host}:{port}", (host,), port, None))
+        sweeper = asyncio.create_task(self._sweep_loop(), name="lan-sweep")
+        self._workers.add(sweeper)
+        sweeper.add_done_callback(self._workers.discard)
 
     async def stop(self) -> None:
         """Say goodbye on mDNS, stop listening and dialling, close every link (reported down)."""
@@ -247,25 +263,30 @@ class LanTransport(Transport):
         self._workers.add(task)
         try:
             peer = writer.get_extra_info("peername")
-            describe = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
-            if (
-                not self._running
-                or len(self._links) >= MAX_LINKS
-                or self._pending_handshakes >= MAX_PENDING_HANDSHAKES
-            ):
-                logger.warning("lan: refusing connection from %s (busy or stopping)", describe)
+            address = str(peer[0]) if isinstance(peer, tuple) else "?"
+            describe = f"{address}:{peer[1]}" if isinstance(peer, tuple) else "?"
+            if not self._running:
                 await abort_stream(writer)
                 return
-            self._pending_handshakes += 1
+            self._make_room_for(address)
+            self._pending[writer] = PendingView(writer, address, self._now())
             try:
                 enable_tcp_keepalive(writer)
                 link = await self._handshake(reader, writer, initiator=False, describe=describe)
             finally:
-                self._pending_handshakes -= 1
+                self._pending.pop(writer, None)
             if link is not None:
                 self._admit(link)
         finally:
             self._workers.discard(task)
+
+    def _make_room_for(self, address: str) -> None:
+        """Drop a half-open connection if a new one from ``address`` would exceed the bounds."""
+        victim = self._slots.pending_victim(list(self._pending.values()), address)
+        if isinstance(victim, asyncio.StreamWriter):
+            view = self._pending.pop(victim)
+            logger.info("lan: dropping a pending handshake from %s to make room", view.address)
+            victim.transport.abort()
 
     # -- dialling --------------------------------------------------------------------------------
 
@@ -416,9 +437,17 @@ class LanTransport(Transport):
         """Start ``link`` unless a better link to the same peer exists; True if started."""
         peer_id = link.peer.node_id
         existing = self._links.get(peer_id)
-        if not self._running or (existing is None and len(self._links) >= MAX_LINKS):
-            link.shutdown("transport stopping or full")
+        if not self._running:
+            link.shutdown("transport stopping")
             return False
+        if existing is None and len(self._links) >= self._slots.max_links:
+            preferred = self._prefers(link.peer)
+            victim = self._slots.victim(self._views(), preferred, self._now())
+            if not isinstance(victim, bytes) or victim not in self._links:
+                logger.info("lan: no room for %s (%s)", link.peer.short_id, link.describe())
+                link.shutdown("no room")
+                return False
+            self._evict(self._links[victim], f"making room for {link.peer.short_id}")
         if existing is not None:
             old, new = self._initiator_id(existing), self._initiator_id(link)
             if old != new and old < new:
@@ -439,6 +468,41 @@ class LanTransport(Transport):
         self._link_added.set()
         self._link_added = asyncio.Event()
         return True
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _prefers(self, peer: PublicIdentity) -> bool:
+        if self._judge is None:
+            return False
+        try:
+            return self._judge.prefers(peer)
+        except Exception:
+            logger.exception("lan: the link judge failed")
+            return False
+
+    def _views(self) -> list[SlotView]:
+        return [
+            SlotView(peer_id, self._prefers(link.peer), link.since, link.last_useful)
+            for peer_id, link in self._links.items()
+        ]
+
+    def _evict(self, link: StreamLink, why: str) -> None:
+        logger.info("lan: closing link %s to %s: %s", link.link_id, link.peer.short_id, why)
+        self.evicted += 1
+        link.shutdown(why)
+
+    async def _sweep_loop(self) -> None:
+        """Close idle strangers' links while the table is crowded."""
+        while self._running:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            for key in self._slots.idle(self._views(), self._now()):
+                link = self._links.get(key) if isinstance(key, bytes) else None
+                if link is not None:
+                    self._evict(link, "idle")
 
     def _on_link_closed(self, link: StreamLink) -> None:
         if self._links.get(link.peer.node_id) is link:

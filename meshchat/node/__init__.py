@@ -103,6 +103,7 @@ class Node:
             rng=self.rng,
         )
         self.engine = Engine(identity, name, router=router, ttl=self.options.ttl, rng=self.rng)
+        store.set_history_budget(self.options.history)
         self.store = AsyncStore(store)
         self.transports = transports
         self.links: dict[str, Link] = {}

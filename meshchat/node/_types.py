@@ -10,6 +10,7 @@ from meshchat.errors import IdentityError
 from meshchat.events import GroupChanged
 from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
 from meshchat.router.flood import RouterConfig
+from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget
 from meshchat.store.records import Channel, Contact, Message, MessageState
 from meshchat.wire.packet import DEFAULT_TTL, MAX_AGE_MS
 
@@ -58,6 +59,9 @@ class NodeOptions:
     message_lifetime_ms: int = MAX_AGE_MS
     #: most frames queued from one link (see :mod:`meshchat.node._inbox`)
     link_queue: int = LINK_QUEUE
+    #: how much incoming history each channel keeps, per channel and per sender, and for
+    #: how long (see :mod:`meshchat.store.history`; defaults 8 MiB, 512 KiB, 30 days)
+    history: HistoryBudget = DEFAULT_HISTORY
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,41 @@ READ_MARK_SET = """
     ON CONFLICT (conv_tag) DO UPDATE SET last_read_row = excluded.last_read_row
 """
 
+# -- channel history budgets (history.py) -----------------------------------------------------
+# A row costs its sealed cell plus HISTORY_ROW_OVERHEAD bytes (tags, index entries, slack).
+
+HISTORY_ROW_OVERHEAD = 160
+HISTORY_CHANNEL_TOTAL = """
+    SELECT COALESCE(SUM(length(sealed) + 160), 0) FROM messages
+    WHERE conv_tag = ? AND outgoing = 0
+"""
+HISTORY_ROW_COST = "SELECT length(sealed) + 160 FROM messages WHERE row_id = ?"
+HISTORY_SENDER_TOTAL = """
+    SELECT COALESCE(SUM(length(sealed) + 160), 0) FROM messages
+    WHERE sender_tag = ? AND conv_tag = ? AND outgoing = 0
+"""
+# A sender's rows in a channel beyond the newest ones that fit in ``?`` bytes.
+HISTORY_SENDER_CUT = """
+    DELETE FROM messages WHERE row_id IN (
+        SELECT row_id FROM (
+            SELECT row_id, SUM(length(sealed) + 160) OVER (ORDER BY row_id DESC) AS newer
+            FROM messages WHERE sender_tag = ? AND conv_tag = ? AND outgoing = 0)
+        WHERE newer > ?)
+    RETURNING length(sealed) + 160
+"""
+# Among a channel's 64 oldest incoming rows, those received before ``?``.
+HISTORY_AGE_CUT = """
+    DELETE FROM messages WHERE row_id IN (
+        SELECT row_id FROM messages WHERE conv_tag = ? AND outgoing = 0
+        ORDER BY row_id LIMIT 64)
+    AND updated_ms < ?
+    RETURNING length(sealed) + 160
+"""
+HISTORY_SENDERS = """
+    SELECT sender_tag, SUM(length(sealed) + 160) AS used FROM messages
+    WHERE conv_tag = ? AND outgoing = 0 GROUP BY sender_tag ORDER BY used DESC
+"""
+
 # -- outbox -----------------------------------------------------------------------------------
 
 OUTBOX_INSERT = """

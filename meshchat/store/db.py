@@ -52,6 +52,7 @@ from meshchat.store import _values as v
 from meshchat.store._crypt import StoreCipher
 from meshchat.store._legacy import has_legacy_rows, seal_legacy_rows
 from meshchat.store._rows import Rows
+from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget, HistoryTrimmer
 from meshchat.store.records import (
     CarriedPacket,
     Channel,
@@ -174,6 +175,7 @@ class Store:
         key: bytes,
         max_carried: int = DEFAULT_MAX_CARRIED,
         max_peers: int = DEFAULT_MAX_PEERS,
+        history: HistoryBudget = DEFAULT_HISTORY,
     ) -> None:
         """Open (creating and migrating as needed) the store at ``path`` with its store key."""
         if max_carried < 1 or max_peers < 1:
@@ -184,6 +186,7 @@ class Store:
         self._max_peers = max_peers
         self._lock = threading.RLock()
         self._batch_depth = 0  # > 0 inside transaction(): writes become savepoints
+        self._history = HistoryTrimmer(history)
         conn = _connect(self._path)
         try:
             _unlock(conn, self._path, self._rows)
@@ -213,6 +216,15 @@ class Store:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def history_budget(self) -> HistoryBudget:
+        return self._history.budget
+
+    def set_history_budget(self, budget: HistoryBudget) -> None:
+        """Bound each channel's incoming history from the next write on (see history.py)."""
+        with self._lock:
+            self._history.budget = budget
 
     def close(self) -> None:
         """Close the connection. Idempotent; any later call raises :class:`StoreError`."""
@@ -279,6 +291,7 @@ class Store:
                     yield
                     conn.execute("COMMIT")
                 except BaseException:
+                    self._history.forget()
                     if conn.in_transaction:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
@@ -305,6 +318,7 @@ class Store:
                         yield conn
                         conn.execute("RELEASE write")
                     except BaseException:
+                        self._history.forget()
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK TO write")
                             conn.execute("RELEASE write")
@@ -318,6 +332,7 @@ class Store:
                     yield conn
                     conn.execute("COMMIT")
                 except BaseException:
+                    self._history.forget()
                     if conn.in_transaction:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
@@ -635,7 +650,9 @@ class Store:
             cur = conn.execute(q.MESSAGE_INSERT_INCOMING, params)
             if cur.rowcount == 0:
                 return None
-            row_id = cur.lastrowid
+            row_id = _row_id(cur.lastrowid)
+            if conversation.startswith("#"):
+                self._history.after_insert(conn, conv_tag, sender_tag, row_id, received_ms)
         return replace(message, row_id=_row_id(row_id))
 
     def set_state(self, msg_id: bytes, state: MessageState, now_ms: int) -> bool:

@@ -50,11 +50,15 @@ from meshchat.router.flood import RouterConfig
 from meshchat.store import Store
 from meshchat.transports.base import Link
 from meshchat.transports.memory import MemoryHub, MemoryTransport
-from meshchat.transports.relay import RelayConfig, RelayTransport
+from meshchat.transports.relay import RelayConfig, RelayTransport, token_hash
 from meshchat.wire import Destination, PacketKind, Suite, build, encode
 from meshchat.wire.payloads import MessageBody
 
 TARGET = 0.5
+
+
+#: the embedded relay admits token holders only; mosquitto here ignores the credentials
+USER, TOKEN = "bench", "a-token-for-the-benchmark"
 
 
 def free_port() -> int:
@@ -75,7 +79,10 @@ def start_broker(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int
         argv = [binary, "-c", str(conf)]
     else:
         meshchat = str(Path(sys.executable).parent / "meshchat")
+        tokens = workdir / "relay-tokens"
+        tokens.write_text(f"{USER}:{token_hash(TOKEN)}\n")
         argv = [meshchat, "relay", "--bind", "127.0.0.1", "--port", str(port)]
+        argv += ["--token-file", str(tokens)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while True:
@@ -135,7 +142,7 @@ async def windowed(send: object, count: int, counter: Counter, window: int) -> f
 async def run_meshchat(port: int, count: int, window: int, link_rate: float, tmp: Path) -> float:
     hub = MemoryHub()
     options = NodeOptions(router=RouterConfig(link_rate=link_rate, link_burst=2 * link_rate))
-    url = f"mqtt://127.0.0.1:{port}"
+    url = f"mqtt://{USER}:{TOKEN}@127.0.0.1:{port}"
     config = RelayConfig(url, refresh_s=0.2, max_inflight=window)
     a_id, b_id = Identity.generate(), Identity.generate()
     a_end, b_end = hub.transport(a_id.public), hub.transport(b_id.public)
@@ -200,9 +207,16 @@ async def run_raw(port: int, count: int, window: int, size: int) -> float:
     payload = os.urandom(size)
     counter = Counter()
     async with (
-        aiomqtt.Client("127.0.0.1", port, identifier="bench-sub") as sub,
         aiomqtt.Client(
-            "127.0.0.1", port, identifier="bench-pub", max_inflight_messages=window
+            "127.0.0.1", port, identifier="bench-sub", username=USER, password=TOKEN
+        ) as sub,
+        aiomqtt.Client(
+            "127.0.0.1",
+            port,
+            identifier="bench-pub",
+            max_inflight_messages=window,
+            username=USER,
+            password=TOKEN,
         ) as pub,
     ):
         pub.pending_calls_threshold = window + 16

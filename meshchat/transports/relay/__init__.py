@@ -10,16 +10,22 @@ from meshchat.transports.relay._config import (
     client_id_for,
     parse_relay_url,
 )
+from meshchat.transports.relay._limits import Limits
 from meshchat.transports.relay._outbox import Outbox, Publish
+from meshchat.transports.relay._tokens import TokenBook, add_token, token_hash
 from meshchat.transports.relay._transport import RelayLink, RelayTransport
 
 __all__ = [
     "DEFAULT_RETENTION_S",
+    "Limits",
     "Outbox",
     "Publish",
     "RelayConfig",
     "RelayLink",
     "RelayTransport",
+    "TokenBook",
+    "add_token",
     "client_id_for",
     "parse_relay_url",
+    "token_hash",
 ]

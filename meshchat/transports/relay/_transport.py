@@ -94,6 +94,7 @@ _HANDLED_CAPACITY = 65536
 _HANDLED_TTL_MS = 24 * 3600 * 1000
 _MAX_INCOMING_QUEUE = 10_000
 _REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupported"
+_V5_REFUSED_US = (134, 135)  # MQTT 5 "bad user name or password", "not authorized"
 #: most distinct message-expiry values whose PUBLISH properties are kept for reuse
 _EXPIRY_CACHE = 64
 #: most frame bytes sealed into one envelope (a burst for one topic shares an envelope)
@@ -429,22 +430,19 @@ class RelayTransport(Transport):
     async def _probe(self) -> None:
         """Find out once whether the broker speaks MQTT 5 (``protocol="auto"``).
 
-        The probe is a bare MQTT 5 CONNECT (no properties, clean start, a throwaway client
-        id): a 3.1.1-only broker such as amqtt parses it far enough to refuse the version,
-        whereas a full MQTT 5 CONNECT with properties can leave it waiting for bytes.
+        The probe is a bare MQTT 5 CONNECT (no properties, no credentials, clean start, a
+        throwaway client id): a 3.1.1-only broker such as amqtt parses it far enough to refuse
+        the version, whereas an MQTT 5 CONNECT with properties or a user name can leave it
+        waiting for bytes. A broker that refuses it as unauthorized answered in MQTT 5.
         """
         import aiomqtt
         from aiomqtt.exceptions import MqttConnectError
 
-        host, port, _ = self.config.endpoint
-        user, password = self.config.credentials
-        _, _, tls = self.config.endpoint
+        host, port, tls = self.config.endpoint
         probe = aiomqtt.Client(
             host,
             port,
             identifier=f"{self.client_id}-p",
-            username=user,
-            password=password,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=True,
             timeout=self.config.connect_timeout_s,
@@ -454,10 +452,14 @@ class RelayTransport(Transport):
             async with probe:
                 self._protocol = "5"
         except MqttConnectError as exc:
-            if getattr(exc.rc, "value", exc.rc) not in _REFUSED_PROTOCOL:
+            code = getattr(exc.rc, "value", exc.rc)
+            if code in _V5_REFUSED_US:
+                self._protocol = "5"  # it answered in MQTT 5, refusing a client with no token
+            elif code not in _REFUSED_PROTOCOL:
                 raise
-            self._protocol = "3.1.1"
-            log.info("%s does not speak MQTT 5; using 3.1.1", self.config.display)
+            else:
+                self._protocol = "3.1.1"
+                log.info("%s does not speak MQTT 5; using 3.1.1", self.config.display)
         self._probed = True
 
     async def _session(self, backoff: Backoff) -> None:

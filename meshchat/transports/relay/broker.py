@@ -10,12 +10,18 @@ plugin interface; :class:`MailboxPolicyPlugin` uses it to enforce what the relay
   notes when each was queued and a sweep drops those older than ``retention_s`` (default 7
   days). Sessions disconnected for longer than the retention are dropped by amqtt itself.
 * **Quota.** At most ``mailbox_quota`` messages are queued per session and topic (one
-  gateway's copy of one mailbox); beyond it the oldest are dropped.
+  gateway's copy of one mailbox); beyond it a message of the largest publisher is dropped,
+  anonymous ones first (see :mod:`._limits`).
 * **No retained topic messages.** meshchat never publishes with the retain flag; a retained
   message someone else publishes is removed at once, so the broker keeps no data forever.
+* **Who may connect.** A client presents a token the operator handed out (``token_file``,
+  ``name:hash`` lines, see :mod:`._tokens`) or, with ``password_file``, a password amqtt's
+  ``FileAuthPlugin`` checks. Clients without either are refused unless ``allow_anonymous``.
+* **Per-client limits** (:class:`~meshchat.transports.relay._limits.Limits`): sessions per
+  principal, subscriptions per client id, publish rate, and queued messages and bytes per
+  offline session, with anonymous publishers confined to a small share so that they can never
+  evict mail from a known gateway; idle anonymous sessions are removed.
 
-Authentication: without a password file every client is accepted as a *named* client (amqtt
-keeps no queue for anonymous ones); with one, amqtt's own ``FileAuthPlugin`` checks it.
 The sweep and quota work on amqtt's session queues (``Session.retained_messages``, an
 ``asyncio.Queue``) through its public ``get_nowait``/``put_nowait``, on the broker's loop.
 """
@@ -24,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from meshchat.errors import TransportError
 from meshchat.transports.relay._config import DEFAULT_RETENTION_S
+from meshchat.transports.relay._limits import Limits
 
 if TYPE_CHECKING:
     from meshchat.transports.relay._plugins import MailboxPolicyPlugin
@@ -47,8 +54,13 @@ class BrokerSettings:
     retention_s: int = DEFAULT_RETENTION_S
     mailbox_quota: int = 1000
     topic_prefix: str = "mc1"
-    #: amqtt password file (``user:hash`` lines); None accepts every client
+    #: token file (``name:hash`` lines, :mod:`._tokens`): clients connect as name:token
+    token_file: str | None = None
+    #: amqtt password file (``user:hash`` lines), checked instead of tokens
     password_file: str | None = None
+    #: accept clients without a token or password too (with the anonymous limits)
+    allow_anonymous: bool = False
+    limits: Limits = field(default_factory=Limits)
     certfile: str | None = None
     keyfile: str | None = None
     sweep_s: float = 60.0
@@ -60,6 +72,9 @@ class BrokerSettings:
             raise TransportError("the relay needs at least one address to bind")
         if self.retention_s < 1 or self.mailbox_quota < 1 or self.sweep_s <= 0:
             raise TransportError("retention, quota and sweep interval must be positive")
+        if self.limits.mailbox_quota != self.mailbox_quota:
+            limits = replace(self.limits, mailbox_quota=self.mailbox_quota)
+            object.__setattr__(self, "limits", limits)
         if (self.certfile is None) != (self.keyfile is None):
             raise TransportError("TLS needs both a certificate and a key file")
 
@@ -76,13 +91,12 @@ def _amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
         if settings.certfile is not None:
             listener.update(ssl=True, certfile=settings.certfile, keyfile=settings.keyfile)
         listeners["default" if i == 0 else f"listener{i}"] = listener
-    auth: dict[str, Any]
+    auth: dict[str, Any] = {}
     if settings.password_file is not None:
         auth = {
             "amqtt.plugins.authentication.FileAuthPlugin": {"password_file": settings.password_file}
         }
-    else:
-        auth = {"meshchat.transports.relay._plugins.OpenAuthPlugin": {}}
+    limits = {f: getattr(settings.limits, f) for f in settings.limits.__dataclass_fields__}
     return {
         "listeners": listeners,
         "session_expiry_interval": settings.retention_s,
@@ -91,8 +105,11 @@ def _amqtt_config(settings: BrokerSettings) -> dict[str, Any]:
             "meshchat.transports.relay._plugins.MailboxPolicyPlugin": {
                 "topic_prefix": settings.topic_prefix,
                 "retention_s": settings.retention_s,
-                "mailbox_quota": settings.mailbox_quota,
                 "sweep_s": float(settings.sweep_s),
+                "token_file": settings.token_file,
+                "password_file": settings.password_file is not None,
+                "allow_anonymous": settings.allow_anonymous,
+                "limits": limits,
             },
             **settings.extra_plugins,
         },

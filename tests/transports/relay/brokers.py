@@ -27,10 +27,13 @@ def free_port() -> int:
 class BrokerInfo:
     kind: str
     port: int
+    #: "name:token" the gateways connect with ("" for none)
+    credentials: str = ""
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        who = f"{self.credentials}@" if self.credentials else ""
+        return f"mqtt://{who}127.0.0.1:{self.port}"
 
 
 class Mosquitto:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from brokers import BrokerInfo, Mosquitto, free_port
 
+from meshchat.transports.relay import add_token
 from meshchat.transports.relay.broker import BrokerSettings, EmbeddedBroker
 
 
@@ -25,7 +26,9 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 async def amqtt_broker() -> AsyncIterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(BrokerSettings(binds=("127.0.0.1",), port=0, sweep_s=0.2))
+    # an open relay (the operator opted in): these tests are not about authentication
+    settings = BrokerSettings(binds=("127.0.0.1",), port=0, sweep_s=0.2, allow_anonymous=True)
+    broker = EmbeddedBroker(settings)
     await broker.start()
     yield broker
     await broker.stop()
@@ -34,10 +37,14 @@ async def amqtt_broker() -> AsyncIterator[EmbeddedBroker]:
 @pytest.fixture(params=["amqtt", "mosquitto"])
 async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BrokerInfo]:
     if request.param == "amqtt":
-        embedded = EmbeddedBroker(BrokerSettings(binds=("127.0.0.1",), port=0))
+        tokens = tmp_path / "relay-tokens"
+        token = add_token(tokens, "gw")
+        embedded = EmbeddedBroker(
+            BrokerSettings(binds=("127.0.0.1",), port=0, token_file=str(tokens))
+        )
         await embedded.start()
         try:
-            yield BrokerInfo("amqtt", embedded.addresses[0][1])
+            yield BrokerInfo("amqtt", embedded.addresses[0][1], f"gw:{token}")
         finally:
             await embedded.stop()
     else:

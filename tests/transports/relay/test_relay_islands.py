@@ -172,7 +172,7 @@ async def test_the_broker_sees_no_plaintext_and_no_node_id(
 ) -> None:
     proxy = RecordingProxy(broker.port)
     await proxy.start()
-    url = f"mqtt://127.0.0.1:{proxy.port}"
+    url = broker.url.replace(f":{broker.port}", f":{proxy.port}")
     hub = MemoryHub()
     bridge = {"bridge_channels": ("#secret",)}
     a = await start_member(tmp_path, hub, "alice")

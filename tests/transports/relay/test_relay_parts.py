@@ -25,12 +25,14 @@ from meshchat.transports.relay import (
     RelayTransport,
     client_id_for,
     parse_relay_url,
+    token_hash,
 )
 from meshchat.transports.relay.broker import BrokerSettings, EmbeddedBroker
 from meshchat.wire import Destination, PacketKind, Suite, build, encode
 from meshchat.wire.packet import MAX_AGE_MS
 
 TOPIC = "mc1/m/" + "ab" * 16
+TOKEN = "a-token-the-operator-handed-out"
 
 
 def test_parse_relay_url() -> None:
@@ -91,8 +93,11 @@ def test_broker_settings_are_checked() -> None:
 
 
 @pytest.fixture
-async def small_broker() -> AsyncIterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(BrokerSettings(port=0, mailbox_quota=5, sweep_s=3600))
+async def small_broker(tmp_path: Path) -> AsyncIterator[EmbeddedBroker]:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"gw:{token_hash(TOKEN)}\n")
+    settings = BrokerSettings(port=0, mailbox_quota=5, sweep_s=3600, token_file=str(tokens))
+    broker = EmbeddedBroker(settings)
     await broker.start()
     yield broker
     await broker.stop()
@@ -100,7 +105,9 @@ async def small_broker() -> AsyncIterator[EmbeddedBroker]:
 
 def client(broker: EmbeddedBroker, name: str) -> aiomqtt.Client:
     port = broker.addresses[0][1]
-    return aiomqtt.Client("127.0.0.1", port, identifier=name, clean_session=False)
+    return aiomqtt.Client(
+        "127.0.0.1", port, identifier=name, clean_session=False, username="gw", password=TOKEN
+    )
 
 
 async def collect(c: aiomqtt.Client, quiet: float = 0.5) -> list[bytes]:

@@ -32,12 +32,19 @@ step  check                                                       on failure
       is acknowledged again but not shown; else a replay
 5     X3DH header: the session it began decrypts it; else a new   reject "replayed key
       key agreement with our prekey, unless the prekey's replay   agreement", "prekey no
-      cache holds the ephemeral key                               longer held"
+      cache holds the ephemeral key; a stranger's only within     longer held", "too many
+      the strangers' budget and rates (:mod:`.admission`)         key agreements ..."
 6     no header: the current session, then the older ones         reject "no session opens
       (one that works becomes current)                            it"
 ====  ==========================================================  ===========================
 
 A rejection changes no state. Acks (:meth:`open_ack`) go through steps 1-3, 5 and 6.
+
+A first message that never got an answer is re-drafted when the recipient's prekey changes
+(:meth:`DirectSuite.learn_prekey`): a session we started from an older prekey of the peer and
+that was never confirmed is not used for new drafts, and the drafts made with it are dropped,
+so the next retry is encrypted afresh from the new prekey (the peer may never have held the old
+one, or refuses it). A late answer in the old session still opens: it stays in the record.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from dataclasses import dataclass, replace
 
 from nacl.signing import SigningKey
 
+from meshchat.crypto.admission import Admission
 from meshchat.crypto.prekeys import PrekeyState
 from meshchat.crypto.sealed import Envelope, open_sealed, seal
 from meshchat.crypto.sessions import (
@@ -158,6 +166,8 @@ class DirectSuite:
         self._drafts: dict[bytes, _Draft] = {}
         self._tokens: dict[bytes, bytes] = {}  # ack token -> msg id
         self._msg_tokens: dict[bytes, list[bytes]] = {}
+        #: rate limits on strangers' key agreements
+        self.admission = Admission()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -239,6 +249,7 @@ class DirectSuite:
         self._listen(identity)
         if prekey is not None and record.learn_prekey(prekey):
             self._touch(identity.node_id)
+            self._redraft(identity.node_id)
 
     def knows(self, node_id: bytes) -> bool:
         """Whether ``node_id`` was added with :meth:`add_peer` (a contact or a group member),
@@ -251,7 +262,15 @@ class DirectSuite:
         if record is None or record.identity != identity or not record.learn_prekey(prekey):
             return False
         self._touch(identity.node_id)
+        self._redraft(identity.node_id)
         return True
+
+    def _redraft(self, node_id: bytes) -> None:
+        """The peer's prekey changed: drafts made in a session we started from an older one
+        and never heard back in are dropped (their next retry is encrypted afresh)."""
+        for msg_id, draft in list(self._drafts.items()):
+            if draft.peer == node_id and _stale(draft.session, self.records[node_id]):
+                del self._drafts[msg_id]
 
     def can_seal(self, recipient: PublicIdentity) -> bool:
         """Whether messages to ``recipient`` can use suite RATCHET (a session or a prekey)."""
@@ -306,7 +325,7 @@ class DirectSuite:
         self.add_peer(recipient)
         record = self.records[recipient.node_id]
         session = record.current
-        if session is None:
+        if session is None or _stale(session, record):
             if record.prekey is None:
                 raise DecryptionError("no session and no signed prekey for this peer")
             own = self.prekeys.current
@@ -385,22 +404,33 @@ class DirectSuite:
         return PeerRecord(envelope.sender), True
 
     def _decrypt(
-        self, record: PeerRecord, envelope: Envelope, kind: bytes
+        self,
+        record: PeerRecord,
+        envelope: Envelope,
+        kind: bytes,
+        packet: Packet,
+        at: tuple[str | None, int],
     ) -> tuple[bytes, Session, bytes | None]:
-        """Plaintext, the session that opened it, and the prekey ephemeral to remember."""
+        """Plaintext, the session that opened it, and the prekey ephemeral to remember;
+        ``at`` is the link the packet came on and the time."""
         message = envelope.message
         if envelope.x3dh is not None:
             ephemeral, spk = envelope.x3dh
             session = record.session_for(ephemeral)
+            own = self.prekeys.get(spk)
+            if own is not None and self.prekeys.touch_initial(own, ephemeral, packet.created_ms):
+                self._prekeys_dirty = True
             if session is not None and not session.initiator:
                 return session.decrypt(message, kind), session, None
-            own = self.prekeys.get(spk)
             if own is None:
                 raise DecryptionError("prekey no longer held")
             if self.prekeys.seen_initial(own, ephemeral):
                 raise ReplayError("replayed key agreement")
-            if not self.prekeys.can_accept(own):
-                raise DecryptionError("prekey accepts no more sessions")
+            known = record.identity.node_id in self._contacts
+            if not self.prekeys.can_accept(own, known):
+                raise DecryptionError("too many key agreements from strangers")
+            if not known and not self.admission.admit(at[0], record.identity.node_id, at[1]):
+                raise DecryptionError("key agreements from strangers too fast")
             new, plaintext = respond(self.identity, own, record.identity, ephemeral, message, kind)
             return plaintext, new, ephemeral
         for session in record.sessions:
@@ -417,6 +447,7 @@ class DirectSuite:
         session: Session,
         ephemeral: bytes | None,
         spk: bytes | None,
+        created_ms: int,
     ) -> None:
         if is_new:
             self.records[record.identity.node_id] = record
@@ -424,14 +455,16 @@ class DirectSuite:
         if ephemeral is not None and spk is not None:
             own = self.prekeys.get(spk)
             assert own is not None
-            self.prekeys.remember_initial(own, ephemeral)
+            known = record.identity.node_id in self._contacts
+            self.prekeys.remember_initial(own, ephemeral, created_ms, known)
             self._prekeys_dirty = True
         if record.current is not session:
             record.adopt(session)
         self._touch(record.identity.node_id)
 
-    def open_message(self, packet: Packet, now_ms: int) -> Opened:
-        """Open a sealed MESSAGE to one of our tags; raises :class:`DecryptionError`."""
+    def open_message(self, packet: Packet, now_ms: int, link: str | None = None) -> Opened:
+        """Open a sealed MESSAGE to one of our tags (that came on ``link``); raises
+        :class:`DecryptionError`."""
         self.maintain(now_ms)
         envelope, source = self._unseal(packet)
         token = envelope.ack_token
@@ -448,10 +481,12 @@ class DirectSuite:
             record.remember_ciphertext(digest, packet.created_ms)
             self._touch(record.identity.node_id)
             return Opened(record.identity, None, None, token)
-        plaintext, session, ephemeral = self._decrypt(record, envelope, KIND_MESSAGE)
+        plaintext, session, ephemeral = self._decrypt(
+            record, envelope, KIND_MESSAGE, packet, (link, now_ms)
+        )
         # Authenticated: keep the ratchet's progress even if the body turns out malformed.
         spk = envelope.x3dh[1] if envelope.x3dh is not None else None
-        self._commit(record, is_new, session, ephemeral, spk)
+        self._commit(record, is_new, session, ephemeral, spk, packet.created_ms)
         try:
             body = decode_direct_body(plaintext)
         except Exception as exc:
@@ -463,16 +498,18 @@ class DirectSuite:
             return Opened(record.identity, body.msg_id, None, token, None if shown else body)
         return Opened(record.identity, body.msg_id, None if shown else body.text, token)
 
-    def open_ack(self, packet: Packet, now_ms: int) -> Opened:
+    def open_ack(self, packet: Packet, now_ms: int, link: str | None = None) -> Opened:
         """Open the sealed part of an ACK to one of our tags; raises :class:`DecryptionError`."""
         self.maintain(now_ms)
         envelope, source = self._unseal(packet)
         if envelope.ack_token is not None or source.kind != "peer":
             raise DecryptionError("not a sealed ack")
         record, is_new = self._record_for(envelope, source)
-        plaintext, session, ephemeral = self._decrypt(record, envelope, KIND_ACK)
+        plaintext, session, ephemeral = self._decrypt(
+            record, envelope, KIND_ACK, packet, (link, now_ms)
+        )
         spk = envelope.x3dh[1] if envelope.x3dh is not None else None
-        self._commit(record, is_new, session, ephemeral, spk)
+        self._commit(record, is_new, session, ephemeral, spk, packet.created_ms)
         try:
             body = SealedAckBody.decode(plaintext)
         except Exception as exc:
@@ -480,3 +517,14 @@ class DirectSuite:
         if body.token != packet.payload[:ACK_TOKEN_SIZE]:
             raise DecryptionError("ack token does not match the sealed one")
         return Opened(record.identity, None, None, body.token)
+
+
+def _stale(session: Session, record: PeerRecord) -> bool:
+    """A session we started from an older prekey of the peer, never heard back in."""
+    prekey = record.prekey
+    return (
+        session.initiator
+        and not session.confirmed
+        and prekey is not None
+        and session.x3dh[1] != prekey.public
+    )

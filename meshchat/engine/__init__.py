@@ -395,9 +395,9 @@ class Engine:
     def _deliver(self, packet: Packet, link: str | None, now_ms: int) -> list[Output]:
         try:
             if packet.kind is PacketKind.MESSAGE:
-                return self._on_message(packet, now_ms)
+                return self._on_message(packet, now_ms, link)
             if packet.kind is PacketKind.ACK:
-                return self._on_ack(packet, now_ms)
+                return self._on_ack(packet, now_ms, link)
             if packet.kind is PacketKind.ANNOUNCE:
                 return self._on_announce(packet)
         except (PacketError, CryptoError) as exc:
@@ -417,8 +417,8 @@ class Engine:
         dest = packet.destination
         return dest.kind is DestKind.NODE and dest.value in self.direct.book.tags
 
-    def _on_sealed_message(self, packet: Packet, now_ms: int) -> list[Output]:
-        opened = self.direct.open_message(packet, now_ms)
+    def _on_sealed_message(self, packet: Packet, now_ms: int, link: str | None) -> list[Output]:
+        opened = self.direct.open_message(packet, now_ms, link)
         out: list[Output] = []
         if opened.control is not None:
             try:
@@ -449,12 +449,12 @@ class Engine:
         out.extend(self.router.originate(ack, now_ms))
         return out
 
-    def _on_message(self, packet: Packet, now_ms: int) -> list[Output]:
+    def _on_message(self, packet: Packet, now_ms: int, link: str | None = None) -> list[Output]:
         dest = packet.destination
         if self._to_tag(packet):
             if packet.suite is not Suite.RATCHET:
                 return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
-            return self._on_sealed_message(packet, now_ms)
+            return self._on_sealed_message(packet, now_ms, link)
         if dest.kind is DestKind.NODE:
             if packet.suite is not Suite.BOX:
                 return [
@@ -510,12 +510,12 @@ class Engine:
             ]
         return []
 
-    def _on_sealed_ack(self, packet: Packet, now_ms: int) -> list[Output]:
+    def _on_sealed_ack(self, packet: Packet, now_ms: int, link: str | None) -> list[Output]:
         token = ack_hash_of(packet.payload)
         msg_id = self.direct.token_owner(token) if token is not None else None
         out: list[Output] = []
         try:
-            self.direct.open_ack(packet, now_ms)
+            self.direct.open_ack(packet, now_ms, link)
         except CryptoError as exc:
             # The token alone proves delivery (only the recipient could find it); the sealed
             # part only moves the session on.
@@ -532,11 +532,11 @@ class Engine:
         out.append(MessageDelivered(item.msg_id))
         return out
 
-    def _on_ack(self, packet: Packet, now_ms: int) -> list[Output]:
+    def _on_ack(self, packet: Packet, now_ms: int, link: str | None = None) -> list[Output]:
         if self._to_tag(packet):
             if packet.suite is not Suite.RATCHET:
                 return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
-            return self._on_sealed_ack(packet, now_ms)
+            return self._on_sealed_ack(packet, now_ms, link)
         ack = AckBody.decode(packet.payload)
         item = self.outbox.get(ack.msg_id)
         if item is None or item.recipient is None:

@@ -16,12 +16,16 @@ class TokenBucket:
         self._tokens = burst
         self._last_ms = now_ms
 
-    def take(self, now_ms: int, cost: float = 1.0) -> bool:
+    def available(self, now_ms: int) -> float:
+        """The tokens saved up at ``now_ms``."""
         elapsed = now_ms - self._last_ms
         if elapsed > 0:
             self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
             self._last_ms = now_ms
-        if self._tokens >= cost:
+        return self._tokens
+
+    def take(self, now_ms: int, cost: float = 1.0) -> bool:
+        if self.available(now_ms) >= cost:
             self._tokens -= cost
             return True
         return False

@@ -26,8 +26,11 @@ class Neighbourhood:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        #: node id -> the name it announced
+        #: node id -> the name it announced; insertion order is recency order. Anyone can
+        #: announce any number of made-up identities, so at most ``max_announced`` are kept
+        #: (the least recently announced go first, a current neighbour's last).
         self.names: dict[bytes, str] = {}
+        self.max_announced = node.options.max_announced
         self._gateways: dict[bytes, int] = {}  # node id -> when it last announced so
         # node id -> when last heard on a local (non-internet) link or by announce; insertion
         # order is recency order, so the oldest entry is the first one.
@@ -35,12 +38,24 @@ class Neighbourhood:
 
     def announced(self, event: PeerAnnounced, now: int) -> None:
         node_id = event.identity.node_id
-        self.names[node_id] = event.name
+        names = self.names
+        names.pop(node_id, None)
+        names[node_id] = event.name
+        self._gateways.pop(node_id, None)
         if event.gateway:
             self._gateways[node_id] = now
-        else:
-            self._gateways.pop(node_id, None)
+        while len(names) > self.max_announced:
+            self._forget_one()
         self.hear(node_id, now)
+
+    def _forget_one(self) -> None:
+        """Forget the least recently announced identity, sparing current neighbours."""
+        neighbours = {link.peer.node_id for link in self.node.links.values()}
+        victim = next((n for n in self.names if n not in neighbours), None)
+        if victim is None:
+            victim = next(iter(self.names))
+        del self.names[victim]
+        self._gateways.pop(victim, None)
 
     def hear(self, node_id: bytes, now: int) -> None:
         heard = self._heard

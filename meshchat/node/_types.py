@@ -20,6 +20,7 @@ __all__ = [
     "GROUP_PREFIX",
     "HOUSEKEEPING_S",
     "LINK_QUEUE",
+    "MAX_ANNOUNCED",
     "MAX_BATCH",
     "MAX_HEARD",
     "LinkInfo",
@@ -34,6 +35,8 @@ ANNOUNCE_EVERY_MS = 10 * 60 * 1000
 HOUSEKEEPING_S = 1.0
 #: most node ids remembered as heard on local links (for gateways; oldest forgotten first)
 MAX_HEARD = 1024
+#: most announced identities a node remembers in memory (see NodeOptions.max_announced)
+MAX_ANNOUNCED = 4096
 #: most queued frames the worker takes into one batch (one commit)
 MAX_BATCH = 256
 #: most frames queued from one link (or from the internet transports together)
@@ -62,6 +65,8 @@ class NodeOptions:
     #: how much incoming history each channel keeps, per channel and per sender, and for
     #: how long (see :mod:`meshchat.store.history`; defaults 8 MiB, 512 KiB, 30 days)
     history: HistoryBudget = DEFAULT_HISTORY
+    #: most announced identities remembered (names, gateways); the least recent go first
+    max_announced: int = MAX_ANNOUNCED
 
 
 @dataclass(frozen=True, slots=True)

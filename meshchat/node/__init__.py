@@ -111,7 +111,7 @@ class Node:
         # We are a gateway when we have an internet transport; our announces say so.
         self.engine.gateway = any(t.name in INTERNET_TRANSPORTS for t in transports)
         self.counters: dict[str, int] = {}
-        self.inbox = Inbox(self.options.inbox_size, self.count)
+        self.inbox = Inbox(self.options.inbox_size, self.options.link_queue, self.count)
         self.effects = Effects(self)
         self.neighbourhood = Neighbourhood(self)
         self.commands = Commands(self)

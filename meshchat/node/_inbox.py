@@ -13,8 +13,11 @@ writes share one commit (one disk sync), after which their transmissions go out.
 ends a batch and is handled on its own, after the timers and housekeeping that follow every
 item or batch, so effects keep the order of the inbox.
 
-When the inbox is full, new frames are dropped (counted) rather than buffered without bound;
-the senders' retries and store-and-forward recover them. Link changes are never dropped.
+Fairness. Each link has its own lane in the inbox, and the lanes are served round robin
+(:class:`Inbox`): one link writing junk as fast as it can fills only its own lane, and loses
+only its own frames, while the frames (messages, acks) of every other link still get their turn.
+Frames beyond the bounds are dropped (counted) rather than buffered without bound; the senders'
+retries and store-and-forward recover them. Link changes and commands are never dropped.
 """
 
 from __future__ import annotations
@@ -67,37 +70,91 @@ class Command:
 Item = LinkUp | LinkDown | FrameIn | Command
 
 
-class Inbox:
-    """A bounded queue of items, and a way for the worker to wait for one."""
+#: the lane of frames injected without a link, and the lane of user commands (link ids never
+#: start with a NUL)
+INJECTED = "\x00injected"
+COMMANDS = "\x00commands"
 
-    def __init__(self, size: int, count: Callable[[str], None]) -> None:
-        self._items: deque[Item] = deque()
+
+class Inbox:
+    """Per-link lanes served round robin, bounded per link and overall.
+
+    Each link's items (its link-up, frames and link-down, in the order the transport reported
+    them) queue in the link's own lane; user commands queue in a lane of their own. The worker
+    takes one item from each lane in turn, so a frame of one link waits behind at most one item
+    of every other busy lane, never behind a flood. A lane holds at most ``link_size`` frames
+    and all lanes together ``size``: a frame beyond its lane's bound is dropped; when the inbox
+    is full, a frame is dropped from the longest lane (the arriving one if that lane is the
+    longest), so only the link that floods loses frames. Link changes and commands are never
+    dropped.
+    """
+
+    def __init__(self, size: int, link_size: int, count: Callable[[str], None]) -> None:
+        self._lanes: dict[str, deque[Item]] = {}
+        #: keys of the lanes holding items, in turn order (the next lane to serve first)
+        self._turns: deque[str] = deque()
         self._size = size
+        self._link_size = link_size
+        self._frames = 0
         self._count = count
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return sum(len(lane) for lane in self._lanes.values())
 
     def put(self, item: Item) -> None:
-        """Queue ``item``. A frame is dropped (counted) when the inbox is full; a link change
-        or command always gets in (a link change drops the oldest item to make room)."""
-        items = self._items
-        if len(items) >= self._size:
-            self._count("drop.inbox-full")
-            if isinstance(item, FrameIn):
+        """Queue ``item`` in its lane (see the class for what is dropped when)."""
+        if isinstance(item, Command):
+            key = COMMANDS
+        elif isinstance(item, FrameIn):
+            key = INJECTED if item.link is None else item.link.link_id
+            if not self._room_for_frame(key):
+                self._count("drop.inbox-full")
                 return
-            if not isinstance(item, Command):
-                items.popleft()
-        items.append(item)
+            self._frames += 1
+        else:
+            key = item.link.link_id
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = deque()
+            self._turns.append(key)
+        lane.append(item)
         self._ready.set()
 
+    def _room_for_frame(self, key: str) -> bool:
+        """Whether a frame for lane ``key`` gets in, dropping another lane's newest frame
+        when the inbox is full and that lane is longer."""
+        lane = self._lanes.get(key)
+        length = len(lane) if lane is not None else 0
+        if length >= self._link_size:
+            return False
+        if self._frames < self._size:
+            return True
+        longest = max(self._lanes, key=lambda k: len(self._lanes[k]))
+        victim = self._lanes[longest]
+        if len(victim) <= length or not isinstance(victim[-1], FrameIn):
+            return False
+        victim.pop()
+        self._frames -= 1
+        self._count("drop.inbox-full")
+        return True
+
     def take(self) -> Item | None:
-        """The next item, or None when the inbox is empty."""
-        if not self._items:
+        """The next item (the head of the lane whose turn it is), or None when empty."""
+        turns = self._turns
+        if not turns:
             self._ready.clear()
             return None
-        return self._items.popleft()
+        key = turns[0]
+        lane = self._lanes[key]
+        item = lane.popleft()
+        turns.rotate(-1)
+        if not lane:
+            turns.pop()
+            del self._lanes[key]
+        if isinstance(item, FrameIn):
+            self._frames -= 1
+        return item
 
     async def wait(self, timeout: float) -> Item | None:
         """The next item, waiting at most ``timeout`` seconds for one (None if none came)."""

@@ -40,7 +40,7 @@ MAX_ANNOUNCED = 4096
 #: most queued frames the worker takes into one batch (one commit)
 MAX_BATCH = 256
 #: most frames queued from one link (or from the internet transports together)
-LINK_QUEUE = 512
+LINK_QUEUE = 1024
 
 #: how a user names a group (``+friends``) and the prefix of its conversation name
 GROUP_MARK = "+"

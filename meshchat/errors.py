@@ -23,6 +23,7 @@ __all__ = [
     "PacketError",
     "PacketReason",
     "StoreError",
+    "StoreReason",
     "TransportError",
     "UsageError",
 ]
@@ -82,11 +83,58 @@ class KeystoreError(IdentityError):
 
 
 class TransportError(MeshchatError):
-    """A transport or link failed (connect, send, closed link)."""
+    """A transport or link failed (connect, send, closed link).
+
+    ``transport`` names the medium (``"lan"``, ``"ble"``, ``"relay"``, ...), ``link_id`` the
+    link and ``address`` the peer's address, when the raiser knows them (None otherwise).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transport: str | None = None,
+        link_id: str | None = None,
+        address: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.link_id = link_id
+        self.address = address
+        super().__init__(message)
+
+
+class StoreReason(Enum):
+    """Why the store failed; stable names for logs and tests."""
+
+    FAILED = "failed"  #: SQLite or the file system failed (disk full, locked, I/O error)
+    BAD_VALUE = "bad-value"  #: an argument was refused before anything was written
+    DAMAGED = "damaged"  #: stored data could not be read back (altered or damaged)
+    WRONG_KEY = "wrong-key"  #: the store key is not this file's
+    SCHEMA = "schema"  #: the file's schema is newer than this code, or unreadable
+    CLOSED = "closed"  #: the store was already closed
 
 
 class StoreError(MeshchatError):
-    """The message store failed or holds data it cannot read."""
+    """The message store failed or holds data it cannot read.
+
+    ``reason`` says which way; ``path`` is the database file, ``table`` the table and
+    ``field`` the value concerned, when known (None otherwise).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: StoreReason = StoreReason.FAILED,
+        path: str | None = None,
+        table: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.path = path
+        self.table = table
+        self.field = field
+        super().__init__(message)
 
 
 class UsageError(MeshchatError):

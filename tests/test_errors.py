@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import pytest
 
 from meshchat import errors
@@ -13,13 +15,30 @@ from meshchat.errors import (
     MeshchatError,
     PacketError,
     PacketReason,
+    StoreError,
+    StoreReason,
+    TransportError,
 )
+
+
+def test_store_and_transport_errors_carry_structured_fields() -> None:
+    plain = StoreError("disk full")
+    assert plain.reason is StoreReason.FAILED and plain.path is None and str(plain) == "disk full"
+    damaged = StoreError("bad row", reason=StoreReason.DAMAGED, table="contacts", field="name")
+    assert (damaged.reason, damaged.table, damaged.field) == (
+        StoreReason.DAMAGED,
+        "contacts",
+        "name",
+    )
+    link = TransportError("closed", transport="lan", link_id="lan-1", address="127.0.0.1:1")
+    assert (link.transport, link.link_id, link.address) == ("lan", "lan-1", "127.0.0.1:1")
+    assert TransportError("x").link_id is None
 
 
 @pytest.mark.parametrize("name", errors.__all__)
 def test_every_exported_error_derives_from_the_root(name: str) -> None:
     obj = getattr(errors, name)
-    if obj is PacketReason:
+    if issubclass(obj, Enum):  # the reason enums (PacketReason, StoreReason)
         return
     assert issubclass(obj, MeshchatError)
     assert obj.__doc__  # each says what it means

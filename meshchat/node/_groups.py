@@ -31,7 +31,9 @@ class Groups:
         node = self.node
         blobs = await node.store.call(node.store.store.states, GROUP_STATE)
         for bad in node.engine.load_groups(blobs, now):
-            log.warning("unreadable group state %s skipped", bad.hex()[:8])
+            log.warning("unreadable group state %s set aside", bad.hex()[:8])
+            reason = "the group record could not be decoded at start"
+            await node.store.call(node.store.store.set_aside_state, GROUP_STATE, bad, reason, now)
         await node.effects.run(node.engine.flush())
 
     def resend(self, entry: OutboxEntry, now: int) -> None:

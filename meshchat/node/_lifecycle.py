@@ -54,7 +54,11 @@ async def _load_sessions(node: Node, now: int) -> None:
     if prekeys is not None:
         blobs[node.identity.node_id] = prekeys
     for bad in node.engine.load_sessions(blobs):
-        log.warning("unreadable session state %s skipped", bad.hex()[:8])
+        # Set aside with the reason, never overwritten by the state written from now on.
+        kind, key = (PREKEY_STATE, b"") if bad == node.identity.node_id else (SESSION_STATE, bad)
+        log.warning("unreadable %s state %s set aside", kind, bad.hex()[:8])
+        reason = f"the {kind} record could not be decoded at start"
+        await node.store.call(store.set_aside_state, kind, key, reason, now)
     for contact in await node.store.call(store.list_contacts):
         if contact.trust is Trust.COMPROMISED:
             node.engine.distrust(contact.node_id)

@@ -38,8 +38,11 @@ def _write(store: Store, puts: dict[bytes, bytes], drops: list[bytes]) -> None:
 async def load(node: Node, now: int) -> None:
     store = node.store.store
     blobs = await node.store.call(store.states, REPLAY_STATE)
-    stale = node.engine.router.load_replay_state(blobs, now)
-    await node.store.call(_write, store, {}, stale)
+    expired, unreadable = node.engine.router.load_replay_state(blobs, now)
+    await node.store.call(_write, store, {}, expired)
+    for key in unreadable:
+        reason = "the dedupe bucket could not be decoded at start"
+        await node.store.call(store.set_aside_state, REPLAY_STATE, key, reason, now)
 
 
 async def save(node: Node, now: int) -> None:

@@ -212,10 +212,13 @@ class FloodRouter:
             return {}, []
         return self._replay.take_updates(now_ms)
 
-    def load_replay_state(self, blobs: dict[bytes, bytes], now_ms: int) -> list[bytes]:
-        """Restore the long dedupe horizon saved before a restart; returns stale keys."""
+    def load_replay_state(
+        self, blobs: dict[bytes, bytes], now_ms: int
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Restore the long dedupe horizon saved before a restart; returns the keys of
+        ``(expired, unreadable)`` blobs."""
         if self._replay is None:
-            return list(blobs)
+            return list(blobs), []
         return self._replay.load(blobs, now_ms)
 
     def next_deadline(self) -> int | None:

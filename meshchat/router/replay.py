@@ -133,21 +133,21 @@ class ReplayFilter:
         self._dropped.clear()
         return puts, drops
 
-    def load(self, blobs: dict[bytes, bytes], now_ms: int) -> list[bytes]:
-        """Restore saved buckets; returns the keys of blobs unreadable or expired (to delete)."""
+    def load(self, blobs: dict[bytes, bytes], now_ms: int) -> tuple[list[bytes], list[bytes]]:
+        """Restore saved buckets; returns the keys of ``(expired, unreadable)`` blobs."""
         oldest = self._index(now_ms - MAX_AGE_MS)
         newest = self._index(now_ms + MAX_FUTURE_SKEW_MS)
-        stale: list[bytes] = []
+        expired: list[bytes] = []
+        unreadable: list[bytes] = []
         for key, blob in blobs.items():
             bucket = _parse(blob)
-            if bucket is None or not oldest <= bucket[0] <= newest or key != _key(bucket[0]):
-                stale.append(key)
-                continue
-            index, loaded = bucket
-            mine = self._buckets.get(index)
-            if mine is None:
-                self._buckets[index] = loaded
-        return stale
+            if bucket is None or key != _key(bucket[0]):
+                unreadable.append(key)
+            elif not oldest <= bucket[0] <= newest:
+                expired.append(key)
+            elif bucket[0] not in self._buckets:
+                self._buckets[bucket[0]] = bucket[1]
+        return expired, unreadable
 
     def memory_bytes(self) -> int:
         return sum(len(b.bits) for b in self._buckets.values())

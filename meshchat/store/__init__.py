@@ -18,6 +18,7 @@ from meshchat.store.records import (
     Message,
     MessageState,
     OutboxEntry,
+    SetAside,
     Trust,
 )
 from meshchat.store.schema import SCHEMA_VERSION
@@ -41,6 +42,7 @@ __all__ = [
     "Message",
     "MessageState",
     "OutboxEntry",
+    "SetAside",
     "Store",
     "Trust",
 ]

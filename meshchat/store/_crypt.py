@@ -33,7 +33,7 @@ import nacl.bindings as sodium
 import nacl.exceptions
 import nacl.utils
 
-from meshchat.errors import StoreError
+from meshchat.errors import StoreError, StoreReason
 
 __all__ = ["KEY_SIZE", "PAD_TO", "TAG_SIZE", "StoreCipher"]
 
@@ -58,6 +58,9 @@ def _subkey(key: bytes, purpose: bytes) -> bytes:
     return hashlib.blake2b(purpose, key=key, digest_size=KEY_SIZE, person=b"mc-store-kdf").digest()
 
 
+DAMAGED = StoreReason.DAMAGED
+
+
 class StoreCipher:
     """Seals and opens one store's rows, and makes its lookup tags."""
 
@@ -65,7 +68,9 @@ class StoreCipher:
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) != KEY_SIZE:
-            raise StoreError(f"the store key must be {KEY_SIZE} bytes")
+            raise StoreError(
+                f"the store key must be {KEY_SIZE} bytes", reason=StoreReason.BAD_VALUE
+            )
         self._seal = _subkey(key, b"seal")
         self._index = _subkey(key, b"index")
 
@@ -96,7 +101,7 @@ class StoreCipher:
         plain = len(body).to_bytes(_LEN, "big") + body
         plain += bytes(-len(plain) % PAD_TO)
         if len(plain) > _MAX_PLAIN:
-            raise StoreError("row too large to store")
+            raise StoreError("row too large to store", reason=StoreReason.BAD_VALUE)
         nonce = nacl.utils.random(_NONCE)
         sealed = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
             plain, self._ad(table, binding), nonce, self._seal
@@ -108,7 +113,7 @@ class StoreCipher:
         if not isinstance(sealed, bytes) or not (
             _NONCE + _MAC + PAD_TO <= len(sealed) <= _NONCE + _MAC + _MAX_PLAIN
         ):
-            raise StoreError(f"a sealed value in {table} is malformed")
+            raise StoreError(f"a sealed value in {table} is malformed", reason=DAMAGED, table=table)
         try:
             plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 sealed[_NONCE:], self._ad(table, binding), sealed[:_NONCE], self._seal
@@ -119,13 +124,19 @@ class StoreCipher:
             ) from exc
         size = int.from_bytes(plain[:_LEN], "big")
         if size > len(plain) - _LEN:
-            raise StoreError(f"a sealed value in {table} has a bad length")
+            raise StoreError(
+                f"a sealed value in {table} has a bad length", reason=DAMAGED, table=table
+            )
         try:
             fields = cbor2.loads(plain[_LEN : _LEN + size])
         except Exception as exc:
-            raise StoreError(f"a sealed value in {table} is not readable") from exc
+            raise StoreError(
+                f"a sealed value in {table} is not readable", reason=DAMAGED, table=table
+            ) from exc
         if not isinstance(fields, list):
-            raise StoreError(f"a sealed value in {table} has the wrong shape")
+            raise StoreError(
+                f"a sealed value in {table} has the wrong shape", reason=DAMAGED, table=table
+            )
         return fields
 
     # -- the key check -------------------------------------------------------------------------

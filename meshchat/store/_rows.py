@@ -20,6 +20,7 @@ read_marks  ``last_read_row``
 settings    none
 crypto_     none
 state
+set_aside   ``set_ms``
 ==========  ==========================================================================
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshchat.errors import StoreError
+from meshchat.errors import StoreError, StoreReason
 from meshchat.store import _values as v
 from meshchat.store._crypt import StoreCipher
 from meshchat.store.records import (
@@ -37,6 +38,7 @@ from meshchat.store.records import (
     Message,
     MessageState,
     OutboxEntry,
+    SetAside,
     Trust,
 )
 
@@ -45,7 +47,11 @@ __all__ = ["Rows"]
 
 def _fields(fields: list[Any], count: int, table: str) -> list[Any]:
     if len(fields) != count:
-        raise StoreError(f"a sealed value in {table} has {len(fields)} fields, not {count}")
+        raise StoreError(
+            f"a sealed value in {table} has {len(fields)} fields, not {count}",
+            reason=StoreReason.DAMAGED,
+            table=table,
+        )
     return fields
 
 
@@ -244,3 +250,19 @@ class Rows:
         tag, kind_tag, sealed = row
         f = _fields(self.cipher.open("crypto_state", (tag, kind_tag), sealed), 3, "crypto_state")
         return v.cell_str(f[0]), v.cell_bytes(f[1]), v.cell_bytes(f[2])
+
+    # -- set aside --------------------------------------------------------------------------
+
+    def seal_set_aside(self, tag: bytes, kind: str, key: bytes, blob: bytes, reason: str) -> bytes:
+        return self.cipher.seal("set_aside", (tag,), [kind, key, blob, reason])
+
+    def open_set_aside(self, row: tuple[Any, ...]) -> SetAside:
+        tag, set_ms, sealed = row
+        f = _fields(self.cipher.open("set_aside", (tag,), sealed), 4, "set_aside")
+        return SetAside(
+            kind=v.cell_str(f[0]),
+            key=v.cell_bytes(f[1]),
+            blob=v.cell_bytes(f[2]),
+            reason=v.cell_str(f[3]),
+            set_ms=v.cell_int(set_ms),
+        )

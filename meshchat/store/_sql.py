@@ -182,3 +182,8 @@ STATE_PUT = """
 STATE_GET = "SELECT tag, kind_tag, sealed FROM crypto_state WHERE tag = ?"
 STATE_DELETE = "DELETE FROM crypto_state WHERE tag = ?"
 STATES_OF_KIND = "SELECT tag, kind_tag, sealed FROM crypto_state WHERE kind_tag = ?"
+
+# -- set aside --------------------------------------------------------------------------------
+
+SET_ASIDE_INSERT = "INSERT INTO set_aside (tag, set_ms, sealed) VALUES (?, ?, ?)"
+SET_ASIDE_ALL = "SELECT tag, set_ms, sealed FROM set_aside ORDER BY set_ms, rowid"

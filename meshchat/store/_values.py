@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from meshchat.errors import StoreError
+from meshchat.errors import StoreError, StoreReason
 from meshchat.store.records import MessageState, Trust
 
 __all__ = [
@@ -32,6 +32,8 @@ MAX_TEXT_BYTES = 4096
 #: The largest binary value (keys, ids, carried frames) the store accepts.
 MAX_BLOB_BYTES = 65536
 
+BAD, DAMAGED = StoreReason.BAD_VALUE, StoreReason.DAMAGED
+
 _E = TypeVar("_E", Trust, MessageState)
 
 _INT64_MIN = -(2**63)
@@ -41,31 +43,41 @@ _INT64_MAX = 2**63 - 1
 def text(value: str, what: str) -> str:
     """``value`` if it is a ``str`` of at most :data:`MAX_TEXT_BYTES` UTF-8 bytes."""
     if not isinstance(value, str):
-        raise StoreError(f"{what} must be str, not {type(value).__name__}")
+        raise StoreError(f"{what} must be str, not {type(value).__name__}", reason=BAD, field=what)
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise StoreError(f"{what} is not valid Unicode") from exc
+        raise StoreError(f"{what} is not valid Unicode", reason=BAD, field=what) from exc
     if size > MAX_TEXT_BYTES:
-        raise StoreError(f"{what} is {size} bytes; the store keeps at most {MAX_TEXT_BYTES}")
+        raise StoreError(
+            f"{what} is {size} bytes; the store keeps at most {MAX_TEXT_BYTES}",
+            reason=BAD,
+            field=what,
+        )
     return value
 
 
 def blob(value: bytes, what: str) -> bytes:
     """``value`` if it is ``bytes`` of at most :data:`MAX_BLOB_BYTES`."""
     if not isinstance(value, bytes):
-        raise StoreError(f"{what} must be bytes, not {type(value).__name__}")
+        raise StoreError(
+            f"{what} must be bytes, not {type(value).__name__}", reason=BAD, field=what
+        )
     if len(value) > MAX_BLOB_BYTES:
-        raise StoreError(f"{what} is {len(value)} bytes; the store keeps at most {MAX_BLOB_BYTES}")
+        raise StoreError(
+            f"{what} is {len(value)} bytes; the store keeps at most {MAX_BLOB_BYTES}",
+            reason=BAD,
+            field=what,
+        )
     return value
 
 
 def integer(value: int, what: str) -> int:
     """``value`` if it is an ``int`` (not a ``bool``) that fits SQLite's 64-bit integers."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise StoreError(f"{what} must be int, not {type(value).__name__}")
+        raise StoreError(f"{what} must be int, not {type(value).__name__}", reason=BAD, field=what)
     if not _INT64_MIN <= value <= _INT64_MAX:
-        raise StoreError(f"{what} {value} does not fit in 64 bits")
+        raise StoreError(f"{what} {value} does not fit in 64 bits", reason=BAD, field=what)
     return value
 
 
@@ -74,18 +86,20 @@ def member(kind: type[_E], value: _E | str, what: str) -> _E:
     try:
         return kind(value)
     except ValueError as exc:
-        raise StoreError(f"{what} {value!r} is not a {kind.__name__}") from exc
+        raise StoreError(
+            f"{what} {value!r} is not a {kind.__name__}", reason=BAD, field=what
+        ) from exc
 
 
 def cell_bytes(value: Any) -> bytes:
     if not isinstance(value, bytes):
-        raise StoreError(f"a stored {type(value).__name__} should be bytes")
+        raise StoreError(f"a stored {type(value).__name__} should be bytes", reason=DAMAGED)
     return value
 
 
 def cell_str(value: Any) -> str:
     if not isinstance(value, str):
-        raise StoreError(f"a stored {type(value).__name__} should be text")
+        raise StoreError(f"a stored {type(value).__name__} should be text", reason=DAMAGED)
     return value
 
 
@@ -95,7 +109,7 @@ def cell_optional_bytes(value: Any) -> bytes | None:
 
 def cell_int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise StoreError(f"a stored {type(value).__name__} should be an integer")
+        raise StoreError(f"a stored {type(value).__name__} should be an integer", reason=DAMAGED)
     return value
 
 
@@ -103,4 +117,6 @@ def cell_enum(kind: type[_E], value: Any) -> _E:
     try:
         return kind(cell_str(value))
     except ValueError as exc:
-        raise StoreError(f"stored value {value!r} is not a {kind.__name__}") from exc
+        raise StoreError(
+            f"stored value {value!r} is not a {kind.__name__}", reason=DAMAGED
+        ) from exc

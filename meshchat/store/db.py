@@ -35,23 +35,23 @@ files the same mode) in a directory created with mode 0700.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import string
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from meshchat.errors import StoreError, UsageError
+from meshchat.errors import StoreError, StoreReason, UsageError
 from meshchat.identity import ContactCard
+from meshchat.store import _checks as checks
 from meshchat.store import _sql as q
 from meshchat.store import _values as v
+from meshchat.store._conn import Database
 from meshchat.store._crypt import StoreCipher
-from meshchat.store._legacy import has_legacy_rows, seal_legacy_rows
+from meshchat.store._find import MIN_ID_PREFIX, contact_order, find_contact
 from meshchat.store._rows import Rows
+from meshchat.store._state import StateTables
 from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget, HistoryTrimmer
 from meshchat.store.records import (
     CarriedPacket,
@@ -63,9 +63,8 @@ from meshchat.store.records import (
     OutboxEntry,
     Trust,
 )
-from meshchat.store.schema import migrate
 from meshchat.store.states import OUTBOX_ENDING, advance
-from meshchat.store.trust import CardResult, fold_name, plan_card
+from meshchat.store.trust import CardResult, plan_card
 
 __all__ = [
     "DEFAULT_MAX_CARRIED",
@@ -76,96 +75,10 @@ __all__ = [
 
 DEFAULT_MAX_CARRIED = 5000
 DEFAULT_MAX_PEERS = 10_000
-#: The shortest node id prefix (in hex digits) :meth:`Store.find_contact` accepts.
-MIN_ID_PREFIX = 4
-#: How long a write waits for another process holding the database's write lock.
-_BUSY_TIMEOUT_S = 10.0
 _QUERY_ROWS_MAX = 1_000_000
-_KEY_CHECK = "store_key_check"
 
 
-def _create_private_file(path: Path) -> None:
-    """Create ``path`` with mode 0600 (its parents with 0700) before SQLite opens it."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot create the database file {path}: {exc}") from exc
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    _create_private_file(path)
-    try:
-        conn = sqlite3.connect(
-            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the database {path}: {exc}") from exc
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode is None or str(mode[0]).lower() != "wal":
-            raise StoreError(f"cannot put {path} in WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA secure_delete = ON")
-        migrate(conn)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise StoreError(f"cannot open the database {path}: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _short_ids(contacts: list[Contact]) -> list[str]:
-    """Node id prefixes of at least 8 hex digits, long enough to tell these contacts apart."""
-    full = [c.node_id.hex() for c in contacts]
-    for length in range(8, max(map(len, full), default=8) + 1):
-        if len({h[:length] for h in full}) == len(full):
-            return [h[:length] for h in full]
-    return full
-
-
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def _contact_order(contact: Contact) -> tuple[str, bytes]:
-    """By name ignoring ASCII case (as SQLite's NOCASE), then node id."""
-    return contact.name.translate(_ASCII_LOWER), contact.node_id
-
-
-def _unlock(conn: sqlite3.Connection, path: Path, rows: Rows) -> None:
-    """Check the key against the file's key check (writing one on first use); seal old rows."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute(q.META_GET, (_KEY_CHECK,)).fetchone()
-        if row is None:
-            conn.execute(q.META_INSERT, (_KEY_CHECK, rows.cipher.key_check().hex()))
-        else:
-            try:
-                check = bytes.fromhex(v.cell_str(row[0]))
-            except ValueError:
-                check = b""
-            if not rows.cipher.matches(check):
-                raise StoreError(f"wrong store key for {path} (or its key check is damaged)")
-        legacy = has_legacy_rows(conn)
-        if legacy:
-            seal_legacy_rows(conn, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    if legacy:
-        # Rewrite the file without the plaintext pages, and empty the WAL that held them.
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-class Store:
+class Store(StateTables):
     """A meshchat message store in one SQLite file. See the module docstring."""
 
     def __init__(
@@ -179,24 +92,17 @@ class Store:
     ) -> None:
         """Open (creating and migrating as needed) the store at ``path`` with its store key."""
         if max_carried < 1 or max_peers < 1:
-            raise StoreError("max_carried and max_peers must be at least 1")
+            raise StoreError(
+                "max_carried and max_peers must be at least 1", reason=StoreReason.BAD_VALUE
+            )
         self._rows = Rows(StoreCipher(key))
         self._path = Path(path)
         self._max_carried = max_carried
         self._max_peers = max_peers
-        self._lock = threading.RLock()
-        self._batch_depth = 0  # > 0 inside transaction(): writes become savepoints
         self._history = HistoryTrimmer(history)
-        conn = _connect(self._path)
-        try:
-            _unlock(conn, self._path, self._rows)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot open the database {path}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
+        self._db = Database(self._path, self._rows, self._history.forget)
+        self._reading = self._db.reading
+        self._writing = self._db.writing
 
     @classmethod
     def open(
@@ -223,18 +129,16 @@ class Store:
 
     def set_history_budget(self, budget: HistoryBudget) -> None:
         """Bound each channel's incoming history from the next write on (see history.py)."""
-        with self._lock:
+        with self._db.lock:
             self._history.budget = budget
 
     def close(self) -> None:
         """Close the connection. Idempotent; any later call raises :class:`StoreError`."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                try:
-                    conn.close()
-                except sqlite3.Error as exc:
-                    raise StoreError(f"closing the database failed: {exc}") from exc
+        self._db.close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection | None:
+        return self._db.conn
 
     def __enter__(self) -> Self:
         return self
@@ -254,17 +158,6 @@ class Store:
     # -- transactions -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """The connection, under the lock, for statements that only read."""
-        with self._lock:
-            if self._conn is None:
-                raise StoreError("the store is closed")
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise StoreError(f"reading the store failed: {exc}") from exc
-
-    @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group the writes made inside into one durable commit (one disk sync).
 
@@ -273,95 +166,19 @@ class Store:
         must not act on the writes (acknowledge, relay, report sent) before this returns.
         Calls from other threads wait until the group is done.
         """
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError("the store is closed")
-            if self._batch_depth:
-                self._batch_depth += 1
-                try:
-                    yield
-                finally:
-                    self._batch_depth -= 1
-                return
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                self._batch_depth = 1
-                try:
-                    yield
-                    conn.execute("COMMIT")
-                except BaseException:
-                    self._history.forget()
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._batch_depth = 0
-            except sqlite3.Error as exc:
-                raise StoreError(f"writing to the store failed: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed (durably) on exit, rolled back on any error.
-
-        Inside :meth:`transaction` it is a savepoint of the group instead.
-        """
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError("the store is closed")
-            if self._batch_depth:
-                try:
-                    conn.execute("SAVEPOINT write")
-                    try:
-                        yield conn
-                        conn.execute("RELEASE write")
-                    except BaseException:
-                        self._history.forget()
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK TO write")
-                            conn.execute("RELEASE write")
-                        raise
-                except sqlite3.Error as exc:
-                    raise StoreError(f"writing to the store failed: {exc}") from exc
-                return
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    self._history.forget()
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"writing to the store failed: {exc}") from exc
+        with self._db.transaction():
+            yield
 
     # -- contacts ---------------------------------------------------------------------------
 
     def _contacts(self, conn: sqlite3.Connection) -> list[Contact]:
         rows = conn.execute(q.CONTACTS_ALL).fetchall()
-        return sorted((self._rows.open_contact(row) for row in rows), key=_contact_order)
+        return sorted((self._rows.open_contact(row) for row in rows), key=contact_order)
 
     def _put_contact(self, conn: sqlite3.Connection, contact: Contact) -> None:
         tag, sign_tag, sealed = self._rows.seal_contact(contact)
         if conn.execute(q.CONTACT_UPDATE, (sealed, tag)).rowcount == 0:
             conn.execute(q.CONTACT_INSERT, (tag, sign_tag, sealed))
-
-    @staticmethod
-    def _checked_contact(contact: Contact) -> Contact:
-        return Contact(
-            node_id=v.blob(contact.node_id, "node_id"),
-            sign_public=v.blob(contact.sign_public, "sign_public"),
-            box_public=v.blob(contact.box_public, "box_public"),
-            name=v.text(contact.name, "name"),
-            trust=v.member(Trust, contact.trust, "trust"),
-            added_ms=v.integer(contact.added_ms, "added_ms"),
-            card=v.text(contact.card, "card"),
-        )
 
     def add_contact(self, contact: Contact) -> None:
         """Add a contact; if its node id is already a contact, only its name (and card) change.
@@ -370,7 +187,7 @@ class Store:
         This takes bare keys and applies no key-change rule: faces add what people type or scan
         with :meth:`add_card`.
         """
-        contact = self._checked_contact(contact)
+        contact = checks.contact(contact)
         with self._writing() as conn:
             row = conn.execute(q.CONTACT_BY_TAG, (self._rows.contact_tag(contact.node_id),))
             existing = row.fetchone()
@@ -399,7 +216,7 @@ class Store:
         if not label.strip():
             raise UsageError("the card has no name: give one")
         public = card.identity
-        new = self._checked_contact(
+        new = checks.contact(
             Contact(
                 public.node_id,
                 public.sign_public,
@@ -447,39 +264,7 @@ class Store:
         keep the name). Raises :class:`UsageError` when nothing or more than one contact
         matches.
         """
-        wanted = query.strip()
-        if not wanted:
-            raise UsageError("give a contact name or a node id prefix")
-        contacts = self.list_contacts()
-        folded = fold_name(wanted)
-        named = [c for c in contacts if fold_name(c.name) == folded]
-        by_name = [c for c in named if c.trust is not Trust.COMPROMISED] or named
-        if len(by_name) == 1:
-            return by_name[0]
-        if by_name:
-            ids = ", ".join(_short_ids(by_name))
-            raise UsageError(
-                f"{len(by_name)} contacts are named {wanted!r} ({ids}); "
-                "use a node id prefix instead"
-            )
-        if len(wanted) < MIN_ID_PREFIX or any(ch not in string.hexdigits for ch in wanted):
-            raise UsageError(
-                f"no contact is named {wanted!r} "
-                f"(a node id prefix needs at least {MIN_ID_PREFIX} hex digits)"
-            )
-        prefix = wanted.lower()
-        by_id = [c for c in contacts if c.node_id.hex().startswith(prefix)]
-        if len(by_id) == 1:
-            return by_id[0]
-        if by_id:
-            names = ", ".join(
-                f"{c.name} {h}" for c, h in zip(by_id, _short_ids(by_id), strict=True)
-            )
-            raise UsageError(
-                f"node id prefix {wanted!r} matches {len(by_id)} contacts ({names}); "
-                "give more digits"
-            )
-        raise UsageError(f"no contact is named {wanted!r} or has a node id starting with it")
+        return find_contact(self.list_contacts(), query)
 
     def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         """Set a contact's trust; raises :class:`UsageError` if it is not a contact."""
@@ -534,12 +319,7 @@ class Store:
 
         Raises :class:`UsageError` if the same channel id is already joined under another name.
         """
-        channel = Channel(
-            v.text(channel.name, "channel name"),
-            v.blob(channel.channel_id, "channel_id"),
-            None if channel.key is None else v.blob(channel.key, "channel key"),
-            v.integer(channel.joined_ms, "joined_ms"),
-        )
+        channel = checks.channel(channel)
         name_tag, id_tag, sealed = self._rows.seal_channel(channel)
         with self._writing() as conn:
             other = conn.execute(q.CHANNEL_OTHER_NAME, (id_tag, name_tag)).fetchone()
@@ -590,15 +370,13 @@ class Store:
         The outbox row starts with no attempts and is due at ``created_ms``. Raises
         :class:`StoreError` if an outgoing message with this ``msg_id`` already exists.
         """
-        message = Message(
-            row_id=0,
-            conversation=v.text(conversation, "conversation"),
-            msg_id=v.blob(msg_id, "msg_id"),
-            outgoing=True,
-            sender=v.blob(sender, "sender"),
-            sender_name=v.text(sender_name, "sender_name"),
-            text=v.text(text, "text"),
-            created_ms=v.integer(created_ms, "created_ms"),
+        message = checks.message(
+            conversation,
+            msg_id,
+            sender,
+            sender_name,
+            text,
+            created_ms,
             state=MessageState.QUEUED,
             updated_ms=created_ms,
         )
@@ -632,17 +410,15 @@ class Store:
         Deduplication is by ``(sender, msg_id)``, so a copy arriving over a second path, or
         one's own channel message echoed back by the mesh, is stored once.
         """
-        message = Message(
-            row_id=0,
-            conversation=v.text(conversation, "conversation"),
-            msg_id=v.blob(msg_id, "msg_id"),
-            outgoing=False,
-            sender=v.blob(sender, "sender"),
-            sender_name=v.text(sender_name, "sender_name"),
-            text=v.text(text, "text"),
-            created_ms=v.integer(created_ms, "created_ms"),
+        message = checks.message(
+            conversation,
+            msg_id,
+            sender,
+            sender_name,
+            text,
+            created_ms,
             state=MessageState.RECEIVED,
-            updated_ms=v.integer(received_ms, "received_ms"),
+            updated_ms=received_ms,
         )
         conv_tag, msg_tag, sender_tag, sealed = self._rows.seal_message(message, received_ms)
         params = (conv_tag, msg_tag, sender_tag, message.state.value, received_ms, sealed)
@@ -664,7 +440,11 @@ class Store:
         """
         state = v.member(MessageState, state, "state")
         if state is MessageState.RECEIVED:
-            raise StoreError("RECEIVED is not a state of an outgoing message")
+            raise StoreError(
+                "RECEIVED is not a state of an outgoing message",
+                reason=StoreReason.BAD_VALUE,
+                field="state",
+            )
         msg_id = v.blob(msg_id, "msg_id")
         now_ms = v.integer(now_ms, "now_ms")
         with self._writing() as conn:
@@ -752,12 +532,7 @@ class Store:
 
         Beyond ``max_carried`` packets, those expiring soonest are dropped.
         """
-        packet = CarriedPacket(
-            v.blob(packet.packet_id, "packet_id"),
-            v.blob(packet.frame, "frame"),
-            v.blob(packet.destination, "destination"),
-            v.integer(packet.expires_ms, "expires_ms"),
-        )
+        packet = checks.carried(packet)
         tag, sealed = self._rows.seal_carried(packet)
         with self._writing() as conn:
             if conn.execute(q.CARRIED_INSERT, (tag, packet.expires_ms, sealed)).rowcount == 0:
@@ -786,55 +561,6 @@ class Store:
         params = (v.integer(now_ms, "now_ms"),)
         with self._writing() as conn:
             return conn.execute(q.CARRIED_EXPIRE, params).rowcount
-
-    # -- settings ---------------------------------------------------------------------------
-
-    def get_setting(self, key: str) -> str | None:
-        tag = self._rows.setting_tag(v.text(key, "setting key"))
-        with self._reading() as conn:
-            row = conn.execute(q.SETTING_GET, (tag,)).fetchone()
-            return None if row is None else self._rows.open_setting(tag, row[0])
-
-    def set_setting(self, key: str, value: str) -> None:
-        params = self._rows.seal_setting(v.text(key, "setting key"), v.text(value, "setting value"))
-        with self._writing() as conn:
-            conn.execute(q.SETTING_SET, params)
-
-    # -- crypto state -----------------------------------------------------------------------
-
-    def put_state(self, kind: str, key: bytes, blob: bytes) -> None:
-        """Keep ``blob`` (sealed) as the state ``key`` of ``kind``, replacing any before it.
-
-        For the crypto layer's serialised state: ratchet sessions per peer, signed prekeys.
-        ``kind`` names the sort of state (``"session"``, ``"prekeys"``); ``key`` tells the
-        states of one kind apart (a peer's node id; ``b""`` for a single one).
-        """
-        tag, kind_tag, sealed = self._rows.seal_state(
-            v.text(kind, "state kind"), v.blob(key, "state key"), v.blob(blob, "state")
-        )
-        with self._writing() as conn:
-            conn.execute(q.STATE_PUT, (tag, kind_tag, sealed))
-
-    def get_state(self, kind: str, key: bytes) -> bytes | None:
-        """The state ``key`` of ``kind``, or None."""
-        tag, _ = self._rows.state_tags(v.text(kind, "state kind"), v.blob(key, "state key"))
-        with self._reading() as conn:
-            row = conn.execute(q.STATE_GET, (tag,)).fetchone()
-            return None if row is None else self._rows.open_state(row)[2]
-
-    def delete_state(self, kind: str, key: bytes) -> bool:
-        """Forget the state ``key`` of ``kind``; False if there was none."""
-        tag, _ = self._rows.state_tags(v.text(kind, "state kind"), v.blob(key, "state key"))
-        with self._writing() as conn:
-            return conn.execute(q.STATE_DELETE, (tag,)).rowcount > 0
-
-    def states(self, kind: str) -> dict[bytes, bytes]:
-        """Every state of ``kind``: key -> blob."""
-        _, kind_tag = self._rows.state_tags(v.text(kind, "state kind"), b"")
-        with self._reading() as conn:
-            rows = conn.execute(q.STATES_OF_KIND, (kind_tag,)).fetchall()
-            opened = [self._rows.open_state(row) for row in rows]
-        return {key: blob for _, key, blob in opened}
 
     # -- state changes inside a transaction -------------------------------------------------
 

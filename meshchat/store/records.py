@@ -19,6 +19,7 @@ __all__ = [
     "Message",
     "MessageState",
     "OutboxEntry",
+    "SetAside",
     "Trust",
 ]
 
@@ -130,3 +131,14 @@ class Conversation:
     last_ms: int
     unread: int
     last_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A stored state blob that could not be decoded, kept aside with the reason."""
+
+    kind: str
+    key: bytes
+    blob: bytes
+    reason: str
+    set_ms: int

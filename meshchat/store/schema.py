@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from meshchat.errors import StoreError
+from meshchat.errors import StoreError, StoreReason
 
 __all__ = [
     "LEGACY_TABLES",
@@ -188,8 +188,20 @@ _V3: Migration = (
     "CREATE INDEX crypto_state_by_kind ON crypto_state (kind_tag)",
 )
 
+# Version 4: crypto state that could not be decoded is set aside here with the reason, never
+# overwritten (each row has its own random tag), so it can be examined or recovered later.
+_V4: Migration = (
+    """CREATE TABLE set_aside (
+        tag BLOB PRIMARY KEY,
+        set_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+)
+
+SCHEMA = StoreReason.SCHEMA
+
 #: Every migration, oldest first. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -204,13 +216,13 @@ def schema_version(conn: sqlite3.Connection) -> int:
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
-        raise StoreError("database has a meta table but no schema_version")
+        raise StoreError("database has a meta table but no schema_version", reason=SCHEMA)
     try:
         version = int(row[0])
     except (TypeError, ValueError) as exc:
-        raise StoreError(f"unreadable schema_version {row[0]!r}") from exc
+        raise StoreError(f"unreadable schema_version {row[0]!r}", reason=SCHEMA) from exc
     if version < 1:
-        raise StoreError(f"invalid schema_version {version}")
+        raise StoreError(f"invalid schema_version {version}", reason=SCHEMA)
     return version
 
 
@@ -239,7 +251,8 @@ def _step(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
         if version > target:
             raise StoreError(
                 f"database schema version {version} is newer than this meshchat "
-                f"understands ({target}); upgrade meshchat to open it"
+                f"understands ({target}); upgrade meshchat to open it",
+                reason=SCHEMA,
             )
         if version < target:
             for statement in migrations[version]:

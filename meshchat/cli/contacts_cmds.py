@@ -12,19 +12,20 @@ import sys
 import time
 
 from meshchat.cli.common import (
-    card_of,
     confirm,
     emit_json,
     node_request,
     open_store,
     read_passphrase,
     say,
+    unlock,
 )
 from meshchat.control import contact_json
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
 from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.identity import ContactCard, PublicIdentity, clean_name
+from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name, marked
 from meshchat.store import CardOutcome, Contact, KeyChangeError, Trust
 from meshchat.store.records import Channel
 
@@ -56,12 +57,26 @@ def _warn(lines: list[str]) -> None:
         say(f"{LOUD} {line}", err=True)
 
 
+def _others(contacts: list[Contact], own_name: str, node_id: bytes | None = None) -> list[str]:
+    """The names a contact's name must not look like: one's own, the other active contacts'."""
+    names = [own_name]
+    names += [c.name for c in contacts if c.node_id != node_id and c.trust is not Trust.COMPROMISED]
+    return names
+
+
 def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
     card = ContactCard.from_text(args.card)  # a forged or altered card stops here
-    if card.identity == card_of(home).identity:
+    unlocked = unlock(home)
+    if card.identity == unlocked.identity.public:
         raise UsageError("that is your own card")
     name = clean_name(args.name) if args.name else None
-    with open_store(home) as store:
+    with open_store(home, unlocked) as store:
+        others = _others(store.list_contacts(), unlocked.name, card.identity.node_id)
+        try:
+            like = check_new_name(name or card.name, others, allow=args.allow_lookalike)
+        except LookalikeError as exc:
+            _refuse_lookalike(args, exc)
+            return 1
         try:
             result = store.add_card(
                 card, name=name, now_ms=int(time.time() * 1000), replace_keys=args.replace
@@ -101,11 +116,14 @@ def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
                 "outcome": result.outcome.value,
                 "trust": contact.trust.value,
                 "compromised": [c.node_id.hex() for c in result.compromised],
+                "lookalike_of": like,
             }
         )
         return 0
     for old in result.compromised:
         _warn([f"{old.name} ({_short(old)}) is now marked COMPROMISED; nothing goes to them"])
+    if like is not None:
+        _warn([f"{contact.name} {LOOKALIKE_MARK} {like}: it is marked so wherever it is shown"])
     if result.outcome is CardOutcome.UNCHANGED:
         say(f"{contact.name} ({_short(contact)}) is already a contact, {trust_label(contact)}")
         return 0
@@ -117,9 +135,24 @@ def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+def _refuse_lookalike(args: argparse.Namespace, exc: LookalikeError) -> None:
+    _warn(
+        [
+            f"LOOK-ALIKE NAME: {exc.name!r} looks like {exc.like!r} but is spelt with other "
+            "characters.",
+            "Someone may be posing as them. Nothing was added.",
+            "If you are sure, run again with --allow-lookalike (the name stays marked), or",
+            "give it a name of your own with --name.",
+        ]
+    )
+    if args.json:
+        emit_json({"added": False, "lookalike_of": exc.like, "name": exc.name})
+
+
 def cmd_contacts_list(args: argparse.Namespace, home: Home) -> int:
-    me = card_of(home).identity
-    with open_store(home) as store:
+    unlocked = unlock(home)
+    me = unlocked.identity.public
+    with open_store(home, unlocked) as store:
         contacts = store.list_contacts()
     if args.json:
         emit_json([contact_json(c, me) for c in contacts])
@@ -127,7 +160,8 @@ def cmd_contacts_list(args: argparse.Namespace, home: Home) -> int:
     if not contacts:
         say("no contacts yet: 'meshchat contacts add <card>'")
     for c in contacts:
-        say(f"{c.name:<24} {c.node_id.hex()[:16]}  {trust_label(c)}")
+        shown = marked(c.name, _others(contacts, unlocked.name, c.node_id))
+        say(f"{shown:<24} {c.node_id.hex()[:16]}  {trust_label(c)}")
     compromised = [c for c in contacts if c.trust is Trust.COMPROMISED]
     if compromised:
         _warn(

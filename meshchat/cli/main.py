@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept new keys for a known person: the old contact is marked compromised",
     )
+    p.add_argument(
+        "--allow-lookalike",
+        action="store_true",
+        help="add it even though its name looks like a contact's or yours (it stays marked)",
+    )
     p.add_argument("--json", action="store_true")
     p = csub.add_parser("list", help="list contacts with their verification state")
     p.set_defaults(fn=cmd_contacts_list)

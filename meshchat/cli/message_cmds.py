@@ -11,13 +11,22 @@ import os
 import time
 from typing import Any
 
-from meshchat.cli.common import card_of, emit_json, format_time, node_request, open_store, say
+from meshchat.cli.common import (
+    card_of,
+    emit_json,
+    format_time,
+    node_request,
+    open_store,
+    say,
+    unlock,
+)
 from meshchat.cli.group_cmds import match_groups, stored_groups
 from meshchat.control import message_json
 from meshchat.engine import dm_conversation
 from meshchat.errors import UsageError
 from meshchat.group.book import group_conversation
 from meshchat.home import Home
+from meshchat.lookalike import marked
 from meshchat.store import Trust
 from meshchat.wire.packet import MAX_AGE_MS
 from meshchat.wire.payloads import MAX_TEXT_BYTES
@@ -82,6 +91,13 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
     return message_json(message)
 
 
+def _ask(home: Home, op: str) -> dict[str, Any]:
+    reply = node_request(home, {"op": op})
+    if reply is None:
+        raise UsageError("the running node stopped")
+    return reply
+
+
 def _conversation(home: Home, target: str) -> str:
     if target.startswith("#") or target.startswith("dm:"):
         return target.lower()
@@ -96,15 +112,22 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
     if reply is not None:
         conversation = str(reply["conversation"])
         messages = list(reply["messages"])
+        names = [str(c["name"]) for c in _ask(home, "contacts")["contacts"]]
+        names.append(str(_ask(home, "status")["name"]))
     else:
         conversation = _conversation(home, args.target)
-        with open_store(home) as store:
+        unlocked = unlock(home)
+        with open_store(home, unlocked) as store:
             messages = [message_json(m) for m in store.messages(conversation, args.limit)]
+            names = [c.name for c in store.list_contacts() if c.trust is not Trust.COMPROMISED]
+        names.append(unlocked.name)
     if args.json:
         emit_json({"conversation": conversation, "messages": messages})
         return 0
     for m in messages:
-        who = "me" if m["outgoing"] else m["sender_name"]
+        # A stranger's name carries its ``~``; a contact whose name looks like another
+        # contact's (or ours) says so.
+        who = "me" if m["outgoing"] else marked(str(m["sender_name"]), names)
         state = f" [{m['state']}]" if m["outgoing"] else ""
         say(f"{format_time(m['created_ms'])} <{who}> {m['text']}{state}")
     return 0

@@ -160,7 +160,8 @@ def _save_received(store: Store, event: MessageReceived, now: int) -> Step | Non
     where = event.conversation
     if where != PUBLIC_CHANNEL:
         where = "dm" if where.startswith("dm:") else "channel"
-    log.info("received %s in %s, %d hops", event.msg_id.hex()[:12], where, event.hops + 1)
+    # No hop count: relays may rewrite it (it is not signed), so it would only mislead.
+    log.info("received %s in %s", event.msg_id.hex()[:12], where)
     return Notify(NodeNotice("message", message=message))
 
 

@@ -17,6 +17,7 @@ one word, so ``/group create`` takes it with or without the ``+``::
     /id                        ShowId()
     /add <card> [name]         AddContact(card, name)
     /replace <card> [name]     AddContact(card, name, replace=True)   (accept a key change)
+    /add-lookalike <card> [name]   AddContact(card, name, lookalike=True)
     /verify <contact> [confirm]   Verify(target, confirm)
     /group [list]              GroupList()            (alias /g)
     /group show <+group>       GroupShow(group)       (also /group <+group>)
@@ -109,6 +110,8 @@ class AddContact:
     #: accept a card that claims a known contact with other keys (the old keys become
     #: compromised)
     replace: bool = False
+    #: add it even though its name looks like a contact's or ours (it stays marked)
+    lookalike: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ commands:
   /id                          show your fingerprint and contact card
   /add <card> [name]           add a contact from their card (mc1:...)
   /replace <card> [name]       accept a contact's new keys (old keys marked compromised)
+  /add-lookalike <card> [name] add a card whose name looks like a contact's (marked)
   /verify <contact> [confirm]  compare safety numbers; 'confirm' once they match
   /panic confirm               erase your keys and messages now, and quit
   /help                        this help;  /quit  leave (also Ctrl-C, Ctrl-Q)
@@ -231,6 +235,7 @@ _ALIASES = {
     "id": "id",
     "add": "add",
     "replace": "replace",
+    "add-lookalike": "add-lookalike",
     "verify": "verify",
     "group": "group",
     "g": "group",
@@ -279,11 +284,16 @@ def parse_line(line: str) -> Command | None:
         return _parse_msg(rest)
     if name == "join":
         return _parse_join(rest)
-    if name in ("add", "replace"):
+    if name in ("add", "replace", "add-lookalike"):
         card, label = _split_first(rest)
         if not card:
             raise UsageError(f"usage: /{name} <card> [name]")
-        return AddContact(card, label.strip() or None, replace=name == "replace")
+        return AddContact(
+            card,
+            label.strip() or None,
+            replace=name == "replace",
+            lookalike=name == "add-lookalike",
+        )
     if name == "verify":
         target, more = _split_first(rest)
         if not target or more.strip() not in ("", "confirm"):

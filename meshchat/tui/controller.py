@@ -34,41 +34,21 @@ from typing import Any
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.display import safe_line
-from meshchat.errors import MeshchatError, UsageError
+from meshchat.errors import MeshchatError
 from meshchat.events import GroupChanged
-from meshchat.group.book import Group, group_conversation
-from meshchat.identity import ContactCard, PublicIdentity, clean_name
+from meshchat.lookalike import lookalikes
 from meshchat.node import Node, NodeNotice
-from meshchat.safety import safety_number
 from meshchat.store.records import Message, Trust
 from meshchat.store.states import advance
-from meshchat.store.trust import KeyChangeError
+from meshchat.tui.actions import Actions, group_id_of
 from meshchat.tui.commands import (
-    HELP_TEXT,
-    AddContact,
     Command,
-    GroupChange,
-    GroupCreate,
-    GroupLeave,
-    GroupList,
-    GroupShow,
-    Help,
-    Join,
-    Msg,
-    Panic,
-    Quit,
-    Say,
-    ShowId,
-    Verify,
-    Who,
     parse_line,
 )
 from meshchat.tui.groups import (
     GroupState,
     group_changes,
     group_label,
-    group_text,
-    groups_text,
     snapshot,
 )
 from meshchat.tui.view import (
@@ -77,14 +57,12 @@ from meshchat.tui.view import (
     Note,
     conversation_entries,
     header_markup,
-    id_text,
     message_markup,
     neighbour_markup,
     note_markup,
     short_id,
     step,
     timeline,
-    who_text,
 )
 from meshchat.tui.widgets import MAX_MESSAGE_LINES, ChatScreen, MessageLine
 
@@ -122,6 +100,8 @@ class ChatController:
         self.entries: list[ConvEntry] = []
         self.contacts: dict[bytes, str] = {}
         self.trust: dict[bytes, Trust] = {}
+        #: contact names (and ours) that look like another of them -> one they look like
+        self.lookalikes: dict[str, str] = {}
         self.channels: list[str] = [PUBLIC_CHANNEL]
         #: every group as the list last showed it
         self.groups: dict[bytes, GroupState] = {}
@@ -136,6 +116,7 @@ class ChatController:
         self._refresh_again = False
         self._unsubscribe: Callable[[], None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.actions = Actions(self)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -218,153 +199,21 @@ class ChatController:
             self.spawn(self.execute(command))
 
     async def execute(self, command: Command) -> None:
-        node = self.node
-        if isinstance(command, Say):
-            self._check_can_send(self.current)
-            await node.send_text(self._send_target(self.current), command.text)
-        elif isinstance(command, Msg):
-            await self._msg(command)
-        elif isinstance(command, Join):
-            channel = await node.join(command.channel, command.passphrase)
-            await self.refresh_list()
-            await self.open(channel.name)
-            kind = "private channel, key from the passphrase" if channel.key else "public channel"
-            self.note(f"joined {channel.name} ({kind})")
-        elif isinstance(command, Who):
-            announced = node.announced_peers()
-            self.note(who_text(node.neighbours(), announced, self.contacts))
-        elif isinstance(command, ShowId):
-            public = node.identity.public
-            card = (await node.card()).to_text()
-            self.note(id_text(node.name, public.node_id, public.fingerprint(), card))
-        elif isinstance(command, AddContact):
-            await self._add_contact(command)
-        elif isinstance(command, Verify):
-            await self._verify(command)
-        elif isinstance(command, GroupList):
-            states = [snapshot(g) for g in node.groups()]
-            self.note(groups_text(states, node.identity.node_id))
-        elif isinstance(command, GroupShow):
-            state = snapshot(self._find_group(command.group))
-            self.note(group_text(state, node.identity.node_id, self._member_name))
-        elif isinstance(command, GroupCreate):
-            await self._group_create(command)
-        elif isinstance(command, GroupLeave):
-            await self._group_leave(command)
-        elif isinstance(command, GroupChange):
-            await self._group_change(command)
-        elif isinstance(command, Panic):
-            if not command.confirm:
-                self.note(
-                    "/panic confirm erases your keys, contacts and messages on this device at "
-                    "once and quits. There is no undo.",
-                    error=True,
-                )
-                return
-            await node.panic()
-            self.on_quit()
-        elif isinstance(command, Help):
-            self.note(HELP_TEXT)
-        elif isinstance(command, Quit):
-            self.on_quit()
-
-    @staticmethod
-    def _send_target(conversation: str) -> str:
-        """What :meth:`Node.send_text` takes for a conversation: a channel, or a node id."""
-        return conversation[len(_DM) :] if conversation.startswith(_DM) else conversation
-
-    async def _msg(self, command: Msg) -> None:
-        if command.target.startswith(("+", _GROUP)):
-            key = snapshot(self._find_group(command.target)).conversation
-        else:
-            key = await self.node.resolve_conversation(command.target)
-        if key.startswith("#") and key not in self.channels:
-            raise UsageError(f"not in {key}: /join {key} first")
-        await self.open(key)
-        if command.text is not None:
-            self._check_can_send(key)
-            await self.node.send_text(self._send_target(key), command.text)
+        """Carry out one command (see :mod:`meshchat.tui.actions`)."""
+        await self.actions.execute(command)
 
     # -- groups ----------------------------------------------------------------------------------
 
     def _group_states(self) -> dict[bytes, GroupState]:
         return {g.group_id: snapshot(g) for g in self.node.groups()}
 
-    def _find_group(self, target: str) -> Group:
-        """:meth:`Node.find_group`, its hint worded for this screen.
-
-        A name shared by a group we were removed from and one we are in means the latter:
-        after a removal, the old group stays listed (its history can still be read).
-        """
-        try:
-            return self.node.find_group(target)
-        except UsageError as exc:
-            if target.startswith("+"):
-                wanted = target[1:].strip().casefold()
-                live = [
-                    g
-                    for g in self.node.groups()
-                    if g.name.casefold() == wanted and g.current is not None
-                ]
-                if len(live) == 1:
-                    return live[0]
-            raise UsageError(_screen_words(str(exc))) from None
-
-    def _member_name(self, node_id: bytes) -> str:
+    def member_name(self, node_id: bytes) -> str:
         """A group member as the screen shows them: contact, announced name or short id."""
         name = self.contacts.get(node_id)
         if name:
             return name
         announced = self.node.announced_peers().get(node_id)
         return f"~{announced}" if announced else short_id(node_id)
-
-    def _check_can_send(self, key: str) -> None:
-        """Refuse at once to write to a group we were removed from, saying why."""
-        if not key.startswith(_GROUP):
-            return
-        state = self.groups.get(_conversation_id(key))
-        if state is not None and not state.member:
-            raise UsageError(
-                f"you were removed from {state.label}: nothing can be sent to it any more"
-            )
-
-    async def _group_create(self, command: GroupCreate) -> None:
-        try:
-            group = await self.node.create_group(command.name, list(command.members))
-        except UsageError as exc:
-            raise UsageError(_screen_words(str(exc))) from None
-        await self.refresh_list()
-        await self.open(snapshot(group).conversation)
-
-    async def _group_change(self, command: GroupChange) -> None:
-        group = self._find_group(command.group)
-        label = group_label(group.name)
-        if group.current is None:
-            raise UsageError(f"you were removed from {label}: you cannot change it")
-        if self.node.identity.node_id not in group.roster.admins:
-            raise UsageError(f"only an admin of {label} can change it: see /group show {label}")
-        members = list(command.members)
-        target = group_conversation(group.group_id)  # the very group found above
-        try:
-            if command.action == "add":
-                await self.node.change_group(target, add=members)
-            elif command.action == "remove":
-                await self.node.change_group(target, remove=members)
-            else:
-                await self.node.change_group(target, admin=members)
-        except UsageError as exc:
-            raise UsageError(_screen_words(str(exc))) from None
-        await self.refresh_list()
-
-    async def _group_leave(self, command: GroupLeave) -> None:
-        group = self._find_group(command.group)
-        if group.current is None:
-            raise UsageError(f"you are not in {group_label(group.name)} any more")
-        try:
-            await self.node.leave_group(group_conversation(group.group_id))
-        except UsageError as exc:
-            raise UsageError(_screen_words(str(exc))) from None
-        await self.refresh_list()
 
     def _on_refused(self, event: GroupChanged) -> None:
         who = event.by.short_id if event.by is not None else "someone"
@@ -378,54 +227,12 @@ class ChatController:
         """A group changed: tell the user what, then refresh the list and the title."""
         states = self._group_states()
         me = self.node.identity.node_id
-        for item in group_changes(self._seen_groups, states.values(), me, self._member_name):
+        for item in group_changes(self._seen_groups, states.values(), me, self.member_name):
             self.note(item.text, conversation=item.conversation)
             if item.loud and item.conversation != self.current:
                 self.note(item.text)
         self._seen_groups = states
         self.request_refresh()
-
-    async def _add_contact(self, command: AddContact) -> None:
-        node = self.node
-        card = ContactCard.from_text(command.card)
-        if card.identity == node.identity.public:
-            raise UsageError("that is your own card")
-        name = clean_name(command.name) if command.name else card.name
-        if not name:
-            raise UsageError("the card has no name: /add <card> <name>")
-        try:
-            await node.add_card(card, name, replace_keys=command.replace)
-        except KeyChangeError as exc:
-            self.note(
-                f"{exc}. If you are sure these are their new keys (ask them in person), "
-                f"/replace the card; the old keys will be marked compromised.",
-                error=True,
-            )
-            return
-        await self.refresh_list()
-        node_id = card.identity.node_id
-        self.note(
-            f"added {name} ({short_id(node_id)}), unverified. Compare safety numbers with "
-            f"them in person: /verify {name}. /msg {name} to talk."
-        )
-
-    async def _verify(self, command: Verify) -> None:
-        node = self.node
-        contact = await node.store.call(node.store.store.find_contact, command.target)
-        if contact.trust is Trust.COMPROMISED:
-            raise UsageError(f"{contact.name}'s keys are marked compromised: add their new card")
-        them = PublicIdentity(contact.sign_public, contact.box_public)
-        number = safety_number(node.identity.public, them)
-        if not command.confirm:
-            self.note(
-                f"safety number with {contact.name}: {number}\n"
-                f"Compare it with the one on their screen, in person or over a channel you "
-                f"trust. If every digit matches: /verify {contact.name} confirm"
-            )
-            return
-        await node.set_trust(contact.node_id, Trust.VERIFIED)
-        await self.refresh_list()
-        self.note(f"{contact.name} is verified ({number})")
 
     # -- conversations ---------------------------------------------------------------------------
 
@@ -471,7 +278,9 @@ class ChatController:
     def _markup(self, item: Message | Note, now: int) -> Markup:
         if isinstance(item, Note):
             return note_markup(item, now, tz=self.tz)
-        return message_markup(item, self.node.name, now, tz=self.tz, unicode=self.unicode)
+        return message_markup(
+            item, self.node.name, now, tz=self.tz, unicode=self.unicode, lookalikes=self.lookalikes
+        )
 
     def _label(self, key: str) -> str:
         for entry in self.entries:
@@ -480,7 +289,7 @@ class ChatController:
                     return f"{entry.label} ({key[len(_DM) : len(_DM) + 8]})"
                 return entry.label
         if key.startswith(_GROUP):
-            state = self.groups.get(_conversation_id(key))
+            state = self.groups.get(group_id_of(key))
             return state.label if state is not None else "+?" + key[len(_GROUP) : len(_GROUP) + 8]
         return key if not key.startswith(_DM) else key[len(_DM) : len(_DM) + 8]
 
@@ -488,7 +297,7 @@ class ChatController:
         """How far the contact of a direct conversation is trusted, for the pane's title; for
         a group, its size, or that we were removed."""
         if key.startswith(_GROUP):
-            state = self.groups.get(_conversation_id(key))
+            state = self.groups.get(group_id_of(key))
             if state is None:
                 return "  unknown group"
             if not state.member:
@@ -535,15 +344,20 @@ class ChatController:
         summaries = await store.call(store.store.conversations)
         channels = await store.call(store.store.list_channels)
         contacts = await store.call(store.store.list_contacts)
+        known = dict(self.contacts)
         self.contacts = {c.node_id: c.name for c in contacts}
         self.trust = {c.node_id: c.trust for c in contacts}
+        active = [c.name for c in contacts if c.trust is not Trust.COMPROMISED]
+        self.lookalikes = lookalikes([*active, self.node.name])
         self.channels = [c.name for c in channels]
         self.groups = self._group_states()
         # The open conversation is being read: it shows no unread count.
         summaries = [replace(s, unread=0) if s.name == self.current else s for s in summaries]
         self.entries = conversation_entries(
-            self.channels, self.contacts, summaries, self.groups.values()
+            self.channels, self.contacts, summaries, self.groups.values(), self.lookalikes
         )
+        if known != self.contacts:
+            self.show_links()  # a neighbour may have become a contact
         self._show_title()
         self.redraw()
 
@@ -596,19 +410,6 @@ class ChatController:
         for status in node.transport_status():
             mark = ("transport_up", "● ") if status.up else ("transport_down", "○ ")
             transports += [mark, ("dim", f"{status.name}  ")]
-        self.screen.set_neighbours([neighbour_markup(n) for n in neighbours], transports)
-
-
-def _conversation_id(key: str) -> bytes:
-    """The group id in a group's conversation name (empty for a malformed one)."""
-    try:
-        return bytes.fromhex(key[len(_GROUP) :])
-    except ValueError:
-        return b""
-
-
-def _screen_words(message: str) -> str:
-    """A node error's hint in this screen's words (``/group list``, not the command line's)."""
-    for hint in ("`meshchat group list`", "'meshchat group list'"):
-        message = message.replace(hint, "/group list")
-    return message
+        self.screen.set_neighbours(
+            [neighbour_markup(n, self.contacts, self.lookalikes) for n in neighbours], transports
+        )

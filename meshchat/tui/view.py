@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.display import safe_line, safe_text
+from meshchat.lookalike import mark
 from meshchat.store.records import Conversation, Message, MessageState
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ ASCII_STATE_SYMBOLS: Mapping[MessageState, str] = {
     MessageState.RECEIVED: "",
 }
 _MARK_WIDTH = 2
+_NONE: Mapping[str, str] = {}
+_NONE_BY_ID: Mapping[bytes, str] = {}
 _DM_PREFIX = "dm:"
 _GROUP_PREFIX = "grp:"
 
@@ -126,17 +129,21 @@ def message_markup(
     *,
     tz: tzinfo | None = None,
     unicode: bool = True,
+    lookalikes: Mapping[str, str] = _NONE,
 ) -> Markup:
     """One message line: time, delivery mark (outgoing only), sender and text.
 
     The first two pairs (time and mark) form the line's margin: the screen indents wrapped
-    and further lines of the text past them.
+    and further lines of the text past them. A sender named in ``lookalikes`` (a name that
+    looks like another contact's or ours) says whom it looks like.
     """
-    attr, mark = state_mark(message.state, unicode)
+    attr, symbol = state_mark(message.state, unicode)
     sender = my_name if message.outgoing else message.sender_name
+    if not message.outgoing:
+        sender = mark(sender, lookalikes.get(sender))
     return [
         ("time", clock(local_ms(message), now_ms, tz) + " "),
-        (attr, mark + " "),
+        (attr, symbol + " "),
         ("me" if message.outgoing else "them", safe_line(sender) or "?"),
         ("text", ": " + printable(message.text)),
     ]
@@ -168,13 +175,15 @@ def conversation_entries(
     contacts: Mapping[bytes, str],
     summaries: Iterable[Conversation],
     groups: Iterable[GroupState] = (),
+    lookalikes: Mapping[str, str] = _NONE,
 ) -> list[ConvEntry]:
     """The conversation list: ``#mesh``, the other joined channels, groups, then direct messages.
 
     Channels are sorted by name, groups and direct conversations by label, so the order (and
     what Ctrl-N/Ctrl-P step through) does not jump about as messages arrive. A direct
     conversation with someone who is not a contact (they wrote first) is listed by their short
-    id. Groups are ``+name``; two groups of the same name also show a short group id.
+    id. Groups are ``+name``; two groups of the same name also show a short group id. A contact
+    whose name looks like another's (``lookalikes``) says so.
     """
     unread = {s.name: s.unread for s in summaries}
     keys = set(unread)
@@ -197,7 +206,8 @@ def conversation_entries(
     entries += sorted(grouped, key=lambda e: (e.label.casefold(), e.key))
     direct: dict[str, str] = {}
     for node_id, name in contacts.items():
-        direct[_DM_PREFIX + node_id.hex()] = safe_line(name) or short_id(node_id)
+        label = mark(name, lookalikes.get(name))
+        direct[_DM_PREFIX + node_id.hex()] = safe_line(label) or short_id(node_id)
     for key in keys:
         if key.startswith(_DM_PREFIX) and key not in direct:
             direct[key] = "?" + key[len(_DM_PREFIX) : len(_DM_PREFIX) + 8]
@@ -228,13 +238,24 @@ def step(entries: Sequence[ConvEntry], current: str, delta: int) -> str:
     return keys[(index + delta) % len(keys)]
 
 
-def neighbour_markup(info: LinkInfo) -> Markup:
-    """A neighbours-pane line: transport, short node id, announced name."""
+def neighbour_markup(
+    info: LinkInfo,
+    contacts: Mapping[bytes, str] = _NONE_BY_ID,
+    lookalikes: Mapping[str, str] = _NONE,
+) -> Markup:
+    """A neighbours-pane line: transport, short node id, and who: a contact by our name for
+    them, a stranger by ``~`` and the name they announced (theirs to choose), as ``log`` and
+    ``/who`` show them."""
     medium = info.transport if info.transport in {"lan", "ble", "mem"} else "other"
+    contact = contacts.get(info.node_id)
+    if contact is not None:
+        who = mark(contact, lookalikes.get(contact))
+    else:
+        who = f"~{info.name}" if info.name else "?"
     return [
         (f"medium_{medium}", f"{info.transport:<4}"),
         ("node_id", short_id(info.node_id) + " "),
-        ("them", safe_line(info.name) or "?"),
+        ("them", safe_line(who)),
     ]
 
 

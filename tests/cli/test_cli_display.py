@@ -133,7 +133,7 @@ def daemons(tmp_path: Path) -> Iterator[tuple[Home, Home]]:
 
 
 def test_a_strangers_name_and_text_cannot_steer_the_terminal(
-    daemons: tuple[Home, Home],
+    daemons: tuple[Home, Home], tmp_path: Path
 ) -> None:
     alice, stranger = daemons
     sent = cli(stranger.path, "send", "#mesh", "-", stdin=FORGED_TEXT)
@@ -158,3 +158,8 @@ def test_a_strangers_name_and_text_cannot_steer_the_terminal(
     assert terminal_controls(peers.stdout) == []
     (peer_line,) = [line for line in peers.stdout.splitlines() if "alice" in line]
     assert "~\\x08\\x08\\x08alice" in peer_line  # a stranger, marked as `log` marks them
+
+    # The daemon's log notes the message but no hop count: relays can rewrite it (unsigned).
+    log = (tmp_path / "alice.log").read_text()
+    assert "received" in log and "in #mesh" in log
+    assert "hops" not in log

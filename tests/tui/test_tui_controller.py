@@ -112,7 +112,7 @@ async def test_start_shows_header_list_and_empty_neighbours(pair) -> None:  # ty
 async def test_neighbours_pane_and_header_follow_links(pair) -> None:  # type: ignore[no-untyped-def]
     hub, alice, bob = pair
     hub.connect(alice.transport, bob.transport)
-    await until(lambda: "1 link" in alice.text() and f"mem {bob.short} bob" in alice.text())
+    await until(lambda: "1 link" in alice.text() and f"mem {bob.short} ~bob" in alice.text())
     hub.disconnect(alice.transport, bob.transport)
     await until(lambda: "0 links" in alice.text() and "no neighbours yet" in alice.text())
 
@@ -203,7 +203,7 @@ async def test_errors_are_red_lines_never_tracebacks(pair) -> None:  # type: ign
 async def test_who_id_add_help_and_quit(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     hub, alice, bob = pair
     hub.connect(alice.transport, bob.transport)
-    await until(lambda: f"mem {bob.short} bob" in alice.text())
+    await until(lambda: f"mem {bob.short} ~bob" in alice.text())
     alice.type("/who")
     await until(lambda: "neighbours (1):" in alice.text())
     assert f"mem  {bob.short}  ~bob" in alice.text()
@@ -433,3 +433,21 @@ async def test_an_invitation_from_a_stranger_is_refused_and_said(pair) -> None: 
     await until(lambda: "tried to add you to +crew: refused" in bob.text(), timeout=15)
     assert alice.short in bob.text()
     assert bob.node.groups() == []
+
+
+async def test_a_lookalike_card_is_refused_then_added_on_request_and_marked(pair) -> None:  # type: ignore[no-untyped-def]
+    hub, alice, bob = pair
+    await befriend(alice, bob)
+    fake = Identity.generate()
+    card = fake.card("b\u043eb").to_text()  # bob with a Cyrillic o
+    alice.type(f"/add {card}")
+    await until(lambda: "looks like 'bob'" in alice.text())
+    assert "/add-lookalike" in alice.text()
+    assert [c.name for c in await alice.node.contacts()] == ["bob"]
+    alice.type(f"/add-lookalike {card}")
+    await until(lambda: "added b\u043eb" in alice.text())
+    # Marked in the conversation list, and as a neighbour once linked.
+    await until(lambda: "b\u043eb (!! looks like bob)" in [e.label for e in alice.ctl.entries])
+    assert "bob (!! looks like b\u043eb)" in [e.label for e in alice.ctl.entries]
+    hub.connect(alice.transport, bob.transport)
+    await until(lambda: f"mem {bob.short} bob (!!" in alice.text())

@@ -216,7 +216,11 @@ def link(node_id: bytes, name: str, transport: str = "lan") -> LinkInfo:
 
 def test_neighbour_line_shows_transport_short_id_and_name() -> None:
     line = neighbour_markup(link(BOB, "bob"))
-    assert plain(line) == "lan e66d886b bob"
+    assert plain(line) == "lan e66d886b ~bob"  # a stranger: the name is theirs to choose
+    assert plain(neighbour_markup(link(BOB, "bob"), {BOB: "Bobby"})) == "lan e66d886b Bobby"
+    marks = {"b\u043eb": "bob"}
+    shown = plain(neighbour_markup(link(BOB, "x"), {BOB: "b\u043eb"}, marks))
+    assert shown == "lan e66d886b b\u043eb (!! looks like bob)"
     assert line[0][0] == "medium_lan"
     assert neighbour_markup(link(BOB, "", "ble"))[0] == ("medium_ble", "ble ")
     assert neighbour_markup(link(BOB, "", "relay"))[0][0] == "medium_other"

@@ -1,0 +1,267 @@
+"""What the chat screen's commands do: the actions behind ``/msg``, ``/add``, ``/group`` ...
+
+:class:`Actions` carries out one parsed :class:`~meshchat.tui.commands.Command` for a
+:class:`~meshchat.tui.controller.ChatController`: it asks the node, then tells the controller
+what to show (a note, another conversation, a refreshed list). Errors are raised as
+:class:`~meshchat.errors.UsageError` with hints in this screen's words; the controller's
+guard turns them into red lines.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meshchat.errors import UsageError
+from meshchat.group.book import Group, group_conversation
+from meshchat.identity import ContactCard, PublicIdentity, clean_name
+from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name
+from meshchat.safety import safety_number
+from meshchat.store.records import Trust
+from meshchat.store.trust import KeyChangeError
+from meshchat.tui.commands import (
+    HELP_TEXT,
+    AddContact,
+    Command,
+    GroupChange,
+    GroupCreate,
+    GroupLeave,
+    GroupList,
+    GroupShow,
+    Help,
+    Join,
+    Msg,
+    Panic,
+    Quit,
+    Say,
+    ShowId,
+    Verify,
+    Who,
+)
+from meshchat.tui.groups import group_label, group_text, groups_text, snapshot
+from meshchat.tui.view import id_text, short_id, who_text
+
+if TYPE_CHECKING:
+    from meshchat.tui.controller import ChatController
+
+__all__ = ["Actions", "group_id_of", "screen_words"]
+
+_DM = "dm:"
+_GROUP = "grp:"
+
+
+class Actions:
+    """The commands of one chat screen."""
+
+    def __init__(self, controller: ChatController) -> None:
+        self.ctl = controller
+        self.node = controller.node
+
+    async def execute(self, command: Command) -> None:
+        node = self.node
+        if isinstance(command, Say):
+            self._check_can_send(self.ctl.current)
+            await node.send_text(self._send_target(self.ctl.current), command.text)
+        elif isinstance(command, Msg):
+            await self._msg(command)
+        elif isinstance(command, Join):
+            channel = await node.join(command.channel, command.passphrase)
+            await self.ctl.refresh_list()
+            await self.ctl.open(channel.name)
+            kind = "private channel, key from the passphrase" if channel.key else "public channel"
+            self.ctl.note(f"joined {channel.name} ({kind})")
+        elif isinstance(command, Who):
+            announced = node.announced_peers()
+            self.ctl.note(who_text(node.neighbours(), announced, self.ctl.contacts))
+        elif isinstance(command, ShowId):
+            public = node.identity.public
+            card = (await node.card()).to_text()
+            self.ctl.note(id_text(node.name, public.node_id, public.fingerprint(), card))
+        elif isinstance(command, AddContact):
+            await self._add_contact(command)
+        elif isinstance(command, Verify):
+            await self._verify(command)
+        elif isinstance(command, GroupList):
+            states = [snapshot(g) for g in node.groups()]
+            self.ctl.note(groups_text(states, node.identity.node_id))
+        elif isinstance(command, GroupShow):
+            state = snapshot(self._find_group(command.group))
+            self.ctl.note(group_text(state, node.identity.node_id, self.ctl.member_name))
+        elif isinstance(command, GroupCreate):
+            await self._group_create(command)
+        elif isinstance(command, GroupLeave):
+            await self._group_leave(command)
+        elif isinstance(command, GroupChange):
+            await self._group_change(command)
+        elif isinstance(command, Panic):
+            if not command.confirm:
+                self.ctl.note(
+                    "/panic confirm erases your keys, contacts and messages on this device at "
+                    "once and quits. There is no undo.",
+                    error=True,
+                )
+                return
+            await node.panic()
+            self.ctl.on_quit()
+        elif isinstance(command, Help):
+            self.ctl.note(HELP_TEXT)
+        elif isinstance(command, Quit):
+            self.ctl.on_quit()
+
+    @staticmethod
+    def _send_target(conversation: str) -> str:
+        """What :meth:`Node.send_text` takes for a conversation: a channel, or a node id."""
+        return conversation[len(_DM) :] if conversation.startswith(_DM) else conversation
+
+    async def _msg(self, command: Msg) -> None:
+        if command.target.startswith(("+", _GROUP)):
+            key = snapshot(self._find_group(command.target)).conversation
+        else:
+            key = await self.node.resolve_conversation(command.target)
+        if key.startswith("#") and key not in self.ctl.channels:
+            raise UsageError(f"not in {key}: /join {key} first")
+        await self.ctl.open(key)
+        if command.text is not None:
+            self._check_can_send(key)
+            await self.node.send_text(self._send_target(key), command.text)
+
+    def _find_group(self, target: str) -> Group:
+        """:meth:`Node.find_group`, its hint worded for this screen.
+
+        A name shared by a group we were removed from and one we are in means the latter:
+        after a removal, the old group stays listed (its history can still be read).
+        """
+        try:
+            return self.node.find_group(target)
+        except UsageError as exc:
+            if target.startswith("+"):
+                wanted = target[1:].strip().casefold()
+                live = [
+                    g
+                    for g in self.node.groups()
+                    if g.name.casefold() == wanted and g.current is not None
+                ]
+                if len(live) == 1:
+                    return live[0]
+            raise UsageError(screen_words(str(exc))) from None
+
+    def _check_can_send(self, key: str) -> None:
+        """Refuse at once to write to a group we were removed from, saying why."""
+        if not key.startswith(_GROUP):
+            return
+        state = self.ctl.groups.get(group_id_of(key))
+        if state is not None and not state.member:
+            raise UsageError(
+                f"you were removed from {state.label}: nothing can be sent to it any more"
+            )
+
+    async def _group_create(self, command: GroupCreate) -> None:
+        try:
+            group = await self.node.create_group(command.name, list(command.members))
+        except UsageError as exc:
+            raise UsageError(screen_words(str(exc))) from None
+        await self.ctl.refresh_list()
+        await self.ctl.open(snapshot(group).conversation)
+
+    async def _group_change(self, command: GroupChange) -> None:
+        group = self._find_group(command.group)
+        label = group_label(group.name)
+        if group.current is None:
+            raise UsageError(f"you were removed from {label}: you cannot change it")
+        if self.node.identity.node_id not in group.roster.admins:
+            raise UsageError(f"only an admin of {label} can change it: see /group show {label}")
+        members = list(command.members)
+        target = group_conversation(group.group_id)  # the very group found above
+        try:
+            if command.action == "add":
+                await self.node.change_group(target, add=members)
+            elif command.action == "remove":
+                await self.node.change_group(target, remove=members)
+            else:
+                await self.node.change_group(target, admin=members)
+        except UsageError as exc:
+            raise UsageError(screen_words(str(exc))) from None
+        await self.ctl.refresh_list()
+
+    async def _group_leave(self, command: GroupLeave) -> None:
+        group = self._find_group(command.group)
+        if group.current is None:
+            raise UsageError(f"you are not in {group_label(group.name)} any more")
+        try:
+            await self.node.leave_group(group_conversation(group.group_id))
+        except UsageError as exc:
+            raise UsageError(screen_words(str(exc))) from None
+        await self.ctl.refresh_list()
+
+    async def _add_contact(self, command: AddContact) -> None:
+        node = self.node
+        card = ContactCard.from_text(command.card)
+        if card.identity == node.identity.public:
+            raise UsageError("that is your own card")
+        name = clean_name(command.name) if command.name else card.name
+        if not name:
+            raise UsageError("the card has no name: /add <card> <name>")
+        contacts = await node.contacts()
+        others = [node.name]
+        others += [
+            c.name
+            for c in contacts
+            if c.node_id != card.identity.node_id and c.trust is not Trust.COMPROMISED
+        ]
+        try:
+            like = check_new_name(name, others, allow=command.lookalike)
+        except LookalikeError as exc:
+            raise UsageError(
+                f"{exc.name!r} looks like {exc.like!r} but is spelt with other characters: "
+                "someone may be posing as them. Nothing was added. If you are sure, "
+                "/add-lookalike the card (the name stays marked), or /add it under another name."
+            ) from exc
+        try:
+            await node.add_card(card, name, replace_keys=command.replace)
+        except KeyChangeError as exc:
+            self.ctl.note(
+                f"{exc}. If you are sure these are their new keys (ask them in person), "
+                f"/replace the card; the old keys will be marked compromised.",
+                error=True,
+            )
+            return
+        await self.ctl.refresh_list()
+        node_id = card.identity.node_id
+        self.ctl.note(
+            f"added {name} ({short_id(node_id)}), unverified. Compare safety numbers with "
+            f"them in person: /verify {name}. /msg {name} to talk."
+        )
+        if like is not None:
+            self.ctl.note(f"{name} {LOOKALIKE_MARK} {like}: marked so wherever it is shown")
+
+    async def _verify(self, command: Verify) -> None:
+        node = self.node
+        contact = await node.store.call(node.store.store.find_contact, command.target)
+        if contact.trust is Trust.COMPROMISED:
+            raise UsageError(f"{contact.name}'s keys are marked compromised: add their new card")
+        them = PublicIdentity(contact.sign_public, contact.box_public)
+        number = safety_number(node.identity.public, them)
+        if not command.confirm:
+            self.ctl.note(
+                f"safety number with {contact.name}: {number}\n"
+                f"Compare it with the one on their screen, in person or over a channel you "
+                f"trust. If every digit matches: /verify {contact.name} confirm"
+            )
+            return
+        await node.set_trust(contact.node_id, Trust.VERIFIED)
+        await self.ctl.refresh_list()
+        self.ctl.note(f"{contact.name} is verified ({number})")
+
+
+def screen_words(message: str) -> str:
+    """A node error's hint in this screen's words (``/group list``, not the command line's)."""
+    for hint in ("`meshchat group list`", "'meshchat group list'"):
+        message = message.replace(hint, "/group list")
+    return message
+
+
+def group_id_of(key: str) -> bytes:
+    """The group id in a group's conversation name (empty for a malformed one)."""
+    try:
+        return bytes.fromhex(key[len(_GROUP) :])
+    except ValueError:
+        return b""

@@ -96,6 +96,8 @@ def group_json(group: Group, me: bytes, names: dict[bytes, str]) -> dict[str, An
                 "name": names.get(m.node_id, ""),
                 "admin": m.node_id in roster.admins,
                 "me": m.node_id == me,
+                # as this group's admin: "applied", "pending" or "not applied" (else "")
+                "update": group.delivery.get(m.node_id, ""),
             }
             for m in roster.members
         ],

@@ -116,8 +116,9 @@ class PrekeysUpdated:
 @dataclass(frozen=True, slots=True)
 class GroupChanged:
     """A group this node is in changed: ``what`` is ``joined``, ``changed``, ``removed`` (this
-    node was taken off the roster; its keys for the group are erased), ``left``, or
-    ``refused`` (an invitation from someone who is not a contact: nothing was kept)."""
+    node was taken off the roster; its keys for the group are erased), ``left``, ``refused``
+    (an invitation from someone who is not a contact: nothing was kept), or ``not applied``
+    (as the roster's admin: member ``by`` did not apply our latest roster update)."""
 
     group_id: bytes
     name: str

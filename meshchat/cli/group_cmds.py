@@ -80,7 +80,9 @@ def cmd_group(args: argparse.Namespace, home: Home) -> int:
         for m in g["members"]:
             who = "me" if m["me"] else (m["name"] or "?")
             star = " (admin)" if m["admin"] else ""
-            say(f"    {m['node_id'][:8]}  {who}{star}")
+            update = m.get("update", "")
+            note = f"  [{update}]" if update in ("pending", "not applied") else ""
+            say(f"    {m['node_id'][:8]}  {who}{star}{note}")
     return 0
 
 

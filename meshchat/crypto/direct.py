@@ -50,6 +50,7 @@ one, or refuses it). A late answer in the old session still opens: it stays in t
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from nacl.signing import SigningKey
@@ -92,6 +93,8 @@ __all__ = ["MAX_STRANGERS", "DirectSuite", "Opened", "ReplayError", "anonymous_p
 #: stranger's first message is refused: each peer costs a week of tags in the address book, and
 #: anyone who heard our announcement can start a session.
 MAX_STRANGERS = 256
+#: messages not taken whose retries are refused rather than acked (see withhold)
+MAX_WITHHELD = 1024
 
 
 class ReplayError(DecryptionError):
@@ -122,6 +125,8 @@ class Opened:
     token: bytes
     #: a control part (group keys and rosters) instead of text, None when already handled
     control: ControlPart | None = None
+    #: the digest of the ratchet ciphertext (names it for :meth:`DirectSuite.withhold`)
+    digest: bytes = b""
 
 
 def anonymous_packet(
@@ -168,6 +173,8 @@ class DirectSuite:
         self._msg_tokens: dict[bytes, list[bytes]] = {}
         #: rate limits on strangers' key agreements
         self.admission = Admission()
+        #: ciphertexts whose retries are not acked either (see withhold)
+        self._withheld: OrderedDict[bytes, None] = OrderedDict()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -282,6 +289,19 @@ class DirectSuite:
         self._drafts.pop(msg_id, None)
         for token in self._msg_tokens.pop(msg_id, []):
             self._tokens.pop(token, None)
+
+    def withhold(self, opened: Opened) -> None:
+        """``opened`` was not taken (e.g. a group control part that could not be kept): a
+        retry of the same ciphertext is refused, not acked. Remembered in memory for the last
+        :data:`MAX_WITHHELD` such messages."""
+        if opened.digest:
+            self._withheld[opened.digest] = None
+            while len(self._withheld) > MAX_WITHHELD:
+                self._withheld.popitem(last=False)
+        record = self.records.get(opened.sender.node_id)
+        if record is not None and opened.msg_id is not None:
+            record.forget_message(opened.msg_id)
+            self._touch(opened.sender.node_id)
 
     def token_owner(self, token: bytes) -> bytes | None:
         return self._tokens.get(token)
@@ -478,6 +498,8 @@ class DirectSuite:
             # retry, to acknowledge again; the same packet again is a replay.
             if packet.created_ms // 1000 <= last:
                 raise ReplayError("stale or replayed packet")
+            if digest in self._withheld:
+                raise DecryptionError("a retry of a message this node did not take")
             record.remember_ciphertext(digest, packet.created_ms)
             self._touch(record.identity.node_id)
             return Opened(record.identity, None, None, token)
@@ -495,7 +517,8 @@ class DirectSuite:
         record.remember_ciphertext(digest, packet.created_ms)
         record.remember_message(body.msg_id)
         if isinstance(body, ControlPart):
-            return Opened(record.identity, body.msg_id, None, token, None if shown else body)
+            control = None if shown else body
+            return Opened(record.identity, body.msg_id, None, token, control, digest)
         return Opened(record.identity, body.msg_id, None if shown else body.text, token)
 
     def open_ack(self, packet: Packet, now_ms: int, link: str | None = None) -> Opened:

@@ -386,6 +386,11 @@ class PeerRecord:
             gone, _ = self.recent_msgs.popitem(last=False)
             self._msgs_cbor.discard(gone)
 
+    def forget_message(self, msg_id: bytes) -> None:
+        """``msg_id`` was not taken after all: a copy of it that comes again is new."""
+        if self.recent_msgs.pop(msg_id, 0) is None:
+            self._msgs_cbor.discard(msg_id)
+
     # -- persistence ---------------------------------------------------------------------
 
     def blob(self) -> bytes:

@@ -150,6 +150,7 @@ class Engine:
             out.append(PrekeysUpdated(blob) if key is None else SessionUpdated(key, blob))
         for key, blob in self.groups.take_updates():
             out.append(GroupStateUpdated(key, blob))
+        out.extend(self.groups.take_notices())
         return out
 
     # -- private groups (see _groups.GroupGlue) -------------------------------------------
@@ -421,12 +422,19 @@ class Engine:
         opened = self.direct.open_message(packet, now_ms, link)
         out: list[Output] = []
         if opened.control is not None:
+            # A control part not kept, or whose blob was not applied, is not acked (nor are
+            # retries of it): the sender hears "not applied" instead.
             try:
-                out.extend(self._group_glue.on_control(opened.sender, opened.control, now_ms))
+                outputs, take = self._group_glue.on_control(
+                    opened.sender, opened.control, now_ms, packet.packet_id
+                )
+                out.extend(outputs)
             except (PacketError, CryptoError) as exc:
-                # Authenticated but not allowed (or malformed): logged, and still acked, so
-                # the sender stops retrying something that will never be accepted.
                 out.append(MessageRejected(f"group control: {exc}", packet.packet_id, None))
+                take = False
+            if not take:
+                self.direct.withhold(opened)
+                return [*out, *self._updates()]
         if opened.text is not None and opened.msg_id is not None:
             out.append(
                 MessageReceived(
@@ -524,6 +532,8 @@ class Engine:
         item = self.outbox.get(msg_id) if msg_id is not None else None
         if item is None or item.recipient is None:
             return out
+        if item.is_control:
+            self.groups.control_acked(item.msg_id)
         self._end(item.msg_id)
         if item.is_control:
             return [*out, *self._updates()]

@@ -187,10 +187,16 @@ class GroupGlue:
         )
         return out
 
-    def on_control(self, sender: PublicIdentity, part: ControlPart, now_ms: int) -> list[Output]:
+    def on_control(
+        self, sender: PublicIdentity, part: ControlPart, now_ms: int, packet_id: bytes
+    ) -> tuple[list[Output], bool]:
+        """Take a control part; returns the outputs and whether to ack the part (False: it
+        was not kept, or its blob not applied)."""
         outcome = self.engine.groups.on_part(
             sender, part, now_ms, known=self.engine.direct.knows(sender.node_id)
         )
+        for msg_id in outcome.cancel:
+            self.engine._end(msg_id)  # the recipient said it did not apply their blob
         for member, prekey in outcome.learned:
             self.engine.direct.add_peer(member, prekey)
         out: list[Output] = [*self._group_changed(outcome.sends, now_ms), *outcome.notices]
@@ -207,5 +213,7 @@ class GroupGlue:
                 out.extend(self.on_message(packet, now_ms))
             except (PacketError, CryptoError) as exc:
                 out.append(MessageRejected(str(exc), packet.packet_id, None))
+        if outcome.rejected is not None:
+            out.append(MessageRejected(outcome.rejected, packet_id, None))
         out.extend(self.engine.flush())
-        return out
+        return out, outcome.ack

@@ -1,8 +1,9 @@
 """What the group book keeps, and how it is stored: groups, their epochs, the book's own state.
 
 Theory of operation. A :class:`Group` (roster, epochs with their keys and sender chains, held
-messages, removals) is stored as one blob under its group id; the book's own state (control
-parts in flight, half-joined blobs, early sender-key shares) as one blob under
+messages, removals, and for an admin whether each member applied its latest roster) is stored
+as one blob under its group id; the book's own state (control parts in flight, half-joined
+blobs, early sender-key shares, roster updates being followed) as one blob under
 :data:`BOOK_KEY`. Both are canonical CBOR that starts with a format number. A blob that does
 not read raises :class:`~meshchat.errors.StoreError` with the reason (and its cause); the owner
 sets it aside.
@@ -22,16 +23,29 @@ from meshchat.identity import PublicIdentity
 from meshchat.wire.payloads import ControlPart
 
 __all__ = [
+    "APPLIED",
     "BOOK_KEY",
+    "NOT_APPLIED",
+    "PENDING",
     "BookState",
     "ControlSend",
     "Epoch",
     "Group",
+    "Tracked",
 ]
 
 #: The store key of the book's own state (control parts in flight, half-joined blobs).
 BOOK_KEY = b"\x00" * 16
 _FORMAT = 2
+#: the group book's own blob: format 3 adds the tracked roster updates
+_BOOK_FORMAT = 3
+
+#: Whether a member applied the roster update this node (an admin) sent it: every part acked
+#: (a member acks the part that completes a blob only once it applied it), not yet, or not
+#: (it said so, or the update expired unacked).
+APPLIED = "applied"
+PENDING = "pending"
+NOT_APPLIED = "not applied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +121,9 @@ class Group:
     waiting: list[bytes] = field(default_factory=list)
     #: members this node removed as an admin -> digests of rosters known to carry the removal
     removals: dict[bytes, list[bytes]] = field(default_factory=dict)
+    #: as the admin who made the latest roster: each member's :data:`APPLIED`,
+    #: :data:`PENDING` or :data:`NOT_APPLIED` (empty when another admin made it)
+    delivery: dict[bytes, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -126,6 +143,7 @@ class Group:
                 [e.dump() for e in self.epochs],
                 self.waiting,
                 [[node_id, digests] for node_id, digests in sorted(self.removals.items())],
+                [[node_id, state] for node_id, state in sorted(self.delivery.items())],
             ],
             canonical=True,
         )
@@ -133,7 +151,11 @@ class Group:
     @classmethod
     def load(cls, blob: bytes) -> Group:
         try:
-            fmt, group_id, roster, removed, epochs, waiting, removals = cbor2.loads(blob)
+            fields = cbor2.loads(blob)
+            if not isinstance(fields, list) or len(fields) not in (7, 8):
+                raise StoreError("unknown group state layout")
+            fmt, group_id, roster, removed, epochs, waiting, removals = fields[:7]
+            delivery = fields[7] if len(fields) == 8 else []
             if fmt != _FORMAT:
                 raise StoreError("unknown group state format")
             group = cls(group_id, Roster.decode(roster), [], bool(removed), list(waiting))
@@ -143,11 +165,45 @@ class Group:
             ):
                 raise StoreError("unreadable group removals")
             group.removals = {n: list(ds) for n, ds in removals}
+            if not all(
+                isinstance(n, bytes) and d in (APPLIED, PENDING, NOT_APPLIED) for n, d in delivery
+            ):
+                raise StoreError("unreadable group delivery states")
+            group.delivery = {n: d for n, d in delivery}
         except StoreError:
             raise
         except (MeshchatError, ValueError, TypeError) as exc:
             raise StoreError(f"unreadable group state: {exc}") from exc
         return group
+
+
+@dataclass(slots=True)
+class Tracked:
+    """A roster update this node sent to one member, until every part is acked."""
+
+    recipient: bytes
+    group_id: bytes
+    epoch: int
+    #: msg ids of its parts not acked yet
+    parts: set[bytes]
+
+    def dump(self) -> list[object]:
+        return [self.recipient, self.group_id, self.epoch, sorted(self.parts)]
+
+    @classmethod
+    def load(cls, item: object) -> Tracked:
+        if not (isinstance(item, list) and len(item) == 4):
+            raise StoreError("unreadable tracked update")
+        recipient, group_id, epoch, parts = item
+        if not (
+            isinstance(recipient, bytes)
+            and isinstance(group_id, bytes)
+            and type(epoch) is int
+            and isinstance(parts, list)
+            and all(isinstance(p, bytes) for p in parts)
+        ):
+            raise StoreError("unreadable tracked update")
+        return cls(recipient, group_id, epoch, set(parts))
 
 
 @dataclass(slots=True)
@@ -159,17 +215,20 @@ class BookState:
     early: list[tuple[bytes, SenderKeyShare, int]] = field(default_factory=list)
     #: control parts not yet acked: msg id -> what to send again after a restart
     outgoing: dict[bytes, ControlSend] = field(default_factory=dict)
+    #: roster updates sent and not yet acked in full: blob id -> what it was
+    tracked: dict[bytes, Tracked] = field(default_factory=dict)
 
     def dump(self) -> bytes:
         return cbor2.dumps(
             [
-                _FORMAT,
+                _BOOK_FORMAT,
                 self.assembler.dump(),
                 [[s, share.encode(), at] for s, share, at in self.early],
                 [
                     [c.recipient.sign_public, c.recipient.box_public, c.part.encode(), c.expires_ms]
                     for c in self.outgoing.values()
                 ],
+                [[blob_id, t.dump()] for blob_id, t in sorted(self.tracked.items())],
             ],
             canonical=True,
         )
@@ -179,9 +238,17 @@ class BookState:
         """Rebuild the book's state; raises :class:`StoreError` if the blob is not one."""
         state = cls()
         try:
-            fmt, assembler, early, outgoing = cbor2.loads(blob)
-            if fmt != _FORMAT:
+            fields = cbor2.loads(blob)
+            if not isinstance(fields, list) or len(fields) not in (4, 5):
+                raise StoreError("unknown group book layout")
+            fmt, assembler, early, outgoing = fields[:4]
+            tracked = fields[4] if len(fields) == 5 else []
+            if fmt not in (_FORMAT, _BOOK_FORMAT):
                 raise StoreError("unknown group book format")
+            for blob_id, item in tracked:
+                if not isinstance(blob_id, bytes):
+                    raise StoreError("unreadable tracked update")
+                state.tracked[blob_id] = Tracked.load(item)
             state.assembler = Assembler.load(assembler)
             for sender, share, at in early:
                 parsed = decode_control(share)

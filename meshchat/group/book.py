@@ -37,22 +37,30 @@ from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
 
-from meshchat.crypto.direct import anonymous_packet
 from meshchat.errors import DecryptionError, PacketError, StoreError, UsageError
 from meshchat.events import GroupChanged
+from meshchat.group._delivery import Deliveries
+from meshchat.group._messages import GroupMessages, KeyPending
 from meshchat.group._state import BOOK_KEY, BookState, ControlSend, Epoch, Group
-from meshchat.group.control import GroupLeave, GroupUpdate, SenderKeyShare, decode_control, split
+from meshchat.group.control import (
+    DROPPED,
+    REFUSED,
+    Control,
+    GroupLeave,
+    GroupUpdate,
+    NotApplied,
+    PartRefused,
+    SenderKeyShare,
+    decode_control,
+    split,
+)
 from meshchat.group.roster import MAX_MEMBERS, Roster, new_group_id
 from meshchat.group.sender_keys import (
     EpochKeys,
     SenderChain,
-    open_body,
-    open_header,
-    seal_message,
 )
 from meshchat.identity import Identity, PublicIdentity, SignedPrekey
-from meshchat.wire import codec
-from meshchat.wire.packet import MAX_AGE_MS, Destination, Packet, PacketKind, Suite
+from meshchat.wire.packet import MAX_AGE_MS
 from meshchat.wire.payloads import MSG_ID_SIZE, ControlPart
 
 __all__ = [
@@ -68,14 +76,14 @@ __all__ = [
 
 #: How long the keys of an epoch are kept after the next one began, for late messages.
 RETAIN_MS = 3600 * 1000
-#: Messages held per group while their sender's chain has not arrived.
-MAX_WAITING = 64
 #: Sender-key shares held until their roster arrives.
 MAX_EARLY_SHARES = 4 * MAX_MEMBERS
 #: rosters remembered per removal (the latest; older ones are long superseded)
 MAX_CARRIERS = 8
 #: removals remembered per group (the oldest are forgotten first)
 MAX_REMOVALS = 256
+#: ``NotApplied`` answers to strangers in flight at most (each is retried until acked)
+MAX_STRANGER_NACKS = 16
 
 #: a member to know as a peer, with the signed prekey the roster's admin had for it
 Learned = tuple[PublicIdentity, SignedPrekey | None]
@@ -84,10 +92,6 @@ Learned = tuple[PublicIdentity, SignedPrekey | None]
 def group_conversation(group_id: bytes) -> str:
     """The conversation name of a group."""
     return "grp:" + group_id.hex()
-
-
-class KeyPending(DecryptionError):
-    """A group message from a member whose sender key has not arrived yet: it is held."""
 
 
 @dataclass(slots=True)
@@ -101,9 +105,15 @@ class ControlOutcome:
     #: (group id, node id): members this node, an admin, must remove: members who left, and
     #: members it removed whom a roster made without knowing of the removal lists again
     to_remove: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: False: the part was not kept, or its blob not applied; it must not be acked
+    ack: bool = True
+    #: why the blob was not applied (for the log)
+    rejected: str | None = None
+    #: msg ids of our own control parts to stop sending (their blob was not applied)
+    cancel: list[bytes] = field(default_factory=list)
 
 
-class GroupBook:
+class GroupBook(GroupMessages):
     """Every group of one identity (see the module docstring)."""
 
     def __init__(self, identity: Identity) -> None:
@@ -113,6 +123,8 @@ class GroupBook:
         self.state = BookState()
         self._addresses: dict[bytes, tuple[Group, Epoch]] = {}
         self._dirty: set[bytes] = set()
+        self._deliveries = Deliveries()
+        self._stranger_nacks: list[bytes] = []
 
     @property
     def me(self) -> bytes:
@@ -283,12 +295,15 @@ class GroupBook:
         update = GroupUpdate(roster, keys.secret, known).encode()
         notice = GroupUpdate(roster, None, ()).encode()
         sends: list[ControlSend] = []
+        group.roster = roster
+        self._deliveries.start(self.state, group)
         for member in roster.members:
             if member.node_id != self.me:
-                sends.extend(self._control(member, update, now_ms))
+                parts = self._control(member, update, now_ms)
+                self._deliveries.track(self.state, group, parts)
+                sends.extend(parts)
         for gone in removed:
             sends.extend(self._control(gone, notice, now_ms))
-        group.roster = roster
         sends.extend(self._adopt(group, roster, keys, now_ms))
         return sends
 
@@ -310,12 +325,27 @@ class GroupBook:
         self._dirty.add(BOOK_KEY)
         return sends
 
+    def control_acked(self, msg_id: bytes) -> None:
+        """A control part of ours was acked (call before :meth:`control_done`)."""
+        changed = self._deliveries.acked(self.state, self.groups, msg_id)
+        if changed is not None:
+            self._dirty.update((changed, BOOK_KEY))
+
     def control_done(self, msg_id: bytes) -> bool:
-        """A control part was acked or expired; returns whether it was one of ours."""
+        """A control part is no longer sent (acked, expired or dropped); returns whether it
+        was one of ours. A part of a roster update that ends unacked marks the member's
+        update not applied."""
         if self.state.outgoing.pop(msg_id, None) is None:
             return False
         self._dirty.add(BOOK_KEY)
+        changed = self._deliveries.failed(self.state, self.groups, msg_id)
+        if changed is not None:
+            self._dirty.add(changed)
         return True
+
+    def take_notices(self) -> list[GroupChanged]:
+        """Members who did not apply a roster update of ours, since the last call."""
+        return self._deliveries.take_notices()
 
     def _adopt(
         self, group: Group, roster: Roster, keys: EpochKeys, now_ms: int
@@ -355,16 +385,66 @@ class GroupBook:
     ) -> ControlOutcome:
         """A control part from ``sender`` (authenticated by the pairwise session); ``known``
         tells whether the sender is a contact or a member of a group with us (only those may
-        add us to a new group).
+        add us to a new group, and only their blobs in progress are stored).
 
-        Raises :class:`PacketError` or :class:`DecryptionError` for a control message that
-        is malformed or not allowed (the owner logs it; nothing else happens).
+        A part that cannot be kept, and a blob that is malformed or not allowed, come back
+        with ``ack`` False and the reason (the owner logs it and does not ack the part); the
+        sender is told with ``NotApplied`` (a stranger only for a whole blob, and only while
+        few such answers are in flight).
         """
-        blob = self.state.assembler.add(sender.node_id, part, now_ms)
-        self._dirty.add(BOOK_KEY)
+        keys = (sender.sign_public, sender.box_public) if known else None
+        try:
+            blob = self.state.assembler.add(sender.node_id, part, now_ms, keys)
+        except PartRefused as exc:
+            outcome = ControlOutcome(ack=False, rejected=f"group control: {exc}")
+            if known:
+                outcome.sends = self._nack(sender, part.blob_id, DROPPED, now_ms, known)
+            return self._with_dropped(outcome, now_ms)
+        if known:
+            self._dirty.add(BOOK_KEY)
         if blob is None:
-            return ControlOutcome()
-        control = decode_control(blob)
+            return self._with_dropped(ControlOutcome(), now_ms)
+        try:
+            outcome = self._apply(sender, decode_control(blob), now_ms, known)
+        except (PacketError, DecryptionError) as exc:
+            outcome = ControlOutcome(ack=False, rejected=f"group control: {exc}")
+        if not outcome.ack:
+            outcome.sends.extend(self._nack(sender, part.blob_id, REFUSED, now_ms, known))
+        return self._with_dropped(outcome, now_ms)
+
+    def _with_dropped(self, outcome: ControlOutcome, now_ms: int) -> ControlOutcome:
+        """Tell known senders whose blobs in progress were dropped (their parts were acked)."""
+        for sign, box, blob_id in self.state.assembler.take_dropped():
+            sender = PublicIdentity(sign, box)
+            outcome.sends.extend(self._nack(sender, blob_id, DROPPED, now_ms, True))
+            self._dirty.add(BOOK_KEY)
+        return outcome
+
+    def _nack(
+        self, to: PublicIdentity, blob_id: bytes, reason: int, now_ms: int, known: bool
+    ) -> list[ControlSend]:
+        if not known:
+            live = [m for m in self._stranger_nacks if m in self.state.outgoing]
+            if len(live) >= MAX_STRANGER_NACKS:
+                self._stranger_nacks = live
+                return []
+        sends = self._control(to, NotApplied(blob_id, reason).encode(), now_ms)
+        if not known:
+            self._stranger_nacks = [m for m in self._stranger_nacks if m in self.state.outgoing] + [
+                s.part.msg_id for s in sends
+            ]
+        return sends
+
+    def _apply(
+        self, sender: PublicIdentity, control: Control, now_ms: int, known: bool
+    ) -> ControlOutcome:
+        if isinstance(control, NotApplied):
+            cancel, changed = self._deliveries.not_applied(
+                self.state, self.groups, sender.node_id, control.blob_id
+            )
+            if changed is not None:
+                self._dirty.update((changed, BOOK_KEY))
+            return ControlOutcome(cancel=cancel)
         if isinstance(control, SenderKeyShare):
             self._on_share(sender, control, now_ms)
             return ControlOutcome()
@@ -422,9 +502,8 @@ class GroupBook:
             if not known:
                 # Nothing is kept; the user is told, and can add the sender's card.
                 by = roster.member_by_sign_key(sender.sign_public)
-                return ControlOutcome(
-                    notices=[GroupChanged(roster.group_id, roster.name, "refused", by)]
-                )
+                notice = GroupChanged(roster.group_id, roster.name, "refused", by)
+                return ControlOutcome(notices=[notice], ack=False, rejected="not a contact")
             group = self.groups[roster.group_id] = Group(roster.group_id, roster)
             what = "joined"
         else:
@@ -490,91 +569,3 @@ class GroupBook:
                 self._dirty.add(group.group_id)
             return True
         return False
-
-    # -- messages ------------------------------------------------------------------------
-
-    def seal(self, group_id: bytes, body: bytes, now_ms: int, ttl: int) -> Packet:
-        """A suite GROUP packet carrying ``body`` in the group's current epoch."""
-        group = self._group(group_id)
-        epoch = group.current
-        if epoch is None:
-            raise UsageError(f"no longer a member of {group.name}")
-        key = SigningKey.generate()
-        origin = bytes(key.verify_key)
-        payload, after = seal_message(
-            epoch.keys, epoch.own_chain, SigningKey(epoch.own_signing), self.me, origin, body
-        )
-        epoch.own_chain = after
-        self._dirty.add(group_id)
-        return anonymous_packet(
-            key,
-            PacketKind.MESSAGE,
-            Destination.channel(epoch.keys.address),
-            payload,
-            now_ms,
-            ttl,
-            Suite.GROUP,
-        )
-
-    def is_group_address(self, address: bytes) -> bool:
-        return address in self._addresses
-
-    def open(self, packet: Packet) -> tuple[Group, PublicIdentity, bytes]:
-        """Open a GROUP packet to one of our addresses: (group, sender, body).
-
-        Raises :class:`KeyPending` (and holds the packet) when the sender's chain has not
-        arrived yet, :class:`DecryptionError` for anything that does not open.
-        """
-        target = self._addresses.get(packet.destination.value)
-        if target is None:
-            raise DecryptionError("not one of our group addresses")
-        group, epoch = target
-        header = open_header(epoch.keys, packet.origin, packet.payload)
-        member = epoch.roster.member(header.sender_node_id)
-        if (
-            member is None
-            or member.node_id == self.me
-            or group.roster.member(member.node_id) is None
-        ):
-            # (also in an older epoch: from someone the latest roster dropped)
-            raise DecryptionError("group message from someone not a member")
-        entry = epoch.peers.get(member.node_id)
-        if entry is None:
-            frame = codec.encode(packet)
-            if frame not in group.waiting:
-                group.waiting.append(frame)
-                del group.waiting[:-MAX_WAITING]
-                self._dirty.add(group.group_id)
-            raise KeyPending("sender key not received yet; message held")
-        chain, signing = entry
-        message_key, after = chain.key_for(header.iteration)
-        body = open_body(epoch.keys, message_key, signing, packet.origin, header, packet.payload)
-        epoch.peers[member.node_id] = (after, signing)
-        self._dirty.add(group.group_id)
-        return group, member, body
-
-    def take_waiting(self) -> list[Packet]:
-        """Held messages whose sender's chain is now here, removed from the hold."""
-        ready: list[Packet] = []
-        for group in self.groups.values():
-            keep: list[bytes] = []
-            for frame in group.waiting:
-                try:
-                    packet = codec.parse(frame)
-                except PacketError:
-                    continue
-                target = self._addresses.get(packet.destination.value)
-                if target is None:
-                    continue  # its epoch is gone
-                try:
-                    header = open_header(target[1].keys, packet.origin, packet.payload)
-                except DecryptionError:
-                    continue
-                if header.sender_node_id in target[1].peers:
-                    ready.append(packet)
-                else:
-                    keep.append(frame)
-            if keep != group.waiting:
-                group.waiting = keep
-                self._dirty.add(group.group_id)
-        return ready

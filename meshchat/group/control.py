@@ -15,12 +15,28 @@ SenderKeyShare   ``[2, group_id(16), epoch, roster_digest(16), chain_key(32), it
                  signing_public(32)]`` — a member's sender chain for one roster
 GroupLeave       ``[3, group_id(16)]`` — a member leaves; sent to the admins, whose nodes
                  then remove it (and so re-key the group)
+NotApplied       ``[4, blob_id(16), reason]`` — the receiver did not apply the blob of that id
+                 (reason 1: it could not keep its parts; 2: it refused the blob); sent back
+                 to the blob's sender instead of an ack
 ===============  ==========================================================================
 
 A control message larger than one packet is cut into :class:`~meshchat.wire.payloads.ControlPart`
 bodies of at most ``CONTROL_CHUNK_BYTES``; each part is its own acked direct message. The
-:class:`Assembler` joins them; it holds at most a few blobs per sender and drops incomplete
-ones after :data:`ASSEMBLY_HORIZON_MS`, so a peer cannot make it hold much.
+:class:`Assembler` joins them. Bounds, so that strangers' half-sent blobs cannot crowd out the
+blobs of peers we know (contacts and group members):
+
+* per sender: :data:`BLOBS_PER_SENDER` blobs in progress; a further one drops the sender's own
+  oldest;
+* known senders: :data:`MAX_KNOWN_BYTES` of parts in all (they are stored, and a blob is at most
+  ``CONTROL_CHUNK_BYTES * MAX_CONTROL_PARTS`` bytes), kept for :data:`ASSEMBLY_HORIZON_MS`; past
+  the budget the oldest blob of the known sender holding the most goes;
+* strangers: :data:`MAX_STRANGER_BLOBS` blobs and :data:`MAX_STRANGER_BYTES` in all, in memory
+  only (never stored, so a restart forgets them), kept for :data:`STRANGER_HORIZON_MS`; past the
+  budget the oldest stranger's blob goes. A stranger's part never displaces a known sender's.
+
+A part that cannot be kept raises :class:`PartRefused`: the receiver does not ack it. A known
+sender's blob that is dropped after some of its parts were kept is listed by
+:meth:`Assembler.take_dropped`, so the receiver can tell the sender (``NotApplied``).
 """
 
 from __future__ import annotations
@@ -30,7 +46,7 @@ from dataclasses import dataclass, field
 
 import cbor2
 
-from meshchat.errors import IdentityError, PacketError, PacketReason
+from meshchat.errors import IdentityError, MeshchatError, PacketError, PacketReason
 from meshchat.group.roster import GROUP_ID_SIZE, MAX_MEMBERS, Roster
 from meshchat.identity import SignedPrekey
 from meshchat.wire.cborcheck import check_cbor
@@ -44,10 +60,19 @@ from meshchat.wire.payloads import (
 
 __all__ = [
     "ASSEMBLY_HORIZON_MS",
+    "BLOBS_PER_SENDER",
+    "DROPPED",
+    "MAX_KNOWN_BYTES",
+    "MAX_STRANGER_BLOBS",
+    "MAX_STRANGER_BYTES",
+    "REFUSED",
+    "STRANGER_HORIZON_MS",
     "Assembler",
     "Control",
     "GroupLeave",
     "GroupUpdate",
+    "NotApplied",
+    "PartRefused",
     "SenderKeyShare",
     "decode_control",
     "split",
@@ -56,10 +81,23 @@ __all__ = [
 _UPDATE = 1
 _SHARE = 2
 _LEAVE = 3
+_NOT_APPLIED = 4
+#: NotApplied reasons: the parts could not be kept / the blob was refused
+DROPPED = 1
+REFUSED = 2
 _MAX_BLOB = CONTROL_CHUNK_BYTES * MAX_CONTROL_PARTS
+#: how long a known sender's blob in progress is kept
 ASSEMBLY_HORIZON_MS = MAX_AGE_MS
-_BLOBS_PER_SENDER = 4
-_MAX_SENDERS = 256
+#: how long a stranger's blob in progress is kept (a real one completes within seconds)
+STRANGER_HORIZON_MS = 10 * 60 * 1000
+BLOBS_PER_SENDER = 4
+MAX_KNOWN_BYTES = 32 * 1024
+MAX_STRANGER_BLOBS = 64
+MAX_STRANGER_BYTES = 128 * 1024
+
+
+class PartRefused(MeshchatError):
+    """A control part the assembler cannot keep (it must not be acked)."""
 
 
 def _bad(what: str) -> PacketError:
@@ -134,7 +172,18 @@ class GroupLeave:
         return cbor2.dumps([_LEAVE, self.group_id], canonical=True)
 
 
-Control = GroupUpdate | SenderKeyShare | GroupLeave
+@dataclass(frozen=True, slots=True)
+class NotApplied:
+    """The sender of this did not apply our blob ``blob_id`` (:data:`DROPPED`, :data:`REFUSED`)."""
+
+    blob_id: bytes
+    reason: int
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([_NOT_APPLIED, self.blob_id, self.reason], canonical=True)
+
+
+Control = GroupUpdate | SenderKeyShare | GroupLeave | NotApplied
 
 
 def decode_control(data: bytes) -> Control:
@@ -185,6 +234,11 @@ def decode_control(data: bytes) -> Control:
         )
     if kind == _LEAVE and len(fields) == 2:
         return GroupLeave(_bytes(fields[1], GROUP_ID_SIZE, "group id"))
+    if kind == _NOT_APPLIED and len(fields) == 3:
+        reason = _uint(fields[2], "reason")
+        if reason not in (DROPPED, REFUSED):
+            raise _bad("reason")
+        return NotApplied(_bytes(fields[1], MSG_ID_SIZE, "blob id"), reason)
     raise _bad("unknown kind")
 
 
@@ -201,60 +255,161 @@ def split(blob: bytes) -> list[tuple[bytes, int, int, bytes]]:
 class _Partial:
     count: int
     first_ms: int
+    #: the sender's (sign, box) keys when it is a known peer; None for a stranger
+    known: tuple[bytes, bytes] | None
     chunks: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) for c in self.chunks.values())
+
+
+_Key = tuple[bytes, bytes]  # (sender node id, blob id)
 
 
 class Assembler:
-    """Joins the parts of control blobs, per sender; bounded in blobs and in time."""
+    """Joins the parts of control blobs, per sender; bounded (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._partial: dict[tuple[bytes, bytes], _Partial] = {}
+        self._partial: dict[_Key, _Partial] = {}
+        self._dropped: list[tuple[bytes, bytes, bytes]] = []
 
-    def add(self, sender: bytes, part: ControlPart, now_ms: int) -> bytes | None:
-        """Keep ``part``; returns the whole blob once its last part arrived."""
+    def add(
+        self,
+        sender: bytes,
+        part: ControlPart,
+        now_ms: int,
+        known: tuple[bytes, bytes] | None = None,
+    ) -> bytes | None:
+        """Keep ``part`` from ``sender`` (``known``: its (sign, box) keys if it is a known
+        peer); returns the whole blob once its last part arrived. Raises
+        :class:`PartRefused` when the part cannot be kept."""
         self.expire(now_ms)
         if part.count == 1:
             return part.chunk
         key = (sender, part.blob_id)
         partial = self._partial.get(key)
         if partial is None:
-            mine = [k for k in self._partial if k[0] == sender]
-            if len(mine) >= _BLOBS_PER_SENDER:
-                oldest = min(mine, key=lambda k: self._partial[k].first_ms)
-                del self._partial[oldest]
-            if len({k[0] for k in self._partial} | {sender}) > _MAX_SENDERS:
-                return None
-            partial = self._partial[key] = _Partial(part.count, now_ms)
-        if partial.count != part.count:
-            return None
-        partial.chunks[part.index] = part.chunk
+            mine = sorted((k for k in self._partial if k[0] == sender), key=self._age)
+            for old in mine[: max(0, len(mine) - BLOBS_PER_SENDER + 1)]:
+                self._drop(old)
+            if known is None:
+                strangers = sorted(self._keys(stranger=True), key=self._age)
+                for old in strangers[: max(0, len(strangers) - MAX_STRANGER_BLOBS + 1)]:
+                    self._drop(old)
+            partial = self._partial[key] = _Partial(part.count, now_ms, known)
+        elif partial.count != part.count or (partial.known is None) != (known is None):
+            raise PartRefused("a part that does not match its blob")
+        if part.index not in partial.chunks:
+            try:
+                self._make_room(key, len(part.chunk))
+            except PartRefused:
+                if not partial.chunks:
+                    del self._partial[key]
+                raise
+            partial.chunks[part.index] = part.chunk
         if len(partial.chunks) < partial.count:
             return None
         del self._partial[key]
         return b"".join(partial.chunks[i] for i in range(partial.count))
 
+    def _age(self, key: _Key) -> int:
+        return self._partial[key].first_ms
+
+    def _keys(self, *, stranger: bool) -> list[_Key]:
+        return [k for k, p in self._partial.items() if (p.known is None) is stranger]
+
+    def _make_room(self, key: _Key, need: int) -> None:
+        stranger = self._partial[key].known is None
+        budget = MAX_STRANGER_BYTES if stranger else MAX_KNOWN_BYTES
+        while True:
+            keys = self._keys(stranger=stranger)
+            if sum(self._partial[k].size for k in keys) + need <= budget:
+                return
+            others = [k for k in keys if k != key]
+            if not others:
+                raise PartRefused("no room for this control part")
+            if stranger:
+                self._drop(min(others, key=self._age))
+                continue
+            # The known sender holding the most bytes gives up its oldest blob.
+            held: dict[bytes, int] = {}
+            for k in keys:
+                held[k[0]] = held.get(k[0], 0) + self._partial[k].size
+            heaviest = max(held, key=lambda s: held[s])
+            mine = [k for k in others if k[0] == heaviest]
+            if not mine:
+                raise PartRefused("no room for this control part")
+            self._drop(min(mine, key=self._age))
+
+    def _drop(self, key: _Key) -> None:
+        partial = self._partial.pop(key)
+        if partial.known is not None and partial.chunks:
+            sign, box = partial.known
+            self._dropped.append((sign, box, key[1]))
+
+    def take_dropped(self) -> list[tuple[bytes, bytes, bytes]]:
+        """Known senders' blobs dropped after some of their parts were kept (and acked), as
+        ``(sign key, box key, blob id)``, since the last call."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
+
+    @property
+    def stored_dirty(self) -> bool:
+        """Whether a known sender's blob is in progress (what :meth:`dump` keeps)."""
+        return any(p.known is not None for p in self._partial.values())
+
     def expire(self, now_ms: int) -> None:
-        for key in [
-            k for k, p in self._partial.items() if now_ms - p.first_ms > ASSEMBLY_HORIZON_MS
-        ]:
-            del self._partial[key]
+        for key, p in list(self._partial.items()):
+            horizon = ASSEMBLY_HORIZON_MS if p.known is not None else STRANGER_HORIZON_MS
+            if now_ms - p.first_ms > horizon:
+                self._drop(key)
 
     # -- state ---------------------------------------------------------------------------
 
     def dump(self) -> list[object]:
+        """Known senders' blobs in progress (strangers' are never stored)."""
         return [
-            [sender, blob_id, p.count, p.first_ms, [[i, c] for i, c in sorted(p.chunks.items())]]
+            [
+                sender,
+                blob_id,
+                p.count,
+                p.first_ms,
+                [[i, c] for i, c in sorted(p.chunks.items())],
+                list(p.known),
+            ]
             for (sender, blob_id), p in self._partial.items()
+            if p.known is not None
         ]
 
     @classmethod
     def load(cls, items: object) -> Assembler:
+        """Rebuild from :meth:`dump`; entries of the older layout (without the sender's keys)
+        are skipped. Raises :class:`PacketError` for a malformed entry."""
         assembler = cls()
         if not isinstance(items, list):
             return assembler
-        for sender, blob_id, count, first_ms, chunks in items:
-            partial = _Partial(count, first_ms)
+        for item in items:
+            if not isinstance(item, list) or len(item) not in (5, 6):
+                raise _bad("stored control part")
+            if len(item) == 5:
+                continue  # older layout: whether its sender is known is not recorded
+            sender, blob_id, count, first_ms, chunks, keys = item
+            if not (
+                isinstance(sender, bytes)
+                and isinstance(blob_id, bytes)
+                and type(count) is int
+                and type(first_ms) is int
+                and isinstance(chunks, list)
+                and isinstance(keys, list)
+                and len(keys) == 2
+                and all(isinstance(k, bytes) for k in keys)
+            ):
+                raise _bad("stored control part")
+            partial = _Partial(count, first_ms, (keys[0], keys[1]))
             for index, chunk in chunks:
+                if type(index) is not int or not isinstance(chunk, bytes):
+                    raise _bad("stored control part")
                 partial.chunks[index] = chunk
             assembler._partial[(sender, blob_id)] = partial
         return assembler

@@ -61,6 +61,8 @@ class GroupState:
     signer: bytes | None
     #: this node is in the group (False: it was removed and holds no keys)
     member: bool
+    #: as the admin of the latest roster: members who did not apply it
+    not_applied: frozenset[bytes] = frozenset()
 
     @property
     def conversation(self) -> str:
@@ -82,6 +84,7 @@ def snapshot(group: Group) -> GroupState:
         roster.admins,
         signer.node_id if signer is not None else None,
         group.current is not None,
+        frozenset(n for n, what in group.delivery.items() if what == "not applied"),
     )
 
 
@@ -155,6 +158,13 @@ def group_changes(
             role = "an admin" if len(promoted) == 1 else "admins"
             text = f"{by} made {_names(promoted, me, namer)} {role} of {label}"
             notes.append(GroupNote(key, text, loud=mine))
+        failed = [m for m in now.not_applied if m not in old.not_applied]
+        if failed:
+            text = (
+                f"{_names(failed, me, namer)} did not apply your change to {label}: they may "
+                f"not read it (/group show {label})"
+            )
+            notes.append(GroupNote(key, text, loud=True))
     return notes
 
 
@@ -182,7 +192,8 @@ def group_text(state: GroupState, me: bytes, namer: Namer) -> str:
     lines = [_summary(state, me), f"  id {state.group_id.hex()}, epoch {state.epoch}"]
     for node_id in state.members:
         admin = " (admin)" if node_id in state.admins else ""
-        lines.append(f"  {node_id.hex()[:8]}  {_who(node_id, me, namer)}{admin}")
+        failed = "  [not applied]" if node_id in state.not_applied else ""
+        lines.append(f"  {node_id.hex()[:8]}  {_who(node_id, me, namer)}{admin}{failed}")
     if not state.member:
         lines.append(
             f"you were removed from {state.label}: nothing sent to it from now on can be "

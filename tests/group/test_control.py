@@ -12,8 +12,16 @@ from hypothesis import strategies as st
 from meshchat.errors import PacketError
 from meshchat.group.control import (
     ASSEMBLY_HORIZON_MS,
+    BLOBS_PER_SENDER,
+    DROPPED,
+    MAX_KNOWN_BYTES,
+    MAX_STRANGER_BLOBS,
+    MAX_STRANGER_BYTES,
+    STRANGER_HORIZON_MS,
     Assembler,
     GroupUpdate,
+    NotApplied,
+    PartRefused,
     SenderKeyShare,
     decode_control,
     split,
@@ -23,6 +31,7 @@ from meshchat.identity import Identity
 from meshchat.wire.payloads import ControlPart, decode_direct_body
 
 SENDER = b"s" * 16
+KEYS = (b"k" * 32, b"b" * 32)  # a known sender's (sign, box) keys
 
 
 def big_update() -> GroupUpdate:
@@ -63,8 +72,10 @@ def test_the_assembler_is_bounded_per_sender_and_in_time() -> None:
     assembler = Assembler()
     for i in range(10):
         first, *_ = parts_of(bytes([i]) * 2000)
-        assert assembler.add(SENDER, first, 0) is None
-    assert len(assembler.dump()) == 4
+        assert assembler.add(SENDER, first, 0, KEYS) is None
+    assert len(assembler.dump()) == BLOBS_PER_SENDER
+    # The sender's own older blobs went, and it is told which (their parts were acked).
+    assert len(assembler.take_dropped()) == 10 - BLOBS_PER_SENDER
     assembler.expire(ASSEMBLY_HORIZON_MS + 1)
     assert assembler.dump() == []
 
@@ -74,9 +85,60 @@ def test_state_survives_dump_and_load() -> None:
     parts = parts_of(blob)
     assembler = Assembler()
     for p in parts[:-1]:
-        assembler.add(SENDER, p, 5)
+        assembler.add(SENDER, p, 5, KEYS)
     again = Assembler.load(assembler.dump())
-    assert again.add(SENDER, parts[-1], 6) == blob
+    assert again.add(SENDER, parts[-1], 6, KEYS) == blob
+
+
+def test_strangers_half_blobs_never_displace_a_known_senders_nor_are_stored() -> None:
+    assembler = Assembler()
+    blob = bytes(range(256)) * 6
+    known_parts = parts_of(blob)
+    assert assembler.add(SENDER, known_parts[0], 0, KEYS) is None
+    for n in range(10 * MAX_STRANGER_BLOBS):
+        first, *_ = parts_of(n.to_bytes(4, "big") * 400)
+        with contextlib.suppress(PartRefused):
+            assembler.add(n.to_bytes(16, "big"), first, 1)
+    held = assembler._partial
+    strangers = [p for p in held.values() if p.known is None]
+    assert len(strangers) <= MAX_STRANGER_BLOBS
+    assert sum(p.size for p in strangers) <= MAX_STRANGER_BYTES
+    assert [entry[0] for entry in assembler.dump()] == [SENDER]  # only the known one stored
+    assert assembler.take_dropped() == []
+    # The known sender's blob completes, however many strangers came.
+    results = [assembler.add(SENDER, p, 2, KEYS) for p in known_parts[1:]]
+    assert results[-1] == blob
+    # Strangers' blobs are forgotten after a short horizon.
+    assembler.expire(1 + STRANGER_HORIZON_MS + 1)
+    assert assembler._partial == {}
+
+
+def test_known_senders_share_a_byte_budget_and_the_heaviest_gives_way() -> None:
+    assembler = Assembler()
+    heavy, light = b"h" * 16, b"l" * 16
+    big = parts_of(bytes(900) * 20)  # 18 KB in 20 parts
+    for p in big[:-1]:
+        assembler.add(heavy, p, 0, KEYS)
+    for p in parts_of(bytes(range(200)) * 90)[:-1]:  # 18 KB more from another sender
+        assembler.add(light, p, 1, (b"L" * 32, b"B" * 32))
+    stored = sum(len(c) for e in assembler.dump() for _, c in e[4])  # type: ignore[union-attr]
+    assert stored <= MAX_KNOWN_BYTES
+    assert [d[2] for d in assembler.take_dropped()] == [big[0].blob_id]
+
+
+def test_a_part_that_does_not_fit_is_refused() -> None:
+    assembler = Assembler()
+    first, second, *_ = parts_of(bytes(3000))
+    assembler.add(SENDER, first, 0, KEYS)
+    with pytest.raises(PartRefused):
+        assembler.add(SENDER, ControlPart(bytes(16), first.blob_id, 1, 9, second.chunk), 0, KEYS)
+
+
+def test_not_applied_round_trips() -> None:
+    message = NotApplied(bytes(range(16)), DROPPED)
+    assert decode_control(message.encode()) == message
+    with pytest.raises(PacketError):
+        decode_control(NotApplied(bytes(16), 9).encode())
 
 
 @settings(max_examples=300, deadline=None)

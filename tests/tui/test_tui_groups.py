@@ -188,3 +188,17 @@ def test_groups_in_the_conversation_list() -> None:
     ]
     removed = ConvEntry("grp:cd", "+zoo", 0, removed=True)
     assert entry_markup(removed, current=False) == [("conv", "  +zoo"), ("dim", " (removed)")]
+
+
+def test_a_member_who_did_not_apply_our_change_is_told_loudly_and_marked() -> None:
+    mine = state(admins=frozenset({ME}), signer=ME)
+    failed = GroupState(
+        GID, "crew", 1, (ME, ALICE, BOB), frozenset({ME}), ME, True, frozenset({BOB})
+    )
+    [note] = group_changes({GID: mine}, [failed], ME, namer)
+    assert note.loud and note.text.startswith("bob did not apply your change to +crew")
+    assert group_changes({GID: failed}, [failed], ME, namer) == []
+    shown = group_text(failed, ME, namer).splitlines()
+    assert [line for line in shown if "[not applied]" in line] == [
+        f"  {BOB.hex()[:8]}  bob  [not applied]"
+    ]

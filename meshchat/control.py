@@ -17,8 +17,13 @@ status      (none)                          node_id, name, links, counters
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
                                             safety_number)
-verify      contact, safety_number          contact (marked verified only if the number is
-                                            the pair's safety number)
+contact     contact                         contact
+add_card    card, name, replace             added, outcome, contact, compromised; or added
+                                            false, key_change, new, conflicts
+distrust    contact                         contact (its keys marked compromised)
+verify      contact, safety_number or       contact, safety_number, sign_public, box_public,
+            payloads (scanned QR texts) or  marked (verified only if the number or a code
+            confirm (true), or none         matches, or on confirm; with none, only shown)
 group       action (list, show, create,     groups (group_id, name, conversation, epoch,
             add, remove, admin, leave),     member, admin, members)
             name or group, members
@@ -37,13 +42,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from meshchat.errors import MeshchatError, TransportError, UsageError
+from meshchat.errors import MeshchatError, NodeUnreachable, TransportError
 from meshchat.group.book import Group, group_conversation
-from meshchat.identity import PublicIdentity
+from meshchat.identity import ContactCard, PublicIdentity
 from meshchat.node import Node
 from meshchat.panic import PanicReport
 from meshchat.safety import safety_number
 from meshchat.store.records import Contact, Message, Trust
+from meshchat.store.trust import KeyChangeError
 
 __all__ = ["ControlServer", "contact_json", "group_json", "message_json", "request"]
 
@@ -102,10 +108,6 @@ def group_json(group: Group, me: bytes, names: dict[bytes, str]) -> dict[str, An
             for m in roster.members
         ],
     }
-
-
-def _same_number(given: str, expected: str) -> bool:
-    return "".join(given.split()) == "".join(expected.split())
 
 
 class ControlServer:
@@ -221,7 +223,7 @@ class ControlServer:
                     {"name": t.name, "up": t.up, "detail": t.detail}
                     for t in node.transport_status()
                 ],
-                "gateway": node.engine.gateway,
+                "gateway": node.is_gateway,
                 "gateways": [
                     {"node_id": n.hex(), "name": name, "contact": contacts.get(n)}
                     for n, name in node.gateways().items()
@@ -232,7 +234,7 @@ class ControlServer:
                 "node_id": node.identity.node_id.hex(),
                 "name": node.name,
                 "links": len(node.links),
-                "counters": {**node.counters, **node.engine.router.counters},
+                "counters": node.counter_totals(),
             }
         if op == "join":
             passphrase = request.get("passphrase")
@@ -241,8 +243,17 @@ class ControlServer:
         if op == "contacts":
             me = node.identity.public
             return {"contacts": [contact_json(c, me) for c in await node.contacts()]}
+        if op == "contact":
+            contact = await node.find_contact(str(request["contact"]))
+            return {"contact": contact_json(contact, node.identity.public)}
+        if op == "add_card":
+            return await self._add_card(request)
+        if op == "distrust":
+            contact = await node.find_contact(str(request["contact"]))
+            contact = await node.set_trust(contact.node_id, Trust.COMPROMISED)
+            return {"contact": contact_json(contact, node.identity.public)}
         if op == "verify":
-            return await self._verify(str(request["contact"]), str(request["safety_number"]))
+            return await self._verify(request)
         if op == "group":
             return await self._group(request)
         if op == "panic":
@@ -275,27 +286,72 @@ class ControlServer:
         names = {**node.announced_peers(), **names, node.identity.node_id: node.name}
         return {"groups": [group_json(g, node.identity.node_id, names) for g in groups]}
 
-    async def _verify(self, target: str, number: str) -> dict[str, Any]:
+    async def _add_card(self, request: dict[str, Any]) -> dict[str, Any]:
         node = self.node
-        contact = await node.store.call(node.store.store.find_contact, target)
-        me = node.identity.public
-        them = PublicIdentity(contact.sign_public, contact.box_public)
-        if contact.trust is Trust.COMPROMISED:
-            raise UsageError(f"the keys of {contact.name} are marked compromised")
-        if not _same_number(number, safety_number(me, them)):
-            raise UsageError(f"that is not your safety number with {contact.name}")
-        contact = await node.set_trust(contact.node_id, Trust.VERIFIED)
-        return {"contact": contact_json(contact, me)}
+        card = ContactCard.from_text(str(request["card"]))
+        name = request.get("name")
+        try:
+            result = await node.add_card(
+                card, str(name) if name else None, replace_keys=bool(request.get("replace"))
+            )
+        except KeyChangeError as exc:
+            return {
+                "added": False,
+                "key_change": True,
+                "new": {"name": exc.new.name, "node_id": exc.new.node_id.hex()},
+                "conflicts": [
+                    {"name": c.name, "node_id": c.node_id.hex(), "trust": c.trust.value}
+                    for c in exc.conflicts
+                ],
+            }
+        return {
+            "added": True,
+            "outcome": result.outcome.value,
+            "contact": contact_json(result.contact, node.identity.public),
+            "compromised": [contact_json(c, node.identity.public) for c in result.compromised],
+        }
+
+    async def _verify(self, request: dict[str, Any]) -> dict[str, Any]:
+        number = request.get("safety_number")
+        payloads = request.get("payloads") or []
+        if not isinstance(payloads, list):
+            raise ValueError("payloads must be a list of texts")
+        verdict = await self.node.verify(
+            str(request["contact"]),
+            number=str(number) if number is not None else None,
+            payloads=[str(p) for p in payloads],
+            confirmed=bool(request.get("confirm")),
+        )
+        contact = verdict.contact
+        return {
+            "contact": contact_json(contact, self.node.identity.public),
+            "safety_number": verdict.number,
+            "sign_public": contact.sign_public.hex(),
+            "box_public": contact.box_public.hex(),
+            "marked": verdict.mark,
+        }
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    """Send one request to a running node (blocking; for the CLI). Raises TransportError."""
+    """Send one request to a running node (blocking; for the CLI).
+
+    Raises :class:`NodeUnreachable` when no node took the connection (nothing was sent: the
+    caller may do the work offline), and :class:`TransportError` once the request may have
+    reached the node but no whole reply came back (the caller must not do it a second time).
+    """
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise NodeUnreachable(f"cannot open a socket: {exc}") from exc
+    with sock:
+        sock.settimeout(timeout)
+        try:
             sock.connect(str(path))
+        except OSError as exc:
+            raise NodeUnreachable(f"no node answers at {path}: {exc}") from exc
+        buffer = b""
+        try:
             sock.sendall(json.dumps(payload).encode() + b"\n")
-            buffer = b""
             while not buffer.endswith(b"\n"):
                 chunk = sock.recv(65536)
                 if not chunk:
@@ -303,12 +359,16 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[
                 buffer += chunk
                 if len(buffer) > MAX_REPLY:
                     raise TransportError("reply from node too large")
-    except OSError as exc:
-        raise TransportError(f"cannot talk to the running node: {exc}") from exc
+        except OSError as exc:
+            raise TransportError(
+                f"the running node may have taken the request, but its reply was lost: {exc}"
+            ) from exc
     try:
         reply = json.loads(buffer)
     except ValueError as exc:
-        raise TransportError("the running node sent an unreadable reply") from exc
+        raise TransportError(
+            "the running node may have taken the request, but sent no readable reply"
+        ) from exc
     if not isinstance(reply, dict):
         raise TransportError("the running node sent an unreadable reply")
     return reply

@@ -20,6 +20,7 @@ __all__ = [
     "IdentityError",
     "KeystoreError",
     "MeshchatError",
+    "NodeUnreachable",
     "PacketError",
     "PacketReason",
     "StoreError",
@@ -112,6 +113,10 @@ class StoreReason(Enum):
     WRONG_KEY = "wrong-key"  #: the store key is not this file's
     SCHEMA = "schema"  #: the file's schema is newer than this code, or unreadable
     CLOSED = "closed"  #: the store was already closed
+
+
+class NodeUnreachable(TransportError):
+    """No running node could be reached on the control socket: nothing was sent to it."""
 
 
 class StoreError(MeshchatError):

@@ -20,14 +20,13 @@ from meshchat.cli.common import (
     say,
     unlock,
 )
-from meshchat.cli.group_cmds import match_groups, stored_groups
+from meshchat.cli.group_cmds import stored_groups
 from meshchat.control import message_json
-from meshchat.engine import dm_conversation
 from meshchat.errors import UsageError
-from meshchat.group.book import group_conversation
 from meshchat.home import Home
 from meshchat.lookalike import marked
 from meshchat.store import Trust
+from meshchat.target import conversation_of, resolve_target
 from meshchat.wire.packet import MAX_AGE_MS
 from meshchat.wire.payloads import MAX_TEXT_BYTES
 
@@ -60,28 +59,11 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
     me = card_of(home)
     now = int(time.time() * 1000)
     with open_store(home) as store:
-        if target.startswith(("+", "grp:")):
-            found = match_groups(stored_groups(store), target)
-            if len(found) > 1 or found[0].current is None:
-                raise UsageError(f"cannot send to {target!r}: ambiguous, or you were removed")
-            conversation, destination = group_conversation(found[0].group_id), found[0].group_id
-        elif target.startswith("#"):
-            channel = store.get_channel(target.lower())
-            if channel is None:
-                raise UsageError(f"not in channel {target}: 'meshchat join {target}' first")
-            conversation, destination = channel.name, channel.channel_id
-        else:
-            contact = store.find_contact(target)
-            if contact.trust is Trust.COMPROMISED:
-                raise UsageError(
-                    f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
-                    "compromised: nothing is sent to them"
-                )
-            conversation, destination = dm_conversation(contact.node_id), contact.node_id
+        to = resolve_target(target, store, stored_groups(store))
         message = store.add_outgoing(
-            conversation,
+            to.conversation,
             os.urandom(16),
-            destination,
+            to.destination,
             me.identity.node_id,
             me.name,
             text,
@@ -102,9 +84,7 @@ def _conversation(home: Home, target: str) -> str:
     if target.startswith("#") or target.startswith("dm:"):
         return target.lower()
     with open_store(home) as store:
-        if target.startswith(("+", "grp:")):
-            return group_conversation(match_groups(stored_groups(store), target)[0].group_id)
-        return dm_conversation(store.find_contact(target).node_id)
+        return conversation_of(target, store, stored_groups(store))
 
 
 def cmd_log(args: argparse.Namespace, home: Home) -> int:

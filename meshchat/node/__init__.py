@@ -28,13 +28,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from meshchat.engine import Engine, Output
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.gateway import INTERNET_TRANSPORTS
-from meshchat.group.book import Group
+from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity
 from meshchat.node import _replay as replay
 from meshchat.node._commands import Commands
@@ -57,9 +57,11 @@ from meshchat.node._types import (
 from meshchat.router.actions import Drop
 from meshchat.router.flood import FloodRouter
 from meshchat.store import Store
-from meshchat.store.records import Channel, Contact, Message, Trust
+from meshchat.store.records import Channel, Contact, Conversation, Message, Trust
 from meshchat.store.trust import CardResult
+from meshchat.target import Target, conversation_of, group_target, is_group_target, resolve_target
 from meshchat.transports.base import Link, Transport, TransportStatus
+from meshchat.verify import Verdict, decide
 
 __all__ = [
     "ANNOUNCE_EVERY_MS",
@@ -247,9 +249,30 @@ class Node:
     async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         return await self.store.call(self.store.store.messages, conversation, limit)
 
+    async def resolve(self, to: str) -> Target:
+        """Where a message to ``to`` goes: ``#channel``, ``+group``, contact name or id prefix
+        (see :func:`meshchat.target.resolve_target`). Raises :class:`UsageError`."""
+        if is_group_target(to):
+            return group_target(self.engine.groups.groups.values(), to)
+        return await self.store.call(resolve_target, to, self.store.store, ())
+
     async def resolve_conversation(self, target: str) -> str:
         """The conversation name for a ``#channel``, ``+group``, contact name or id prefix."""
-        return await self.commands.resolve_conversation(target)
+        if is_group_target(target):
+            return group_conversation(self.find_group(target).group_id)
+        return await self.store.call(conversation_of, target, self.store.store, ())
+
+    async def conversations(self) -> list[Conversation]:
+        """Every conversation with its last message and unread count, most recent first."""
+        return await self.store.call(self.store.store.conversations)
+
+    async def mark_read(self, conversation: str) -> None:
+        """Mark every message of ``conversation`` read."""
+        await self.store.call(self.store.store.mark_read, conversation)
+
+    async def channels(self) -> list[Channel]:
+        """The channels this node is in."""
+        return await self.store.call(self.store.store.list_channels)
 
     # -- contacts and trust ----------------------------------------------------------------
 
@@ -275,6 +298,31 @@ class Node:
     async def contacts(self) -> list[Contact]:
         """Every contact with its trust state (see :class:`Trust`)."""
         return await self.store.call(self.store.store.list_contacts)
+
+    async def find_contact(self, query: str) -> Contact:
+        """The one contact a user means by name or node id prefix; :class:`UsageError` if
+        none or several."""
+        return await self.store.call(self.store.store.find_contact, query)
+
+    async def verify(
+        self,
+        target: str,
+        *,
+        number: str | None = None,
+        payloads: Sequence[str] = (),
+        confirmed: bool = False,
+    ) -> Verdict:
+        """The verify flow (:func:`meshchat.verify.decide`): mark ``target`` verified when the
+        safety number or a scanned code matches, or the user confirmed; else only report the
+        number. Raises :class:`~meshchat.verify.SafetyMismatch` (nothing changed)."""
+        contact = await self.find_contact(target)
+        verdict = decide(
+            contact, self.identity.public, number=number, payloads=payloads, confirmed=confirmed
+        )
+        if verdict.mark and contact.trust is not Trust.VERIFIED:
+            contact = await self.set_trust(contact.node_id, Trust.VERIFIED)
+            verdict = Verdict(contact, verdict.number, True)
+        return verdict
 
     async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         return await self.commands.set_trust(node_id, trust)
@@ -366,6 +414,15 @@ class Node:
 
     def transport_status(self) -> list[TransportStatus]:
         return [t.status() for t in self.transports]
+
+    @property
+    def is_gateway(self) -> bool:
+        """Whether this node has an internet transport (its announces say so)."""
+        return self.engine.gateway
+
+    def counter_totals(self) -> dict[str, int]:
+        """The node's counters and its router's, for ``meshchat status``."""
+        return {**self.counters, **self.engine.router.counters}
 
     # -- what gateways ask (see meshchat.gateway and _gateway) ------------------------------
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
-from meshchat.engine import Output, dm_conversation
+from meshchat.engine import Output
 from meshchat.errors import UsageError
-from meshchat.group.book import group_conversation
 from meshchat.identity import ContactCard, PublicIdentity
 from meshchat.node._effects import Plan
-from meshchat.node._types import GROUP_MARK, GROUP_PREFIX, NodeNotice, contact_keys
+from meshchat.node._types import NodeNotice, contact_keys
 from meshchat.store.records import Channel, Contact, Message, Trust
 from meshchat.store.trust import CardResult
+from meshchat.target import Target, TargetKind
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -29,17 +28,17 @@ class Commands:
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    async def send_text(self, target: str, text: str) -> Message:
+    async def send_text(self, to: str, text: str) -> Message:
         node = self.node
         now = node.clock()
         msg_id = os.urandom(16)
         expires = now + node.options.message_lifetime_ms
-        conversation, destination, send = await self._route_text(target)
+        target = await node.resolve(to)
         add = functools.partial(
             node.store.store.add_outgoing,
-            conversation,
+            target.conversation,
             msg_id,
-            destination,
+            target.destination,
             node.identity.node_id,
             node.name,
             text,
@@ -49,7 +48,7 @@ class Commands:
         # The engine queues it first; then the message, its session state and its first
         # attempt are committed together (one disk sync) before the packet leaves.
         plan = Plan()
-        node.effects.plan(plan, send(msg_id, text, now, expires_ms=expires))
+        node.effects.plan(plan, self._queue(target, msg_id, text, now, expires))
         try:
             message = await node.effects.carry_out(
                 plan, add, lambda m: node.notify(NodeNotice("message", message=m))
@@ -61,31 +60,21 @@ class Commands:
             raise UsageError("the message was not stored")
         return message
 
-    async def _route_text(self, target: str) -> tuple[str, bytes, Callable[..., list[Output]]]:
-        """Where a message to ``target`` goes: its conversation, the destination kept with it
-        in the store, and the engine call that queues it. Raises :class:`UsageError`."""
-        node = self.node
-        if target.startswith((GROUP_MARK, GROUP_PREFIX)):
-            group = node.find_group(target)
-            if group.current is None:
-                raise UsageError(f"you are no longer a member of {group.name}")
-            send = functools.partial(node.engine.send_group, group.group_id)
-            return group_conversation(group.group_id), group.group_id, send
-        if target.startswith("#"):
-            channel = await node.store.call(node.store.store.get_channel, target.lower())
-            if channel is None:
-                raise UsageError(f"not in channel {target}: join it first")
-            send = functools.partial(node.engine.send_channel, channel.channel_id)
-            return channel.name, channel.channel_id, send
-        contact = await node.store.call(node.store.store.find_contact, target)
-        if contact.trust is Trust.COMPROMISED:
-            raise UsageError(
-                f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
-                "compromised: nothing is sent to them"
-            )
-        recipient = PublicIdentity(contact.sign_public, contact.box_public)
-        send = functools.partial(node.engine.send_direct, recipient)
-        return dm_conversation(contact.node_id), contact.node_id, send
+    def _queue(
+        self, target: Target, msg_id: bytes, text: str, now: int, expires: int
+    ) -> list[Output]:
+        """Hand a message to the engine, which queues it and tries it at once."""
+        engine = self.node.engine
+        match target:
+            case Target(kind=TargetKind.DIRECT, contact=Contact() as contact):
+                recipient = PublicIdentity(contact.sign_public, contact.box_public)
+                return engine.send_direct(recipient, msg_id, text, now, expires_ms=expires)
+            case Target(kind=TargetKind.GROUP):
+                return engine.send_group(target.destination, msg_id, text, now, expires_ms=expires)
+            case _:
+                return engine.send_channel(
+                    target.destination, msg_id, text, now, expires_ms=expires
+                )
 
     async def join(self, name: str, passphrase: str | None) -> Channel:
         node = self.node
@@ -140,13 +129,3 @@ class Commands:
 
     async def distrust(self, node_id: bytes) -> None:
         await self.node.effects.run(self.node.engine.distrust(node_id))
-
-    async def resolve_conversation(self, target: str) -> str:
-        """The conversation name for a ``#channel``, contact name or node id prefix."""
-        node = self.node
-        if target.startswith("#") or target.startswith("dm:"):
-            return target.lower()
-        if target.startswith((GROUP_MARK, GROUP_PREFIX)):
-            return group_conversation(node.find_group(target).group_id)
-        contact = await node.store.call(node.store.store.find_contact, target)
-        return dm_conversation(contact.node_id)

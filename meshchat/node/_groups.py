@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from meshchat.errors import UsageError
 from meshchat.group.book import Group
 from meshchat.identity import PublicIdentity
-from meshchat.node._types import GROUP_MARK, GROUP_PREFIX, GROUP_STATE, NodeNotice
+from meshchat.node._types import GROUP_STATE, NodeNotice
 from meshchat.store.records import OutboxEntry, Trust
 from meshchat.store.trust import fold_name
+from meshchat.target import find_group
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -52,19 +53,7 @@ class Groups:
 
     def find(self, target: str) -> Group:
         """The group a user means: ``+name`` (case-insensitive) or ``grp:<id hex prefix>``."""
-        groups = list(self.node.engine.groups.groups.values())
-        if target.startswith(GROUP_PREFIX):
-            prefix = target[len(GROUP_PREFIX) :].lower()
-            found = [g for g in groups if g.group_id.hex().startswith(prefix)] if prefix else []
-        else:
-            name = target.removeprefix(GROUP_MARK).strip().casefold()
-            found = [g for g in groups if g.name.casefold() == name]
-        if not found:
-            raise UsageError(f"no group {target!r}: see `meshchat group list`")
-        if len(found) > 1:
-            ids = ", ".join(GROUP_PREFIX + g.group_id.hex()[:8] for g in found)
-            raise UsageError(f"{len(found)} groups match {target!r} ({ids}); use grp:<id>")
-        return found[0]
+        return find_group(self.node.engine.groups.groups.values(), target)
 
     async def _members(self, queries: list[str]) -> list[PublicIdentity]:
         node = self.node

@@ -12,6 +12,7 @@ from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
 from meshchat.router.flood import RouterConfig
 from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget
 from meshchat.store.records import Channel, Contact, Message, MessageState
+from meshchat.target import GROUP_MARK, GROUP_PREFIX
 from meshchat.wire.packet import DEFAULT_TTL, MAX_AGE_MS
 
 __all__ = [
@@ -41,10 +42,6 @@ MAX_ANNOUNCED = 4096
 MAX_BATCH = 256
 #: most frames queued from one link (or from the internet transports together)
 LINK_QUEUE = 1024
-
-#: how a user names a group (``+friends``) and the prefix of its conversation name
-GROUP_MARK = "+"
-GROUP_PREFIX = "grp:"
 
 #: the store's crypto-state kinds: one ratchet record per peer, this node's prekeys, groups
 SESSION_STATE = "session"

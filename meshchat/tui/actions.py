@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 from meshchat.errors import UsageError
 from meshchat.group.book import Group, group_conversation
-from meshchat.identity import ContactCard, PublicIdentity, clean_name
+from meshchat.identity import ContactCard, clean_name
 from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name
-from meshchat.safety import safety_number
 from meshchat.store.records import Trust
 from meshchat.store.trust import KeyChangeError
 from meshchat.tui.commands import (
@@ -234,20 +233,15 @@ class Actions:
             self.ctl.note(f"{name} {LOOKALIKE_MARK} {like}: marked so wherever it is shown")
 
     async def _verify(self, command: Verify) -> None:
-        node = self.node
-        contact = await node.store.call(node.store.store.find_contact, command.target)
-        if contact.trust is Trust.COMPROMISED:
-            raise UsageError(f"{contact.name}'s keys are marked compromised: add their new card")
-        them = PublicIdentity(contact.sign_public, contact.box_public)
-        number = safety_number(node.identity.public, them)
-        if not command.confirm:
+        verdict = await self.node.verify(command.target, confirmed=command.confirm)
+        contact, number = verdict.contact, verdict.number
+        if not verdict.mark:
             self.ctl.note(
                 f"safety number with {contact.name}: {number}\n"
                 f"Compare it with the one on their screen, in person or over a channel you "
                 f"trust. If every digit matches: /verify {contact.name} confirm"
             )
             return
-        await node.set_trust(contact.node_id, Trust.VERIFIED)
         await self.ctl.refresh_list()
         self.ctl.note(f"{contact.name} is verified ({number})")
 

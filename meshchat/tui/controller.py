@@ -272,7 +272,7 @@ class ChatController:
         for notice in held:
             self.on_notice(notice)
         self.redraw()
-        await self.node.store.call(self.node.store.store.mark_read, key)
+        await self.node.mark_read(key)
         self.request_refresh()
 
     def _markup(self, item: Message | Note, now: int) -> Markup:
@@ -340,10 +340,10 @@ class ChatController:
                 return
 
     async def refresh_list(self) -> None:
-        store = self.node.store
-        summaries = await store.call(store.store.conversations)
-        channels = await store.call(store.store.list_channels)
-        contacts = await store.call(store.store.list_contacts)
+        node = self.node
+        summaries = await node.conversations()
+        channels = await node.channels()
+        contacts = await node.contacts()
         known = dict(self.contacts)
         self.contacts = {c.node_id: c.name for c in contacts}
         self.trust = {c.node_id: c.trust for c in contacts}
@@ -400,7 +400,7 @@ class ChatController:
             self.request_refresh()
 
     async def _mark_read(self, conversation: str) -> None:
-        await self.node.store.call(self.node.store.store.mark_read, conversation)
+        await self.node.mark_read(conversation)
 
     def show_links(self) -> None:
         node = self.node

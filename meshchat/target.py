@@ -1,0 +1,125 @@
+"""Where a message goes: the one resolver the node and the offline command line share.
+
+A user names a conversation as ``#channel``, ``+group`` (or ``grp:<id hex prefix>``), or a
+contact's name or node id prefix. :func:`resolve_target` turns that into a :class:`Target`: its
+kind, the conversation name the store files it under and the destination id kept with it.
+:func:`conversation_of` does the same for reading (``meshchat log``), where ``dm:<id>`` and a
+channel one has left are also accepted. Lookups go through a :class:`Directory` (the store
+satisfies it) and the groups held; nothing here does I/O of its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from meshchat.engine import dm_conversation
+from meshchat.errors import UsageError
+from meshchat.group.book import Group, group_conversation
+from meshchat.store.records import Channel, Contact, Trust
+
+__all__ = [
+    "GROUP_MARK",
+    "GROUP_PREFIX",
+    "Directory",
+    "Target",
+    "TargetKind",
+    "conversation_of",
+    "dm_conversation",
+    "find_group",
+    "group_target",
+    "is_group_target",
+    "resolve_target",
+]
+
+#: how a user names a group (``+friends``) and the prefix of its conversation name
+GROUP_MARK = "+"
+GROUP_PREFIX = "grp:"
+
+
+class TargetKind(enum.Enum):
+    DIRECT = "direct"
+    CHANNEL = "channel"
+    GROUP = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a message goes: ``contact`` for a direct message, ``group`` for a group one."""
+
+    kind: TargetKind
+    conversation: str
+    destination: bytes
+    contact: Contact | None = None
+    group: Group | None = None
+
+
+class Directory(Protocol):
+    """The lookups the resolver needs (:class:`meshchat.store.Store` has them)."""
+
+    def find_contact(self, query: str) -> Contact: ...
+
+    def get_channel(self, name: str) -> Channel | None: ...
+
+
+def is_group_target(target: str) -> bool:
+    return target.startswith((GROUP_MARK, GROUP_PREFIX))
+
+
+def find_group(groups: Iterable[Group], target: str) -> Group:
+    """The group a user means: ``+name`` (case-insensitive) or ``grp:<id hex prefix>``.
+    Raises :class:`UsageError` when none or several match."""
+    held = list(groups)
+    if target.startswith(GROUP_PREFIX):
+        prefix = target[len(GROUP_PREFIX) :].lower()
+        found = [g for g in held if g.group_id.hex().startswith(prefix)] if prefix else []
+    else:
+        name = target.removeprefix(GROUP_MARK).strip().casefold()
+        found = [g for g in held if g.name.casefold() == name]
+    if not found:
+        raise UsageError(f"no group {target!r}: see `meshchat group list`")
+    if len(found) > 1:
+        ids = ", ".join(GROUP_PREFIX + g.group_id.hex()[:8] for g in found)
+        raise UsageError(f"{len(found)} groups match {target!r} ({ids}); use grp:<id>")
+    return found[0]
+
+
+def group_target(groups: Iterable[Group], target: str) -> Target:
+    """Where a message to the group ``target`` goes (see :func:`resolve_target`)."""
+    group = find_group(groups, target)
+    if group.current is None:
+        raise UsageError(f"you are no longer a member of {group.name}")
+    conversation = group_conversation(group.group_id)
+    return Target(TargetKind.GROUP, conversation, group.group_id, group=group)
+
+
+def resolve_target(target: str, directory: Directory, groups: Iterable[Group]) -> Target:
+    """Where a message to ``target`` goes. Raises :class:`UsageError` for an unknown or
+    ambiguous name, a channel not joined, a group left, or a contact whose keys are marked
+    compromised (nothing is sent to them). The directory is not asked for a group."""
+    if is_group_target(target):
+        return group_target(groups, target)
+    if target.startswith("#"):
+        channel = directory.get_channel(target.lower())
+        if channel is None:
+            raise UsageError(f"not in channel {target}: join it first")
+        return Target(TargetKind.CHANNEL, channel.name, channel.channel_id)
+    contact = directory.find_contact(target)
+    if contact.trust is Trust.COMPROMISED:
+        raise UsageError(
+            f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
+            "compromised: nothing is sent to them"
+        )
+    conversation = dm_conversation(contact.node_id)
+    return Target(TargetKind.DIRECT, conversation, contact.node_id, contact=contact)
+
+
+def conversation_of(target: str, directory: Directory, groups: Iterable[Group]) -> str:
+    """The conversation name to read for ``#channel``, ``dm:<id>``, ``+group`` or a contact."""
+    if target.startswith("#") or target.startswith("dm:"):
+        return target.lower()
+    if is_group_target(target):
+        return group_conversation(find_group(groups, target).group_id)
+    return dm_conversation(directory.find_contact(target).node_id)

@@ -39,6 +39,8 @@ class MessageReceived:
     text: str
     created_ms: int
     packet_id: bytes
+    #: hops the relays *claim* the packet took: not signed, any relay may rewrite it (and
+    #: raise the TTL within the cap), so it is untrusted and never a distance to show as fact
     hops: int
 
 
@@ -84,6 +86,7 @@ class MessageRejected:
 class PeerAnnounced:
     identity: PublicIdentity
     name: str
+    #: untrusted, as :attr:`MessageReceived.hops`
     hops: int
     #: the signed prekey it announced (its signature is not checked here)
     prekey: SignedPrekey | None = None

@@ -22,21 +22,24 @@ step  check                         on failure
                                     forgery cannot shadow the genuine packet
 ====  ============================  ========================================================
 
-An accepted packet is marked seen, then: delivered if it is for this node (its node id, a
-channel it is in, or a broadcast); relayed unless it was addressed to this node's id or its
-TTL is spent. A packet to one of this node's rotating ``addresses`` (the tags of sealed direct
-messages) is delivered **and** relayed and carried exactly like a packet to any other address,
-so that neither a relay nor a neighbour can tell from our behaviour which tags are ours, or
-whether a packet for us opened. Relaying is delegated to a :class:`RelayPolicy`: it picks a
-delay, may cancel the relay when enough neighbours were heard relaying it, and picks the links
-(by default every link that has not already sent us a copy). While a relay waits, a copy
-that carries more TTL than the one it started from (it came a shorter way) raises the TTL the
-relay will carry. A neighbour-aware policy
-(:class:`~meshchat.router.policy.NeighbourAware`) instead decides when its wait ends, from the
-TTL of every copy heard and ``neighbours``, the two-hop table the owner fills from hellos.
-A direct message for another
-node is also **carried**: kept (bounded, until acknowledged or expired) and offered again to
-every new neighbour, which is how messages cross partitions (store-and-forward). A carried
+"Seen" is an exact set for ``seen_ttl_ms`` (an hour) and, for the whole 7-day acceptance
+window, Bloom filters by creation time that the owner keeps across restarts
+(:mod:`meshchat.router.replay`). An accepted packet is marked seen, then: delivered if it is
+for this node (its node id, a channel it is in, or a broadcast); relayed unless it was
+addressed to this node's id or its TTL is spent. A packet to one of this node's rotating
+``addresses`` (the tags of sealed direct messages) is delivered **and** relayed and carried
+exactly like a packet to any other address, so that neither a relay nor a neighbour can tell
+from our behaviour which tags are ours, or whether a packet for us opened. Relaying is
+delegated to a :class:`RelayPolicy`: it picks a delay, may cancel the relay when enough
+neighbours were heard relaying it, and picks the links (by default every link that has not
+already sent us a copy). While a relay waits, a copy that carries more TTL than the one it
+started from (it came a shorter way) raises the TTL the relay will carry. A neighbour-aware
+policy (:class:`~meshchat.router.policy.NeighbourAware`) instead decides when its wait ends,
+from the TTL of every copy heard and ``neighbours``, the two-hop table the owner fills from
+hellos. A direct message for another node is also **carried**: kept (bounded, until
+acknowledged or expired) and offered again to every new neighbour, which is how messages cross
+partitions (store-and-forward); carried packets are bounded per origin link, per destination
+and overall, and strangers' packets never evict those of contacts (router/carry.py). A carried
 packet is dropped when its recipient's ack passes: a plain ack names the packet and is signed
 by the recipient; a sealed (suite RATCHET) ack reveals the token whose hash the sealed message
 shows in clear. A private group message (suite GROUP) has no ack: it is carried, by its sender

@@ -22,7 +22,9 @@ rolled back whole: a message and its outbox row are written together or not at a
 Bounds: text is at most :data:`MAX_TEXT_BYTES` bytes, binary values at most
 :data:`MAX_BLOB_BYTES`; the peers table keeps at most ``max_peers`` rows (the longest unseen
 go first) and the carried-packets table at most ``max_carried`` (the soonest to expire go
-first). Messages and the outbox are bounded by the node's policy, not here. ``secure_delete``
+first). A channel's incoming history keeps to a :class:`~meshchat.store.history.HistoryBudget`
+(per channel, per sender, by age); other messages and the outbox are bounded by the node's
+policy, not here. ``secure_delete``
 is on, so deleted rows' pages are zeroed rather than left in the file.
 
 Errors: every ``sqlite3`` error becomes :class:`StoreError`; a bad argument is a

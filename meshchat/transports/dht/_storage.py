@@ -1,60 +1,181 @@
-"""What a meshchat DHT node keeps for others: checked records only, bounded, expiring.
+"""What a meshchat DHT node keeps for others: checked records only, bounded per source, expiring.
 
 The ``kademlia`` package stores whatever a peer sends (``rpc_store`` writes straight into the
 storage object). This storage refuses anything that is not a valid meshchat record for the key
-it is stored under (:func:`check_record_at`), keeps at most ``max_items`` records (the ones
-stored longest ago are evicted first) and forgets each at its own expiry. A refused value is
-dropped silently: the storing peer gets no signal it could use to probe.
+it is stored under (:func:`check_record_at`: at most ``MAX_RECORD`` bytes, signed, lifetime
+at most 8 days, filed under its own key), and bounds what it keeps:
+
+- at most ``limits.records`` records and ``limits.bytes`` bytes in all;
+- at most ``limits.source_records`` records and ``limits.source_bytes`` bytes from one
+  *source* (the IPv4 address, or the IPv6 /64, that sent the ``STORE``; :func:`source_of`):
+  a source over its share loses its own oldest records, never anyone else's;
+- when the whole storage is full, the oldest record of the source that holds the most bytes
+  goes first, so a flood from one address evicts only that address's records;
+- one record per key: a record that lives longer is not replaced by one that ends sooner;
+- each record is forgotten at its own expiry (a heap, so a lookup costs no scan).
+
+A refused value is dropped silently: the storing peer gets no signal it could use to probe.
 """
 
 from __future__ import annotations
 
+import heapq
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kademlia.storage import IStorage
 
-from meshchat.errors import PacketError
+from meshchat.errors import PacketError, UsageError
 from meshchat.transports.dht._records import check_record_at
 
-__all__ = ["RecordStorage"]
+__all__ = ["LOCAL_SOURCE", "RecordStorage", "StorageLimits", "source_of"]
+
+#: the source charged for records this node stores itself (its own ``set`` and republishing)
+LOCAL_SOURCE = "local"
+
+
+def source_of(ip: object) -> str:
+    """The source a ``STORE`` is charged to: an IPv4 address, or the /64 of an IPv6 one."""
+    try:
+        address = ipaddress.ip_address(str(ip))
+    except ValueError:
+        return str(ip)[:64]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLimits:
+    """What one node keeps for others, in all and per source."""
+
+    records: int = 4096
+    bytes: int = 8 * 1024 * 1024
+    source_records: int = 512
+    source_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if min(self.records, self.bytes, self.source_records, self.source_bytes) < 1:
+            raise UsageError("DHT storage limits must be positive")
+
+    @classmethod
+    def scaled(cls, records: int, share: int = 8) -> StorageLimits:
+        """Limits for ``records`` records of the largest size, a ``1/share`` part per source."""
+        from meshchat.transports.dht._records import MAX_RECORD
+
+        per_source = max(1, records // share)
+        return cls(records, records * MAX_RECORD, per_source, per_source * MAX_RECORD)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    stored: float  # monotonic time it was stored (for republishing)
+    expires_s: int
+    value: bytes
+    source: str
 
 
 class RecordStorage(IStorage):  # type: ignore[misc]
-    """A bounded Kademlia storage of checked meshchat records."""
+    """A bounded Kademlia storage of checked meshchat records, with quotas per source
+    (``max_items`` is a :class:`StorageLimits`, or a plain count with no quota per source)."""
 
-    def __init__(self, max_items: int = 4096, clock: Callable[[], float] = time.time) -> None:
-        self.max_items = max_items
+    def __init__(
+        self,
+        max_items: int | StorageLimits = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(max_items, StorageLimits):
+            limits = max_items
+        else:  # a plain count: every source may use all of it
+            limits = StorageLimits.scaled(max_items, share=1)
+        self.limits = limits
+        self.max_items = limits.records
         self.clock = clock
-        #: dkey -> (stored at monotonic time, expires_s, record)
-        self._data: OrderedDict[bytes, tuple[float, int, bytes]] = OrderedDict()
+        self._data: dict[bytes, _Item] = {}
+        #: per source, its keys oldest first
+        self._by_source: dict[str, OrderedDict[bytes, None]] = {}
+        self._source_bytes: dict[str, int] = {}
+        self._bytes = 0
+        self._expiry: list[tuple[int, bytes]] = []
         self.refused = 0
+        self.evicted = 0
+
+    def __bool__(self) -> bool:
+        return True  # an empty storage is still a storage (``Server`` tests ``storage or ...``)
+
+    # -- writing -------------------------------------------------------------------------
 
     def __setitem__(self, key: bytes, value: Any) -> None:
+        self.put(key, value, LOCAL_SOURCE)
+
+    def put(self, key: bytes, value: Any, source: str) -> bool:
+        """Store ``value`` under ``key`` for ``source``; whether it is kept."""
         try:
             record = check_record_at(key, value, self.clock())
         except PacketError:
             self.refused += 1
-            return
+            return False
         current = self._data.get(key)
-        if current is not None and current[1] > record.expires_s:
-            return  # keep the record that lives longer: an old copy must not displace a new one
-        self._data.pop(key, None)
-        self._data[key] = (time.monotonic(), record.expires_s, value)
-        while len(self._data) > self.max_items:
-            self._data.popitem(last=False)
+        if current is not None:
+            if current.expires_s > record.expires_s or current.value == value:
+                return bool(current.value == value)  # an old copy must not displace a newer one
+            self._remove(key)
+        self._data[key] = _Item(time.monotonic(), record.expires_s, value, source)
+        self._by_source.setdefault(source, OrderedDict())[key] = None
+        self._source_bytes[source] = self._source_bytes.get(source, 0) + len(value)
+        self._bytes += len(value)
+        heapq.heappush(self._expiry, (record.expires_s, key))
+        self._enforce(source)
+        return key in self._data
+
+    def _enforce(self, source: str) -> None:
+        limits = self.limits
+        while (
+            len(self._by_source.get(source, ())) > limits.source_records
+            or self._source_bytes.get(source, 0) > limits.source_bytes
+        ):
+            self._evict_oldest_of(source)
+        while len(self._data) > limits.records or self._bytes > limits.bytes:
+            heaviest = max(self._source_bytes, key=self._source_bytes.__getitem__)
+            self._evict_oldest_of(heaviest)
+
+    def _evict_oldest_of(self, source: str) -> None:
+        key = next(iter(self._by_source[source]))
+        self._remove(key)
+        self.evicted += 1
+
+    def _remove(self, key: bytes) -> None:
+        item = self._data.pop(key)
+        keys = self._by_source[item.source]
+        del keys[key]
+        self._source_bytes[item.source] -= len(item.value)
+        if not keys:
+            del self._by_source[item.source]
+            del self._source_bytes[item.source]
+        self._bytes -= len(item.value)
 
     def cull(self) -> None:
+        """Forget every record whose time is over (the heap's stale entries are skipped)."""
         now = self.clock()
-        for key in [k for k, (_, expires, _) in self._data.items() if expires <= now]:
-            del self._data[key]
+        while self._expiry and self._expiry[0][0] <= now:
+            expires_s, key = heapq.heappop(self._expiry)
+            item = self._data.get(key)
+            if item is not None and item.expires_s == expires_s:
+                self._remove(key)
+        if len(self._expiry) > 2 * len(self._data) + 64:  # stale entries from replacements
+            self._expiry = [(i.expires_s, k) for k, i in self._data.items()]
+            heapq.heapify(self._expiry)
+
+    # -- reading -------------------------------------------------------------------------
 
     def get(self, key: bytes, default: Any = None) -> Any:
         self.cull()
         item = self._data.get(key)
-        return item[2] if item is not None else default
+        return item.value if item is not None else default
 
     def __getitem__(self, key: bytes) -> Any:
         value = self.get(key)
@@ -65,11 +186,19 @@ class RecordStorage(IStorage):  # type: ignore[misc]
     def __len__(self) -> int:
         return len(self._data)
 
+    @property
+    def stored_bytes(self) -> int:
+        return self._bytes
+
+    def usage(self, source: str) -> tuple[int, int]:
+        """Records and bytes kept for ``source``."""
+        return len(self._by_source.get(source, ())), self._source_bytes.get(source, 0)
+
     def iter_older_than(self, seconds_old: float) -> list[tuple[bytes, bytes]]:
         self.cull()
         horizon = time.monotonic() - seconds_old
-        return [(k, v) for k, (stored, _, v) in self._data.items() if stored < horizon]
+        return [(k, i.value) for k, i in self._data.items() if i.stored < horizon]
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         self.cull()
-        return iter([(k, v) for k, (_, _, v) in self._data.items()])
+        return iter([(k, i.value) for k, i in self._data.items()])

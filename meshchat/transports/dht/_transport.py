@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshchat.errors import CryptoError, PacketError, UsageError
@@ -41,6 +41,7 @@ from meshchat.gateway import GatewayHost, RouteKind, route
 from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
 from meshchat.transports.base import LinkHandler, Transport, TransportStatus
+from meshchat.transports.dht._protocol import GuardLimits
 from meshchat.transports.dht._records import (
     MAX_RECORD,
     SLOTS,
@@ -58,10 +59,11 @@ from meshchat.transports.dht._sealed import (
     sealed_expiry,
     sealed_record_key,
 )
-from meshchat.transports.dht._storage import RecordStorage
+from meshchat.transports.dht._server import GuardedServer
+from meshchat.transports.dht._storage import RecordStorage, StorageLimits
 from meshchat.transports.gateway_link import GatewayLink
 from meshchat.wire import codec
-from meshchat.wire.packet import MAX_AGE_MS
+from meshchat.wire.packet import MAX_AGE_MS, Packet
 
 __all__ = ["DhtConfig", "DhtLink", "DhtTransport"]
 
@@ -83,9 +85,12 @@ class DhtConfig:
     #: sealed-tag slots looked up per poll round (a full sweep is tags x 2 epochs x 4 slots)
     sealed_per_round: int = 16
     outbox_limit: int = 1000
+    #: records this node keeps for others; one source address may fill ``1/source_share``
     max_stored: int = 4096
+    source_share: int = 8
     ksize: int = 20
     alpha: int = 3
+    guard: GuardLimits = field(default_factory=GuardLimits)
 
     def __post_init__(self) -> None:
         if (
@@ -93,6 +98,8 @@ class DhtConfig:
             or self.max_mailboxes < 1
             or self.outbox_limit < 1
             or self.sealed_per_round < 1
+            or self.max_stored < 1
+            or self.source_share < 1
         ):
             raise UsageError(
                 "DHT poll interval, mailbox, sealed and outbox limits must be positive"
@@ -128,7 +135,8 @@ class DhtTransport(Transport):
         self.node_id = identity.node_id
         self.clock = clock
         self.port = config.port
-        self.storage = RecordStorage(config.max_stored, clock)
+        limits = StorageLimits.scaled(config.max_stored, config.source_share)
+        self.storage = RecordStorage(limits, clock)
         self.counters: dict[str, int] = {}
         self.handler: LinkHandler | None = None
         self.link: DhtLink | None = None
@@ -147,12 +155,11 @@ class DhtTransport(Transport):
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self, handler: LinkHandler) -> None:
-        from kademlia.network import Server
-
         self.handler = handler
         self._host = handler if isinstance(handler, GatewayHost) else None
         self._tags_host = handler if isinstance(handler, SealedTagHost) else None
-        server = Server(ksize=self.config.ksize, alpha=self.config.alpha, storage=self.storage)
+        cfg = self.config
+        server = GuardedServer(cfg.ksize, cfg.alpha, self.storage, cfg.guard)
         await server.listen(self.config.port, interface=self.config.host)
         self._server = server
         self.port = int(server.transport.get_extra_info("sockname")[1])
@@ -190,6 +197,11 @@ class DhtTransport(Transport):
             f"outbox {len(self._outbox)}"
         )
         return TransportStatus(self.name, up, detail)
+
+    def guard_counters(self) -> dict[str, int]:
+        """What the Kademlia node refused or dropped (see :mod:`._protocol`)."""
+        server = self._server
+        return server.counters if isinstance(server, GuardedServer) else {}
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -283,7 +295,6 @@ class DhtTransport(Transport):
         return self._sealed.next_round(tags)
 
     async def _poll(self) -> None:
-        server = self._server
         openers: list[Callable[[object, float], bytes]] = []
         keys: list[bytes] = []
         for node_id in self._mailboxes():
@@ -297,26 +308,50 @@ class DhtTransport(Transport):
             keys.append(sealed_record_key(tag, slot))
         self._count("rx.lookups", len(keys))
         self._count("rx.sealed-lookups", len(sealed))
-        values = await asyncio.gather(*(server.get(k) for k in keys), return_exceptions=True)
-        for opener, value in zip(openers, values, strict=True):
-            if value is None or isinstance(value, BaseException):
-                continue
+        await asyncio.gather(*(self._lookup(k, o) for k, o in zip(keys, openers, strict=True)))
+
+    async def _lookup(self, key: bytes, opener: Callable[[object, float], bytes]) -> None:
+        """Look ``key`` up and hand over what it holds at once (not after the whole round)."""
+        try:
+            values = await self._server.get_checked(key, functools.partial(self._check, opener))
+        except Exception:
+            log.debug("DHT lookup failed", exc_info=True)
+            self._count("rx.lookup-failed")
+            return
+        for value in values:
             self._receive(opener, value)
 
-    def _receive(self, opener: Callable[[object, float], bytes], value: object) -> None:
-        link, handler = self.link, self.handler
-        if link is None or handler is None:
-            return
+    def _open(
+        self, opener: Callable[[object, float], bytes], value: object
+    ) -> tuple[bytes, Packet] | None:
+        """The frame and packet in ``value``, or None (counted) if it is not one for us."""
         now_s = self.clock()
         if isinstance(value, bytes) and len(value) > MAX_RECORD:
             self._count("rx.oversized")
-            return
+            return None
         try:
             frame = opener(value, now_s)
             packet = codec.decode(frame, int(now_s * 1000))
         except (PacketError, CryptoError) as exc:
             self._count(f"rx.rejected.{getattr(getattr(exc, 'reason', None), 'value', 'crypto')}")
+            return None
+        return frame, packet
+
+    def _check(self, opener: Callable[[object, float], bytes], value: object) -> bool:
+        """Whether a value found under a key is a record for exactly that key holding a packet
+        not handed over yet (the lookup ignores the others and goes on asking)."""
+        opened = self._open(opener, value)
+        return opened is not None and opened[1].packet_id not in self._handled
+
+    def _receive(self, opener: Callable[[object, float], bytes], value: object) -> None:
+        link, handler = self.link, self.handler
+        if link is None or handler is None:
             return
+        opened = self._open(opener, value)
+        if opened is None:
+            return
+        frame, packet = opened
+        now_s = self.clock()
         if packet.packet_id in self._handled:
             self._count("rx.already-handled")
             return

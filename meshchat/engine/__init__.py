@@ -562,10 +562,11 @@ class Engine:
 
     # -- links and time ------------------------------------------------------------------
 
-    def link_up(self, link: str, now_ms: int) -> list[Output]:
+    def link_up(self, link: str, now_ms: int, peer: bytes | None = None) -> list[Output]:
+        """A neighbour appeared (``peer``: its node id, if known; what we carry for it first)."""
         self.direct.maintain(now_ms)
         out: list[Output] = self._updates()
-        out.extend(self.router.link_up(link, now_ms))
+        out.extend(self.router.link_up(link, now_ms, peer))
         self.outbox.wake(now_ms)
         out.extend(self._retry_due(now_ms))
         return out

@@ -209,7 +209,7 @@ class Node:
         if link.transport not in INTERNET_TRANSPORTS:
             self.neighbourhood.hear(link.peer.node_id, now)
         self.notify(NodeNotice("links"))
-        await self.effects.run(self.engine.link_up(link.link_id, now))
+        await self.effects.run(self.engine.link_up(link.link_id, now, link.peer.node_id))
         if self.options.announce:
             self._announce_due = now + 500
 

@@ -28,7 +28,8 @@ flood from one neighbour fills at most ``max_per_link`` slots. "Oldest" means th
 arrival here, not the packet's own (sender-chosen) creation time; expiry is computed from the
 creation time clamped to the present, so a packet dated in the future is not kept longer.
 Frames without a link (internet sources, or reloaded after a restart) share one pseudo-link
-each.
+each. A new neighbour is offered the packets addressed to it first, then the origin links'
+packets in turns (so one link's junk cannot crowd the others out of the re-offer batch).
 """
 
 from __future__ import annotations
@@ -184,12 +185,27 @@ class CarriedSet:
                 del self._by_dest[entry.recipient]
         return entry
 
-    def offer_order(self, now_ms: int) -> list[tuple[bytes, bytes]]:
-        """``(packet id, frame)`` of live entries, the highest rank and latest expiry first."""
-        live = [
-            (self._rank_of(e), e.expires_ms, pid, e.frame)
-            for pid, e in self._entries.items()
-            if e.expires_ms > now_ms
-        ]
-        live.sort(reverse=True)
-        return [(pid, frame) for _, _, pid, frame in live]
+    def offer_order(self, now_ms: int, peer: bytes | None = None) -> list[tuple[bytes, bytes]]:
+        """``(packet id, frame)`` of live entries in the order to offer them to a neighbour.
+
+        Packets for ``peer`` (the neighbour's node id, when known) come first; then the origin
+        links take turns, each link's packets by rank, then latest expiry, so one link's junk
+        cannot crowd the others out of a batch.
+        """
+        first: list[tuple[int, int, bytes, bytes]] = []
+        lanes: dict[str, list[tuple[int, int, bytes, bytes]]] = {}
+        for pid, e in self._entries.items():
+            if e.expires_ms <= now_ms:
+                continue
+            item = (self._rank_of(e), e.expires_ms, pid, e.frame)
+            if peer is not None and e.recipient == peer:
+                first.append(item)
+            else:
+                lanes.setdefault(e.link, []).append(item)
+        first.sort(reverse=True)
+        ordered = [(pid, frame) for _, _, pid, frame in first]
+        queues = [sorted(lane, reverse=True) for lane in lanes.values()]
+        queues.sort(key=lambda q: q[0][:2], reverse=True)  # the best first packet's link first
+        for turn in range(max((len(q) for q in queues), default=0)):
+            ordered.extend((q[turn][2], q[turn][3]) for q in queues if turn < len(q))
+        return ordered

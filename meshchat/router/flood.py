@@ -235,14 +235,17 @@ class FloodRouter:
 
     # -- links ---------------------------------------------------------------------------
 
-    def link_up(self, link: str, now_ms: int) -> list[Action]:
-        """A neighbour appeared: offer it the packets we carry for others."""
+    def link_up(self, link: str, now_ms: int, peer: bytes | None = None) -> list[Action]:
+        """A neighbour appeared: offer it the packets we carry for others (those for ``peer``,
+        its node id when the link's handshake told it, first)."""
         bucket = self._strays.pop(link, None)
         if bucket is None:
             bucket = TokenBucket(self.config.link_rate, self.config.link_burst, now_ms)
         self._links[link] = bucket
         actions: list[Action] = []
-        for packet_id, frame in self._carried.offer_order(now_ms)[: self.config.reoffer_batch]:
+        for packet_id, frame in self._carried.offer_order(now_ms, peer)[
+            : self.config.reoffer_batch
+        ]:
             actions.append(Transmit(frame, (link,), packet_id))
             self._count("tx")
         return actions

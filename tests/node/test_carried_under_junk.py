@@ -1,0 +1,72 @@
+"""Store-and-forward under junk, on nodes with real stores: a message a relay carries for an
+absent node still reaches it after a stranger sent 5,100 junk packets to made-up node ids,
+dated 9 minutes ahead (the attack that evicted it before)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from meshchat.identity import Identity
+from meshchat.store.records import MessageState
+from meshchat.transports.memory import MemoryHub
+from meshchat.wire import codec
+from meshchat.wire.packet import Destination, PacketKind, Suite
+from tests.node.test_channel_spam import _feed
+from tests.node.test_node_memory import befriend, make_peer, wait_for
+
+NINE_MINUTES = 9 * 60 * 1000
+
+
+async def test_a_carried_message_survives_junk_and_is_delivered(tmp_path: Path) -> None:
+    hub = MemoryHub()
+    alice, bob, carol = [await make_peer(tmp_path, hub, n) for n in ("alice", "bob", "carol")]
+    try:
+        await befriend(alice, carol)
+        sent = await alice.node.send_text("carol", "carried for you")
+        hub.connect(alice.transport, bob.transport)
+
+        async def bob_carries() -> bool:
+            return bob.node.engine.router.carried_count == 1
+
+        await wait_for(bob_carries)
+        hub.disconnect(alice.transport, bob.transport)  # alice leaves: only bob has it
+        mallory = Identity.generate()
+        now = bob.node.clock()
+        junk = [
+            codec.encode(
+                codec.build(
+                    mallory,
+                    PacketKind.MESSAGE,
+                    Destination.node(os.urandom(16)),
+                    Suite.BOX,
+                    os.urandom(64),
+                    now + NINE_MINUTES,
+                    6,
+                )
+            )
+            for _ in range(5100)
+        ]
+        await _feed(bob.node, junk)
+        started = time.monotonic()
+        hub.connect(bob.transport, carol.transport)
+
+        async def carol_has() -> bool:
+            conv = await carol.node.resolve_conversation("alice")
+            return len(await carol.node.messages(conv)) == 1
+
+        await wait_for(carol_has)
+        latency = time.monotonic() - started
+        print(f"delivered {latency:.2f} s after carol appeared")
+        hub.connect(alice.transport, bob.transport)
+
+        async def delivered() -> bool:
+            m = await alice.node.store.call(alice.store.get_message, sent.msg_id)
+            return m is not None and m.state is MessageState.DELIVERED
+
+        await wait_for(delivered)
+    finally:
+        for p in (alice, bob, carol):
+            await p.node.stop()
+            p.store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -13,11 +12,11 @@ from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.identity import ContactCard, Identity
 from meshchat.node import Node, NodeOptions
-from meshchat.panic import erase_home
+from meshchat.panic import erase_file, erase_home
 from meshchat.store import Store
 from meshchat.transports.base import Transport
 
-__all__ = ["NodeSettings", "running_node"]
+__all__ = ["NodeSettings", "forget_clear_card", "offline_card", "running_node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +131,24 @@ async def _ble_transport(settings: NodeSettings, identity: Identity) -> Transpor
     return BleTransport(identity, backend, max_links=settings.ble_max_links)
 
 
-def write_card(home: Home, card: ContactCard) -> None:
-    """Keep our current contact card (with its signed prekey) in the home, atomically."""
-    tmp = home.card.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(card.to_text() + "\n")
-    os.replace(tmp, home.card)
+def forget_clear_card(home: Home) -> None:
+    """Erase the plain-text card older versions kept in the home (``card.txt``).
+
+    Our name and public keys are kept only inside the sealed keystore and the encrypted store
+    now, so that ``panic`` leaves neither readable: a file in clear that is rewritten at each
+    start leaves copies of itself in freed disk blocks that no erasure reaches.
+    """
+    for path in (home.card, home.card.with_suffix(".tmp")):
+        with contextlib.suppress(OSError):
+            erase_file(path)
 
 
-async def write_first_card(home: Home, passphrase: str) -> ContactCard:
-    """Start the node once, offline, so that it makes its first signed prekey, and write the
-    card that carries it: contacts added from that card talk forward-secret from the start."""
+async def offline_card(home: Home, passphrase: str) -> ContactCard:
+    """Our contact card, from the node started once offline (no transport, no control socket).
+
+    The card carries the node's current signed prekey (the first start makes one), so contacts
+    added from it talk forward-secret from the start. Only when no node runs for this home.
+    """
     offline = NodeSettings(lan=False, control=False)
     async with running_node(home, passphrase, offline) as node:
         return await node.card()
@@ -175,7 +180,7 @@ async def running_node(
         if control is not None:
             control.ensure_not_running()
         await node.start()
-        write_card(home, await node.card())
+        forget_clear_card(home)
         if control is not None:
             # Last: a control socket that answers means the node is fully up.
             await control.start()

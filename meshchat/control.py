@@ -14,6 +14,7 @@ peers       (none)                          peers (name: as announced, unchecked
                                             contact: our name for them, or null),
                                             transports
 status      (none)                          node_id, name, links, counters
+card        (none)                          card (our contact card, current signed prekey)
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
                                             safety_number)
@@ -236,6 +237,8 @@ class ControlServer:
                 "links": len(node.links),
                 "counters": node.counter_totals(),
             }
+        if op == "card":
+            return {"card": (await node.card()).to_text()}
         if op == "join":
             passphrase = request.get("passphrase")
             channel = await node.join(str(request["channel"]), passphrase or None)

@@ -80,7 +80,11 @@ class Home:
 
     @property
     def card(self) -> Path:
-        """Our own public contact card, kept in clear so commands need no passphrase."""
+        """Where earlier versions kept our card in clear; erased when a node starts.
+
+        Our name and public keys now live only in the sealed keystore and the encrypted
+        store (see :func:`meshchat.app.forget_clear_card`).
+        """
         return self.path / CARD_FILE
 
     @property

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from meshchat.control import request
@@ -18,7 +18,6 @@ from meshchat.store import Store
 
 __all__ = [
     "card_of",
-    "card_path",
     "confirm",
     "emit_json",
     "format_time",
@@ -45,10 +44,6 @@ def read_passphrase(prompt: str = "Passphrase: ", confirm: bool = False) -> str:
     return first
 
 
-def card_path(home: Home) -> Path:
-    return home.card
-
-
 def confirm(question: str, yes: bool) -> bool:
     """True if ``--yes`` was given or the user answers yes on the terminal.
 
@@ -64,13 +59,19 @@ def confirm(question: str, yes: bool) -> bool:
 
 
 def card_of(home: Home) -> ContactCard:
-    """Our own public contact card (kept in clear so commands need no passphrase)."""
+    """Our own contact card: from the running node, else from the node started offline.
+
+    Nothing about us is kept in clear in the home, so without a running node this asks the
+    passphrase ($MESHCHAT_PASSPHRASE or the terminal).
+    """
     if not home.initialised:
         raise UsageError(f"no identity in {home.path}: run 'meshchat init' first")
-    try:
-        return ContactCard.from_text(card_path(home).read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read {card_path(home)}: {exc.strerror}") from exc
+    reply = node_request(home, {"op": "card"})
+    if reply is not None:
+        return ContactCard.from_text(str(reply["card"]))
+    from meshchat.app import offline_card
+
+    return asyncio.run(offline_card(home, read_passphrase()))
 
 
 def unlock(home: Home) -> Unlocked:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from meshchat.cli.common import card_of, emit_json, node_request, open_store, say
+from meshchat.cli.common import emit_json, node_request, open_store, say, unlock
 from meshchat.control import group_json
 from meshchat.errors import StoreError, UsageError
 from meshchat.group.book import BOOK_KEY, Group
@@ -113,8 +113,9 @@ def match_groups(groups: list[Group], target: str) -> list[Group]:
 
 
 def _offline(home: Home, target: str | None) -> list[dict[str, Any]]:
-    me = card_of(home).identity.node_id
-    with open_store(home) as store:
+    unlocked = unlock(home)
+    me = unlocked.identity.node_id
+    with open_store(home, unlocked) as store:
         names = {c.node_id: c.name for c in store.list_contacts()}
         groups = stored_groups(store)
     if target is not None:

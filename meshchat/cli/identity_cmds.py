@@ -6,32 +6,36 @@ import argparse
 import asyncio
 import os
 
-from meshchat.app import write_first_card
+from meshchat.app import offline_card
 from meshchat.cli.common import card_of, emit_json, read_passphrase, say
 from meshchat.home import Home
-from meshchat.identity import KdfProfile, clean_name
+from meshchat.identity import ContactCard, KdfProfile, clean_name
 
 __all__ = ["cmd_id", "cmd_init", "create_identity"]
 
 
 def create_identity(home: Home, name: str, passphrase: str, profile: KdfProfile) -> str:
-    """Make a new identity in ``home`` and write its public card; returns the card text.
+    """Make a new identity in ``home``; returns its card text.
 
-    The card carries a first signed prekey, made by starting the node once offline.
+    The card carries a first signed prekey, made by starting the node once offline. It is not
+    written anywhere in clear: ``meshchat id`` makes it again when asked.
     """
     home.create_identity(clean_name(name), passphrase, profile)
-    return asyncio.run(write_first_card(home, passphrase)).to_text()
+    return asyncio.run(offline_card(home, passphrase)).to_text()
 
 
 def cmd_init(args: argparse.Namespace, home: Home) -> int:
     name = args.name or os.environ.get("USER") or "anonymous"
     passphrase = read_passphrase("Choose a passphrase: ", confirm=True)
-    create_identity(home, name, passphrase, KdfProfile(args.kdf))
-    return cmd_id(args, home)
+    card = create_identity(home, name, passphrase, KdfProfile(args.kdf))
+    return _show(args, home, ContactCard.from_text(card))
 
 
 def cmd_id(args: argparse.Namespace, home: Home) -> int:
-    card = card_of(home)
+    return _show(args, home, card_of(home))
+
+
+def _show(args: argparse.Namespace, home: Home, card: ContactCard) -> int:
     public = card.identity
     if args.json:
         emit_json(

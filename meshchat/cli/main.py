@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("send", cmd_send, "send a message to a contact, #channel or +group", json=True)
     p.add_argument("to", help="contact name, node id prefix, #channel or +group")
-    p.add_argument("text", nargs="+", help="the message ('-' reads standard input)")
+    p.add_argument(
+        "text",
+        nargs="*",
+        help="the message; omitted or '-': read from standard input, which other users of "
+        "this machine cannot see (they can see arguments, with ps)",
+    )
 
     p = add("log", cmd_log, "show a conversation with delivery states", json=True)
     p.add_argument("target", help="contact name, node id prefix, #channel or +group")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import Any
 
 from meshchat.cli.common import (
-    card_of,
     emit_json,
     format_time,
     node_request,
@@ -35,9 +35,10 @@ __all__ = ["cmd_log", "cmd_send"]
 
 def cmd_send(args: argparse.Namespace, home: Home) -> int:
     text = " ".join(args.text)
-    if args.text == ["-"]:
-        import sys
-
+    if not args.text or args.text == ["-"]:
+        # Arguments are visible to every local user (ps, /proc/PID/cmdline); stdin is not.
+        if sys.stdin.isatty():
+            say("type the message, then Ctrl-D on a line of its own", err=True)
         text = sys.stdin.read().rstrip("\n")
     if not text:
         raise UsageError("nothing to send")
@@ -56,9 +57,9 @@ def cmd_send(args: argparse.Namespace, home: Home) -> int:
 
 def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
     """No node is running: store the message in the outbox for the next node start."""
-    me = card_of(home)
+    me = unlock(home)
     now = int(time.time() * 1000)
-    with open_store(home) as store:
+    with open_store(home, me) as store:
         to = resolve_target(target, store, stored_groups(store))
         message = store.add_outgoing(
             to.conversation,

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from meshchat.cli.common import card_of, confirm, emit_json, open_store, say
+from meshchat.cli.common import confirm, emit_json, open_store, say, unlock
 from meshchat.cli.contacts_cmds import trust_label
 from meshchat.control import contact_json
 from meshchat.errors import UsageError
@@ -40,8 +40,9 @@ def _scanned(args: argparse.Namespace) -> list[str] | None:
 
 
 def cmd_verify(args: argparse.Namespace, home: Home) -> int:
-    me = card_of(home).identity
-    with open_store(home) as store:
+    unlocked = unlock(home)
+    me = unlocked.identity.public
+    with open_store(home, unlocked) as store:
         contact = store.find_contact(args.contact)
         if contact.trust is Trust.COMPROMISED:
             raise UsageError(

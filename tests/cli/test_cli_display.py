@@ -159,6 +159,10 @@ def test_a_strangers_name_and_text_cannot_steer_the_terminal(
     (peer_line,) = [line for line in peers.stdout.splitlines() if "alice" in line]
     assert "~\\x08\\x08\\x08alice" in peer_line  # a stranger, marked as `log` marks them
 
+    # With the node running, our card comes from it (nothing about us is kept in clear).
+    assert cli_json(alice.path, "id")["name"] == "alice"
+    assert not alice.card.exists()
+
     # The daemon's log notes the message but no hop count: relays can rewrite it (unsigned).
     log = (tmp_path / "alice.log").read_text()
     assert "received" in log and "in #mesh" in log

@@ -9,9 +9,10 @@ import pytest
 import urwid
 from urwid.testing import render_text
 
+from meshchat.app import offline_card
 from meshchat.errors import IdentityError, UsageError
 from meshchat.home import Home
-from meshchat.identity import ContactCard, KdfProfile
+from meshchat.identity import KdfProfile
 from meshchat.tui.onboarding import (
     Form,
     ask_unlock,
@@ -115,7 +116,8 @@ async def test_new_user_is_walked_through_creating_an_identity(tmp_path: Path) -
     assert home.initialised
     identity, name = home.unlock("secret")
     assert name == "carol"
-    card = ContactCard.from_text((home.path / "card.txt").read_text())
+    assert not home.card.exists()  # nothing about us is kept in clear
+    card = await offline_card(home, "secret")
     assert card.identity == identity.public and card.name == "carol"
 
 

@@ -23,6 +23,10 @@ current epoch (and of the previous ones for :data:`RETAIN_MS`, for messages stil
   A roster made from one of them that lists the member again is a deliberate re-add, and the
   admin forgets that removal.
 
+* A part that cannot be kept (the bounds of :class:`~.control.Assembler`) or the last part of
+  a blob that is not applied is not acked; its sender hears ``NotApplied`` instead. As an admin
+  the book follows whether each member applied the latest roster (:mod:`._delivery`).
+
 What goes out is a list of :class:`ControlSend` (a recipient and one part of a control blob,
 each to be sent as an acked, sealed direct message) and :class:`GroupChanged` values. Changed
 state comes out of :meth:`take_updates` as ``(key, blob)`` pairs: the group id, or

@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,14 @@ def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
     }
 
 
-def group_json(group: Group, me: bytes, names: dict[bytes, str]) -> dict[str, Any]:
-    """A group as ``group list --json`` and the control op ``group`` show it."""
+def group_json(
+    group: Group, me: bytes, names: dict[bytes, str], contacts: Collection[bytes] = ()
+) -> dict[str, Any]:
+    """A group as ``group list --json`` and the control op ``group`` show it.
+
+    ``names`` holds contacts' names and strangers' announced ones; ``contacts`` says which
+    members are contacts (a stranger's name is theirs to choose, and is shown marked).
+    """
     roster = group.roster
     return {
         "group_id": group.group_id.hex(),
@@ -103,6 +110,7 @@ def group_json(group: Group, me: bytes, names: dict[bytes, str]) -> dict[str, An
                 "name": names.get(m.node_id, ""),
                 "admin": m.node_id in roster.admins,
                 "me": m.node_id == me,
+                "contact": m.node_id in contacts,
                 # as this group's admin: "applied", "pending" or "not applied" (else "")
                 "update": group.delivery.get(m.node_id, ""),
             }
@@ -285,9 +293,10 @@ class ControlServer:
             groups = [await node.leave_group(str(request["group"]))]
         else:
             raise ValueError(f"unknown group action {action!r}")
-        names = {c.node_id: c.name for c in await node.contacts()}
-        names = {**node.announced_peers(), **names, node.identity.node_id: node.name}
-        return {"groups": [group_json(g, node.identity.node_id, names) for g in groups]}
+        contacts = {c.node_id: c.name for c in await node.contacts()}
+        names = {**node.announced_peers(), **contacts, node.identity.node_id: node.name}
+        me = node.identity.node_id
+        return {"groups": [group_json(g, me, names, contacts) for g in groups]}
 
     async def _add_card(self, request: dict[str, Any]) -> dict[str, Any]:
         node = self.node

@@ -78,12 +78,22 @@ def cmd_group(args: argparse.Namespace, home: Home) -> int:
         role = " admin" if g["admin"] else ""
         say(f"+{g['name']}  grp:{g['group_id'][:8]}  epoch {g['epoch']}{role}{state}")
         for m in g["members"]:
-            who = "me" if m["me"] else (m["name"] or "?")
+            who = "me" if m["me"] else _who(m)
             star = " (admin)" if m["admin"] else ""
             update = m.get("update", "")
             note = f"  [{update}]" if update in ("pending", "not applied") else ""
             say(f"    {m['node_id'][:8]}  {who}{star}{note}")
     return 0
+
+
+def _who(member: dict[str, Any]) -> str:
+    """A member as ``log`` shows a sender: a contact by name, a stranger by ``~`` and the
+    name they announced, else a short id."""
+    if member.get("contact"):
+        return str(member["name"])
+    if member.get("name"):
+        return f"~{member['name']}"
+    return str(member["node_id"])[:8]
 
 
 def stored_groups(store: Store) -> list[Group]:
@@ -120,4 +130,4 @@ def _offline(home: Home, target: str | None) -> list[dict[str, Any]]:
         groups = stored_groups(store)
     if target is not None:
         groups = match_groups(groups, target)
-    return [group_json(g, me, names) for g in groups]
+    return [group_json(g, me, names, names) for g in groups]

@@ -67,6 +67,8 @@ ASCII_STATE_SYMBOLS: Mapping[MessageState, str] = {
     MessageState.RECEIVED: "",
 }
 _MARK_WIDTH = 2
+_CONTINUED = "  \u21b3 "
+_ASCII_CONTINUED = "  > "
 _NONE: Mapping[str, str] = {}
 _NONE_BY_ID: Mapping[bytes, str] = {}
 _DM_PREFIX = "dm:"
@@ -145,8 +147,14 @@ def message_markup(
         ("time", clock(local_ms(message), now_ms, tz) + " "),
         (attr, symbol + " "),
         ("me" if message.outgoing else "them", safe_line(sender) or "?"),
-        ("text", ": " + printable(message.text)),
+        ("text", ": " + _continued(printable(message.text), unicode)),
     ]
+
+
+def _continued(text: str, unicode: bool) -> str:
+    """A text's further lines marked as such: a line in someone's message that reads
+    "alice: ..." must not pass for a line of its own from alice."""
+    return text.replace("\n", "\n" + (_CONTINUED if unicode else _ASCII_CONTINUED))
 
 
 def note_markup(note: Note, now_ms: int, *, tz: tzinfo | None = None) -> Markup:

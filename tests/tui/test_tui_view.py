@@ -153,6 +153,14 @@ def test_a_senders_name_stays_on_its_line(name: str, text: str) -> None:
     assert all(ch == "\n" or unicodedata.category(ch)[0] != "C" for ch in plain(line))
 
 
+def test_further_lines_of_a_message_are_marked_as_such() -> None:
+    forged = "hi\nalice: the new passphrase is 1234"
+    line = message_markup(message(forged, outgoing=False, name="~mallory"), "me", NOON)
+    assert line[-1][1] == ": hi\n  \u21b3 alice: the new passphrase is 1234"
+    ascii_line = message_markup(message(forged, outgoing=False), "me", NOON, unicode=False)
+    assert ascii_line[-1][1].split("\n")[1].startswith("  > alice")
+
+
 @given(NAMES)
 def test_names_in_the_panes_are_one_clean_line(name: str) -> None:
     shown = [

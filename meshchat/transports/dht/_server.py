@@ -89,9 +89,9 @@ class GuardedServer(Server):  # type: ignore[misc]
     ) -> list[bytes]:
         """The values stored under ``key`` (here or in the network) that pass ``check``."""
         dkey = digest(key)
-        local = self.storage.get(dkey)
-        if local is not None and check(local):
-            return [local]
+        for local in self.storage.values_of(dkey):
+            if check(local):
+                return [local]
         node = Node(dkey)
         nearest = self.protocol.router.find_neighbors(node)
         if not nearest:

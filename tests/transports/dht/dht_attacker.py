@@ -11,6 +11,9 @@ addresses of its own, and prints one JSON summary line when done. Modes:
 ``garbage``  runs ``--sybils`` nodes that join through the targets and answer every lookup with
              garbage: forged, oversized, mis-filed and non-bytes values, malformed node lists
              and hundreds of nodes that do not exist; they accept every store and keep nothing.
+``squat``    stores, from every ``--hosts`` address, a valid record that lives as long as
+             allowed (8 days) in every slot of every ``--tags`` tag at every target: whoever
+             saw a tag on a mesh can compute its keys and seal records for them.
 ``eclipse``  runs ``--sybils`` nodes whose ids share a long prefix with the ``--keys`` keys
              (split evenly): each answers a lookup with the sybils nearest the key and accepts
              every store and keeps nothing.
@@ -177,6 +180,50 @@ async def run_store(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def run_squat(args: argparse.Namespace) -> dict[str, object]:
+    from meshchat.crypto.direct import anonymous_packet
+    from meshchat.transports.dht._records import MAX_RECORD_LIFETIME_S
+    from meshchat.transports.dht._sealed import (
+        SEALED_SLOTS,
+        sealed_envelope_key,
+        sealed_signer,
+    )
+    from meshchat.wire import Destination, PacketKind, encode
+
+    now = int(time.time())
+    expires = now + MAX_RECORD_LIFETIME_S - 120
+    records: list[tuple[int, bytes, bytes]] = []  # (source index, key, record)
+    for i, _host in enumerate(args.hosts):
+        for tag in map(bytes.fromhex, args.tags):
+            for slot in range(SEALED_SLOTS):
+                packet = anonymous_packet(
+                    SigningKey.generate(),
+                    PacketKind.MESSAGE,
+                    Destination.node(tag),
+                    os.urandom(64),
+                    now * 1000,
+                    4,
+                )
+                key, record = seal_record(
+                    sealed_signer(tag), sealed_envelope_key(tag), slot, encode(packet), expires
+                )
+                records.append((i, _digest(key), record))
+    servers = []
+    for host in args.hosts:
+        server = Server()
+        await server.listen(0, interface=host)
+        servers.append(server)
+    calls = [
+        servers[i].protocol.store(target, servers[i].node.id, key, record)
+        for target in map(_addr, args.targets)
+        for i, key, record in records
+    ]
+    results = await asyncio.gather(*calls)
+    for server in servers:
+        server.stop()
+    return {"mode": "squat", "sent": len(calls), "acked": sum(1 for ok, _ in results if ok)}
+
+
 async def run_flood(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -226,6 +273,8 @@ def _addr(text: str) -> tuple[str, int]:
 async def main(args: argparse.Namespace) -> None:
     if args.mode == "store":
         result = await run_store(args)
+    elif args.mode == "squat":
+        result = await run_squat(args)
     elif args.mode == "flood":
         result = await run_flood(args)
     else:
@@ -235,10 +284,11 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["store", "flood", "garbage", "eclipse"])
+    parser.add_argument("mode", choices=["store", "squat", "flood", "garbage", "eclipse"])
     parser.add_argument("--hosts", nargs="+", default=["127.66.0.1"])
     parser.add_argument("--targets", nargs="+", default=[])
     parser.add_argument("--keys", nargs="*", default=[], help="Kademlia keys (hex digests)")
+    parser.add_argument("--tags", nargs="*", default=[], help="sealed tags (hex)")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000)

@@ -166,6 +166,27 @@ async def test_a_store_flood_does_not_erase_a_waiting_sealed_message(
             await stop_member(m)
 
 
+async def test_squatters_on_bobs_keys_do_not_stop_a_sealed_message(
+    swarm: Swarm, pair: tuple[Member, Member]
+) -> None:
+    """Someone who saw bob's tags (they are in the clear on a mesh) stores, from four
+    addresses, a valid record living 8 days in every slot of every tag at every node, before
+    alice writes: her record (living 2 hours) is still kept, and found."""
+    a, b = pair
+    epoch = int(time.time() * 1000) // EPOCH_MS
+    tags = [t.hex() for t in b.node.sealed_tags(epoch)]
+    gateways = [f"{ALICE_HOST}:{dht_of(a).port}", f"{BOB_HOST}:{dht_of(b).port}"]
+    squat = attacker(
+        "squat", "--targets", *swarm.targets, *gateways, "--tags", *tags,
+        "--hosts", *STORE_HOSTS[:4],
+    )  # fmt: skip
+    result = await read_line(squat)
+    stop(squat)
+    measure = Measure(swarm)
+    latency = await arrives(a, b, "past the squatters")
+    measure.report("squat", squat=result, latency_s=round(latency, 2))
+
+
 async def test_garbage_answers_do_not_stop_a_sealed_message(swarm: Swarm, tmp_path: Path) -> None:
     """Twelve nodes answer every lookup with forged, oversized, mis-filed or non-bytes values
     and malformed or bogus node lists; they accept every store and keep nothing."""

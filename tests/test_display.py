@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
 import unicodedata
@@ -9,6 +11,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshchat.cli.common import say
 from meshchat.display import MAX_MARKS, SafeFormatter, is_hidden, safe_line, safe_text
 
 #: Code points that draw nothing or reorder text, named one by one (the oracle does not reuse
@@ -93,3 +96,14 @@ def test_log_records_cannot_carry_controls_or_forge_a_record() -> None:
         record = logging.LogRecord("m", logging.ERROR, __file__, 1, "x", (), sys.exc_info())
     out = formatter.format(record)
     assert "\x1b" not in out and "\\x1b[31m" in out and "Traceback" in out
+
+
+@given(hostile)
+def test_every_cli_line_is_one_clean_line(text: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        say(f"<~{text}> {text}")
+        say(text, err=True)
+    for printed in (out.getvalue(), err.getvalue()):
+        assert printed.endswith("\n") and printed.count("\n") == 1
+        assert not [ch for ch in printed[:-1] if _unsafe(ch)]

@@ -15,6 +15,7 @@ from meshchat.cli.common import emit_json, node_request, read_passphrase, say
 from meshchat.display import SafeFormatter
 from meshchat.errors import UsageError
 from meshchat.home import Home
+from meshchat.lookalike import lookalikes, mark
 from meshchat.node import NodeOptions
 from meshchat.router.flood import RouterConfig
 from meshchat.wire.packet import MAX_TTL
@@ -205,28 +206,33 @@ def cmd_peers(args: argparse.Namespace, home: Home) -> int:
             }
         )
         return 0
+    contacts = node_request(home, {"op": "contacts"}) or {"contacts": []}
+    status = node_request(home, {"op": "status"}) or {}
+    known = [str(c["name"]) for c in contacts["contacts"] if c.get("trust") != "compromised"]
+    marks = lookalikes([*known, str(status.get("name", ""))])
     for t in reply["transports"]:
         say(f"transport {t['name']:<6} {'up' if t['up'] else 'DOWN':<5} {t['detail']}")
     gateways = reply.get("gateways", [])
     if reply.get("gateway"):
         say("this node is a gateway to the internet")
     elif gateways:
-        names = ", ".join(_who(g) for g in gateways)
+        names = ", ".join(_who(g, marks) for g in gateways)
         say(f"gateways to the internet in this mesh: {names}")
     else:
         say("no gateway to the internet heard: messages stay in this mesh")
     if not reply["peers"]:
         say("no neighbours yet")
     for p in reply["peers"]:
-        say(f"{p['transport']:<5} {p['node_id'][:16]}  {_who(p):<20} {p['address']}")
+        say(f"{p['transport']:<5} {p['node_id'][:16]}  {_who(p, marks):<20} {p['address']}")
     return 0
 
 
-def _who(peer: dict[str, Any]) -> str:
-    """A neighbour as ``log`` shows a sender: our name for a contact, ``~announced`` for a
-    stranger (the name is theirs to choose, so it is marked), or a short id."""
+def _who(peer: dict[str, Any], marks: dict[str, str]) -> str:
+    """A neighbour as ``log`` shows a sender: our name for a contact (marked if it looks like
+    another), ``~announced`` for a stranger (the name is theirs to choose), or a short id."""
     if peer.get("contact"):
-        return str(peer["contact"])
+        name = str(peer["contact"])
+        return mark(name, marks.get(name))
     if peer.get("name"):
         return f"~{peer['name']}"
     return str(peer["node_id"])[:8]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from meshchat.errors import UsageError
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, clean_name
-from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name
+from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name, mark
 from meshchat.store.records import Trust
 from meshchat.store.trust import KeyChangeError
 from meshchat.tui.commands import (
@@ -70,7 +70,9 @@ class Actions:
             self.ctl.note(f"joined {channel.name} ({kind})")
         elif isinstance(command, Who):
             announced = node.announced_peers()
-            self.ctl.note(who_text(node.neighbours(), announced, self.ctl.contacts))
+            marks = self.ctl.lookalikes
+            contacts = {n: mark(name, marks.get(name)) for n, name in self.ctl.contacts.items()}
+            self.ctl.note(who_text(node.neighbours(), announced, contacts))
         elif isinstance(command, ShowId):
             public = node.identity.public
             card = (await node.card()).to_text()

@@ -25,6 +25,7 @@ from meshchat.wire.payloads import ControlPart
 __all__ = [
     "APPLIED",
     "BOOK_KEY",
+    "MAX_BOOK_BYTES",
     "NOT_APPLIED",
     "PENDING",
     "BookState",
@@ -37,8 +38,11 @@ __all__ = [
 #: The store key of the book's own state (control parts in flight, half-joined blobs).
 BOOK_KEY = b"\x00" * 16
 _FORMAT = 2
-#: the group book's own blob: format 3 adds the tracked roster updates
-_BOOK_FORMAT = 3
+#: the group book's own blob: format 3 added the tracked roster updates, format 4 stores the
+#: parts in flight compactly
+_BOOK_FORMAT = 4
+#: the most the group book's own blob may take (the store keeps blobs of up to 64 KiB)
+MAX_BOOK_BYTES = 60 * 1024
 
 #: Whether a member applied the roster update this node (an admin) sent it: every part acked
 #: (a member acks the part that completes a blob only once it applied it), not yet, or not
@@ -184,31 +188,71 @@ class Tracked:
     recipient: bytes
     group_id: bytes
     epoch: int
-    #: msg ids of its parts not acked yet
+    #: msg ids of its parts not acked yet (stored as the outgoing parts of its blob)
     parts: set[bytes]
 
     def dump(self) -> list[object]:
-        return [self.recipient, self.group_id, self.epoch, sorted(self.parts)]
+        return [self.recipient, self.group_id, self.epoch]
 
     @classmethod
     def load(cls, item: object) -> Tracked:
-        if not (isinstance(item, list) and len(item) == 4):
+        """Rebuild from :meth:`dump` (its parts are filled in from the outgoing parts); the
+        older layout also listed the parts."""
+        if not (isinstance(item, list) and len(item) in (3, 4)):
             raise StoreError("unreadable tracked update")
-        recipient, group_id, epoch, parts = item
+        recipient, group_id, epoch = item[:3]
         if not (
-            isinstance(recipient, bytes)
-            and isinstance(group_id, bytes)
-            and type(epoch) is int
-            and isinstance(parts, list)
-            and all(isinstance(p, bytes) for p in parts)
+            isinstance(recipient, bytes) and isinstance(group_id, bytes) and type(epoch) is int
         ):
             raise StoreError("unreadable tracked update")
-        return cls(recipient, group_id, epoch, set(parts))
+        return cls(recipient, group_id, epoch, set())
+
+
+def _dump_outgoing(outgoing: dict[bytes, ControlSend]) -> list[object]:
+    """Control parts in flight, compactly: each recipient and each distinct chunk once (an
+    update goes to every member cut the same way), then per blob of one recipient its parts
+    as ``[index, chunk number, msg id]``; the blobs that expire last first."""
+    recipients: dict[PublicIdentity, int] = {}
+    chunks: dict[bytes, int] = {}
+    blobs: dict[bytes, list[object]] = {}
+    for send in sorted(outgoing.values(), key=lambda c: -c.expires_ms):
+        part = send.part
+        entry = blobs.get(part.blob_id)
+        if entry is None:
+            who = recipients.setdefault(send.recipient, len(recipients))
+            entry = blobs[part.blob_id] = [who, part.blob_id, part.count, send.expires_ms, []]
+        number = chunks.setdefault(part.chunk, len(chunks))
+        entry[4].append([part.index, number, part.msg_id])  # type: ignore[attr-defined]
+    return [
+        [[r.sign_public, r.box_public] for r in recipients],
+        list(chunks),
+        list(blobs.values()),
+    ]
+
+
+def _load_outgoing(data: object) -> dict[bytes, ControlSend]:
+    if not (isinstance(data, list) and len(data) == 3):
+        raise StoreError("unreadable control parts in flight")
+    recipients_data, chunks, blobs = data
+    recipients = [PublicIdentity(sign, box) for sign, box in recipients_data]
+    out: dict[bytes, ControlSend] = {}
+    for who, blob_id, count, expires, parts in blobs:
+        if type(expires) is not int:
+            raise StoreError("unreadable control parts in flight")
+        for index, number, msg_id in parts:
+            part = ControlPart(msg_id, blob_id, index, count, chunks[number])
+            out[msg_id] = ControlSend(recipients[who], part, expires)
+    return out
 
 
 @dataclass(slots=True)
 class BookState:
-    """The book's own state: half-joined blobs, early shares, control parts not yet acked."""
+    """The book's own state: half-joined blobs, early shares, control parts not yet acked.
+
+    Its blob stays within :data:`MAX_BOOK_BYTES`: should the parts in flight not fit (many
+    changes of a big group while members are away), the blobs that expire first are left out
+    of the stored copy; they are still sent while the node runs, not after a restart.
+    """
 
     assembler: Assembler = field(default_factory=Assembler)
     #: (sender node id, share, when it came): shares whose roster has not arrived
@@ -219,19 +263,28 @@ class BookState:
     tracked: dict[bytes, Tracked] = field(default_factory=dict)
 
     def dump(self) -> bytes:
-        return cbor2.dumps(
-            [
-                _BOOK_FORMAT,
-                self.assembler.dump(),
-                [[s, share.encode(), at] for s, share, at in self.early],
-                [
-                    [c.recipient.sign_public, c.recipient.box_public, c.part.encode(), c.expires_ms]
-                    for c in self.outgoing.values()
-                ],
-                [[blob_id, t.dump()] for blob_id, t in sorted(self.tracked.items())],
-            ],
-            canonical=True,
+        fields: list[object] = [
+            _BOOK_FORMAT,
+            self.assembler.dump(),
+            [[s, share.encode(), at] for s, share, at in self.early],
+            _dump_outgoing(self.outgoing),
+            [[blob_id, t.dump()] for blob_id, t in sorted(self.tracked.items())],
+        ]
+        blob = cbor2.dumps(fields, canonical=True)
+        # The blobs that expire last first; drop from the other end until the row fits.
+        order = sorted(
+            {c.part.blob_id: c.expires_ms for c in self.outgoing.values()}.items(),
+            key=lambda item: -item[1],
         )
+        keep = len(order)
+        while len(blob) > MAX_BOOK_BYTES and keep:
+            keep -= max(1, keep // 8)
+            kept = {blob_id for blob_id, _ in order[:keep]}
+            fields[3] = _dump_outgoing(
+                {m: c for m, c in self.outgoing.items() if c.part.blob_id in kept}
+            )
+            blob = cbor2.dumps(fields, canonical=True)
+        return blob
 
     @classmethod
     def load(cls, blob: bytes) -> BookState:
@@ -243,24 +296,30 @@ class BookState:
                 raise StoreError("unknown group book layout")
             fmt, assembler, early, outgoing = fields[:4]
             tracked = fields[4] if len(fields) == 5 else []
-            if fmt not in (_FORMAT, _BOOK_FORMAT):
+            if fmt not in (_FORMAT, _FORMAT + 1, _BOOK_FORMAT):
                 raise StoreError("unknown group book format")
-            for blob_id, item in tracked:
-                if not isinstance(blob_id, bytes):
-                    raise StoreError("unreadable tracked update")
-                state.tracked[blob_id] = Tracked.load(item)
             state.assembler = Assembler.load(assembler)
             for sender, share, at in early:
                 parsed = decode_control(share)
                 if isinstance(parsed, SenderKeyShare):
                     state.early.append((sender, parsed, at))
-            for sign, box, part, expires in outgoing:
-                parsed_part = ControlPart.decode(part)
-                state.outgoing[parsed_part.msg_id] = ControlSend(
-                    PublicIdentity(sign, box), parsed_part, expires
-                )
+            if fmt == _BOOK_FORMAT:
+                state.outgoing = _load_outgoing(outgoing)
+            else:
+                for sign, box, part, expires in outgoing:
+                    parsed_part = ControlPart.decode(part)
+                    state.outgoing[parsed_part.msg_id] = ControlSend(
+                        PublicIdentity(sign, box), parsed_part, expires
+                    )
+            for blob_id, item in tracked:
+                if not isinstance(blob_id, bytes):
+                    raise StoreError("unreadable tracked update")
+                entry = Tracked.load(item)
+                entry.parts = {m for m, c in state.outgoing.items() if c.part.blob_id == blob_id}
+                if entry.parts:
+                    state.tracked[blob_id] = entry
         except StoreError:
             raise
-        except (MeshchatError, ValueError, TypeError) as exc:
+        except (MeshchatError, ValueError, TypeError, IndexError) as exc:
             raise StoreError(f"unreadable group book: {exc}") from exc
         return state

@@ -37,6 +37,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from meshchat.errors import UsageError
+
 __all__ = ["INTERNET_LINK", "RESTORED_LINK", "CarriedEntry", "CarriedSet"]
 
 #: the pseudo-link of packets reloaded from the store after a restart
@@ -79,7 +81,7 @@ class CarriedSet:
         rank_of: Callable[[CarriedEntry], int],
     ) -> None:
         if min(max_carried, max_per_link, max_per_destination) < 1:
-            raise ValueError("carried-packet bounds must be at least 1")
+            raise UsageError("carried-packet bounds must be at least 1")
         self.max_carried = max_carried
         self.max_per_link = max_per_link
         self.max_per_destination = max_per_destination

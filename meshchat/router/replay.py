@@ -31,6 +31,7 @@ import math
 import random
 import struct
 
+from meshchat.errors import UsageError
 from meshchat.wire.packet import MAX_AGE_MS, MAX_FUTURE_SKEW_MS
 
 __all__ = ["DEFAULT_BUCKET_MS", "DEFAULT_CAPACITY", "TARGET_FP_RATE", "ReplayFilter"]
@@ -91,7 +92,7 @@ class ReplayFilter:
         capacity: int = DEFAULT_CAPACITY,
     ) -> None:
         if bucket_ms < 1 or capacity < 1:
-            raise ValueError("bucket_ms and capacity must be positive")
+            raise UsageError("bucket_ms and capacity must be positive")
         self.bucket_ms = bucket_ms
         self._capacity = capacity
         self._rng = rng

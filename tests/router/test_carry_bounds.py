@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
+
+from meshchat.errors import UsageError
 from meshchat.identity import Identity
 from meshchat.router import Carry, FloodRouter, NaiveFlood, RouterConfig, Transmit, Uncarry
 from meshchat.wire import codec
@@ -113,3 +116,8 @@ def test_a_future_timestamp_is_clamped_for_the_expiry() -> None:
     _, frame = _frame(MALLORY, os.urandom(16), NOW + NINE_MINUTES)
     carry = next(a for a in router.receive("junk", frame, NOW) if isinstance(a, Carry))
     assert carry.expires_ms == NOW + router.config.carry_ms
+
+
+def test_bounds_must_be_positive() -> None:
+    with pytest.raises(UsageError):
+        _router(RouterConfig(max_carried_per_link=0))

@@ -38,9 +38,9 @@ async def load(node: Node) -> None:
         channels = await node.store.call(store.list_channels)
     for channel in channels:
         node.engine.join(channel_key(channel))
+    await replay.load(node, now)  # before anything is marked seen
     for carried in await node.store.call(store.carried, now):
         node.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
-    await replay.load(node, now)
     await _load_sessions(node, now)
     await node.group_commands.load(now)
     await _load_outbox(node, now)

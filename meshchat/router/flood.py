@@ -75,6 +75,7 @@ from meshchat.wire import codec
 from meshchat.wire.fastparse import peek_packet_id, read_fixed
 from meshchat.wire.packet import (
     MAX_AGE_MS,
+    MAX_FUTURE_SKEW_MS,
     DestKind,
     Packet,
     PacketKind,
@@ -202,11 +203,20 @@ class FloodRouter:
         if self._replay is not None:
             self._replay.add(packet.packet_id, packet.created_ms)
 
-    def _replayed(self, packet: Packet) -> bool:
-        """Seen before the exact set's horizon (or before a restart): a replay."""
-        return self._replay is not None and self._replay.contains(
-            packet.packet_id, packet.created_ms
-        )
+    def _replayed(self, packet: Packet, now_ms: int) -> bool:
+        """Seen before the exact set's horizon (or before a restart): a replay.
+
+        A packet created so recently that it can only have been accepted while the exact set
+        was complete is not looked up in the filters: the exact set's answer is final, so a
+        fresh packet is never taken for a replay by a Bloom false positive.
+        """
+        if self._replay is None:
+            return False
+        since = self._seen.complete_since
+        exact_from = max(now_ms if since is None else since, now_ms - self.config.seen_ttl_ms)
+        if packet.created_ms - MAX_FUTURE_SKEW_MS >= exact_from:
+            return False
+        return self._replay.contains(packet.packet_id, packet.created_ms)
 
     def take_replay_updates(self, now_ms: int) -> tuple[dict[bytes, bytes], list[bytes]]:
         """The long dedupe horizon's changes since the last call, for the owner to store:
@@ -312,7 +322,7 @@ class FloodRouter:
             self._count(f"drop.{exc.reason.value}")
             return [Drop(exc.reason.value, link)]
         packet_id = packet.packet_id
-        if packet_id in self._seen or self._replayed(packet):
+        if packet_id in self._seen or self._replayed(packet, now_ms):
             self._count("drop.duplicate")
             self._copy_heard(packet_id, link, rssi, frame)
             return [Drop("duplicate", link, packet_id)]

@@ -8,7 +8,9 @@ every id exactly would take unbounded memory, so the ids are filed by their pack
 for ``capacity`` ids (default 16,384) at a false-positive rate of 1e-6 (20 hash functions,
 28.8 bits per id: 58,900 bytes per bucket). A lookup reads only the bucket of the packet's
 creation time, so a new packet is wrongly taken for a replay with probability at most 1e-6,
-and a bucket whose packets are all too old to be accepted is simply dropped.
+and a bucket whose packets are all too old to be accepted is simply dropped. The router asks
+only about packets old enough to have been accepted before its exact one-hour set began, so
+fresh traffic never meets a false positive.
 
 Bounds. At most ``(MAX_AGE_MS + MAX_FUTURE_SKEW_MS) / bucket_ms + 2`` buckets exist (59 with
 the defaults: 3.5 MB at most, allocated only for buckets that hold an id). A bucket that
@@ -40,6 +42,7 @@ DEFAULT_BUCKET_MS = 3 * 3600_000
 DEFAULT_CAPACITY = 16_384
 TARGET_FP_RATE = 1e-6
 _HEADER = struct.Struct(">BqIIB16s")  # version, bucket, count, capacity, hashes, salt
+_TWO_WORDS = struct.Struct(">QQ")
 _VERSION = 1
 _SALT_SIZE = 16
 
@@ -54,25 +57,36 @@ class _Bucket:
         self.count = 0
         self.salt = salt
 
-    def _positions(self, packet_id: bytes) -> list[int]:
+    def _start(self, packet_id: bytes) -> tuple[int, int, int]:
+        """Double hashing: position ``i`` is ``(h1 + i * h2) mod m``; returns (h1, h2, m)."""
         digest = hashlib.blake2b(packet_id, key=self.salt, digest_size=16).digest()
-        h1, h2 = struct.unpack(">QQ", digest)
-        h2 |= 1
+        h1, h2 = _TWO_WORDS.unpack(digest)
         m = len(self.bits) * 8
-        return [(h1 + i * h2) % m for i in range(self.hashes)]
+        return h1 % m, (h2 | 1) % m, m
 
     def add(self, packet_id: bytes) -> bool:
         if self.count >= self.capacity:
             return False
         bits = self.bits
-        for p in self._positions(packet_id):
+        p, step, m = self._start(packet_id)
+        for _ in range(self.hashes):
             bits[p >> 3] |= 1 << (p & 7)
+            p += step
+            if p >= m:
+                p -= m
         self.count += 1
         return True
 
     def __contains__(self, packet_id: bytes) -> bool:
         bits = self.bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(packet_id))
+        p, step, m = self._start(packet_id)
+        for _ in range(self.hashes):
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False  # most new ids stop at the first or second position
+            p += step
+            if p >= m:
+                p -= m
+        return True
 
     def blob(self, index: int) -> bytes:
         head = _HEADER.pack(_VERSION, index, self.count, self.capacity, self.hashes, self.salt)
@@ -135,7 +149,10 @@ class ReplayFilter:
         return puts, drops
 
     def load(self, blobs: dict[bytes, bytes], now_ms: int) -> tuple[list[bytes], list[bytes]]:
-        """Restore saved buckets; returns the keys of ``(expired, unreadable)`` blobs."""
+        """Restore saved buckets; returns the keys of ``(expired, unreadable)`` blobs.
+
+        Call it at start, before ids are added: a saved bucket replaces one begun meanwhile.
+        """
         oldest = self._index(now_ms - MAX_AGE_MS)
         newest = self._index(now_ms + MAX_FUTURE_SKEW_MS)
         expired: list[bytes] = []
@@ -146,8 +163,9 @@ class ReplayFilter:
                 unreadable.append(key)
             elif not oldest <= bucket[0] <= newest:
                 expired.append(key)
-            elif bucket[0] not in self._buckets:
+            else:  # call before adding: a saved bucket replaces one begun since the start
                 self._buckets[bucket[0]] = bucket[1]
+                self._dirty.discard(bucket[0])
         return expired, unreadable
 
     def memory_bytes(self) -> int:

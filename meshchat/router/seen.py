@@ -14,7 +14,7 @@ __all__ = ["SeenSet"]
 class SeenSet:
     """A set of packet ids with a size cap and a time horizon."""
 
-    __slots__ = ("_capacity", "_entries", "_ttl_ms")
+    __slots__ = ("_capacity", "_entries", "_ttl_ms", "complete_since")
 
     def __init__(self, capacity: int = 65536, ttl_ms: int = 3600_000) -> None:
         if capacity < 1:
@@ -22,6 +22,9 @@ class SeenSet:
         self._capacity = capacity
         self._ttl_ms = ttl_ms
         self._entries: dict[bytes, int] = {}
+        #: every id added at or after this time (and not yet expired) is still here: the time
+        #: of the first add, moved past the entries the capacity pushed out (None: empty so far)
+        self.complete_since: int | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -33,8 +36,12 @@ class SeenSet:
         entries = self._entries
         if packet_id in entries:
             return
+        if self.complete_since is None:
+            self.complete_since = now_ms
         if len(entries) >= self._capacity:
-            del entries[next(iter(entries))]
+            oldest = next(iter(entries))
+            added = entries.pop(oldest) - self._ttl_ms
+            self.complete_since = max(self.complete_since, added + 1)
         entries[packet_id] = now_ms + self._ttl_ms
 
     def expire(self, now_ms: int) -> int:

@@ -106,3 +106,22 @@ def test_router_config_can_turn_the_long_horizon_off() -> None:
     router.receive("a", frame, NOW)
     router.tick(NOW + 2 * HOUR)
     assert not _duplicate(router.receive("a", frame, NOW + 2 * HOUR))
+
+
+def test_a_fresh_packet_is_never_taken_for_a_replay_by_a_false_positive() -> None:
+    """Filters that answer "seen" to everything (every bit set) cannot stop a fresh packet:
+    while the exact set is complete for the packet's lifetime so far, it alone decides."""
+    later = NOW + 2 * HOUR
+    fresh, old = later - 60_000, later - 70 * 60_000
+    saturated = ReplayFilter(random.Random(5))
+    saturated.add(os.urandom(16), fresh)
+    saturated.add(os.urandom(16), old)
+    puts, _ = saturated.take_updates(later)
+    size = len(next(iter(puts.values()))) - 34  # a header of 34 bytes, then the bits
+    all_ones = {key: blob[:34] + b"\xff" * size for key, blob in puts.items()}
+    router = _router()
+    router.receive("a", _frame(NOW - HOUR), NOW)  # up and listening since NOW
+    router.load_replay_state(all_ones, later)
+    assert not _duplicate(router.receive("a", _frame(fresh), later))
+    # a packet more than an hour old is looked up in the filters (and here, falsely, found)
+    assert _duplicate(router.receive("a", _frame(old), later))

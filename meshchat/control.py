@@ -2,8 +2,10 @@
 
 A Unix stream socket in the node's home, mode 0600 (only the owner can connect, which is the
 authentication). Each request is one JSON object on one line; each reply is one JSON object on
-one line: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests are bounded in
-size; a malformed request gets an error reply, never a crash.
+one line: ``{"ok": true, ...}`` or ``{"ok": false, "error": "...", "kind": "UsageError"}`` (the
+error's class). Requests are bounded in size; a malformed request gets an error reply, never
+a crash. While a node runs, the command line makes every change through these ops (the node is
+the only writer of its store).
 
 ==========  ==============================  ============================================
 op          request fields                  reply fields
@@ -13,7 +15,8 @@ log         conversation, limit             messages
 peers       (none)                          peers (name: as announced, unchecked;
                                             contact: our name for them, or null),
                                             transports
-status      (none)                          node_id, name, links, counters
+status      (none)                          node_id, name, sign_public, box_public, links,
+                                            counters
 card        (none)                          card (our contact card, current signed prekey)
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
@@ -22,9 +25,9 @@ contact     contact                         contact
 add_card    card, name, replace             added, outcome, contact, compromised; or added
                                             false, key_change, new, conflicts
 distrust    contact                         contact (its keys marked compromised)
-verify      contact, safety_number or       contact, safety_number, sign_public, box_public,
-            payloads (scanned QR texts) or  marked (verified only if the number or a code
-            confirm (true), or none         matches, or on confirm; with none, only shown)
+verify      contact, safety_number or       contact, safety_number, marked (verified only if
+            payloads (scanned QR texts) or  the number or a code matches, or on confirm;
+            confirm (true), or none         with none, the number is only shown)
 group       action (list, show, create,     groups (group_id, name, conversation, epoch,
             add, remove, admin, leave),     member, admin, members)
             name or group, members
@@ -53,7 +56,14 @@ from meshchat.safety import safety_number
 from meshchat.store.records import Contact, Message, Trust
 from meshchat.store.trust import KeyChangeError
 
-__all__ = ["ControlServer", "contact_json", "group_json", "message_json", "request"]
+__all__ = [
+    "ControlServer",
+    "contact_from_json",
+    "contact_json",
+    "group_json",
+    "message_json",
+    "request",
+]
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 16 * 1024
@@ -85,7 +95,21 @@ def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
         "fingerprint": them.fingerprint(),
         "safety_number": safety_number(me, them),
         "has_card": bool(contact.card),
+        "sign_public": contact.sign_public.hex(),
+        "box_public": contact.box_public.hex(),
     }
+
+
+def contact_from_json(data: dict[str, Any]) -> Contact:
+    """The contact :func:`contact_json` showed (without its card). Raises ValueError."""
+    return Contact(
+        bytes.fromhex(str(data["node_id"])),
+        bytes.fromhex(str(data["sign_public"])),
+        bytes.fromhex(str(data["box_public"])),
+        str(data["name"]),
+        Trust(str(data["trust"])),
+        int(data["added_ms"]),
+    )
 
 
 def group_json(
@@ -195,7 +219,7 @@ class ControlServer:
                 raise ValueError("request must be an object with an 'op'")
             return {"ok": True, **await self._op(request)}
         except MeshchatError as exc:
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": str(exc), "kind": type(exc).__name__}
         except (ValueError, TypeError, KeyError) as exc:
             return {"ok": False, "error": f"bad request: {exc}"}
         except Exception as exc:
@@ -242,6 +266,8 @@ class ControlServer:
             return {
                 "node_id": node.identity.node_id.hex(),
                 "name": node.name,
+                "sign_public": node.identity.public.sign_public.hex(),
+                "box_public": node.identity.public.box_public.hex(),
                 "links": len(node.links),
                 "counters": node.counter_totals(),
             }
@@ -307,14 +333,12 @@ class ControlServer:
                 card, str(name) if name else None, replace_keys=bool(request.get("replace"))
             )
         except KeyChangeError as exc:
+            me = node.identity.public
             return {
                 "added": False,
                 "key_change": True,
-                "new": {"name": exc.new.name, "node_id": exc.new.node_id.hex()},
-                "conflicts": [
-                    {"name": c.name, "node_id": c.node_id.hex(), "trust": c.trust.value}
-                    for c in exc.conflicts
-                ],
+                "new": contact_json(exc.new, me),
+                "conflicts": [contact_json(c, me) for c in exc.conflicts],
             }
         return {
             "added": True,
@@ -334,12 +358,9 @@ class ControlServer:
             payloads=[str(p) for p in payloads],
             confirmed=bool(request.get("confirm")),
         )
-        contact = verdict.contact
         return {
-            "contact": contact_json(contact, self.node.identity.public),
+            "contact": contact_json(verdict.contact, self.node.identity.public),
             "safety_number": verdict.number,
-            "sign_public": contact.sign_public.hex(),
-            "box_public": contact.box_public.hex(),
             "marked": verdict.mark,
         }
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from meshchat.control import request
 from meshchat.display import safe_line
-from meshchat.errors import TransportError, UsageError
+from meshchat.errors import NodeUnreachable, UsageError
 from meshchat.home import Home, Unlocked, passphrase_from_env
 from meshchat.identity import ContactCard
 from meshchat.store import Store
+from meshchat.verify import SafetyMismatch
 
 __all__ = [
     "card_of",
@@ -89,15 +90,24 @@ def open_store(home: Home, unlocked: Unlocked | None = None) -> Store:
 
 
 def node_request(home: Home, payload: dict[str, Any]) -> dict[str, Any] | None:
-    """Ask the running node; None when no node is running for this home."""
+    """Ask the running node; None when no node is running for this home.
+
+    None only when nothing was sent (no socket, or no node took the connection): the caller
+    may then do the work offline. When the request went out but no reply came back, the node
+    may have carried it out, so :class:`TransportError` propagates: doing it offline as well
+    could, for instance, queue a message twice.
+    """
     if not home.control_socket.exists():
         return None
     try:
         reply = request(home.control_socket, payload)
-    except TransportError:
+    except NodeUnreachable:
         return None
     if not reply.get("ok"):
-        raise UsageError(str(reply.get("error", "the node refused the request")))
+        error = str(reply.get("error", "the node refused the request"))
+        if reply.get("kind") == SafetyMismatch.__name__:
+            raise SafetyMismatch(error)
+        raise UsageError(error)
     return reply
 
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 
+from meshchat.cli.book import book_of
 from meshchat.cli.common import (
     confirm,
     emit_json,
@@ -66,21 +67,18 @@ def _others(contacts: list[Contact], own_name: str, node_id: bytes | None = None
 
 def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
     card = ContactCard.from_text(args.card)  # a forged or altered card stops here
-    unlocked = unlock(home)
-    if card.identity == unlocked.identity.public:
-        raise UsageError("that is your own card")
     name = clean_name(args.name) if args.name else None
-    with open_store(home, unlocked) as store:
-        others = _others(store.list_contacts(), unlocked.name, card.identity.node_id)
+    with book_of(home) as book:
+        if card.identity == book.me:
+            raise UsageError("that is your own card")
+        others = _others(book.contacts(), book.name, card.identity.node_id)
         try:
             like = check_new_name(name or card.name, others, allow=args.allow_lookalike)
         except LookalikeError as exc:
             _refuse_lookalike(args, exc)
             return 1
         try:
-            result = store.add_card(
-                card, name=name, now_ms=int(time.time() * 1000), replace_keys=args.replace
-            )
+            result = book.add_card(card, name, args.replace)
         except KeyChangeError as exc:
             new = exc.new
             _warn(
@@ -202,8 +200,8 @@ def cmd_contacts_share(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_contacts_distrust(args: argparse.Namespace, home: Home) -> int:
-    with open_store(home) as store:
-        contact = store.find_contact(args.contact)
+    with book_of(home) as book:
+        contact = book.find(args.contact)
         if contact.trust is Trust.COMPROMISED:
             say(f"{contact.name} ({_short(contact)}) is already marked compromised")
             return 0
@@ -215,7 +213,7 @@ def cmd_contacts_distrust(args: argparse.Namespace, home: Home) -> int:
         if not confirm(question, args.yes):
             say("nothing changed")
             return 1
-        store.set_trust(contact.node_id, Trust.COMPROMISED)
+        book.distrust(contact)
     _warn([f"{contact.name} ({_short(contact)}) is now marked COMPROMISED"])
     return 0
 

@@ -13,14 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from meshchat.cli.common import confirm, emit_json, open_store, say, unlock
+from meshchat.cli.book import book_of
+from meshchat.cli.common import confirm, emit_json, say
 from meshchat.cli.contacts_cmds import trust_label
 from meshchat.control import contact_json
 from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.identity import PublicIdentity
-from meshchat.safety import QR_PREFIX, matches_payload, parse_payload, qr_payload, safety_number
+from meshchat.safety import qr_payload
 from meshchat.store import Trust
+from meshchat.verify import SafetyMismatch
 
 __all__ = ["cmd_verify"]
 
@@ -40,40 +42,22 @@ def _scanned(args: argparse.Namespace) -> list[str] | None:
 
 
 def cmd_verify(args: argparse.Namespace, home: Home) -> int:
-    unlocked = unlock(home)
-    me = unlocked.identity.public
-    with open_store(home, unlocked) as store:
-        contact = store.find_contact(args.contact)
-        if contact.trust is Trust.COMPROMISED:
-            raise UsageError(
-                f"!! the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
-                "COMPROMISED; verify the contact that replaced them instead"
-            )
-        them = PublicIdentity(contact.sign_public, contact.box_public)
-        number = safety_number(me, them)
+    with book_of(home) as book:
+        me = book.me
         scanned = _scanned(args)
         if scanned is not None:
-            payloads = [t for t in scanned if t.strip().startswith(QR_PREFIX)]
-            if not payloads:
-                parse_payload(scanned[0])  # says what the code is instead
-            if not any(matches_payload(text, me, them) for text in payloads):
-                say(
-                    "!! SAFETY NUMBERS DIFFER: the scanned code is not your safety number "
-                    f"with {contact.name}.",
-                    err=True,
-                )
-                say(
-                    "!! Either it is someone else's code, or these are not their keys. "
-                    "Nothing was changed.",
-                    err=True,
-                )
+            try:
+                verdict = book.verify(args.contact, payloads=scanned)
+            except SafetyMismatch as exc:
+                say(str(exc), err=True)
                 return 1
-            contact = store.set_trust(contact.node_id, Trust.VERIFIED)
             if args.json:
-                emit_json({**contact_json(contact, me), "matched": True})
+                emit_json({**contact_json(verdict.contact, me), "matched": True})
             else:
-                say(f"safety numbers match: {contact.name} is now verified")
+                say(f"safety numbers match: {verdict.contact.name} is now verified")
             return 0
+        verdict = book.verify(args.contact)  # shows the number, changes nothing
+        contact, number = verdict.contact, verdict.number
         if args.json and not args.yes:
             emit_json(contact_json(contact, me))
             return 0
@@ -86,6 +70,7 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
             if not args.no_qr:
                 from meshchat.qr import draw_qr
 
+                them = PublicIdentity(contact.sign_public, contact.box_public)
                 draw_qr(qr_payload(me, them), sys.stdout)
             say(f"status: {trust_label(contact)}")
         if contact.trust is Trust.VERIFIED:
@@ -96,7 +81,7 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
         if not confirm(question, args.yes):
             say("not verified")
             return 1
-        contact = store.set_trust(contact.node_id, Trust.VERIFIED)
+        contact = book.verify(args.contact, confirmed=True).contact
     if args.json:
         emit_json(contact_json(contact, me))
     else:

@@ -67,6 +67,7 @@ MAX_CONTACT_AGREEMENTS = 1024
 #: how long after the newest packet that carried it a key agreement is remembered
 REPLAY_HORIZON_MS = MAX_AGE_MS + 2 * MAX_FUTURE_SKEW_MS
 _REPLAY_ID = 12
+_AGE_EVERY_MS = 60_000
 _ENTRY = _REPLAY_ID + 5
 _MAX_BLOB = 256 * 1024
 
@@ -99,11 +100,12 @@ class OwnPrekey:
 class PrekeyState:
     """Our signed prekeys, newest first. Times come only from the ``now_ms`` arguments."""
 
-    __slots__ = ("_identity", "keys")
+    __slots__ = ("_aged_ms", "_identity", "keys")
 
     def __init__(self, identity: Identity, keys: list[OwnPrekey] | None = None) -> None:
         self._identity = identity
         self.keys: list[OwnPrekey] = keys or []
+        self._aged_ms: int | None = None
 
     @property
     def current(self) -> OwnPrekey | None:
@@ -139,7 +141,11 @@ class PrekeyState:
         return self._age(now_ms) or changed
 
     def _age(self, now_ms: int) -> bool:
-        """Date undated entries now; forget those past :data:`REPLAY_HORIZON_MS`."""
+        """Date undated entries now; forget those past :data:`REPLAY_HORIZON_MS`. Runs at
+        most once a minute (every packet received maintains the state)."""
+        if self._aged_ms is not None and 0 <= now_ms - self._aged_ms < _AGE_EVERY_MS:
+            return False
+        self._aged_ms = now_ms
         changed = False
         now_s = max(1, now_ms // 1000)
         oldest = (now_ms - REPLAY_HORIZON_MS) // 1000

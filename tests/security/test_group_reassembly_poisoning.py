@@ -18,6 +18,7 @@ import os
 
 from mesh import Mesh, link_id
 
+from meshchat.control import group_json
 from meshchat.crypto.admission import Admission
 from meshchat.crypto.direct import DirectSuite
 from meshchat.events import GroupChanged, GroupStateUpdated
@@ -141,3 +142,8 @@ def test_an_update_a_member_does_not_apply_shows_as_not_applied_to_the_admin() -
     assert group.delivery.get(friend_id) == "applied"
     notices = [e for e in mesh.events("admin", GroupChanged) if e.what == "not applied"]
     assert [n.by.node_id for n in notices if n.by is not None] == [outsider_id]
+    # What `meshchat group show` (and --json) tells the admin.
+    shown = group_json(group, admin.identity.node_id, {})
+    updates = {m["node_id"]: m["update"] for m in shown["members"]}
+    assert updates[outsider_id.hex()] == "not applied"
+    assert updates[friend_id.hex()] == "applied"

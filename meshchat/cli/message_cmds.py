@@ -25,7 +25,7 @@ from meshchat.control import message_json
 from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.lookalike import marked
-from meshchat.store import Trust
+from meshchat.store import Store, Trust
 from meshchat.target import conversation_of, resolve_target
 from meshchat.wire.packet import MAX_AGE_MS
 from meshchat.wire.payloads import MAX_TEXT_BYTES
@@ -81,11 +81,10 @@ def _ask(home: Home, op: str) -> dict[str, Any]:
     return reply
 
 
-def _conversation(home: Home, target: str) -> str:
+def _conversation(store: Store, target: str) -> str:
     if target.startswith("#") or target.startswith("dm:"):
         return target.lower()
-    with open_store(home) as store:
-        return conversation_of(target, store, stored_groups(store))
+    return conversation_of(target, store, stored_groups(store))
 
 
 def cmd_log(args: argparse.Namespace, home: Home) -> int:
@@ -96,9 +95,9 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
         names = [str(c["name"]) for c in _ask(home, "contacts")["contacts"]]
         names.append(str(_ask(home, "status")["name"]))
     else:
-        conversation = _conversation(home, args.target)
-        unlocked = unlock(home)
+        unlocked = unlock(home)  # one passphrase, one key derivation
         with open_store(home, unlocked) as store:
+            conversation = _conversation(store, args.target)
             messages = [message_json(m) for m in store.messages(conversation, args.limit)]
             names = [c.name for c in store.list_contacts() if c.trust is not Trust.COMPROMISED]
         names.append(unlocked.name)

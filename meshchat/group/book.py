@@ -88,6 +88,8 @@ MAX_CARRIERS = 8
 MAX_REMOVALS = 256
 #: ``NotApplied`` answers to strangers in flight at most (each is retried until acked)
 MAX_STRANGER_NACKS = 16
+#: ``NotApplied`` answers in flight to one known peer at most
+MAX_NACKS_PER_PEER = 8
 
 #: a member to know as a peer, with the signed prekey the roster's admin had for it
 Learned = tuple[PublicIdentity, SignedPrekey | None]
@@ -128,7 +130,8 @@ class GroupBook(GroupMessages):
         self._addresses: dict[bytes, tuple[Group, Epoch]] = {}
         self._dirty: set[bytes] = set()
         self._deliveries = Deliveries()
-        self._stranger_nacks: list[bytes] = []
+        #: our NotApplied parts in flight: msg id -> (recipient node id, known)
+        self._nacks: dict[bytes, tuple[bytes, bool]] = {}
 
     @property
     def me(self) -> bytes:
@@ -427,16 +430,20 @@ class GroupBook(GroupMessages):
     def _nack(
         self, to: PublicIdentity, blob_id: bytes, reason: int, now_ms: int, known: bool
     ) -> list[ControlSend]:
-        if not known:
-            live = [m for m in self._stranger_nacks if m in self.state.outgoing]
-            if len(live) >= MAX_STRANGER_NACKS:
-                self._stranger_nacks = live
-                return []
+        """Tell ``to`` we did not apply its blob, unless too many such answers (each retried
+        until acked) are in flight: to strangers, or to this peer."""
+        self._nacks = {m: v for m, v in self._nacks.items() if m in self.state.outgoing}
+        peers = [who for who, k in self._nacks.values() if k == known]
+        full = (
+            peers.count(to.node_id) >= MAX_NACKS_PER_PEER
+            if known
+            else len(peers) >= MAX_STRANGER_NACKS
+        )
+        if full:
+            return []
         sends = self._control(to, NotApplied(blob_id, reason).encode(), now_ms)
-        if not known:
-            self._stranger_nacks = [m for m in self._stranger_nacks if m in self.state.outgoing] + [
-                s.part.msg_id for s in sends
-            ]
+        for send in sends:
+            self._nacks[send.part.msg_id] = (to.node_id, known)
         return sends
 
     def _apply(

@@ -120,7 +120,9 @@ class StoreCipher:
             )
         except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
             raise StoreError(
-                f"a row of {table} does not open: wrong store key, or the file was altered"
+                f"a row of {table} does not open: wrong store key, or the file was altered",
+                reason=DAMAGED,
+                table=table,
             ) from exc
         size = int.from_bytes(plain[:_LEN], "big")
         if size > len(plain) - _LEN:

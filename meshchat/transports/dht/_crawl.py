@@ -33,18 +33,22 @@ __all__ = ["CheckedValueCrawl", "DiverseNodeCrawl", "DiverseNodeHeap"]
 
 
 class DiverseNodeHeap(NodeHeap):  # type: ignore[misc]
-    """A :class:`NodeHeap` holding at most ``per_ip`` nodes of any one IP address."""
+    """A :class:`NodeHeap` holding at most ``per_ip`` nodes of any one IP address, and none
+    that ``skip`` says failed us lately."""
 
-    def __init__(self, node: Node, maxsize: int, per_ip: int) -> None:
+    def __init__(
+        self, node: Node, maxsize: int, per_ip: int, skip: Callable[[Node], bool] | None = None
+    ) -> None:
         super().__init__(node, maxsize)
         self.per_ip = per_ip
+        self.skip = skip
         self.refused = 0
 
     def push(self, nodes: Any) -> None:
         if not isinstance(nodes, list):
             nodes = [nodes]
         for node in nodes:
-            if node in self:
+            if node in self or (self.skip is not None and self.skip(node)):
                 continue
             same = sum(1 for _, other in self.heap if other.ip == node.ip)
             if node.ip is not None and same >= self.per_ip:
@@ -60,7 +64,7 @@ class DiverseNodeCrawl(NodeSpiderCrawl):  # type: ignore[misc]
         self, protocol: Any, node: Node, peers: list[Node], ksize: int, alpha: int, per_ip: int
     ) -> None:
         super().__init__(protocol, node, [], ksize, alpha)
-        self.nearest = DiverseNodeHeap(node, ksize, per_ip)
+        self.nearest = DiverseNodeHeap(node, ksize, per_ip, getattr(protocol, "shunned", None))
         self.nearest.push(peers)
 
 
@@ -79,7 +83,7 @@ class CheckedValueCrawl(SpiderCrawl):  # type: ignore[misc]
         max_values: int = 4,
     ) -> None:
         super().__init__(protocol, node, [], ksize, alpha)
-        self.nearest = DiverseNodeHeap(node, ksize, per_ip)
+        self.nearest = DiverseNodeHeap(node, ksize, per_ip, getattr(protocol, "shunned", None))
         self.nearest.push(peers)
         self.nearest_without_value = NodeHeap(node, 1)
         self.check = check

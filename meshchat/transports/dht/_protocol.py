@@ -25,6 +25,9 @@ well-formed traffic within these limits (:class:`GuardLimits`):
   ids, or from an address that never answers, add no dead contacts;
 - the routing table holds at most ``per_ip`` contacts of one IP address (an eclipse from one
   address gets that many places), and one per address and port;
+- an address that did not answer, or answered garbage, is shunned for ``shun_s``: lookups do
+  not ask it again when other nodes still name it (a swarm that a crowd of nodes joined and
+  left pays each dead contact's timeout once, not on every lookup);
 - records are handed over to a new contact (Kademlia's replication on join) only when it
   answered a request of ours, at most ``handoff`` records each: a request from a fresh node id
   costs no scan of the storage and sends nothing.
@@ -76,6 +79,9 @@ class GuardLimits:
     #: path costs a round that long)
     rpc_timeout: float = 2.0
     verifying: int = 64
+    #: an address that did not answer (or answered garbage) is not asked again for this long,
+    #: whoever names it in a node list (at most ``max_sources`` such addresses remembered)
+    shun_s: float = 120.0
 
 
 class _Bucket:
@@ -160,6 +166,7 @@ class GuardedProtocol(KademliaProtocol):  # type: ignore[misc]
         self._total = _Bucket(limits.total_burst, time.monotonic())
         self._tasks: set[asyncio.Future[Any]] = set()
         self._verifying: set[tuple[str, int]] = set()
+        self._shunned: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -323,15 +330,34 @@ class GuardedProtocol(KademliaProtocol):  # type: ignore[misc]
     def handle_call_response(self, result: Any, node: Node) -> Any:
         if not result[0]:
             self.router.remove_contact(node)
+            self._shun(node)
             return result
+        self._shunned.pop((node.ip, node.port), None)
         self._add_contact(node)
         return result
+
+    def _shun(self, node: Node) -> None:
+        self._shunned[(node.ip, node.port)] = time.monotonic() + self.limits.shun_s
+        self._shunned.move_to_end((node.ip, node.port))
+        while len(self._shunned) > self.limits.max_sources:
+            self._shunned.popitem(last=False)
+
+    def shunned(self, node: Node) -> bool:
+        """Whether ``node``'s address failed us lately (lookups skip it)."""
+        until = self._shunned.get((node.ip, node.port))
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._shunned[(node.ip, node.port)]
+            return False
+        return True
 
     # -- outgoing: answers are checked before anyone uses them ---------------------------
 
     def _failed(self, node: Node, what: str) -> tuple[bool, None]:
         self._count(f"dropped.answer.{what}")
         self.router.remove_contact(node)
+        self._shun(node)
         return False, None
 
     async def call_ping(self, node_to_ask: Node) -> Any:

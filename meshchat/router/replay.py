@@ -69,11 +69,9 @@ class _Bucket:
             return False
         bits = self.bits
         p, step, m = self._start(packet_id)
-        for _ in range(self.hashes):
-            bits[p >> 3] |= 1 << (p & 7)
-            p += step
-            if p >= m:
-                p -= m
+        for q in range(p, p + self.hashes * step, step):
+            r = q % m
+            bits[r >> 3] |= 1 << (r & 7)
         self.count += 1
         return True
 
@@ -124,7 +122,7 @@ class ReplayFilter:
             salt = self._rng.getrandbits(8 * _SALT_SIZE).to_bytes(_SALT_SIZE, "big")
             bucket = self._buckets[index] = _Bucket(self._capacity, salt)
             self._dropped.discard(index)
-        if packet_id not in bucket and bucket.add(packet_id):
+        if bucket.add(packet_id):  # the router adds only ids it had not seen
             self._dirty.add(index)
 
     def contains(self, packet_id: bytes, created_ms: int) -> bool:

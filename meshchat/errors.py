@@ -87,7 +87,8 @@ class TransportError(MeshchatError):
     """A transport or link failed (connect, send, closed link).
 
     ``transport`` names the medium (``"lan"``, ``"ble"``, ``"relay"``, ...), ``link_id`` the
-    link and ``address`` the peer's address, when the raiser knows them (None otherwise).
+    link, ``address`` the peer's address and ``reason`` a stable short name for what went wrong
+    (e.g. ``"handshake-failed"``), when the raiser knows them (None otherwise).
     """
 
     def __init__(
@@ -97,10 +98,12 @@ class TransportError(MeshchatError):
         transport: str | None = None,
         link_id: str | None = None,
         address: str | None = None,
+        reason: str | None = None,
     ) -> None:
         self.transport = transport
         self.link_id = link_id
         self.address = address
+        self.reason = reason
         super().__init__(message)
 
 

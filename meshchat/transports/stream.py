@@ -5,16 +5,19 @@ Theory of operation. A connection goes through three phases:
 ==============  ==================================================  ==========================
 phase           what happens                                        ends when
 ==============  ==================================================  ==========================
-handshake       :func:`open_stream_link` sends HELLO and feeds      the peer's PROOF verifies
-                received frames to :class:`LinkHandshake`; only     (a :class:`StreamLink` is
-                frames up to ``MAX_HANDSHAKE_FRAME`` bytes are      returned), or any error or
-                accepted, all within ``handshake_timeout``          the timeout (raises
+handshake       :func:`open_stream_link` runs :class:`LinkHandshake`    the peer's identity proof
+                (Noise XX, the dialler as initiator) over the       verifies (a
+                framing; only frames up to ``MAX_HANDSHAKE_FRAME``  :class:`StreamLink` is
+                bytes are accepted, all within                      returned), or any error or
+                ``handshake_timeout``                               the timeout (raises
                                                                     :class:`TransportError`)
-running         :meth:`StreamLink.start` reports ``link_up``; a     EOF, a framing error, an
-                reader task feeds :class:`FrameDecoder` and hands   ``OSError``, or
-                each frame to the handler; a writer task drains     :meth:`StreamLink.close`
-                the bounded send queue, awaiting ``drain()`` so
-                a slow peer fills the queue instead of memory
+running         :meth:`StreamLink.start` reports ``link_up``; a     EOF, a framing error (also
+                reader task feeds :class:`FrameDecoder`, decrypts   a frame that does not
+                each frame with the handshake's :class:`LinkCipher` decrypt), an ``OSError``,
+                and hands it to the handler; a writer task drains   or :meth:`StreamLink.close`
+                the bounded send queue (frames are encrypted as
+                they are queued), awaiting ``drain()`` so a slow
+                peer fills the queue instead of memory
 closed          the socket is closed (gracefully, aborted if it     (final)
                 does not finish within a second); ``link_down``
                 is reported once, and only if ``link_up`` was
@@ -42,7 +45,12 @@ from meshchat.identity import Identity, PublicIdentity
 from meshchat.transports.base import Link, LinkHandler
 from meshchat.wire.framing import FrameDecoder
 from meshchat.wire.framing import frame as encode_frame
-from meshchat.wire.handshake import MAX_HANDSHAKE_FRAME, LinkHandshake
+from meshchat.wire.handshake import (
+    CIPHER_OVERHEAD,
+    MAX_HANDSHAKE_FRAME,
+    LinkCipher,
+    LinkHandshake,
+)
 from meshchat.wire.packet import MAX_PACKET_SIZE
 
 __all__ = [
@@ -58,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 DEFAULT_QUEUE_FRAMES = 256
+#: the largest frame on the wire: a packet and its encryption tag
+MAX_WIRE_FRAME = MAX_PACKET_SIZE + CIPHER_OVERHEAD
 #: bytes asked of the socket per read; bounds what the decoder holds at once
 READ_CHUNK = 16 * 1024
 #: how long a graceful close may take to flush before the connection is aborted
@@ -86,6 +96,8 @@ class StreamLink(Link):
         pending: Sequence[bytes] = (),
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         on_closed: ClosedCallback | None = None,
+        cipher: LinkCipher | None = None,
+        peer_port: int | None = None,
     ) -> None:
         if queue_frames < 1:
             raise ValueError("queue_frames must be at least 1")
@@ -93,11 +105,14 @@ class StreamLink(Link):
         self.transport = transport_name
         self.peer = peer
         self.initiator = initiator
+        #: the port the peer says it listens on (from its handshake), if it listens
+        self.peer_port = peer_port
+        self._cipher = cipher
         self._reader = reader
         self._writer = writer
         self._handler = handler
         self._describe = describe
-        self._decoder = decoder if decoder is not None else FrameDecoder(MAX_PACKET_SIZE)
+        self._decoder = decoder if decoder is not None else FrameDecoder(MAX_WIRE_FRAME)
         self._pending = list(pending)
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_frames)
         self._on_closed = on_closed
@@ -152,7 +167,11 @@ class StreamLink(Link):
     def start(self) -> None:
         """Report ``link_up`` and begin carrying frames both ways. Call once."""
         if self._started or self._closed:
-            raise TransportError(f"link {self.link_id} cannot be started twice or after close")
+            raise TransportError(
+                f"link {self.link_id} cannot be started twice or after close",
+                transport=self.transport,
+                reason="misuse",
+            )
         self._started = True
         self._reported_up = True
         try:
@@ -172,11 +191,11 @@ class StreamLink(Link):
         if not 0 < len(frame) <= MAX_PACKET_SIZE:
             logger.warning("%s: refusing to send a %d-byte frame", self.link_id, len(frame))
             return False
-        try:
-            self._queue.put_nowait(encode_frame(frame, MAX_PACKET_SIZE))
-        except asyncio.QueueFull:
+        if self._queue.full():
             self.dropped_frames += 1
             return False
+        sealed = self._cipher.encrypt(frame) if self._cipher is not None else frame
+        self._queue.put_nowait(encode_frame(sealed, MAX_WIRE_FRAME))
         return True
 
     def shutdown(self, reason: str = "closed locally") -> None:
@@ -223,9 +242,10 @@ class StreamLink(Link):
         await self._finish_close()
 
     def _deliver(self, frames: list[bytes]) -> None:
-        for payload in frames:
+        for sealed in frames:
             if self._closed:
                 return
+            payload = self._cipher.decrypt(sealed) if self._cipher is not None else sealed
             try:
                 self._handler.frame_received(self, payload)
             except Exception:
@@ -313,12 +333,12 @@ async def abort_stream(writer: asyncio.StreamWriter) -> None:
 async def _run_handshake(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    identity: Identity,
+    handshake: LinkHandshake,
     decoder: FrameDecoder,
-) -> tuple[PublicIdentity, list[bytes]]:
-    """Run the handshake; returns the proven peer and frames that followed its last message."""
-    handshake = LinkHandshake(identity)
-    writer.write(encode_frame(handshake.start(), MAX_HANDSHAKE_FRAME))
+) -> list[bytes]:
+    """Run ``handshake`` to its end; returns the frames that followed its last message."""
+    for first in handshake.start():
+        writer.write(encode_frame(first, MAX_HANDSHAKE_FRAME))
     await writer.drain()
     while True:
         data = await reader.read(READ_CHUNK)
@@ -332,7 +352,7 @@ async def _run_handshake(
                 writer.write(encode_frame(reply, MAX_HANDSHAKE_FRAME))
             if handshake.done:
                 await writer.drain()
-                return handshake.peer, frames[index + 1 :]
+                return frames[index + 1 :]
         await writer.drain()
 
 
@@ -350,6 +370,7 @@ async def open_stream_link(
     queue_frames: int = DEFAULT_QUEUE_FRAMES,
     start: bool = True,
     on_closed: ClosedCallback | None = None,
+    port: int | None = None,
 ) -> StreamLink:
     """Prove both sides over a fresh connection and wrap it in a :class:`StreamLink`.
 
@@ -358,15 +379,22 @@ async def open_stream_link(
     :meth:`StreamLink.close`. On any failure the connection is closed and
     :class:`TransportError` is raised, its ``__cause__`` telling what went wrong (a
     :class:`HandshakeError`, :class:`FramingError`, ``OSError`` or ``TimeoutError``).
+    ``port`` is the port this side listens on, told to the peer inside the encrypted handshake.
     """
-    decoder = FrameDecoder(MAX_PACKET_SIZE)
+    decoder = FrameDecoder(MAX_WIRE_FRAME)
+    handshake = LinkHandshake(identity, initiator=initiator, port=port)
     try:
         async with asyncio.timeout(handshake_timeout):
-            peer, pending = await _run_handshake(reader, writer, identity, decoder)
+            pending = await _run_handshake(reader, writer, handshake, decoder)
     except (HandshakeError, FramingError, OSError, TimeoutError) as exc:
         await abort_stream(writer)
         what = "timed out" if isinstance(exc, TimeoutError) else "failed"
-        raise TransportError(f"{link_id}: handshake {what} ({describe}): {exc}") from exc
+        raise TransportError(
+            f"{link_id}: handshake {what} ({describe}): {exc}",
+            transport=transport_name,
+            address=describe,
+            reason="handshake-timeout" if isinstance(exc, TimeoutError) else "handshake-failed",
+        ) from exc
     except BaseException:
         await abort_stream(writer)
         raise
@@ -374,7 +402,7 @@ async def open_stream_link(
         reader,
         writer,
         handler,
-        peer=peer,
+        peer=handshake.peer,
         transport_name=transport_name,
         link_id=link_id,
         initiator=initiator,
@@ -383,6 +411,8 @@ async def open_stream_link(
         pending=pending,
         queue_frames=queue_frames,
         on_closed=on_closed,
+        cipher=handshake.cipher(),
+        peer_port=handshake.peer_port,
     )
     if start:
         link.start()

@@ -13,6 +13,7 @@ import cbor2
 from meshlab import Host, Lab, wait_state
 
 from meshchat.identity import Identity
+from meshchat.transports.stream import MAX_WIRE_FRAME
 from meshchat.wire import BROADCAST, PacketKind, Suite, build, encode
 from meshchat.wire.framing import FrameDecoder, frame
 from meshchat.wire.handshake import LinkHandshake
@@ -95,9 +96,10 @@ async def attack(port: int, count: int) -> int:
         writer.close()
     attacker = Identity.generate()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    handshake = LinkHandshake(attacker)
-    writer.write(frame(handshake.start(), MAX_PACKET_SIZE))
-    decoder = FrameDecoder(MAX_PACKET_SIZE)
+    handshake = LinkHandshake(attacker, initiator=True)
+    for first in handshake.start():
+        writer.write(frame(first, MAX_PACKET_SIZE))
+    decoder = FrameDecoder(MAX_WIRE_FRAME)
     while not handshake.done:
         data = await asyncio.wait_for(reader.read(4096), 10)
         assert data, "node closed the link during the handshake"
@@ -106,6 +108,7 @@ async def attack(port: int, count: int) -> int:
                 break  # the node's first packets (its announce) may follow in the same read
             for out in handshake.receive(f):
                 writer.write(frame(out, MAX_PACKET_SIZE))
+    cipher = handshake.cipher()
     rng = random.Random(7)
     valid = encode(
         build(
@@ -120,7 +123,8 @@ async def attack(port: int, count: int) -> int:
     )
     sent = 0
     for hostile in mutations(valid, rng, count):
-        writer.write(frame(hostile, MAX_PACKET_SIZE))
+        # sealed for the link, as a real neighbour's frames are: the junk is inside
+        writer.write(frame(cipher.encrypt(hostile), MAX_WIRE_FRAME))
         sent += 1
         if sent % 200 == 0:
             await writer.drain()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import secrets
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from meshchat.errors import TransportError
 from meshchat.identity import Identity
@@ -75,7 +74,8 @@ async def test_two_nodes_discover_each_other_and_exchange_frames(
 ) -> None:
     small, large = _pair()
     ha, hb = make_handler(), make_handler()
-    # A long dial_delay: the larger id must leave the dialling to the smaller one.
+    # A long dial_delay: the node with the larger (random) advertised label leaves the dialling
+    # to the other, so exactly one connection is made.
     ta, tb = make_lan(small, dial_delay=5.0), make_lan(large, dial_delay=5.0)
     assert not ta.status().up and ta.listening_port is None
     loop = asyncio.get_running_loop()
@@ -89,7 +89,7 @@ async def test_two_nodes_discover_each_other_and_exchange_frames(
     assert link_a.peer == large.public and link_b.peer == small.public
     assert link_a.transport == "lan" and link_a.link_id.startswith("lan:")
     assert _same_connection(link_a, link_b)  # type: ignore[arg-type]
-    assert link_a.initiator and not link_b.initiator
+    assert link_a.initiator != link_b.initiator
     await _exchange(ha, hb, link_a, link_b)  # type: ignore[arg-type]
     status = ta.status()
     assert status.up and status.name == "lan"
@@ -229,13 +229,49 @@ async def test_larger_id_dials_when_the_smaller_cannot(
     assert not ha.live[0].initiator
 
 
-async def test_txt_id_is_only_a_hint(
-    make_lan: Callable[..., LanTransport],
-    make_handler: Any,
-    service_type: str,
-    caplog: pytest.LogCaptureFixture,
+async def test_an_advert_says_nothing_of_the_node_and_its_name_rotates(
+    make_lan: Callable[..., LanTransport], make_handler: Any, service_type: str
 ) -> None:
-    """An advert that claims another node id still leads to a link, to whoever proves itself."""
+    """The advert carries no node id, its name is random and changes; links survive that."""
+    a, b = _pair()
+    ha, hb = make_handler(), make_handler()
+    ta, tb = make_lan(a, mdns_rotate_every=1.0), make_lan(b)
+    seen: dict[str, dict[bytes, bytes | None]] = {}
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"])
+
+    def on_change(zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
+        seen.setdefault(name, {})
+
+    browser = AsyncServiceBrowser(zc.zeroconf, service_type, handlers=[on_change])
+    try:
+        await asyncio.gather(ta.start(ha), tb.start(hb))
+        await ha.until(lambda: len(ha.live) == 1, timeout=8)
+        (link,) = ha.live
+        async with asyncio.timeout(10):
+            while len(seen) < 4:  # b's name, and a's first three
+                await asyncio.sleep(0.1)
+        for name in list(seen):
+            info = AsyncServiceInfo(service_type, name)
+            if await info.async_request(zc.zeroconf, 1500):
+                seen[name] = dict(info.properties)
+        for name, properties in seen.items():
+            label = name.split(".", 1)[0]
+            for identity in (a, b):
+                assert identity.node_id.hex()[:8] not in label
+            assert b"id" not in properties
+        assert {p.get(b"v") for p in seen.values() if p} == {b"2"}
+        # the rotations did not disturb the link
+        assert ha.live == [link] and ha.downs == []
+    finally:
+        await browser.async_cancel()
+        await zc.async_close()
+
+
+async def test_an_advert_at_a_listener_reaches_whoever_proves_itself_there(
+    make_lan: Callable[..., LanTransport], make_handler: Any, service_type: str
+) -> None:
+    """An advert from someone else (with any TXT id) leads to a link to the node that listens
+    there, proven by the handshake; the id in the advert is not used."""
     dialler, listener, claimed = Identity.generate(), Identity.generate(), Identity.generate()
     ha, hb = make_handler(), make_handler()
     tb = make_lan(listener, discovery=False)
@@ -246,17 +282,15 @@ async def test_txt_id_is_only_a_hint(
         service_type,
         f"liar.{service_type}",
         port=tb.listening_port,
-        properties={b"id": claimed.node_id.hex().encode(), b"v": b"1"},
+        properties={b"id": claimed.node_id.hex().encode(), b"v": b"2"},
         server="liar.local.",
         parsed_addresses=["127.0.0.1"],
     )
     try:
-        with caplog.at_level(logging.WARNING, logger="meshchat.transports.lan"):
-            await ta.start(ha)
-            await zc.async_register_service(info)
-            await ha.until(lambda: len(ha.live) == 1, timeout=8)
+        await ta.start(ha)
+        await zc.async_register_service(info)
+        await ha.until(lambda: len(ha.live) == 1, timeout=8)
         assert ha.live[0].peer == listener.public
-        assert any("claimed node" in r.getMessage() for r in caplog.records)
     finally:
         await zc.async_unregister_all_services()
         await zc.async_close()
@@ -295,7 +329,7 @@ async def test_crashed_peer_is_found_again_at_its_new_port(
     seed = secrets.token_hex(64)
     peer = Identity.from_seeds(bytes.fromhex(seed[:64]), bytes.fromhex(seed[64:]))
     local = Identity.generate()
-    while local.node_id > peer.node_id:  # the local side dials: it must follow the new port
+    while local.node_id > peer.node_id:  # the local side's dial is the one kept
         local = Identity.generate()
     ha = make_handler()
     ta = make_lan(local, reconnect_initial=0.2)
@@ -309,7 +343,8 @@ async def test_crashed_peer_is_found_again_at_its_new_port(
         loop = asyncio.get_running_loop()
         began = loop.time()
         procs.append(await _spawn_echo_peer(seed, service_type))
-        await ha.until(lambda: len(ha.live) == 1, timeout=8)
+        # Both sides dial a newly found advert; the smaller id's connection is the one kept.
+        await ha.until(lambda: len(ha.live) == 1 and ha.live[0].initiator, timeout=8)
         print(
             f"\nreconnect after a crash (new process, new port): "
             f"{(loop.time() - began) * 1000:.0f} ms"

@@ -1,4 +1,4 @@
-"""The LAN transport's pure parts: TXT parsing, address choice, reconnect backoff."""
+"""The LAN transport's pure parts: TXT parsing, address choice; the shared reconnect backoff."""
 
 from __future__ import annotations
 
@@ -10,40 +10,27 @@ from hypothesis import strategies as st
 
 from meshchat.errors import TransportError
 from meshchat.identity import Identity
+from meshchat.transports.backoff import Backoff, BackoffTable
 from meshchat.transports.lan._addresses import choose_addresses, is_loopback_only
-from meshchat.transports.lan._backoff import Backoff
 from meshchat.transports.lan._discovery import (
-    SERVICE_TYPE,
     ServiceRecord,
-    instance_name,
     parse_txt,
+    random_label,
 )
 
 # -- TXT records ---------------------------------------------------------------------------------
 
 
-def test_parse_txt_reads_the_claimed_node_id() -> None:
-    node_id = Identity.generate().node_id
-    assert parse_txt({b"id": node_id.hex().encode(), b"v": b"1"}) == node_id
+def test_parse_txt_takes_a_v2_record_and_trusts_nothing_else_in_it() -> None:
+    parse_txt({b"v": b"2"})
+    parse_txt({b"v": b"2", b"id": Identity.generate().node_id.hex().encode()})
 
 
 @pytest.mark.parametrize(
     "properties",
-    [
-        {},
-        {b"v": b"1"},
-        {b"id": b"00" * 16},
-        {b"id": b"00" * 16, b"v": b"2"},
-        {b"id": b"00" * 16, b"v": None},
-        {b"id": None, b"v": b"1"},
-        {b"id": b"00" * 15, b"v": b"1"},
-        {b"id": b"zz" * 16, b"v": b"1"},
-        {b"id": b"AB" * 16, b"v": b"1"},
-        {b"id": b" 0" * 16, b"v": b"1"},
-        {b"id": "é".encode() * 16, b"v": b"1"},
-    ],
+    [{}, {b"v": b"1"}, {b"id": b"00" * 16}, {b"v": None}, {b"v": b"22"}, {b"V": b"2"}],
 )
-def test_parse_txt_rejects_what_is_not_a_v1_meshchat_record(
+def test_parse_txt_rejects_what_is_not_a_v2_meshchat_record(
     properties: dict[bytes, bytes | None],
 ) -> None:
     with pytest.raises(TransportError):
@@ -53,30 +40,29 @@ def test_parse_txt_rejects_what_is_not_a_v1_meshchat_record(
 @given(st.dictionaries(st.binary(max_size=8), st.one_of(st.none(), st.binary(max_size=40))))
 def test_parse_txt_never_crashes(properties: dict[bytes, bytes | None]) -> None:
     try:
-        node_id = parse_txt(properties)
+        parse_txt(properties)
     except TransportError:
+        assert properties.get(b"v") != b"2"
         return
-    assert len(node_id) == 16 and properties[b"id"] == node_id.hex().encode()
+    assert properties[b"v"] == b"2"
 
 
-@given(st.binary(min_size=16, max_size=16), st.one_of(st.none(), st.binary(max_size=40)))
-def test_parse_txt_accepts_every_lower_hex_id(node_id: bytes, extra: bytes | None) -> None:
-    assert parse_txt({b"id": node_id.hex().encode(), b"v": b"1", b"x": extra}) == node_id
+def test_labels_are_random_and_say_nothing_of_the_node() -> None:
+    labels = {random_label() for _ in range(50)}
+    assert len(labels) == 50
+    assert all(label.startswith("mc-") and len(label) == 19 for label in labels)
 
 
-def test_instance_name_and_record_checks() -> None:
-    node_id = bytes(range(16))
-    assert instance_name(node_id) == f"mc-0001020304050607.{SERVICE_TYPE}"
-    record = ServiceRecord("n", node_id, ("10.0.0.1",), 4000)
+def test_record_checks() -> None:
+    record = ServiceRecord("n", ("10.0.0.1",), 4000)
     assert record.port == 4000
     for bad in (
-        dict(node_id=b"short"),
         dict(port=0),
         dict(port=70000),
         dict(addresses=()),
         dict(addresses=("10.0.0.1",) * 9),
     ):
-        fields = {"name": "n", "node_id": node_id, "addresses": ("10.0.0.1",), "port": 4000}
+        fields: dict[str, object] = {"name": "n", "addresses": ("10.0.0.1",), "port": 4000}
         fields.update(bad)
         with pytest.raises(TransportError):
             ServiceRecord(**fields)  # type: ignore[arg-type]
@@ -142,3 +128,33 @@ def test_backoff_rejects_nonsense() -> None:
         Backoff(0, 1)
     with pytest.raises(ValueError):
         Backoff(2, 1)
+
+
+def test_backoff_table_shares_one_schedule_per_address() -> None:
+    table = BackoffTable(0.5, 8.0, rng=random.Random(3))
+    key = ("10.0.0.9", 4000)
+    assert table.wait(key, 0.0) == 0.0
+    now, tries = 0.0, 0
+    while now < 50.0:  # one dialler that tries whenever allowed
+        wait = table.wait(key, now)
+        if wait == 0.0:
+            table.attempt(key, now)
+            tries += 1
+        now += 0.01
+    # 0.25-0.5, then doubling to the 4-8 s cap: about ten tries in 50 s, not thousands
+    assert 6 <= tries <= 16
+    table.reset(key)
+    assert table.wait(key, now) == 0.0
+
+
+def test_backoff_table_is_bounded() -> None:
+    table = BackoffTable(1.0, 1.0, max_keys=4, rng=random.Random(1))
+    for i in range(4):
+        table.attempt(i, 0.0)
+    # full, and everyone is waiting: a new key must wait too
+    assert table.wait("new", 0.0) > 0.0
+    assert table.wait("new", 2.0) == 0.0
+    table.attempt("new", 2.0)
+    assert len(table) == 4
+    with pytest.raises(ValueError):
+        BackoffTable(1.0, 1.0, max_keys=0)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from meshchat.errors import FramingError, HandshakeError, TransportError
 from meshchat.identity import Identity
 from meshchat.transports.stream import (
+    MAX_WIRE_FRAME,
     StreamLink,
     enable_tcp_keepalive,
     open_stream_link,
@@ -204,6 +205,20 @@ async def test_slow_reader_fills_queue_instead_of_memory(make_handler: Any) -> N
     await link_b.close()
 
 
+async def _respond(
+    identity: Identity, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[LinkHandshake, bytes]:
+    """Play the responder by hand up to the point where only our ID is left to send."""
+    peer = LinkHandshake(identity, initiator=False)
+    assert peer.start() == []
+    (second,) = peer.receive(await _read_one_frame(reader))
+    writer.write(frame(second, 256))
+    (own_id,) = peer.receive(await _read_one_frame(reader))  # their M3
+    assert peer.receive(await _read_one_frame(reader)) == []  # their ID
+    assert peer.done
+    return peer, own_id
+
+
 async def test_frames_in_the_same_read_as_the_last_handshake_frame(
     tcp_pair: Any, make_handler: Any
 ) -> None:
@@ -215,17 +230,19 @@ async def test_frames_in_the_same_read_as_the_last_handshake_frame(
             reader_a, writer_a, alice, ha, transport_name="t", link_id="t:1", initiator=True
         )
     )
-    peer = LinkHandshake(bob)
-    hello = peer.start()
-    (proof,) = peer.receive(await _read_one_frame(reader_b))
-    # HELLO, PROOF and two data frames in one write: they arrive in one read.
+    peer, own_id = await _respond(bob, reader_b, writer_b)
+    cipher = peer.cipher()
+    # The last handshake frame and two data frames in one write: they arrive in one read.
     writer_b.write(
-        frame(hello, 256) + frame(proof, 256) + frame(b"early", 100) + frame(b"bird", 100)
+        frame(own_id, 256)
+        + frame(cipher.encrypt(b"early"), 100)
+        + frame(cipher.encrypt(b"bird"), 100)
     )
     link = await opening
     await ha.until(lambda: len(ha.frames) == 2)
     assert ha.payloads() == [b"early", b"bird"]
     assert ha.events[0] == ("up", link)
+    assert link.peer == bob.public
     await link.close()
 
 
@@ -270,24 +287,33 @@ async def test_garbage_handshake_gets_no_link_and_is_closed(
     tcp_pair: Any, make_handler: Any
 ) -> None:
     async def script(streams: Streams) -> None:
-        streams[1].write(frame(b"\xff\x00 not cbor at all", 256))
+        streams[1].write(frame(b"\xff\x00 not a handshake at all", 256))
 
     error, handler, rest = await _raw_server_side(tcp_pair, make_handler, script)
     assert isinstance(error, TransportError)
+    assert error.reason == "handshake-failed" and error.transport == "t"
     assert isinstance(error.__cause__, HandshakeError)
     assert handler.events == []
-    hello_size = int.from_bytes(rest[:2], "big")
-    assert len(rest) == 2 + hello_size  # the link's HELLO, then EOF: nothing more
+    assert rest == b""  # the responder said nothing at all, then hung up
+
+
+class _Liar(Identity):
+    """An identity whose proofs are random bytes (it claims keys it cannot sign for)."""
+
+    def sign(self, message: bytes) -> bytes:
+        return os.urandom(64)
 
 
 async def test_wrong_proof_gets_no_link(tcp_pair: Any, make_handler: Any) -> None:
-    impostor = LinkHandshake(Identity.generate())
+    liar = Identity.generate()
+    impostor = LinkHandshake(_Liar(liar._signing, liar._box), initiator=True)
 
     async def script(streams: Streams) -> None:
         reader, writer = streams
-        writer.write(frame(impostor.start(), 256))
-        impostor.receive(await _read_one_frame(reader))  # their HELLO -> our real proof
-        writer.write(frame(cbor2.dumps(["mc-proof", os.urandom(64)]), 256))
+        (first,) = impostor.start()
+        writer.write(frame(first, 256))
+        third, forged = impostor.receive(await _read_one_frame(reader))
+        writer.write(frame(third, 256) + frame(forged, 256))
 
     error, handler, _ = await _raw_server_side(tcp_pair, make_handler, script)
     assert isinstance(error, TransportError)
@@ -324,9 +350,9 @@ async def test_silent_peer_times_out(tcp_pair: Any, make_handler: Any) -> None:
     assert handler.events == []
 
 
-async def test_oversized_frame_after_handshake_closes_link(
+async def _linked_by_hand(
     tcp_pair: Any, make_handler: Any
-) -> None:
+) -> tuple[Any, StreamLink, LinkHandshake, asyncio.StreamReader, asyncio.StreamWriter]:
     (reader_a, writer_a), (reader_b, writer_b) = await tcp_pair()
     ha = make_handler()
     opening = asyncio.create_task(
@@ -340,21 +366,55 @@ async def test_oversized_frame_after_handshake_closes_link(
             initiator=True,
         )
     )
-    peer = LinkHandshake(Identity.generate())
-    writer_b.write(frame(peer.start(), 256))
-    (proof,) = peer.receive(await _read_one_frame(reader_b))
-    writer_b.write(frame(proof, 256))
-    assert peer.receive(await _read_one_frame(reader_b)) == [] and peer.done
+    peer, own_id = await _respond(Identity.generate(), reader_b, writer_b)
+    writer_b.write(frame(own_id, 256))
     link = await opening
-    writer_b.write(frame(b"fine", 10))
+    return ha, link, peer, reader_b, writer_b
+
+
+async def test_oversized_frame_after_handshake_closes_link(
+    tcp_pair: Any, make_handler: Any
+) -> None:
+    ha, link, peer, reader_b, writer_b = await _linked_by_hand(tcp_pair, make_handler)
+    writer_b.write(frame(peer.cipher().encrypt(b"fine"), 100))
     await ha.until(lambda: bool(ha.frames))
-    writer_b.write((MAX_PACKET_SIZE + 1).to_bytes(2, "big") + b"x" * 100)
+    writer_b.write((MAX_WIRE_FRAME + 1).to_bytes(2, "big") + b"x" * 100)
     await ha.until(lambda: bool(ha.downs))
     assert ha.payloads() == [b"fine"]
     assert link.closed and [kind for kind, _ in ha.events] == ["up", "down"]
     assert await asyncio.wait_for(reader_b.read(), 2.0) == b""  # the link hung up
     await link.close()
     assert len(ha.downs) == 1
+
+
+@pytest.mark.parametrize("tamper", ["plain", "flipped", "replayed"])
+async def test_a_frame_that_does_not_decrypt_closes_the_link(
+    tcp_pair: Any, make_handler: Any, tamper: str
+) -> None:
+    ha, link, peer, _, writer_b = await _linked_by_hand(tcp_pair, make_handler)
+    cipher = peer.cipher()
+    good = cipher.encrypt(b"fine")
+    writer_b.write(frame(good, 100))
+    await ha.until(lambda: bool(ha.frames))
+    bad = {
+        "plain": b"not sealed at all, just a packet",
+        "flipped": bytes([cipher.encrypt(b"next")[0] ^ 1]) + cipher.encrypt(b"x")[1:],
+        "replayed": good,
+    }[tamper]
+    writer_b.write(frame(bad, 100))
+    await ha.until(lambda: bool(ha.downs))
+    assert ha.payloads() == [b"fine"]
+    await link.close()
+
+
+async def test_frames_on_the_wire_are_sealed(tcp_pair: Any, make_handler: Any) -> None:
+    _, link, peer, reader_b, _ = await _linked_by_hand(tcp_pair, make_handler)
+    assert link.send(b"a packet the neighbour reads")
+    sealed = await _read_one_frame(reader_b)
+    assert b"neighbour" not in sealed
+    assert len(sealed) == len(b"a packet the neighbour reads") + 16
+    assert peer.cipher().decrypt(sealed) == b"a packet the neighbour reads"
+    await link.close()
 
 
 async def test_peer_hangup_reports_down_once(tcp_pair: Any, make_handler: Any) -> None:

@@ -18,7 +18,8 @@ Theory of operation:
 ============  ===============================  ==============================================
 state         event                            action, next state
 ============  ===============================  ==============================================
-HANDSHAKE     :meth:`begin`                    send HELLO; start the handshake timer
+HANDSHAKE     :meth:`begin`                    start the handshake (the central sends its
+                                               first message); start the handshake timer
 HANDSHAKE     handshake frame                  feed it; send replies; when done: UP and
                                                ``on_ready`` (the transport decides to keep
                                                the session or close it)
@@ -118,7 +119,8 @@ class Session:
         self.link: BleLink | None = None
         self.framing_errors = 0
         self.dropped_frames = 0
-        self._handshake = LinkHandshake(identity)
+        # the central dialled: it is the handshake's initiator
+        self._handshake = LinkHandshake(identity, initiator=connection.initiator)
         self._state = _State.HANDSHAKE
         self._fragmenter = Fragmenter(MAX_LINK_FRAME)
         self._reassembler = Reassembler(
@@ -177,9 +179,10 @@ class Session:
         """Start the handshake; call once, right after creating the session."""
         self._writer = asyncio.ensure_future(self._write_loop())
         self._timer = self._loop.call_later(self.limits.handshake_timeout, self._handshake_expired)
-        # HELLO first: values that arrived early are delivered by attach() and the handshake
-        # must already be started to take the peer's HELLO.
-        self._push(CHANNEL_HANDSHAKE, self._handshake.start())
+        # Start first: values that arrived early are delivered by attach() and the handshake
+        # must already be started to take the peer's first message.
+        for first in self._handshake.start():
+            self._push(CHANNEL_HANDSHAKE, first)
         self.connection.attach(self._on_value, self._connection_closed)
 
     async def close(self) -> None:

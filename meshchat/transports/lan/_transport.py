@@ -6,7 +6,7 @@ Theory of operation.
 (:func:`open_stream_link`) and, once the peer is proven, is *admitted* (below).
 
 *Dialling.* Every place to dial is a *target*: a service found by mDNS (keyed by its instance
-name, carrying the node id its TXT record claims) or a static ``host:port``. Each target has one
+name; adverts say nothing of who a node is) or a static ``host:port``. Each target has one
 dial loop, which runs while the target exists (a discovered target ends when its service says
 goodbye or expires; a static one lasts until :meth:`LanTransport.stop`):
 
@@ -14,12 +14,21 @@ goodbye or expires; a static one lasts until :meth:`LanTransport.stop`):
 situation                           the loop
 ==================================  =============================================================
 a live link to the target's peer    waits for that link to close, then waits a reconnect delay
-our node id is larger than the      waits ``dial_delay`` for the peer to dial us; dials only if no
-peer's (claimed or proven)          link appeared (covers peers that cannot reach us)
+ours is the larger node id (when    waits ``dial_delay`` for the peer to dial us; dials only if no
+the peer's is known at this         link appeared (covers peers that cannot reach us)
+address) or else the larger
+advertised instance label
 otherwise                           dials each advertised address in turn; on failure waits the
                                     next backoff delay (doubling, jittered, capped at
                                     ``reconnect_max``), cut short when the service record changes
 ==================================  =============================================================
+
+Every dial of an address (``host:port``) also waits for that address's own schedule, shared by
+all targets that point there (:class:`~meshchat.transports.backoff.BackoffTable`): each dial
+pushes the next one further out (doubling, up to ``reconnect_max``) until a link through the
+address lasts ``STABLE_LINK_SECONDS``. So hundreds of fake adverts pointing at one listener make
+a node dial it on one slow schedule, not once per advert; and discovery tracks only a few
+services per host (:mod:`._discovery`).
 
 *Admission: one link per peer.* If both sides dial at once, two connections join the same
 pair. After a handshake, if a link to that peer already exists, both sides keep the connection
@@ -36,8 +45,11 @@ connections are bounded per remote address (:mod:`meshchat.transports.slots`). T
 which peers are contacts (:class:`~meshchat.transports.base.LinkJudge`) and which links carried
 something useful (:meth:`~meshchat.transports.base.Link.credit`).
 
-The TXT ``id`` is a hint for the dialling rule; the handshake proves who answered. When the two
-differ the link is kept (it is proven) and the mismatch is logged.
+Who answers at an address is known only once a handshake proved it: one we dialled there, or
+one the peer dialled from that host, telling its listening port inside the encrypted handshake
+(a claim never overrides what a dial proved). The transport remembers it (bounded) so that the
+dialling rule and the "live link" check apply to the next advert at that address too (a peer's
+advert changes its random name every so often).
 """
 
 from __future__ import annotations
@@ -52,10 +64,15 @@ from typing import Any
 
 from meshchat.errors import TransportError
 from meshchat.identity import Identity, PublicIdentity
+from meshchat.transports.backoff import Backoff, BackoffTable
 from meshchat.transports.base import LinkHandler, LinkJudge, Transport, TransportStatus
 from meshchat.transports.lan._addresses import choose_addresses
-from meshchat.transports.lan._backoff import Backoff
-from meshchat.transports.lan._discovery import SERVICE_TYPE, Discovery, ServiceRecord
+from meshchat.transports.lan._discovery import (
+    ROTATE_EVERY,
+    SERVICE_TYPE,
+    Discovery,
+    ServiceRecord,
+)
 from meshchat.transports.slots import PendingView, SlotPolicy, SlotView
 from meshchat.transports.stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -74,6 +91,8 @@ logger = logging.getLogger(__name__)
 SWEEP_INTERVAL = 5.0
 #: most dial targets (discovered plus static)
 MAX_TARGETS = 256
+#: most addresses whose proven node id is remembered
+MAX_PROVEN_ADDRESSES = 1024
 #: a link that lived this long resets the reconnect backoff when it ends
 STABLE_LINK_SECONDS = 10.0
 CONNECT_TIMEOUT = 3.0
@@ -83,6 +102,7 @@ class _Outcome(Enum):
     CONNECTED = auto()
     DUPLICATE = auto()
     FAILED = auto()
+    WAITING = auto()
 
 
 @dataclass(slots=True, eq=False)
@@ -92,16 +112,8 @@ class _Target:
     key: str
     addresses: tuple[str, ...]
     port: int
-    #: node id claimed by the service's TXT record (None for static peers)
-    hint: bytes | None
-    #: node id proven by the last handshake through this target
-    proven: bytes | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-
-    @property
-    def node_id(self) -> bytes | None:
-        return self.proven if self.proven is not None else self.hint
 
 
 class LanTransport(Transport):
@@ -127,6 +139,7 @@ class LanTransport(Transport):
         connect_timeout: float = CONNECT_TIMEOUT,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         slots: SlotPolicy | None = None,
+        mdns_rotate_every: float = ROTATE_EVERY,
     ) -> None:
         Backoff(reconnect_initial, reconnect_max)  # validates the pair early
         self._identity = identity
@@ -145,6 +158,10 @@ class LanTransport(Transport):
         self._connect_timeout = connect_timeout
         self._queue_frames = queue_frames
         self._slots = slots if slots is not None else SlotPolicy()
+        self._rotate_every = mdns_rotate_every
+        self._dial_backoff = BackoffTable(reconnect_initial, reconnect_max)
+        #: (host, port) -> the node id a handshake there proved
+        self._proven_at: dict[tuple[str, int], bytes] = {}
         self._judge: LinkJudge | None = None
 
         self._handler: LinkHandler | None = None
@@ -216,15 +233,16 @@ class LanTransport(Transport):
                 interfaces=self._interfaces,
                 on_found=self._on_service_found,
                 on_removed=self._on_service_removed,
+                rotate_every=self._rotate_every,
             )
             try:
-                await discovery.start(self._node_id, self._listening_port, addresses)
+                await discovery.start(self._listening_port, addresses)
             except TransportError:
                 await self.stop()
                 raise
             self._discovery = discovery
         for host, port in self._static_peers:
-            self._add_target(_Target(f"static:{host}:{port}", (host,), port, None))
+            self._add_target(_Target(f"static:{host}:{port}", (host,), port))
         sweeper = asyncio.create_task(self._sweep_loop(), name="lan-sweep")
         self._workers.add(sweeper)
         sweeper.add_done_callback(self._workers.discard)
@@ -291,24 +309,19 @@ class LanTransport(Transport):
     # -- dialling --------------------------------------------------------------------------------
 
     def _on_service_found(self, record: ServiceRecord) -> None:
-        if not self._running or record.node_id == self._node_id:
-            return
+        if not self._running or (
+            record.port == self._listening_port
+            and any(a in self._advertising for a in record.addresses)
+        ):
+            return  # our own listener (an advert of ours from before a rotation)
         target = self._targets.get(record.name)
         if target is None:
             logger.info("lan: found %s at %s:%d", record.name, record.addresses, record.port)
-            self._add_target(_Target(record.name, record.addresses, record.port, record.node_id))
+            self._add_target(_Target(record.name, record.addresses, record.port))
             return
-        if (target.addresses, target.port, target.hint) != (
-            record.addresses,
-            record.port,
-            record.node_id,
-        ):
+        if (target.addresses, target.port) != (record.addresses, record.port):
             logger.info("lan: %s moved to %s:%d", record.name, record.addresses, record.port)
-            target.addresses, target.port, target.hint = (
-                record.addresses,
-                record.port,
-                record.node_id,
-            )
+            target.addresses, target.port = record.addresses, record.port
             target.changed.set()
 
     def _on_service_removed(self, name: str) -> None:
@@ -329,31 +342,55 @@ class LanTransport(Transport):
     async def _dial_loop(self, target: _Target) -> None:
         backoff = Backoff(self._reconnect_initial, self._reconnect_max)
         while self._running:
-            peer_id = target.node_id
+            peer_id = self._peer_at(target)
             link = self._links.get(peer_id) if peer_id is not None else None
             if link is None:
-                if (
-                    peer_id is not None
-                    and self._node_id > peer_id
-                    and await self._wait_for_link(peer_id, self._dial_delay)
+                if self._should_wait(target, peer_id) and await self._wait_for_peer(
+                    target, self._dial_delay
                 ):
                     continue
-                outcome, link = await self._dial(target)
+                outcome, link, wait = await self._dial(target)
+                if outcome is _Outcome.WAITING:
+                    await self._pause(target, wait)
+                    continue
                 if outcome is _Outcome.FAILED:
                     await self._pause(target, backoff.next())
                     continue
                 if link is None:  # a duplicate: the loop finds the kept link next time
                     continue
-            await self._wait_link_closed(link, backoff)
+            await self._wait_link_closed(target, link, backoff)
             await self._pause(target, backoff.next())
 
-    async def _wait_link_closed(self, link: StreamLink, backoff: Backoff) -> None:
-        """Wait for ``link`` to end; a link that lasted resets the backoff."""
+    def _should_wait(self, target: _Target, peer_id: bytes | None) -> bool:
+        """Whether the peer at ``target`` is the one to dial (so we wait for it first)."""
+        if peer_id is not None:
+            return self._node_id > peer_id
+        own = self._discovery.name if self._discovery is not None else ""
+        if not own or target.key.startswith("static:"):
+            return False
+        return own.split(".", 1)[0] > target.key.split(".", 1)[0]
+
+    async def _wait_for_peer(self, target: _Target, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a live link to whoever is known at ``target``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self._linked_at(target):
+                    await self._link_added.wait()
+        return self._linked_at(target)
+
+    def _linked_at(self, target: _Target) -> bool:
+        peer_id = self._peer_at(target)
+        return peer_id is not None and peer_id in self._links
+
+    async def _wait_link_closed(self, target: _Target, link: StreamLink, backoff: Backoff) -> None:
+        """Wait for ``link`` to end; a link that lasted resets the backoffs."""
         loop = asyncio.get_running_loop()
         began = loop.time()
         await link.wait_closed()
         if loop.time() - began >= STABLE_LINK_SECONDS:
             backoff.reset()
+            for address in target.addresses:
+                self._dial_backoff.reset((address, target.port))
 
     async def _pause(self, target: _Target, delay: float) -> None:
         """Sleep ``delay`` seconds, or less if the target's address changed."""
@@ -362,18 +399,34 @@ class LanTransport(Transport):
                 await target.changed.wait()
         target.changed.clear()
 
-    async def _wait_for_link(self, peer_id: bytes, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a link to ``peer_id``; True if one is up."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while peer_id not in self._links:
-                    await self._link_added.wait()
-        return peer_id in self._links
+    def _peer_at(self, target: _Target) -> bytes | None:
+        """The node id last proven at one of ``target``'s addresses, if any."""
+        for address in target.addresses:
+            peer_id = self._proven_at.get((address, target.port))
+            if peer_id is not None:
+                return peer_id
+        return None
 
-    async def _dial(self, target: _Target) -> tuple[_Outcome, StreamLink | None]:
-        """Try each address of ``target``; the outcome and the link if one was started."""
+    def _remember(self, address: tuple[str, int], peer_id: bytes, *, dialled: bool) -> None:
+        if not dialled and address in self._proven_at:
+            return  # a claim made by a peer that dialled us never overrides a dial's proof
+        self._proven_at.pop(address, None)
+        self._proven_at[address] = peer_id
+        while len(self._proven_at) > MAX_PROVEN_ADDRESSES:
+            del self._proven_at[next(iter(self._proven_at))]
+
+    async def _dial(self, target: _Target) -> tuple[_Outcome, StreamLink | None, float]:
+        """Try each address of ``target`` whose own backoff allows it now; the outcome, the
+        link if one was started, and (when every address must wait) how long."""
+        waits: list[float] = []
         for address in target.addresses:
             describe = f"{address}:{target.port}"
+            key = (address, target.port)
+            wait = self._dial_backoff.wait(key, self._now())
+            if wait > 0:
+                waits.append(wait)
+                continue
+            self._dial_backoff.attempt(key, self._now())
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     reader, writer = await asyncio.open_connection(address, target.port)
@@ -384,19 +437,13 @@ class LanTransport(Transport):
             link = await self._handshake(reader, writer, initiator=True, describe=describe)
             if link is None:
                 continue
-            proven = link.peer.node_id
-            if target.hint is not None and proven != target.hint:
-                logger.warning(
-                    "lan: %s claimed node %s but proved to be %s; keeping the link",
-                    target.key,
-                    target.hint.hex()[:16],
-                    proven.hex()[:16],
-                )
-            target.proven = proven
+            self._remember(key, link.peer.node_id, dialled=True)
             if self._admit(link):
-                return _Outcome.CONNECTED, link
-            return _Outcome.DUPLICATE, None
-        return _Outcome.FAILED, None
+                return _Outcome.CONNECTED, link, 0.0
+            return _Outcome.DUPLICATE, None, 0.0
+        if len(waits) == len(target.addresses):
+            return _Outcome.WAITING, None, min(waits)
+        return _Outcome.FAILED, None, 0.0
 
     # -- links -----------------------------------------------------------------------------------
 
@@ -425,6 +472,7 @@ class LanTransport(Transport):
                 queue_frames=self._queue_frames,
                 start=False,
                 on_closed=self._on_link_closed,
+                port=self._listening_port,
             )
         except TransportError as exc:
             logger.info("lan: %s", exc)
@@ -457,6 +505,9 @@ class LanTransport(Transport):
             logger.debug("lan: %s replaces %s", link.link_id, existing.link_id)
             existing.shutdown(f"replaced by {link.link_id}")
         self._links[peer_id] = link
+        remote = link.remote_address
+        if not link.initiator and link.peer_port is not None and remote is not None:
+            self._remember((remote[0], link.peer_port), peer_id, dialled=False)
         logger.info(
             "lan: link %s up to %s (%s, %s)",
             link.link_id,

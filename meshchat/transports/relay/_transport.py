@@ -78,9 +78,9 @@ from meshchat.gateway import (
 )
 from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
+from meshchat.transports.backoff import Backoff
 from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.gateway_link import GatewayLink
-from meshchat.transports.lan._backoff import Backoff
 from meshchat.transports.relay._config import RelayConfig, client_id_for
 from meshchat.transports.relay._outbox import Outbox, Publish
 from meshchat.wire.fastparse import peek_packet_id

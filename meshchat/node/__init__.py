@@ -176,7 +176,9 @@ class Node:
         self.inbox.put(LinkDown(link))
 
     def frame_received(self, link: Link, frame: bytes) -> None:
-        self.inbox.put(FrameIn(link, frame))
+        if not self.inbox.put(FrameIn(link, frame)):
+            # its lane is full: read nothing more from it until the lane has room
+            link.hold_reading(self.inbox.room(link.link_id))
 
     def inject(self, frame: bytes) -> None:
         """Accept a frame from a non-link source (an internet transport)."""

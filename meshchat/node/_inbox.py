@@ -17,7 +17,10 @@ Fairness. Each link has its own lane in the inbox, and the lanes are served roun
 (:class:`Inbox`): one link writing junk as fast as it can fills only its own lane, and loses
 only its own frames, while the frames (messages, acks) of every other link still get their turn.
 Frames beyond the bounds are dropped (counted) rather than buffered without bound; the senders'
-retries and store-and-forward recover them. Link changes and commands are never dropped.
+retries and store-and-forward recover them. Link changes and commands are never dropped. A link
+whose frames were dropped is also asked to hold its reading until its lane is half empty
+(:meth:`~meshchat.transports.base.Link.hold_reading`): a TCP peer that floods is then slowed by
+TCP's flow control, and costs the node little more than the frames it takes.
 """
 
 from __future__ import annotations
@@ -98,19 +101,21 @@ class Inbox:
         self._frames = 0
         self._count = count
         self._ready = asyncio.Event()
+        #: lanes whose link holds its reading until they have room again (see :meth:`room`)
+        self._waiters: dict[str, asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
         return sum(len(lane) for lane in self._lanes.values())
 
-    def put(self, item: Item) -> None:
-        """Queue ``item`` in its lane (see the class for what is dropped when)."""
+    def put(self, item: Item) -> bool:
+        """Queue ``item`` in its lane; False if it was dropped (see the class for when)."""
         if isinstance(item, Command):
             key = COMMANDS
         elif isinstance(item, FrameIn):
             key = INJECTED if item.link is None else item.link.link_id
             if not self._room_for_frame(key):
                 self._count("drop.inbox-full")
-                return
+                return False
             self._frames += 1
         else:
             key = item.link.link_id
@@ -120,6 +125,20 @@ class Inbox:
             self._turns.append(key)
         lane.append(item)
         self._ready.set()
+        return True
+
+    def room(self, key: str) -> asyncio.Future[None]:
+        """Done once lane ``key`` is down to half its bound: a link whose frames were dropped
+        holds its reading until then (see :meth:`Link.hold_reading`)."""
+        lane = self._lanes.get(key)
+        waiter = self._waiters.get(key)
+        if waiter is None or waiter.done():
+            waiter = asyncio.get_running_loop().create_future()
+            if lane is not None and len(lane) > self._link_size // 2:
+                self._waiters[key] = waiter
+            else:
+                waiter.set_result(None)
+        return waiter
 
     def _room_for_frame(self, key: str) -> bool:
         """Whether a frame for lane ``key`` gets in, dropping another lane's newest frame
@@ -149,6 +168,10 @@ class Inbox:
         lane = self._lanes[key]
         item = lane.popleft()
         turns.rotate(-1)
+        if key in self._waiters and len(lane) <= self._link_size // 2:
+            waiter = self._waiters.pop(key)
+            if not waiter.done():
+                waiter.set_result(None)
         if not lane:
             turns.pop()
             del self._lanes[key]

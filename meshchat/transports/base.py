@@ -20,6 +20,7 @@ new, valid packet), so that transports keep such links over idle ones
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -48,6 +49,16 @@ class Link(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close the link; the transport then reports ``link_down`` once."""
+
+    def hold_reading(self, until: asyncio.Future[None]) -> None:
+        """Read nothing more from the peer until ``until`` is done (or the link closes).
+
+        The node asks this when its queue for this link is full, so a peer that writes
+        faster than the node takes its frames is slowed down (for a stream, by TCP's own flow
+        control) instead of being read and dropped. A link that cannot hold its reading
+        ignores this (the default): the node then drops what does not fit.
+        """
+        return None
 
     def describe(self) -> str:
         """A short human description of the far end (address, signal), for peer listings."""

@@ -122,6 +122,8 @@ class StreamLink(Link):
         self._reported_up = False
         self._closed = False
         self._closed_event = asyncio.Event()
+        #: the node's queue for this link is full: read again once this is done
+        self._hold: asyncio.Future[None] | None = None
         #: frames refused because the send queue was full
         self.dropped_frames = 0
         #: when the link was made and when it last carried a useful frame (loop clock)
@@ -227,6 +229,7 @@ class StreamLink(Link):
             pending, self._pending = self._pending, []
             self._deliver(pending)
             while not self._closed:
+                await self._held()
                 data = await self._reader.read(READ_CHUNK)
                 if not data:
                     break
@@ -240,6 +243,21 @@ class StreamLink(Link):
             reason = f"reader failed: {exc!r}"
         self._mark_closed(reason)
         await self._finish_close()
+
+    def hold_reading(self, until: asyncio.Future[None]) -> None:
+        self._hold = until
+
+    async def _held(self) -> None:
+        """Wait while the node holds this link's reading (see :meth:`Link.hold_reading`)."""
+        hold, self._hold = self._hold, None
+        if hold is None or hold.done():
+            return
+        closed: asyncio.Future[object] = asyncio.ensure_future(self._closed_event.wait())
+        waiting: set[asyncio.Future[object]] = {closed, asyncio.ensure_future(hold)}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
 
     def _deliver(self, frames: list[bytes]) -> None:
         for sealed in frames:

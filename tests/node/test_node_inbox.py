@@ -300,3 +300,18 @@ async def test_link_changes_and_commands_are_never_dropped() -> None:
     assert any(isinstance(i, Command) for i in items)
     # the link's frames come before its link-down
     assert [type(i) for i in items if not isinstance(i, Command)] == [FrameIn, FrameIn, LinkDown]
+
+
+async def test_a_full_lane_asks_its_link_to_hold_reading_until_half_empty() -> None:
+    inbox, _ = _inbox(size=100, link_size=10)
+    flood = _Link("lan:1")
+    accepted = [inbox.put(_frame(flood, n)) for n in range(12)]
+    assert accepted == [True] * 10 + [False] * 2
+    room = inbox.room("lan:1")
+    assert not room.done()
+    for _ in range(4):
+        inbox.take()
+    assert not room.done()  # 6 left
+    inbox.take()
+    assert room.done()  # down to half: read again
+    assert inbox.room("lan:2").done()  # an empty lane never holds

@@ -15,7 +15,7 @@ overall             ``max_carried``            the lowest-ranked, oldest of the 
 
 A packet's *rank* is read when a victim is chosen, so it follows what the node knows now:
 
-* 2 -- its origin (signing key) is one of this node's contacts;
+* 2 -- its origin (signing key) is one of this node's contacts, or this node itself;
 * 1 -- its destination is a contact, one of this node's own addresses or channels, or a
   node that proved it exists by acknowledging a packet (an ack signed by that recipient, or a
   sealed ack whose token only the recipient could know): a conversation acked later;

@@ -409,7 +409,7 @@ class FloodRouter:
 
     def _rank(self, entry: CarriedEntry) -> int:
         """How much a carried packet is worth keeping (see :mod:`meshchat.router.carry`)."""
-        if entry.origin in self.contact_keys:
+        if entry.origin in self.contact_keys or entry.origin == self.origin_key:
             return 2
         dest = entry.recipient
         if (

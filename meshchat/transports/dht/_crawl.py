@@ -6,8 +6,9 @@ one hop further, is never asked for), and both crawls keep the ``ksize`` nodes n
 whoever they are, so nodes whose ids an attacker placed next to a key make up the whole result
 (an *eclipse*: a ``set`` stores only at them, a ``get`` asks only them).
 
-- :class:`DiverseNodeHeap` keeps at most ``per_ip`` nodes of one IP address among the
-  candidates, so nodes from one address take at most that many of the ``ksize`` places.
+- :class:`DiverseNodeHeap` keeps at most ``per_ip`` nodes of one source (an IPv4 address or
+  an IPv6 /64) among the candidates, so nodes from one address take at most that many of the
+  ``ksize`` places.
 - :class:`DiverseNodeCrawl` is ``NodeSpiderCrawl`` over that heap (for ``set``, bootstrap and
   refresh).
 - :class:`CheckedValueCrawl` asks the nearest nodes for a value, passes every value it gets to
@@ -29,11 +30,13 @@ from typing import Any
 from kademlia.crawling import NodeSpiderCrawl, RPCFindResponse, SpiderCrawl
 from kademlia.node import Node, NodeHeap
 
+from meshchat.transports.dht._storage import source_of
+
 __all__ = ["CheckedValueCrawl", "DiverseNodeCrawl", "DiverseNodeHeap"]
 
 
 class DiverseNodeHeap(NodeHeap):  # type: ignore[misc]
-    """A :class:`NodeHeap` holding at most ``per_ip`` nodes of any one IP address, and none
+    """A :class:`NodeHeap` holding at most ``per_ip`` nodes of any one source, and none
     that ``skip`` says failed us lately."""
 
     def __init__(
@@ -50,7 +53,8 @@ class DiverseNodeHeap(NodeHeap):  # type: ignore[misc]
         for node in nodes:
             if node in self or (self.skip is not None and self.skip(node)):
                 continue
-            same = sum(1 for _, other in self.heap if other.ip == node.ip)
+            source = source_of(node.ip)
+            same = sum(1 for _, other in self.heap if source_of(other.ip) == source)
             if node.ip is not None and same >= self.per_ip:
                 self.refused += 1
                 continue

@@ -12,7 +12,8 @@ well-formed traffic within these limits (:class:`GuardLimits`):
   than ``max_answer`` or to no question of ours that is still open (before it is decoded);
 - requests are rate-limited per source address (token bucket of ``source_rate`` per second,
   burst ``source_burst``; at most ``max_sources`` sources tracked, least recent forgotten) and
-  in all (``total_rate``/``total_burst``); an excess request is dropped unanswered;
+  in all (``total_rate``/``total_burst``, which requests from the sources of the routing
+  table's contacts do not use up); an excess request is dropped unanswered;
 - a request is answered only if its method is one of Kademlia's five and its arguments have
   their types and sizes (node ids and keys 20 bytes, values at most ``MAX_RECORD`` bytes);
 - an answer is used only if it has the shape its request expects: the asked node's own id for
@@ -23,8 +24,8 @@ well-formed traffic within these limits (:class:`GuardLimits`):
 - a node that sends us a request enters the routing table only after it answered a ping of
   ours with the same id (at most ``verifying`` such pings at a time), so requests from fresh
   ids, or from an address that never answers, add no dead contacts;
-- the routing table holds at most ``per_ip`` contacts of one IP address (an eclipse from one
-  address gets that many places), and one per address and port;
+- the routing table holds at most ``per_ip`` contacts of one source (IPv4 address or IPv6 /64:
+  an eclipse from one address gets that many places), and one per address and port;
 - an address that did not answer, or answered garbage, is shunned for ``shun_s``: lookups do
   not ask it again when other nodes still name it (a swarm that a crowd of nodes joined and
   left pays each dead contact's timeout once, not on every lookup);
@@ -167,6 +168,8 @@ class GuardedProtocol(KademliaProtocol):  # type: ignore[misc]
         self._tasks: set[asyncio.Future[Any]] = set()
         self._verifying: set[tuple[str, int]] = set()
         self._shunned: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self._contacts: frozenset[str] = frozenset()
+        self._contacts_at = -2.0
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -210,7 +213,19 @@ class GuardedProtocol(KademliaProtocol):  # type: ignore[misc]
             self._sources.move_to_end(source)
         if not bucket.take(limits.source_rate, limits.source_burst, now):
             return False
-        return self._total.take(limits.total_rate, limits.total_burst, now)
+        # a flood from many addresses may use up the total, but not against our own contacts
+        return source in self._contact_sources(now) or self._total.take(
+            limits.total_rate, limits.total_burst, now
+        )
+
+    def _contact_sources(self, now: float) -> frozenset[str]:
+        """The sources of the routing table's contacts (recomputed at most once a second)."""
+        if now - self._contacts_at > 1.0:
+            self._contacts_at = now
+            self._contacts = frozenset(
+                source_of(n.ip) for b in self.router.buckets for n in b.nodes.values()
+            )
+        return self._contacts
 
     async def _solve_datagram(self, datagram: bytes, address: Any) -> None:
         try:
@@ -291,13 +306,13 @@ class GuardedProtocol(KademliaProtocol):  # type: ignore[misc]
         address and port, fewer than ``limits.per_ip`` contacts at its IP address."""
         if not self.router.is_new_node(node) or node.id == self.source_node.id:
             return False
-        same_ip = 0
+        same_ip, source = 0, source_of(node.ip)
         for bucket in self.router.buckets:
             for known in (*bucket.nodes.values(), *bucket.replacement_nodes.values()):
                 if known.same_home_as(node):
                     self._count("refused.same-address")
                     return False
-                same_ip += known.ip == node.ip
+                same_ip += source_of(known.ip) == source
         if same_ip >= self.limits.per_ip:
             self._count("refused.per-ip")
             return False

@@ -139,6 +139,32 @@ async def test_requests_are_rate_limited_per_source(node: GuardedServer) -> None
         other.close()
 
 
+async def test_a_flood_from_many_addresses_does_not_shut_out_known_contacts() -> None:
+    limits = GuardLimits(total_rate=1, total_burst=5, rpc_timeout=0.5)
+    guarded = GuardedServer(20, 3, RecordStorage(), limits)
+    await guarded.listen(0, interface=HOST)
+    friend = Server()
+    await friend.listen(0, interface="127.0.3.9")
+    flooders = [Raw(f"127.0.4.{i}") for i in range(1, 11)]
+    try:
+        await friend.bootstrap([address(guarded)])
+        await asyncio.sleep(0.3)
+        assert [ip for ip, _ in guarded.bootstrappable_neighbors()] == ["127.0.3.9"]
+        await asyncio.sleep(1.1)  # the node's list of contact sources is refreshed
+        for flooder in flooders:
+            for _ in range(5):
+                flooder.request(address(guarded), "find_node", [os.urandom(20), os.urandom(20)])
+        ok, answer = await friend.protocol.ping(address(guarded), friend.node.id)
+        assert ok and answer == guarded.node.id  # a contact is still answered
+        answered = sum([await f.answers() for f in flooders])
+        assert answered <= 7  # the total budget
+    finally:
+        for flooder in flooders:
+            flooder.close()
+        friend.stop()
+        guarded.stop()
+
+
 async def test_fresh_ids_from_an_address_that_does_not_answer_add_no_contact(
     node: GuardedServer,
 ) -> None:

@@ -116,8 +116,7 @@ class Engine:
     # -- sessions and contacts -----------------------------------------------------------
 
     def load_sessions(self, blobs: dict[bytes, bytes]) -> list[bytes]:
-        """Restore stored session state (our prekeys under our own node id, one blob per
-        peer otherwise); returns the keys of blobs that could not be read (they are skipped)."""
+        """Restore stored session state (our prekeys under our node id); the unreadable keys."""
         return self.direct.load(blobs)
 
     def add_contact(

@@ -19,7 +19,6 @@ from meshchat.cli.common import (
     open_store,
     read_passphrase,
     say,
-    unlock,
 )
 from meshchat.control import contact_json
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
@@ -148,17 +147,16 @@ def _refuse_lookalike(args: argparse.Namespace, exc: LookalikeError) -> None:
 
 
 def cmd_contacts_list(args: argparse.Namespace, home: Home) -> int:
-    unlocked = unlock(home)
-    me = unlocked.identity.public
-    with open_store(home, unlocked) as store:
-        contacts = store.list_contacts()
+    with book_of(home) as book:  # the running node's, else the store's
+        contacts = book.contacts()
+        me, own_name = book.me, book.name
     if args.json:
         emit_json([contact_json(c, me) for c in contacts])
         return 0
     if not contacts:
         say("no contacts yet: 'meshchat contacts add <card>'")
     for c in contacts:
-        shown = marked(c.name, _others(contacts, unlocked.name, c.node_id))
+        shown = marked(c.name, _others(contacts, own_name, c.node_id))
         say(f"{shown:<24} {c.node_id.hex()[:16]}  {trust_label(c)}")
     compromised = [c for c in contacts if c.trust is Trust.COMPROMISED]
     if compromised:

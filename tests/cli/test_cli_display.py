@@ -22,7 +22,7 @@ import pytest
 from clirun import cli_env, run_cli
 
 from meshchat.home import Home
-from meshchat.identity import KdfProfile
+from meshchat.identity import Identity, KdfProfile
 
 PASS = "display daemon passphrase"
 FORGED_NAME = "\b\b\balice\x1b[2K"
@@ -167,3 +167,19 @@ def test_a_strangers_name_and_text_cannot_steer_the_terminal(
     log = (tmp_path / "alice.log").read_text()
     assert "received" in log and "in #mesh" in log
     assert "hops" not in log
+
+
+def test_with_the_node_running_a_lookalike_is_refused_and_peers_mark_strangers(
+    daemons: tuple[Home, Home],
+) -> None:
+    alice, _ = daemons
+    fake_me = Identity.generate().card("\u0430lice").to_text()  # a Cyrillic a
+    refused = cli(alice.path, "contacts", "add", fake_me)
+    assert refused.returncode == 1 and "LOOK-ALIKE" in refused.stderr
+    assert cli_json(alice.path, "contacts", "list") == []
+    added = cli(alice.path, "contacts", "add", fake_me, "--allow-lookalike")
+    assert added.returncode == 0, added.stderr
+    listed = cli(alice.path, "contacts", "list")
+    assert "\u0430lice (!! looks like alice)" in listed.stdout
+    (peer,) = cli_json(alice.path, "peers")["peers"]
+    assert peer["contact"] is None  # the stranger is still no contact

@@ -20,10 +20,10 @@ newcomer, if the weakest is IDLE too and has had ``grace`` seconds to prove usef
 weakest is the lowest class, then the one useful (or up) least recently. Contacts are never
 evicted; a newcomer that finds nobody weaker is refused.
 
-*Idle sweep.* While more than ``soft_links`` links are up, IDLE links that have carried
-nothing useful for ``idle_timeout`` seconds are closed, so a crowd of silent strangers does not
-sit in the table waiting to be evicted. Below that, an idle link costs little and is kept (a
-quiet mesh is not an attack).
+*Idle sweep.* Every ``sweep_every`` seconds, while more than ``soft_links`` links are up, IDLE
+links that have carried nothing useful for ``idle_timeout`` seconds are closed, so a crowd of
+silent strangers does not sit in the table waiting to be evicted. Below that, an idle link
+costs little and is kept (a quiet mesh is not an attack).
 
 *Half-open connections.* At most ``max_pending_per_address`` per remote address and
 ``max_pending`` overall; a new connection beyond either bound evicts the oldest pending one of
@@ -88,14 +88,16 @@ class SlotPolicy:
     grace: float = 10.0
     idle_timeout: float = 60.0
     active_window: float = 600.0
+    #: how often the idle sweep runs
+    sweep_every: float = 5.0
 
     def __post_init__(self) -> None:
         if not 0 < self.soft_links <= self.max_links:
             raise ValueError("need 0 < soft_links <= max_links")
         if not 0 < self.max_pending_per_address <= self.max_pending:
             raise ValueError("need 0 < max_pending_per_address <= max_pending")
-        if min(self.grace, self.idle_timeout, self.active_window) < 0:
-            raise ValueError("durations must not be negative")
+        if min(self.grace, self.idle_timeout, self.active_window) < 0 or self.sweep_every <= 0:
+            raise ValueError("durations must not be negative (sweep_every: positive)")
 
     def classify(self, link: SlotView, now: float) -> LinkClass:
         if link.preferred:

@@ -50,7 +50,7 @@ from noise.exceptions import (
     NoiseValueError,
 )
 
-from meshchat.errors import FramingError, HandshakeError, PacketError
+from meshchat.errors import FramingError, HandshakeError, IdentityError, PacketError
 from meshchat.identity import Identity, PublicIdentity
 from meshchat.wire.cborcheck import check_cbor
 
@@ -263,7 +263,7 @@ class LinkHandshake:
             raise HandshakeError("malformed ID port")
         try:
             peer = PublicIdentity(sign_public, box_public)
-        except Exception as exc:
+        except IdentityError as exc:
             raise HandshakeError("malformed ID keys") from exc
         if peer == self._identity.public:
             raise HandshakeError("connected to ourselves")

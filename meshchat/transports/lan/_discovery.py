@@ -72,9 +72,13 @@ class ServiceRecord:
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
-            raise TransportError(f"service record port {self.port} out of range")
+            raise TransportError(
+                f"service record port {self.port} out of range", transport="lan", reason="advert"
+            )
         if not self.addresses or len(self.addresses) > MAX_ADDRESSES:
-            raise TransportError("service record needs 1..8 addresses")
+            raise TransportError(
+                "service record needs 1..8 addresses", transport="lan", reason="advert"
+            )
 
 
 def random_label() -> str:
@@ -89,7 +93,11 @@ def parse_txt(properties: Mapping[bytes, bytes | None]) -> None:
     """
     version = properties.get(b"v")
     if version != TXT_VERSION:
-        raise TransportError(f"unsupported meshchat service version {version!r:.20}")
+        raise TransportError(
+            f"unsupported meshchat service version {version!r:.20}",
+            transport="lan",
+            reason="advert",
+        )
 
 
 FoundCallback = Callable[[ServiceRecord], None]
@@ -159,7 +167,9 @@ class Discovery:
             )
         except (ZeroconfError, OSError, ValueError) as exc:
             await self.stop()
-            raise TransportError(f"cannot start mDNS: {exc!r}") from exc
+            raise TransportError(
+                f"cannot start mDNS: {exc!r}", transport="lan", reason="mdns-failed"
+            ) from exc
         self._register_task = asyncio.create_task(self._advertise(), name="lan-mdns-register")
 
     def _new_info(self) -> AsyncServiceInfo:

@@ -87,8 +87,6 @@ __all__ = ["LanTransport"]
 
 logger = logging.getLogger(__name__)
 
-#: how often idle strangers' links are looked for (seconds)
-SWEEP_INTERVAL = 5.0
 #: most dial targets (discovered plus static)
 MAX_TARGETS = 256
 #: most addresses whose proven node id is remembered
@@ -215,13 +213,20 @@ class LanTransport(Transport):
 
     async def start(self, handler: LinkHandler) -> None:
         if self._running or self._stopped:
-            raise TransportError("a LanTransport can be started only once")
+            raise TransportError(
+                "a LanTransport can be started only once", transport=self.name, reason="misuse"
+            )
         self._handler = handler
         self._judge = handler if isinstance(handler, LinkJudge) else None
         try:
             self._server = await asyncio.start_server(self._on_inbound, self._host, self._port)
         except OSError as exc:
-            raise TransportError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
+            raise TransportError(
+                f"cannot listen on {self._host}:{self._port}: {exc}",
+                transport=self.name,
+                address=f"{self._host}:{self._port}",
+                reason="listen-failed",
+            ) from exc
         self._listening_port = int(self._server.sockets[0].getsockname()[1])
         self._running = True
         logger.info("lan: listening on %s:%d", self._host, self._listening_port)
@@ -277,7 +282,9 @@ class LanTransport(Transport):
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:  # pragma: no cover - asyncio runs every connection in a task
+            await abort_stream(writer)
+            return
         self._workers.add(task)
         try:
             peer = writer.get_extra_info("peername")
@@ -455,7 +462,9 @@ class LanTransport(Transport):
         initiator: bool,
         describe: str,
     ) -> StreamLink | None:
-        assert self._handler is not None
+        if self._handler is None:  # pragma: no cover - only called once started
+            await abort_stream(writer)
+            return None
         self._link_serial += 1
         link_id = f"{self.name}:{self._link_serial}"
         try:
@@ -549,7 +558,7 @@ class LanTransport(Transport):
     async def _sweep_loop(self) -> None:
         """Close idle strangers' links while the table is crowded."""
         while self._running:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self._slots.sweep_every)
             for key in self._slots.idle(self._views(), self._now()):
                 link = self._links.get(key) if isinstance(key, bytes) else None
                 if link is not None:

@@ -91,6 +91,9 @@ def _escape(ch: str) -> str:
 
 
 def _clean(text: str, keep_newlines: bool) -> str:
+    plain = text.replace("\n", "") if keep_newlines else text
+    if plain.isascii() and plain.isprintable():
+        return text  # the common case: printable ASCII needs nothing
     out: list[str] = []
     marks = 0
     for ch in text:

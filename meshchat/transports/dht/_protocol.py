@@ -30,8 +30,8 @@ well-formed traffic within these limits (:class:`GuardLimits`):
   not ask it again when other nodes still name it (a swarm that a crowd of nodes joined and
   left pays each dead contact's timeout once, not on every lookup);
 - records are handed over to a new contact (Kademlia's replication on join) only when it
-  answered a request of ours, at most ``handoff`` records each: a request from a fresh node id
-  costs no scan of the storage and sends nothing.
+  answered a request of ours, at most ``handoff`` records each, of at most ``8 * handoff``
+  examined: a request from a fresh node id costs no scan of the storage and sends nothing.
 
 Everything refused is counted in :attr:`GuardedProtocol.counters`.
 """
@@ -327,8 +327,8 @@ class GuardedProtocol(KademliaProtocol):  # type: ignore[misc]
 
     def _hand_over(self, node: Node) -> None:
         sent = 0
-        for key, value in self.storage:
-            if sent >= self.limits.handoff:
+        for examined, (key, value) in enumerate(self.storage):
+            if sent >= self.limits.handoff or examined >= 8 * self.limits.handoff:
                 break
             keynode = Node(key)
             neighbors = self.router.find_neighbors(keynode)

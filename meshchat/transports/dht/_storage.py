@@ -111,6 +111,8 @@ class RecordStorage(IStorage):  # type: ignore[misc]
         self._bytes = 0
         self._expiry: list[tuple[int, bytes, str]] = []
         self._turn: dict[bytes, int] = {}
+        #: (-bytes, source), with stale entries: the heaviest source without a scan
+        self._weights: list[tuple[int, str]] = []
         self.refused = 0
         self.evicted = 0
 
@@ -148,6 +150,7 @@ class RecordStorage(IStorage):  # type: ignore[misc]
         self._data.setdefault(key, {})[source] = _Item(time.monotonic(), record.expires_s, value)
         self._by_source.setdefault(source, OrderedDict())[key] = None
         self._source_bytes[source] = self._source_bytes.get(source, 0) + len(value)
+        self._weigh(source)
         self._count += 1
         self._bytes += len(value)
         heapq.heappush(self._expiry, (record.expires_s, key, source))
@@ -162,8 +165,24 @@ class RecordStorage(IStorage):  # type: ignore[misc]
         ):
             self._evict_oldest_of(source)
         while self._count > limits.records or self._bytes > limits.bytes:
-            heaviest = max(self._source_bytes, key=self._source_bytes.__getitem__)
-            self._evict_oldest_of(heaviest)
+            self._evict_oldest_of(self._heaviest())
+
+    def _weigh(self, source: str) -> None:
+        """Note ``source``'s new weight (the heap's older entries for it go stale)."""
+        weight = self._source_bytes.get(source)
+        if weight:
+            heapq.heappush(self._weights, (-weight, source))
+        if len(self._weights) > 4 * len(self._source_bytes) + 64:
+            self._weights = [(-w, src) for src, w in self._source_bytes.items()]
+            heapq.heapify(self._weights)
+
+    def _heaviest(self) -> str:
+        """The source that holds the most bytes (no scan: a heap with stale entries)."""
+        while True:
+            weight, source = self._weights[0]
+            if self._source_bytes.get(source) == -weight:
+                return source
+            heapq.heappop(self._weights)
 
     def _evict_oldest_of(self, source: str) -> None:
         key = next(iter(self._by_source[source]))
@@ -182,6 +201,7 @@ class RecordStorage(IStorage):  # type: ignore[misc]
         if not keys:
             del self._by_source[source]
             del self._source_bytes[source]
+        self._weigh(source)
         self._count -= 1
         self._bytes -= len(item.value)
 

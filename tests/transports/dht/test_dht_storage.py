@@ -6,6 +6,8 @@ import hashlib
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from meshchat.errors import UsageError
@@ -147,3 +149,33 @@ async def test_the_kademlia_node_really_uses_the_checked_storage() -> None:
         assert len(transport.storage) == 0 and transport.storage.refused == 1
     finally:
         await transport.stop()
+
+
+_SIGNERS = [SigningKey(bytes([i]) * 32) for i in range(3)]
+_POOL = [junk(NOW + 10 + 7 * i, _SIGNERS[i % 3]) for i in range(24)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_POOL) - 1), st.sampled_from("abcde"), st.integers(0, 200)),
+        max_size=80,
+    )
+)
+def test_every_bound_holds_whatever_is_stored(steps: list[tuple[int, str, int]]) -> None:
+    _, record = _POOL[0]
+    store, clock = storage(
+        records=10, bytes=8 * len(record), source_records=4, source_bytes=3 * len(record), per_key=2
+    )
+    for index, source, advance in steps:
+        clock[0] = NOW + advance
+        store.put(*_POOL[index], source=source)
+        stored = list(store)
+        assert len(stored) == len(store) <= 10
+        assert sum(len(v) for _, v in stored) == store.stored_bytes <= 8 * len(record)
+        for src in "abcde":
+            count, used = store.usage(src)
+            assert count <= 4 and used <= 3 * len(record)
+        keys = [k for k, _ in stored]
+        assert all(keys.count(k) <= 2 for k in keys)
+        assert sum(store.usage(src)[0] for src in "abcde") == len(store)

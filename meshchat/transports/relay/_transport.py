@@ -28,43 +28,25 @@ router never relays it back to the relay. The served mailboxes are saved to ``st
 that messages queued for a local node while this gateway was offline can still be opened when
 it reconnects, before that node is heard again.
 
-*Connection.* One task keeps a connection: connect (MQTT 5 first with ``protocol="auto"``,
-3.1.1 if the broker refuses 5), subscribe, then run reader, publisher and subscription refresh
-until one fails; on failure the in-flight publishes go back to the outbox and the task waits
-a jittered, doubling delay (capped) before reconnecting. Sessions are persistent (clean
-session off / clean start off with a session expiry) under a client id derived from a device
-secret, so the broker queues QoS 1 messages for this gateway while it is away.
-
-==============  ===========================  ==============================================
-state           event                        next
-==============  ===========================  ==============================================
-down            backoff delay over           connecting
-connecting      CONNACK accepted             up (subscribe, flush outbox)
-connecting      refused MQTT 5 (auto)        connecting with 3.1.1, no delay
-connecting      error                        down (delay doubles)
-up              any I/O error                down (in-flight publishes requeued)
-any             stop()                       stopped (link reported down once)
-==============  ===========================  ==============================================
+*Connection.* :class:`._session.MqttSession` keeps the connection (persistent session,
+reconnects with backoff, MQTT 5 or 3.1.1); this module decides what it subscribes to and
+publishes, and what becomes of what it reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from meshchat.errors import DecryptionError, PacketError
 from meshchat.gateway import (
-    MAX_BATCH_FRAMES,
     SEALED_TOPIC_ID,
     GatewayHost,
     RouteKind,
@@ -74,7 +56,6 @@ from meshchat.gateway import (
     mailbox_tag,
     open_batch,
     route,
-    seal_batch,
 )
 from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
@@ -83,6 +64,7 @@ from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.gateway_link import GatewayLink
 from meshchat.transports.relay._config import RelayConfig, client_id_for
 from meshchat.transports.relay._outbox import Outbox, Publish
+from meshchat.transports.relay._session import MqttSession
 from meshchat.wire.fastparse import peek_packet_id
 from meshchat.wire.packet import MAX_PACKET_SIZE
 
@@ -151,18 +133,18 @@ class RelayTransport(Transport):
         self._served: dict[bytes, int] = {}
         #: topic -> envelope key, for every topic wanted now
         self._topics: dict[str, bytes] = {}
-        self._subscribed: set[str] = set()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._protocol = "5" if config.protocol in ("auto", "5") else "3.1.1"
-        self._probed = config.protocol != "auto"
-        self._up = False
-        self._reason = "not started"
-        self._retry_at: float | None = None
         self._state_dirty = False
         self._write_lock = threading.Lock()
-        #: message expiry interval (s) -> MQTT 5 PUBLISH properties carrying it
-        self._expiry_properties: dict[int, Any] = {}
+        self.session = MqttSession(
+            config,
+            self.client_id,
+            self.outbox,
+            topics=lambda: self._topics,
+            on_message=self._receive,
+            on_refresh=self._refresh,
+            count=self._count,
+            clock=clock,
+        )
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -173,17 +155,10 @@ class RelayTransport(Transport):
         self._refresh_wanted()
         self.link = RelayLink(self)
         handler.link_up(self.link)
-        self._reason = "connecting"
-        self._task = asyncio.create_task(self._run(), name=f"meshchat-{self.link.link_id}")
+        self.session.start(f"meshchat-{self.link.link_id}")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._up = False
-        self._reason = "stopped"
+        await self.session.stop()
         await self._save_state()
         link, self.link = self.link, None
         if link is not None and self.handler is not None:
@@ -193,20 +168,25 @@ class RelayTransport(Transport):
         cfg = self.config
         mailboxes = sum(1 for t in self._topics if t.startswith(f"{cfg.topic_prefix}/m/"))
         channels = len(self._topics) - mailboxes
-        if self._up:
-            state = f"up (MQTT {self._protocol})"
-        else:
-            state = f"down: {self._reason}"
-            if self._retry_at is not None:
-                state += f"; retry in {max(0.0, self._retry_at - time.monotonic()):.1f} s"
         detail = (
-            f"{cfg.display} {state}; gateway for {mailboxes} mailboxes, "
+            f"{cfg.display} {self.session.describe()}; gateway for {mailboxes} mailboxes, "
             f"{channels} bridged channels; outbox {len(self.outbox)}"
         )
-        return TransportStatus(self.name, self._up, detail)
+        return TransportStatus(self.name, self.session.up, detail)
+
+    @property
+    def subscribed(self) -> frozenset[str]:
+        """The topics the broker has confirmed this gateway's subscriptions to."""
+        return frozenset(self.session.subscribed)
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+    async def _refresh(self) -> None:
+        """Every ``refresh_s`` while connected (before the subscriptions are synced)."""
+        self._republish_due()
+        self._refresh_wanted()
+        await self._save_state()
 
     # -- sending -------------------------------------------------------------------------
 
@@ -240,7 +220,7 @@ class RelayTransport(Transport):
         if target.kind is RouteKind.CHANNEL:
             self._again_later(target.target, item, now_s)
         self._count(f"tx.{target.kind.value}")
-        self._wake.set()
+        self.session.wake.set()
         return True
 
     def _take_up_bridged(self) -> bool:
@@ -292,7 +272,7 @@ class RelayTransport(Transport):
         for item in due:
             self.outbox.add(item)
             self._count("tx.republished")
-        self._wake.set()
+        self.session.wake.set()
 
     # -- what to collect -----------------------------------------------------------------
 
@@ -367,245 +347,7 @@ class RelayTransport(Transport):
             return
         self._state_dirty = False
 
-    # -- the connection ------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        cfg = self.config
-        backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s)
-        while True:
-            self._retry_at = None
-            try:
-                await self._session(backoff)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._reason = _describe(exc)
-                log.info("relay %s down: %s", cfg.display, self._reason)
-            finally:
-                if self._up:
-                    self._count("disconnects")
-                self._up = False
-                self._subscribed.clear()
-                requeued = self.outbox.requeue_inflight()
-                if requeued:
-                    self._count("tx.requeued", requeued)
-            delay = backoff.next()
-            self._retry_at = time.monotonic() + delay
-            await asyncio.sleep(delay)
-
-    def _client(self) -> Any:
-        import aiomqtt
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        cfg = self.config
-        host, port, tls = cfg.endpoint
-        user, password = cfg.credentials
-        tls_context = ssl.create_default_context(cafile=cfg.ca_file) if tls else None
-        common: dict[str, Any] = {
-            "identifier": self.client_id,
-            "username": user,
-            "password": password,
-            "tls_context": tls_context,
-            "keepalive": cfg.keepalive_s,
-            "timeout": cfg.connect_timeout_s,
-            "max_queued_incoming_messages": _MAX_INCOMING_QUEUE,
-            "max_inflight_messages": cfg.max_inflight,
-        }
-        if self._protocol == "5":
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = int(cfg.retention_s)
-            return aiomqtt.Client(
-                host,
-                port,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False,
-                properties=props,
-                **common,
-            )
-        return aiomqtt.Client(
-            host, port, protocol=aiomqtt.ProtocolVersion.V311, clean_session=False, **common
-        )
-
-    async def _probe(self) -> None:
-        """Find out once whether the broker speaks MQTT 5 (``protocol="auto"``).
-
-        The probe is a bare MQTT 5 CONNECT (no properties, no credentials, clean start, a
-        throwaway client id): a 3.1.1-only broker such as amqtt parses it far enough to refuse
-        the version, whereas an MQTT 5 CONNECT with properties or a user name can leave it
-        waiting for bytes. A broker that refuses it as unauthorized answered in MQTT 5.
-        """
-        import aiomqtt
-        from aiomqtt.exceptions import MqttConnectError
-
-        host, port, tls = self.config.endpoint
-        probe = aiomqtt.Client(
-            host,
-            port,
-            identifier=f"{self.client_id}-p",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
-            timeout=self.config.connect_timeout_s,
-            tls_context=ssl.create_default_context(cafile=self.config.ca_file) if tls else None,
-        )
-        try:
-            async with probe:
-                self._protocol = "5"
-        except MqttConnectError as exc:
-            code = getattr(exc.rc, "value", exc.rc)
-            if code in _V5_REFUSED_US:
-                self._protocol = "5"  # it answered in MQTT 5, refusing a client with no token
-            elif code not in _REFUSED_PROTOCOL:
-                raise
-            else:
-                self._protocol = "3.1.1"
-                log.info("%s does not speak MQTT 5; using 3.1.1", self.config.display)
-        self._probed = True
-
-    async def _session(self, backoff: Backoff) -> None:
-        if not self._probed:
-            await self._probe()
-        client = self._client()
-        # aiomqtt warns past 10 calls awaiting their acknowledgement; we allow max_inflight.
-        client.pending_calls_threshold = self.config.max_inflight + 16
-        await client.__aenter__()
-        try:
-            self._up = True
-            self._reason = ""
-            self._count("connects")
-            backoff.reset()
-            log.info("relay %s up (MQTT %s)", self.config.display, self._protocol)
-            await self._sync_subscriptions(client)
-            tasks = [
-                asyncio.create_task(self._reader(client)),
-                asyncio.create_task(self._publisher(client)),
-                asyncio.create_task(self._refresher(client)),
-            ]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for task in done:
-                failure = task.exception()
-                if failure is not None:
-                    raise failure
-        finally:
-            self._up = False
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
-
-    async def _sync_subscriptions(self, client: Any) -> None:
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-
-        wanted = set(self._topics)
-        add = sorted(wanted - self._subscribed)
-        remove = sorted(self._subscribed - wanted)
-        if add:
-            if self._protocol == "5":
-                # no_local: the broker does not echo our own publishes back to us
-                opts = SubscribeOptions(qos=1, noLocal=True)
-                await client.subscribe([(t, opts) for t in add])
-            else:
-                await client.subscribe([(t, 1) for t in add])
-            self._subscribed.update(add)
-        if remove:
-            await client.unsubscribe(remove)
-            self._subscribed.difference_update(remove)
-
-    async def _refresher(self, client: Any) -> None:
-        while True:
-            await asyncio.sleep(self.config.refresh_s)
-            self._republish_due()
-            self._refresh_wanted()
-            await self._sync_subscriptions(client)
-            await self._save_state()
-
-    async def _publisher(self, client: Any) -> None:
-        slots = asyncio.Semaphore(self.config.max_inflight)
-        broken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        running: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                if broken.done():
-                    broken.result()
-                run = self.outbox.take_run(self.clock(), MAX_BATCH_FRAMES, _BATCH_BYTES)
-                if not run:
-                    self._wake.clear()
-                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
-                    try:
-                        await asyncio.wait([waiter, broken], return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        waiter.cancel()
-                    continue
-                await slots.acquire()
-                task = asyncio.create_task(self._publish_one(client, run, slots, broken))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        finally:
-            for task in running:
-                task.cancel()
-
-    async def _publish_one(
-        self,
-        client: Any,
-        run: list[Publish],
-        slots: asyncio.Semaphore,
-        broken: asyncio.Future[Any],
-    ) -> None:
-        """Publish one envelope: the frames of ``run`` (one topic) sealed together, so a
-        burst for one mailbox or channel costs one MQTT message and one PUBACK."""
-        first = run[0]
-        expires_s = min(item.expires_s for item in run)
-        try:
-            payload = first.payload
-            if first.frame:
-                payload = seal_batch(first.key, [item.frame for item in run], expires_s)
-            properties = None
-            if self._protocol == "5":
-                properties = self._publish_properties(expires_s)
-            await client.publish(first.topic, payload, qos=1, properties=properties)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            for item in reversed(run):
-                self.outbox.retry(item)
-            if not broken.done():
-                broken.set_exception(exc)
-        else:
-            for item in run:
-                self.outbox.done(item)
-            self._count("tx.published")
-            self._count("tx.frames", len(run))
-        finally:
-            slots.release()
-
-    def _publish_properties(self, expires_s: int) -> Any:
-        """MQTT 5 PUBLISH properties with the message expiry left until ``expires_s``.
-
-        The broker drops the message when its expiry passes, so a gateway that comes back late
-        is not sent stale envelopes. Building a paho ``Properties`` object costs about as much
-        as the rest of a publish, and paho only reads it, so one object per interval value is
-        kept and shared (most publishes of a second have the same one).
-        """
-        interval = max(1, int(expires_s - self.clock()))
-        cache = self._expiry_properties
-        properties = cache.get(interval)
-        if properties is None:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            if len(cache) >= _EXPIRY_CACHE:
-                cache.clear()
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.MessageExpiryInterval = interval
-            cache[interval] = properties
-        return properties
-
-    async def _reader(self, client: Any) -> None:
-        async for message in client.messages:
-            self._receive(str(message.topic), message.payload)
+    # -- receiving -----------------------------------------------------------------------
 
     def _receive(self, topic: str, payload: object) -> None:
         link, handler = self.link, self.handler
@@ -636,8 +378,3 @@ class RelayTransport(Transport):
                 self._handled.add(packet_id, int(now_s * 1000))
             self._count("rx.frames")
             handler.frame_received(link, frame)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:200]

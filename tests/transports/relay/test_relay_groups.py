@@ -77,7 +77,7 @@ async def test_a_bridged_group_talks_across_islands_and_re_keys_there(
 
         async def bridged() -> bool:
             topic = f"mc1/c/{channel_tag(address).hex()}"
-            return topic in relay_alice._subscribed and topic in relay_bob._subscribed
+            return topic in relay_alice.subscribed and topic in relay_bob.subscribed
 
         await wait_for(bridged)
         await carol.node.send_text("+crew", "from carol's island")
@@ -93,7 +93,7 @@ async def test_a_bridged_group_talks_across_islands_and_re_keys_there(
         await alice.node.change_group("+crew", remove=["carol"])
         new_address = alice.node.channel_ids()["+crew"]
         assert new_address != address
-        assert f"mc1/c/{channel_tag(new_address).hex()}" not in relay_bob._subscribed
+        assert f"mc1/c/{channel_tag(new_address).hex()}" not in relay_bob.subscribed
         await alice.node.send_text("+crew", "right after the re-key")
 
         async def bob_has_it() -> bool:
@@ -110,7 +110,7 @@ async def test_a_bridged_group_talks_across_islands_and_re_keys_there(
         # Both gateways still take in the old address, for members who have not yet taken
         # up the re-key and for messages of the old epoch still on the way.
         old_topic = f"mc1/c/{channel_tag(address).hex()}"
-        assert old_topic in relay_alice._subscribed and old_topic in relay_bob._subscribed
+        assert old_topic in relay_alice.subscribed and old_topic in relay_bob.subscribed
     finally:
         for m in (alice, bob, carol):
             await stop_member(m)

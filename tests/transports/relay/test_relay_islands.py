@@ -41,7 +41,7 @@ async def serving(gateway: Member, *members: Member) -> None:
     transport = relay_of(gateway)
 
     async def check() -> bool:
-        topics = transport._subscribed
+        topics = transport.subscribed
         return transport.status().up and all(
             f"mc1/m/{mailbox_tag(m.node_id).hex()}" in topics for m in members
         )

@@ -233,7 +233,7 @@ async def test_every_publish_carries_the_message_expiry(mosquitto: Mosquitto) ->
     # The first two share an envelope; the one that expires sooner travels alone.
     assert [590 <= e <= 600 for e in expiries] == [True, True, False, True]
     assert 190 <= expiries[2] <= 200
-    assert len(transport._expiry_properties) <= 3  # shared, not one per publish
+    assert len(transport.session._expiry_properties) <= 3  # shared, not one per publish
 
 
 async def test_a_channel_bridged_a_moment_ago_leaves_at_once(tmp_path: Path) -> None:

@@ -78,6 +78,17 @@ class RelayConfig:
     #: nobody subscribes to: frames sent to it are published again after these delays
     fresh_s: float = 30.0
     republish_after_s: tuple[float, ...] = (3.0, 20.0)
+    #: publish sealed direct messages on the shared sealed topic too, and collect it for the
+    #: island (nodes behind this gateway); without it, only this node's own tags are collected
+    shared_sealed: bool = True
+    #: frames a second (burst: twice that) read on the shared sealed topic that go on to the
+    #: island; the rest of the relay link's rate stays for this node's own mail
+    shared_rate: float = 50.0
+    #: epochs after the current one whose sealed topics a gateway already collects (so that
+    #: its persistent session catches mail for it while it is offline that long)
+    sealed_ahead: int = 24
+    #: most sealed topics collected at once (nearest epochs first)
+    max_sealed_topics: int = 2048
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
 

@@ -63,10 +63,19 @@ from meshchat.transports.backoff import Backoff
 from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.gateway_link import GatewayLink
 from meshchat.transports.relay._config import RelayConfig, client_id_for
+from meshchat.transports.relay._limits import Bucket
 from meshchat.transports.relay._outbox import Outbox, Publish
+from meshchat.transports.relay._sealed import (
+    SealedTagHost,
+    own_sealed_topics,
+    sealed_expiry_s,
+    sealed_key,
+    sealed_tag_of,
+    sealed_topic,
+)
 from meshchat.transports.relay._session import MqttSession
 from meshchat.wire.fastparse import peek_packet_id
-from meshchat.wire.packet import MAX_PACKET_SIZE
+from meshchat.wire.packet import MAX_AGE_MS, MAX_PACKET_SIZE
 
 __all__ = ["RelayLink", "RelayTransport"]
 
@@ -74,13 +83,6 @@ log = logging.getLogger(__name__)
 
 _HANDLED_CAPACITY = 65536
 _HANDLED_TTL_MS = 24 * 3600 * 1000
-_MAX_INCOMING_QUEUE = 10_000
-_REFUSED_PROTOCOL = (1, 132)  # 3.1.1 "unacceptable protocol version"; 5 "unsupported"
-_V5_REFUSED_US = (134, 135)  # MQTT 5 "bad user name or password", "not authorized"
-#: most distinct message-expiry values whose PUBLISH properties are kept for reuse
-_EXPIRY_CACHE = 64
-#: most frame bytes sealed into one envelope (a burst for one topic shares an envelope)
-_BATCH_BYTES = 12 * 1024
 #: frames held to publish once more (to channel ids new here); more are not repeated
 _MAX_AGAIN = 512
 
@@ -121,6 +123,12 @@ class RelayTransport(Transport):
         self.handler: LinkHandler | None = None
         self.link: RelayLink | None = None
         self._host: GatewayHost | None = None
+        self._tag_host: SealedTagHost | None = None
+        #: sealed topic -> tag, for this node's own tags
+        self._own_topics: dict[str, bytes] = {}
+        self._own_tags: frozenset[bytes] = frozenset()
+        self._shared_topic = f"{config.topic_prefix}/c/{channel_tag(SEALED_TOPIC_ID).hex()}"
+        self._shared_budget = Bucket(config.shared_rate, 2 * config.shared_rate)
         self._handled = SeenSet(_HANDLED_CAPACITY, _HANDLED_TTL_MS)
         self._local: frozenset[bytes] = frozenset()
         self._bridged: set[bytes] = set()
@@ -151,6 +159,7 @@ class RelayTransport(Transport):
     async def start(self, handler: LinkHandler) -> None:
         self.handler = handler
         self._host = handler if isinstance(handler, GatewayHost) else None
+        self._tag_host = handler if isinstance(handler, SealedTagHost) else None
         await self._load_state()
         self._refresh_wanted()
         self.link = RelayLink(self)
@@ -167,10 +176,11 @@ class RelayTransport(Transport):
     def status(self) -> TransportStatus:
         cfg = self.config
         mailboxes = sum(1 for t in self._topics if t.startswith(f"{cfg.topic_prefix}/m/"))
-        channels = len(self._topics) - mailboxes
+        sealed = len(self._own_topics)
+        channels = len(self._topics) - mailboxes - sealed
         detail = (
             f"{cfg.display} {self.session.describe()}; gateway for {mailboxes} mailboxes, "
-            f"{channels} bridged channels; outbox {len(self.outbox)}"
+            f"{channels} bridged channels, {sealed} sealed topics; outbox {len(self.outbox)}"
         )
         return TransportStatus(self.name, self.session.up, detail)
 
@@ -209,14 +219,25 @@ class RelayTransport(Transport):
         if expires_s <= now_s:
             self._count("tx.expired")
             return True
-        kind = "m" if target.kind is RouteKind.MAILBOX else "c"
-        topic = f"{self.config.topic_prefix}/{kind}/{target.tag.hex()}"
         if not 0 < len(frame) <= MAX_PACKET_SIZE:
             self._count("tx.unsealable")
             return False
+        prefix = self.config.topic_prefix
+        if target.kind is RouteKind.SEALED:
+            tag = sealed_tag_of(frame)
+            if tag is None:
+                self._count("tx.unsealable")
+                return False
+            until = min(expires_s, sealed_expiry_s(target.expires_ms - MAX_AGE_MS))
+            if until > now_s:
+                own = sealed_topic(prefix, tag)
+                self.outbox.add(Publish(own, b"", until, target.packet_id, frame, sealed_key(tag)))
+        if target.kind is not RouteKind.SEALED or self.config.shared_sealed:
+            kind = "m" if target.kind is RouteKind.MAILBOX else "c"
+            topic = f"{prefix}/{kind}/{target.tag.hex()}"
+            item = Publish(topic, b"", expires_s, target.packet_id, frame=frame, key=target.key)
+            self.outbox.add(item)
         self._handled.add(target.packet_id, int(now_s * 1000))
-        item = Publish(topic, b"", expires_s, target.packet_id, frame=frame, key=target.key)
-        self.outbox.add(item)
         if target.kind is RouteKind.CHANNEL:
             self._again_later(target.target, item, now_s)
         self._count(f"tx.{target.kind.value}")
@@ -298,8 +319,16 @@ class RelayTransport(Transport):
             f"{cfg.topic_prefix}/m/{mailbox_tag(n).hex()}": mailbox_key(n)
             for n in served[: cfg.max_mailboxes]
         }
-        for cid in (*self._bridged, SEALED_TOPIC_ID):
+        shared = (SEALED_TOPIC_ID,) if cfg.shared_sealed else ()
+        for cid in (*self._bridged, *shared):
             topics[f"{cfg.topic_prefix}/c/{channel_tag(cid).hex()}"] = channel_key(cid)
+        if self._tag_host is not None:
+            own = own_sealed_topics(
+                self._tag_host, cfg.topic_prefix, now_ms, cfg.sealed_ahead, cfg.max_sealed_topics
+            )
+            self._own_topics = own
+            self._own_tags = frozenset(own.values())
+            topics.update((topic, sealed_key(tag)) for topic, tag in own.items())
         self._topics = topics
 
     async def _load_state(self) -> None:
@@ -369,7 +398,16 @@ class RelayTransport(Transport):
         if expires_s <= now_s:
             self._count("rx.expired")
             return
+        own_tag = self._own_topics.get(topic)
+        shared = topic == self._shared_topic
         for frame in frames:
+            if own_tag is not None or shared:
+                tag = sealed_tag_of(frame)
+                if tag is None or (own_tag is not None and tag != own_tag):
+                    self._count("rx.misfiled")
+                    continue
+                if shared and tag not in self._own_tags and not self._island_budget(now_s):
+                    continue
             packet_id = peek_packet_id(frame)
             if packet_id is not None:
                 if packet_id in self._handled:
@@ -378,3 +416,16 @@ class RelayTransport(Transport):
                 self._handled.add(packet_id, int(now_s * 1000))
             self._count("rx.frames")
             handler.frame_received(link, frame)
+
+    def _island_budget(self, now_s: float) -> bool:
+        """True if one more frame from the shared sealed topic may go to the island now.
+
+        What is read there is for nodes behind some gateway and may be anyone's junk, so it
+        gets at most ``shared_rate`` frames a second of the relay link's budget; the rest of
+        the budget stays for this node's own topics, mailboxes and channels."""
+        if self._shared_budget.take(now_s) > 0:
+            self._shared_budget.level += 1.0
+            self._count("rx.island-over-budget")
+            return False
+        self._count("rx.island-sealed")
+        return True

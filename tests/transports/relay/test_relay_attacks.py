@@ -300,3 +300,34 @@ def test_a_saved_session_flood_does_not_stall_the_relay(
         )
 
     latency_under_flood(tmp_path, kind, attacker, attack)
+
+
+def test_a_sender_back_online_retries_what_the_relay_lost(tmp_path: Path) -> None:
+    """Item 1, last part: the relay acknowledged alice's message and then lost it (it was
+    restarted; amqtt keeps its queues in memory); alice comes back and her node tries again."""
+    relay = Relay("amqtt", tmp_path)
+    relay.start()
+    alice, bob, _ = pair(tmp_path)
+    try:
+        bob.start(relay.url())
+        time.sleep(1.0)
+        bob.stop()
+        alice.start(relay.url())
+        msg_id = alice.cli_json("send", "bob", "lost by the relay")["msg_id"]
+        eventually(lambda: message_state(alice, "bob", msg_id) not in ("", "queued"))
+        eventually(alice.outbox_empty)
+        time.sleep(0.5)
+        alice.stop()
+        relay.stop()
+        relay.start()  # same port, nothing queued any more
+        bob.start(relay.url())
+        time.sleep(2.0)
+        assert bob.texts("alice") == []
+        alice.start(relay.url())
+        waited = eventually(lambda: bob.texts("alice") == ["lost by the relay"], 60)
+        eventually(lambda: message_state(alice, "bob", msg_id) == "delivered", 30)
+        print(f"\n  amqtt: arrived {waited:.1f} s after alice came back")
+    finally:
+        for daemon in (alice, bob):
+            daemon.stop()
+        relay.stop()

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshchat.gateway import MAX_BATCH_FRAMES, seal_batch
-from meshchat.transports.lan._backoff import Backoff
+from meshchat.transports.backoff import Backoff
 from meshchat.transports.relay._config import RelayConfig
 from meshchat.transports.relay._outbox import Outbox, Publish
 

@@ -59,7 +59,6 @@ from meshchat.gateway import (
 )
 from meshchat.identity import Identity
 from meshchat.router.seen import SeenSet
-from meshchat.transports.backoff import Backoff
 from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.gateway_link import GatewayLink
 from meshchat.transports.relay._config import RelayConfig, client_id_for

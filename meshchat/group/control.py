@@ -332,15 +332,16 @@ class Assembler:
             if stranger:
                 self._drop(min(others, key=self._age))
                 continue
-            # The known sender holding the most bytes gives up its oldest blob.
+            # The known sender holding the most bytes gives up its oldest blob (not the one
+            # this part belongs to: then the next heaviest does).
             held: dict[bytes, int] = {}
             for k in keys:
                 held[k[0]] = held.get(k[0], 0) + self._partial[k].size
-            heaviest = max(held, key=lambda s: held[s])
-            mine = [k for k in others if k[0] == heaviest]
-            if not mine:
-                raise PartRefused("no room for this control part")
-            self._drop(min(mine, key=self._age))
+            for sender in sorted(held, key=lambda s: -held[s]):
+                mine = [k for k in others if k[0] == sender]
+                if mine:
+                    self._drop(min(mine, key=self._age))
+                    break
 
     def _drop(self, key: _Key) -> None:
         partial = self._partial.pop(key)

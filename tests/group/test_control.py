@@ -171,3 +171,16 @@ def test_bad_parts_are_refused() -> None:
         ControlPart(bytes(16), bytes(16), 0, 25, b"x")
     with pytest.raises(PacketError):
         ControlPart(bytes(16), bytes(16), 0, 1, b"")
+
+
+def test_a_blob_being_completed_is_not_the_one_given_up() -> None:
+    assembler = Assembler()
+    other, admin = b"o" * 16, b"a" * 16
+    hoard = parts_of(bytes(900) * 17)  # 15.3 KB held by another known peer
+    for p in hoard[:-1]:
+        assembler.add(other, p, 0, (b"O" * 32, b"P" * 32))
+    update = bytes(range(256)) * 84  # 21.5 KB: the largest blob there is
+    parts = parts_of(update)
+    results = [assembler.add(admin, p, 1, KEYS) for p in parts]
+    assert results[-1] == update
+    assert [d[2] for d in assembler.take_dropped()] == [hoard[0].blob_id]

@@ -162,7 +162,7 @@ def group_changes(
         if failed:
             text = (
                 f"{_names(failed, me, namer)} did not apply your change to {label}: they may "
-                f"not read it (/group show {label})"
+                f"not read it (/group add {label} <member> sends it again)"
             )
             notes.append(GroupNote(key, text, loud=True))
     return notes

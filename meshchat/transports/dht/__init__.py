@@ -1,9 +1,12 @@
 """The DHT transport: gateways meet through a Kademlia DHT when no relay is configured.
 
 Mailbox records (:mod:`._records`), sealed records filed under rotating tags (:mod:`._sealed`),
-the checked storage every node keeps (:mod:`._storage`) and the transport (:mod:`._transport`).
+the checked, bounded storage every node keeps (:mod:`._storage`), the Kademlia node with guards
+against hostile peers (:mod:`._protocol`, :mod:`._crawl`, :mod:`._server`) and the transport
+(:mod:`._transport`).
 """
 
+from meshchat.transports.dht._protocol import GuardedProtocol, GuardLimits
 from meshchat.transports.dht._records import (
     MAX_RECORD,
     SLOTS,
@@ -30,7 +33,8 @@ from meshchat.transports.dht._sealed import (
     sealed_record_key,
     sealed_signer,
 )
-from meshchat.transports.dht._storage import RecordStorage
+from meshchat.transports.dht._server import GuardedServer
+from meshchat.transports.dht._storage import RecordStorage, StorageLimits
 from meshchat.transports.dht._transport import DhtConfig, DhtLink, DhtTransport
 
 __all__ = [
@@ -40,10 +44,14 @@ __all__ = [
     "DhtConfig",
     "DhtLink",
     "DhtTransport",
+    "GuardLimits",
+    "GuardedProtocol",
+    "GuardedServer",
     "Record",
     "RecordStorage",
     "SealedPolls",
     "SealedTagHost",
+    "StorageLimits",
     "build_record",
     "build_sealed_record",
     "check_record",

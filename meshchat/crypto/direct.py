@@ -28,8 +28,9 @@ step  check                                                       on failure
 3     the peer: the pair tag's peer, or the sender named in a     reject "sender does not
       first message (which must come with an X3DH header)         match", "too many unknown
                                                                   peers"
-4     a ciphertext seen before: a retry (newer creation time)     reject "replayed packet"
-      is acknowledged again but not shown; else a replay
+4     a ciphertext seen before: a retry (newer creation time)     reject "replayed packet",
+      is acknowledged again but not shown, unless the message     "a retry of a message this
+      was not taken (``withhold``); else a replay                 node did not take"
 5     X3DH header: the session it began decrypts it; else a new   reject "replayed key
       key agreement with our prekey, unless the prekey's replay   agreement", "prekey no
       cache holds the ephemeral key; a stranger's only within     longer held", "too many

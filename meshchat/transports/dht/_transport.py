@@ -62,6 +62,7 @@ from meshchat.transports.dht._sealed import (
 from meshchat.transports.dht._server import GuardedServer
 from meshchat.transports.dht._storage import RecordStorage, StorageLimits
 from meshchat.transports.gateway_link import GatewayLink
+from meshchat.transports.served import ServedMailboxes
 from meshchat.wire import codec
 from meshchat.wire.packet import MAX_AGE_MS, Packet
 
@@ -146,8 +147,12 @@ class DhtTransport(Transport):
         self._sealed_tags = 0
         self._server: Any = None
         self._handled = SeenSet(65536, MAX_AGE_MS)
-        self._local: frozenset[bytes] = frozenset()
-        self._served: dict[bytes, int] = {}
+        self.served = ServedMailboxes(
+            self.node_id,
+            local_window_s=config.local_window_s,
+            serve_window_s=config.serve_window_s,
+            most=config.max_mailboxes,
+        )
         self._outbox: deque[_Store] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -212,7 +217,7 @@ class DhtTransport(Transport):
         if self.link is None:
             return False
         now_s = self.clock()
-        target = route(frame, self._local, set())
+        target = route(frame, self.served.local, set())
         if target is None or target.kind is RouteKind.CHANNEL:
             self._count("tx.stays-local")
             return True
@@ -267,21 +272,10 @@ class DhtTransport(Transport):
     # -- receiving -----------------------------------------------------------------------
 
     def _mailboxes(self) -> list[bytes]:
-        ranked = sorted(self._served, key=lambda n: self._served[n], reverse=True)
-        served = [self.node_id, *(n for n in ranked if n != self.node_id)]
-        return served[: self.config.max_mailboxes]
+        return self.served.mailboxes()
 
     def _refresh_local(self) -> None:
-        host = self._host
-        now_ms = int(self.clock() * 1000)
-        if host is not None:
-            cfg = self.config
-            self._local = frozenset(host.local_nodes(now_ms - int(cfg.local_window_s * 1000)))
-            for node_id in host.local_nodes(now_ms - int(cfg.serve_window_s * 1000)):
-                self._served[node_id] = now_ms
-        horizon = now_ms - int(self.config.serve_window_s * 1000)
-        for node_id in [n for n, t in self._served.items() if t < horizon]:
-            del self._served[node_id]
+        self.served.refresh(self._host, int(self.clock() * 1000))
 
     def _sealed_lookups(self) -> list[tuple[bytes, int]]:
         """This round's ``(tag, slot)`` lookups for sealed packets to our own node."""

@@ -35,12 +35,8 @@ publishes, and what becomes of what it reads.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +69,7 @@ from meshchat.transports.relay._sealed import (
     sealed_topic,
 )
 from meshchat.transports.relay._session import MqttSession
+from meshchat.transports.served import ServedMailboxes
 from meshchat.wire.fastparse import peek_packet_id
 from meshchat.wire.packet import MAX_AGE_MS, MAX_PACKET_SIZE
 
@@ -129,19 +126,21 @@ class RelayTransport(Transport):
         self._shared_topic = f"{config.topic_prefix}/c/{channel_tag(SEALED_TOPIC_ID).hex()}"
         self._shared_budget = Bucket(config.shared_rate, 2 * config.shared_rate)
         self._handled = SeenSet(_HANDLED_CAPACITY, _HANDLED_TTL_MS)
-        self._local: frozenset[bytes] = frozenset()
         self._bridged: set[bytes] = set()
         #: bridged channel id -> when it was first bridged here (clock seconds)
         self._bridged_since: dict[bytes, float] = {}
         #: (when, publish): frames to new channel ids, to publish once more
         self._again: list[tuple[float, Publish]] = []
         self._wanted_names = frozenset(n.lower() for n in config.bridge_channels)
-        #: node id -> last heard (ms) for every mailbox this gateway collects
-        self._served: dict[bytes, int] = {}
+        self.served = ServedMailboxes(
+            self.node_id,
+            local_window_s=config.local_window_s,
+            serve_window_s=config.serve_window_s,
+            most=config.max_mailboxes,
+            state_path=state_path,
+        )
         #: topic -> envelope key, for every topic wanted now
         self._topics: dict[str, bytes] = {}
-        self._state_dirty = False
-        self._write_lock = threading.Lock()
         self.session = MqttSession(
             config,
             self.client_id,
@@ -159,7 +158,7 @@ class RelayTransport(Transport):
         self.handler = handler
         self._host = handler if isinstance(handler, GatewayHost) else None
         self._tag_host = handler if isinstance(handler, SealedTagHost) else None
-        await self._load_state()
+        await self.served.load()
         self._refresh_wanted()
         self.link = RelayLink(self)
         handler.link_up(self.link)
@@ -167,7 +166,7 @@ class RelayTransport(Transport):
 
     async def stop(self) -> None:
         await self.session.stop()
-        await self._save_state()
+        await self.served.save()
         link, self.link = self.link, None
         if link is not None and self.handler is not None:
             self.handler.link_down(link)
@@ -195,7 +194,7 @@ class RelayTransport(Transport):
         """Every ``refresh_s`` while connected (before the subscriptions are synced)."""
         self._republish_due()
         self._refresh_wanted()
-        await self._save_state()
+        await self.served.save()
 
     # -- sending -------------------------------------------------------------------------
 
@@ -208,9 +207,9 @@ class RelayTransport(Transport):
         if packet_id is not None and packet_id in self._handled:
             self._count("tx.already-handled")
             return True
-        target = route(frame, self._local, self._bridged)
+        target = route(frame, self.served.local, self._bridged)
         if target is None and self._take_up_bridged():
-            target = route(frame, self._local, self._bridged)
+            target = route(frame, self.served.local, self._bridged)
         if target is None:
             self._count("tx.stays-local")
             return True
@@ -301,22 +300,12 @@ class RelayTransport(Transport):
         cfg = self.config
         now_ms = int(self.clock() * 1000)
         host = self._host
+        self.served.refresh(host, now_ms)
         if host is not None:
-            self._local = frozenset(host.local_nodes(now_ms - int(cfg.local_window_s * 1000)))
-            for node_id in host.local_nodes(now_ms - int(cfg.serve_window_s * 1000)):
-                if self._served.get(node_id, -1) < now_ms:
-                    self._served[node_id] = now_ms
-                    self._state_dirty = True
             self._set_bridged(host.bridge_ids(self._wanted_names))
-        horizon = now_ms - int(cfg.serve_window_s * 1000)
-        for node_id in [n for n, t in self._served.items() if t < horizon]:
-            del self._served[node_id]
-            self._state_dirty = True
-        ranked = sorted(self._served, key=lambda n: self._served[n], reverse=True)
-        served = [self.node_id, *(n for n in ranked if n != self.node_id)]
         topics = {
             f"{cfg.topic_prefix}/m/{mailbox_tag(n).hex()}": mailbox_key(n)
-            for n in served[: cfg.max_mailboxes]
+            for n in self.served.mailboxes()
         }
         shared = (SEALED_TOPIC_ID,) if cfg.shared_sealed else ()
         for cid in (*self._bridged, *shared):
@@ -329,51 +318,6 @@ class RelayTransport(Transport):
             self._own_tags = frozenset(own.values())
             topics.update((topic, sealed_key(tag)) for topic, tag in own.items())
         self._topics = topics
-
-    async def _load_state(self) -> None:
-        if self.state_path is None:
-            return
-        try:
-            raw = await asyncio.to_thread(self.state_path.read_bytes)
-            data = json.loads(raw[:1_000_000])
-            served = data["served"]
-            for node_hex, heard in list(served.items())[: self.config.max_mailboxes]:
-                node_id = bytes.fromhex(node_hex)
-                if len(node_id) == 16 and type(heard) is int:
-                    self._served[node_id] = heard
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("ignoring unreadable relay state %s: %s", self.state_path, exc)
-
-    async def _save_state(self) -> None:
-        """Write the served mailboxes if they changed (atomically, off the loop).
-
-        The flag is cleared only after a write completed, so a write cut short by
-        :meth:`stop` is simply done again there; the thread lock keeps two writes apart.
-        """
-        if self.state_path is None or not self._state_dirty:
-            return
-        data = json.dumps({"served": {n.hex(): t for n, t in self._served.items()}}).encode()
-        path = self.state_path
-        lock = self._write_lock
-
-        def write() -> None:
-            with lock:
-                tmp = path.with_suffix(".tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.write(fd, data)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, path)
-
-        try:
-            await asyncio.to_thread(write)
-        except OSError as exc:
-            log.warning("cannot save relay state %s: %s", path, exc)
-            return
-        self._state_dirty = False
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -85,7 +85,10 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Setup]:
     store = CountingStore.open(tmp_path / "g.db", key=KEY)
     g_mem = hub.transport(g_id.public)
     options = NodeOptions(
-        announce=False, router=RouterConfig(link_rate=100_000, link_burst=200_000)
+        announce=False,
+        router=RouterConfig(
+            link_rate=100_000, link_burst=200_000, max_carried_per_destination=1024
+        ),
     )
     node = Node(g_id, "g", store, [g_mem], options=options)
     await node.start()

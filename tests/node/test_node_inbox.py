@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,12 @@ class Line:
     c: Node
     g: Home
     port: int
+    g_pid: int
+
+    def g_cpu_s(self) -> float:
+        """CPU seconds G's process has used so far (user and system)."""
+        fields = Path(f"/proc/{self.g_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def g_status(self) -> dict[str, Any]:
         return request(self.g.control_socket, {"op": "status"}, timeout=10)
@@ -81,7 +88,7 @@ class Line:
 
 
 @contextlib.contextmanager
-def daemon(home: Home, port: int, log: Path) -> Iterator[None]:
+def daemon(home: Home, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     args = ["--lan-host", "127.0.0.1", "--lan-port", str(port), "--no-mdns"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -92,7 +99,7 @@ def daemon(home: Home, port: int, log: Path) -> Iterator[None]:
             stdin=subprocess.DEVNULL,
         )
         try:
-            yield
+            yield proc
         finally:
             proc.terminate()
             try:
@@ -118,7 +125,7 @@ async def line(tmp_path: Path) -> AsyncIterator[Line]:
     ids = {n: Identity.generate() for n in "bc"}
     nodes: dict[str, Node] = {}
     stores: list[Store] = []
-    with daemon(g_home, port, tmp_path / "g.log"):
+    with daemon(g_home, port, tmp_path / "g.log") as g_proc:
         for name in "bc":
             store = Store.open(tmp_path / f"{name}.db", key=os.urandom(32))
             stores.append(store)
@@ -134,7 +141,7 @@ async def line(tmp_path: Path) -> AsyncIterator[Line]:
         b, c = nodes["b"], nodes["c"]
         await b.add_card(await c.card(), "c")
         await c.add_card(await b.card(), "b")
-        g = Line(b, c, g_home, port)
+        g = Line(b, c, g_home, port, g_proc.pid)
         try:
             await wait_for(lambda: len(b.links) == 1 and len(c.links) == 1)
             await wait_for(g_home.control_socket.exists)
@@ -177,6 +184,7 @@ async def test_one_links_junk_drops_no_frame_of_another_link(line: Line) -> None
 
     line.c.subscribe(on_notice)
     async with junk_flood(line):
+        cpu, began = line.g_cpu_s(), time.monotonic()
         sent = [f"good {i}" for i in range(20)]
         for text in sent:
             await line.b.send_text(PUBLIC_CHANNEL, text)
@@ -185,7 +193,11 @@ async def test_one_links_junk_drops_no_frame_of_another_link(line: Line) -> None
         with contextlib.suppress(TimeoutError):
             await wait_for(lambda: len(received) == len(sent), timeout=10)
         junk_dropped = line.g_dropped()
-    print(f"junk frames dropped at G: {junk_dropped}, good received: {len(received)}/20")
+        share = (line.g_cpu_s() - cpu) / (time.monotonic() - began)
+    print(
+        f"junk frames dropped at G: {junk_dropped}, good received: {len(received)}/20, "
+        f"G used {share:.0%} of a core meanwhile"
+    )
     assert sorted(received) == sorted(sent)
 
 

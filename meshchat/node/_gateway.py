@@ -114,7 +114,6 @@ class Neighbourhood:
         return ids
 
     def sealed_tags(self, epoch: int) -> list[bytes]:
-        """The tags sealed packets created in ``epoch`` reach this node under."""
-        from meshchat.transports.dht._sealed import epoch_tags
-
-        return epoch_tags(self.node.engine.direct, epoch)
+        """The tags sealed packets created in ``epoch`` reach this node under: a pair tag per
+        peer it listens to and a prekey tag per signed prekey it holds."""
+        return self.node.engine.direct.book.tags_at(epoch)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import meshchat
 from meshchat.control import request
@@ -327,3 +329,53 @@ async def test_a_full_lane_asks_its_link_to_hold_reading_until_half_empty() -> N
     inbox.take()
     assert room.done()  # down to half: read again
     assert inbox.room("lan:2").done()  # an empty lane never holds
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["lan:1", "lan:2", "lan:3"]), st.sampled_from(["frame", "down"])),
+        max_size=80,
+    ),
+    st.lists(st.integers(min_value=0, max_value=3), max_size=80),
+)
+def test_bounds_and_order_hold_for_any_arrivals(
+    arrivals: list[tuple[str, str]], takes: list[int]
+) -> None:
+    """Whatever arrives, in whatever order it is taken: at most ``link_size`` frames per link
+    and ``size`` overall are queued, each link's items come out in the order they went in,
+    and no link change is lost."""
+
+    async def run() -> None:
+        inbox, _ = _inbox(size=8, link_size=4)
+        links = {key: _Link(key) for key in ("lan:1", "lan:2", "lan:3")}
+        put: dict[str, list[int]] = {key: [] for key in links}
+        out: dict[str, list[int]] = {key: [] for key in links}
+        downs = 0
+        for n, ((key, kind), take) in enumerate(zip(arrivals, [*takes, *[0] * 80], strict=False)):
+            if kind == "down":
+                inbox.put(LinkDown(links[key]))  # type: ignore[arg-type]
+                downs += 1
+            elif inbox.put(FrameIn(links[key], n.to_bytes(2, "big"))):  # type: ignore[arg-type]
+                put[key].append(n)
+            frames = [
+                len([i for i in lane if isinstance(i, FrameIn)]) for lane in inbox._lanes.values()
+            ]
+            assert max(frames, default=0) <= 4 and sum(frames) <= 8
+            for _ in range(take):
+                item = inbox.take()
+                if isinstance(item, FrameIn) and item.link is not None:
+                    out[item.link.link_id].append(int.from_bytes(item.frame, "big"))
+                elif isinstance(item, LinkDown):
+                    downs -= 1
+        for item in _drain(inbox):
+            if isinstance(item, FrameIn) and item.link is not None:
+                out[item.link.link_id].append(int.from_bytes(item.frame, "big"))
+            elif isinstance(item, LinkDown):
+                downs -= 1
+        assert downs == 0
+        for key in links:
+            # what came out is what went in (less what a full inbox evicted), in order
+            assert out[key] == [n for n in put[key] if n in set(out[key])]
+
+    asyncio.run(run())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sealed_mesh import Capture, chain, link, rejected, texts, transmitted
 
 from meshchat.events import MessageReceived, PrekeysUpdated, SessionUpdated
+from meshchat.router import RouterConfig
 from meshchat.router.actions import Drop
 from meshchat.wire.packet import PacketKind
 
@@ -20,8 +21,27 @@ def _message_frames(capture: Capture) -> list[bytes]:
     ]
 
 
-def test_replayed_message_rejected_without_ack_and_without_state_change() -> None:
+#: routers that remember ids for an hour only: the recipient's own defence must hold even where
+#: routers forgot (a full dedupe bucket, a save lost in a crash); see test_router_* for theirs
+FORGETFUL = RouterConfig(replay_horizon=False)
+
+
+def test_router_still_knows_a_replayed_message_two_hours_later() -> None:
     mesh = chain("alice", "relay", "bob")
+    capture = Capture(mesh, "bob")
+    mesh.send_direct("alice", "bob", "pay 10 coins")
+    mesh.run(2_000)
+    capture.on = False
+    [frame] = _message_frames(capture)
+    mesh.run(2 * HOUR_MS)
+    mesh.tick()
+    out = mesh.inject("bob", frame, link("bob", "relay"))
+    assert [o.reason for o in out if isinstance(o, Drop)] == ["duplicate"]
+    assert texts(mesh, "bob", "alice") == ["pay 10 coins"]
+
+
+def test_replayed_message_rejected_without_ack_and_without_state_change() -> None:
+    mesh = chain("alice", "relay", "bob", config=FORGETFUL)
     mesh.send_direct("alice", "bob", "hello")
     mesh.run(2_000)
     capture = Capture(mesh, "bob")

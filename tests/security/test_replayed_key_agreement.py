@@ -10,6 +10,7 @@ from __future__ import annotations
 from sealed_mesh import Capture, chain, link, rejected, texts, transmitted
 
 from meshchat.events import MessageReceived, SessionUpdated
+from meshchat.router import RouterConfig
 from meshchat.wire.packet import PacketKind
 
 HOUR_MS = 3_600_000
@@ -25,7 +26,9 @@ def _initial_frame(mesh, capture: Capture) -> bytes:  # type: ignore[no-untyped-
 
 
 def test_replayed_initial_message_rejected() -> None:
-    mesh = chain("alice", "relay", "bob")
+    # Routers that remember ids for an hour only (replay_horizon off): the recipient's own
+    # defence must hold even where routers forgot.
+    mesh = chain("alice", "relay", "bob", config=RouterConfig(replay_horizon=False))
     capture = Capture(mesh, "bob")
     mesh.send_direct("alice", "bob", "let us talk")
     mesh.run(2_000)

@@ -355,11 +355,6 @@ class Assembler:
         dropped, self._dropped = self._dropped, []
         return dropped
 
-    @property
-    def stored_dirty(self) -> bool:
-        """Whether a known sender's blob is in progress (what :meth:`dump` keeps)."""
-        return any(p.known is not None for p in self._partial.values())
-
     def expire(self, now_ms: int) -> None:
         for key, p in list(self._partial.items()):
             horizon = ASSEMBLY_HORIZON_MS if p.known is not None else STRANGER_HORIZON_MS

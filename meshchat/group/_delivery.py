@@ -9,10 +9,16 @@ dropped, e.g. when the member's keys are distrusted), and as :data:`~._state.PEN
 then. Only the latest roster's updates are followed: a new roster starts afresh. A change to
 not applied comes out as a :class:`~meshchat.events.GroupChanged` notice (``what`` is
 ``"not applied"``, ``by`` the member).
+
+A member that could not keep the parts (``NotApplied`` with reason ``DROPPED``: its
+reassembly budget was taken) is sent the latest update once more, as a new blob, while this
+node still holds it in memory (not after a restart); if that one is dropped too, it is not
+applied.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from meshchat.events import GroupChanged
@@ -25,8 +31,12 @@ from meshchat.group._state import (
     Group,
     Tracked,
 )
+from meshchat.group.control import DROPPED, NotApplied
 
 __all__ = ["Deliveries"]
+
+#: blob ids of updates sent again, remembered at most (so each is sent again only once)
+_MAX_RESENT = 1024
 
 
 class Deliveries:
@@ -34,6 +44,36 @@ class Deliveries:
 
     def __init__(self) -> None:
         self._notices: list[GroupChanged] = []
+        #: group id -> (epoch, update blob) of the latest roster this node made
+        self._latest: dict[bytes, tuple[int, bytes]] = {}
+        self._resent: OrderedDict[bytes, None] = OrderedDict()
+
+    def remember(self, group: Group, blob: bytes) -> None:
+        """The update blob of ``group``'s latest roster (to send again if a member drops it)."""
+        self._latest[group.group_id] = (group.roster.epoch, blob)
+
+    def resend(
+        self, state: BookState, groups: dict[bytes, Group], sender: bytes, message: NotApplied
+    ) -> tuple[Group, list[bytes], bytes] | None:
+        """If ``sender`` dropped our latest update (once): the group, the msg ids of the parts
+        to stop and the blob to send again; else None."""
+        tracked = state.tracked.get(message.blob_id)
+        if message.reason != DROPPED or tracked is None or tracked.recipient != sender:
+            return None
+        group = groups.get(tracked.group_id)
+        latest = self._latest.get(tracked.group_id)
+        if group is None or latest is None or message.blob_id in self._resent:
+            return None
+        if not latest[0] == tracked.epoch == group.roster.epoch:
+            return None
+        del state.tracked[message.blob_id]
+        return group, sorted(tracked.parts), latest[1]
+
+    def resent(self, blob_id: bytes) -> None:
+        """``blob_id`` is an update sent again: if it is dropped too, it is not applied."""
+        self._resent[blob_id] = None
+        while len(self._resent) > _MAX_RESENT:
+            self._resent.popitem(last=False)
 
     def start(self, state: BookState, group: Group) -> None:
         """A new roster of ``group`` by this node: forget how the older ones went."""

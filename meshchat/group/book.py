@@ -304,6 +304,7 @@ class GroupBook(GroupMessages):
         sends: list[ControlSend] = []
         group.roster = roster
         self._deliveries.start(self.state, group)
+        self._deliveries.remember(group, update)
         for member in roster.members:
             if member.node_id != self.me:
                 parts = self._control(member, update, now_ms)
@@ -450,6 +451,14 @@ class GroupBook(GroupMessages):
         self, sender: PublicIdentity, control: Control, now_ms: int, known: bool
     ) -> ControlOutcome:
         if isinstance(control, NotApplied):
+            again = self._deliveries.resend(self.state, self.groups, sender.node_id, control)
+            if again is not None:
+                group, stop, blob = again
+                parts = self._control(sender, blob, now_ms)
+                self._deliveries.track(self.state, group, parts)
+                self._deliveries.resent(parts[0].part.blob_id)
+                self._dirty.update((group.group_id, BOOK_KEY))
+                return ControlOutcome(sends=parts, cancel=stop)
             cancel, changed = self._deliveries.not_applied(
                 self.state, self.groups, sender.node_id, control.blob_id
             )

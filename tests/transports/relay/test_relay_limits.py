@@ -187,3 +187,42 @@ def test_mosquitto_with_the_documented_configuration(tmp_path: Path) -> None:
         assert got == [TOPIC]
     finally:
         relay.stop()
+
+
+async def test_a_strangers_junk_does_not_evict_queued_mail(tmp_path: Path) -> None:
+    """Item 1 on the broker alone: bob's gateway is offline with one message queued from a
+    token holder; a stranger publishes 1,200 junk messages of 600 B to the same topic."""
+    tokens = tmp_path / "tokens"
+    token = add_token(tokens, "gw")
+    settings = BrokerSettings(port=0, token_file=str(tokens), allow_anonymous=True)
+    broker = EmbeddedBroker(settings)
+    await broker.start()
+    port = broker.addresses[0][1]
+    auth = {"username": "gw", "password": token}
+    try:
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier="bob", clean_session=False, **auth
+        ) as c:
+            await c.subscribe(TOPIC, qos=1)
+        async with aiomqtt.Client("127.0.0.1", port, identifier="alice", **auth) as a:
+            await a.publish(TOPIC, b"the real one", qos=1)
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier="junk", max_inflight_messages=100
+        ) as j:
+            await asyncio.gather(*(j.publish(TOPIC, os.urandom(600), qos=1) for _ in range(1200)))
+        await asyncio.sleep(0.3)
+        got: list[bytes] = []
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier="bob", clean_session=False, **auth
+        ) as c:
+            try:
+                async with asyncio.timeout(1.0):
+                    async for message in c.messages:
+                        assert isinstance(message.payload, bytes)
+                        got.append(message.payload)
+            except TimeoutError:
+                pass
+        assert b"the real one" in got
+        assert len(got) <= 1 + Limits().mailbox_quota * Limits().anonymous_share
+    finally:
+        await broker.stop()

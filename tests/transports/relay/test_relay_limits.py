@@ -226,3 +226,20 @@ async def test_a_strangers_junk_does_not_evict_queued_mail(tmp_path: Path) -> No
         assert len(got) <= 1 + Limits().mailbox_quota * Limits().anonymous_share
     finally:
         await broker.stop()
+
+
+def test_meshchat_relay_add_token_prints_a_token_the_relay_accepts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from attackers import env
+
+    home = tmp_path / "home"
+    argv = [sys.executable, "-m", "meshchat.cli.main", "--home", str(home), "relay"]
+    made = subprocess.run(
+        [*argv, "--add-token", "alice"], capture_output=True, text=True, env=env(), check=False
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    book = TokenBook.load(home / "relay-tokens")
+    assert book.check("alice", token) and token not in (home / "relay-tokens").read_text()

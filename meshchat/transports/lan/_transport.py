@@ -63,9 +63,9 @@ from enum import Enum, auto
 from typing import Any
 
 from meshchat.errors import TransportError
-from meshchat.identity import Identity, PublicIdentity
+from meshchat.identity import Identity
 from meshchat.transports.backoff import Backoff, BackoffTable
-from meshchat.transports.base import LinkHandler, LinkJudge, Transport, TransportStatus
+from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.lan._addresses import choose_addresses
 from meshchat.transports.lan._discovery import (
     ROTATE_EVERY,
@@ -73,7 +73,8 @@ from meshchat.transports.lan._discovery import (
     Discovery,
     ServiceRecord,
 )
-from meshchat.transports.slots import PendingView, SlotPolicy, SlotView
+from meshchat.transports.lan._slotkeeper import SlotKeeper
+from meshchat.transports.slots import SlotPolicy
 from meshchat.transports.stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_QUEUE_FRAMES,
@@ -155,12 +156,11 @@ class LanTransport(Transport):
         self._handshake_timeout = handshake_timeout
         self._connect_timeout = connect_timeout
         self._queue_frames = queue_frames
-        self._slots = slots if slots is not None else SlotPolicy()
+        self._slots = SlotKeeper(slots if slots is not None else SlotPolicy())
         self._rotate_every = mdns_rotate_every
         self._dial_backoff = BackoffTable(reconnect_initial, reconnect_max)
         #: (host, port) -> the node id a handshake there proved
         self._proven_at: dict[tuple[str, int], bytes] = {}
-        self._judge: LinkJudge | None = None
 
         self._handler: LinkHandler | None = None
         self._server: asyncio.Server | None = None
@@ -175,10 +175,6 @@ class LanTransport(Transport):
         self._workers: set[asyncio.Task[Any]] = set()
         #: link closings in progress: awaited on stop
         self._closers: set[asyncio.Task[None]] = set()
-        #: inbound connections in their handshake, by their writer
-        self._pending: dict[asyncio.StreamWriter, PendingView] = {}
-        #: links closed to make room or because they idled (for status and tests)
-        self.evicted = 0
         self._link_serial = 0
         self._link_added = asyncio.Event()
 
@@ -209,7 +205,7 @@ class LanTransport(Transport):
             f"tcp {self._host}:{self._listening_port}, {len(self._links)} link(s), "
             f"{len(self._targets)} target(s), mdns {mdns}"
         )
-        return TransportStatus(self.name, up=True, detail=detail)
+        return TransportStatus(self.name, up=True, detail=detail + self._slots.describe())
 
     async def start(self, handler: LinkHandler) -> None:
         if self._running or self._stopped:
@@ -217,7 +213,7 @@ class LanTransport(Transport):
                 "a LanTransport can be started only once", transport=self.name, reason="misuse"
             )
         self._handler = handler
-        self._judge = handler if isinstance(handler, LinkJudge) else None
+        self._slots.use_judge(handler)
         try:
             self._server = await asyncio.start_server(self._on_inbound, self._host, self._port)
         except OSError as exc:
@@ -293,25 +289,16 @@ class LanTransport(Transport):
             if not self._running:
                 await abort_stream(writer)
                 return
-            self._make_room_for(address)
-            self._pending[writer] = PendingView(writer, address, self._now())
+            self._slots.pending(writer, address)
             try:
                 enable_tcp_keepalive(writer)
                 link = await self._handshake(reader, writer, initiator=False, describe=describe)
             finally:
-                self._pending.pop(writer, None)
+                self._slots.done(writer)
             if link is not None:
                 self._admit(link)
         finally:
             self._workers.discard(task)
-
-    def _make_room_for(self, address: str) -> None:
-        """Drop a half-open connection if a new one from ``address`` would exceed the bounds."""
-        victim = self._slots.pending_victim(list(self._pending.values()), address)
-        if isinstance(victim, asyncio.StreamWriter):
-            view = self._pending.pop(victim)
-            logger.info("lan: dropping a pending handshake from %s to make room", view.address)
-            victim.transport.abort()
 
     # -- dialling --------------------------------------------------------------------------------
 
@@ -484,7 +471,8 @@ class LanTransport(Transport):
                 port=self._listening_port,
             )
         except TransportError as exc:
-            logger.info("lan: %s", exc)
+            self._slots.failed_handshakes += 1
+            logger.debug("lan: %s", exc)
             return None
 
     def _initiator_id(self, link: StreamLink) -> bytes:
@@ -497,14 +485,13 @@ class LanTransport(Transport):
         if not self._running:
             link.shutdown("transport stopping")
             return False
-        if existing is None and len(self._links) >= self._slots.max_links:
-            preferred = self._prefers(link.peer)
-            victim = self._slots.victim(self._views(), preferred, self._now())
-            if not isinstance(victim, bytes) or victim not in self._links:
-                logger.info("lan: no room for %s (%s)", link.peer.short_id, link.describe())
-                link.shutdown("no room")
-                return False
-            self._evict(self._links[victim], f"making room for {link.peer.short_id}")
+        if (
+            existing is None
+            and len(self._links) >= self._slots.policy.max_links
+            and not self._slots.make_room(self._links, link)
+        ):
+            link.shutdown("no room")
+            return False
         if existing is not None:
             old, new = self._initiator_id(existing), self._initiator_id(link)
             if old != new and old < new:
@@ -535,34 +522,11 @@ class LanTransport(Transport):
     def _now() -> float:
         return asyncio.get_running_loop().time()
 
-    def _prefers(self, peer: PublicIdentity) -> bool:
-        if self._judge is None:
-            return False
-        try:
-            return self._judge.prefers(peer)
-        except Exception:
-            logger.exception("lan: the link judge failed")
-            return False
-
-    def _views(self) -> list[SlotView]:
-        return [
-            SlotView(peer_id, self._prefers(link.peer), link.since, link.last_useful)
-            for peer_id, link in self._links.items()
-        ]
-
-    def _evict(self, link: StreamLink, why: str) -> None:
-        logger.info("lan: closing link %s to %s: %s", link.link_id, link.peer.short_id, why)
-        self.evicted += 1
-        link.shutdown(why)
-
     async def _sweep_loop(self) -> None:
         """Close idle strangers' links while the table is crowded."""
         while self._running:
-            await asyncio.sleep(self._slots.sweep_every)
-            for key in self._slots.idle(self._views(), self._now()):
-                link = self._links.get(key) if isinstance(key, bytes) else None
-                if link is not None:
-                    self._evict(link, "idle")
+            await asyncio.sleep(self._slots.policy.sweep_every)
+            self._slots.sweep(self._links)
 
     def _on_link_closed(self, link: StreamLink) -> None:
         if self._links.get(link.peer.node_id) is link:

@@ -7,10 +7,11 @@ is one byte of *channel* followed by a body, cut into fragments (:mod:`.fragment
 channel  name          body
 =======  ============  ======================================================================
 0        handshake     a :class:`~meshchat.wire.handshake.LinkHandshake` frame
-1        data          a meshchat packet, for the node (at most ``MAX_PACKET_SIZE`` bytes)
+1        data          a meshchat packet, for the node (at most ``MAX_PACKET_SIZE`` bytes),
+                       sealed with the handshake's :class:`LinkCipher`
 2        control       ``01`` + the sender's current advertisement id (sent after the
                        handshake and at each rotation, so a peer that was dialled by us also
-                       recognises our advertisements and does not dial back)
+                       recognises our advertisements and does not dial back), sealed too
 =======  ============  ======================================================================
 
 Theory of operation:
@@ -25,8 +26,10 @@ HANDSHAKE     handshake frame                  feed it; send replies; when done:
                                                the session or close it)
 HANDSHAKE     data or control frame            dropped (counted)
 HANDSHAKE     HandshakeError or timer expires  close; CLOSED
-UP            data frame                       ``on_frame``
-UP            control frame                    ``on_control``
+UP            data frame                       decrypt; ``on_frame``
+UP            control frame                    decrypt; ``on_control``
+UP            a frame that does not decrypt    close (the two directions' nonces are out of
+                                               step for good); CLOSED
 any           connection ends / :meth:`close`  drop partial frames and the queue; CLOSED;
                                                ``on_closed`` once
 ============  ===============================  ==============================================
@@ -54,7 +57,7 @@ from meshchat.transports.base import Link
 from meshchat.transports.ble.fragment import Fragmenter, Reassembler, ReassemblyStats
 from meshchat.transports.ble.rotating_id import ADV_ID_SIZE
 from meshchat.transports.ble.seam import BleConnection
-from meshchat.wire.handshake import LinkHandshake
+from meshchat.wire.handshake import CIPHER_OVERHEAD, LinkCipher, LinkHandshake
 from meshchat.wire.packet import MAX_PACKET_SIZE
 
 __all__ = [
@@ -73,8 +76,8 @@ CHANNEL_HANDSHAKE = 0
 CHANNEL_DATA = 1
 CHANNEL_CONTROL = 2
 _CONTROL_ADV_ID = 0x01
-#: a link frame: channel byte + the largest meshchat packet
-MAX_LINK_FRAME = 1 + MAX_PACKET_SIZE
+#: a link frame: channel byte + the largest meshchat packet, sealed
+MAX_LINK_FRAME = 1 + MAX_PACKET_SIZE + CIPHER_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ class Session:
         self.dropped_frames = 0
         # the central dialled: it is the handshake's initiator
         self._handshake = LinkHandshake(identity, initiator=connection.initiator)
+        self._cipher: LinkCipher | None = None
         self._state = _State.HANDSHAKE
         self._fragmenter = Fragmenter(MAX_LINK_FRAME)
         self._reassembler = Reassembler(
@@ -240,6 +244,8 @@ class Session:
             self._push(CHANNEL_CONTROL, bytes([_CONTROL_ADV_ID]) + adv_id)
 
     def _push(self, channel: int, body: bytes) -> None:
+        if channel != CHANNEL_HANDSHAKE and self._cipher is not None:
+            body = self._cipher.encrypt(body)  # in queue order, which is the order written
         self._queue.append((channel, body))
         self._queued_bytes += len(body)
         self._wake.set()
@@ -281,16 +287,28 @@ class Session:
         channel, body = frame[0], frame[1:]
         if channel == CHANNEL_HANDSHAKE:
             self._on_handshake(body)
-        elif self._state is not _State.UP:
+        elif (
+            self._state is not _State.UP
+            or self._cipher is None
+            or channel not in (CHANNEL_DATA, CHANNEL_CONTROL)
+        ):
             self.framing_errors += 1
-        elif channel == CHANNEL_DATA:
+        else:
+            try:
+                body = self._cipher.decrypt(body)
+            except FramingError as exc:
+                self.framing_errors += 1
+                _log.info("BLE link with %s: %s; closing", self.connection.address, exc)
+                self._spawn_close()
+                return
+            self._on_sealed(channel, body)
+
+    def _on_sealed(self, channel: int, body: bytes) -> None:
+        if channel == CHANNEL_DATA:
             if body:
                 self._on_frame(self, body)
-        elif channel == CHANNEL_CONTROL:
-            if len(body) == 1 + ADV_ID_SIZE and body[0] == _CONTROL_ADV_ID:
-                self._on_control(self, body[1:])
-        else:
-            self.framing_errors += 1
+        elif len(body) == 1 + ADV_ID_SIZE and body[0] == _CONTROL_ADV_ID:  # CHANNEL_CONTROL
+            self._on_control(self, body[1:])
 
     def _on_handshake(self, body: bytes) -> None:
         if self._state is not _State.HANDSHAKE:
@@ -305,6 +323,7 @@ class Session:
         for reply in replies:
             self._push(CHANNEL_HANDSHAKE, reply)
         if self._handshake.done:
+            self._cipher = self._handshake.cipher()
             self._state = _State.UP
             if self._timer is not None:
                 self._timer.cancel()

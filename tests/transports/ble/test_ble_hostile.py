@@ -10,10 +10,18 @@ from collections.abc import Callable
 from ble_world import FAST, World, link, linked
 
 from meshchat.errors import TransportError
+from meshchat.identity import Identity
 from meshchat.transports.ble import GattProfile, ScanResult, ScanSettings
+from meshchat.transports.ble.fragment import Fragmenter, Reassembler
 from meshchat.transports.ble.seam import BleConnection
-from meshchat.transports.ble.session import CHANNEL_HANDSHAKE
+from meshchat.transports.ble.session import (
+    CHANNEL_CONTROL,
+    CHANNEL_DATA,
+    CHANNEL_HANDSHAKE,
+    MAX_LINK_FRAME,
+)
 from meshchat.transports.ble.virtual import make_virtual_backends
+from meshchat.wire.handshake import LinkHandshake
 from meshchat.wire.packet import MAX_PACKET_SIZE
 
 
@@ -130,3 +138,57 @@ async def test_data_before_handshake_is_not_delivered(ble_world: Callable[..., W
     assert session.framing_errors == 1
     assert world.nodes[0].recorder.frames == []
     await connection.close()
+
+
+async def test_frames_on_the_air_are_sealed_and_a_clear_one_closes_the_link(
+    ble_world: Callable[..., World],
+) -> None:
+    """A central that speaks the protocol by hand sees node 0's identity only inside the
+    handshake's encryption, and every later frame sealed; a frame in clear ends the link."""
+    world = ble_world(1)
+    await world.start()
+    connection = await raw_dial(world, 0)
+    values: asyncio.Queue[bytes] = asyncio.Queue()
+    connection.attach(values.put_nowait, lambda: None)
+    loop = asyncio.get_running_loop()
+    reassembler = Reassembler(max_frame_size=MAX_LINK_FRAME)
+    fragmenter = Fragmenter(MAX_LINK_FRAME)
+    air: list[bytes] = []
+
+    async def send(channel: int, body: bytes) -> None:
+        for piece in fragmenter.split(bytes([channel]) + body, connection.max_value_size):
+            await connection.write(piece)
+
+    async def receive() -> bytes:
+        while True:
+            value = await asyncio.wait_for(values.get(), 5)
+            air.append(value)
+            frame = reassembler.feed(value, loop.time())
+            if frame is not None:
+                return frame
+
+    handshake = LinkHandshake(Identity.generate(), initiator=True)
+    for first in handshake.start():
+        await send(CHANNEL_HANDSHAKE, first)
+    second = await receive()
+    for reply in handshake.receive(second[1:]):
+        await send(CHANNEL_HANDSHAKE, reply)
+    handshake.receive((await receive())[1:])
+    node = world.nodes[0]
+    assert handshake.done and handshake.peer == node.identity.public
+    await node.recorder.until(lambda: len(node.recorder.ups) == 1)
+    (up,) = node.recorder.ups
+    assert up.send(b"a packet for the air")
+    cipher = handshake.cipher()
+    while (frame := await receive())[0] != CHANNEL_DATA:
+        assert frame[0] == CHANNEL_CONTROL
+        assert cipher.decrypt(frame[1:])[0] == 0x01  # its advertisement id, sealed
+    assert cipher.decrypt(frame[1:]) == b"a packet for the air"
+    on_air = b"".join(air)
+    public = node.identity.public
+    for secret in (b"a packet for the air", public.sign_public, public.box_public):
+        assert secret not in on_air
+    # a data frame in clear does not decrypt: the link ends
+    await send(CHANNEL_DATA, b"an unsealed packet")
+    await node.recorder.until(lambda: len(node.recorder.downs) == 1)
+    assert node.recorder.frames == []

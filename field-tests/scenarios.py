@@ -147,7 +147,8 @@ def broadcast(
         text = host.log_path.read_text()
         for mid in msg_ids:
             report.hops += [
-                int(h) for h in re.findall(rf"received {mid[:12]} in #mesh, (\d+) hops", text)
+                int(h)
+                for h in re.findall(rf"received {mid[:12]} in #mesh, relays claim (\d+) hops", text)
             ]
     time.sleep(0.5)
     report.duplicates += counters_total(lab, everyone, "drop.duplicate") - dup0

@@ -160,8 +160,13 @@ def _save_received(store: Store, event: MessageReceived, now: int) -> Step | Non
     where = event.conversation
     if where != PUBLIC_CHANNEL:
         where = "dm" if where.startswith("dm:") else "channel"
-    # No hop count: relays may rewrite it (it is not signed), so it would only mislead.
-    log.info("received %s in %s", event.msg_id.hex()[:12], where)
+    # The hop count is the relays' unsigned claim (any relay may rewrite it): the log says so.
+    log.info(
+        "received %s in %s, relays claim %d hops (unsigned)",
+        event.msg_id.hex()[:12],
+        where,
+        event.hops + 1,
+    )
     return Notify(NodeNotice("message", message=message))
 
 

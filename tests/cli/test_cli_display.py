@@ -9,6 +9,7 @@ values.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -163,10 +164,11 @@ def test_a_strangers_name_and_text_cannot_steer_the_terminal(
     assert cli_json(alice.path, "id")["name"] == "alice"
     assert not alice.card.exists()
 
-    # The daemon's log notes the message but no hop count: relays can rewrite it (unsigned).
+    # The daemon's log gives the hop count only as the relays' unsigned claim.
     log = (tmp_path / "alice.log").read_text()
     assert "received" in log and "in #mesh" in log
-    assert "hops" not in log
+    assert re.search(r"relays claim \d+ hops \(unsigned\)", log)
+    assert not re.search(r"#mesh, \d+ hops", log)
 
 
 def test_with_the_node_running_a_lookalike_is_refused_and_peers_mark_strangers(

@@ -2,7 +2,7 @@
 
 A daemon G on loopback, a node B linked to it, and a stranger's link to G. The stranger sends a
 #mesh packet; G shows it and floods it to B. G is stopped (SIGTERM) and started again, and the
-stranger sends the same frame: G counts a duplicate and B hears nothing more.
+stranger sends the same frame: G counts a duplicate and does not send it to B again.
 """
 
 from __future__ import annotations
@@ -88,17 +88,13 @@ async def test_a_replay_after_the_daemon_restarts_is_not_flooded_again(tmp_path:
         assert first.get("accepted", 0) >= 1
         await wait_for(lambda: b.engine.router.counters.get("accepted", 0) >= 1)
         assert [m.text for m in await b.messages("#mesh")] == ["replay me"]
-        heard = b.engine.router.counters.get("drop.duplicate", 0) + b.engine.router.counters.get(
-            "accepted", 0
-        )
+        # G's own announcements may reach B at any time; a re-flooded replay would be a duplicate.
+        duplicates = b.engine.router.counters.get("drop.duplicate", 0)
         await wait_for(lambda: stranger.link is None and not b.links)
         second = await run_g_and_send("g2.log")
         assert second.get("drop.duplicate", 0) >= 1
-        assert second.get("relay.sent", 0) == 0
-        after = b.engine.router.counters.get("drop.duplicate", 0) + b.engine.router.counters.get(
-            "accepted", 0
-        )
-        assert after == heard  # B heard nothing more
+        assert b.engine.router.counters.get("drop.duplicate", 0) == duplicates  # not re-flooded
+        assert [m.text for m in await b.messages("#mesh")] == ["replay me"]
     finally:
         await s_lan.stop()
         await b.stop()

@@ -40,7 +40,7 @@ import nacl.exceptions
 from nacl.signing import SigningKey, VerifyKey
 
 from meshchat.crypto.padding import pad, unpad
-from meshchat.errors import DecryptionError
+from meshchat.errors import DecryptionError, PacketError, PacketReason
 from meshchat.wire.packet import MAX_PAYLOAD_SIZE
 
 __all__ = [
@@ -187,7 +187,8 @@ def seal_message(
     inner = pad(signature + body, _PREFIX + _TAG)
     body_ct = _encrypt(inner, origin + nonce + header_ct, nonce, message_key)
     payload = nonce + header_ct + body_ct
-    assert len(payload) <= MAX_PAYLOAD_SIZE
+    if len(payload) > MAX_PAYLOAD_SIZE:
+        raise PacketError(PacketReason.OVERSIZED, f"group payload of {len(payload)} bytes")
     return payload, after
 
 

@@ -72,7 +72,8 @@ def build(service_uuid: uuid.UUID, adv_id: bytes) -> bytes:
         + bytes([1 + len(name), _NAME_SHORT])
         + name
     )
-    assert len(data) <= LEGACY_AD_LIMIT
+    if len(data) > LEGACY_AD_LIMIT:
+        raise ValueError(f"advertising data of {len(data)} bytes exceeds {LEGACY_AD_LIMIT}")
     return data
 
 

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from test_channel_spam import _feed
+from test_node_memory import befriend, make_peer, wait_for
 
 from meshchat.identity import Identity
 from meshchat.store.records import MessageState
 from meshchat.transports.memory import MemoryHub
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, PacketKind, Suite
-from tests.node.test_channel_spam import _feed
-from tests.node.test_node_memory import befriend, make_peer, wait_for
 
 NINE_MINUTES = 9 * 60 * 1000
 

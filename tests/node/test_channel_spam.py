@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from test_node_memory import wait_for
+
 from meshchat.crypto.channel import ChannelKey
 from meshchat.identity import Identity
 from meshchat.node import Node, NodeOptions
@@ -15,7 +17,6 @@ from meshchat.transports.memory import MemoryHub
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, PacketKind, Suite
 from meshchat.wire.payloads import MessageBody
-from tests.node.test_node_memory import wait_for
 
 BUDGET = HistoryBudget(channel_bytes=256 * 1024, sender_bytes=96 * 1024)
 MESH = Destination.channel(ChannelKey.public().channel_id)

@@ -9,6 +9,9 @@ import os
 import time
 from pathlib import Path
 
+from test_node_inbox import daemon, free_port, meshchat_cli, wait_for
+from test_replay_daemon import _Stranger
+
 from meshchat.control import request
 from meshchat.crypto.channel import ChannelKey
 from meshchat.home import Home
@@ -17,8 +20,6 @@ from meshchat.transports.lan import LanTransport
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, PacketKind, Suite
 from meshchat.wire.payloads import MessageBody
-from tests.node.test_node_inbox import daemon, free_port, meshchat_cli, wait_for
-from tests.node.test_replay_daemon import _Stranger
 
 PER_LINK = 900  # ~0.9 MB of text per stranger: almost twice its 512 KiB budget
 MESH = Destination.channel(ChannelKey.public().channel_id)

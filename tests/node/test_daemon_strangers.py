@@ -23,6 +23,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from test_node_inbox import daemon, free_port, meshchat_cli, wait_for
+
 from meshchat.control import request
 from meshchat.crypto.direct import DirectSuite
 from meshchat.home import Home
@@ -34,7 +36,6 @@ from meshchat.transports.base import Link
 from meshchat.transports.lan import LanTransport
 from meshchat.wire import codec
 from meshchat.wire.payloads import CONTROL_CHUNK_BYTES, ControlPart, MessageBody
-from tests.node.test_node_inbox import daemon, free_port, meshchat_cli, wait_for
 
 
 def _stranger(tag: str, n: int) -> Identity:

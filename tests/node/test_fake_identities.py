@@ -8,6 +8,8 @@ import os
 import tracemalloc
 from pathlib import Path
 
+from test_channel_spam import _feed
+
 from meshchat.identity import Identity
 from meshchat.node import Node, NodeOptions
 from meshchat.node._types import MAX_HEARD
@@ -17,7 +19,6 @@ from meshchat.transports.memory import MemoryHub
 from meshchat.wire import codec
 from meshchat.wire.packet import BROADCAST, PacketKind, Suite
 from meshchat.wire.payloads import AnnounceBody
-from tests.node.test_channel_spam import _feed
 
 BOUND = 300
 _BOUNDED = True

@@ -11,6 +11,8 @@ import asyncio
 import os
 from pathlib import Path
 
+from test_node_inbox import daemon, free_port, meshchat_cli, wait_for
+
 from meshchat.control import request
 from meshchat.crypto.channel import ChannelKey
 from meshchat.home import Home
@@ -22,7 +24,6 @@ from meshchat.transports.lan import LanTransport
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, PacketKind, Suite
 from meshchat.wire.payloads import MessageBody
-from tests.node.test_node_inbox import daemon, free_port, meshchat_cli, wait_for
 
 
 class _Stranger:

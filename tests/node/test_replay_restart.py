@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from test_node_memory import make_peer, wait_for
+
 from meshchat.crypto.channel import ChannelKey
 from meshchat.identity import Identity
 from meshchat.node import Node
@@ -14,7 +16,6 @@ from meshchat.transports.memory import MemoryHub
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, PacketKind, Suite
 from meshchat.wire.payloads import MessageBody
-from tests.node.test_node_memory import make_peer, wait_for
 
 
 async def test_replay_after_restart_is_not_reflooded(tmp_path: Path) -> None:

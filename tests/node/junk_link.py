@@ -15,7 +15,9 @@ from meshchat.transports.base import Link
 from meshchat.transports.lan import LanTransport
 
 
-class _Handler:
+class FirstLink:
+    """A link handler that resolves ``up`` with the first link and ignores what it carries."""
+
     def __init__(self) -> None:
         self.up: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
 
@@ -38,7 +40,7 @@ async def flood(port: int) -> None:
         static_peers=[("127.0.0.1", port)],
         dial_delay=0.0,
     )
-    handler = _Handler()
+    handler = FirstLink()
     await transport.start(handler)
     link = await handler.up
     print("up", flush=True)

@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from junk_link import FirstLink
 from test_node_inbox import daemon, free_port, meshchat_cli, wait_for
 
 from meshchat.control import request
@@ -45,21 +46,6 @@ def _stranger(tag: str, n: int) -> Identity:
     return Identity.from_seeds(seed("sign"), seed("box"))
 
 
-class _Handler:
-    def __init__(self) -> None:
-        self.up: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
-
-    def link_up(self, link: Link) -> None:
-        if not self.up.done():
-            self.up.set_result(link)
-
-    def link_down(self, link: Link) -> None:
-        pass
-
-    def frame_received(self, link: Link, frame: bytes) -> None:
-        pass
-
-
 @contextlib.asynccontextmanager
 async def stranger_link(port: int) -> AsyncIterator[Link]:
     transport = LanTransport(
@@ -69,7 +55,7 @@ async def stranger_link(port: int) -> AsyncIterator[Link]:
         static_peers=[("127.0.0.1", port)],
         dial_delay=0.0,
     )
-    handler = _Handler()
+    handler = FirstLink()
     await transport.start(handler)
     try:
         yield await asyncio.wait_for(handler.up, 30)

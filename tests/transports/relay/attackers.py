@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from brokers import free_port
+from brokers import end_process, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 MOSQUITTO_CONF = ROOT / "docs" / "mosquitto.conf"
@@ -131,13 +131,7 @@ class Relay:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process, 5)
         self.process = None
 
 
@@ -201,11 +195,5 @@ class Daemon:
         return [m["text"] for m in self.cli_json("log", peer)["messages"]]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process, 10)
         self.process = None

@@ -23,6 +23,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def end_process(process: subprocess.Popen[bytes] | None, wait_s: float) -> None:
+    """Terminate ``process`` if it still runs, and kill it if it does not end in ``wait_s``."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class BrokerInfo:
     kind: str
@@ -71,13 +82,7 @@ class Mosquitto:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process, 5)
         self.process = None
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from meshchat.causal import MAX_PARENTS
+from meshchat.errors import StoreError, StoreReason
 from meshchat.store import _values as v
 from meshchat.store.records import CarriedPacket, Channel, Contact, Message, MessageState, Trust
 
-__all__ = ["carried", "channel", "contact", "message"]
+__all__ = ["carried", "channel", "contact", "message", "parents"]
 
 
 def contact(c: Contact) -> Contact:
@@ -48,6 +52,8 @@ def message(
     *,
     state: MessageState,
     updated_ms: int,
+    parents: tuple[bytes, ...] = (),
+    loose: tuple[bytes, ...] = (),
 ) -> Message:
     """A new message (``row_id`` 0 until stored), outgoing unless its state is RECEIVED."""
     return Message(
@@ -63,4 +69,34 @@ def message(
         updated_ms=v.integer(
             updated_ms, "updated_ms" if state is not MessageState.RECEIVED else "received_ms"
         ),
+        parents=parents,
+        loose=loose,
     )
+
+
+def parents(
+    msg_id: bytes, blocking: Sequence[bytes], loose: Sequence[bytes]
+) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The parents a message names, checked: at most ``MAX_PARENTS`` in all, no duplicate,
+    never the message itself (the wire refuses the same, so here it is a caller's bug)."""
+    if isinstance(blocking, (bytes, str)) or isinstance(loose, (bytes, str)):
+        raise StoreError("parents must be a sequence of message ids", reason=StoreReason.BAD_VALUE)
+    named = tuple(v.blob(p, "parent") for p in blocking), tuple(v.blob(p, "parent") for p in loose)
+    every = named[0] + named[1]
+    if len(every) > MAX_PARENTS:
+        raise StoreError(
+            f"a message names at most {MAX_PARENTS} parents, not {len(every)}",
+            reason=StoreReason.BAD_VALUE,
+            field="parents",
+        )
+    if len(set(every)) != len(every):
+        raise StoreError(
+            "a message names the same parent twice", reason=StoreReason.BAD_VALUE, field="parents"
+        )
+    if msg_id in every:
+        raise StoreError(
+            "a message cannot name itself as a parent",
+            reason=StoreReason.BAD_VALUE,
+            field="parents",
+        )
+    return named

@@ -16,7 +16,7 @@ from meshchat.store import _sql as q
 from meshchat.store import _values as v
 from meshchat.store._rows import Rows
 from meshchat.store.records import CarriedPacket, Channel, Contact, Message, MessageState, Trust
-from meshchat.store.schema import LEGACY_TABLES
+from meshchat.store.schema import LEGACY_TABLES, V5_BACKFILL
 
 __all__ = ["has_legacy_rows", "seal_legacy_rows"]
 
@@ -131,6 +131,8 @@ def seal_legacy_rows(conn: sqlite3.Connection, rows: Rows) -> int:
     for r in conn.execute("SELECT key, value FROM legacy_settings").fetchall():
         conn.execute(q.SETTING_SET, rows.seal_setting(v.cell_str(r[0]), v.cell_str(r[1])))
         moved += 1
+    for statement in V5_BACKFILL:  # the sealed rows keep their order in the causal history
+        conn.execute(statement)
     for table in LEGACY_TABLES:
         conn.execute(f"DROP TABLE {table}")
     return moved

@@ -13,7 +13,10 @@ table       clear columns besides tags
 contacts    none
 peers       ``seen_ms`` (the eviction order)
 channels    none
-messages    ``row_id``, ``outgoing``, ``state``, ``updated_ms``
+messages    ``row_id``, ``outgoing``, ``state``, ``updated_ms``, ``order_ms``, ``late``,
+            ``held_ms``, ``head`` (the causal order, ``_dag.py``)
+links       ``waiting`` (tags only: which message names which, in one conversation)
+tombstones  ``deleted_ms``
 outbox      ``attempts``, ``next_try_ms``, ``expires_ms``
 carried     ``expires_ms``
 read_marks  ``last_read_row``
@@ -53,6 +56,23 @@ def _fields(fields: list[Any], count: int, table: str) -> list[Any]:
             table=table,
         )
     return fields
+
+
+def _fields_of(fields: list[Any], counts: tuple[int, ...], table: str) -> list[Any]:
+    """``fields`` if it has one of the lengths a layout of ``table`` ever had."""
+    if len(fields) not in counts:
+        return _fields(fields, counts[-1], table)
+    return fields
+
+
+def _ids(fields: list[Any], index: int) -> tuple[bytes, ...]:
+    """The list of message ids at ``index`` of a sealed cell (absent in older layouts)."""
+    if index >= len(fields):
+        return ()
+    value = fields[index]
+    if not isinstance(value, list):
+        raise StoreError("a sealed list of message ids is not a list", reason=StoreReason.DAMAGED)
+    return tuple(v.cell_bytes(item) for item in value)
 
 
 class Rows:
@@ -153,16 +173,32 @@ class Rows:
         """``(conv_tag, msg_tag, sender_tag, sealed)`` for ``m``, stored at ``local_ms``."""
         conv_tag, msg_tag = self.conv_tag(m.conversation), self.msg_tag(m.msg_id)
         sender_tag = self.sender_tag(m.sender)
-        fields = [m.conversation, m.msg_id, m.sender, m.sender_name, m.text, m.created_ms, local_ms]
+        fields = [
+            m.conversation,
+            m.msg_id,
+            m.sender,
+            m.sender_name,
+            m.text,
+            m.created_ms,
+            local_ms,
+            list(m.parents),
+            list(m.loose),
+        ]
         binding = self._message_binding(conv_tag, msg_tag, sender_tag, m.outgoing)
         return conv_tag, msg_tag, sender_tag, self.cipher.seal("messages", binding, fields)
 
-    def open_message(self, row: tuple[Any, ...]) -> tuple[Message, int]:
-        """The message in a ``messages`` row (all columns, in order), and when it was stored."""
+    def open_message(self, row: tuple[Any, ...], *, dag: bool = False) -> tuple[Message, int]:
+        """The message in a ``messages`` row, and when it was stored.
+
+        ``row`` starts with ``row_id, conv_tag, msg_tag, sender_tag, outgoing, state,
+        updated_ms, sealed``; with ``dag``, ``order_ms, late, missing`` follow (``_dag.py``).
+        A cell written before the causal history (7 fields) opens with no parents.
+        """
         row_id, conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed = row[:8]
         is_outgoing = bool(v.cell_int(outgoing))
         binding = self._message_binding(conv_tag, msg_tag, sender_tag, is_outgoing)
-        f = _fields(self.cipher.open("messages", binding, sealed), 7, "messages")
+        f = _fields_of(self.cipher.open("messages", binding, sealed), (7, 9), "messages")
+        order_ms, late, missing = (row[8], row[9], row[10]) if dag else (None, 0, 0)
         message = Message(
             row_id=v.cell_int(row_id),
             conversation=v.cell_str(f[0]),
@@ -174,6 +210,11 @@ class Rows:
             created_ms=v.cell_int(f[5]),
             state=v.cell_enum(MessageState, state),
             updated_ms=v.cell_int(updated_ms),
+            parents=_ids(f, 7),
+            loose=_ids(f, 8),
+            order_ms=None if order_ms is None else v.cell_int(order_ms),
+            late=bool(v.cell_int(late)),
+            missing=v.cell_int(missing),
         )
         return message, v.cell_int(f[6])
 
@@ -183,15 +224,22 @@ class Rows:
         return self.cipher.tag("outbox", msg_id)
 
     def seal_outbox(
-        self, msg_id: bytes, conversation: str, destination: bytes, text: str, created_ms: int
+        self,
+        msg_id: bytes,
+        conversation: str,
+        destination: bytes,
+        text: str,
+        created_ms: int,
+        parents: tuple[bytes, ...] = (),
+        loose: tuple[bytes, ...] = (),
     ) -> tuple[bytes, bytes]:
         tag = self.outbox_tag(msg_id)
-        fields = [msg_id, conversation, destination, text, created_ms]
+        fields = [msg_id, conversation, destination, text, created_ms, list(parents), list(loose)]
         return tag, self.cipher.seal("outbox", (tag,), fields)
 
     def open_outbox(self, row: tuple[Any, ...]) -> OutboxEntry:
         tag, attempts, next_try_ms, expires_ms, sealed = row
-        f = _fields(self.cipher.open("outbox", (tag,), sealed), 5, "outbox")
+        f = _fields_of(self.cipher.open("outbox", (tag,), sealed), (5, 7), "outbox")
         return OutboxEntry(
             msg_id=v.cell_bytes(f[0]),
             conversation=v.cell_str(f[1]),
@@ -201,6 +249,8 @@ class Rows:
             attempts=v.cell_int(attempts),
             next_try_ms=v.cell_int(next_try_ms),
             expires_ms=v.cell_int(expires_ms),
+            parents=_ids(f, 5),
+            loose=_ids(f, 6),
         )
 
     # -- carried packets --------------------------------------------------------------------

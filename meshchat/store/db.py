@@ -51,7 +51,9 @@ from meshchat.store import _sql as q
 from meshchat.store import _values as v
 from meshchat.store._conn import Database
 from meshchat.store._crypt import StoreCipher
+from meshchat.store._dag import Dag
 from meshchat.store._find import MIN_ID_PREFIX, contact_order, find_contact
+from meshchat.store._messages import MessageTables
 from meshchat.store._rows import Rows
 from meshchat.store._state import StateTables
 from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget, HistoryTrimmer
@@ -60,7 +62,6 @@ from meshchat.store.records import (
     Channel,
     Contact,
     Conversation,
-    Message,
     MessageState,
     OutboxEntry,
     Trust,
@@ -80,7 +81,7 @@ DEFAULT_MAX_PEERS = 10_000
 _QUERY_ROWS_MAX = 1_000_000
 
 
-class Store(StateTables):
+class Store(MessageTables, StateTables):
     """A meshchat message store in one SQLite file. See the module docstring."""
 
     def __init__(
@@ -98,10 +99,11 @@ class Store(StateTables):
                 "max_carried and max_peers must be at least 1", reason=StoreReason.BAD_VALUE
             )
         self._rows = Rows(StoreCipher(key))
+        self._dag = Dag(self._rows)
         self._path = Path(path)
         self._max_carried = max_carried
         self._max_peers = max_peers
-        self._history = HistoryTrimmer(history)
+        self._history: HistoryTrimmer = HistoryTrimmer(history)
         self._db = Database(self._path, self._rows, self._history.forget)
         self._reading = self._db.reading
         self._writing = self._db.writing
@@ -356,83 +358,6 @@ class Store(StateTables):
 
     # -- messages ---------------------------------------------------------------------------
 
-    def add_outgoing(
-        self,
-        conversation: str,
-        msg_id: bytes,
-        destination: bytes,
-        sender: bytes,
-        sender_name: str,
-        text: str,
-        created_ms: int,
-        expires_ms: int,
-    ) -> Message:
-        """Store a new outgoing message (``QUEUED``) and its outbox row, in one transaction.
-
-        The outbox row starts with no attempts and is due at ``created_ms``. Raises
-        :class:`StoreError` if an outgoing message with this ``msg_id`` already exists.
-        """
-        message = checks.message(
-            conversation,
-            msg_id,
-            sender,
-            sender_name,
-            text,
-            created_ms,
-            state=MessageState.QUEUED,
-            updated_ms=created_ms,
-        )
-        destination = v.blob(destination, "destination")
-        expires_ms = v.integer(expires_ms, "expires_ms")
-        conv_tag, msg_tag, sender_tag, sealed = self._rows.seal_message(message, created_ms)
-        out_tag, out_sealed = self._rows.seal_outbox(
-            msg_id, conversation, destination, text, created_ms
-        )
-        with self._writing() as conn:
-            cur = conn.execute(
-                q.MESSAGE_INSERT_OUTGOING,
-                (conv_tag, msg_tag, sender_tag, message.state.value, created_ms, sealed),
-            )
-            row_id = cur.lastrowid
-            conn.execute(q.OUTBOX_INSERT, (out_tag, created_ms, expires_ms, out_sealed))
-        return replace(message, row_id=_row_id(row_id))
-
-    def add_incoming(
-        self,
-        conversation: str,
-        msg_id: bytes,
-        sender: bytes,
-        sender_name: str,
-        text: str,
-        created_ms: int,
-        received_ms: int,
-    ) -> Message | None:
-        """Store a received message; None if this sender's ``msg_id`` is already stored.
-
-        Deduplication is by ``(sender, msg_id)``, so a copy arriving over a second path, or
-        one's own channel message echoed back by the mesh, is stored once.
-        """
-        message = checks.message(
-            conversation,
-            msg_id,
-            sender,
-            sender_name,
-            text,
-            created_ms,
-            state=MessageState.RECEIVED,
-            updated_ms=received_ms,
-        )
-        conv_tag, msg_tag, sender_tag, sealed = self._rows.seal_message(message, received_ms)
-        params = (conv_tag, msg_tag, sender_tag, message.state.value, received_ms, sealed)
-        with self._writing() as conn:
-            cur = conn.execute(q.MESSAGE_INSERT_INCOMING, params)
-            if cur.rowcount == 0:
-                return None
-            row_id = _row_id(cur.lastrowid)
-            if conversation.startswith("#"):
-                self._history.after_insert(conn, conv_tag, sender_tag, row_id, received_ms)
-        return replace(message, row_id=_row_id(row_id))
-
     def set_state(self, msg_id: bytes, state: MessageState, now_ms: int) -> bool:
         """Report what happened to an outgoing message; True if its state changed.
 
@@ -451,21 +376,6 @@ class Store(StateTables):
         now_ms = v.integer(now_ms, "now_ms")
         with self._writing() as conn:
             return self._advance(conn, msg_id, state, now_ms)
-
-    def messages(self, conversation: str, limit: int = 200) -> list[Message]:
-        """The last ``limit`` messages of a conversation, oldest first, in the order stored."""
-        limit = max(0, min(v.integer(limit, "limit"), _QUERY_ROWS_MAX))
-        params = (self._rows.conv_tag(v.text(conversation, "conversation")), limit)
-        with self._reading() as conn:
-            rows = conn.execute(q.MESSAGES_LAST, params).fetchall()
-            return [self._rows.open_message(row)[0] for row in rows]
-
-    def get_message(self, msg_id: bytes) -> Message | None:
-        """The outgoing message with this ``msg_id``, if any."""
-        params = (self._rows.msg_tag(v.blob(msg_id, "msg_id")),)
-        with self._reading() as conn:
-            row = conn.execute(q.MESSAGE_OUTGOING_BY_TAG, params).fetchone()
-            return None if row is None else self._rows.open_message(row)[0]
 
     def conversations(self) -> list[Conversation]:
         """One summary per conversation, the one with the latest stored message first.

@@ -81,7 +81,16 @@ class Message:
     """One message in a conversation, outgoing or incoming.
 
     ``row_id`` is the order in which this store learnt of the message. ``updated_ms`` is when
-    its state last changed: for an incoming message, the time it was received.
+    its state last changed: for an incoming message, the time it was received. ``created_ms``
+    is the sender's clock when it wrote the message (its ``sent_ms``).
+
+    The causal history (see :mod:`meshchat.causal`): ``parents`` are the messages it names
+    that must be shown before it, ``loose`` those it names without waiting for them (files,
+    voice). ``order_ms`` is where it sorts in its conversation (by ``(order_ms, msg_id)``), or
+    None while it is held back waiting for a parent; ``late`` marks a message that claimed a
+    time too far before what was already shown and was put at the end instead. ``missing``
+    counts the blocking parents not shown here: what a held message waits for, or a shown
+    message's gap.
     """
 
     row_id: int
@@ -94,6 +103,16 @@ class Message:
     created_ms: int
     state: MessageState
     updated_ms: int
+    parents: tuple[bytes, ...] = ()
+    loose: tuple[bytes, ...] = ()
+    order_ms: int | None = None
+    late: bool = False
+    missing: int = 0
+
+    @property
+    def held(self) -> bool:
+        """True while the message waits for a parent (not shown in the order yet)."""
+        return self.order_ms is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,8 @@ class OutboxEntry:
     """An outgoing message still to be delivered.
 
     ``destination`` is the recipient's node id for a direct message, or the channel id.
+    ``parents`` and ``loose`` are the parents the message names, so a retry after a restart
+    sends the same body.
     """
 
     msg_id: bytes
@@ -111,6 +132,8 @@ class OutboxEntry:
     attempts: int
     next_try_ms: int
     expires_ms: int
+    parents: tuple[bytes, ...] = ()
+    loose: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

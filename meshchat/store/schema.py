@@ -26,6 +26,7 @@ __all__ = [
     "LEGACY_TABLES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "V5_BACKFILL",
     "Migration",
     "migrate",
     "schema_version",
@@ -198,10 +199,58 @@ _V4: Migration = (
     )""",
 )
 
+# Version 5: the causal history (``_dag.py``, ``meshchat.causal``). Each message row gains its
+# place in the conversation's order: ``order_ms`` (NULL while the message is held back waiting
+# for a parent), ``late`` (put at the end instead of where its time claimed), ``held_ms`` (when
+# it started waiting) and ``head`` (1 while no stored message names it as a parent). ``links``
+# holds, per conversation, which message names which (tags only), ``waiting`` = 1 where the
+# child waits for that parent to be shown, so a message shown releases its waiting children by
+# an indexed lookup. ``tombstones`` keeps the tag of each deleted message so it is never stored
+# again. The parents themselves (ids) travel inside each row's sealed cell.
+#
+# Rows written before this version name no parents: they keep the order they were shown in
+# (``order_ms`` = their row id, a small number, so every later message sorts after them), and
+# only the newest row of each conversation is a head. ``V5_BACKFILL`` is also run after the
+# rows of a version 1 file are sealed in (``_legacy.py``), since those arrive after this step.
+V5_BACKFILL: Migration = (
+    "UPDATE messages SET order_ms = row_id WHERE order_ms IS NULL AND held_ms IS NULL",
+    """UPDATE messages SET head = 1
+        WHERE row_id IN (SELECT MAX(row_id) FROM messages GROUP BY conv_tag)""",
+)
+_V5: Migration = (
+    "ALTER TABLE messages ADD COLUMN order_ms INTEGER",
+    "ALTER TABLE messages ADD COLUMN late INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE messages ADD COLUMN held_ms INTEGER",
+    "ALTER TABLE messages ADD COLUMN head INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX messages_by_msg_tag ON messages (msg_tag, conv_tag)",
+    "CREATE INDEX messages_by_order ON messages (conv_tag, order_ms)",
+    "CREATE INDEX messages_heads ON messages (conv_tag, order_ms) WHERE head = 1",
+    "CREATE INDEX messages_held ON messages (conv_tag, held_ms) WHERE order_ms IS NULL",
+    "CREATE INDEX messages_held_by_time ON messages (held_ms) WHERE order_ms IS NULL",
+    """CREATE TABLE links (
+        conv_tag BLOB NOT NULL,
+        parent_tag BLOB NOT NULL,
+        child_row INTEGER NOT NULL,
+        waiting INTEGER NOT NULL,
+        PRIMARY KEY (conv_tag, parent_tag, child_row)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX links_by_child ON links (child_row, waiting)",
+    """CREATE TABLE tombstones (
+        msg_tag BLOB PRIMARY KEY,
+        conv_tag BLOB NOT NULL,
+        deleted_ms INTEGER NOT NULL
+    )""",
+    # However a row goes (deleted, trimmed from a channel's history), its own links go with it.
+    """CREATE TRIGGER messages_unlink AFTER DELETE ON messages BEGIN
+        DELETE FROM links WHERE child_row = OLD.row_id;
+    END""",
+    *V5_BACKFILL,
+)
+
 SCHEMA = StoreReason.SCHEMA
 
 #: Every migration, oldest first. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)

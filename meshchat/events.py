@@ -11,6 +11,7 @@ __all__ = [
     "Event",
     "GroupChanged",
     "GroupStateUpdated",
+    "HistoryReceived",
     "MessageDelivered",
     "MessageExpired",
     "MessageReceived",
@@ -42,6 +43,28 @@ class MessageReceived:
     #: hops the relays *claim* the packet took: not signed, any relay may rewrite it (and
     #: raise the TTL within the cap), so it is untrusted and never a distance to show as fact
     hops: int
+    #: the sender's clock when it wrote the message (the same in every retry); the packet's
+    #: creation time for a body from an older node, which carries none
+    sent_ms: int
+    #: the messages it follows in the conversation (blocking), and those it names without
+    #: waiting for them (files, voice): checked bounds, but the sender's claim
+    parents: tuple[bytes, ...] = ()
+    loose: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReceived:
+    """A group member or channel sender summed up its history: the newest messages it shows
+    (``heads``) and the ones it lacks (``wants``). Never acked; the owner decides whether
+    to answer (see :meth:`~meshchat.engine.Engine.send_history`)."""
+
+    #: the conversation, named as :class:`MessageReceived` names it
+    conversation: str
+    #: the sender's Ed25519 identity key (a group member), or the packet's signing key (a
+    #: channel: only that key is known)
+    sender_key: bytes
+    heads: tuple[bytes, ...]
+    wants: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +163,7 @@ class GroupStateUpdated:
 
 Event = (
     MessageReceived
+    | HistoryReceived
     | MessageSent
     | MessageDelivered
     | MessageExpired

@@ -186,6 +186,9 @@ class Mesh:
                     self.now_ms,
                     expires_ms=item.expires_ms,
                     attempts=item.attempts,
+                    parents=item.parents,
+                    loose=item.loose,
+                    sent_ms=item.sent_ms,
                 )
         for peer in self.neighbours(name):
             self._handle(name, engine.link_up(link_id(name, peer), self.now_ms))

@@ -92,7 +92,7 @@ def test_retries_are_new_packets_with_growing_backoff() -> None:
     bob_box = BoxSuite(bob.identity)
     for tx in sent:
         _, plaintext = bob_box.open(codec.decode(tx.frame, t).payload)
-        assert MessageBody.decode(plaintext) == MessageBody(msg_id, "hello")
+        assert MessageBody.decode(plaintext) == MessageBody(msg_id, "hello", NOW)
 
 
 def test_message_expires_if_never_acknowledged() -> None:

@@ -83,6 +83,7 @@ from meshchat.wire.packet import (
 from meshchat.wire.payloads import (
     ACK_TOKEN_SIZE,
     ControlPart,
+    MessageBody,
     SealedAckBody,
     ack_hash,
     decode_direct_body,
@@ -128,6 +129,8 @@ class Opened:
     control: ControlPart | None = None
     #: the digest of the ratchet ciphertext (names it for :meth:`DirectSuite.withhold`)
     digest: bytes = b""
+    #: the whole text message (sent time, parents) when ``text`` is given
+    body: MessageBody | None = None
 
 
 def anonymous_packet(
@@ -520,7 +523,9 @@ class DirectSuite:
         if isinstance(body, ControlPart):
             control = None if shown else body
             return Opened(record.identity, body.msg_id, None, token, control, digest)
-        return Opened(record.identity, body.msg_id, None if shown else body.text, token)
+        if shown:
+            return Opened(record.identity, body.msg_id, None, token)
+        return Opened(record.identity, body.msg_id, body.text, token, body=body)
 
     def open_ack(self, packet: Packet, now_ms: int, link: str | None = None) -> Opened:
         """Open the sealed part of an ACK to one of our tags; raises :class:`DecryptionError`."""

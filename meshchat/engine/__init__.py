@@ -16,7 +16,9 @@ use suite CHANNEL for a private channel and SIGNED for the public ``#mesh``.
 Session state is the engine's only durable state: every change comes out as a
 :class:`SessionUpdated` or :class:`PrekeysUpdated` event **before** the packet or ack that
 depends on it, and :meth:`Engine.load_sessions` takes the stored blobs back after a restart.
-Private groups are joined to the sessions, outbox and router by :mod:`._groups`.
+Private groups are joined to the sessions, outbox and router by :mod:`._groups`; queueing,
+building and retrying this node's messages (and sending history summaries) is :mod:`._sending`,
+opening messages and acks for it is :mod:`._receiving`.
 
 Uniform failures. A packet that fails to open or has the wrong suite for its destination yields
 :class:`MessageRejected` (logged locally) and no reply on the wire, the same outcome as a packet
@@ -34,53 +36,40 @@ from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
 from meshchat.engine._groups import GroupGlue
+from meshchat.engine._receiving import Receiving, dm_conversation
+from meshchat.engine._sending import Sending
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
-    AttemptMade,
     Event,
     GroupStateUpdated,
-    MessageDelivered,
     MessageExpired,
-    MessageReceived,
     MessageRejected,
-    MessageSent,
     PeerAnnounced,
     PrekeysUpdated,
     SessionUpdated,
 )
 from meshchat.group.book import Group, GroupBook
 from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
-from meshchat.router.actions import Action, Deliver, Drop, Transmit, Uncarry
+from meshchat.router.actions import Action, Deliver, Drop, Uncarry
 from meshchat.router.flood import FloodRouter
-from meshchat.router.outbox import Outbox, OutboxItem, backoff_ms
+from meshchat.router.outbox import Outbox
 from meshchat.wire import codec
 from meshchat.wire.packet import (
     BROADCAST,
     DEFAULT_TTL,
-    MAX_AGE_MS,
-    Destination,
-    DestKind,
     Packet,
     PacketKind,
     Suite,
 )
 from meshchat.wire.payloads import (
     ANNOUNCE_GATEWAY,
-    AckBody,
     AnnounceBody,
-    MessageBody,
-    ack_hash_of,
 )
 
 __all__ = ["ANNOUNCE_TTL", "Engine", "Output", "dm_conversation"]
 
 ANNOUNCE_TTL = 4
 Output = Action | Event
-
-
-def dm_conversation(node_id: bytes) -> str:
-    """The conversation name of direct messages with a node."""
-    return "dm:" + node_id.hex()
 
 
 class Engine:
@@ -112,6 +101,8 @@ class Engine:
         self.router.addresses = self.direct.book.tags
         self.groups = GroupBook(identity)
         self._group_glue = GroupGlue(self)
+        self.sending = Sending(self)
+        self.receiving = Receiving(self)
 
     # -- sessions and contacts -----------------------------------------------------------
 
@@ -193,36 +184,36 @@ class Engine:
         now_ms: int,
         *,
         expires_ms: int | None = None,
+        parents: Sequence[bytes] = (),
+        loose: Sequence[bytes] = (),
+        sent_ms: int | None = None,
     ) -> list[Output]:
-        """Queue a group message and send it at once if there is a neighbour."""
+        """Queue a group message and send it at once if there is a neighbour. ``parents``
+        and ``loose`` name the messages it follows; ``sent_ms`` (default ``now_ms``) is the
+        time it was written, kept in every retry."""
         group = self.groups.groups.get(group_id)
         if group is None or group.current is None:
             raise UsageError("not a member of that group")
-        return self._send_once(group_id, msg_id, text, now_ms, expires_ms, group_id=group_id)
-
-    def _send_once(
-        self,
-        channel_id: bytes,
-        msg_id: bytes,
-        text: str,
-        now_ms: int,
-        expires_ms: int | None,
-        group_id: bytes | None = None,
-    ) -> list[Output]:
-        """Queue a message that needs no ack (channel, group): it leaves once there is a
-        neighbour to hand it to."""
-        MessageBody(msg_id, text)  # validate now, at the sender
-        item = OutboxItem(
-            msg_id=msg_id,
-            destination=Destination.channel(channel_id),
-            text=text,
-            created_ms=now_ms,
-            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
-            next_try_ms=now_ms,
+        return self.sending.shared(
+            group_id,
+            msg_id,
+            text,
+            now_ms,
+            expires_ms=expires_ms,
             group_id=group_id,
+            parents=parents,
+            loose=loose,
+            sent_ms=sent_ms,
         )
-        self.outbox.add(item)
-        return self._attempt(item, now_ms)
+
+    def send_history(
+        self, conversation_id: bytes, heads: Sequence[bytes], wants: Sequence[bytes], now_ms: int
+    ) -> list[Output]:
+        """Send a history summary (the ``heads`` we show, the ids we ``want``) to a group or a
+        joined channel, once, if there is a link: not queued, not acked. Raises
+        :class:`UsageError` if this node is not a member, :class:`PacketError` past the
+        bounds."""
+        return self.sending.history(conversation_id, heads, wants, now_ms)
 
     # -- channels ------------------------------------------------------------------------
 
@@ -238,6 +229,10 @@ class Engine:
     def channels(self) -> list[ChannelKey]:
         return list(self._channels.values())
 
+    def channel(self, channel_id: bytes) -> ChannelKey | None:
+        """The joined channel with this id."""
+        return self._channels.get(channel_id)
+
     # -- sending -------------------------------------------------------------------------
 
     def send_direct(
@@ -249,21 +244,26 @@ class Engine:
         *,
         expires_ms: int | None = None,
         attempts: int = 0,
+        parents: Sequence[bytes] = (),
+        loose: Sequence[bytes] = (),
+        sent_ms: int | None = None,
     ) -> list[Output]:
-        """Queue a direct message and try it at once. The caller stored it already."""
-        MessageBody(msg_id, text)  # validate now, at the sender
-        item = OutboxItem(
-            msg_id=msg_id,
-            destination=Destination.node(recipient.node_id),
-            text=text,
-            created_ms=now_ms,
-            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
-            recipient=recipient,
+        """Queue a direct message and try it at once. The caller stored it already.
+
+        The recipient's earlier messages still unacked are retried first (see
+        :mod:`._sending`). ``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`.
+        """
+        return self.sending.direct(
+            recipient,
+            msg_id,
+            text,
+            now_ms,
+            expires_ms=expires_ms,
             attempts=attempts,
-            next_try_ms=now_ms,
+            parents=parents,
+            loose=loose,
+            sent_ms=sent_ms,
         )
-        self.outbox.add(item)
-        return self._attempt(item, now_ms)
 
     def send_channel(
         self,
@@ -273,11 +273,25 @@ class Engine:
         now_ms: int,
         *,
         expires_ms: int | None = None,
+        parents: Sequence[bytes] = (),
+        loose: Sequence[bytes] = (),
+        sent_ms: int | None = None,
     ) -> list[Output]:
-        """Queue a channel message and send it at once if there is a neighbour."""
+        """Queue a channel message and send it at once if there is a neighbour
+        (``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`)."""
         if channel_id not in self._channels:
             raise UsageError("not a member of that channel")
-        return self._send_once(channel_id, msg_id, text, now_ms, expires_ms)
+        return self.sending.shared(
+            channel_id,
+            msg_id,
+            text,
+            now_ms,
+            expires_ms=expires_ms,
+            group_id=None,
+            parents=parents,
+            loose=loose,
+            sent_ms=sent_ms,
+        )
 
     def announce(self, now_ms: int) -> list[Output]:
         """Tell nearby nodes our box key, display name and current signed prekey."""
@@ -295,69 +309,6 @@ class Engine:
             ANNOUNCE_TTL,
         )
         out.extend(a for a in self.router.originate(packet, now_ms) if not isinstance(a, Drop))
-        return out
-
-    def _build_message(self, item: OutboxItem, now_ms: int) -> Packet:
-        if item.group_id is not None:
-            body = MessageBody(item.msg_id, item.text).encode()
-            return self.groups.seal(item.group_id, body, now_ms, self.ttl)
-        if item.body is not None:
-            # Group keys travel only in sealed sessions: never in the older BOX suite.
-            if item.recipient is None:
-                raise UsageError("a control part has no recipient")
-            return self.direct.build_message(
-                item.recipient, item.msg_id, item.body, now_ms, self.ttl
-            )
-        body = MessageBody(item.msg_id, item.text).encode()
-        if item.recipient is not None and self.direct.can_seal(item.recipient):
-            return self.direct.build_message(item.recipient, item.msg_id, body, now_ms, self.ttl)
-        if item.recipient is not None:
-            suite, payload = Suite.BOX, self._box.seal(item.recipient.box_public, body)
-        else:
-            channel = self._channels.get(item.destination.value)
-            if channel is None:
-                raise UsageError("channel left before its message was sent")
-            if channel.private:
-                suite, payload = Suite.CHANNEL, channel.seal(body)
-            else:
-                suite, payload = Suite.SIGNED, body
-        return codec.build(
-            self.identity,
-            PacketKind.MESSAGE,
-            item.destination,
-            suite,
-            payload,
-            now_ms,
-            self.ttl,
-        )
-
-    def _attempt(self, item: OutboxItem, now_ms: int) -> list[Output]:
-        if not self.router.links:
-            # Nobody to hand it to: wait for a neighbour (link_up wakes the outbox).
-            item.next_try_ms = item.expires_ms
-            return []
-        if item.is_control:
-            return self._group_glue.attempt_control(item, now_ms)
-        try:
-            packet = self._build_message(item, now_ms)
-        except (UsageError, CryptoError):
-            self._end(item.msg_id)
-            return [*self._updates(), MessageExpired(item.msg_id)]
-        # The ratchet may have moved: store its state before the packet can leave.
-        out: list[Output] = self._updates()
-        actions = self.router.originate(packet, now_ms)
-        out.extend(actions)
-        if any(isinstance(a, Transmit) for a in actions):
-            self.outbox.record_packet(item, packet.packet_id)
-            if not item.transmitted:
-                item.transmitted = True
-                out.append(MessageSent(item.msg_id, packet.packet_id))
-        item.attempts += 1
-        if item.needs_ack:
-            item.next_try_ms = now_ms + backoff_ms(item.attempts, self.rng)
-            out.append(AttemptMade(item.msg_id, item.attempts, item.next_try_ms))
-        elif item.transmitted:
-            self._end(item.msg_id)
         return out
 
     def cancel(self, msg_id: bytes) -> None:
@@ -395,9 +346,9 @@ class Engine:
     def _deliver(self, packet: Packet, link: str | None, now_ms: int) -> list[Output]:
         try:
             if packet.kind is PacketKind.MESSAGE:
-                return self._on_message(packet, now_ms, link)
+                return self.receiving.message(packet, now_ms, link)
             if packet.kind is PacketKind.ACK:
-                return self._on_ack(packet, now_ms, link)
+                return self.receiving.ack(packet, now_ms, link)
             if packet.kind is PacketKind.ANNOUNCE:
                 return self._on_announce(packet)
         except (PacketError, CryptoError) as exc:
@@ -412,152 +363,6 @@ class Engine:
             self.direct.learn_prekey(peer, body.prekey)
         announced = PeerAnnounced(peer, body.name, packet.hops, body.prekey, body.gateway)
         return [*self._updates(), announced]
-
-    def _to_tag(self, packet: Packet) -> bool:
-        dest = packet.destination
-        return dest.kind is DestKind.NODE and dest.value in self.direct.book.tags
-
-    def _on_sealed_message(self, packet: Packet, now_ms: int, link: str | None) -> list[Output]:
-        opened = self.direct.open_message(packet, now_ms, link)
-        out: list[Output] = []
-        if opened.control is not None:
-            # A control part not kept, or whose blob was not applied, is not acked (nor are
-            # retries of it): the sender hears "not applied" instead.
-            try:
-                outputs, take = self._group_glue.on_control(
-                    opened.sender, opened.control, now_ms, packet.packet_id
-                )
-                out.extend(outputs)
-            except (PacketError, CryptoError) as exc:
-                out.append(MessageRejected(f"group control: {exc}", packet.packet_id, None))
-                take = False
-            if not take:
-                self.direct.withhold(opened)
-                return [*out, *self._updates()]
-        if opened.text is not None and opened.msg_id is not None:
-            out.append(
-                MessageReceived(
-                    conversation=dm_conversation(opened.sender.node_id),
-                    msg_id=opened.msg_id,
-                    sender=opened.sender,
-                    sender_key=opened.sender.sign_public,
-                    text=opened.text,
-                    created_ms=packet.created_ms,
-                    packet_id=packet.packet_id,
-                    hops=packet.hops,
-                )
-            )
-        try:
-            ack = self.direct.build_ack(opened.sender, opened.token, now_ms, self.ttl)
-        except CryptoError as exc:
-            return [*out, *self._updates(), MessageRejected(str(exc), packet.packet_id, None)]
-        # The message, then the session state (received and acked), then the ack.
-        out.extend(self._updates())
-        out.extend(self.router.originate(ack, now_ms))
-        return out
-
-    def _on_message(self, packet: Packet, now_ms: int, link: str | None = None) -> list[Output]:
-        dest = packet.destination
-        if self._to_tag(packet):
-            if packet.suite is not Suite.RATCHET:
-                return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
-            return self._on_sealed_message(packet, now_ms, link)
-        if dest.kind is DestKind.NODE:
-            if packet.suite is not Suite.BOX:
-                return [
-                    MessageRejected(
-                        "direct message not end-to-end encrypted", packet.packet_id, None
-                    )
-                ]
-            sender_box, plaintext = self._box.open(packet.payload)
-            sender = PublicIdentity(packet.origin, sender_box)
-            body = MessageBody.decode(plaintext)
-            received = MessageReceived(
-                conversation=dm_conversation(sender.node_id),
-                msg_id=body.msg_id,
-                sender=sender,
-                sender_key=packet.origin,
-                text=body.text,
-                created_ms=packet.created_ms,
-                packet_id=packet.packet_id,
-                hops=packet.hops,
-            )
-            ack = codec.build(
-                self.identity,
-                PacketKind.ACK,
-                Destination.node(sender.node_id),
-                Suite.SIGNED,
-                AckBody(packet.packet_id, body.msg_id, self.identity.public.box_public).encode(),
-                now_ms,
-                self.ttl,
-            )
-            return [received, *self.router.originate(ack, now_ms)]
-        if dest.kind is DestKind.CHANNEL and self.groups.is_group_address(dest.value):
-            return self._group_glue.on_message(packet, now_ms)
-        if dest.kind is DestKind.CHANNEL:
-            channel = self._channels.get(dest.value)
-            if channel is None:
-                return []
-            expected = Suite.CHANNEL if channel.private else Suite.SIGNED
-            if packet.suite is not expected:
-                return [MessageRejected("wrong suite for channel", packet.packet_id, None)]
-            plaintext = channel.open(packet.payload) if channel.private else packet.payload
-            body = MessageBody.decode(plaintext)
-            return [
-                MessageReceived(
-                    conversation=channel.name,
-                    msg_id=body.msg_id,
-                    sender=None,
-                    sender_key=packet.origin,
-                    text=body.text,
-                    created_ms=packet.created_ms,
-                    packet_id=packet.packet_id,
-                    hops=packet.hops,
-                )
-            ]
-        return []
-
-    def _on_sealed_ack(self, packet: Packet, now_ms: int, link: str | None) -> list[Output]:
-        token = ack_hash_of(packet.payload)
-        msg_id = self.direct.token_owner(token) if token is not None else None
-        out: list[Output] = []
-        try:
-            self.direct.open_ack(packet, now_ms, link)
-        except CryptoError as exc:
-            # The token alone proves delivery (only the recipient could find it); the sealed
-            # part only moves the session on.
-            out.append(MessageRejected(str(exc), packet.packet_id, None))
-        out[:0] = self._updates()
-        item = self.outbox.get(msg_id) if msg_id is not None else None
-        if item is None or item.recipient is None:
-            return out
-        if item.is_control:
-            self.groups.control_acked(item.msg_id)
-        self._end(item.msg_id)
-        if item.is_control:
-            return [*out, *self._updates()]
-        if not item.transmitted:
-            out.append(MessageSent(item.msg_id, packet.packet_id))
-        out.append(MessageDelivered(item.msg_id))
-        return out
-
-    def _on_ack(self, packet: Packet, now_ms: int, link: str | None = None) -> list[Output]:
-        if self._to_tag(packet):
-            if packet.suite is not Suite.RATCHET:
-                return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
-            return self._on_sealed_ack(packet, now_ms, link)
-        ack = AckBody.decode(packet.payload)
-        item = self.outbox.get(ack.msg_id)
-        if item is None or item.recipient is None:
-            return []
-        if packet.origin != item.recipient.sign_public:
-            return [MessageRejected("ack not from the recipient", packet.packet_id, None)]
-        self._end(ack.msg_id)
-        out: list[Output] = []
-        if not item.transmitted:
-            out.append(MessageSent(item.msg_id, ack.acked_packet_id))
-        out.append(MessageDelivered(ack.msg_id))
-        return out
 
     # -- links and time ------------------------------------------------------------------
 
@@ -590,7 +395,7 @@ class Engine:
     def _retry_due(self, now_ms: int) -> list[Output]:
         out: list[Output] = []
         for item in self.outbox.due(now_ms):
-            out.extend(self._attempt(item, now_ms))
+            out.extend(self.sending.attempt(item, now_ms))
         return out
 
     def next_deadline(self) -> int | None:

@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from meshchat.engine._receiving import message_received
 from meshchat.errors import CryptoError, PacketError, UsageError
-from meshchat.events import MessageReceived, MessageRejected
+from meshchat.events import HistoryReceived, MessageRejected
 from meshchat.group.book import ControlSend, Group, KeyPending, group_conversation
 from meshchat.identity import PublicIdentity, SignedPrekey
 from meshchat.router.actions import Transmit
 from meshchat.router.outbox import OutboxItem, backoff_ms
 from meshchat.wire.packet import Destination, Packet, Suite
-from meshchat.wire.payloads import ControlPart, MessageBody
+from meshchat.wire.payloads import ControlPart, HistoryBody, decode_shared_body
 
 if TYPE_CHECKING:
     from meshchat.engine import Engine, Output
@@ -140,7 +141,7 @@ class GroupGlue:
             body=send.part.encode(),
         )
         self.engine.outbox.add(item)
-        return self.engine._attempt(item, now_ms)
+        return self.engine.sending.attempt(item, now_ms)
 
     def attempt_control(self, item: OutboxItem, now_ms: int) -> list[Output]:
         """Send a control part: like a direct message, but it waits (rather than fails) for
@@ -152,7 +153,7 @@ class GroupGlue:
         if not self.engine.direct.can_seal(item.recipient):
             return []
         try:
-            packet = self.engine._build_message(item, now_ms)
+            packet = self.engine.sending.build(item, now_ms)
         except (UsageError, CryptoError, PacketError):
             self.engine._end(item.msg_id)
             return self.engine.flush()
@@ -172,19 +173,12 @@ class GroupGlue:
         except KeyPending as exc:
             return [*self.engine.flush(), MessageRejected(str(exc), packet.packet_id, None)]
         out = self.engine.flush()
-        body = MessageBody.decode(plaintext)
-        out.append(
-            MessageReceived(
-                conversation=group_conversation(group.group_id),
-                msg_id=body.msg_id,
-                sender=sender,
-                sender_key=sender.sign_public,
-                text=body.text,
-                created_ms=packet.created_ms,
-                packet_id=packet.packet_id,
-                hops=packet.hops,
-            )
-        )
+        body = decode_shared_body(plaintext)
+        conversation = group_conversation(group.group_id)
+        if isinstance(body, HistoryBody):
+            out.append(HistoryReceived(conversation, sender.sign_public, body.heads, body.wants))
+        else:
+            out.append(message_received(conversation, body, sender, sender.sign_public, packet))
         return out
 
     def on_control(

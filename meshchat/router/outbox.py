@@ -46,6 +46,13 @@ class OutboxItem:
     body: bytes | None = None
     #: the group of a group message (its destination is the group's current address)
     group_id: bytes | None = None
+    #: what the message body carries besides its text, the same in every retry: the
+    #: sender's time (0: ``created_ms``) and the messages it follows (blocking and loose)
+    sent_ms: int = 0
+    parents: tuple[bytes, ...] = ()
+    loose: tuple[bytes, ...] = ()
+    #: when it was last handed to the router (None: never)
+    last_try_ms: int | None = None
 
     @property
     def needs_ack(self) -> bool:
@@ -73,6 +80,9 @@ class Outbox:
 
     def get(self, msg_id: bytes) -> OutboxItem | None:
         return self._items.get(msg_id)
+
+    def items(self) -> list[OutboxItem]:
+        return list(self._items.values())
 
     def add(self, item: OutboxItem) -> None:
         self._items[item.msg_id] = item

@@ -3,7 +3,12 @@
 ============  ===========================================  =================================
 packet kind   body                                         where it travels
 ============  ===========================================  =================================
-MESSAGE       ``[msg_id(16), text]``                       encrypted (BOX, CHANNEL) or signed
+MESSAGE       ``[msg_id(16), text, sent_ms, parents,       encrypted (BOX, CHANNEL, GROUP,
+              loose]`` (parents and loose: lists of        RATCHET) or signed; the older
+              msg ids); older nodes send                   2-item form still decodes
+              ``[msg_id(16), text]``
+MESSAGE       ``[0, heads, wants]`` (lists of msg ids):    inside a group's or channel's
+(history)     a history summary and request                encryption (never direct)
 ACK           ``[acked_packet_id(16), msg_id(16),          signed
               acker_box_public(32)]``
 ANNOUNCE      ``[box_public(32), name]`` or                signed
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 
 import cbor2
 
+from meshchat.causal import MAX_HEADS_SHOWN, MAX_PARENTS, MAX_WANTS
 from meshchat.errors import IdentityError, PacketError, PacketReason
 from meshchat.identity import SignedPrekey
 from meshchat.wire.cborcheck import check_cbor
@@ -41,16 +47,19 @@ __all__ = [
     "ACK_TOKEN_SIZE",
     "ANNOUNCE_GATEWAY",
     "MAX_NAME_BYTES",
+    "MAX_SENT_MS",
     "MAX_TEXT_BYTES",
     "MSG_ID_SIZE",
     "AckBody",
     "AnnounceBody",
     "ControlPart",
+    "HistoryBody",
     "MessageBody",
     "SealedAckBody",
     "ack_hash",
     "ack_hash_of",
     "decode_direct_body",
+    "decode_shared_body",
 ]
 
 MSG_ID_SIZE = 16
@@ -65,6 +74,12 @@ ACK_TOKEN_SIZE = 16
 #: (a roster of 64 members with their prekeys) is at most 24 x 900 bytes.
 CONTROL_CHUNK_BYTES = 900
 MAX_CONTROL_PARTS = 24
+#: Sent times are below 2**63 (a CBOR uint of at most 8 bytes that fits a signed int64).
+MAX_SENT_MS = 2**63
+# Most CBOR items in a message body (the array, its 5 items, up to MAX_PARENTS ids) and in a
+# history body (the array, its 3 items, the heads and the wants).
+_MESSAGE_ITEMS = 1 + 5 + MAX_PARENTS
+_HISTORY_ITEMS = 1 + 3 + MAX_HEADS_SHOWN + MAX_WANTS
 
 
 def ack_hash(token: bytes) -> bytes:
@@ -80,15 +95,22 @@ def ack_hash_of(payload: bytes) -> bytes | None:
 
 
 def _load(data: bytes, items: int) -> list[object]:
+    return _load_any(data, (items,), items + 1, 1)
+
+
+def _load_any(data: bytes, counts: tuple[int, ...], max_items: int, depth: int) -> list[object]:
+    """A CBOR array of one of ``counts`` items, at most ``max_items`` items in all (itself
+    and everything nested), nested ``depth`` deep."""
     if len(data) > MAX_PAYLOAD_SIZE:
         raise PacketError(PacketReason.OVERSIZED, "body too large")
-    check_cbor(data, max_items=items + 1, max_depth=1)
+    check_cbor(data, max_items=max_items, max_depth=depth)
     try:
         fields = cbor2.loads(data)
     except Exception as exc:
         raise PacketError(PacketReason.MALFORMED, f"body CBOR: {exc}") from None
-    if not isinstance(fields, list) or len(fields) != items:
-        raise PacketError(PacketReason.BAD_FIELD, f"body is not an array of {items}")
+    if not isinstance(fields, list) or len(fields) not in counts:
+        shown = " or ".join(map(str, counts))
+        raise PacketError(PacketReason.BAD_FIELD, f"body is not an array of {shown}")
     return fields
 
 
@@ -110,22 +132,110 @@ def _text_of(value: object, limit: int, what: str) -> str:
     return value
 
 
+def _ids_of(value: object, limit: int, what: str) -> tuple[bytes, ...]:
+    """A tuple of at most ``limit`` distinct message ids (16 bytes each)."""
+    if not isinstance(value, (tuple, list)) or len(value) > limit:
+        raise PacketError(PacketReason.BAD_FIELD, f"{what}: not a list of at most {limit} ids")
+    ids = tuple(_bytes_of(v, MSG_ID_SIZE, f"{what}: an id") for v in value)
+    if len(set(ids)) != len(ids):
+        raise PacketError(PacketReason.BAD_FIELD, f"{what}: an id named twice")
+    return ids
+
+
+def _time_of(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value < MAX_SENT_MS:
+        raise PacketError(PacketReason.BAD_FIELD, what)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class MessageBody:
+    """A text message: ``[msg_id, text, sent_ms, parents, loose]``.
+
+    ``sent_ms`` is the sender's clock when it wrote the message (the same in every retry; 0:
+    take the packet's creation time). ``parents`` name the messages it follows in its
+    conversation (the sender's heads), ``loose`` the ones it refers to without waiting for
+    them (files, voice): together at most :data:`~meshchat.causal.MAX_PARENTS`, distinct,
+    never the message itself. The older ``[msg_id, text]`` decodes with no time and no
+    parents. Lists are kept as tuples.
+    """
+
     msg_id: bytes
     text: str
+    sent_ms: int = 0
+    parents: tuple[bytes, ...] = ()
+    loose: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _bytes_of(self.msg_id, MSG_ID_SIZE, "msg id")
         _text_of(self.text, MAX_TEXT_BYTES, f"text over {MAX_TEXT_BYTES} bytes")
+        _time_of(self.sent_ms, "sent time")
+        parents = _ids_of(self.parents, MAX_PARENTS, "parents")
+        loose = _ids_of(self.loose, MAX_PARENTS, "loose parents")
+        named = _ids_of(parents + loose, MAX_PARENTS, "parents and loose parents")
+        if self.msg_id in named:
+            raise PacketError(PacketReason.BAD_FIELD, "a message names itself as a parent")
+        object.__setattr__(self, "parents", parents)
+        object.__setattr__(self, "loose", loose)
 
     def encode(self) -> bytes:
-        return cbor2.dumps([self.msg_id, self.text], canonical=True)
+        fields = [self.msg_id, self.text, self.sent_ms, list(self.parents), list(self.loose)]
+        return cbor2.dumps(fields, canonical=True)
 
     @classmethod
     def decode(cls, data: bytes) -> MessageBody:
-        msg_id, text = _load(data, 2)
-        return cls(_bytes_of(msg_id, MSG_ID_SIZE, "msg id"), _text_of(text, MAX_TEXT_BYTES, "text"))
+        fields = _load_any(data, (2, 5), _MESSAGE_ITEMS, 2)
+        msg_id = _bytes_of(fields[0], MSG_ID_SIZE, "msg id")
+        text = _text_of(fields[1], MAX_TEXT_BYTES, "text")
+        if len(fields) == 2:
+            return cls(msg_id, text)
+        sent_ms = _time_of(fields[2], "sent time")
+        parents = _ids_of(fields[3], MAX_PARENTS, "parents")
+        return cls(msg_id, text, sent_ms, parents, _ids_of(fields[4], MAX_PARENTS, "loose"))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBody:
+    """A history summary and request in a group or channel: ``[0, heads, wants]``.
+
+    ``heads`` are the newest messages the sender shows in the conversation (at most
+    :data:`~meshchat.causal.MAX_HEADS_SHOWN`), ``wants`` the ids it is missing (parents its
+    held messages wait for, at most :data:`~meshchat.causal.MAX_WANTS`). Its first item, an
+    integer, tells it from a :class:`MessageBody` (whose first item is a byte string). It is
+    sent once, in the conversation's encryption, never queued or acked.
+    """
+
+    heads: tuple[bytes, ...] = ()
+    wants: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        heads = _ids_of(self.heads, MAX_HEADS_SHOWN, "heads")
+        wants = _ids_of(self.wants, MAX_WANTS, "wants")
+        if set(heads) & set(wants):
+            raise PacketError(PacketReason.BAD_FIELD, "an id both held and wanted")
+        object.__setattr__(self, "heads", heads)
+        object.__setattr__(self, "wants", wants)
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([0, list(self.heads), list(self.wants)], canonical=True)
+
+    @classmethod
+    def decode(cls, data: bytes) -> HistoryBody:
+        tag, heads, wants = _load_any(data, (3,), _HISTORY_ITEMS, 2)
+        if type(tag) is not int or tag != 0:
+            raise PacketError(PacketReason.BAD_FIELD, "history body tag")
+        return cls(_ids_of(heads, MAX_HEADS_SHOWN, "heads"), _ids_of(wants, MAX_WANTS, "wants"))
+
+
+def decode_shared_body(data: bytes) -> MessageBody | HistoryBody:
+    """The body of a group or channel message: a text message, or a history summary (whose
+    first item is an integer)."""
+    if len(data) > MAX_PAYLOAD_SIZE:
+        raise PacketError(PacketReason.OVERSIZED, "body too large")
+    offsets = check_cbor(data, max_items=_HISTORY_ITEMS, max_depth=2)
+    if len(offsets) > 1 and data[offsets[0]] >> 5 == 0:
+        return HistoryBody.decode(data)
+    return MessageBody.decode(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +282,12 @@ class ControlPart:
 
 
 def decode_direct_body(data: bytes) -> MessageBody | ControlPart:
-    """The body of a direct message: a text message (2 items) or a control part (5)."""
+    """The body of a direct message: a text message (2 or 5 items) or a control part (5),
+    told apart by their second item (text or a byte string)."""
     if len(data) > MAX_PAYLOAD_SIZE:
         raise PacketError(PacketReason.OVERSIZED, "body too large")
-    offsets = check_cbor(data, max_items=6, max_depth=1)
-    if len(offsets) == 6:
+    offsets = check_cbor(data, max_items=_MESSAGE_ITEMS, max_depth=2)
+    if len(offsets) == 6 and data[offsets[1]] >> 5 == 2:
         return ControlPart.decode(data)
     return MessageBody.decode(data)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from meshchat.control import ControlServer
 from meshchat.errors import UsageError
 from meshchat.home import Home
-from meshchat.identity import ContactCard, Identity
+from meshchat.identity import ContactCard, Identity, clean_name
 from meshchat.node import Node, NodeOptions
 from meshchat.panic import erase_file, erase_home
 from meshchat.store import Store
@@ -21,8 +21,10 @@ __all__ = ["NodeSettings", "forget_clear_card", "offline_card", "running_node"]
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
-    """What a person can set on the command line for a running node."""
+    """What a person can set in ``config.toml`` or on the command line for a running node."""
 
+    #: the display name to use instead of the one sealed in the keystore (None: that one)
+    name: str | None = None
     lan: bool = True
     lan_host: str = "0.0.0.0"
     lan_port: int = 0
@@ -169,6 +171,8 @@ async def running_node(
     """
     unlocked = home.unlock_all(passphrase)
     identity, name = unlocked.identity, unlocked.name
+    if settings.name:
+        name = clean_name(settings.name)
     store = Store.open(home.database, key=unlocked.store_key)
     transports = build_transports(home, settings, identity) + list(extra_transports or [])
     if settings.ble_backend is not None:

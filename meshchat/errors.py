@@ -13,6 +13,7 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
+    "ConfigError",
     "CryptoError",
     "DecryptionError",
     "FramingError",
@@ -147,3 +148,32 @@ class StoreError(MeshchatError):
 
 class UsageError(MeshchatError):
     """A request from the local user cannot be carried out (unknown contact, bad argument)."""
+
+
+class ConfigError(UsageError):
+    """The configuration file (``config.toml``) cannot be used, or a value given for a key is
+    refused.
+
+    ``path`` is the file, ``key`` the dotted key concerned (``"lan.port"``) and ``line`` its
+    line in the file (1-based), when known (None otherwise). The message names all three.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.path = path
+        self.key = key
+        self.line = line
+        where = path or ""
+        if path is not None and line is not None:
+            where = f"{path}, line {line}"
+        elif line is not None:
+            where = f"line {line}"
+        message = f"{key}: {problem}" if key else problem
+        super().__init__(f"{where}: {message}" if where else message)

@@ -35,6 +35,7 @@ __all__ = ["Home", "Unlocked", "passphrase_from_env"]
 PASSPHRASE_ENV = "MESHCHAT_PASSPHRASE"  # noqa: S105 (the variable name, not a secret)
 HOME_ENV = "MESHCHAT_HOME"
 CARD_FILE = "card.txt"
+CONFIG_FILE = "config.toml"
 
 
 def passphrase_from_env() -> str | None:
@@ -79,6 +80,11 @@ class Home:
         return self.path / "control.sock"
 
     @property
+    def config(self) -> Path:
+        """The settings file (``config.toml``, see :mod:`meshchat.config`)."""
+        return self.path / CONFIG_FILE
+
+    @property
     def card(self) -> Path:
         """Where earlier versions kept our card in clear; erased when a node starts.
 
@@ -106,6 +112,9 @@ class Home:
             *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")),
             self.card,
             self.control_socket,
+            # relays, bootstraps and perhaps a display name: erased with the rest
+            self.config,
+            self.config.with_name(CONFIG_FILE + ".tmp"),
         ]
         with contextlib.suppress(OSError):
             extra = sorted(

@@ -8,6 +8,7 @@ import os
 
 from meshchat.app import offline_card
 from meshchat.cli.common import card_of, emit_json, read_passphrase, say
+from meshchat.config import write_default
 from meshchat.home import Home
 from meshchat.identity import ContactCard, KdfProfile, clean_name
 
@@ -18,9 +19,11 @@ def create_identity(home: Home, name: str, passphrase: str, profile: KdfProfile)
     """Make a new identity in ``home``; returns its card text.
 
     The card carries a first signed prekey, made by starting the node once offline. It is not
-    written anywhere in clear: ``meshchat id`` makes it again when asked.
+    written anywhere in clear: ``meshchat id`` makes it again when asked. A commented default
+    ``config.toml`` is left in the home unless one is there (it holds no name).
     """
     home.create_identity(clean_name(name), passphrase, profile)
+    write_default(home.config)
     return asyncio.run(offline_card(home, passphrase)).to_text()
 
 

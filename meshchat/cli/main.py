@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from meshchat import __version__
 from meshchat.cli.common import say
+from meshchat.cli.config_cmds import add_config_parser
 from meshchat.cli.contacts_cmds import (
     cmd_contacts_add,
     cmd_contacts_distrust,
@@ -125,10 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_arguments(p)
     p = add("daemon", cmd_daemon, "run a headless node that relays and stores messages")
     add_node_arguments(p)
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="what to log (daemon.log_level; default info)",
+    )
     add("peers", cmd_peers, "list neighbours of the running node", json=True)
     p = add("panic", cmd_panic, "erase this device's keys and messages at once", json=True)
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    add_config_parser(sub)
     p = add("relay", cmd_relay, "run an MQTT relay (broker) that gateways meet through")
     add_relay_arguments(p)
     return parser

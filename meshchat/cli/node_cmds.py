@@ -8,62 +8,78 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import replace
 from typing import Any
 
 from meshchat.app import NodeSettings, running_node
 from meshchat.cli.common import emit_json, node_request, read_passphrase, say
+from meshchat.config import Config, check_value, find_key, host_port, load
 from meshchat.display import SafeFormatter
-from meshchat.errors import UsageError
+from meshchat.errors import ConfigError, UsageError
 from meshchat.home import Home
 from meshchat.lookalike import lookalikes, mark
 from meshchat.node import NodeOptions
 from meshchat.router.flood import RouterConfig
+from meshchat.store.history import DEFAULT_HISTORY
 from meshchat.wire.packet import MAX_TTL
 
-__all__ = ["add_node_arguments", "cmd_daemon", "cmd_peers", "cmd_run", "settings_from"]
+__all__ = [
+    "add_node_arguments",
+    "cmd_daemon",
+    "cmd_peers",
+    "cmd_run",
+    "node_config",
+    "settings_from",
+]
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("network")
-    group.add_argument("--no-lan", action="store_true", help="do not use the LAN transport")
-    group.add_argument("--lan-host", default="0.0.0.0", help="address to listen on for TCP")
-    group.add_argument("--lan-port", type=int, default=0, help="TCP port (default: any free)")
+    """The flags of ``run`` and ``daemon``. Each overrides a key of ``config.toml`` (see
+    :mod:`meshchat.config`); a flag not given leaves the file's value (None here)."""
+    on_off = argparse.BooleanOptionalAction
+    group = parser.add_argument_group("network", "each overrides a key of config.toml")
+    group.add_argument("--lan", action=on_off, help="use the LAN transport (lan.enabled)")
+    group.add_argument("--lan-host", help="address to listen on for TCP (lan.host)")
+    group.add_argument("--lan-port", type=int, help="TCP port; 0: any free (lan.port)")
     group.add_argument(
         "--mdns-interface",
         action="append",
         metavar="ADDR",
         help="use mDNS only on the interface with this address (repeatable); "
-        "127.0.0.1 keeps discovery on this machine",
+        "127.0.0.1 keeps discovery on this machine (lan.interfaces)",
     )
     group.add_argument(
-        "--no-mdns", action="store_true", help="do not advertise or browse (use --peer)"
+        "--mdns", action=on_off, help="advertise and browse; off: use --peer (lan.mdns)"
     )
     group.add_argument(
-        "--advertise", action="append", metavar="ADDR", help="address to announce over mDNS"
+        "--advertise",
+        action="append",
+        metavar="ADDR",
+        help="address to announce over mDNS (lan.advertise)",
     )
     group.add_argument(
         "--peer",
         action="append",
-        default=[],
         metavar="HOST:PORT",
-        help="also dial this node directly (repeatable)",
+        help="also dial this node directly (repeatable; lan.peers)",
     )
-    group.add_argument("--ttl", type=int, default=12, help=f"hops for our packets (max {MAX_TTL})")
+    group.add_argument("--ttl", type=int, help=f"hops for our packets, max {MAX_TTL} (mesh.ttl)")
     group.add_argument(
         "--ble",
         choices=["bleak", "bumble"],
         help="also use Bluetooth LE: bleak (the OS stack) or bumble (a USB dongle, see "
-        "firmware-notes/)",
+        "firmware-notes/) (ble.enabled, ble.backend)",
     )
     group.add_argument(
-        "--ble-controller", default="usb:0", help="bumble controller (default usb:0)"
+        "--no-ble", action="store_true", help="do not use Bluetooth LE (ble.enabled)"
     )
-    group.add_argument("--no-announce", action="store_true", help="do not announce our name")
+    group.add_argument("--ble-controller", help="bumble controller, e.g. usb:0 (ble.controller)")
+    group.add_argument("--ble-max-links", type=int, help="most BLE links (ble.max_links)")
+    group.add_argument("--announce", action=on_off, help="tell neighbours our name (mesh.announce)")
     group.add_argument(
         "--link-rate",
         type=float,
-        default=RouterConfig().link_rate,
-        help="frames per second accepted from one neighbour (burst: twice that)",
+        help="frames per second accepted from one neighbour, burst twice that (mesh.link_rate)",
     )
     internet = parser.add_argument_group(
         "internet gateway", "reach other meshes and offline contacts through the internet"
@@ -71,95 +87,152 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     internet.add_argument(
         "--relay",
         action="append",
-        default=[],
         metavar="URL",
         help="MQTT broker to use as a gateway, mqtt://host:1883 or mqtts://host:8883 "
-        "(repeatable; the password comes from $MESHCHAT_RELAY_PASSWORD)",
+        "(repeatable; the password comes from $MESHCHAT_RELAY_PASSWORD) (internet.relays)",
     )
-    internet.add_argument("--relay-tls", action="store_true", help="use TLS with mqtt:// too")
-    internet.add_argument("--relay-ca", metavar="FILE", help="CA bundle to verify the broker")
-    internet.add_argument("--relay-user", metavar="NAME", help="user name at the broker")
+    internet.add_argument(
+        "--relay-tls", action=on_off, help="use TLS with mqtt:// too (internet.relay_tls)"
+    )
+    internet.add_argument(
+        "--relay-ca", metavar="FILE", help="CA bundle to verify the broker (internet.relay_ca)"
+    )
+    internet.add_argument(
+        "--relay-user", metavar="NAME", help="user name at the broker (internet.relay_user)"
+    )
     internet.add_argument(
         "--relay-retention-days",
         type=float,
-        default=7.0,
         metavar="DAYS",
-        help="how long brokers keep a message for an offline contact (default 7)",
+        help="how long brokers keep a message for an offline contact, at most 7 "
+        "(retention.relay_days)",
     )
     internet.add_argument(
         "--bridge-channel",
         action="append",
-        default=[],
         metavar="#NAME|+GROUP",
-        help="also carry this channel's or private group's messages over the internet (repeatable)",
+        help="also carry this channel's or private group's messages over the internet "
+        "(repeatable; internet.bridges)",
     )
     internet.add_argument(
-        "--dht-port", type=int, metavar="PORT", help="join the Kademlia DHT on this UDP port"
+        "--dht-port",
+        type=int,
+        metavar="PORT",
+        help="join the Kademlia DHT on this UDP port (internet.dht, internet.dht_port)",
     )
-    internet.add_argument("--dht-host", default="0.0.0.0", help="address for the DHT to use")
+    internet.add_argument("--dht-host", help="address for the DHT to use (internet.dht_host)")
     internet.add_argument(
         "--dht-bootstrap",
         action="append",
-        default=[],
         metavar="HOST:PORT",
-        help="a DHT node to join through (repeatable)",
+        help="a DHT node to join through (repeatable; internet.dht_bootstrap)",
     )
 
 
-def _peer(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise UsageError(f"--peer wants HOST:PORT, not {text!r}")
-    return host.strip("[]"), int(port)
+def _peer(flag: str, text: str) -> tuple[str, int]:
+    try:
+        return host_port(text)
+    except UsageError as exc:
+        raise UsageError(f"{flag} {exc}") from exc
 
 
-def _retention(days: float) -> int:
-    if not 0 < days <= 7:
-        raise UsageError("--relay-retention-days must be more than 0 and at most 7")
-    return max(1, int(days * 24 * 3600))
+def settings_from(args: argparse.Namespace, config: Config | None = None) -> NodeSettings:
+    """The node's settings: each flag given, else its key in ``config`` (else the default).
 
-
-def settings_from(args: argparse.Namespace) -> NodeSettings:
-    interfaces = args.mdns_interface
-    advertise = args.advertise
+    A flag's value is checked as the file's would be: a bad one is a :class:`ConfigError`
+    naming the key it stands for.
+    """
+    config = config or Config()
+    values = dict(config.values)
+    given = {
+        "lan.enabled": args.lan,
+        "lan.host": args.lan_host,
+        "lan.port": args.lan_port,
+        "lan.interfaces": args.mdns_interface,
+        "lan.mdns": args.mdns,
+        "lan.advertise": args.advertise,
+        "lan.peers": args.peer,
+        "mesh.ttl": args.ttl,
+        "mesh.announce": args.announce,
+        "mesh.link_rate": args.link_rate,
+        "ble.enabled": False if args.no_ble else (True if args.ble else None),
+        "ble.backend": args.ble,
+        "ble.controller": args.ble_controller,
+        "ble.max_links": args.ble_max_links,
+        "internet.relays": args.relay,
+        "internet.relay_tls": args.relay_tls,
+        "internet.relay_ca": args.relay_ca,
+        "internet.relay_user": args.relay_user,
+        "internet.dht": True if args.dht_port is not None else None,
+        "internet.dht_port": args.dht_port,
+        "internet.dht_host": args.dht_host,
+        "internet.dht_bootstrap": args.dht_bootstrap,
+        "internet.bridges": args.bridge_channel,
+        "retention.relay_days": args.relay_retention_days,
+    }
+    for name, value in given.items():
+        if value is not None:
+            checked, problem = check_value(find_key(name), value)
+            if problem is not None:
+                raise ConfigError(f"{problem} (from the command line)", key=name)
+            values[name] = checked if checked is not None else value
+    c = Config(values, config.given, config.path)
+    interfaces = c.texts("lan.interfaces") or None
+    advertise = c.texts("lan.advertise") or None
     if interfaces and all(a.startswith("127.") for a in interfaces) and advertise is None:
         advertise = list(interfaces)
+    link_rate = c.number("mesh.link_rate")
+    dht_bootstrap = [_peer("--dht-bootstrap", p) for p in c.texts("internet.dht_bootstrap")]
+    dht_on = c.flag("internet.dht") or bool(dht_bootstrap)
     return NodeSettings(
-        lan=not args.no_lan,
-        lan_host=args.lan_host,
-        lan_port=args.lan_port,
-        mdns=not args.no_mdns,
+        name=c.text("name") or None,
+        lan=c.flag("lan.enabled"),
+        lan_host=c.text("lan.host"),
+        lan_port=c.integer("lan.port"),
+        mdns=c.flag("lan.mdns"),
         mdns_interfaces=interfaces,
         advertise=advertise,
-        static_peers=[_peer(p) for p in args.peer],
-        relays=list(args.relay),
-        relay_tls=args.relay_tls,
-        relay_ca=args.relay_ca,
-        relay_user=args.relay_user,
+        static_peers=[_peer("--peer", p) for p in c.texts("lan.peers")],
+        relays=c.texts("internet.relays"),
+        relay_tls=c.flag("internet.relay_tls"),
+        relay_ca=c.text("internet.relay_ca") or None,
+        relay_user=c.text("internet.relay_user") or None,
         relay_password=os.environ.get("MESHCHAT_RELAY_PASSWORD") or None,
-        relay_retention_s=_retention(args.relay_retention_days),
-        bridge_channels=list(args.bridge_channel),
-        dht_port=args.dht_port,
-        dht_host=args.dht_host,
-        dht_bootstrap=[_peer(p) for p in args.dht_bootstrap],
-        ble_backend=args.ble,
-        ble_controller=args.ble_controller,
+        relay_retention_s=max(1, int(c.number("retention.relay_days") * 24 * 3600)),
+        bridge_channels=c.texts("internet.bridges"),
+        dht_port=c.integer("internet.dht_port") if dht_on else None,
+        dht_host=c.text("internet.dht_host"),
+        dht_bootstrap=dht_bootstrap,
+        ble_backend=c.text("ble.backend") if c.flag("ble.enabled") else None,
+        ble_controller=c.text("ble.controller"),
+        ble_max_links=c.integer("ble.max_links"),
         options=NodeOptions(
-            ttl=max(1, min(args.ttl, MAX_TTL)),
-            announce=not args.no_announce,
-            router=RouterConfig(link_rate=args.link_rate, link_burst=2 * args.link_rate),
+            ttl=c.integer("mesh.ttl"),
+            announce=c.flag("mesh.announce"),
+            router=RouterConfig(link_rate=link_rate, link_burst=2 * link_rate),
+            history=replace(
+                DEFAULT_HISTORY,
+                max_age_ms=max(1, int(c.number("retention.history_days") * 24 * 3600_000)),
+            ),
         ),
     )
 
 
+def node_config(home: Home) -> Config:
+    """The home's ``config.toml`` (every default when there is none)."""
+    return load(home.config)
+
+
 def cmd_daemon(args: argparse.Namespace, home: Home) -> int:
+    config = node_config(home)
+    settings = settings_from(args, config)
     passphrase = read_passphrase()
-    settings = settings_from(args)
     handler = logging.StreamHandler()
     # Log records may carry names and texts from other nodes: no terminal controls get out.
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO), handlers=[handler]
+        level=getattr(logging, (args.log_level or config.text("daemon.log_level")).upper()),
+        handlers=[handler],
     )
     asyncio.run(_daemon(home, passphrase, settings, args))
     return 0
@@ -189,7 +262,7 @@ async def _daemon(
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
     from meshchat.tui.app import run_tui
 
-    return run_tui(home, settings_from(args))
+    return run_tui(home, settings_from(args, node_config(home)))
 
 
 def cmd_peers(args: argparse.Namespace, home: Home) -> int:

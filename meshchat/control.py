@@ -11,7 +11,12 @@ the only writer of its store).
 op          request fields                  reply fields
 ==========  ==============================  ============================================
 send        to, text                        message
-log         conversation, limit             messages
+log         conversation, limit             conversation, messages (in the causal order,
+                                            held ones last; each with its history fields,
+                                            see meshchat.logview.entry_json)
+delete      conversation, msg_ids (hex      conversation, messages (those the prefixes
+            prefixes; none: all of it),     named), count (how many there are) or deleted
+            dry_run                         (how many were erased; not with dry_run)
 peers       (none)                          peers (name: as announced, unchecked;
                                             contact: our name for them, or null),
                                             transports
@@ -43,13 +48,14 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from meshchat.errors import MeshchatError, NodeUnreachable, TransportError
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, PublicIdentity
+from meshchat.logview import entries, entry_json, pick
 from meshchat.node import Node
 from meshchat.panic import PanicReport
 from meshchat.safety import safety_number
@@ -61,6 +67,7 @@ __all__ = [
     "contact_from_json",
     "contact_json",
     "group_json",
+    "history_json",
     "message_json",
     "request",
 ]
@@ -68,6 +75,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 MAX_REQUEST = 16 * 1024
 MAX_REPLY = 8 * 1024 * 1024
+#: every message of a conversation (the store's cap on one query), to pick ids from
+ALL_MESSAGES = 1_000_000
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -82,6 +91,13 @@ def message_json(message: Message) -> dict[str, Any]:
         "state": message.state.value,
         "updated_ms": message.updated_ms,
     }
+
+
+def history_json(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """A conversation's messages as ``log --json`` and the control op ``log`` show them: in
+    the store's order, each with its place in the history (:func:`meshchat.logview.entry_json`).
+    """
+    return [entry_json(e, message_json(e.message)) for e in entries(messages)]
 
 
 def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
@@ -235,8 +251,10 @@ class ControlServer:
         if op == "log":
             conversation = await node.resolve_conversation(str(request["conversation"]))
             limit = int(request.get("limit", 200))
-            messages = await node.messages(conversation, max(1, min(limit, 10000)))
-            return {"conversation": conversation, "messages": [message_json(m) for m in messages]}
+            messages = await node.history(conversation, max(1, min(limit, 10000)))
+            return {"conversation": conversation, "messages": history_json(messages)}
+        if op == "delete":
+            return await self._delete(request)
         if op == "peers":
             contacts = {c.node_id: c.name for c in await node.contacts()}
             return {
@@ -323,6 +341,23 @@ class ControlServer:
         names = {**node.announced_peers(), **contacts, node.identity.node_id: node.name}
         me = node.identity.node_id
         return {"groups": [group_json(g, me, names, contacts) for g in groups]}
+
+    async def _delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        node = self.node
+        conversation = await node.resolve_conversation(str(request["conversation"]))
+        prefixes = request.get("msg_ids") or []
+        if not isinstance(prefixes, list):
+            raise ValueError("msg_ids must be a list of hex prefixes")
+        every = await node.history(conversation, ALL_MESSAGES)
+        picked = {m.msg_id for m in pick(every, [str(p) for p in prefixes])}
+        reply: dict[str, Any] = {
+            "conversation": conversation,
+            "messages": [m for m in history_json(every) if bytes.fromhex(m["msg_id"]) in picked],
+        }
+        if request.get("dry_run"):
+            return {**reply, "count": len(picked) if prefixes else len(every)}
+        deleted = await node.delete(conversation, list(picked))
+        return {**reply, "deleted": deleted}
 
     async def _add_card(self, request: dict[str, Any]) -> dict[str, Any]:
         node = self.node

@@ -17,6 +17,7 @@ from meshchat.cli.contacts_cmds import (
     cmd_join,
 )
 from meshchat.cli.group_cmds import add_group_parser
+from meshchat.cli.history_cmds import cmd_delete
 from meshchat.cli.identity_cmds import cmd_id, cmd_init
 from meshchat.cli.message_cmds import cmd_log, cmd_send
 from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
@@ -112,9 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
         "this machine cannot see (they can see arguments, with ps)",
     )
 
-    p = add("log", cmd_log, "show a conversation with delivery states", json=True)
+    p = add(
+        "log",
+        cmd_log,
+        "show a conversation in its causal order, with message ids, delivery states and "
+        "markers (missing, late, waiting)",
+        json=True,
+    )
     p.add_argument("target", help="contact name, node id prefix, #channel or +group")
     p.add_argument("--limit", type=int, default=200)
+
+    p = add(
+        "delete",
+        cmd_delete,
+        "delete messages, or a whole conversation, on this device (they are not stored again)",
+        json=True,
+    )
+    p.add_argument("conversation", help="contact name, node id prefix, #channel or +group")
+    p.add_argument(
+        "msg_ids",
+        nargs="*",
+        metavar="MSG_ID",
+        help="message ids or their first hex digits, as 'meshchat log' shows them "
+        "(none: the whole conversation)",
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
 
     p = add("join", cmd_join, "join a channel (#mesh is joined already)")
     p.add_argument("channel")

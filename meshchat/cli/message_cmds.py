@@ -14,17 +14,16 @@ from typing import Any
 
 from meshchat.cli.common import (
     emit_json,
-    format_time,
     node_request,
     open_store,
     say,
     unlock,
 )
 from meshchat.cli.group_cmds import stored_groups
-from meshchat.control import message_json
+from meshchat.cli.history_cmds import log_lines
+from meshchat.control import history_json, message_json
 from meshchat.errors import UsageError
 from meshchat.home import Home
-from meshchat.lookalike import marked
 from meshchat.store import Store, Trust
 from meshchat.target import conversation_of, resolve_target
 from meshchat.wire.packet import MAX_AGE_MS
@@ -98,16 +97,12 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
         unlocked = unlock(home)  # one passphrase, one key derivation
         with open_store(home, unlocked) as store:
             conversation = _conversation(store, args.target)
-            messages = [message_json(m) for m in store.messages(conversation, args.limit)]
+            messages = history_json(store.history(conversation, args.limit))
             names = [c.name for c in store.list_contacts() if c.trust is not Trust.COMPROMISED]
         names.append(unlocked.name)
     if args.json:
         emit_json({"conversation": conversation, "messages": messages})
         return 0
-    for m in messages:
-        # A stranger's name carries its ``~``; a contact whose name looks like another
-        # contact's (or ours) says so.
-        who = "me" if m["outgoing"] else marked(str(m["sender_name"]), names)
-        state = f" [{m['state']}]" if m["outgoing"] else ""
-        say(f"{format_time(m['created_ms'])} <{who}> {m['text']}{state}")
+    for line in log_lines(messages, names):
+        say(line)
     return 0

@@ -13,6 +13,7 @@ then transmissions and notices (:mod:`._effects`). The concerns live in private 
 ``_groups``        private-group commands and loading
 ``_gateway``       names, gateways and what internet transports ask of the node
 ``_lifecycle``     loading stored state at start
+``_history``       a conversation's history read and deleted
 ``_replay``        the router's dedupe horizon, saved and loaded (kept across restarts)
 ``_store``         the store on its own thread
 =================  ========================================================================
@@ -36,6 +37,7 @@ from meshchat.errors import MeshchatError, UsageError
 from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity
+from meshchat.node import _history
 from meshchat.node import _replay as replay
 from meshchat.node._commands import Commands
 from meshchat.node._effects import Effects, name_in
@@ -250,6 +252,19 @@ class Node:
 
     async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         return await self.store.call(self.store.store.messages, conversation, limit)
+
+    async def history(self, conversation: str, limit: int = 200) -> list[Message]:
+        """The last ``limit`` shown messages of ``conversation`` in their causal order, then
+        the held ones (waiting for a parent; ``order_ms`` None)."""
+        return await _history.history(self, conversation, limit)
+
+    async def delete(self, conversation: str, msg_ids: Sequence[bytes] = ()) -> int:
+        """Erase these messages of ``conversation`` (all of it when none are named) on this
+        device, and stop sending those of ours still queued; returns how many were erased.
+
+        Tombstones keep them from being stored again; faces get a ``history`` notice.
+        """
+        return await _history.delete(self, conversation, msg_ids)
 
     async def resolve(self, to: str) -> Target:
         """Where a message to ``to`` goes: ``#channel``, ``+group``, contact name or id prefix

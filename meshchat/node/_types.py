@@ -80,7 +80,9 @@ class LinkInfo:
 
 @dataclass(frozen=True, slots=True)
 class NodeNotice:
-    """Something the faces may want to redraw: ``kind`` is message, state, links or peer."""
+    """Something the faces may want to redraw: ``kind`` is message, state, links, peer,
+    group or history (the order of ``conversation`` changed: messages were deleted or
+    released; re-read it)."""
 
     kind: str
     message: Message | None = None
@@ -88,6 +90,8 @@ class NodeNotice:
     state: MessageState | None = None
     #: for kind ``group``: what changed, when the engine said (None for this node's own edits)
     group: GroupChanged | None = None
+    #: for kind ``history``: the conversation to re-read
+    conversation: str | None = None
 
 
 def wall_clock_ms() -> int:

@@ -9,18 +9,22 @@ guard turns them into red lines.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from meshchat.display import safe_line
 from meshchat.errors import UsageError
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, clean_name
+from meshchat.logview import SHORT_ID, plural
 from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name, mark
-from meshchat.store.records import Trust
+from meshchat.store.records import Message, Trust
 from meshchat.store.trust import KeyChangeError
 from meshchat.tui.commands import (
     HELP_TEXT,
     AddContact,
     Command,
+    Delete,
     GroupChange,
     GroupCreate,
     GroupLeave,
@@ -35,17 +39,32 @@ from meshchat.tui.commands import (
     ShowId,
     Verify,
     Who,
+    Yes,
 )
 from meshchat.tui.groups import group_label, group_text, groups_text, snapshot
-from meshchat.tui.view import id_text, short_id, who_text
+from meshchat.tui.view import Note, clock, id_text, short_id, who_text
 
 if TYPE_CHECKING:
     from meshchat.tui.controller import ChatController
 
-__all__ = ["Actions", "group_id_of", "screen_words"]
+__all__ = ["EXCERPT", "Actions", "PendingDelete", "group_id_of", "screen_words"]
 
 _DM = "dm:"
 _GROUP = "grp:"
+#: characters of a message's text quoted when asking whether to delete it
+EXCERPT = 40
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelete:
+    """What a ``/delete`` asked about: these messages of ``conversation`` (all when
+    ``msg_ids`` is empty); ``what`` says it in words (quoting the message: the question is
+    taken off the screen once the message is deleted)."""
+
+    conversation: str
+    msg_ids: tuple[bytes, ...]
+    what: str
+    question: Note | None = None
 
 
 class Actions:
@@ -93,6 +112,10 @@ class Actions:
             await self._group_leave(command)
         elif isinstance(command, GroupChange):
             await self._group_change(command)
+        elif isinstance(command, Delete):
+            self._ask_delete(command)
+        elif isinstance(command, Yes):
+            await self._delete()
         elif isinstance(command, Panic):
             if not command.confirm:
                 self.ctl.note(
@@ -107,6 +130,53 @@ class Actions:
             self.ctl.note(HELP_TEXT)
         elif isinstance(command, Quit):
             self.ctl.on_quit()
+
+    def _describe(self, message: Message) -> str:
+        """A message in words, for the question before deleting it."""
+        when = clock(message.created_ms, self.node.clock(), self.ctl.tz)
+        ident = message.msg_id.hex()[:SHORT_ID]
+        if message.outgoing:
+            who = "your message"
+        else:
+            who = f"the message from {safe_line(message.sender_name) or '?'}"
+        if message.order_ms is None:
+            return f"{who} still waiting for earlier ones ({when}, id {ident})"
+        text = safe_line(message.text)
+        if len(text) > EXCERPT:
+            text = text[: EXCERPT - 3] + "..."
+        return f'{who} "{text}" ({when}, id {ident})'
+
+    def _ask_delete(self, command: Delete) -> None:
+        key = self.ctl.current
+        label = self.ctl.label(key)
+        if command.back is None:
+            what = f"the whole conversation {label}"
+            pending = PendingDelete(key, (), what)
+        else:
+            shown = self.ctl.shown_messages()
+            if command.back > len(shown):
+                count = plural(len(shown), "message")
+                raise UsageError(f"/delete {command.back}: {label} shows {count}")
+            message = shown[-command.back]
+            pending = PendingDelete(key, (message.msg_id,), self._describe(message))
+        question = self.ctl.note(
+            f"Delete {pending.what} on this device? It cannot be undone, and it is not "
+            "stored again if it is offered again. /yes deletes it; anything else keeps it.",
+            error=True,
+        )
+        self.ctl.pending = replace(pending, question=question)
+
+    async def _delete(self) -> None:
+        pending, self.ctl.pending = self.ctl.pending, None
+        if pending is None or pending.conversation != self.ctl.current:
+            raise UsageError("nothing to confirm: /delete first")
+        count = await self.node.delete(pending.conversation, pending.msg_ids)
+        if pending.question is not None:
+            self.ctl.forget_note(pending.question, pending.conversation)
+        ids = ", id " + pending.msg_ids[0].hex()[:SHORT_ID] if len(pending.msg_ids) == 1 else ""
+        self.ctl.note(f"deleted {plural(count, 'message')}{ids}")
+        self.ctl.request_reload()
+        await self.ctl.refresh_list()
 
     @staticmethod
     def _send_target(conversation: str) -> str:

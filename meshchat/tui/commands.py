@@ -26,6 +26,8 @@ one word, so ``/group create`` takes it with or without the ``+``::
     /group remove <+group> <member>...   GroupChange("remove", group, members)
     /group admin <+group> <member>...    GroupChange("admin", group, members)
     /group leave <+group>      GroupLeave(group)
+    /delete [N]                Delete(back)           (N: the Nth message from the end)
+    /yes                       Yes()                  (confirms the /delete just asked)
     /panic [confirm]           Panic(confirm)
     /help                      Help()                 (alias /?)
     /quit                      Quit()                 (alias /exit, /q)
@@ -43,9 +45,11 @@ from meshchat.wire.payloads import MAX_TEXT_BYTES
 
 __all__ = [
     "HELP_TEXT",
+    "MAX_DELETE_BACK",
     "MAX_LINE_CHARS",
     "AddContact",
     "Command",
+    "Delete",
     "GroupChange",
     "GroupCreate",
     "GroupLeave",
@@ -60,6 +64,7 @@ __all__ = [
     "ShowId",
     "Verify",
     "Who",
+    "Yes",
     "parse_line",
 ]
 
@@ -166,6 +171,20 @@ class GroupLeave:
 
 
 @dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete, on this device, the whole conversation on screen (``back`` None) or its
+    ``back``-th message counted from the end (1: the last one). Only asks: :class:`Yes`
+    deletes."""
+
+    back: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Yes:
+    """Carry out the deletion the last :class:`Delete` asked about."""
+
+
+@dataclass(frozen=True, slots=True)
 class Panic:
     """Erase keys and messages at once (only with ``confirm``) and leave."""
 
@@ -195,6 +214,8 @@ Command = (
     | GroupCreate
     | GroupChange
     | GroupLeave
+    | Delete
+    | Yes
     | Panic
     | Help
     | Quit
@@ -210,6 +231,8 @@ commands:
   /replace <card> [name]       accept a contact's new keys (old keys marked compromised)
   /add-lookalike <card> [name] add a card whose name looks like a contact's (marked)
   /verify <contact> [confirm]  compare safety numbers; 'confirm' once they match
+  /delete [N]                  delete this conversation on this device, or its Nth
+                               message from the end (1: the last); /yes confirms
   /panic confirm               erase your keys and messages now, and quit
   /help                        this help;  /quit  leave (also Ctrl-C, Ctrl-Q)
   //text                       send a message that starts with '/'
@@ -239,6 +262,9 @@ _ALIASES = {
     "verify": "verify",
     "group": "group",
     "g": "group",
+    "delete": "delete",
+    "del": "delete",
+    "yes": "yes",
     "panic": "panic",
     "help": "help",
     "?": "help",
@@ -301,14 +327,38 @@ def parse_line(line: str) -> Command | None:
         return Verify(target, more.strip() == "confirm")
     if name == "group":
         return _parse_group(rest)
+    if name == "delete":
+        return _parse_delete(rest)
     if name == "panic":
         if rest.strip() not in ("", "confirm"):
             raise UsageError("usage: /panic confirm")
         return Panic(rest.strip() == "confirm")
     if rest:
         raise UsageError(f"/{name} takes no arguments")
-    simple: dict[str, Command] = {"who": Who(), "id": ShowId(), "help": Help(), "quit": Quit()}
+    simple: dict[str, Command] = {
+        "who": Who(),
+        "id": ShowId(),
+        "help": Help(),
+        "quit": Quit(),
+        "yes": Yes(),
+    }
     return simple[name]
+
+
+#: the furthest back ``/delete N`` reaches (the screen keeps at most this many lines)
+MAX_DELETE_BACK = 1000
+
+
+def _parse_delete(rest: str) -> Delete:
+    word = rest.strip()
+    if not word:
+        return Delete()
+    if not word.isdecimal() or not word.isascii() or not 1 <= int(word) <= MAX_DELETE_BACK:
+        raise UsageError(
+            f"usage: /delete [N]: N counts messages back from the last one (1 to "
+            f"{MAX_DELETE_BACK}), not {word!r}"
+        )
+    return Delete(int(word))
 
 
 def _parse_msg(rest: str) -> Msg:

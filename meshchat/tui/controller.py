@@ -9,8 +9,12 @@ input. Every task goes through :meth:`ChatController._guard`, which turns a
 
 The node's notices arrive synchronously too:
 
-* ``message`` — append the line if it belongs to the open conversation (an incoming one is
-  marked read at once), then refresh the conversation list for unread counts;
+* ``message`` — for the open conversation, append the line when it goes after every line
+  shown (the common case), else re-read the conversation's order from the node: a message
+  released from waiting, or placed among messages already shown, lands where the causal
+  order puts it. An incoming one is marked read at once; then the conversation list is
+  refreshed for unread counts;
+* ``history`` — messages of a conversation were deleted or released: re-read it if open;
 * ``state`` — update the delivery mark of a shown message, forward only (store/states.py);
 * ``links`` / ``peer`` — redraw the header and the neighbours pane;
 * ``group`` — compare every group with the last state seen and write what changed (added,
@@ -20,7 +24,12 @@ The node's notices arrive synchronously too:
 
 Opening a conversation reads its messages from the store; notices for it that arrive during
 that read are held and replayed afterwards, so neither a message nor a state change is lost
-or shown twice (lines are keyed by message id).
+or shown twice (lines are keyed by message id). Gap, late and waiting markers come from
+:mod:`meshchat.logview` through :mod:`meshchat.tui.view`.
+
+``/delete`` only asks: it remembers exactly which messages (or the whole conversation) and
+says what; ``/yes`` on the next line deletes them. Any other line, or opening another
+conversation, forgets the question, so a stale ``/yes`` deletes nothing.
 """
 
 from __future__ import annotations
@@ -40,9 +49,10 @@ from meshchat.lookalike import lookalikes
 from meshchat.node import Node, NodeNotice
 from meshchat.store.records import Message, Trust
 from meshchat.store.states import advance
-from meshchat.tui.actions import Actions, group_id_of
+from meshchat.tui.actions import Actions, PendingDelete, group_id_of
 from meshchat.tui.commands import (
     Command,
+    Yes,
     parse_line,
 )
 from meshchat.tui.groups import (
@@ -56,6 +66,7 @@ from meshchat.tui.view import (
     Markup,
     Note,
     conversation_entries,
+    gap_markup,
     header_markup,
     message_markup,
     neighbour_markup,
@@ -107,7 +118,12 @@ class ChatController:
         self.groups: dict[bytes, GroupState] = {}
         #: every group as the last ``group`` notice left it: what the next one is compared with
         self._seen_groups: dict[bytes, GroupState] = {}
+        #: the open conversation's message lines, in the order shown
         self.lines: dict[bytes, tuple[Message, MessageLine]] = {}
+        #: what the last /delete asked about, until /yes or any other line
+        self.pending: PendingDelete | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
         self.notes: dict[str, list[Note]] = {}
         self._held: list[NodeNotice] | None = None
         self._generation = 0
@@ -176,7 +192,7 @@ class ChatController:
         finally:
             self.redraw()
 
-    def note(self, text: str, error: bool = False, conversation: str | None = None) -> None:
+    def note(self, text: str, error: bool = False, conversation: str | None = None) -> Note:
         """Write a line of our own into ``conversation`` (default: the open one)."""
         key = self.current if conversation is None else conversation
         note = Note(self.node.clock(), text, error)
@@ -186,6 +202,13 @@ class ChatController:
         if key == self.current:
             self.screen.add_message(note_markup(note, self.node.clock(), tz=self.tz))
         self.redraw()
+        return note
+
+    def forget_note(self, note: Note, conversation: str) -> None:
+        """Take a note out of ``conversation`` (shown no more from its next reading)."""
+        notes = self.notes.get(conversation, [])
+        if note in notes:
+            notes.remove(note)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -196,6 +219,8 @@ class ChatController:
             self.note(str(exc), error=True)
             return
         if command is not None:
+            if not isinstance(command, Yes):
+                self.pending = None
             self.spawn(self.execute(command))
 
     async def execute(self, command: Command) -> None:
@@ -245,35 +270,76 @@ class ChatController:
         self.spawn(self.open(key))
 
     async def open(self, key: str) -> None:
-        """Show conversation ``key``: its stored messages merged with our notes."""
-        self._generation += 1
-        generation = self._generation
+        """Show conversation ``key``: its messages in their causal order, with our notes."""
+        if key != self.current:
+            self.pending = None
         self.current = key
-        self._held = []
         self._show_title()
         self.request_refresh()
+        if not await self._load(key, keep_place=False):
+            return
+        await self.node.mark_read(key)
+        self.request_refresh()
+
+    async def _load(self, key: str, keep_place: bool) -> bool:
+        """Read ``key``'s order from the node and show it; False if another load took over.
+
+        With ``keep_place``, a pane the user scrolled up stays on the same message.
+        """
+        self._generation += 1
+        generation = self._generation
+        self._held = []
         try:
-            messages = await self.node.messages(key, HISTORY_LIMIT)
+            messages = await self.node.history(key, HISTORY_LIMIT)
         except BaseException:
             if generation == self._generation:
                 self._held = None  # hold nothing back for a pane that failed to load
             raise
         if generation != self._generation:
-            return  # another open() started meanwhile and owns the pane now
+            return False  # another load started meanwhile and owns the pane now
         now = self.node.clock()
-        items = timeline(messages, self.notes.get(key, []))[-MAX_MESSAGE_LINES:]
-        texts = self.screen.set_messages([self._markup(item, now) for item in items])
+        rows: list[tuple[Message | None, Markup]] = []
+        for item in timeline(messages, self.notes.get(key, [])):
+            if isinstance(item, Message) and item.order_ms is not None and item.missing > 0:
+                rows.append((None, gap_markup(item.missing)))
+            rows.append((item if isinstance(item, Message) else None, self._markup(item, now)))
+        rows = rows[-MAX_MESSAGE_LINES:]
+        focus = None
+        focused = self.screen.focused_message() if keep_place else None
+        if focused is not None:
+            ids = [m.msg_id if m is not None else None for m, _ in rows]
+            for msg_id, (_m, text) in self.lines.items():
+                if text is focused and msg_id in ids:
+                    focus = ids.index(msg_id)
+        texts = self.screen.set_messages([markup for _m, markup in rows], focus)
         self.lines = {
-            item.msg_id: (item, text)
-            for item, text in zip(items, texts, strict=True)
-            if isinstance(item, Message)
+            m.msg_id: (m, text)
+            for (m, _markup), text in zip(rows, texts, strict=True)
+            if m is not None
         }
         held, self._held = self._held, None
         for notice in held:
             self.on_notice(notice)
         self.redraw()
-        await self.node.mark_read(key)
-        self.request_refresh()
+        return True
+
+    def request_reload(self) -> None:
+        """Re-read the open conversation's order soon; requests made meanwhile are merged."""
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True
+            return
+        self._reloading = self.spawn(self._reload_until_quiet())
+
+    async def _reload_until_quiet(self) -> None:
+        while True:
+            self._reload_again = False
+            await self._load(self.current, keep_place=True)
+            if not self._reload_again:
+                return
+
+    def shown_messages(self) -> list[Message]:
+        """The open conversation's messages as the pane shows them, oldest first."""
+        return [message for message, _text in self.lines.values()]
 
     def _markup(self, item: Message | Note, now: int) -> Markup:
         if isinstance(item, Note):
@@ -282,7 +348,8 @@ class ChatController:
             item, self.node.name, now, tz=self.tz, unicode=self.unicode, lookalikes=self.lookalikes
         )
 
-    def _label(self, key: str) -> str:
+    def label(self, key: str) -> str:
+        """How the screen names conversation ``key``."""
         for entry in self.entries:
             if entry.key == key:
                 if key.startswith(_DM) and not entry.label.startswith("?"):
@@ -320,7 +387,7 @@ class ChatController:
         return "  not a contact"
 
     def _show_title(self) -> None:
-        label = self._label(self.current)
+        label = self.label(self.current)
         self.screen.set_conversation_title(safe_line(label + self._trust_note(self.current)))
         self.screen.set_prompt(label.split(" (")[0])
         self.screen.set_conversations(self.entries, self.current)
@@ -372,6 +439,10 @@ class ChatController:
             self._on_groups()
         elif notice.kind == "message" and notice.message is not None:
             self._on_message(notice, notice.message)
+        elif notice.kind == "history":
+            if notice.conversation in (None, self.current):
+                self.request_reload()
+            self.request_refresh()
         elif notice.kind == "state" and notice.msg_id is not None and notice.state is not None:
             if self._held is not None:
                 self._held.append(notice)
@@ -391,13 +462,36 @@ class ChatController:
             if self._held is not None:
                 self._held.append(notice)
                 return
-            if message.msg_id not in self.lines:
+            shown = self.lines.get(message.msg_id)
+            if shown is not None:
+                old = shown[0]
+                if (old.order_ms, old.missing, old.late) != (
+                    message.order_ms,
+                    message.missing,
+                    message.late,
+                ):
+                    self.request_reload()  # released, or placed anew
+            elif self._goes_last(message):
                 text = self.screen.add_message(self._markup(message, self.node.clock()))
                 self.lines[message.msg_id] = (message, text)
+            else:
+                self.request_reload()
             if not message.outgoing:
                 self.spawn(self._mark_read(message.conversation))
         if not message.outgoing:
             self.request_refresh()
+
+    def _goes_last(self, message: Message) -> bool:
+        """Whether ``message`` (not on screen yet) is shown (not held, no gap) and sorts after
+        every line on screen, so appending it keeps the causal order."""
+        if message.order_ms is None or message.missing:
+            return False
+        if not self.lines:
+            return True
+        last, _text = next(reversed(self.lines.values()))
+        if last.order_ms is None:
+            return False  # held lines stay last
+        return (message.order_ms, message.msg_id) > (last.order_ms, last.msg_id)
 
     async def _mark_read(self, conversation: str) -> None:
         await self.node.mark_read(conversation)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.display import safe_line, safe_text
+from meshchat.logview import gap_text, waiting_text
 from meshchat.lookalike import mark
 from meshchat.store.records import Conversation, Message, MessageState
 
@@ -35,6 +36,7 @@ __all__ = [
     "clock",
     "conversation_entries",
     "entry_markup",
+    "gap_markup",
     "header_markup",
     "id_text",
     "message_markup",
@@ -115,13 +117,21 @@ def local_ms(message: Message) -> int:
 
 
 def timeline(messages: Sequence[Message], notes: Sequence[Note]) -> list[Message | Note]:
-    """Messages (in store order) and notes merged by local time; ties keep messages first."""
-    items: list[tuple[int, int, int, Message | Note]] = [
-        (local_ms(m), 0, i, m) for i, m in enumerate(messages)
-    ]
-    items += [(n.at_ms, 1, i, n) for i, n in enumerate(notes)]
-    items.sort(key=lambda item: item[:3])
-    return [item[3] for item in items]
+    """Messages in the order given (the causal order: never re-sorted here) with our notes
+    among them: each note right after the last message this device had stored by the note's
+    time (ties keep the message first), and never before an earlier note."""
+    times = [local_ms(m) for m in messages]
+    after: list[list[Note]] = [[] for _ in range(len(messages) + 1)]
+    floor = 0
+    for note in sorted(notes, key=lambda n: n.at_ms):
+        index = next((i + 1 for i in range(len(times) - 1, -1, -1) if times[i] <= note.at_ms), 0)
+        floor = max(floor, index)
+        after[floor].append(note)
+    items: list[Message | Note] = list(after[0])
+    for message, notes_after in zip(messages, after[1:], strict=True):
+        items.append(message)
+        items += notes_after
+    return items
 
 
 def message_markup(
@@ -137,18 +147,32 @@ def message_markup(
 
     The first two pairs (time and mark) form the line's margin: the screen indents wrapped
     and further lines of the text past them. A sender named in ``lookalikes`` (a name that
-    looks like another contact's or ours) says whom it looks like.
+    looks like another contact's or ours) says whom it looks like. A held message (waiting
+    for an earlier one) shows what it waits for instead of its text (see
+    :mod:`meshchat.logview` for why); one placed at the end for claiming an old time says
+    it arrived late.
     """
     attr, symbol = state_mark(message.state, unicode)
     sender = my_name if message.outgoing else message.sender_name
     if not message.outgoing:
         sender = mark(sender, lookalikes.get(sender))
-    return [
+    markup: Markup = [
         ("time", clock(local_ms(message), now_ms, tz) + " "),
         (attr, symbol + " "),
         ("me" if message.outgoing else "them", safe_line(sender) or "?"),
-        ("text", ": " + _continued(printable(message.text), unicode)),
     ]
+    if message.order_ms is None:
+        markup.append(("waiting", f" ({waiting_text(message.missing)})"))
+        return markup
+    markup.append(("text", ": " + _continued(printable(message.text), unicode)))
+    if message.late:
+        markup.append(("late", "  (arrived late)"))
+    return markup
+
+
+def gap_markup(count: int) -> Markup:
+    """The line before a message shown with ``count`` earlier messages missing."""
+    return [("time", "      "), ("gap", "~~ "), ("gap", gap_text(count) + " ~~")]
 
 
 def _continued(text: str, unicode: bool) -> str:

@@ -69,6 +69,9 @@ PALETTE: list[tuple[str, str, str] | tuple[str, str, str, str]] = [
     ("state_failed", "light red,bold", "default"),
     ("state_received", "default", "default"),
     ("system", "dark cyan", "default"),
+    ("gap", "yellow", "default"),
+    ("late", "brown", "default"),
+    ("waiting", "dark gray", "default"),
     ("error", "light red,bold", "default"),
     ("prompt", "light green,bold", "default"),
     ("input", "default", "default"),
@@ -324,12 +327,25 @@ class ChatScreen(urwid.WidgetWrap["urwid.Frame[Any, Any, Any]"]):
         if focused in keys:
             walker.set_focus(keys.index(focused))
 
-    def set_messages(self, lines: Sequence[Markup]) -> list[MessageLine]:
-        """Show these lines (oldest first) scrolled to the newest; returns their widgets."""
-        texts = [MessageLine(m) for m in lines[-MAX_MESSAGE_LINES:]]
+    def set_messages(self, lines: Sequence[Markup], focus: int | None = None) -> list[MessageLine]:
+        """Show these lines (oldest first) scrolled to the newest, or to line ``focus`` (an
+        index into ``lines``, for a pane the user had scrolled up); returns their widgets."""
+        cut = max(0, len(lines) - MAX_MESSAGE_LINES)
+        texts = [MessageLine(m) for m in lines[cut:]]
         self.messages.walker[:] = texts
-        self.messages.to_end()
+        if focus is None or focus - cut not in range(len(texts)):
+            self.messages.to_end()
+        else:
+            self.messages.walker.set_focus(focus - cut)
         return texts
+
+    def focused_message(self) -> MessageLine | None:
+        """The message pane's focused line, if the pane is scrolled away from its end."""
+        focus = self.messages.walker.focus
+        if focus is None or self.messages.at_end():
+            return None
+        widget = self.messages.walker[focus]
+        return widget if isinstance(widget, MessageLine) else None
 
     def add_message(self, markup: Markup) -> MessageLine:
         """Append a line; the pane follows it unless the user scrolled up."""

@@ -19,6 +19,7 @@ from meshchat.tui.view import (
     clock,
     conversation_entries,
     entry_markup,
+    gap_markup,
     header_markup,
     id_text,
     message_markup,
@@ -46,6 +47,9 @@ def message(
     updated: int = NOON,
     row: int = 1,
     name: str = "bob",
+    held: bool = False,
+    late: bool = False,
+    missing: int = 0,
 ) -> Message:
     return Message(
         row,
@@ -58,6 +62,9 @@ def message(
         created,
         state if outgoing else MessageState.RECEIVED,
         updated,
+        order_ms=None if held else created,
+        late=late,
+        missing=missing,
     )
 
 
@@ -121,6 +128,46 @@ def test_timeline_orders_by_local_time_and_keeps_store_order_on_ties() -> None:
     labels = [x.text for x in got]
     # b was written long ago by its sender's clock, but it arrived here at NOON+10.
     assert labels == ["a", "between", "b", "c", "after both"]
+
+
+def test_timeline_keeps_the_causal_order_and_places_notes_by_local_time() -> None:
+    # c was released from waiting and sorts before b, though stored after it.
+    a = message("a", row=1, created=NOON, updated=NOON)
+    c = message("c", row=3, outgoing=False, created=NOON + 1, updated=NOON + 30)
+    b = message("b", row=2, outgoing=False, created=NOON + 2, updated=NOON + 10)
+    held = message("h", row=4, outgoing=False, held=True, updated=NOON + 20)
+    notes = [Note(NOON + 5, "n5"), Note(NOON + 25, "n25"), Note(NOON + 40, "n40")]
+    got = [x.text for x in timeline([a, c, b, held], notes)]
+    # messages are never re-sorted; a note never goes before an earlier note
+    assert got == ["a", "n5", "c", "b", "h", "n25", "n40"]
+    # a note written after every message arrived comes last
+    got = [x.text for x in timeline([a, c, b], [Note(NOON + 35, "last")])]
+    assert got == ["a", "c", "b", "last"]
+    assert [x.text for x in timeline([a], [Note(NOON - 1, "first")])] == ["first", "a"]
+
+
+def test_a_held_message_shows_what_it_waits_for_not_its_text() -> None:
+    line = message_markup(
+        message("answer: yes", outgoing=False, held=True, missing=2), "me", NOON, tz=UTC
+    )
+    assert plain(line) == "12:00    bob (waiting for 2 earlier messages)"
+    assert "answer" not in plain(line)
+    assert ("waiting", " (waiting for 2 earlier messages)") in line
+    one = message_markup(message("x", outgoing=False, held=True, missing=1), "me", NOON, tz=UTC)
+    assert plain(one).endswith("(waiting for 1 earlier message)")
+    cycle = message_markup(message("x", outgoing=False, held=True), "me", NOON, tz=UTC)
+    assert plain(cycle).endswith("(waiting for earlier messages)")
+
+
+def test_late_messages_say_so_and_gaps_get_a_line_of_their_own() -> None:
+    line = message_markup(message("old news", outgoing=False, late=True), "me", NOON, tz=UTC)
+    assert plain(line) == "12:00    bob: old news  (arrived late)"
+    assert line[-1] == ("late", "  (arrived late)")
+    assert "arrived late" not in plain(message_markup(message("x"), "me", NOON, tz=UTC))
+    gap = gap_markup(3)
+    assert plain(gap).strip() == "~~ 3 earlier messages missing ~~"
+    assert plain(gap_markup(1)).strip() == "~~ 1 earlier message missing ~~"
+    assert {a for a, _ in gap[1:]} == {"gap"}
 
 
 def test_printable_escapes_terminal_controls_and_bidi_overrides() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -151,6 +152,60 @@ def test_delete_asks_picks_by_prefix_and_the_message_stays_deleted(home: Home) -
     assert whole == {"conversation": CONV, "deleted": 1, "msg_ids": []}
     assert cli_json(home.path, "log", CONV)["messages"] == []
     assert "nothing deleted" in ok(home.path, "delete", CONV, "--yes")
+
+
+def on_terminal(home: Path, answer: str, *args: str) -> tuple[int, str]:
+    """Run ``meshchat`` on a pseudo-terminal, answer its question, return status and output."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshchat.cli.main", "--home", str(home), *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli_env(PASS),
+    )
+    os.close(slave)
+    out = b""
+    answered = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not answered and b"[y/N] " in out:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+            if proc.poll() is not None and not ready:
+                break
+        assert answered, out.decode(errors="replace")
+        return proc.wait(timeout=30), out.decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_delete_on_a_terminal_shows_what_goes_and_asks_y_or_n(home: Home) -> None:
+    (one,) = ids(1)
+    now = int(time.time() * 1000)
+    with open_store(home) as store:
+        incoming(store, one, "think twice", now, now, ())
+    code, out = on_terminal(home.path, "n", "delete", CONV, one.hex()[:6])
+    assert code == 1 and "nothing deleted" in out
+    assert f"{one.hex()[:8]}" in out and "<~stranger> think twice" in out
+    assert "Delete this message on this device? It cannot be undone. [y/N]" in out
+    assert len(cli_json(home.path, "log", CONV)["messages"]) == 1
+    code, out = on_terminal(home.path, "y", "delete", CONV, one.hex()[:6])
+    assert code == 0 and f"deleted 1 message from {CONV}: {one.hex()[:8]}" in out
+    assert cli_json(home.path, "log", CONV)["messages"] == []
 
 
 @pytest.fixture

@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 
 from meshchat.errors import UsageError
 from meshchat.tui.commands import (
+    HELP_TEXT,
+    MAX_DELETE_BACK,
     MAX_LINE_CHARS,
     AddContact,
     Command,
+    Delete,
     GroupChange,
     GroupCreate,
     GroupList,
@@ -26,6 +29,7 @@ from meshchat.tui.commands import (
     ShowId,
     Verify,
     Who,
+    Yes,
     parse_line,
 )
 from meshchat.wire.payloads import MAX_TEXT_BYTES
@@ -218,3 +222,42 @@ def test_group_leave_parses_and_needs_exactly_one_group() -> None:
     for bad in ("/group leave", "/group leave +crew +other"):
         with pytest.raises(UsageError):
             parse_line(bad)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("/delete", Delete()),
+        ("/delete 1", Delete(1)),
+        ("/del  12 ", Delete(12)),
+        (f"/delete {MAX_DELETE_BACK}", Delete(MAX_DELETE_BACK)),
+        ("/yes", Yes()),
+        ("/YES", Yes()),
+    ],
+)
+def test_delete_and_its_confirmation_parse(line: str, expected: Command) -> None:
+    assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["/delete 0", "/delete -1", "/delete x", "/delete 1 2", f"/delete {MAX_DELETE_BACK + 1}",
+     "/delete \u0661", "/delete " + "9" * 4000, "/yes please"],
+)  # fmt: skip
+def test_bad_delete_lines_say_how(line: str) -> None:
+    with pytest.raises(UsageError, match=r"usage: /delete \[N\]|takes no arguments"):
+        parse_line(line)
+
+
+@given(st.text(max_size=30))
+def test_any_delete_line_parses_or_raises_usage_error(rest: str) -> None:
+    try:
+        command = parse_line("/delete " + rest)
+    except UsageError:
+        return
+    assert isinstance(command, Delete)
+    assert command.back is None or 1 <= command.back <= MAX_DELETE_BACK
+
+
+def test_help_shows_delete_and_yes() -> None:
+    assert "/delete [N]" in HELP_TEXT and "/yes" in HELP_TEXT

@@ -43,16 +43,22 @@ EXCERPT = 60
 _MARGIN = " " * 19  # under the time column
 
 
-def _who(message: dict[str, Any], names: Sequence[str]) -> str:
-    # A stranger's name carries its ``~``; a contact whose name looks like another contact's
-    # (or ours) says so.
-    return "me" if message["outgoing"] else marked(str(message["sender_name"]), names)
-
-
 def log_lines(messages: Sequence[dict[str, Any]], names: Sequence[str]) -> list[str]:
     """The lines ``meshchat log`` prints for these messages (as :func:`history_json` gives
     them). Not yet made safe: :func:`~meshchat.cli.common.say` does that per line."""
     lines = []
+    shown: dict[str, str] = {}  # sender name -> as shown (compared with ``names`` once)
+
+    def who(m: dict[str, Any]) -> str:
+        # A stranger's name carries its ``~``; a contact whose name looks like another
+        # contact's (or ours) says so.
+        if m["outgoing"]:
+            return "me"
+        name = str(m["sender_name"])
+        if name not in shown:
+            shown[name] = marked(name, names)
+        return shown[name]
+
     for m in messages:
         if m.get("history") == "held":
             body = f"({waiting_text(int(m.get('missing', 0)))})"
@@ -63,7 +69,7 @@ def log_lines(messages: Sequence[dict[str, Any]], names: Sequence[str]) -> list[
             late = " (arrived late)" if m.get("late") else ""
             body = f"{m['text']}{state}{late}"
         short = str(m["msg_id"])[:SHORT_ID]
-        lines.append(f"{format_time(m['created_ms'])} {short} <{_who(m, names)}> {body}")
+        lines.append(f"{format_time(m['created_ms'])} {short} <{who(m)}> {body}")
     return lines
 
 

@@ -154,3 +154,39 @@ async def test_markers_show_and_a_released_message_lands_in_its_place(pair) -> N
     order = [screen.index(t) for t in ("hello there", "1 earlier message missing", "the answer")]
     assert order == sorted(order)
     assert "waiting for" not in screen
+
+
+async def test_a_late_parent_releases_its_child_and_both_land_in_order(pair) -> None:  # type: ignore[no-untyped-def]
+    _hub, alice, bob = pair
+    conversation = await talk(alice, bob, "before both")
+    store = bob.node.store
+    sender = alice.node.identity.node_id
+    parent, child = os.urandom(16), os.urandom(16)
+    now = int(time.time() * 1000)
+
+    async def receive(msg_id: bytes, text: str, sent: int, parents: tuple[bytes, ...]):  # type: ignore[no-untyped-def]
+        return await store.call(
+            store.store.add_incoming,
+            conversation,
+            msg_id,
+            sender,
+            "alice",
+            text,
+            sent,
+            now + 100,
+            parents=parents,
+        )
+
+    held = await receive(child, "the reply", now + 2, (parent,))
+    bob.node.notify(NodeNotice("message", message=held))
+    await until(lambda: "(waiting for 1 earlier message)" in bob.text())
+    # The parent arrives: the store shows it and releases the child; the node tells the
+    # screen about the parent only, and the screen re-reads the order.
+    shown = await receive(parent, "the question", now + 1, ())
+    bob.node.notify(NodeNotice("message", message=shown))
+    await until(lambda: "the reply" in bob.text() and "waiting for" not in bob.text())
+    screen = bob.text()
+    order = [screen.index(t) for t in ("before both", "the question", "the reply")]
+    assert order == sorted(order)
+    texts = [m.text for m in bob.ctl.shown_messages()]
+    assert texts == ["before both", "the question", "the reply"]

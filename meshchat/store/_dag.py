@@ -329,6 +329,7 @@ class Dag:
         for row_id, _, _ in found:
             parents.update(bytes(r[0]) for r in conn.execute(_PARENTS_OF, (row_id,)))
             conn.execute(_DELETE_ROW, (row_id,))
+        conn.execute(TOMBSTONE, (msg_tag, conv_tag, now_ms))
         children = [int(r[0]) for r in conn.execute(_WAITING_CHILDREN, (conv_tag, msg_tag))]
         conn.execute(_UNLINK_PARENT, (conv_tag, msg_tag))
         for child in children:
@@ -337,7 +338,6 @@ class Dag:
         for tag in parents:
             if conn.execute(_NAMED, (conv_tag, tag)).fetchone() is None:
                 conn.execute(_HEAD_AGAIN, (tag, conv_tag))
-        conn.execute(TOMBSTONE, (msg_tag, conv_tag, now_ms))
         return len(found), any(bool(r[2]) for r in found)
 
     # -- reads ------------------------------------------------------------------------------

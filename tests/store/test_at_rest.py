@@ -211,6 +211,9 @@ def test_a_version_1_file_is_sealed_and_scrubbed_on_first_open(db_path: Path) ->
             (7, "Meet at the old lighthouse 21:40"),
             (9, "Bobbington Reply Text"),
         ]
+        # They keep that order in the causal history (none held), the newest as the head.
+        assert [m.order_ms for m in got] == [7, 9]
+        assert store.heads(conversation) == (b"o" * 16,)
         # Row ids were kept, so the read mark still covers the incoming message.
         assert store.conversations()[0].unread == 0
         entry = store.pending_outbox(0)[0]

@@ -94,7 +94,7 @@ class Receiving:
                 take = False
             if not take:
                 self.engine.direct.withhold(opened)
-                return [*out, *self.engine._updates()]
+                return [*out, *self.engine.flush()]
         if opened.body is not None:
             conversation = dm_conversation(opened.sender.node_id)
             sender = opened.sender
@@ -106,11 +106,11 @@ class Receiving:
         except CryptoError as exc:
             return [
                 *out,
-                *self.engine._updates(),
+                *self.engine.flush(),
                 MessageRejected(str(exc), packet.packet_id, None),
             ]
         # The message, then the session state (received and acked), then the ack.
-        out.extend(self.engine._updates())
+        out.extend(self.engine.flush())
         out.extend(self.engine.router.originate(ack, now_ms))
         return out
 
@@ -170,7 +170,7 @@ class Receiving:
             # The token alone proves delivery (only the recipient could find it); the sealed
             # part only moves the session on.
             out.append(MessageRejected(str(exc), packet.packet_id, None))
-        out[:0] = self.engine._updates()
+        out[:0] = self.engine.flush()
         item = self.engine.outbox.get(msg_id) if msg_id is not None else None
         if item is None or item.recipient is None:
             return out
@@ -178,7 +178,7 @@ class Receiving:
             self.engine.groups.control_acked(item.msg_id)
         self.engine._end(item.msg_id)
         if item.is_control:
-            return [*out, *self.engine._updates()]
+            return [*out, *self.engine.flush()]
         if not item.transmitted:
             out.append(MessageSent(item.msg_id, packet.packet_id))
         out.append(MessageDelivered(item.msg_id))

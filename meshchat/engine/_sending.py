@@ -70,6 +70,7 @@ class Sending:
         loose: Sequence[bytes],
         sent_ms: int | None,
     ) -> list[Output]:
+        """Queue a direct message (retried until acked); first retry the earlier ones."""
         item = OutboxItem(
             msg_id=msg_id,
             destination=Destination.node(recipient.node_id),

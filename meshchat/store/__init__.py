@@ -3,8 +3,10 @@
 :class:`Store` is synchronous and blocking; the node calls it from one worker thread. It is
 opened with the store key from the keystore and keeps every private value sealed under it. See
 :mod:`meshchat.store.db` for durability and bounds, :mod:`meshchat.store._crypt` for the
-encryption at rest, :mod:`meshchat.store.trust` for key changes, :mod:`meshchat.store.states`
-for the life of an outgoing message and :mod:`meshchat.store.schema` for migrations.
+encryption at rest, :mod:`meshchat.store._dag` for each conversation's causal order (the
+rules are :mod:`meshchat.causal`), :mod:`meshchat.store.trust` for key changes,
+:mod:`meshchat.store.states` for the life of an outgoing message and
+:mod:`meshchat.store.schema` for migrations.
 """
 
 from meshchat.store._crypt import KEY_SIZE as STORE_KEY_SIZE

@@ -94,6 +94,7 @@ _HEADS_FROM = """
     m.updated_ms, m.sealed, m.order_ms, m.late,
     (SELECT COUNT(*) FROM links l WHERE l.child_row = m.row_id AND l.waiting = 1) FROM messages m
     WHERE m.conv_tag = ? AND m.head = 1 AND m.order_ms IS NOT NULL AND m.order_ms >= ?
+    ORDER BY m.order_ms DESC LIMIT 64
 """
 _SHOWN_CUTOFF = """
     SELECT order_ms FROM messages WHERE conv_tag = ? AND order_ms IS NOT NULL
@@ -343,7 +344,12 @@ class Dag:
     # -- reads ------------------------------------------------------------------------------
 
     def head_rows(self, conn: sqlite3.Connection, conv_tag: bytes) -> list[Any]:
-        """The rows of the newest ``MAX_PARENTS`` heads, and any tied with the last of them."""
+        """The rows of the newest ``MAX_PARENTS`` heads, and some tied with the last of them.
+
+        At most 64 rows, so heads that all claim the same time (a flood of messages naming
+        nothing) cost a bounded number of rows opened; which of such tied heads are named
+        then depends on the index, not the ids.
+        """
         cut = conn.execute(_HEAD_CUTOFF, (conv_tag, MAX_PARENTS - 1)).fetchone()
         return conn.execute(_HEADS_FROM, (conv_tag, _MIN if cut is None else cut[0])).fetchall()
 

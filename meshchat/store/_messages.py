@@ -12,6 +12,7 @@ again (:meth:`MessageTables.add_incoming` returns None for it).
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from meshchat.causal import HOLD_MS, MAX_PARENTS, MAX_WANTS
-from meshchat.errors import StoreError
+from meshchat.errors import StoreError, StoreReason
 from meshchat.store import _checks as checks
 from meshchat.store import _dag as d
 from meshchat.store import _sql as q
@@ -32,6 +33,7 @@ from meshchat.store.records import Message, MessageState
 
 __all__ = ["MessageTables"]
 
+BAD = StoreReason.BAD_VALUE
 _QUERY_ROWS_MAX = 1_000_000
 #: The most message ids one call to the id-list methods takes.
 _IDS_MAX = 10_000
@@ -43,10 +45,10 @@ def _now_ms() -> int:
 
 def _ids(msg_ids: Iterable[bytes]) -> list[bytes]:
     if isinstance(msg_ids, (bytes, str)):
-        raise StoreError("msg_ids must be a sequence of message ids")
-    out = [v.blob(i, "msg_id") for i in msg_ids]
+        raise StoreError("msg_ids must be a sequence of message ids", reason=BAD, field="msg_ids")
+    out = [v.blob(i, "msg_id") for i in itertools.islice(msg_ids, _IDS_MAX + 1)]
     if len(out) > _IDS_MAX:
-        raise StoreError(f"at most {_IDS_MAX} message ids at once")
+        raise StoreError(f"at most {_IDS_MAX} message ids at once", reason=BAD, field="msg_ids")
     return out
 
 

@@ -8,7 +8,9 @@ per row under that key and rows are found by keyed tags (``_crypt.py``, ``_rows.
 only ever sees ciphertext, tags, counters, states and times. A key check in the ``meta`` table
 makes a wrong key a :class:`StoreError` at open. Lookups by name (:meth:`Store.find_contact`)
 decrypt the few contacts and match in memory. A version 1 (plaintext) file is sealed on its
-first open with a key (``_legacy.py``). Every method is synchronous and
+first open with a key (``_legacy.py``). Messages, their causal order and deletion are the
+mixin in ``_messages.py`` (the ordering SQL in ``_dag.py``); settings and crypto state the one
+in ``_state.py``. Every method is synchronous and
 blocking; the node calls them from one dedicated worker thread so the event loop never waits on
 the disk. A ``threading.Lock`` serialises calls, so a second thread (a face reading the history)
 is safe too.

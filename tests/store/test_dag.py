@@ -168,6 +168,14 @@ def test_heads_are_the_newest_unnamed_shown_messages(store: Store) -> None:
     assert store.heads(CONV)[0] == mid(20) and mid(11) not in store.heads(CONV)
 
 
+def test_heads_open_a_bounded_number_of_rows_when_many_tie(store: Store) -> None:
+    with store.transaction():
+        for n in range(500):
+            recv(store, n, sent=T0, sender=n.to_bytes(16, "big"))
+    heads = store.heads(CONV)
+    assert len(heads) == MAX_PARENTS and len(set(heads)) == MAX_PARENTS
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

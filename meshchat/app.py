@@ -121,7 +121,12 @@ async def _ble_transport(settings: NodeSettings, identity: Identity) -> Transpor
 
     backend: BleBackend
     if settings.ble_backend == "bumble":
-        from meshchat.transports.ble.bumble_backend import BumbleBackend
+        try:
+            from meshchat.transports.ble.bumble_backend import BumbleBackend
+        except ImportError as exc:
+            raise UsageError(
+                "the bumble backend needs the ble extra: pip install 'meshchat[ble]'"
+            ) from exc
 
         backend = await BumbleBackend.open(settings.ble_controller)
     elif settings.ble_backend == "bleak":

@@ -20,8 +20,12 @@ delete      conversation, msg_ids (hex      conversation, messages (those the pr
 peers       (none)                          peers (name: as announced, unchecked;
                                             contact: our name for them, or null),
                                             transports
-status      (none)                          node_id, name, sign_public, box_public, links,
-                                            counters
+status      backlog (optional: true also    node_id, short_id, name, fingerprint,
+            counts queued and carried       sign_public, box_public, links (a count),
+            messages, which reads the       neighbours and gateways (as in peers),
+            store)                          transports (name, up, state, detail, reason),
+                                            gateway, counters; queued and carried (null
+                                            unless backlog was asked)
 card        (none)                          card (our contact card, current signed prekey)
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
@@ -256,37 +260,26 @@ class ControlServer:
         if op == "delete":
             return await self._delete(request)
         if op == "peers":
-            contacts = {c.node_id: c.name for c in await node.contacts()}
-            return {
-                "peers": [
-                    {
-                        "link": p.link_id,
-                        "transport": p.transport,
-                        "node_id": p.node_id.hex(),
-                        "name": p.name,
-                        "contact": contacts.get(p.node_id),
-                        "address": p.describe,
-                        "since_ms": p.since_ms,
-                    }
-                    for p in node.neighbours()
-                ],
-                "transports": [
-                    {"name": t.name, "up": t.up, "detail": t.detail}
-                    for t in node.transport_status()
-                ],
-                "gateway": node.is_gateway,
-                "gateways": [
-                    {"node_id": n.hex(), "name": name, "contact": contacts.get(n)}
-                    for n, name in node.gateways().items()
-                ],
-            }
+            return await self._peers()
         if op == "status":
+            peers = await self._peers()
+            queued = carried = None
+            if request.get("backlog"):
+                queued, carried = await node.backlog()
             return {
                 "node_id": node.identity.node_id.hex(),
+                "short_id": node.identity.public.short_id,
                 "name": node.name,
+                "fingerprint": node.identity.public.fingerprint(),
                 "sign_public": node.identity.public.sign_public.hex(),
                 "box_public": node.identity.public.box_public.hex(),
                 "links": len(node.links),
+                "neighbours": peers["peers"],
+                "transports": peers["transports"],
+                "gateway": peers["gateway"],
+                "gateways": peers["gateways"],
+                "queued": queued,
+                "carried": carried,
                 "counters": node.counter_totals(),
             }
         if op == "card":
@@ -320,6 +313,39 @@ class ControlServer:
                 "seconds": report.seconds,
             }
         raise ValueError(f"unknown op {op!r}")
+
+    async def _peers(self) -> dict[str, Any]:
+        node = self.node
+        contacts = {c.node_id: c.name for c in await node.contacts()}
+        return {
+            "peers": [
+                {
+                    "link": p.link_id,
+                    "transport": p.transport,
+                    "node_id": p.node_id.hex(),
+                    "name": p.name,
+                    "contact": contacts.get(p.node_id),
+                    "address": p.describe,
+                    "since_ms": p.since_ms,
+                }
+                for p in node.neighbours()
+            ],
+            "transports": [
+                {
+                    "name": t.name,
+                    "up": t.up,
+                    "state": "up" if t.up else "down",
+                    "detail": t.detail,
+                    "reason": t.reason or None,
+                }
+                for t in node.transport_status()
+            ],
+            "gateway": node.is_gateway,
+            "gateways": [
+                {"node_id": n.hex(), "name": name, "contact": contacts.get(n)}
+                for n, name in node.gateways().items()
+            ],
+        }
 
     async def _group(self, request: dict[str, Any]) -> dict[str, Any]:
         node = self.node

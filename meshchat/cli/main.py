@@ -23,6 +23,7 @@ from meshchat.cli.message_cmds import cmd_log, cmd_send
 from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
 from meshchat.cli.panic_cmds import cmd_panic
 from meshchat.cli.relay_cmds import add_relay_arguments, cmd_relay
+from meshchat.cli.status_cmds import cmd_status
 from meshchat.cli.trust_cmds import cmd_verify
 from meshchat.errors import MeshchatError
 from meshchat.home import Home
@@ -155,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to log (daemon.log_level; default info)",
     )
     add("peers", cmd_peers, "list neighbours of the running node", json=True)
+    add(
+        "status",
+        cmd_status,
+        "identity, transports and why any is down, links, gateway, queued messages, store",
+        json=True,
+    )
     p = add("panic", cmd_panic, "erase this device's keys and messages at once", json=True)
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     add_config_parser(sub)

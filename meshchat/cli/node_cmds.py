@@ -29,6 +29,7 @@ __all__ = [
     "cmd_peers",
     "cmd_run",
     "node_config",
+    "peer_label",
     "settings_from",
 ]
 
@@ -289,18 +290,18 @@ def cmd_peers(args: argparse.Namespace, home: Home) -> int:
     if reply.get("gateway"):
         say("this node is a gateway to the internet")
     elif gateways:
-        names = ", ".join(_who(g, marks) for g in gateways)
+        names = ", ".join(peer_label(g, marks) for g in gateways)
         say(f"gateways to the internet in this mesh: {names}")
     else:
         say("no gateway to the internet heard: messages stay in this mesh")
     if not reply["peers"]:
         say("no neighbours yet")
     for p in reply["peers"]:
-        say(f"{p['transport']:<5} {p['node_id'][:16]}  {_who(p, marks):<20} {p['address']}")
+        say(f"{p['transport']:<5} {p['node_id'][:16]}  {peer_label(p, marks):<20} {p['address']}")
     return 0
 
 
-def _who(peer: dict[str, Any], marks: dict[str, str]) -> str:
+def peer_label(peer: dict[str, Any], marks: dict[str, str]) -> str:
     """A neighbour as ``log`` shows a sender: our name for a contact (marked if it looks like
     another), ``~announced`` for a stranger (the name is theirs to choose), or a short id."""
     if peer.get("contact"):

@@ -429,6 +429,15 @@ class Node:
         """
         return self.neighbourhood.gateways(within_ms)
 
+    async def backlog(self) -> tuple[int, int]:
+        """(our messages waiting in the outbox, other nodes' packets this node carries), not
+        counting expired ones."""
+        now = self.clock()
+        store = self.store.store
+        queued = await self.store.call(store.pending_outbox, now)
+        carried = await self.store.call(store.carried, now)
+        return len(queued), len(carried)
+
     def transport_status(self) -> list[TransportStatus]:
         return [t.status() for t in self.transports]
 

@@ -90,11 +90,13 @@ class LinkJudge(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TransportStatus:
-    """Health of a transport for the UI and ``meshchat peers``."""
+    """Health of a transport for the UI, ``meshchat peers`` and ``meshchat status``."""
 
     name: str
     up: bool
     detail: str = ""
+    #: why it is down, in a few words a person can act on ("" when up or not known)
+    reason: str = ""
 
 
 class Transport(ABC):

@@ -1,8 +1,8 @@
 """A BLE backend on the operating system's stack: bleak (central) and bless (peripheral).
 
 bleak drives BlueZ over D-Bus on Linux, CoreBluetooth on macOS and WinRT on Windows; bless
-publishes a GATT server on the same three. Both are imported only when :meth:`start` runs (the
-``ble`` extra: ``pip install 'meshchat[ble]'``), so nothing here loads on a machine without them.
+publishes a GATT server on the same three. Both are dependencies of meshchat, imported only when
+:meth:`start` runs, so nothing here loads until Bluetooth is used.
 
 **Status: written against the documented bleak 0.22+/bless 0.3 APIs and never run on radio
 hardware.** The project's tests run the same seam on bumble's virtual controllers; see
@@ -46,7 +46,7 @@ from meshchat.transports.ble.seam import (
 __all__ = ["BleakBackend"]
 
 _log = logging.getLogger(__name__)
-_INSTALL_HINT = "install the BLE extra: pip install 'meshchat[ble]'"
+_INSTALL_HINT = "they come with meshchat: reinstall it (pip install --force-reinstall meshchat)"
 
 
 def _import(name: str) -> Any:

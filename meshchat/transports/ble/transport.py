@@ -177,7 +177,10 @@ class BleTransport(Transport):
         detail = f"{len(self._links)} links, {len(self._sessions) - len(self._links)} connecting"
         if self._last_error:
             detail += f"; last error: {self._last_error}"
-        return TransportStatus(self.name, up=up, detail=detail)
+        reason = ""
+        if not up:
+            reason = self._last_error or ("stopping" if self._stopping else "not started")
+        return TransportStatus(self.name, up=up, detail=detail, reason=reason)
 
     # -- views for the node and tests ------------------------------------------------------
 

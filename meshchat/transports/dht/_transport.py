@@ -201,7 +201,7 @@ class DhtTransport(Transport):
             f"gateway for {mailboxes} mailboxes; polling {self._sealed_tags} sealed tags; "
             f"outbox {len(self._outbox)}"
         )
-        return TransportStatus(self.name, up, detail)
+        return TransportStatus(self.name, up, detail, "" if up else "no DHT neighbours")
 
     def guard_counters(self) -> dict[str, int]:
         """What the Kademlia node refused or dropped (see :mod:`._protocol`)."""

@@ -197,7 +197,7 @@ class LanTransport(Transport):
 
     def status(self) -> TransportStatus:
         if not self._running:
-            return TransportStatus(self.name, up=False, detail="stopped")
+            return TransportStatus(self.name, up=False, detail="stopped", reason="stopped")
         mdns = "off"
         if self._discovery is not None:
             mdns = "advertised" if self._discovery.advertised else "registering"

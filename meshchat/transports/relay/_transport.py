@@ -180,7 +180,8 @@ class RelayTransport(Transport):
             f"{cfg.display} {self.session.describe()}; gateway for {mailboxes} mailboxes, "
             f"{channels} bridged channels, {sealed} sealed topics; outbox {len(self.outbox)}"
         )
-        return TransportStatus(self.name, self.session.up, detail)
+        reason = "" if self.session.up else f"{cfg.display}: {self.session.reason}"
+        return TransportStatus(self.name, self.session.up, detail, reason)
 
     @property
     def subscribed(self) -> frozenset[str]:

@@ -1,0 +1,167 @@
+"""``meshchat status``: offline from the home, then from a real running daemon.
+
+Alice's daemon is set up only through ``config.toml`` (loopback TCP, no mDNS); a stranger's
+daemon dials it and announces a name with an invisible character. ``status --json`` must give
+the identity, each transport with its state (and the reason for those not running), the link,
+the gateway state, the queued and carried counts and the store size; the text output must show
+the stranger's name escaped and marked ``~``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clirun import cli_env, run_cli
+
+from meshchat.home import Home
+from meshchat.identity import KdfProfile
+
+PASS = "status daemon passphrase"
+#: U+3164 HANGUL FILLER is a letter to Unicode, so names keep it, but it shows as nothing
+ODD_NAME = "mallory\u3164"
+
+STRANGER = f"""
+import sys
+from dataclasses import replace
+from meshchat.cli.main import main
+from meshchat.home import Home
+unlock = Home.unlock_all
+Home.unlock_all = lambda self, passphrase: replace(unlock(self, passphrase), name={ODD_NAME!r})
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def ok(home: Path, *args: str) -> str:
+    done = run_cli(home, PASS, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def status(home: Path) -> Any:
+    return json.loads(ok(home, "status", "--json"))
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def by_name(transports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in transports}
+
+
+def test_status_without_an_identity_or_a_node(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    shown = status(home)
+    assert shown["daemon"] == {"running": False, "detail": "daemon not running"}
+    assert shown["identity"] is None and shown["locked"] is False
+    assert shown["store"]["bytes"] == 0 and shown["queued"] is None
+    transports = by_name(shown["transports"])
+    assert transports["lan"]["state"] == "stopped"
+    assert transports["ble"]["state"] == "off" and "ble.enabled" in transports["ble"]["reason"]
+    text = ok(home, "status")
+    assert "daemon not running" in text and "meshchat init" in text
+
+
+@pytest.fixture
+def alice_running(tmp_path: Path) -> Iterator[tuple[Home, Home]]:
+    alice = Home(tmp_path / "alice")
+    ok(alice.path, "init", "--name", "alice", "--kdf", "interactive")
+    port = free_port()
+    for key, value in [("lan.host", "127.0.0.1"), ("lan.port", str(port)), ("lan.mdns", "off")]:
+        ok(alice.path, "config", "set", key, value)
+    ok(alice.path, "send", "#mesh", "queued while offline")
+
+    offline = status(alice.path)
+    assert offline["daemon"]["running"] is False
+    assert offline["identity"]["name"] == "alice" and offline["queued"] == 1
+    assert offline["carried"] == 0 and offline["store"]["bytes"] > 0
+
+    stranger = Home(tmp_path / "stranger")
+    stranger.create_identity("stranger", PASS, KdfProfile.INTERACTIVE)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        for home, argv in (
+            (alice, ["-m", "meshchat.cli.main"]),
+            (stranger, ["-c", STRANGER]),
+        ):
+            args = [] if home is alice else ["--lan-host", "127.0.0.1", "--no-mdns",
+                                             "--peer", f"127.0.0.1:{port}"]  # fmt: skip
+            log = (tmp_path / f"{home.path.name}.log").open("wb")
+            logs.append(log)
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *argv, "--home", str(home.path), "daemon", *args],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=cli_env(PASS),
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+            eventually(home.control_socket.exists)
+        eventually(lambda: [n["name"] for n in status(alice.path)["neighbours"]] == [ODD_NAME])
+        yield alice, stranger
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+
+
+def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
+    alice, stranger = alice_running
+    shown = status(alice.path)
+    assert shown["daemon"]["running"] is True
+    card = json.loads(ok(alice.path, "id", "--json"))
+    assert shown["identity"] == {
+        "name": "alice",
+        "short_id": card["node_id"][:8],
+        "node_id": card["node_id"],
+        "fingerprint": card["fingerprint"],
+    }
+    transports = by_name(shown["transports"])
+    assert set(transports) == {"lan", "ble", "relay", "dht"}
+    lan = transports["lan"]
+    assert lan["state"] == "up" and lan["up"] is True and lan["reason"] is None
+    assert "127.0.0.1:" in lan["detail"] and "mdns off" in lan["detail"]  # from config.toml
+    for name in ("ble", "relay", "dht"):
+        assert transports[name]["state"] == "off" and transports[name]["reason"]
+    assert shown["links"] == 1
+    stranger_id = json.loads(ok(stranger.path, "id", "--json"))["node_id"]
+    [neighbour] = shown["neighbours"]
+    assert neighbour["node_id"] == stranger_id and neighbour["transport"] == "lan"
+    assert neighbour["name"] == ODD_NAME and neighbour["contact"] is None
+    assert shown["gateway"] == {"this_node": False, "heard": []}
+    assert isinstance(shown["queued"], int) and isinstance(shown["carried"], int)
+    assert shown["store"]["bytes"] > 0
+    assert shown["config"] == {"path": str(alice.config), "exists": True}
+
+    text = ok(alice.path, "status")
+    assert "\u3164" not in text
+    assert "~mallory\\u3164" in text  # escaped, and marked as a stranger
+    assert "lan        up" in text
+    assert "gateway    none heard" in text

@@ -32,7 +32,7 @@ async def test_start_without_bleak_is_a_clear_transport_error(
 ) -> None:
     monkeypatch.setitem(sys.modules, "bleak", None)  # as if not installed
     backend = BleakBackend()
-    with pytest.raises(TransportError, match="bleak is not installed; .*reinstall"):
+    with pytest.raises(TransportError, match=r"bleak is not installed; .*reinstall"):
         await backend.start(GattProfile(), lambda connection: None)
 
 

@@ -292,3 +292,70 @@ def test_raw_rows_keep_no_parent_ids_in_clear(store: Store, db_path: Path) -> No
             if isinstance(cell, bytes)
         )  # fmt: skip
     assert mid(1) not in dump and dump  # tags, not ids
+
+
+# -- any sequence of operations ----------------------------------------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.integers(0, 30),  # id
+            st.lists(st.integers(0, 30), max_size=3, unique=True),  # parents (maybe cycles)
+            st.sampled_from([CONV, "#mesh"]),
+            st.integers(0, 2),  # sender
+            st.integers(-200_000, 200_000),  # sender's clock offset
+        ),
+        st.tuples(st.just("release"), st.integers(0, HOLD_MS * 2)),
+        st.tuples(st.just("delete"), st.lists(st.integers(0, 30), max_size=3)),
+        st.tuples(st.just("drop"), st.sampled_from([CONV, "#mesh"])),
+        st.tuples(st.just("send"), st.integers(31, 40), st.sampled_from([CONV, "#mesh"])),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_OPS)
+def test_any_sequence_of_operations_keeps_the_history_consistent(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[object, ...]]
+) -> None:
+    path = tmp_path_factory.mktemp("ops") / "m.db"
+    now = T0
+    with Store.open(path, key=KEY) as store:
+        for op in ops:
+            now += 1000
+            match op:
+                case ("add", int(n), list(parents), str(conv), int(who), int(skew)):
+                    named = tuple(mid(p) for p in parents if p != n)
+                    store.add_incoming(
+                        conv, mid(n), bytes([who]) * 16, "x", "t", now + skew, now, parents=named
+                    )
+                case ("release", int(later)):
+                    store.release_held(now + later)
+                case ("delete", list(ids)):
+                    store.delete_messages(CONV, [mid(i) for i in ids], now_ms=now)
+                case ("drop", str(conv)):
+                    store.delete_conversation(conv, now_ms=now)
+                case ("send", int(n), str(conv)):
+                    if store.get_message(mid(n)) is None and not store.is_deleted(mid(n)):
+                        heads = store.heads(conv)
+                        store.add_outgoing(
+                            conv, mid(n), b"\x99" * 16, ME, "me", "t", now, now + 10**6,
+                            parents=heads,
+                        )  # fmt: skip
+            for conv in (CONV, "#mesh"):
+                history = store.history(conv, 1000)
+                ids = [m.msg_id for m in history]
+                assert len(ids) == len(set(ids))
+                shown = [m for m in history if not m.held]
+                assert shown == sorted(shown, key=lambda m: (m.order_ms, m.msg_id))
+                assert len(history) - len(shown) <= MAX_HELD
+                assert set(store.heads(conv)) <= {m.msg_id for m in shown}
+                assert all(store.knows(conv, i) for i in ids)
+                assert all(m.missing >= 1 for m in history if m.held)  # held for a reason
+    with sqlite3.connect(path) as conn:
+        dangling = conn.execute(
+            "SELECT COUNT(*) FROM links WHERE child_row NOT IN (SELECT row_id FROM messages)"
+        ).fetchone()[0]
+    assert dangling == 0

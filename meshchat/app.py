@@ -7,8 +7,9 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from meshchat.config import load
 from meshchat.control import ControlServer
-from meshchat.errors import UsageError
+from meshchat.errors import ConfigError, UsageError
 from meshchat.home import Home
 from meshchat.identity import ContactCard, Identity, clean_name
 from meshchat.node import Node, NodeOptions
@@ -155,8 +156,13 @@ async def offline_card(home: Home, passphrase: str) -> ContactCard:
 
     The card carries the node's current signed prekey (the first start makes one), so contacts
     added from it talk forward-secret from the start. Only when no node runs for this home.
+    The name is the one a node started from this home would announce: ``name`` in
+    ``config.toml`` when set (a file that cannot be read is left to ``run`` to report).
     """
-    offline = NodeSettings(lan=False, control=False)
+    name = None
+    with contextlib.suppress(ConfigError):
+        name = load(home.config).text("name") or None
+    offline = NodeSettings(name=name, lan=False, control=False)
     async with running_node(home, passphrase, offline) as node:
         return await node.card()
 

@@ -147,3 +147,18 @@ def test_a_bad_file_stops_the_daemon_with_one_line_naming_key_and_line(tmp_path:
         f"meshchat: error: {home / 'config.toml'}, line 5: mesh.ttl: "
         "must be an integer, not a string"
     ]
+
+
+async def test_the_name_key_names_the_running_node_and_its_card(tmp_path: Path) -> None:
+    from meshchat.app import NodeSettings, offline_card, running_node
+    from meshchat.home import Home
+    from meshchat.identity import KdfProfile
+
+    home = Home(tmp_path / "named")
+    home.create_identity("Sealed Name", PASS, KdfProfile.INTERACTIVE)
+    assert (await offline_card(home, PASS)).name == "Sealed Name"
+    async with running_node(home, PASS, NodeSettings(name="Picked", lan=False)) as node:
+        assert node.name == "Picked"
+        assert (await node.card()).name == "Picked"
+    home.config.write_text('name = "From Config"\n')
+    assert (await offline_card(home, PASS)).name == "From Config"

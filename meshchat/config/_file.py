@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from meshchat.config._keys import BY_NAME, KEYS, SECTIONS, Key, Value, check_value
 from meshchat.errors import ConfigError
@@ -123,9 +124,29 @@ def parse(text: str, path: Path | None = None) -> Config:
         value, refused = check_value(key, raw)
         if refused is not None or value is None:
             raise ConfigError(refused or "refused", path=where, key=name, line=line_of(text, name))
+        if (secret := _secret_in(key, value)) is not None:
+            raise ConfigError(secret, path=where, key=name, line=line_of(text, name))
         values[name] = value
         given.add(name)
     return Config(values, frozenset(given), path)
+
+
+def _secret_in(key: Key, value: Value) -> str | None:
+    """What is wrong with keeping ``value`` in the file: a relay URL with a password in it
+    (the file is plain text; a flag's URL is not kept anywhere)."""
+    if key.name != "internet.relays" or not isinstance(value, list):
+        return None
+    for url in value:
+        try:
+            has_password = urlsplit(url).password is not None
+        except ValueError:
+            continue
+        if has_password:
+            return (
+                "a relay URL here must not hold a password or token: put it in "
+                "$MESHCHAT_RELAY_PASSWORD (and the user name in internet.relay_user)"
+            )
+    return None
 
 
 def _flatten(document: dict[str, object], text: str, where: str | None) -> list[tuple[str, object]]:

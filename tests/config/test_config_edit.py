@@ -135,3 +135,10 @@ def test_the_default_text_parses_to_defaults_and_round_trips_every_key(tmp_path:
     for key in KEYS:
         if key.kind.name == "BOOL":
             assert flipped[key.name] is (not key.default), key.name
+
+
+def test_set_refuses_a_relay_url_with_a_token(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    with pytest.raises(ConfigError, match="MESHCHAT_RELAY_PASSWORD"):
+        set_value(path, "internet.relays", "mqtt://alice:TOKEN@203.0.113.5:1883")
+    assert not path.exists()

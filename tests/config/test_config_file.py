@@ -199,3 +199,10 @@ def test_any_typed_assignment_is_a_config_or_an_error_naming_its_key(
         return
     for name in config.given:
         assert name in {k.name for k in KEYS}
+
+
+def test_a_relay_url_with_a_password_is_refused_in_the_file_but_not_on_the_command_line() -> None:
+    error = error_of('[internet]\nrelays = ["mqtt://alice:TOKEN@203.0.113.5:1883"]\n')
+    assert error.key == "internet.relays" and error.line == 2
+    assert "MESHCHAT_RELAY_PASSWORD" in str(error) and "TOKEN" not in str(error)
+    assert parse('[internet]\nrelays = ["mqtt://alice@203.0.113.5:1883"]\n')  # a user is fine

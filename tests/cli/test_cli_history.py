@@ -197,10 +197,12 @@ def test_delete_on_a_terminal_shows_what_goes_and_asks_y_or_n(home: Home) -> Non
     (one,) = ids(1)
     now = int(time.time() * 1000)
     with open_store(home) as store:
-        incoming(store, one, "think twice", now, now, ())
+        incoming(store, one, "think twice\x1b[2J\nalice: y", now, now, ())
     code, out = on_terminal(home.path, "n", "delete", CONV, one.hex()[:6])
     assert code == 1 and "nothing deleted" in out
-    assert f"{one.hex()[:8]}" in out and "<~stranger> think twice" in out
+    # the text quoted in the question is the sender's: escaped, on one line
+    assert f"{one.hex()[:8]}" in out and "<~stranger> think twice\\x1b[2J\\x0aalice: y" in out
+    assert "\x1b[2J" not in out
     assert "Delete this message on this device? It cannot be undone. [y/N]" in out
     assert len(cli_json(home.path, "log", CONV)["messages"]) == 1
     code, out = on_terminal(home.path, "y", "delete", CONV, one.hex()[:6])

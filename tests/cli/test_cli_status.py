@@ -165,3 +165,36 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
     assert "~mallory\\u3164" in text  # escaped, and marked as a stranger
     assert "lan        up" in text
     assert "gateway    none heard" in text
+
+
+def test_status_without_the_passphrase_says_the_identity_is_locked(tmp_path: Path) -> None:
+    home = tmp_path / "locked"
+    ok(home, "init", "--name", "alice", "--kdf", "interactive")
+    env = cli_env(PASS)
+    del env["MESHCHAT_PASSPHRASE"]
+    done = subprocess.run(
+        [sys.executable, "-m", "meshchat.cli.main", "--home", str(home), "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["locked"] is True and shown["identity"] is None
+    assert shown["queued"] is None and shown["store"]["bytes"] > 0
+    assert shown["daemon"]["running"] is False
+
+
+def test_status_names_a_broken_config_file_and_still_answers(tmp_path: Path) -> None:
+    home = tmp_path / "broken"
+    home.mkdir()
+    (home / "config.toml").write_text("[lan]\nprot = 1\n")
+    shown = status(home)
+    assert shown["config"]["error"].endswith(
+        "line 2: lan.prot: unknown key (did you mean lan.port?)"
+    )
+    assert shown["transports"] == [] and shown["daemon"]["running"] is False
+    assert "line 2: lan.prot: unknown key" in ok(home, "status")

@@ -23,6 +23,7 @@ from meshchat.cli.common import emit_json, node_request, read_passphrase, say
 from meshchat.cli.node_cmds import peer_label
 from meshchat.config import Config, load
 from meshchat.errors import ConfigError
+from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.home import Home, passphrase_from_env
 from meshchat.lookalike import lookalikes
 from meshchat.node import wall_clock_ms
@@ -203,10 +204,14 @@ def _show(status: dict[str, Any], config_path: Path) -> None:
         [str(p["contact"]) for p in status["neighbours"] if p.get("contact")]
         + ([str(identity["name"])] if identity else [])
     )
-    neighbours = status["neighbours"]
+    local = [p for p in status["neighbours"] if p["transport"] not in INTERNET_TRANSPORTS]
+    internet = [p["transport"] for p in status["neighbours"] if p not in local]
     if daemon["running"]:
-        listed = ", ".join(f"{peer_label(p, marks)} ({p['transport']})" for p in neighbours)
-        say(f"links      {status['links']}{': ' + listed if listed else ''}")
+        listed = ", ".join(f"{peer_label(p, marks)} ({p['transport']})" for p in local)
+        line = f"links      {len(local)} neighbour(s){': ' + listed if listed else ''}"
+        if internet:
+            line += f"; internet: {', '.join(internet)}"
+        say(line)
         gateway = status["gateway"]
         if gateway["this_node"]:
             say("gateway    this node is a gateway to the internet")

@@ -164,6 +164,7 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
     assert "\u3164" not in text
     assert "~mallory\\u3164" in text  # escaped, and marked as a stranger
     assert "lan        up" in text
+    assert "links      1 neighbour(s): ~mallory" in text
     assert "gateway    none heard" in text
 
 
@@ -198,3 +199,49 @@ def test_status_names_a_broken_config_file_and_still_answers(tmp_path: Path) -> 
     )
     assert shown["transports"] == [] and shown["daemon"]["running"] is False
     assert "line 2: lan.prot: unknown key" in ok(home, "status")
+
+
+def test_status_gives_the_reason_an_internet_transport_is_down(tmp_path: Path) -> None:
+    home = Home(tmp_path / "gateway")
+    ok(home.path, "init", "--name", "gw", "--kdf", "interactive")
+    closed = free_port()  # nothing listens there
+    for key, value in [
+        ("lan.enabled", "false"),
+        ("internet.relays", f"mqtt://127.0.0.1:{closed}"),
+        ("internet.dht_host", "127.0.0.1"),
+        ("internet.dht_bootstrap", f"127.0.0.1:{free_port()}"),
+    ]:
+        ok(home.path, "config", "set", key, value)
+    log = (tmp_path / "gateway.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshchat.cli.main", "--home", str(home.path), "daemon"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=cli_env(PASS),
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        eventually(home.control_socket.exists)
+        eventually(lambda: by_name(status(home.path)["transports"])["relay"]["reason"] != (
+            f"mqtt://127.0.0.1:{closed}: connecting"
+        ))  # fmt: skip
+        shown = status(home.path)
+        transports = by_name(shown["transports"])
+        relay, dht, lan = transports["relay"], transports["dht"], transports["lan"]
+        assert relay["state"] == "down" and relay["up"] is False
+        assert relay["reason"].startswith(f"mqtt://127.0.0.1:{closed}: ")
+        assert dht["state"] == "down" and dht["reason"] == "no DHT neighbours"
+        assert lan["state"] == "off" and "lan.enabled" in lan["reason"]
+        assert shown["gateway"]["this_node"] is True
+        text = ok(home.path, "status")
+        assert f"relay      down     mqtt://127.0.0.1:{closed}: " in text
+        assert "gateway    this node is a gateway to the internet" in text
+        assert "links      0 neighbour(s); internet: " in text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshchat.config import (
     KEYS,
@@ -142,3 +145,25 @@ def test_set_refuses_a_relay_url_with_a_token(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="MESHCHAT_RELAY_PASSWORD"):
         set_value(path, "internet.relays", "mqtt://alice:TOKEN@203.0.113.5:1883")
     assert not path.exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from([k.name for k in KEYS]),
+    text=st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(["true", "off", "0", "7", "1.5", "[]", '["#a"]', "a:1, b:2", "mqtt://h"]),
+    ),
+)
+def test_set_any_text_stores_what_load_reads_back_or_refuses_it(name: str, text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.toml"
+        write_default(path)
+        before = path.read_bytes()
+        try:
+            value = set_value(path, name, text)
+        except ConfigError as exc:
+            assert exc.key == name or exc.line is not None, str(exc)
+            assert path.read_bytes() == before
+            return
+        assert load(path)[name] == value

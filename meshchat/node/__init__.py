@@ -39,6 +39,7 @@ from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity
 from meshchat.node import _history
 from meshchat.node import _replay as replay
+from meshchat.node._catchup import NodeCatchup
 from meshchat.node._commands import Commands
 from meshchat.node._effects import Effects, name_in
 from meshchat.node._gateway import Neighbourhood
@@ -120,6 +121,7 @@ class Node:
         self.neighbourhood = Neighbourhood(self)
         self.commands = Commands(self)
         self.group_commands = Groups(self)
+        self.catchup = NodeCatchup(self)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self._last_announce = 0
@@ -225,6 +227,7 @@ class Node:
 
     async def housekeeping(self) -> None:
         now = self.clock()
+        await self.catchup.run(now)
         if now - self._replay_saved >= replay.SAVE_EVERY_MS:
             self._replay_saved = now
             await replay.save(self, now)

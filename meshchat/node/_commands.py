@@ -34,6 +34,8 @@ class Commands:
         msg_id = os.urandom(16)
         expires = now + node.options.message_lifetime_ms
         target = await node.resolve(to)
+        store = node.store.store
+        parents = await node.store.call(store.heads, target.conversation)
         add = functools.partial(
             node.store.store.add_outgoing,
             target.conversation,
@@ -44,11 +46,12 @@ class Commands:
             text,
             now,
             expires,
+            parents=parents,
         )
         # The engine queues it first; then the message, its session state and its first
         # attempt are committed together (one disk sync) before the packet leaves.
         plan = Plan()
-        node.effects.plan(plan, self._queue(target, msg_id, text, now, expires))
+        node.effects.plan(plan, self._queue(target, msg_id, text, now, expires, parents))
         try:
             message = await node.effects.carry_out(
                 plan, add, lambda m: node.notify(NodeNotice("message", message=m))
@@ -58,22 +61,33 @@ class Commands:
             raise
         if message is None:
             raise UsageError("the message was not stored")
+        node.catchup.sent(target.conversation, now)
         return message
 
     def _queue(
-        self, target: Target, msg_id: bytes, text: str, now: int, expires: int
+        self,
+        target: Target,
+        msg_id: bytes,
+        text: str,
+        now: int,
+        expires: int,
+        parents: tuple[bytes, ...],
     ) -> list[Output]:
         """Hand a message to the engine, which queues it and tries it at once."""
         engine = self.node.engine
         match target:
             case Target(kind=TargetKind.DIRECT, contact=Contact() as contact):
                 recipient = PublicIdentity(contact.sign_public, contact.box_public)
-                return engine.send_direct(recipient, msg_id, text, now, expires_ms=expires)
+                return engine.send_direct(
+                    recipient, msg_id, text, now, expires_ms=expires, parents=parents
+                )
             case Target(kind=TargetKind.GROUP):
-                return engine.send_group(target.destination, msg_id, text, now, expires_ms=expires)
+                return engine.send_group(
+                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
+                )
             case _:
                 return engine.send_channel(
-                    target.destination, msg_id, text, now, expires_ms=expires
+                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
                 )
 
     async def join(self, name: str, passphrase: str | None) -> Channel:

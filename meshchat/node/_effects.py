@@ -25,6 +25,7 @@ from meshchat.events import (
     AttemptMade,
     GroupChanged,
     GroupStateUpdated,
+    HistoryReceived,
     MessageDelivered,
     MessageExpired,
     MessageReceived,
@@ -150,8 +151,10 @@ def _save_received(store: Store, event: MessageReceived, now: int) -> Step | Non
         event.sender.node_id if event.sender else event.sender_key,
         name_in(store, event.sender_key),
         event.text,
-        event.created_ms,
+        event.sent_ms,
         now,
+        parents=event.parents,
+        loose=event.loose,
     )
     if message is None:
         return None
@@ -238,7 +241,10 @@ class Effects:
                     log.info("rejected packet %s: %s", packet_id.hex()[:12], reason)
                     node.count("rejected")
                 case MessageReceived():
+                    node.catchup.received(out, now)
                     write = SaveReceived(out, now)
+                case HistoryReceived():
+                    node.catchup.requested(out)
                 case Carry(packet=packet, frame=frame, expires_ms=expires_ms):
                     dest = packet.destination.value
                     write = SaveCarried(CarriedPacket(packet.packet_id, frame, dest, expires_ms))

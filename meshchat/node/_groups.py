@@ -43,7 +43,14 @@ class Groups:
         group = engine.groups.groups.get(entry.destination)
         if group is not None and group.current is not None:
             engine.send_group(
-                entry.destination, entry.msg_id, entry.text, now, expires_ms=entry.expires_ms
+                entry.destination,
+                entry.msg_id,
+                entry.text,
+                now,
+                expires_ms=entry.expires_ms,
+                parents=entry.parents,
+                loose=entry.loose,
+                sent_ms=entry.created_ms,
             )
 
     def all(self) -> list[Group]:

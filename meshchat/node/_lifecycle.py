@@ -44,6 +44,7 @@ async def load(node: Node) -> None:
     await _load_sessions(node, now)
     await node.group_commands.load(now)
     await _load_outbox(node, now)
+    node.catchup.check_all()
 
 
 async def _load_sessions(node: Node, now: int) -> None:
@@ -76,7 +77,14 @@ async def _load_outbox(node: Node, now: int) -> None:
         if entry.conversation.startswith("#"):
             if entry.destination in {c.channel_id for c in engine.channels}:
                 engine.send_channel(
-                    entry.destination, entry.msg_id, entry.text, now, expires_ms=entry.expires_ms
+                    entry.destination,
+                    entry.msg_id,
+                    entry.text,
+                    now,
+                    expires_ms=entry.expires_ms,
+                    parents=entry.parents,
+                    loose=entry.loose,
+                    sent_ms=entry.created_ms,
                 )
             continue
         contact = await node.store.call(store.get_contact, entry.destination)
@@ -95,5 +103,8 @@ async def _load_outbox(node: Node, now: int) -> None:
             now,
             expires_ms=entry.expires_ms,
             attempts=entry.attempts,
+            parents=entry.parents,
+            loose=entry.loose,
+            sent_ms=entry.created_ms,
         )
     # Nothing is linked yet: the engine parked every item until a neighbour appears.

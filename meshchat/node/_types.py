@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from meshchat.catchup import CatchupTimings
 from meshchat.crypto.channel import ChannelKey
 from meshchat.errors import IdentityError
 from meshchat.events import GroupChanged
@@ -64,6 +65,9 @@ class NodeOptions:
     history: HistoryBudget = DEFAULT_HISTORY
     #: most announced identities remembered (names, gateways); the least recent go first
     max_announced: int = MAX_ANNOUNCED
+    #: how often group and channel members ask for, tell and resend history
+    #: (see :mod:`meshchat.catchup`)
+    catchup: CatchupTimings = field(default_factory=CatchupTimings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,17 @@ A :class:`MemoryHub` holds the wiring. ``hub.connect(a, b)`` makes a link betwee
 loop (never re-entrantly), in order, with an optional delay. Identities are taken as proven:
 the link handshake's own tests cover proof; this transport exists to run meshes of many nodes.
 ``hub.disconnect(a, b)`` and ``hub.partition(...)`` take links down again.
+
+A lossy, reordering medium for tests: ``loss`` drops each frame with that probability (the
+sender is not told, as on a radio) and ``jitter_s`` adds a random delay to each frame, so frames
+overtake each other; both draw from the hub's ``rng`` (seed it for a repeatable run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 
 from meshchat.errors import TransportError
 from meshchat.identity import PublicIdentity
@@ -39,12 +44,16 @@ class MemoryLink(Link):
         if self.closed or remote is None or remote.closed:
             return False
         loop = asyncio.get_running_loop()
-        delay = self._hub.delay_s
+        hub = self._hub
+        hub.frames_sent += 1
+        if hub.loss and hub.rng.random() < hub.loss:
+            hub.frames_lost += 1
+            return True
+        delay = hub.delay_s + (hub.rng.uniform(0, hub.jitter_s) if hub.jitter_s else 0.0)
         if delay > 0:
             loop.call_later(delay, remote.deliver, frame)
         else:
             loop.call_soon(remote.deliver, frame)
-        self._hub.frames_sent += 1
         return True
 
     def deliver(self, frame: bytes) -> None:
@@ -85,10 +94,23 @@ class MemoryTransport(Transport):
 class MemoryHub:
     """The wiring between in-memory transports."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        *,
+        loss: float = 0.0,
+        jitter_s: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 0.0 <= loss < 1.0 or delay_s < 0 or jitter_s < 0:
+            raise TransportError("loss must be in [0, 1) and delays not negative")
         self.ids = itertools.count(1)
         self.delay_s = delay_s
+        self.loss = loss
+        self.jitter_s = jitter_s
+        self.rng = rng or random.Random()
         self.frames_sent = 0
+        self.frames_lost = 0
 
     def transport(self, identity: PublicIdentity) -> MemoryTransport:
         return MemoryTransport(self, identity)

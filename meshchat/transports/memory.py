@@ -8,7 +8,8 @@ the link handshake's own tests cover proof; this transport exists to run meshes 
 
 A lossy, reordering medium for tests: ``loss`` drops each frame with that probability (the
 sender is not told, as on a radio) and ``jitter_s`` adds a random delay to each frame, so frames
-overtake each other; both draw from the hub's ``rng`` (seed it for a repeatable run).
+overtake each other; both draw from the hub's ``rng`` (seed it for a repeatable run). A test
+may also set ``drop`` to a predicate of (sending link, frame) to lose chosen frames.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from collections.abc import Callable
 
 from meshchat.errors import TransportError
 from meshchat.identity import PublicIdentity
@@ -46,7 +48,9 @@ class MemoryLink(Link):
         loop = asyncio.get_running_loop()
         hub = self._hub
         hub.frames_sent += 1
-        if hub.loss and hub.rng.random() < hub.loss:
+        if (hub.loss and hub.rng.random() < hub.loss) or (
+            hub.drop is not None and hub.drop(self, frame)
+        ):
             hub.frames_lost += 1
             return True
         delay = hub.delay_s + (hub.rng.uniform(0, hub.jitter_s) if hub.jitter_s else 0.0)
@@ -111,6 +115,7 @@ class MemoryHub:
         self.rng = rng or random.Random()
         self.frames_sent = 0
         self.frames_lost = 0
+        self.drop: Callable[[MemoryLink, bytes], bool] | None = None
 
     def transport(self, identity: PublicIdentity) -> MemoryTransport:
         return MemoryTransport(self, identity)

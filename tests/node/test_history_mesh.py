@@ -118,3 +118,53 @@ async def test_a_thousand_messages_from_three_senders_end_in_one_causal_order(li
     counters = [p.node.counter_totals() for p in peers]
     assert sum(c.get("history.asked", 0) for c in counters) > 0
     assert sum(c.get("history.resent", 0) for c in counters) > 0
+
+
+async def test_a_message_lost_on_the_last_hop_holds_the_next_until_it_is_resent(line) -> None:  # type: ignore[no-untyped-def]
+    hub, (alice, bob, carol) = line
+    for a, b in ((alice, bob), (alice, carol), (bob, carol)):
+        await a.node.add_card(await b.node.card())
+        await b.node.add_card(await a.node.card())
+    hub.connect(alice.transport, bob.transport)
+    hub.connect(bob.transport, carol.transport)
+    group = await alice.node.create_group("crew", [NAMES[1], NAMES[2]])
+    conversation = group_conversation(group.group_id)
+    await alice.node.send_text("+crew", "warm up")
+    await carol.node.send_text("+crew", "ready")
+
+    async def texts(peer: Peer) -> list[str]:
+        return [m.text for m in await shown(peer, conversation) if m.order_ms is not None]
+
+    async with asyncio.timeout(30):
+        while await texts(carol) != ["warm up", "ready"] or len(await texts(alice)) != 2:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(4 * FAST.quiet_ms / 1000)  # the summaries after the warm-up pass
+
+    # Everything Bob relays to Carol is lost while Alice sends "one".
+    bob_links = set(bob.transport.links)
+    hub.drop = lambda link, frame: link.link_id in bob_links and link.remote is not None and (
+        link.remote.owner is carol.transport
+    )
+    await alice.node.send_text("+crew", "one")
+    async with asyncio.timeout(10):
+        while "one" not in await texts(bob):
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    hub.drop = None
+    assert "one" not in [m.text for m in await shown(carol, conversation)]
+
+    await alice.node.send_text("+crew", "two")
+    async with asyncio.timeout(10):
+        while True:
+            log = await shown(carol, conversation)
+            if [m.text for m in log][-1:] == ["two"] or "one" in [m.text for m in log]:
+                break
+            await asyncio.sleep(0.01)
+    held = [m for m in log if m.text == "two"]
+    assert held and held[0].order_ms is None and held[0].missing == 1
+    async with asyncio.timeout(15):
+        while await texts(carol) != ["warm up", "ready", "one", "two"]:
+            await asyncio.sleep(0.05)
+    assert carol.node.counter_totals().get("history.asked", 0) >= 1
+    assert alice.node.counter_totals().get("history.resent", 0) >= 1
+    assert not any(m.missing or m.late for m in await shown(carol, conversation))

@@ -74,3 +74,14 @@ async def test_without_loss_or_jitter_frames_keep_their_order() -> None:
 def test_impossible_media_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(TransportError):
         MemoryHub(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_drop_predicate_loses_the_frames_it_picks() -> None:
+    hub = MemoryHub()
+    link, sink = await pair(hub)
+    hub.drop = lambda sender, frame: frame.startswith(b"x")
+    for frame in (b"a", b"x1", b"b", b"x2"):
+        assert link.send(frame)
+    await asyncio.sleep(0)
+    assert sink.frames == [b"a", b"b"]
+    assert hub.frames_lost == 2

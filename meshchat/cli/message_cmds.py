@@ -69,6 +69,7 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
             text,
             now,
             now + MAX_AGE_MS,
+            parents=store.heads(to.conversation),
         )
     return message_json(message)
 

@@ -129,7 +129,8 @@ class Catchup:
         state.heads_told = heads
         state.last_activity = None
         schedule = self.timings.repeat_ms
-        state.repeat_at = now_ms + schedule[state.repeats] if state.repeats < len(schedule) else None
+        later = schedule[state.repeats] if state.repeats < len(schedule) else None
+        state.repeat_at = None if later is None else now_ms + later
 
     def next_deadline(self) -> int | None:
         """When :meth:`summaries_due` next has something (None: nothing planned)."""

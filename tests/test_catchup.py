@@ -3,8 +3,8 @@ answers stay within their budget."""
 
 from __future__ import annotations
 
-from meshchat.causal import MAX_WANTS
 from meshchat.catchup import Catchup, CatchupTimings
+from meshchat.causal import MAX_WANTS
 
 T = CatchupTimings()
 

@@ -13,8 +13,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from meshchat.causal import MAX_WANTS
 from meshchat.catchup import Catchup
+from meshchat.causal import MAX_WANTS
 from meshchat.engine import Output
 from meshchat.errors import MeshchatError
 from meshchat.events import HistoryReceived, MessageReceived
@@ -134,10 +134,16 @@ class NodeCatchup:
         engine = self.node.engine
         try:
             if message.conversation.startswith(GROUP_PREFIX):
-                send = engine.send_group
-            else:
-                send = engine.send_channel
-            return send(
+                return engine.send_group(
+                    cid,
+                    message.msg_id,
+                    message.text,
+                    now_ms,
+                    parents=message.parents,
+                    loose=message.loose,
+                    sent_ms=message.created_ms,
+                )
+            return engine.send_channel(
                 cid,
                 message.msg_id,
                 message.text,

@@ -142,8 +142,10 @@ async def test_a_message_lost_on_the_last_hop_holds_the_next_until_it_is_resent(
 
     # Everything Bob relays to Carol is lost while Alice sends "one".
     bob_links = set(bob.transport.links)
-    hub.drop = lambda link, frame: link.link_id in bob_links and link.remote is not None and (
-        link.remote.owner is carol.transport
+    hub.drop = lambda link, frame: (
+        link.link_id in bob_links
+        and link.remote is not None
+        and (link.remote.owner is carol.transport)
     )
     await alice.node.send_text("+crew", "one")
     async with asyncio.timeout(10):

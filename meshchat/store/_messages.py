@@ -245,7 +245,7 @@ class MessageTables:
             shown = self._open(self._dag.shown_rows(conn, conv_tag, limit))
             held = self._open(conn.execute(d.HELD, (conv_tag,)).fetchall())
         shown.sort(key=order_key)
-        return [*shown[len(shown) - limit :], *held] if limit else held
+        return [*shown[max(0, len(shown) - limit) :], *held] if limit else held
 
     def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         """The same as :meth:`history` (the last ``limit`` shown, in order, then held)."""

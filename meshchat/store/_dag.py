@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The rules are :mod:`meshchat.causal`'s; this module applies them inside the store's write
 transactions. A message row carries, in clear, its place in the order (``order_ms``, NULL
-while held; ``late``; ``held_ms``, when it started waiting; ``head``, 1 while no stored message
+while held; ``late``; ``held_ms``, when it started waiting; ``head``, 1 while no shown message
 names it). Its parents' ids travel inside its sealed cell; what SQL needs of them is in
 ``links``, one row per (conversation, parent tag, child row), ``waiting`` = 1 while that
 blocking parent is not shown. Every step is a handful of indexed lookups:
@@ -12,8 +12,9 @@ blocking parent is not shown. Every step is a handful of indexed lookups:
 * **store** a message: look up each parent by tag in its conversation (shown: its order time;
   held or absent: wait for it; tombstoned or stored in another conversation: ignored). With
   nothing to wait for, the message is placed at once (``order_time`` then ``place`` against the
-  newest shown order time, an index seek); otherwise it is held. Its links are written, its
-  parents stop being heads, and it is a head unless a stored message already names it.
+  newest shown order time, an index seek); otherwise it is held. Its links are written; if it
+  is shown its parents stop being heads (a held message's parents stay heads until it is
+  shown); it is a head unless a shown message already names it.
 * **show** a message (placed at insert, or released): its waiting children stop waiting for it;
   each child left with nothing to wait for is placed in turn (a queue, never recursion, so a
   chain or a cycle of any length costs one step per message).
@@ -62,7 +63,12 @@ _NEWEST_SHOWN = """
     SELECT order_ms FROM messages WHERE conv_tag = ? AND order_ms IS NOT NULL
     ORDER BY order_ms DESC LIMIT 1
 """
-_NAMED = "SELECT 1 FROM links WHERE conv_tag = ? AND parent_tag = ? LIMIT 1"
+# Named by a shown message: a held message's parents stay heads until it is shown, so a
+# sender whose newest messages are all named only by held ones still has heads to name.
+_NAMED = """
+    SELECT 1 FROM links l JOIN messages c ON c.row_id = l.child_row
+    WHERE l.conv_tag = ? AND l.parent_tag = ? AND c.order_ms IS NOT NULL LIMIT 1
+"""
 _LINK = "INSERT OR IGNORE INTO links (conv_tag, parent_tag, child_row, waiting) VALUES (?, ?, ?, ?)"
 _NOT_HEAD = "UPDATE messages SET head = 0 WHERE msg_tag = ? AND conv_tag = ? AND head = 1"
 _HEAD_AGAIN = "UPDATE messages SET head = 1 WHERE msg_tag = ? AND conv_tag = ?"
@@ -245,7 +251,8 @@ class Dag:
         row_id = cur.lastrowid
         for tag in (*parent_tags, *loose_tags):
             conn.execute(_LINK, (conv_tag, tag, row_id, int(tag in waits)))
-            conn.execute(_NOT_HEAD, (tag, conv_tag))
+            if order is not None:
+                conn.execute(_NOT_HEAD, (tag, conv_tag))
         if order is not None:
             self.cascade(conn, conv_tag, [msg_tag])
         else:
@@ -267,6 +274,8 @@ class Dag:
         order = order_time(message.created_ms, times, None if message.outgoing else local_ms)
         placed = place(_int64(order), self.newest_shown(conn, conv_tag))
         conn.execute(_PLACE, (_int64(placed.order_ms), int(placed.late), row_id))
+        for (parent_tag,) in conn.execute(_PARENTS_OF, (row_id,)).fetchall():
+            conn.execute(_NOT_HEAD, (bytes(parent_tag), conv_tag))
         return bytes(row[2])
 
     def cascade(

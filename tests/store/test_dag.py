@@ -168,6 +168,24 @@ def test_heads_are_the_newest_unnamed_shown_messages(store: Store) -> None:
     assert store.heads(CONV)[0] == mid(20) and mid(11) not in store.heads(CONV)
 
 
+def test_a_held_message_leaves_its_shown_parents_heads_until_it_is_shown(store: Store) -> None:
+    recv(store, 1)
+    recv(store, 3, 1, 2)  # held: 2 is missing
+    assert held_ids(store) == [3]
+    assert store.heads(CONV) == (mid(1),)  # a new message still names what is shown
+    recv(store, 2, 1)
+    assert held_ids(store) == [] and store.heads(CONV) == (mid(3),)
+
+
+def test_a_parent_named_by_a_message_released_with_a_gap_is_no_longer_a_head(
+    store: Store,
+) -> None:
+    recv(store, 1)
+    recv(store, 3, 1, 2, at=T0)
+    store.release_held(T0 + HOLD_MS)
+    assert store.heads(CONV) == (mid(3),)
+
+
 def test_heads_open_a_bounded_number_of_rows_when_many_tie(store: Store) -> None:
     with store.transaction():
         for n in range(500):

@@ -112,7 +112,9 @@ async def test_a_thousand_messages_from_three_senders_end_in_one_causal_order(li
     position = {m.msg_id: i for i, m in enumerate(log)}
     for m in log:
         assert all(position[p] < position[m.msg_id] for p in m.parents if p in position)
-    assert sum(1 for m in log if m.parents) >= MESSAGES - 1
+    # Only a sender's first message may name nothing (it may have seen nothing yet); after
+    # that its own last message at least is always a head to name.
+    assert sum(1 for m in log if not m.parents) <= len(peers)
     # The medium really lost frames, and catch-up really ran.
     assert hub.frames_lost > 0.2 * hub.frames_sent
     counters = [p.node.counter_totals() for p in peers]

@@ -306,6 +306,8 @@ class Effects:
                     if link is None or not link.send(frame):
                         node.count("drop.link-send")
             case Notify(notice):
+                if notice.message is not None and notice.message.held:
+                    node.count("history.held")  # stored, not shown until its parents are
                 node.notify(notice)
             case OfferToInternet(frame):
                 node.neighbourhood.offer_to_internet(frame)

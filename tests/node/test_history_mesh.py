@@ -172,3 +172,50 @@ async def test_a_message_lost_on_the_last_hop_holds_the_next_until_it_is_resent(
     assert carol.node.counter_totals().get("history.asked", 0) >= 1
     assert alice.node.counter_totals().get("history.resent", 0) >= 1
     assert not any(m.missing or m.late for m in await shown(carol, conversation))
+
+
+async def test_a_request_for_what_the_asker_should_not_see_gets_nothing(line) -> None:  # type: ignore[no-untyped-def]
+    hub, (alice, bob, carol) = line
+    for a, b in ((alice, bob), (alice, carol), (bob, carol)):
+        await a.node.add_card(await b.node.card())
+        await b.node.add_card(await a.node.card())
+    hub.connect(alice.transport, bob.transport)
+    hub.connect(bob.transport, carol.transport)
+    crew = await alice.node.create_group("crew", [NAMES[2]])  # Alice and Carol
+    await alice.node.create_group("others", [NAMES[1]])  # Alice and Bob
+    async with asyncio.timeout(30):
+        while not any(g.group_id == crew.group_id and g.current for g in carol.node.groups()):
+            await asyncio.sleep(0.05)
+    await carol.node.send_text("+crew", "hi")  # Alice gets Carol's sender key
+    conversation = group_conversation(crew.group_id)
+    async with asyncio.timeout(30):
+        while not await shown(alice, conversation):
+            await asyncio.sleep(0.05)
+    # Alice's messages Carol must not get through "crew": one in another group, one direct
+    # to Bob, one on #mesh (Carol may read that one there, not as a crew message), and
+    # Carol's own and a made-up id.
+    elsewhere = [
+        await alice.node.send_text("+others", "not for carol"),
+        await alice.node.send_text(NAMES[1], "for bob only"),
+        await alice.node.send_text("#mesh", "public, but not crew"),
+    ]
+    own = await shown(carol, conversation)
+    wants = (*(m.msg_id for m in elsewhere), own[0].msg_id, os.urandom(16))
+    before = alice.node.counter_totals().get("history.resent", 0)
+    node = carol.node
+
+    async def ask() -> None:
+        await node.effects.run(node.engine.send_history(crew.group_id, (), wants, node.clock()))
+
+    await node.submit(ask)
+    await asyncio.sleep(1.5)  # Alice's worker has long run its answers
+    assert alice.node.counter_totals().get("history.resent", 0) == before
+    assert [m.text for m in await shown(carol, conversation)] == ["hi"]
+
+    # The same way, a crew message of Alice's is answered: the request did reach her.
+    mine = await alice.node.send_text("+crew", "crew news")
+    wants = (mine.msg_id,)
+    await node.submit(ask)
+    async with asyncio.timeout(10):
+        while alice.node.counter_totals().get("history.resent", 0) == before:
+            await asyncio.sleep(0.05)

@@ -244,6 +244,7 @@ def test_log_and_delete_go_through_a_running_node(daemon: Home) -> None:
     data = cli_json(home.path, "log", "#mesh")
     assert [m["text"] for m in data["messages"]] == ["note 0", "note 1", "note 2"]
     assert [m["position"] for m in data["messages"]] == [0, 1, 2]
+    assert data["messages"][1]["parents"] == [sent[0]["msg_id"]]  # it names the one before
     assert all(m["history"] == "shown" and m["markers"] == [] for m in data["messages"])
 
     refused = cli(home.path, "delete", "#mesh", sent[1]["msg_id"][:10])

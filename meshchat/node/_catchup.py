@@ -4,7 +4,8 @@ The policy (when to ask, summarise, answer) is :class:`meshchat.catchup.Catchup`
 and the holding are the store's. This module joins them on the node's worker: after each item
 (:meth:`NodeCatchup.run`, from housekeeping) it releases messages held too long, answers
 history requests with our own messages, asks for the parents held messages wait for and the
-heads others told us that we lack, and tells our heads after a quiet period.
+heads others told us that we lack, and tells our heads after a quiet period (in groups and
+private channels; on the public channel, where every node would, it only asks).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from meshchat.catchup import Catchup
 from meshchat.causal import MAX_WANTS
+from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.engine import Output
 from meshchat.errors import MeshchatError
 from meshchat.events import HistoryReceived, MessageReceived
@@ -63,11 +65,17 @@ class NodeCatchup:
 
     def received(self, event: MessageReceived, now_ms: int) -> None:
         if self.conversation_id(event.conversation) is not None:
-            self.policy.activity(event.conversation, now_ms)
+            self._summarise_later(event.conversation, now_ms)
             self._check.add(event.conversation)
 
     def sent(self, conversation: str, now_ms: int) -> None:
         if self.conversation_id(conversation) is not None:
+            self._summarise_later(conversation, now_ms)
+
+    def _summarise_later(self, conversation: str, now_ms: int) -> None:
+        # Everyone on the public channel would tell its heads after every burst: on a busy
+        # mesh that is one more flood per node. There members only ask for what they lack.
+        if conversation != PUBLIC_CHANNEL:
             self.policy.activity(conversation, now_ms)
 
     def requested(self, event: HistoryReceived) -> None:
@@ -190,6 +198,7 @@ class NodeCatchup:
         self.policy.summarised(conversation, heads, now_ms)
         if not heads:
             return []
+        node.count("history.told")
         return node.engine.send_history(cid, heads, (), now_ms)
 
     def next_deadline(self) -> int | None:

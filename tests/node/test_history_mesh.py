@@ -219,3 +219,20 @@ async def test_a_request_for_what_the_asker_should_not_see_gets_nothing(line) ->
     async with asyncio.timeout(10):
         while alice.node.counter_totals().get("history.resent", 0) == before:
             await asyncio.sleep(0.05)
+
+
+async def test_heads_are_told_in_a_group_but_not_on_the_public_channel(line) -> None:  # type: ignore[no-untyped-def]
+    hub, (alice, bob, _carol) = line
+    await alice.node.add_card(await bob.node.card())
+    await bob.node.add_card(await alice.node.card())
+    hub.connect(alice.transport, bob.transport)
+    for i in range(3):
+        await alice.node.send_text("#mesh", f"hello {i}")
+    await asyncio.sleep(3 * FAST.quiet_ms / 1000 + 1.2)  # quiet, and housekeeping has run
+    assert alice.node.counter_totals().get("history.told", 0) == 0
+    assert bob.node.counter_totals().get("history.told", 0) == 0
+    await alice.node.create_group("pair", [NAMES[1]])
+    await alice.node.send_text("+pair", "hello")
+    async with asyncio.timeout(10):
+        while alice.node.counter_totals().get("history.told", 0) == 0:
+            await asyncio.sleep(0.05)

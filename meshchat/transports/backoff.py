@@ -102,6 +102,12 @@ class BackoffTable:
         """``key`` behaved (a link through it lasted): forget its schedule."""
         self._entries.pop(key, None)
 
+    def forget_due_before(self, when: float) -> None:
+        """Forget the keys whose wait ended before ``when``: after such a quiet spell a key
+        starts again from ``initial``."""
+        for key in [k for k, (_, until) in self._entries.items() if until < when]:
+            del self._entries[key]
+
     def _make_room(self) -> None:
         if len(self._entries) < self._max_keys:
             return

@@ -158,3 +158,16 @@ def test_backoff_table_is_bounded() -> None:
     assert len(table) == 4
     with pytest.raises(ValueError):
         BackoffTable(1.0, 1.0, max_keys=0)
+
+
+def test_backoff_table_forgets_keys_quiet_since_before_a_time() -> None:
+    table = BackoffTable(1.0, 8.0, rng=random.Random(2))
+    for _ in range(3):
+        table.attempt("busy", 0.0)  # its wait ends near 2-4 s
+    table.attempt("old", -100.0)  # its wait ended long ago
+    table.forget_due_before(-50.0)
+    assert len(table) == 1
+    assert table.wait("busy", 0.0) > 0.0
+    table.forget_due_before(100.0)
+    assert len(table) == 0
+    assert table.wait("busy", 0.0) == 0.0

@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import Any
 
 from meshchat.errors import TransportError
 from meshchat.identity import Identity
+from meshchat.transports.backoff import BackoffTable
 from meshchat.transports.base import LinkHandler, Transport, TransportStatus
 from meshchat.transports.ble.rotating_id import RotatingId
 from meshchat.transports.ble.seam import (
@@ -89,12 +89,6 @@ class _Candidate:
     last_seen: float
 
 
-@dataclass(slots=True)
-class _Backoff:
-    until: float
-    delay: float
-
-
 class BleTransport(Transport):
     """Meshchat links over Bluetooth LE GATT, on any :class:`~.seam.BleBackend`."""
 
@@ -125,7 +119,7 @@ class BleTransport(Transport):
         self._sessions: set[Session] = set()
         self._links: dict[bytes, Session] = {}
         self._candidates: dict[str, _Candidate] = {}
-        self._backoff: dict[str, _Backoff] = {}
+        self._backoff = BackoffTable(self.options.backoff_initial, self.options.backoff_max)
         self._ids = itertools.count(1)
         self._adv_id = b""
         self._advertising = False
@@ -229,8 +223,7 @@ class BleTransport(Transport):
         for candidate in self._candidates.values():
             if now - candidate.last_seen > self.options.candidate_ttl:
                 continue
-            backoff = self._backoff.get(candidate.address)
-            if backoff is not None and now < backoff.until:
+            if self._backoff.wait(candidate.address, now) > 0:
                 continue
             seen_for = now - candidate.first_seen
             if seen_for < self.options.settle:
@@ -263,23 +256,15 @@ class BleTransport(Transport):
         except TransportError as exc:
             self.dial_failures += 1
             self._last_error = str(exc)
-            self._back_off(candidate.address)
+            # Jitter, so two nodes that failed by dialling each other at once do not retry in
+            # step (see meshchat.transports.backoff).
+            self._backoff.attempt(candidate.address, _now())
             _log.info("BLE dial %s failed: %s", candidate.address, exc)
             return
         if self._stopping or len(self._sessions) >= self.max_links:
             await connection.close()
             return
         self._add_session(connection, candidate.adv_id)
-
-    def _back_off(self, address: str) -> None:
-        previous = self._backoff.get(address)
-        delay = (
-            self.options.backoff_initial
-            if previous is None
-            else min(previous.delay * 2, self.options.backoff_max)
-        )
-        # Jitter, so two nodes that failed by dialling each other at once do not retry in step.
-        self._backoff[address] = _Backoff(_now() + delay * random.uniform(0.5, 1.5), delay)
 
     def _on_incoming(self, connection: BleConnection) -> None:
         if self._stopping or len(self._sessions) >= self.max_links:
@@ -319,7 +304,7 @@ class BleTransport(Transport):
                 return
             self.duplicates_closed += 1
         self._links[node_id] = session
-        self._backoff.pop(session.connection.address, None)
+        self._backoff.reset(session.connection.address)
         session.link = BleLink(session, f"ble:{next(self._ids)}")
         session.send_adv_id(self._adv_id)
         if self._handler is not None:
@@ -398,9 +383,8 @@ class BleTransport(Transport):
             for address, candidate in list(self._candidates.items()):
                 if now - candidate.last_seen > 2 * ttl:
                     del self._candidates[address]
-            for address, backoff in list(self._backoff.items()):
-                if now > backoff.until + self.options.backoff_max:
-                    del self._backoff[address]
+            # an address whose wait ended long ago starts again from backoff_initial
+            self._backoff.forget_due_before(now - self.options.backoff_max)
             for session in list(self._sessions):
                 session.tick(now)
 

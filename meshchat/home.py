@@ -182,11 +182,13 @@ class Home:
         if not self.initialised:
             raise KeystoreError(f"no identity in {self.path}: run 'meshchat init' first")
         opened = unseal_keystore(self._read_keystore(), passphrase)
-        if opened.store_key is None:
+        store_key = opened.store_key
+        if store_key is None:
             with self._keystore_locked():
                 # Another process may have upgraded it while we derived the key: read again.
                 opened = unseal_keystore(self._read_keystore(), passphrase)
-                if opened.store_key is None:
+                store_key = opened.store_key
+                if store_key is None:
                     store_key = os.urandom(STORE_KEY_SIZE)
                     data = seal_keystore(
                         opened.identity,
@@ -197,8 +199,7 @@ class Home:
                     )
                     self._write_keystore(data)
                     return Unlocked(opened.identity, opened.name, store_key)
-        assert opened.store_key is not None
-        return Unlocked(opened.identity, opened.name, opened.store_key)
+        return Unlocked(opened.identity, opened.name, store_key)
 
     def unlock(self, passphrase: str) -> tuple[Identity, str]:
         """The identity and its display name (see :meth:`unlock_all`)."""

@@ -14,10 +14,14 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshchat.display import SafeFormatter
 from meshchat.errors import UsageError
 from meshchat.home import Home
+
+if TYPE_CHECKING:
+    from meshchat.transports.relay.broker import BrokerSettings
 
 __all__ = ["add_relay_arguments", "cmd_relay"]
 
@@ -110,10 +114,9 @@ def cmd_relay(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
-async def _serve(settings: object) -> None:
-    from meshchat.transports.relay.broker import BrokerSettings, EmbeddedBroker
+async def _serve(settings: BrokerSettings) -> None:
+    from meshchat.transports.relay.broker import EmbeddedBroker
 
-    assert isinstance(settings, BrokerSettings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -57,7 +57,7 @@ from dataclasses import dataclass, replace
 from nacl.signing import SigningKey
 
 from meshchat.crypto.admission import Admission
-from meshchat.crypto.prekeys import PrekeyState
+from meshchat.crypto.prekeys import OwnPrekey, PrekeyState
 from meshchat.crypto.sealed import Envelope, open_sealed, seal
 from meshchat.crypto.sessions import (
     KIND_ACK,
@@ -69,7 +69,7 @@ from meshchat.crypto.sessions import (
     respond,
 )
 from meshchat.crypto.tags import AddressBook, Source, epoch_of, pair_key, pair_tag, prekey_tag
-from meshchat.errors import DecryptionError, StoreError
+from meshchat.errors import CryptoError, DecryptionError, StoreError
 from meshchat.identity import Identity, PublicIdentity, SignedPrekey
 from meshchat.wire import codec
 from meshchat.wire.packet import (
@@ -245,7 +245,8 @@ class DirectSuite:
     def own_prekey(self, now_ms: int) -> SignedPrekey:
         self.maintain(now_ms)
         current = self.prekeys.current
-        assert current is not None  # maintain() always leaves one
+        if current is None:  # maintain() always leaves one
+            raise CryptoError("no signed prekey of our own")
         return current.signed
 
     def add_peer(self, identity: PublicIdentity, prekey: SignedPrekey | None = None) -> None:
@@ -353,7 +354,8 @@ class DirectSuite:
             if record.prekey is None:
                 raise DecryptionError("no session and no signed prekey for this peer")
             own = self.prekeys.current
-            assert own is not None
+            if own is None:
+                raise CryptoError("no signed prekey of our own")
             session, message = initiate(
                 self.identity, own, recipient, record.prekey, body, KIND_MESSAGE
             )
@@ -417,7 +419,8 @@ class DirectSuite:
             if envelope.sender is not None and envelope.sender != record.identity:
                 raise DecryptionError("sender does not match the address")
             return record, False
-        assert envelope.sender is not None  # _unseal checked the key agreement is there
+        if envelope.sender is None:  # _unseal checked the key agreement is there
+            raise DecryptionError("a key agreement without its sender")
         if envelope.sender == self.identity.public:
             raise DecryptionError("a message claiming to come from ourselves")
         record = self.records.get(envelope.sender.node_id)
@@ -434,9 +437,10 @@ class DirectSuite:
         kind: bytes,
         packet: Packet,
         at: tuple[str | None, int],
-    ) -> tuple[bytes, Session, bytes | None]:
-        """Plaintext, the session that opened it, and the prekey ephemeral to remember;
-        ``at`` is the link the packet came on and the time."""
+    ) -> tuple[bytes, Session, tuple[OwnPrekey, bytes] | None]:
+        """Plaintext, the session that opened it, and the key agreement to remember (our
+        prekey it used and its ephemeral key); ``at`` is the link the packet came on and the
+        time."""
         message = envelope.message
         if envelope.x3dh is not None:
             ephemeral, spk = envelope.x3dh
@@ -456,7 +460,7 @@ class DirectSuite:
             if not known and not self.admission.admit(at[0], record.identity.node_id, at[1]):
                 raise DecryptionError("key agreements from strangers too fast")
             new, plaintext = respond(self.identity, own, record.identity, ephemeral, message, kind)
-            return plaintext, new, ephemeral
+            return plaintext, new, (own, ephemeral)
         for session in record.sessions:
             try:
                 return session.decrypt(message, kind), session, None
@@ -469,16 +473,14 @@ class DirectSuite:
         record: PeerRecord,
         is_new: bool,
         session: Session,
-        ephemeral: bytes | None,
-        spk: bytes | None,
+        initial: tuple[OwnPrekey, bytes] | None,
         created_ms: int,
     ) -> None:
         if is_new:
             self.records[record.identity.node_id] = record
             self._listen(record.identity)
-        if ephemeral is not None and spk is not None:
-            own = self.prekeys.get(spk)
-            assert own is not None
+        if initial is not None:
+            own, ephemeral = initial
             known = record.identity.node_id in self._contacts
             self.prekeys.remember_initial(own, ephemeral, created_ms, known)
             self._prekeys_dirty = True
@@ -507,12 +509,11 @@ class DirectSuite:
             record.remember_ciphertext(digest, packet.created_ms)
             self._touch(record.identity.node_id)
             return Opened(record.identity, None, None, token)
-        plaintext, session, ephemeral = self._decrypt(
+        plaintext, session, initial = self._decrypt(
             record, envelope, KIND_MESSAGE, packet, (link, now_ms)
         )
         # Authenticated: keep the ratchet's progress even if the body turns out malformed.
-        spk = envelope.x3dh[1] if envelope.x3dh is not None else None
-        self._commit(record, is_new, session, ephemeral, spk, packet.created_ms)
+        self._commit(record, is_new, session, initial, packet.created_ms)
         try:
             body = decode_direct_body(plaintext)
         except Exception as exc:
@@ -534,11 +535,10 @@ class DirectSuite:
         if envelope.ack_token is not None or source.kind != "peer":
             raise DecryptionError("not a sealed ack")
         record, is_new = self._record_for(envelope, source)
-        plaintext, session, ephemeral = self._decrypt(
+        plaintext, session, initial = self._decrypt(
             record, envelope, KIND_ACK, packet, (link, now_ms)
         )
-        spk = envelope.x3dh[1] if envelope.x3dh is not None else None
-        self._commit(record, is_new, session, ephemeral, spk, packet.created_ms)
+        self._commit(record, is_new, session, initial, packet.created_ms)
         try:
             body = SealedAckBody.decode(plaintext)
         except Exception as exc:

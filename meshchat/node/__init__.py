@@ -57,6 +57,7 @@ from meshchat.node._types import (
     NodeOptions,
     wall_clock_ms,
 )
+from meshchat.panic import PanicReport
 from meshchat.router.actions import Drop
 from meshchat.router.flood import FloodRouter
 from meshchat.store import Store
@@ -131,7 +132,7 @@ class Node:
         #: set when something asked this node to stop (a panic); its owner then stops it
         self.stop_requested = asyncio.Event()
         self.panicked = False
-        self._eraser: Callable[[], object] | None = None
+        self._eraser: Callable[[], PanicReport] | None = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -385,11 +386,11 @@ class Node:
         """Ask the node's owner (daemon or UI) to stop it."""
         self.stop_requested.set()
 
-    def set_eraser(self, eraser: Callable[[], object]) -> None:
+    def set_eraser(self, eraser: Callable[[], PanicReport]) -> None:
         """What :meth:`panic` runs to erase this node's files (the owner knows the home)."""
         self._eraser = eraser
 
-    async def panic(self) -> object:
+    async def panic(self) -> PanicReport:
         """Erase this node's home at once, then ask its owner to stop; returns the report.
 
         The erasure runs on a worker thread (it writes and syncs to disk), so the loop stays

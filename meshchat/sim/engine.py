@@ -51,7 +51,7 @@ import heapq
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from meshchat.errors import UsageError
@@ -96,8 +96,8 @@ class _Flood:
     reached: bytearray
     transmissions: int = 0
     link_frames: int = 0
-    hops: list[int] | None = None
-    latencies_ms: list[float] | None = None
+    hops: list[int] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
 
 
 class Simulator:
@@ -370,7 +370,6 @@ class Simulator:
         if flood is None or flood.reached[i] != 0:
             return
         flood.reached[i] = 1
-        assert flood.hops is not None and flood.latencies_ms is not None
         flood.hops.append(action.packet.hops + 1)
         flood.latencies_ms.append((t_us - flood.start_us) / 1000.0)
 
@@ -408,7 +407,7 @@ class Simulator:
         # reached[i]: 0 eligible and not reached yet, 1 reached, 2 not eligible (down, or origin)
         reached = bytearray(0 if up else 2 for up in self.alive)
         reached[origin] = 2
-        flood = _Flood(origin, t_us, len(live) - 1, reachable, reached, hops=[], latencies_ms=[])
+        flood = _Flood(origin, t_us, len(live) - 1, reachable, reached)
         self._floods.append(flood)
         self._flood_of[packet.packet_id] = flood
         self._apply(origin, self.routers[origin].originate(packet, now_ms), t_us)
@@ -426,7 +425,8 @@ class Simulator:
 
     def _switch(self, i: int, up: bool, t_us: int, now_ms: int) -> None:
         churn = self.scenario.churn
-        assert churn is not None
+        if churn is None:
+            raise UsageError("a churn event in a scenario without churn")
         self.alive[i] = up
         for j in self.topology.neighbours[i]:
             if self.alive[j]:
@@ -455,7 +455,8 @@ class Simulator:
 
     def _move(self, t_us: int, now_ms: int) -> None:
         mobility = self.scenario.mobility
-        assert mobility is not None
+        if mobility is None:
+            raise UsageError("a mobility step in a scenario without mobility")
         topo = self.topology
         step_m = mobility.speed_mps * mobility.step_ms / 1000.0
         moved = []
@@ -498,8 +499,8 @@ class Simulator:
                 reached=f.reached.count(1),
                 transmissions=f.transmissions,
                 link_frames=f.link_frames,
-                hops=tuple(f.hops or ()),
-                latencies_ms=tuple(f.latencies_ms or ()),
+                hops=tuple(f.hops),
+                latencies_ms=tuple(f.latencies_ms),
             )
             for f in self._floods
         )

@@ -101,12 +101,11 @@ class BumbleConnection(BleConnection):
                 await self._backend.notify(self._connection, value)
         except Exception as exc:
             raise TransportError(f"BLE write failed: {exc!r}") from exc
-        if self._backend.rate_limit is not None:
-            await self._throttle(len(value))
-
-    async def _throttle(self, size: int) -> None:
         rate = self._backend.rate_limit
-        assert rate is not None
+        if rate is not None:
+            await self._throttle(len(value), rate)
+
+    async def _throttle(self, size: int, rate: float) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._next_free = max(self._next_free, now) + size / rate
@@ -438,7 +437,8 @@ class BumbleBackend(BleBackend):
 
     async def notify(self, raw: Connection, value: bytes) -> None:
         """Send one notification to the central of ``raw``."""
-        assert self._notify_char is not None
+        if self._notify_char is None:
+            raise TransportError("BLE notify before the GATT server was set up")
         await self.device.notify_subscriber(raw, self._notify_char, value)
 
     # -- shared ----------------------------------------------------------------------------

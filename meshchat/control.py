@@ -295,6 +295,18 @@ class ControlServer:
             return {"contact": contact_json(contact, node.identity.public)}
         if op == "add_card":
             return await self._add_card(request)
+        if op == "announced":
+            event = await node.announced_peer(str(request["peer"]))
+            them = event.identity
+            return {
+                "name": event.name,
+                "node_id": them.node_id.hex(),
+                "sign_public": them.sign_public.hex(),
+                "box_public": them.box_public.hex(),
+                "fingerprint": them.fingerprint(),
+                "prekey": event.prekey is not None,
+                "hops": event.hops,
+            }
         if op == "distrust":
             contact = await node.find_contact(str(request["contact"]))
             contact = await node.set_trust(contact.node_id, Trust.COMPROMISED)
@@ -385,12 +397,17 @@ class ControlServer:
 
     async def _add_card(self, request: dict[str, Any]) -> dict[str, Any]:
         node = self.node
-        card = ContactCard.from_text(str(request["card"]))
         name = request.get("name")
+        label = str(name) if name else None
+        replace_keys = bool(request.get("replace"))
         try:
-            result = await node.add_card(
-                card, str(name) if name else None, replace_keys=bool(request.get("replace"))
-            )
+            if "peer" in request:  # a peer that announced itself, by name or id prefix
+                result = await node.add_from_peer(
+                    str(request["peer"]), label, replace_keys=replace_keys
+                )
+            else:
+                card = ContactCard.from_text(str(request["card"]))
+                result = await node.add_card(card, label, replace_keys=replace_keys)
         except KeyChangeError as exc:
             me = node.identity.public
             return {

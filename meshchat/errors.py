@@ -21,6 +21,7 @@ __all__ = [
     "IdentityError",
     "KeystoreError",
     "MeshchatError",
+    "NoSuchContact",
     "NodeUnreachable",
     "PacketError",
     "PacketReason",
@@ -148,6 +149,11 @@ class StoreError(MeshchatError):
 
 class UsageError(MeshchatError):
     """A request from the local user cannot be carried out (unknown contact, bad argument)."""
+
+
+class NoSuchContact(UsageError):
+    """No contact has the name or node id prefix given (the node may then look among the
+    peers that announced themselves; see :mod:`meshchat.target`)."""
 
 
 class ConfigError(UsageError):

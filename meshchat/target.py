@@ -6,6 +6,18 @@ kind, the conversation name the store files it under and the destination id kept
 :func:`conversation_of` does the same for reading (``meshchat log``), where ``dm:<id>`` and a
 channel one has left are also accepted. Lookups go through a :class:`Directory` (the store
 satisfies it) and the groups held; nothing here does I/O of its own.
+
+Announced peers
+---------------
+A name no contact has may be a neighbour's announced name (any hop away):
+:func:`find_announced` picks the one announce a user means, and :func:`announced_target`
+makes a direct target to its keys. Contacts always win: the node asks here only after the
+contacts gave :class:`~meshchat.errors.NoSuchContact`. A name resolves only when exactly one
+announced key currently claims it: when a second key announces the same name (an impostor,
+or the same person on another device), the name is ambiguous and the user must give an id
+prefix, so a message typed to a name never goes to a key other than the one listed under it
+without the user seeing both. The face then keeps the conversation under the node id
+(``dm:<id>``), so later lines go to that key whatever is announced afterwards.
 """
 
 from __future__ import annotations
@@ -15,10 +27,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from meshchat.display import safe_line
 from meshchat.engine import dm_conversation
-from meshchat.errors import UsageError
+from meshchat.errors import NoSuchContact, UsageError
+from meshchat.events import PeerAnnounced
 from meshchat.group.book import Group, group_conversation
+from meshchat.identity import PublicIdentity, SignedPrekey
+from meshchat.store._find import MIN_ID_PREFIX
 from meshchat.store.records import Channel, Contact, Trust
+from meshchat.store.trust import fold_name
 
 __all__ = [
     "GROUP_MARK",
@@ -26,8 +43,10 @@ __all__ = [
     "Directory",
     "Target",
     "TargetKind",
+    "announced_target",
     "conversation_of",
     "dm_conversation",
+    "find_announced",
     "find_group",
     "group_target",
     "is_group_target",
@@ -54,6 +73,9 @@ class Target:
     destination: bytes
     contact: Contact | None = None
     group: Group | None = None
+    #: a direct message to a peer known only by its announce: its keys and signed prekey
+    peer: PublicIdentity | None = None
+    prekey: SignedPrekey | None = None
 
 
 class Directory(Protocol):
@@ -123,3 +145,54 @@ def conversation_of(target: str, directory: Directory, groups: Iterable[Group]) 
     if is_group_target(target):
         return group_conversation(find_group(groups, target).group_id)
     return dm_conversation(directory.find_contact(target).node_id)
+
+
+def _stranger(event: PeerAnnounced) -> str:
+    """An announced peer as a list shows it: ``~name (a1b2c3d4)``."""
+    return f"~{safe_line(event.name) or '?'} ({event.identity.node_id.hex()[:8]})"
+
+
+def find_announced(peers: Iterable[PeerAnnounced], query: str) -> PeerAnnounced:
+    """The one announced peer a user means: its announced name (case-insensitive, exact) or,
+    failing that, a node id prefix of at least ``MIN_ID_PREFIX`` hex digits.
+
+    Raises :class:`NoSuchContact` when none matches and :class:`UsageError` listing the
+    candidates (with id prefixes to type instead) when several do.
+    """
+    wanted = query.strip()
+    held = list(peers)
+    folded = fold_name(wanted)
+    found = [p for p in held if folded and fold_name(p.name) == folded]
+    what = f"announced {wanted!r}"
+    if (
+        not found
+        and len(wanted) >= MIN_ID_PREFIX
+        and all(c in "0123456789abcdefABCDEF" for c in wanted)
+    ):
+        found = [p for p in held if p.identity.node_id.hex().startswith(wanted.lower())]
+        what = f"have a node id starting with {wanted!r}"
+    if not found:
+        raise NoSuchContact(
+            f"no contact is named {wanted!r}, and no neighbour announced that name or id "
+            "(see /who or meshchat peers)"
+        )
+    if len(found) > 1:
+        listed = ", ".join(_stranger(p) for p in found)
+        first = found[0].identity.node_id.hex()[:8]
+        raise UsageError(
+            f"{len(found)} peers {what}: {listed}; none is your contact. Name the one you mean "
+            f"by its id (e.g. {first})"
+        )
+    return found[0]
+
+
+def announced_target(event: PeerAnnounced) -> Target:
+    """A direct message to a peer known by its announce (its keys and signed prekey)."""
+    node_id = event.identity.node_id
+    return Target(
+        TargetKind.DIRECT,
+        dm_conversation(node_id),
+        node_id,
+        peer=event.identity,
+        prekey=event.prekey,
+    )

@@ -20,13 +20,13 @@ from meshchat.cli.common import (
     read_passphrase,
     say,
 )
-from meshchat.control import contact_json
+from meshchat.control import contact_from_json, contact_json
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
 from meshchat.errors import UsageError
 from meshchat.home import Home
 from meshchat.identity import ContactCard, PublicIdentity, clean_name
 from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name, marked
-from meshchat.store import CardOutcome, Contact, KeyChangeError, Trust
+from meshchat.store import CardOutcome, CardResult, Contact, KeyChangeError, Trust
 from meshchat.store.records import Channel
 
 __all__ = [
@@ -65,6 +65,10 @@ def _others(contacts: list[Contact], own_name: str, node_id: bytes | None = None
 
 
 def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
+    if (args.card is None) == (args.from_peer is None):
+        raise UsageError("give a card (mc1:...) or --from-peer NAME, not both")
+    if args.from_peer is not None:
+        return _add_from_peer(args, home)
     card = ContactCard.from_text(args.card)  # a forged or altered card stops here
     name = clean_name(args.name) if args.name else None
     with book_of(home) as book:
@@ -79,30 +83,79 @@ def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
         try:
             result = book.add_card(card, name, args.replace)
         except KeyChangeError as exc:
-            new = exc.new
-            _warn(
-                [
-                    f"KEY CHANGE: this card for {new.name!r} ({new.node_id.hex()[:8]}) carries "
-                    "other keys than your contact(s):",
-                    *(f"    {c.name} ({_short(c)}, {c.trust.value})" for c in exc.conflicts),
-                    "Someone may be impersonating them, or they set up a new device.",
-                    "Ask them in person; to accept the new keys, run again with --replace",
-                    "(the old contact is then kept, marked COMPROMISED).",
-                    "Nothing was changed.",
-                ]
-            )
-            if args.json:
-                emit_json(
-                    {
-                        "added": False,
-                        "key_change": True,
-                        "conflicts": [
-                            {"name": c.name, "node_id": c.node_id.hex(), "trust": c.trust.value}
-                            for c in exc.conflicts
-                        ],
-                    }
-                )
+            _refuse_key_change(args, exc)
             return 1
+    return _report(args, result, like, card.identity.fingerprint())
+
+
+def _add_from_peer(args: argparse.Namespace, home: Home) -> int:
+    """``contacts add --from-peer NAME``: a neighbour added from its signed announce."""
+    status = node_request(home, {"op": "status"})
+    if status is None:
+        raise UsageError(
+            "--from-peer needs the running node (it knows who announced themselves): start "
+            "'meshchat run' or 'meshchat daemon', or add their card"
+        )
+    peer = node_request(home, {"op": "announced", "peer": args.from_peer})
+    if peer is None:
+        raise UsageError("the running node stopped: nothing was changed; try again")
+    node_id = str(peer["node_id"])
+    name = clean_name(args.name) if args.name else clean_name(str(peer["name"]))
+    if not name:
+        raise UsageError("that peer announced no name: give one with --name")
+    with book_of(home) as book:
+        others = _others(book.contacts(), book.name, bytes.fromhex(node_id))
+    try:
+        like = check_new_name(name, others, allow=args.allow_lookalike)
+    except LookalikeError as exc:
+        _refuse_lookalike(args, exc)
+        return 1
+    # by its full node id: the very key looked up above, whatever was announced meanwhile
+    request = {"op": "add_card", "peer": node_id, "name": name, "replace": args.replace}
+    reply = node_request(home, request)
+    if reply is None:
+        raise UsageError("the running node stopped: nothing was changed; try again")
+    if reply.get("key_change"):
+        conflicts = [contact_from_json(c) for c in reply["conflicts"]]
+        _refuse_key_change(args, KeyChangeError(contact_from_json(reply["new"]), conflicts))
+        return 1
+    result = CardResult(
+        CardOutcome(str(reply["outcome"])),
+        contact_from_json(reply["contact"]),
+        tuple(contact_from_json(c) for c in reply["compromised"]),
+    )
+    return _report(args, result, like, str(peer["fingerprint"]))
+
+
+def _refuse_key_change(args: argparse.Namespace, exc: KeyChangeError) -> None:
+    new = exc.new
+    _warn(
+        [
+            f"KEY CHANGE: this card for {new.name!r} ({new.node_id.hex()[:8]}) carries "
+            "other keys than your contact(s):",
+            *(f"    {c.name} ({_short(c)}, {c.trust.value})" for c in exc.conflicts),
+            "Someone may be impersonating them, or they set up a new device.",
+            "Ask them in person; to accept the new keys, run again with --replace",
+            "(the old contact is then kept, marked COMPROMISED).",
+            "Nothing was changed.",
+        ]
+    )
+    if args.json:
+        emit_json(
+            {
+                "added": False,
+                "key_change": True,
+                "conflicts": [
+                    {"name": c.name, "node_id": c.node_id.hex(), "trust": c.trust.value}
+                    for c in exc.conflicts
+                ],
+            }
+        )
+
+
+def _report(
+    args: argparse.Namespace, result: CardResult, like: str | None, fingerprint: str
+) -> int:
     contact = result.contact
     if args.json:
         emit_json(
@@ -127,8 +180,8 @@ def cmd_contacts_add(args: argparse.Namespace, home: Home) -> int:
     verb = "updated" if result.outcome is CardOutcome.UPDATED else "added"
     say(f"{verb} {contact.name} ({_short(contact)}), {trust_label(contact)}")
     if contact.trust is Trust.UNVERIFIED:
-        say(f"  fingerprint: {card.identity.fingerprint()}")
-        say(f"  verify in person: meshchat verify {_short(contact)}")
+        say(f"  fingerprint: {fingerprint}")
+        say(f"  verify in person (safety number or QR): meshchat verify {_short(contact)}")
     return 0
 
 

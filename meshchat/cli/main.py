@@ -65,9 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     contacts = sub.add_parser("contacts", help="manage contacts")
     csub = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
-    p = csub.add_parser("add", help="add a contact from their card")
+    p = csub.add_parser("add", help="add a contact from their card, or a neighbour by name")
     p.set_defaults(fn=cmd_contacts_add)
-    p.add_argument("card", help="the contact card text (mc1:...)")
+    p.add_argument("card", nargs="?", help="the contact card text (mc1:...)")
+    p.add_argument(
+        "--from-peer",
+        metavar="PEER",
+        help="add a peer that announced itself (its name or node id prefix) from the keys it "
+        "announced; needs the running node",
+    )
     p.add_argument("--name", help="your name for them")
     p.add_argument(
         "--replace",

@@ -122,6 +122,16 @@ class Engine:
         self.router.contact_keys.add(identity.sign_public)
         return self._updates()
 
+    def meet(
+        self, identity: PublicIdentity, prekey: SignedPrekey | None, now_ms: int
+    ) -> list[Output]:
+        """Take up the keys a stranger announced before writing to it: its signed prekey
+        (kept only if it signed it and it is newer) lets the first message be forward
+        secret. Unlike :meth:`add_contact`, its packets do not outrank strangers'."""
+        self.direct.maintain(now_ms)
+        self.direct.add_peer(identity, prekey)
+        return self._updates()
+
     def prekey(self, now_ms: int) -> SignedPrekey:
         """This node's current signed prekey (rotated when due)."""
         return self.direct.own_prekey(now_ms)

@@ -33,7 +33,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from meshchat.engine import Engine, Output
-from meshchat.errors import MeshchatError, UsageError
+from meshchat.errors import MeshchatError, NoSuchContact, UsageError
+from meshchat.events import PeerAnnounced
 from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity
@@ -63,7 +64,15 @@ from meshchat.router.flood import FloodRouter
 from meshchat.store import Store
 from meshchat.store.records import Channel, Contact, Conversation, Message, Trust
 from meshchat.store.trust import CardResult
-from meshchat.target import Target, conversation_of, group_target, is_group_target, resolve_target
+from meshchat.target import (
+    Target,
+    announced_target,
+    conversation_of,
+    find_announced,
+    group_target,
+    is_group_target,
+    resolve_target,
+)
 from meshchat.transports.base import Link, Transport, TransportStatus
 from meshchat.verify import Verdict, decide
 
@@ -275,13 +284,40 @@ class Node:
         (see :func:`meshchat.target.resolve_target`). Raises :class:`UsageError`."""
         if is_group_target(to):
             return group_target(self.engine.groups.groups.values(), to)
-        return await self.store.call(resolve_target, to, self.store.store, ())
+        try:
+            return await self.store.call(resolve_target, to, self.store.store, ())
+        except NoSuchContact:
+            if to.startswith("#"):
+                raise
+            event = find_announced(self.neighbourhood.announces.values(), to)
+        # a contact who announced another name than ours for them is still that contact
+        contact = await self.store.call(self.store.store.get_contact, event.identity.node_id)
+        if contact is not None:
+            return await self.store.call(
+                resolve_target, contact.node_id.hex(), self.store.store, ()
+            )
+        return announced_target(event)
+
+    async def announced_peer(self, query: str) -> PeerAnnounced:
+        """The announce of the one peer ``query`` names (announced name or node id prefix;
+        see :func:`meshchat.target.find_announced`). Raises :class:`UsageError`."""
+        return find_announced(self.neighbourhood.announces.values(), query)
+
+    async def add_from_peer(
+        self, query: str, name: str | None = None, *, replace_keys: bool = False
+    ) -> CardResult:
+        """Add the announced peer ``query`` names as a contact, unverified, from the keys and
+        signed prekey it announced; the same key-change rules as :meth:`add_card`."""
+        return await self.commands.add_peer(query, name, replace_keys)
 
     async def resolve_conversation(self, target: str) -> str:
         """The conversation name for a ``#channel``, ``+group``, contact name or id prefix."""
         if is_group_target(target):
             return group_conversation(self.find_group(target).group_id)
-        return await self.store.call(conversation_of, target, self.store.store, ())
+        try:
+            return await self.store.call(conversation_of, target, self.store.store, ())
+        except NoSuchContact:
+            return (await self.resolve(target)).conversation
 
     async def conversations(self) -> list[Conversation]:
         """Every conversation with its last message and unread count, most recent first."""

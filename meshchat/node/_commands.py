@@ -81,6 +81,13 @@ class Commands:
                 return engine.send_direct(
                     recipient, msg_id, text, now, expires_ms=expires, parents=parents
                 )
+            case Target(kind=TargetKind.DIRECT, peer=PublicIdentity() as peer):
+                # an announced stranger: its announced prekey first, so the first message
+                # is already forward secret
+                met = engine.meet(peer, target.prekey, now)
+                return met + engine.send_direct(
+                    peer, msg_id, text, now, expires_ms=expires, parents=parents
+                )
             case Target(kind=TargetKind.GROUP):
                 return engine.send_group(
                     target.destination, msg_id, text, now, expires_ms=expires, parents=parents
@@ -130,6 +137,33 @@ class Commands:
             await node.submit(
                 lambda: node.effects.run(node.engine.add_contact(*keys, node.clock()))
             )
+        node.notify(NodeNotice("peer"))
+        return result
+
+    async def add_peer(self, query: str, name: str | None, replace_keys: bool) -> CardResult:
+        """Add the announced peer ``query`` names as a contact, from its signed announce."""
+        node = self.node
+        event = await node.announced_peer(query)
+        identity = event.identity
+        known = await node.store.call(node.store.store.get_contact, identity.node_id)
+        if known is not None:
+            raise UsageError(f"{known.name} ({identity.node_id.hex()[:8]}) is already a contact")
+        label = name if name is not None else event.name
+        contact = Contact(
+            identity.node_id,
+            identity.sign_public,
+            identity.box_public,
+            label,
+            Trust.UNVERIFIED,
+            node.clock(),
+        )
+        result: CardResult = await node.store.call(
+            node.store.store.add_announced, contact, replace_keys=replace_keys
+        )
+        for retired in result.compromised:
+            await node.submit(functools.partial(self.distrust, retired.node_id))
+        keys = (identity, event.prekey)
+        await node.submit(lambda: node.effects.run(node.engine.add_contact(*keys, node.clock())))
         node.notify(NodeNotice("peer"))
         return result
 

@@ -30,6 +30,8 @@ class Neighbourhood:
         #: announce any number of made-up identities, so at most ``max_announced`` are kept
         #: (the least recently announced go first, a current neighbour's last).
         self.names: dict[bytes, str] = {}
+        #: node id -> its last announce (keys, signed prekey), kept with ``names``
+        self.announces: dict[bytes, PeerAnnounced] = {}
         self.max_announced = node.options.max_announced
         self._gateways: dict[bytes, int] = {}  # node id -> when it last announced so
         # node id -> when last heard on a local (non-internet) link or by announce; insertion
@@ -41,6 +43,7 @@ class Neighbourhood:
         names = self.names
         names.pop(node_id, None)
         names[node_id] = event.name
+        self.announces[node_id] = event
         self._gateways.pop(node_id, None)
         if event.gateway:
             self._gateways[node_id] = now
@@ -55,6 +58,7 @@ class Neighbourhood:
         if victim is None:
             victim = next(iter(self.names))
         del self.names[victim]
+        self.announces.pop(victim, None)
         self._gateways.pop(victim, None)
 
     def hear(self, node_id: bytes, now: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from meshchat.errors import UsageError
+from meshchat.errors import NoSuchContact, UsageError
 from meshchat.store.records import Contact, Trust
 from meshchat.store.trust import fold_name
 
@@ -47,7 +47,7 @@ def find_contact(contacts: list[Contact], query: str) -> Contact:
             f"{len(by_name)} contacts are named {wanted!r} ({ids}); use a node id prefix instead"
         )
     if len(wanted) < MIN_ID_PREFIX or any(ch not in string.hexdigits for ch in wanted):
-        raise UsageError(
+        raise NoSuchContact(
             f"no contact is named {wanted!r} "
             f"(a node id prefix needs at least {MIN_ID_PREFIX} hex digits)"
         )
@@ -60,4 +60,4 @@ def find_contact(contacts: list[Contact], query: str) -> Contact:
         raise UsageError(
             f"node id prefix {wanted!r} matches {len(by_id)} contacts ({names}); give more digits"
         )
-    raise UsageError(f"no contact is named {wanted!r} or has a node id starting with it")
+    raise NoSuchContact(f"no contact is named {wanted!r} or has a node id starting with it")

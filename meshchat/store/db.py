@@ -239,6 +239,16 @@ class Store(MessageTables, StateTables):
                 self._put_contact(conn, contact)
         return result
 
+    def add_announced(self, contact: Contact, *, replace_keys: bool = False) -> CardResult:
+        """Add a contact from the keys a peer announced (signed by it; no card to keep),
+        under the same key-change rules as :meth:`add_card`."""
+        new = checks.contact(contact)
+        with self._writing() as conn:
+            result, writes = plan_card(self._contacts(conn), new, replace_keys=replace_keys)
+            for row in writes:
+                self._put_contact(conn, row)
+        return result
+
     def get_contact(self, node_id: bytes) -> Contact | None:
         params = (self._rows.contact_tag(v.blob(node_id, "node_id")),)
         with self._reading() as conn:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from meshchat.display import safe_line
 from meshchat.errors import UsageError
 from meshchat.group.book import Group, group_conversation
-from meshchat.identity import ContactCard, clean_name
+from meshchat.identity import CARD_PREFIX, ContactCard, clean_name
 from meshchat.logview import SHORT_ID, plural
 from meshchat.lookalike import LOOKALIKE_MARK, LookalikeError, check_new_name, mark
 from meshchat.store.records import Message, Trust
@@ -194,6 +194,8 @@ class Actions:
         if command.text is not None:
             self._check_can_send(key)
             await self.node.send_text(self._send_target(key), command.text)
+            if all(entry.key != key for entry in self.ctl.entries):
+                await self.ctl.refresh_list()  # a neighbour's first conversation: list it
 
     def _find_group(self, target: str) -> Group:
         """:meth:`Node.find_group`, its hint worded for this screen.
@@ -263,29 +265,69 @@ class Actions:
             raise UsageError(screen_words(str(exc))) from None
         await self.ctl.refresh_list()
 
+    async def _check_name(self, name: str, node_id: bytes, command: AddContact) -> str | None:
+        """Refuse a new contact's name that looks like a contact's or ours (unless
+        ``/add-lookalike``); the name it looks like, if allowed."""
+        node = self.node
+        contacts = await node.contacts()
+        others = [node.name]
+        others += [
+            c.name for c in contacts if c.node_id != node_id and c.trust is not Trust.COMPROMISED
+        ]
+        try:
+            return check_new_name(name, others, allow=command.lookalike)
+        except LookalikeError as exc:
+            raise UsageError(
+                f"{safe_line(exc.name)!r} looks like {safe_line(exc.like)!r} but is spelt with "
+                "other characters: someone may be posing as them. Nothing was added. If you are "
+                "sure, /add-lookalike it (the name stays marked), or /add it under another name."
+            ) from exc
+
+    async def _add_peer(self, command: AddContact) -> None:
+        """``/add NAME``: a neighbour who announced itself, added from its signed announce."""
+        node = self.node
+        event = await node.announced_peer(command.card)
+        node_id = event.identity.node_id
+        name = clean_name(command.name) if command.name else clean_name(event.name)
+        if not name:
+            raise UsageError(f"that peer announced no name: /add {node_id.hex()[:8]} <name>")
+        like = await self._check_name(name, node_id, command)
+        try:
+            # by its full id: the very key checked above, whatever was announced meanwhile
+            await node.add_from_peer(node_id.hex(), name, replace_keys=command.replace)
+        except KeyChangeError as exc:
+            self.ctl.note(
+                f"{safe_line(str(exc))}. If you are sure these are their new keys (ask them in "
+                f"person), /replace {node_id.hex()[:8]}; the old keys will be marked compromised.",
+                error=True,
+            )
+            return
+        await self._added(name, node_id, like)
+
+    async def _added(self, name: str, node_id: bytes, like: str | None) -> None:
+        await self.ctl.refresh_list()
+        shown = safe_line(name)
+        self.ctl.note(
+            f"added {shown} ({short_id(node_id)}), unverified. Compare safety numbers with "
+            f"them in person (or scan their QR code): /verify {shown}. /msg {shown} to talk."
+        )
+        if like is not None:
+            self.ctl.note(
+                f"{shown} {LOOKALIKE_MARK} {safe_line(like)}: marked so wherever it is shown"
+            )
+
     async def _add_contact(self, command: AddContact) -> None:
         node = self.node
+        if not command.card.startswith(CARD_PREFIX):
+            await self._add_peer(command)
+            return
         card = ContactCard.from_text(command.card)
         if card.identity == node.identity.public:
             raise UsageError("that is your own card")
         name = clean_name(command.name) if command.name else card.name
         if not name:
             raise UsageError("the card has no name: /add <card> <name>")
-        contacts = await node.contacts()
-        others = [node.name]
-        others += [
-            c.name
-            for c in contacts
-            if c.node_id != card.identity.node_id and c.trust is not Trust.COMPROMISED
-        ]
-        try:
-            like = check_new_name(name, others, allow=command.lookalike)
-        except LookalikeError as exc:
-            raise UsageError(
-                f"{exc.name!r} looks like {exc.like!r} but is spelt with other characters: "
-                "someone may be posing as them. Nothing was added. If you are sure, "
-                "/add-lookalike the card (the name stays marked), or /add it under another name."
-            ) from exc
+        like = await self._check_name(name, card.identity.node_id, command)
         try:
             await node.add_card(card, name, replace_keys=command.replace)
         except KeyChangeError as exc:
@@ -295,14 +337,7 @@ class Actions:
                 error=True,
             )
             return
-        await self.ctl.refresh_list()
-        node_id = card.identity.node_id
-        self.ctl.note(
-            f"added {name} ({short_id(node_id)}), unverified. Compare safety numbers with "
-            f"them in person: /verify {name}. /msg {name} to talk."
-        )
-        if like is not None:
-            self.ctl.note(f"{name} {LOOKALIKE_MARK} {like}: marked so wherever it is shown")
+        await self._added(name, card.identity.node_id, like)
 
     async def _verify(self, command: Verify) -> None:
         verdict = await self.node.verify(command.target, confirmed=command.confirm)

@@ -11,11 +11,11 @@ one word, so ``/group create`` takes it with or without the ``+``::
 
     text                       Say(text)              (to the current conversation)
     //text                     Say("/text")           (a message that starts with a slash)
-    /msg <contact|#chan|+group> [text]   Msg(target, text)   (alias /query, /m)
+    /msg <contact|peer|#chan|+group> [text]   Msg(target, text)   (alias /query, /m)
     /join #chan [passphrase]   Join(channel, passphrase)   (alias /j)
     /who                       Who()
     /id                        ShowId()
-    /add <card> [name]         AddContact(card, name)
+    /add <card|peer> [name]    AddContact(card, name)   (a peer: its announced name or id)
     /replace <card> [name]     AddContact(card, name, replace=True)   (accept a key change)
     /add-lookalike <card> [name]   AddContact(card, name, lookalike=True)
     /verify <contact> [confirm]   Verify(target, confirm)
@@ -223,11 +223,13 @@ Command = (
 
 HELP_TEXT = """\
 commands:
-  /msg <contact|#chan> [text]  open a conversation (and send text)
+  /msg <name|#chan> [text]     open a conversation (and send text); a name is a contact's
+                               or a neighbour's announced one (~name), or an id prefix
   /join #chan [passphrase]     join a channel; a passphrase makes it private
   /who                         list neighbours and announced peers
   /id                          show your fingerprint and contact card
-  /add <card> [name]           add a contact from their card (mc1:...)
+  /add <card|name> [name]      add a contact from their card (mc1:...) or a neighbour
+                               by the name or id it announced (unverified until /verify)
   /replace <card> [name]       accept a contact's new keys (old keys marked compromised)
   /add-lookalike <card> [name] add a card whose name looks like a contact's (marked)
   /verify <contact> [confirm]  compare safety numbers; 'confirm' once they match

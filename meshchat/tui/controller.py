@@ -73,6 +73,7 @@ from meshchat.tui.view import (
     note_markup,
     short_id,
     step,
+    stranger_label,
     timeline,
 )
 from meshchat.tui.widgets import MAX_MESSAGE_LINES, ChatScreen, MessageLine
@@ -352,13 +353,15 @@ class ChatController:
         """How the screen names conversation ``key``."""
         for entry in self.entries:
             if entry.key == key:
-                if key.startswith(_DM) and not entry.label.startswith("?"):
+                if key.startswith(_DM) and not entry.label.startswith(("?", "~")):
                     return f"{entry.label} ({key[len(_DM) : len(_DM) + 8]})"
                 return entry.label
         if key.startswith(_GROUP):
             state = self.groups.get(group_id_of(key))
             return state.label if state is not None else "+?" + key[len(_GROUP) : len(_GROUP) + 8]
-        return key if not key.startswith(_DM) else key[len(_DM) : len(_DM) + 8]
+        if key.startswith(_DM):
+            return stranger_label(key, self.node.announced_peers())
+        return key
 
     def _trust_note(self, key: str) -> str:
         """How far the contact of a direct conversation is trusted, for the pane's title; for
@@ -384,7 +387,7 @@ class ChatController:
             return "  !! KEYS COMPROMISED: do not trust this conversation"
         if trust is Trust.UNVERIFIED:
             return f"  unverified: /verify {self.contacts.get(node_id, '')}"
-        return "  not a contact"
+        return f"  not a contact: /add {node_id.hex()[:8]} to keep them"
 
     def _show_title(self) -> None:
         label = self.label(self.current)
@@ -421,7 +424,12 @@ class ChatController:
         # The open conversation is being read: it shows no unread count.
         summaries = [replace(s, unread=0) if s.name == self.current else s for s in summaries]
         self.entries = conversation_entries(
-            self.channels, self.contacts, summaries, self.groups.values(), self.lookalikes
+            self.channels,
+            self.contacts,
+            summaries,
+            self.groups.values(),
+            self.lookalikes,
+            self.node.announced_peers(),
         )
         if known != self.contacts:
             self.show_links()  # a neighbour may have become a contact

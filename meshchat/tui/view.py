@@ -46,6 +46,7 @@ __all__ = [
     "short_id",
     "state_mark",
     "step",
+    "stranger_label",
     "timeline",
     "who_text",
 ]
@@ -208,12 +209,14 @@ def conversation_entries(
     summaries: Iterable[Conversation],
     groups: Iterable[GroupState] = (),
     lookalikes: Mapping[str, str] = _NONE,
+    announced: Mapping[bytes, str] = _NONE_BY_ID,
 ) -> list[ConvEntry]:
     """The conversation list: ``#mesh``, the other joined channels, groups, then direct messages.
 
     Channels are sorted by name, groups and direct conversations by label, so the order (and
     what Ctrl-N/Ctrl-P step through) does not jump about as messages arrive. A direct
-    conversation with someone who is not a contact (they wrote first) is listed by their short
+    conversation with someone who is not a contact is listed as a stranger, ``~`` and the name
+    they announced (``announced``) with a short id (``~alice (a1b2)``), else by their short
     id. Groups are ``+name``; two groups of the same name also show a short group id. A contact
     whose name looks like another's (``lookalikes``) says so.
     """
@@ -242,10 +245,23 @@ def conversation_entries(
         direct[_DM_PREFIX + node_id.hex()] = safe_line(label) or short_id(node_id)
     for key in keys:
         if key.startswith(_DM_PREFIX) and key not in direct:
-            direct[key] = "?" + key[len(_DM_PREFIX) : len(_DM_PREFIX) + 8]
+            direct[key] = stranger_label(key, announced)
     for key, label in sorted(direct.items(), key=lambda kv: (kv[1].casefold(), kv[0])):
         entries.append(ConvEntry(key, label, unread.get(key, 0)))
     return entries
+
+
+def stranger_label(key: str, announced: Mapping[bytes, str]) -> str:
+    """A direct conversation with someone who is not a contact: ``~alice (a1b2)``, else
+    ``?a1b2c3d4``."""
+    digits = key[len(_DM_PREFIX) :]
+    try:
+        name = announced.get(bytes.fromhex(digits), "")
+    except ValueError:
+        name = ""
+    if name:
+        return f"~{safe_line(name)} ({digits[:4]})"
+    return "?" + digits[:8]
 
 
 def entry_markup(entry: ConvEntry, current: bool) -> Markup:

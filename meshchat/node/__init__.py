@@ -40,6 +40,7 @@ from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity
 from meshchat.node import _history
 from meshchat.node import _replay as replay
+from meshchat.node._blocking import Blocklist
 from meshchat.node._catchup import NodeCatchup
 from meshchat.node._commands import Commands
 from meshchat.node._effects import Effects, name_in
@@ -132,6 +133,7 @@ class Node:
         self.commands = Commands(self)
         self.group_commands = Groups(self)
         self.catchup = NodeCatchup(self)
+        self.blocklist = Blocklist(self)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self._last_announce = 0
@@ -147,6 +149,7 @@ class Node:
 
     async def start(self) -> None:
         await load(self)
+        await self.blocklist.load()
         self._worker = asyncio.create_task(Worker(self).run(), name="meshchat-node")
         for transport in self.transports:
             await transport.start(self)
@@ -383,6 +386,29 @@ class Node:
 
     async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         return await self.commands.set_trust(node_id, trust)
+
+    async def block(self, query: str) -> tuple[bytes, str]:
+        """Drop, from now on, every message from the contact or announced peer ``query``
+        names, before it is stored (still relayed for others); its identity key and name."""
+        return await self.submit(lambda: self.blocklist.block(query))
+
+    async def unblock(self, query: str) -> tuple[bytes, str]:
+        """Stop blocking ``query`` (a name as blocked, a contact or an announced peer)."""
+        return await self.submit(lambda: self.blocklist.unblock(query))
+
+    def blocked(self) -> dict[bytes, str]:
+        """Blocked identity keys and the names they were blocked as."""
+        return dict(self.blocklist.keys)
+
+    async def rename(self, name: str) -> None:
+        """Use ``name`` as this node's display name from now on, and announce it soon (for
+        this run: the name sealed in the keystore is not changed)."""
+
+        async def change() -> None:
+            self.name = self.engine.name = name
+            self._announce_due = self.clock()
+
+        await self.submit(change)
 
     async def _name_for(self, sign_key: bytes) -> str:
         return await self.store.call(name_in, self.store.store, sign_key)

@@ -3,9 +3,10 @@
 Theory of operation. The engine returns outputs (router actions and events). :meth:`Effects.plan`
 turns each into an effect value: a **write** (:class:`SaveReceived`, :class:`SaveCarried`,
 :class:`DropCarried`, :class:`SetState`, :class:`RecordAttempt`, :class:`RememberPeer`,
-:class:`PutState`) or an **after-commit step** (:class:`Transmit`, :class:`Notify`,
-:class:`OfferToInternet`, or :class:`FromWrite`: "the step the i-th write produced", such as
-the notice of a newly stored message). :meth:`Effects.carry_out` runs all writes of a plan on the
+:class:`PutState`, :class:`Tombstone` for a blocked sender's message) or an **after-commit
+step** (:class:`Transmit`, :class:`Notify`, :class:`OfferToInternet`, or :class:`FromWrite`:
+"the step the i-th write produced", such as the notice of a newly stored message).
+:meth:`Effects.carry_out` runs all writes of a plan on the
 store's thread in one transaction (one disk sync), then the steps on the loop in the engine's
 order: nothing leaves the node, and nothing is shown as sent or delivered, before the writes it
 depends on are on disk. Drops and rejections are only counted.
@@ -89,6 +90,16 @@ class RememberPeer:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A blocked sender's message: not stored, only tombstoned, so that messages naming it
+    do not wait for it and it is not asked for or stored when offered again."""
+
+    conversation: str
+    msg_id: bytes
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
 class PutState:
     kind: str
     key: bytes
@@ -96,7 +107,14 @@ class PutState:
 
 
 Write = (
-    SaveReceived | SaveCarried | DropCarried | SetState | RecordAttempt | RememberPeer | PutState
+    SaveReceived
+    | SaveCarried
+    | DropCarried
+    | SetState
+    | RecordAttempt
+    | RememberPeer
+    | PutState
+    | Tombstone
 )
 
 
@@ -194,6 +212,8 @@ def apply_write(store: Store, write: Write) -> Step | None:
             return Notify(NodeNotice("peer"))
         case PutState(kind, key, blob):
             store.put_state(kind, key, blob)
+        case Tombstone(conversation, msg_id, now):
+            store.delete_messages(conversation, [msg_id], now_ms=now)
     return None
 
 
@@ -240,6 +260,9 @@ class Effects:
                 case MessageRejected(reason=reason, packet_id=packet_id):
                     log.info("rejected packet %s: %s", packet_id.hex()[:12], reason)
                     node.count("rejected")
+                case MessageReceived() if node.blocklist.blocks(out.sender_key):
+                    node.count("drop.blocked")  # never stored, never shown
+                    write = Tombstone(out.conversation, out.msg_id, now)
                 case MessageReceived():
                     node.catchup.received(out, now)
                     write = SaveReceived(out, now)

@@ -23,6 +23,8 @@ from meshchat.store.trust import KeyChangeError
 from meshchat.tui.commands import (
     HELP_TEXT,
     AddContact,
+    Block,
+    Clear,
     Command,
     Delete,
     GroupChange,
@@ -32,16 +34,20 @@ from meshchat.tui.commands import (
     GroupShow,
     Help,
     Join,
+    Me,
     Msg,
+    Nick,
     Panic,
     Quit,
     Say,
     ShowId,
+    Unblock,
     Verify,
     Who,
     Yes,
 )
 from meshchat.tui.groups import group_label, group_text, groups_text, snapshot
+from meshchat.tui.helptext import help_for
 from meshchat.tui.view import Note, clock, id_text, short_id, who_text
 
 if TYPE_CHECKING:
@@ -127,9 +133,42 @@ class Actions:
             await node.panic()
             self.ctl.on_quit()
         elif isinstance(command, Help):
-            self.ctl.note(HELP_TEXT)
+            self.ctl.note(HELP_TEXT if command.topic is None else help_for(command.topic))
+        elif isinstance(command, Block | Unblock | Nick | Me | Clear):
+            await self._habit(command)
         elif isinstance(command, Quit):
             self.ctl.on_quit()
+
+    async def _habit(self, command: Block | Unblock | Nick | Me | Clear) -> None:
+        """``/block``, ``/unblock``, ``/nick``, ``/me`` and ``/clear``."""
+        node = self.node
+        if isinstance(command, Block):
+            if command.name is None:
+                blocked = node.blocked()
+                lines = [f"  {safe_line(n)} ({k.hex()[:8]})" for k, n in blocked.items()]
+                self.ctl.note("\n".join(["blocked:", *lines]) if lines else "nobody is blocked")
+                return
+            key, name = await node.block(command.name)
+            self.ctl.note(
+                f"blocked {safe_line(name)} ({key.hex()[:8]}): their messages are dropped "
+                f"before they are stored, and never shown (/unblock {safe_line(name)})"
+            )
+        elif isinstance(command, Unblock):
+            key, name = await node.unblock(command.name)
+            self.ctl.note(f"unblocked {safe_line(name)} ({key.hex()[:8]})")
+        elif isinstance(command, Nick):
+            await node.rename(command.name)
+            self.ctl.show_links()  # the header shows our name
+            self.ctl.note(
+                f"you are now {safe_line(command.name)} to your neighbours (announced now; for "
+                "this run: 'meshchat config set name NAME' keeps it, in clear)"
+            )
+        elif isinstance(command, Me):
+            self._check_can_send(self.ctl.current)
+            text = f"* {node.name} {command.action}"
+            await node.send_text(self._send_target(self.ctl.current), text)
+        else:
+            self.ctl.clear_view()
 
     def _describe(self, message: Message) -> str:
         """A message in words, for the question before deleting it."""

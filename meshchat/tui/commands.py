@@ -29,7 +29,12 @@ one word, so ``/group create`` takes it with or without the ``+``::
     /delete [N]                Delete(back)           (N: the Nth message from the end)
     /yes                       Yes()                  (confirms the /delete just asked)
     /panic [confirm]           Panic(confirm)
-    /help                      Help()                 (alias /?)
+    /block [name]              Block(name)            (no name: list the blocked)
+    /unblock <name>            Unblock(name)
+    /nick <name>               Nick(name)
+    /me <action>               Me(action)
+    /clear                     Clear()
+    /help [command]            Help(topic)            (alias /?)
     /quit                      Quit()                 (alias /exit, /q)
 """
 
@@ -41,6 +46,7 @@ from typing import Literal
 from meshchat.crypto.channel import normalise_channel_name
 from meshchat.errors import UsageError
 from meshchat.group.roster import GROUP_ID_SIZE, MAX_GROUP_NAME_BYTES, MAX_MEMBERS
+from meshchat.identity import MAX_NAME_BYTES, clean_name
 from meshchat.wire.payloads import MAX_TEXT_BYTES
 
 __all__ = [
@@ -48,6 +54,8 @@ __all__ = [
     "MAX_DELETE_BACK",
     "MAX_LINE_CHARS",
     "AddContact",
+    "Block",
+    "Clear",
     "Command",
     "Delete",
     "GroupChange",
@@ -57,11 +65,14 @@ __all__ = [
     "GroupShow",
     "Help",
     "Join",
+    "Me",
     "Msg",
+    "Nick",
     "Panic",
     "Quit",
     "Say",
     "ShowId",
+    "Unblock",
     "Verify",
     "Who",
     "Yes",
@@ -193,7 +204,43 @@ class Panic:
 
 @dataclass(frozen=True, slots=True)
 class Help:
-    """Show the commands and keys."""
+    """Show the commands and keys, or one command's help (``topic``, its canonical name)."""
+
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Drop every message from ``name`` (a contact or announced peer) from now on; with no
+    name, list the blocked."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unblock:
+    """Stop blocking ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    """Use ``name`` as our display name from now on, and announce it."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    """Send an action (``* alice waves``) to the conversation on screen."""
+
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    """Clear the conversation on screen (this view only: nothing is deleted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +265,11 @@ Command = (
     | Yes
     | Panic
     | Help
+    | Block
+    | Unblock
+    | Nick
+    | Me
+    | Clear
     | Quit
 )
 
@@ -235,8 +287,14 @@ commands:
   /verify <contact> [confirm]  compare safety numbers; 'confirm' once they match
   /delete [N]                  delete this conversation on this device, or its Nth
                                message from the end (1: the last); /yes confirms
+  /block [name]                drop every message from them from now on, never stored or
+                               shown (still relayed for others); no name: list the blocked
+  /unblock <name>              stop blocking them
+  /nick <name>                 a new display name, announced to your neighbours (this run)
+  /me <action>                 send an action: * yourname action
+  /clear                       clear this conversation's view (nothing is deleted)
   /panic confirm               erase your keys and messages now, and quit
-  /help                        this help;  /quit  leave (also Ctrl-C, Ctrl-Q)
+  /help [command]              this help, or one command's;  /quit  leave (also Ctrl-C)
   //text                       send a message that starts with '/'
 private groups (+name or grp:<id>; only admins change one, and each change re-keys it):
   /group [list]                      list your groups
@@ -257,6 +315,12 @@ _ALIASES = {
     "join": "join",
     "j": "join",
     "who": "who",
+    "w": "who",
+    "block": "block",
+    "unblock": "unblock",
+    "nick": "nick",
+    "me": "me",
+    "clear": "clear",
     "id": "id",
     "add": "add",
     "replace": "replace",
@@ -335,16 +399,58 @@ def parse_line(line: str) -> Command | None:
         if rest.strip() not in ("", "confirm"):
             raise UsageError("usage: /panic confirm")
         return Panic(rest.strip() == "confirm")
+    if name == "help":
+        return _parse_help(rest)
+    if name == "block":
+        return Block(_person(rest, "/block [name]") if rest.strip() else None)
+    if name == "unblock":
+        return Unblock(_person(rest, "/unblock <name>"))
+    if name == "nick":
+        return Nick(_nick(rest))
+    if name == "me":
+        if not rest.strip():
+            raise UsageError("usage: /me <action>")
+        return Me(_message_text(rest.strip()))
     if rest:
         raise UsageError(f"/{name} takes no arguments")
     simple: dict[str, Command] = {
         "who": Who(),
         "id": ShowId(),
         "help": Help(),
+        "clear": Clear(),
         "quit": Quit(),
         "yes": Yes(),
     }
     return simple[name]
+
+
+def _person(rest: str, usage: str) -> str:
+    """One person's name or id prefix (bitchat's ``@name`` accepted)."""
+    words = rest.split()
+    if len(words) != 1 or not words[0].lstrip("@"):
+        raise UsageError(f"usage: {usage}")
+    return words[0].lstrip("@")
+
+
+def _nick(rest: str) -> str:
+    name = clean_name(rest)
+    if not name:
+        raise UsageError("usage: /nick <name>")
+    if name.startswith(("#", "+", "@", "~")):
+        raise UsageError(f"a name cannot start with {name[0]!r}")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise UsageError(f"a name is at most {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def _parse_help(rest: str) -> Help:
+    word = rest.strip().lstrip("/").lower()
+    if not word:
+        return Help()
+    topic = _ALIASES.get(word)
+    if topic is None:
+        raise UsageError(f"no command /{word}: /help lists them")
+    return Help(topic)
 
 
 #: the furthest back ``/delete N`` reaches (the screen keeps at most this many lines)

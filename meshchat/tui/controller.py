@@ -126,6 +126,8 @@ class ChatController:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self.notes: dict[str, list[Note]] = {}
+        #: conversation -> the newest store row ``/clear`` took off its view
+        self.cleared: dict[str, int] = {}
         self._held: list[NodeNotice] | None = None
         self._generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -292,6 +294,9 @@ class ChatController:
         self._held = []
         try:
             messages = await self.node.history(key, HISTORY_LIMIT)
+            mark = self.cleared.get(key)
+            if mark is not None:
+                messages = [m for m in messages if m.row_id > mark]
         except BaseException:
             if generation == self._generation:
                 self._held = None  # hold nothing back for a pane that failed to load
@@ -337,6 +342,15 @@ class ChatController:
             await self._load(self.current, keep_place=True)
             if not self._reload_again:
                 return
+
+    def clear_view(self) -> None:
+        """``/clear``: take what the open conversation shows off its view (not the store)."""
+        key = self.current
+        shown = [m.row_id for m in self.shown_messages()]
+        self.cleared[key] = max([*shown, self.cleared.get(key, 0)])
+        self.notes.pop(key, None)
+        self.pending = None
+        self.request_reload()
 
     def shown_messages(self) -> list[Message]:
         """The open conversation's messages as the pane shows them, oldest first."""

@@ -12,6 +12,7 @@ then transmissions and notices (:mod:`._effects`). The concerns live in private 
 ``_commands``      send, join, contacts and trust
 ``_groups``        private-group commands and loading
 ``_gateway``       names, gateways and what internet transports ask of the node
+``_blocking``      blocked identity keys (their messages are never stored)
 ``_lifecycle``     loading stored state at start
 ``_history``       a conversation's history read and deleted
 ``_replay``        the router's dedupe horizon, saved and loaded (kept across restarts)

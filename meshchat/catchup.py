@@ -78,6 +78,19 @@ class Catchup:
         """A message was stored in the conversation (sent or received)."""
         self._state(conversation).last_activity = now_ms
 
+    def may_ask(self, conversation: str, now_ms: int) -> bool:
+        """Whether a request in this conversation would be sent now (nothing is used up)."""
+        state = self._conversations.get(conversation)
+        last = None if state is None else state.last_want
+        return last is None or now_ms - last >= self.timings.want_every_ms
+
+    def next_ask(self, conversation: str) -> int | None:
+        """When a request in this conversation may next be sent (None: at once)."""
+        state = self._conversations.get(conversation)
+        if state is None or state.last_want is None:
+            return None
+        return state.last_want + self.timings.want_every_ms
+
     def wants(self, conversation: str, missing: Sequence[bytes], now_ms: int) -> tuple[bytes, ...]:
         """The ids to ask for now out of ``missing`` (empty when it is not time yet)."""
         if not missing:

@@ -78,3 +78,19 @@ def test_forget_drops_a_conversation() -> None:
     c.activity("+g", 0)
     c.forget("+g")
     assert c.summaries_due(10**9) == []
+
+
+def test_may_ask_says_whether_a_request_would_go_without_using_the_slot() -> None:
+    c = Catchup()
+    assert c.may_ask("+g", 0)
+    assert c.may_ask("+g", 0)  # asking whether uses nothing
+    assert c.wants("+g", ids(1), 0)
+    assert not c.may_ask("+g", T.want_every_ms - 1)
+    assert c.may_ask("+g", T.want_every_ms)
+
+
+def test_next_ask_is_when_the_request_slot_frees() -> None:
+    c = Catchup()
+    assert c.next_ask("+g") is None
+    c.wants("+g", ids(1), 1_000)
+    assert c.next_ask("+g") == 1_000 + T.want_every_ms

@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from meshchat.catchup import Catchup
-from meshchat.causal import MAX_WANTS
+from meshchat.causal import HOLD_MS, MAX_WANTS
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.engine import Output
 from meshchat.errors import MeshchatError
@@ -28,12 +28,14 @@ from meshchat.target import GROUP_PREFIX
 if TYPE_CHECKING:
     from meshchat.node import Node
 
-__all__ = ["MAX_REQUESTS", "NodeCatchup"]
+__all__ = ["MAX_REQUESTS", "RELEASE_EVERY_MS", "NodeCatchup"]
 
 log = logging.getLogger(__name__)
 
 #: History requests queued between two runs; more are dropped (counted) until the next run.
 MAX_REQUESTS = 64
+#: How often held messages are checked for the end of their hold (it lasts minutes).
+RELEASE_EVERY_MS = 1_000
 
 
 class NodeCatchup:
@@ -45,6 +47,7 @@ class NodeCatchup:
         self._check: set[str] = set()  # conversations that may hold messages
         self._asks: dict[str, set[bytes]] = {}  # heads told to us that we lack
         self._requests: deque[HistoryReceived] = deque()
+        self._next_release = 0
 
     def conversation_id(self, conversation: str) -> bytes | None:
         """The group or joined channel id of a conversation we are in (None otherwise)."""
@@ -97,16 +100,21 @@ class NodeCatchup:
     # -- the work (on the worker, after each item) -----------------------------------------
 
     async def run(self, now_ms: int) -> None:
+        """Called after every item: it touches the store only when something is due, so a
+        flood of frames does not pay a store round trip per batch for it."""
         node = self.node
         store = node.store.store
-        released: list[Message] = await node.store.call(store.release_held, now_ms)
-        for message in released:
-            node.notify(NodeNotice("message", message=message))
+        if now_ms >= self._next_release:
+            self._next_release = now_ms + RELEASE_EVERY_MS
+            released: list[Message] = await node.store.call(store.release_held, now_ms)
+            for message in released:
+                node.notify(NodeNotice("message", message=message))
         outputs: list[Output] = []
         while self._requests:
             outputs += await self._answer(self._requests.popleft(), now_ms)
         for conversation in sorted(self._check):
-            outputs += await self._ask(conversation, now_ms)
+            if self.policy.may_ask(conversation, now_ms):
+                outputs += await self._ask(conversation, now_ms)
         for conversation in self.policy.summaries_due(now_ms):
             outputs += await self._tell(conversation, now_ms)
         if outputs:
@@ -172,7 +180,11 @@ class NodeCatchup:
             self._asks.pop(conversation, None)
             return []
         store = node.store.store
-        missing: tuple[bytes, ...] = await node.store.call(store.missing_parents, conversation)
+        # Parents of messages shown with a gap are asked for too, while their wait is recent.
+        since = now_ms - 2 * HOLD_MS
+        missing: tuple[bytes, ...] = await node.store.call(
+            store.missing_parents, conversation, since
+        )
         asks = self._asks.get(conversation, set())
         if asks:
             asks = set(await node.store.call(_unknown, store, conversation, tuple(asks)))
@@ -202,7 +214,12 @@ class NodeCatchup:
         return node.engine.send_history(cid, heads, (), now_ms)
 
     def next_deadline(self) -> int | None:
-        return self.policy.next_deadline()
+        """When :meth:`run` next has something to do (the worker wakes for it)."""
+        times = [self.policy.next_ask(c) or 0 for c in self._check]
+        summary = self.policy.next_deadline()
+        if summary is not None:
+            times.append(summary)
+        return min(times, default=None)
 
 
 def _unknown(store: Store, conversation: str, ids: tuple[bytes, ...]) -> list[bytes]:

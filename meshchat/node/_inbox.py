@@ -203,7 +203,14 @@ class Worker:
         held: Item | None = None  # taken from the inbox, not handled yet
         while True:
             now = node.clock()
-            deadline = node.engine.next_deadline()
+            deadline = min(
+                (
+                    t
+                    for t in (node.engine.next_deadline(), node.catchup.next_deadline())
+                    if t is not None
+                ),
+                default=None,
+            )
             wait = HOUSEKEEPING_S
             if deadline is not None:
                 wait = max(0.0, min(wait, (deadline - now) / 1000))

@@ -119,6 +119,16 @@ HELD = """
     FROM messages m WHERE m.conv_tag = ? AND m.order_ms IS NULL
     ORDER BY m.held_ms, m.row_id
 """
+GAPS_BASE = """
+    SELECT row_id, conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed
+    FROM messages m WHERE conv_tag = ? AND order_ms IS NOT NULL AND held_ms >= ?
+    AND EXISTS (SELECT 1 FROM links l WHERE l.child_row = m.row_id AND l.waiting = 1)
+    ORDER BY held_ms, row_id
+"""
+_FIRST_SHOWN_CHILD = """
+    SELECT MIN(c.order_ms) FROM links l JOIN messages c ON c.row_id = l.child_row
+    WHERE l.conv_tag = ? AND l.parent_tag = ? AND c.order_ms IS NOT NULL
+"""
 HELD_BASE = """
     SELECT row_id, conv_tag, msg_tag, sender_tag, outgoing, state, updated_ms, sealed
     FROM messages WHERE conv_tag = ? AND order_ms IS NULL
@@ -193,6 +203,15 @@ class Dag:
         return times
 
     @staticmethod
+    def _before_children(conn: sqlite3.Connection, conv_tag: bytes, tag: bytes, order: int) -> int:
+        """``order``, or just before the first shown message naming this one: a parent that
+        comes after its child was shown with a gap still goes before it."""
+        row = conn.execute(_FIRST_SHOWN_CHILD, (conv_tag, tag)).fetchone()
+        if row is None or row[0] is None or order < int(row[0]):
+            return order
+        return _int64(int(row[0]) - 1)
+
+    @staticmethod
     def newest_shown(conn: sqlite3.Connection, conv_tag: bytes) -> int | None:
         row = conn.execute(_NEWEST_SHOWN, (conv_tag,)).fetchone()
         return None if row is None else int(row[0])
@@ -231,6 +250,7 @@ class Dag:
             if received:
                 placed = place(order, self.newest_shown(conn, conv_tag))
                 order, late = _int64(placed.order_ms), placed.late
+                order = self._before_children(conn, conv_tag, msg_tag, order)
         head = conn.execute(_NAMED, (conv_tag, msg_tag)).fetchone() is None
         params = (
             conv_tag,
@@ -273,7 +293,8 @@ class Dag:
         times = self._shown_times(conn, conv_tag, message)
         order = order_time(message.created_ms, times, None if message.outgoing else local_ms)
         placed = place(_int64(order), self.newest_shown(conn, conv_tag))
-        conn.execute(_PLACE, (_int64(placed.order_ms), int(placed.late), row_id))
+        at = self._before_children(conn, conv_tag, bytes(row[2]), _int64(placed.order_ms))
+        conn.execute(_PLACE, (at, int(placed.late), row_id))
         for (parent_tag,) in conn.execute(_PARENTS_OF, (row_id,)).fetchall():
             conn.execute(_NOT_HEAD, (bytes(parent_tag), conv_tag))
         return bytes(row[2])

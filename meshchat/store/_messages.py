@@ -260,13 +260,20 @@ class MessageTables:
         found.sort(key=order_key, reverse=True)
         return tuple(m.msg_id for m in found[:MAX_PARENTS])
 
-    def missing_parents(self, conversation: str) -> tuple[bytes, ...]:
+    def missing_parents(
+        self, conversation: str, gaps_since_ms: int | None = None
+    ) -> tuple[bytes, ...]:
         """Ids that held messages of ``conversation`` wait for and that are not stored here,
-        the oldest held message's first, at most ``MAX_WANTS``."""
+        the oldest held message's first, at most ``MAX_WANTS``; with ``gaps_since_ms``, then
+        the parents still missing of messages shown with a gap whose wait began since then."""
         conv_tag = self._rows.conv_tag(v.text(conversation, "conversation"))
         out: list[bytes] = []
         with self._reading() as conn:
-            for row in conn.execute(d.HELD_BASE, (conv_tag,)).fetchall():
+            rows = conn.execute(d.HELD_BASE, (conv_tag,)).fetchall()
+            if gaps_since_ms is not None:
+                since = v.integer(gaps_since_ms, "gaps_since_ms")
+                rows += conn.execute(d.GAPS_BASE, (conv_tag, since)).fetchall()
+            for row in rows:
                 message = self._rows.open_message(row)[0]
                 for parent in message.parents:
                     tag = self._rows.msg_tag(parent)

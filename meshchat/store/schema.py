@@ -250,7 +250,14 @@ _V5: Migration = (
 SCHEMA = StoreReason.SCHEMA
 
 #: Every migration, oldest first. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: messages shown with a gap (released before a parent came) are found by when their
+# wait began, so a node keeps asking for the missing parents for a while after the release.
+_V6: Migration = (
+    "CREATE INDEX messages_gaps ON messages (conv_tag, held_ms) "
+    "WHERE order_ms IS NOT NULL AND held_ms IS NOT NULL",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -241,7 +241,9 @@ def test_two_messages_naming_each_other_are_both_held_then_released(store: Store
     recv(store, 2, 1, at=T0 + 1)
     assert held_ids(store) == [1, 2]
     store.release_held(T0 + HOLD_MS)  # only the first is due; it releases the second
-    assert shown_ids(store) == [1, 2]
+    # A cycle has no causal order: each is shown once, the second just before the first,
+    # which names it (a parent that comes after its child goes before it).
+    assert shown_ids(store) == [2, 1] and held_ids(store) == []
 
 
 def test_parents_in_another_conversation_are_ignored(store: Store) -> None:
@@ -377,3 +379,24 @@ def test_any_sequence_of_operations_keeps_the_history_consistent(
             "SELECT COUNT(*) FROM links WHERE child_row NOT IN (SELECT row_id FROM messages)"
         ).fetchone()[0]
     assert dangling == 0
+
+
+def test_parents_of_a_message_shown_with_a_gap_are_still_asked_for_a_while(
+    store: Store,
+) -> None:
+    recv(store, 1)
+    recv(store, 3, 1, 2, at=T0)
+    store.release_held(T0 + HOLD_MS)  # shown with a gap: 2 never came
+    assert store.missing_parents(CONV) == ()  # nothing held
+    assert store.missing_parents(CONV, T0) == (mid(2),)
+    assert store.missing_parents(CONV, T0 + 1) == ()  # its wait began before that
+
+
+def test_a_parent_that_comes_after_its_child_was_shown_goes_before_it(store: Store) -> None:
+    recv(store, 1)
+    recv(store, 3, 1, 2, sent=T0 + 5_000, at=T0)
+    store.release_held(T0 + HOLD_MS)
+    # 2 claims a time after its child's: it still goes before the child that names it.
+    recv(store, 2, 1, sent=T0 + 9_000, at=T0 + HOLD_MS + 1)
+    assert shown_ids(store) == [1, 2, 3]
+    assert store.missing_parents(CONV, T0) == ()

@@ -1,4 +1,4 @@
-"""Schema version 5 (the causal history) on a store written by the release before it.
+"""Schema versions 5 and 6 (the causal history) on a store written by the release before it.
 
 ``fixtures/v4_store.db`` was written by ``fixtures/make_v4_store.py`` with the schema version 4
 code; ``v4_store.json`` records what it held.
@@ -32,9 +32,9 @@ def old_store(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_fixture_is_version_4_and_this_code_writes_5() -> None:
+def test_the_fixture_is_version_4_and_this_code_writes_6() -> None:
     assert SUMMARY["schema_version"] == 4
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
 
 
 def test_old_messages_keep_their_order_and_contents(old_store: Path) -> None:
@@ -91,13 +91,13 @@ def test_the_outbox_survives_and_keeps_its_rows(old_store: Path) -> None:
         assert [e.msg_id.hex() for e in store.pending_outbox(T0)] == SUMMARY["outbox"][1:]
 
 
-def test_the_migrated_store_reopens_at_version_5(old_store: Path) -> None:
+def test_the_migrated_store_reopens_at_the_current_version(old_store: Path) -> None:
     with Store.open(old_store, key=KEY) as store:
         before = store.history(DM)
     with sqlite3.connect(old_store) as conn:
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert version == ("5",)
+    assert version == ("6",)
     assert {"links", "tombstones"} <= tables
     with Store.open(old_store, key=KEY) as store:
         assert store.history(DM) == before

@@ -22,7 +22,7 @@ from meshchat.cli.common import (
 from meshchat.cli.group_cmds import stored_groups
 from meshchat.cli.history_cmds import log_lines
 from meshchat.control import history_json, message_json
-from meshchat.errors import UsageError
+from meshchat.errors import NoSuchContact, UsageError
 from meshchat.home import Home
 from meshchat.store import Store, Trust
 from meshchat.target import conversation_of, resolve_target
@@ -59,7 +59,13 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
     me = unlock(home)
     now = int(time.time() * 1000)
     with open_store(home, me) as store:
-        to = resolve_target(target, store, stored_groups(store))
+        try:
+            to = resolve_target(target, store, stored_groups(store))
+        except NoSuchContact as exc:
+            raise NoSuchContact(
+                f"{exc}; a neighbour's announced name is known only to a running node "
+                "('meshchat run' or 'meshchat daemon')"
+            ) from exc
         message = store.add_outgoing(
             to.conversation,
             os.urandom(16),

@@ -57,6 +57,8 @@ async def test_send_and_add_a_neighbour_by_its_announced_name(tmp_path: Path) ->
     # with no node running, --from-peer cannot know who is around, and says so
     offline = cli(alice.path, "contacts", "add", "--from-peer", "bob")
     assert offline.returncode != 0 and "needs the running node" in offline.stderr
+    queued = cli(alice.path, "send", "bob", "nobody to queue for")
+    assert queued.returncode != 0 and "known only to a running node" in queued.stderr
     async with announcing_bob(tmp_path, port) as bob:
         with daemon(alice, port, tmp_path / "alice.log"):
             await eventually(alice.control_socket.exists)

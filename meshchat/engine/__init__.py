@@ -16,9 +16,10 @@ use suite CHANNEL for a private channel and SIGNED for the public ``#mesh``.
 Session state is the engine's only durable state: every change comes out as a
 :class:`SessionUpdated` or :class:`PrekeysUpdated` event **before** the packet or ack that
 depends on it, and :meth:`Engine.load_sessions` takes the stored blobs back after a restart.
-Private groups are joined to the sessions, outbox and router by :mod:`._groups`; queueing,
-building and retrying this node's messages (and sending history summaries) is :mod:`._sending`,
-opening messages and acks for it is :mod:`._receiving`.
+Private groups are joined to the sessions, outbox and router by :mod:`._groups`; the
+``send_*`` methods queue this node's messages; building, trying and resending them (and
+sending history summaries) is :mod:`._sending`; opening messages and acks for it is
+:mod:`._receiving`.
 
 Uniform failures. A packet that fails to open or has the wrong suite for its destination yields
 :class:`MessageRejected` (logged locally) and no reply on the wire, the same outcome as a packet
@@ -37,7 +38,7 @@ from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._receiving import Receiving, dm_conversation
-from meshchat.engine._sending import Sending
+from meshchat.engine._sending import Sending, message_body
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
     Event,
@@ -52,11 +53,13 @@ from meshchat.group.book import Group, GroupBook
 from meshchat.identity import ContactCard, Identity, PublicIdentity, SignedPrekey
 from meshchat.router.actions import Action, Deliver, Drop, Uncarry
 from meshchat.router.flood import FloodRouter
-from meshchat.router.outbox import Outbox
+from meshchat.router.outbox import Outbox, OutboxItem
 from meshchat.wire import codec
 from meshchat.wire.packet import (
     BROADCAST,
     DEFAULT_TTL,
+    MAX_AGE_MS,
+    Destination,
     Packet,
     PacketKind,
     Suite,
@@ -204,16 +207,8 @@ class Engine:
         group = self.groups.groups.get(group_id)
         if group is None or group.current is None:
             raise UsageError("not a member of that group")
-        return self.sending.shared(
-            group_id,
-            msg_id,
-            text,
-            now_ms,
-            expires_ms=expires_ms,
-            group_id=group_id,
-            parents=parents,
-            loose=loose,
-            sent_ms=sent_ms,
+        return self._send_shared(
+            group_id, msg_id, text, now_ms, expires_ms, group_id, parents, loose, sent_ms
         )
 
     def send_history(
@@ -263,17 +258,24 @@ class Engine:
         The recipient's earlier messages still unacked are retried first (see
         :mod:`._sending`). ``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`.
         """
-        return self.sending.direct(
-            recipient,
-            msg_id,
-            text,
-            now_ms,
-            expires_ms=expires_ms,
+        item = OutboxItem(
+            msg_id=msg_id,
+            destination=Destination.node(recipient.node_id),
+            text=text,
+            created_ms=now_ms,
+            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
+            recipient=recipient,
             attempts=attempts,
-            parents=parents,
-            loose=loose,
-            sent_ms=sent_ms,
+            next_try_ms=now_ms,
+            sent_ms=now_ms if sent_ms is None else sent_ms,
+            parents=tuple(parents),
+            loose=tuple(loose),
         )
+        message_body(item)  # validate now, at the sender
+        out = self.sending.resend_earlier(recipient, msg_id, now_ms)
+        self.outbox.add(item)
+        out.extend(self.sending.attempt(item, now_ms))
+        return out
 
     def send_channel(
         self,
@@ -291,17 +293,39 @@ class Engine:
         (``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`)."""
         if channel_id not in self._channels:
             raise UsageError("not a member of that channel")
-        return self.sending.shared(
-            channel_id,
-            msg_id,
-            text,
-            now_ms,
-            expires_ms=expires_ms,
-            group_id=None,
-            parents=parents,
-            loose=loose,
-            sent_ms=sent_ms,
+        return self._send_shared(
+            channel_id, msg_id, text, now_ms, expires_ms, None, parents, loose, sent_ms
         )
+
+    def _send_shared(
+        self,
+        channel_id: bytes,
+        msg_id: bytes,
+        text: str,
+        now_ms: int,
+        expires_ms: int | None,
+        group_id: bytes | None,
+        parents: Sequence[bytes],
+        loose: Sequence[bytes],
+        sent_ms: int | None,
+    ) -> list[Output]:
+        """Queue a message that needs no ack (channel, group): it leaves once there is a
+        neighbour to hand it to."""
+        item = OutboxItem(
+            msg_id=msg_id,
+            destination=Destination.channel(channel_id),
+            text=text,
+            created_ms=now_ms,
+            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
+            next_try_ms=now_ms,
+            group_id=group_id,
+            sent_ms=now_ms if sent_ms is None else sent_ms,
+            parents=tuple(parents),
+            loose=tuple(loose),
+        )
+        message_body(item)  # validate now, at the sender
+        self.outbox.add(item)
+        return self.sending.attempt(item, now_ms)
 
     def announce(self, now_ms: int) -> list[Output]:
         """Tell nearby nodes our box key, display name and current signed prekey."""
@@ -341,29 +365,29 @@ class Engine:
         return out
 
     def _handle(self, actions: Iterable[Action], now_ms: int) -> list[Output]:
+        """The router's actions, each packet it delivers to us opened (:mod:`._receiving`)."""
         out: list[Output] = []
         late: list[Output] = []
         for action in actions:
-            if isinstance(action, Deliver):
-                for o in self._deliver(action.packet, action.link, now_ms):
-                    # Our ack of a sealed message uncarries it; the router's Carry of that
-                    # same message follows the Deliver, so the Uncarry must come after it.
-                    (late if isinstance(o, Uncarry) else out).append(o)
-            else:
+            if not isinstance(action, Deliver):
                 out.append(action)
+                continue
+            packet, link = action.packet, action.link
+            opened: list[Output] = []
+            try:
+                if packet.kind is PacketKind.MESSAGE:
+                    opened = self.receiving.message(packet, now_ms, link)
+                elif packet.kind is PacketKind.ACK:
+                    opened = self.receiving.ack(packet, now_ms, link)
+                elif packet.kind is PacketKind.ANNOUNCE:
+                    opened = self._on_announce(packet)
+            except (PacketError, CryptoError) as exc:
+                opened = [*self._updates(), MessageRejected(str(exc), packet.packet_id, link)]
+            for o in opened:
+                # Our ack of a sealed message uncarries it; the router's Carry of that same
+                # message follows the Deliver, so the Uncarry must come after it.
+                (late if isinstance(o, Uncarry) else out).append(o)
         return out + late
-
-    def _deliver(self, packet: Packet, link: str | None, now_ms: int) -> list[Output]:
-        try:
-            if packet.kind is PacketKind.MESSAGE:
-                return self.receiving.message(packet, now_ms, link)
-            if packet.kind is PacketKind.ACK:
-                return self.receiving.ack(packet, now_ms, link)
-            if packet.kind is PacketKind.ANNOUNCE:
-                return self._on_announce(packet)
-        except (PacketError, CryptoError) as exc:
-            return [*self._updates(), MessageRejected(str(exc), packet.packet_id, link)]
-        return []
 
     def _on_announce(self, packet: Packet) -> list[Output]:
         body = AnnounceBody.decode(packet.payload)

@@ -1,9 +1,9 @@
-"""The engine's sending side: queueing this node's messages, building their packets, trying them.
+"""The engine's sending side: building this node's packets, trying and resending them.
 
-:class:`Sending` belongs to one :class:`~meshchat.engine.Engine`. A message is queued as an
-:class:`~meshchat.router.outbox.OutboxItem` that keeps everything its body carries (text, sent
-time, parents), so every retry sends the same body in a new packet. A direct message is
-retried until acked; a channel or group message until it left on one link.
+:class:`Sending` belongs to one :class:`~meshchat.engine.Engine`, whose ``send_*`` methods
+queue a message as an :class:`~meshchat.router.outbox.OutboxItem` that keeps everything its
+body carries (text, sent time, parents), so every retry sends the same body in a new packet. A
+direct message is retried until acked; a channel or group message until it left on one link.
 
 Resending what a message depends on. A new direct message follows the earlier ones to the same
 recipient; if those are still unacked, the recipient may hold the new one back waiting for
@@ -29,7 +29,7 @@ from meshchat.identity import PublicIdentity
 from meshchat.router.actions import Drop, Transmit
 from meshchat.router.outbox import OutboxItem, backoff_ms
 from meshchat.wire import codec
-from meshchat.wire.packet import MAX_AGE_MS, Destination, Packet, PacketKind, Suite
+from meshchat.wire.packet import Destination, Packet, PacketKind, Suite
 from meshchat.wire.payloads import HistoryBody, MessageBody
 
 if TYPE_CHECKING:
@@ -55,75 +55,9 @@ class Sending:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    # -- queueing -----------------------------------------------------------------------
+    # -- resending, building and trying ---------------------------------------------------
 
-    def direct(
-        self,
-        recipient: PublicIdentity,
-        msg_id: bytes,
-        text: str,
-        now_ms: int,
-        *,
-        expires_ms: int | None,
-        attempts: int,
-        parents: Sequence[bytes],
-        loose: Sequence[bytes],
-        sent_ms: int | None,
-    ) -> list[Output]:
-        """Queue a direct message (retried until acked); first retry the earlier ones."""
-        item = OutboxItem(
-            msg_id=msg_id,
-            destination=Destination.node(recipient.node_id),
-            text=text,
-            created_ms=now_ms,
-            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
-            recipient=recipient,
-            attempts=attempts,
-            next_try_ms=now_ms,
-            sent_ms=now_ms if sent_ms is None else sent_ms,
-            parents=tuple(parents),
-            loose=tuple(loose),
-        )
-        message_body(item)  # validate now, at the sender
-        out = self._resend_earlier(recipient, msg_id, now_ms)
-        self.engine.outbox.add(item)
-        out.extend(self.attempt(item, now_ms))
-        return out
-
-    def shared(
-        self,
-        channel_id: bytes,
-        msg_id: bytes,
-        text: str,
-        now_ms: int,
-        *,
-        expires_ms: int | None,
-        group_id: bytes | None,
-        parents: Sequence[bytes],
-        loose: Sequence[bytes],
-        sent_ms: int | None,
-    ) -> list[Output]:
-        """Queue a message that needs no ack (channel, group): it leaves once there is a
-        neighbour to hand it to."""
-        item = OutboxItem(
-            msg_id=msg_id,
-            destination=Destination.channel(channel_id),
-            text=text,
-            created_ms=now_ms,
-            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
-            next_try_ms=now_ms,
-            group_id=group_id,
-            sent_ms=now_ms if sent_ms is None else sent_ms,
-            parents=tuple(parents),
-            loose=tuple(loose),
-        )
-        message_body(item)  # validate now, at the sender
-        self.engine.outbox.add(item)
-        return self.attempt(item, now_ms)
-
-    def _resend_earlier(
-        self, recipient: PublicIdentity, msg_id: bytes, now_ms: int
-    ) -> list[Output]:
+    def resend_earlier(self, recipient: PublicIdentity, msg_id: bytes, now_ms: int) -> list[Output]:
         """Retry at once the unacked messages queued earlier for ``recipient``."""
         if not self.engine.router.links:
             return []
@@ -144,8 +78,6 @@ class Sending:
         for item in earlier[:MAX_RESEND]:
             out.extend(self.attempt(item, now_ms))
         return out
-
-    # -- building and trying ------------------------------------------------------------
 
     def build(self, item: OutboxItem, now_ms: int) -> Packet:
         engine = self.engine

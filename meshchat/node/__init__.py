@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
-from meshchat.engine import Engine, Output
+from meshchat.engine import Engine
 from meshchat.errors import MeshchatError, NoSuchContact, UsageError
 from meshchat.events import PeerAnnounced
 from meshchat.gateway import INTERNET_TRANSPORTS
@@ -61,7 +62,6 @@ from meshchat.node._types import (
     wall_clock_ms,
 )
 from meshchat.panic import PanicReport
-from meshchat.router.actions import Drop
 from meshchat.router.flood import FloodRouter
 from meshchat.store import Store
 from meshchat.store.records import Channel, Contact, Conversation, Message, Trust
@@ -91,6 +91,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -204,19 +205,12 @@ class Node:
 
     # -- what the worker calls (see _inbox.Worker) ------------------------------------------
 
-    async def submit(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` on the worker, in turn with the traffic; its result or exception."""
+    async def submit(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on the worker, in turn with the traffic; its result or
+        exception."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self.inbox.put(Command(fn, future))
+        self.inbox.put(Command(functools.partial(fn, *args, **kwargs), future))
         return await future
-
-    def receive(self, link: Link | None, frame: bytes) -> list[Output]:
-        if link is not None and link.link_id not in self.links:
-            return []
-        out = self.engine.receive(link.link_id if link else None, frame, self.clock())
-        if link is not None and not any(isinstance(o, Drop) for o in out):
-            link.credit()  # a new, valid packet: transports keep such links over idle ones
-        return out
 
     def prefers(self, peer: PublicIdentity) -> bool:
         """Transports keep a contact's link above any stranger's (:class:`LinkJudge`)."""
@@ -262,10 +256,10 @@ class Node:
     async def send_text(self, target: str, text: str) -> Message:
         """Store then send a message to a contact (name or id prefix), ``#channel`` or
         ``+group``."""
-        return await self.submit(lambda: self.commands.send_text(target, text))
+        return await self.submit(self.commands.send_text, target, text)
 
     async def join(self, name: str, passphrase: str | None = None) -> Channel:
-        return await self.submit(lambda: self.commands.join(name, passphrase))
+        return await self.submit(self.commands.join, name, passphrase)
 
     async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         return await self.store.call(self.store.store.messages, conversation, limit)

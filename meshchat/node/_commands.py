@@ -7,7 +7,6 @@ import os
 from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
-from meshchat.engine import Output
 from meshchat.errors import UsageError
 from meshchat.identity import ContactCard, PublicIdentity
 from meshchat.node._effects import Plan
@@ -48,10 +47,33 @@ class Commands:
             expires,
             parents=parents,
         )
-        # The engine queues it first; then the message, its session state and its first
-        # attempt are committed together (one disk sync) before the packet leaves.
+        # The engine queues it first and tries it at once; then the message, its session
+        # state and its first attempt are committed together (one disk sync) before the
+        # packet leaves.
+        engine = node.engine
+        match target:
+            case Target(kind=TargetKind.DIRECT, contact=Contact() as contact):
+                recipient = PublicIdentity(contact.sign_public, contact.box_public)
+                outputs = engine.send_direct(
+                    recipient, msg_id, text, now, expires_ms=expires, parents=parents
+                )
+            case Target(kind=TargetKind.DIRECT, peer=PublicIdentity() as peer):
+                # an announced stranger: its announced prekey first, so the first message
+                # is already forward secret
+                met = engine.meet(peer, target.prekey, now)
+                outputs = met + engine.send_direct(
+                    peer, msg_id, text, now, expires_ms=expires, parents=parents
+                )
+            case Target(kind=TargetKind.GROUP):
+                outputs = engine.send_group(
+                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
+                )
+            case _:
+                outputs = engine.send_channel(
+                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
+                )
         plan = Plan()
-        node.effects.plan(plan, self._queue(target, msg_id, text, now, expires, parents))
+        node.effects.plan(plan, outputs)
         try:
             message = await node.effects.carry_out(
                 plan, add, lambda m: node.notify(NodeNotice("message", message=m))
@@ -63,39 +85,6 @@ class Commands:
             raise UsageError("the message was not stored")
         node.catchup.sent(target.conversation, now)
         return message
-
-    def _queue(
-        self,
-        target: Target,
-        msg_id: bytes,
-        text: str,
-        now: int,
-        expires: int,
-        parents: tuple[bytes, ...],
-    ) -> list[Output]:
-        """Hand a message to the engine, which queues it and tries it at once."""
-        engine = self.node.engine
-        match target:
-            case Target(kind=TargetKind.DIRECT, contact=Contact() as contact):
-                recipient = PublicIdentity(contact.sign_public, contact.box_public)
-                return engine.send_direct(
-                    recipient, msg_id, text, now, expires_ms=expires, parents=parents
-                )
-            case Target(kind=TargetKind.DIRECT, peer=PublicIdentity() as peer):
-                # an announced stranger: its announced prekey first, so the first message
-                # is already forward secret
-                met = engine.meet(peer, target.prekey, now)
-                return met + engine.send_direct(
-                    peer, msg_id, text, now, expires_ms=expires, parents=parents
-                )
-            case Target(kind=TargetKind.GROUP):
-                return engine.send_group(
-                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
-                )
-            case _:
-                return engine.send_channel(
-                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
-                )
 
     async def join(self, name: str, passphrase: str | None) -> Channel:
         node = self.node

@@ -162,20 +162,7 @@ def name_in(store: Store, sign_key: bytes) -> str:
     return sign_key.hex()[:8]
 
 
-def _save_received(store: Store, event: MessageReceived, now: int) -> Step | None:
-    message = store.add_incoming(
-        event.conversation,
-        event.msg_id,
-        event.sender.node_id if event.sender else event.sender_key,
-        name_in(store, event.sender_key),
-        event.text,
-        event.sent_ms,
-        now,
-        parents=event.parents,
-        loose=event.loose,
-    )
-    if message is None:
-        return None
+def _log_received(event: MessageReceived) -> None:
     # Logs may be kept on disk (the UI's tui.log): name no contact and no private
     # channel, only the public channel.
     where = event.conversation
@@ -188,14 +175,27 @@ def _save_received(store: Store, event: MessageReceived, now: int) -> Step | Non
         where,
         event.hops + 1,
     )
-    return Notify(NodeNotice("message", message=message))
 
 
 def apply_write(store: Store, write: Write) -> Step | None:
     """Carry out one write (on the store thread); returns its after-commit step."""
     match write:
         case SaveReceived(event, now):
-            return _save_received(store, event, now)
+            message = store.add_incoming(
+                event.conversation,
+                event.msg_id,
+                event.sender.node_id if event.sender else event.sender_key,
+                name_in(store, event.sender_key),
+                event.text,
+                event.sent_ms,
+                now,
+                parents=event.parents,
+                loose=event.loose,
+            )
+            if message is None:
+                return None  # had it already, or deleted it
+            _log_received(event)
+            return Notify(NodeNotice("message", message=message))
         case SaveCarried(carried):
             store.carry(carried)
             return OfferToInternet(carried.frame)

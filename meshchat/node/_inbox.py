@@ -26,6 +26,7 @@ TCP's flow control, and costs the node little more than the frames it takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshchat.node._effects import Plan
 from meshchat.node._types import HOUSEKEEPING_S, MAX_BATCH
+from meshchat.router.actions import Drop
 from meshchat.transports.base import Link
 
 if TYPE_CHECKING:
@@ -179,17 +181,13 @@ class Inbox:
             self._frames -= 1
         return item
 
-    async def wait(self, timeout: float) -> Item | None:
-        """The next item, waiting at most ``timeout`` seconds for one (None if none came)."""
-        item = self.take()
-        if item is not None:
-            return item
-        try:
+    async def wait(self, timeout: float) -> None:
+        """Wait until an item is queued, at most ``timeout`` seconds (then :meth:`take` it)."""
+        if self._turns:
+            return
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
-        except TimeoutError:
-            return None
-        return self.take()
 
 
 class Worker:
@@ -216,7 +214,8 @@ class Worker:
                 wait = max(0.0, min(wait, (deadline - now) / 1000))
             item, held = held, None
             if item is None:
-                item = await node.inbox.wait(wait)
+                await node.inbox.wait(wait)
+                item = node.inbox.take()
             try:
                 if item is not None:
                     held = await self.handle(item)
@@ -245,7 +244,14 @@ class Worker:
                 await node.on_link_down(link)
                 return None
             case Command(run, future):
-                await self._command(run, future)
+                try:
+                    result = await run()
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                else:
+                    if not future.done():
+                        future.set_result(result)
                 return None
             case FrameIn():
                 pass
@@ -254,8 +260,14 @@ class Worker:
         after: Item | None = None
         frame: Item | None = item
         while isinstance(frame, FrameIn):
+            came_on = frame.link
+            link_id = came_on.link_id if came_on is not None else None
             try:
-                node.effects.plan(plan, node.receive(frame.link, frame.frame))
+                if link_id is None or link_id in node.links:  # not from a link gone meanwhile
+                    out = node.engine.receive(link_id, frame.frame, node.clock())
+                    if came_on is not None and not any(isinstance(o, Drop) for o in out):
+                        came_on.credit()  # a new, valid packet: links that bring them are kept
+                    node.effects.plan(plan, out)
             except Exception:
                 log.exception("receiving a frame failed (continuing)")
             taken += 1
@@ -271,14 +283,3 @@ class Worker:
             # item taken after it is still handled: a user command must get its answer
             log.exception("storing received frames failed (continuing)")
         return after
-
-    @staticmethod
-    async def _command(run: Callable[[], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
-        try:
-            result = await run()
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-        else:
-            if not future.done():
-                future.set_result(result)

@@ -23,6 +23,7 @@ without the user seeing both. The face then keeps the conversation under the nod
 from __future__ import annotations
 
 import enum
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -161,16 +162,16 @@ def find_announced(peers: Iterable[PeerAnnounced], query: str) -> PeerAnnounced:
     """
     wanted = query.strip()
     held = list(peers)
+    hexlike = len(wanted) >= MIN_ID_PREFIX and all(c in string.hexdigits for c in wanted)
+    by_id = [p for p in held if hexlike and p.identity.node_id.hex().startswith(wanted.lower())]
+    if len(by_id) == 1 and len(wanted) == 2 * len(by_id[0].identity.node_id):
+        return by_id[0]  # a whole node id names its key, whatever names were announced
+    # A name that looks like an id prefix (anyone may announce "a1b2c3d4") never beats the
+    # id it looks like: both are candidates.
     folded = fold_name(wanted)
     found = [p for p in held if folded and fold_name(p.name) == folded]
-    what = f"announced {wanted!r}"
-    if (
-        not found
-        and len(wanted) >= MIN_ID_PREFIX
-        and all(c in "0123456789abcdefABCDEF" for c in wanted)
-    ):
-        found = [p for p in held if p.identity.node_id.hex().startswith(wanted.lower())]
-        what = f"have a node id starting with {wanted!r}"
+    found += [p for p in by_id if p not in found]
+    what = f"announced {wanted!r}" + (" or have a node id starting with it" if by_id else "")
     if not found:
         raise NoSuchContact(
             f"no contact is named {wanted!r}, and no neighbour announced that name or id "
@@ -178,7 +179,7 @@ def find_announced(peers: Iterable[PeerAnnounced], query: str) -> PeerAnnounced:
         )
     if len(found) > 1:
         listed = ", ".join(_stranger(p) for p in found)
-        first = found[0].identity.node_id.hex()[:8]
+        first = found[0].identity.node_id.hex()[: None if hexlike else 8]
         raise UsageError(
             f"{len(found)} peers {what}: {listed}; none is your contact. Name the one you mean "
             f"by its id (e.g. {first})"

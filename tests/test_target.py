@@ -10,11 +10,19 @@ import pytest
 
 from meshchat.crypto.channel import ChannelKey
 from meshchat.engine import dm_conversation
-from meshchat.errors import UsageError
+from meshchat.errors import NoSuchContact, UsageError
+from meshchat.events import PeerAnnounced
 from meshchat.identity import Identity
 from meshchat.store import Store
 from meshchat.store.records import Channel, Contact, Trust
-from meshchat.target import TargetKind, conversation_of, find_group, resolve_target
+from meshchat.target import (
+    TargetKind,
+    announced_target,
+    conversation_of,
+    find_announced,
+    find_group,
+    resolve_target,
+)
 
 
 @pytest.fixture
@@ -63,3 +71,44 @@ def test_unknown_names_and_groups_are_usage_errors(store: Store) -> None:
         resolve_target("+crew", store, ())
     with pytest.raises(UsageError, match="no group"):
         find_group([], "grp:")
+
+
+# -- announced peers -------------------------------------------------------------------------
+
+
+def announce(name: str) -> PeerAnnounced:
+    return PeerAnnounced(Identity.generate().public, name, 1)
+
+
+def test_an_announced_name_resolves_to_its_one_key() -> None:
+    alice, bob = announce("alice"), announce("bob")
+    assert find_announced([alice, bob], "ALICE ") is alice
+    target = announced_target(alice)
+    assert target.kind is TargetKind.DIRECT and target.peer == alice.identity
+    assert target.conversation == dm_conversation(alice.identity.node_id)
+    with pytest.raises(NoSuchContact):
+        find_announced([alice, bob], "carol")
+
+
+def test_a_name_that_looks_like_an_id_never_beats_that_id() -> None:
+    real = announce("alice")
+    prefix = real.identity.node_id.hex()[:8]
+    spoof = announce(prefix)  # announces the real peer's id prefix as its name
+    with pytest.raises(UsageError) as caught:
+        find_announced([real, spoof], prefix)
+    assert "2 peers announced" in str(caught.value)
+    # the whole node id names the key, whatever anyone announced
+    full = real.identity.node_id.hex()
+    assert find_announced([real, spoof, announce(full)], full) is real
+
+
+def test_candidates_are_listed_with_ids_and_their_names_escaped() -> None:
+    hostile = announce("x\x1b[2J\u202ey")
+    prefix = hostile.identity.node_id.hex()[:8]
+    other = announce(prefix)
+    with pytest.raises(UsageError) as caught:
+        find_announced([hostile, other], prefix)
+    text = str(caught.value)
+    assert other.identity.node_id.hex()[:8] in text and prefix in text
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "~x\\x1b[2J\\u202ey" in text

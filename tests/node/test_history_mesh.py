@@ -67,6 +67,7 @@ async def shown(peer: Peer, conversation: str) -> list[Message]:
     return await peer.node.store.call(peer.store.history, conversation, MESSAGES + 10)
 
 
+@pytest.mark.timeout(300)  # about 20-30 s; more on a loaded machine
 async def test_a_thousand_messages_from_three_senders_end_in_one_causal_order(line) -> None:  # type: ignore[no-untyped-def]
     hub, (alice, bob, carol) = line
     for a, b in ((alice, bob), (alice, carol), (bob, carol)):

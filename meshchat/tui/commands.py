@@ -378,8 +378,9 @@ def parse_line(line: str) -> Command | None:
         return _parse_join(rest)
     if name in ("add", "replace", "add-lookalike"):
         card, label = _split_first(rest)
-        if not card:
+        if not card.lstrip("@"):
             raise UsageError(f"usage: /{name} <card> [name]")
+        card = card.removeprefix("@")
         return AddContact(
             card,
             label.strip() or None,
@@ -477,6 +478,8 @@ def _parse_msg(rest: str) -> Msg:
         target = normalise_channel_name(target)
     elif _is_group_word(target):
         target = _group_target(target, "/msg +group [text]")
+    elif target.startswith("@") and len(target) > 1:
+        target = target[1:]  # bitchat's /m @name
     text = text.strip()
     return Msg(target, _message_text(text) if text else None)
 

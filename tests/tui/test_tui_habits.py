@@ -11,7 +11,18 @@ import pytest
 from meshchat.engine import dm_conversation
 from meshchat.errors import UsageError
 from meshchat.transports.memory import MemoryHub
-from meshchat.tui.commands import Block, Clear, Help, Me, Nick, Unblock, Who, parse_line
+from meshchat.tui.commands import (
+    AddContact,
+    Block,
+    Clear,
+    Help,
+    Me,
+    Msg,
+    Nick,
+    Unblock,
+    Who,
+    parse_line,
+)
 from meshchat.tui.helptext import help_for
 from tests.tui.test_tui_controller import Side, make_side, until
 
@@ -38,6 +49,8 @@ def test_grammar_keeps_the_irc_spellings() -> None:
     assert parse_line("/help /msg") == Help("msg")
     assert parse_line("/help m") == Help("msg")
     assert parse_line("/w") == Who()
+    assert parse_line("/m @alice hi") == Msg("alice", "hi")
+    assert parse_line("/add @alice") == AddContact("alice")
     for bad in ("/unblock", "/nick", "/me", "/clear now", "/help nosuch", "/nick #chan"):
         with pytest.raises(UsageError):
             parse_line(bad)

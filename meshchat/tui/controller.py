@@ -521,7 +521,15 @@ class ChatController:
     def show_links(self) -> None:
         node = self.node
         neighbours = sorted(node.neighbours(), key=lambda n: (n.transport, n.name, n.node_id))
-        self.screen.set_header(header_markup(node.name, node.identity.node_id, len(neighbours)))
+        self.screen.set_header(
+            header_markup(
+                node.name,
+                node.identity.node_id,
+                len(neighbours),
+                node.transport_status(),
+                node.is_gateway,
+            )
+        )
         transports: Markup = []
         for status in node.transport_status():
             mark = ("transport_up", "● ") if status.up else ("transport_down", "○ ")

@@ -22,6 +22,7 @@ from meshchat.display import safe_line, safe_text
 from meshchat.logview import gap_text, waiting_text
 from meshchat.lookalike import mark
 from meshchat.store.records import Conversation, Message, MessageState
+from meshchat.transports.base import TransportStatus
 
 if TYPE_CHECKING:
     from meshchat.node import LinkInfo
@@ -307,15 +308,39 @@ def neighbour_markup(
     ]
 
 
-def header_markup(name: str, node_id: bytes, links: int) -> Markup:
-    """The header: our name, short id and how many links are up."""
+#: At most this many characters of a transport's reason for being down, in the header.
+HEADER_REASON_CHARS = 32
+
+
+def header_markup(
+    name: str,
+    node_id: bytes,
+    links: int,
+    transports: Sequence[TransportStatus] = (),
+    gateway: bool = False,
+) -> Markup:
+    """The header: our name, short id, how many links are up, then what ``meshchat status``
+    says in one line: each transport up or down (with the start of its reason), and whether
+    this node is a gateway to the internet."""
     plural = "" if links == 1 else "s"
-    return [
+    markup: Markup = [
         ("header_title", " meshchat "),
         ("header", f" {safe_line(name)} "),
         ("header_dim", f"{short_id(node_id)} "),
         ("header_links" if links else "header_nolinks", f" {links} link{plural} "),
     ]
+    for status in transports:
+        if status.up:
+            markup.append(("header_dim", f" {safe_line(status.name)} up"))
+            continue
+        why = safe_line(status.reason)
+        if len(why) > HEADER_REASON_CHARS:
+            why = why[: HEADER_REASON_CHARS - 1] + "…"
+        text = f" {safe_line(status.name)} down" + (f" ({why})" if why else "")
+        markup.append(("header_nolinks", text))
+    if gateway:
+        markup.append(("header_links", " gateway"))
+    return markup
 
 
 def who_text(

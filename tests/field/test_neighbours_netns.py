@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 from meshlab import MESHCHAT, PASSPHRASE, Lab
 
-from tests.tui.test_tmux import Tmux, wait_until
+# The tmux driver lives with the terminal UI's tests; they import it as a sibling module.
+sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
+from test_tmux import Tmux, wait_until
 
 pytestmark = [
     pytest.mark.netns,

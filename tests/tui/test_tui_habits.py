@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_tui_controller import Side, make_side, until
 
 from meshchat.engine import dm_conversation
 from meshchat.errors import UsageError
@@ -24,7 +25,6 @@ from meshchat.tui.commands import (
     parse_line,
 )
 from meshchat.tui.helptext import help_for
-from tests.tui.test_tui_controller import Side, make_side, until
 
 
 @pytest.fixture

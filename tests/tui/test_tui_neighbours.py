@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_tui_controller import Side, make_side, until
 
 from meshchat.engine import dm_conversation
 from meshchat.store.records import Trust
 from meshchat.transports.memory import MemoryHub
-from tests.tui.test_tui_controller import Side, make_side, until
 
 
 @pytest.fixture

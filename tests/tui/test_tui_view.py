@@ -303,3 +303,19 @@ def test_id_report_has_everything_needed_to_add_us() -> None:
     assert "e66d886b" in text and BOB.hex() in text
     assert "fingerprint: 12345 67890" in text and "card:        mc1:xyz" in text
     assert short_id(BOB) == "e66d886b"
+
+
+def test_the_header_says_in_one_line_what_status_says() -> None:
+    from meshchat.transports.base import TransportStatus
+
+    statuses = [
+        TransportStatus("lan", True, "2 links"),
+        TransportStatus("relay", False, reason="connection refused by 127.0.0.1:1883\x1b[2J"),
+        TransportStatus("ble", False),
+    ]
+    text = plain(header_markup("alice", BOB, 2, statuses, gateway=True))
+    assert text.startswith(" meshchat  alice e66d886b  2 links ")
+    assert " lan up" in text and " ble down" in text and text.endswith(" gateway")
+    assert " relay down (connection refused by 127.0.0.1…)" in text
+    assert "\x1b" not in text and "\n" not in text
+    assert "gateway" not in plain(header_markup("alice", BOB, 2, statuses))

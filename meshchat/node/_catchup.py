@@ -148,18 +148,13 @@ class NodeCatchup:
 
     def _resend(self, cid: bytes, message: Message, now_ms: int) -> list[Output]:
         engine = self.node.engine
+        send = (
+            engine.send_group
+            if message.conversation.startswith(GROUP_PREFIX)
+            else engine.send_channel
+        )
         try:
-            if message.conversation.startswith(GROUP_PREFIX):
-                return engine.send_group(
-                    cid,
-                    message.msg_id,
-                    message.text,
-                    now_ms,
-                    parents=message.parents,
-                    loose=message.loose,
-                    sent_ms=message.created_ms,
-                )
-            return engine.send_channel(
+            return send(
                 cid,
                 message.msg_id,
                 message.text,

@@ -16,6 +16,8 @@ __all__ = [
     "ConfigError",
     "CryptoError",
     "DecryptionError",
+    "DeviceListError",
+    "DeviceListReason",
     "FramingError",
     "HandshakeError",
     "IdentityError",
@@ -59,6 +61,34 @@ class PacketError(MeshchatError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+
+
+class DeviceListReason(Enum):
+    """Why a device list was refused or could not be made; stable names for logs and tests."""
+
+    OTHER_ACCOUNT = "other-account"  #: a list of another account than the one held
+    BAD_SIGNATURE = "bad-signature"  #: the signature does not verify
+    SIGNER_NOT_ON_LIST = "signer-not-on-list"  #: signer not on the list the viewer holds
+    SIGNER_NOT_LISTED = "signer-not-listed"  #: signer not on the list it signed
+    REVOKED_READDED = "revoked-readded"  #: a revoked device back on a list (a replay)
+    REVOKED_AND_LISTED = "revoked-and-listed"  #: a device both listed and revoked
+    NOT_FROM_DEVICE = "not-from-device"  #: delivered by a device that is not on it
+    BAD_FOUNDER = "bad-founder"  #: the founding device is missing or did not sign version 1
+    FOREIGN_DEVICE = "foreign-device"  #: claims a device the viewer holds on another account
+    TOO_MANY_DEVICES = "too-many-devices"
+    TOO_MANY_REVOKED = "too-many-revoked"
+    UNKNOWN_DEVICE = "unknown-device"  #: revoking a device that is not on the list
+    REVOKES_SIGNER = "revokes-signer"  #: a device cannot revoke itself
+    BAD_VERSION = "bad-version"
+
+
+class DeviceListError(MeshchatError):
+    """A device list may not be accepted (or made): ``reason`` says why."""
+
+    def __init__(self, reason: DeviceListReason, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"device list {reason.value}: {detail}" if detail else reason.value)
 
 
 class FramingError(MeshchatError):

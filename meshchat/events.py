@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshchat.account.book import ListChange
 from meshchat.identity import PublicIdentity, SignedPrekey
 
 __all__ = [
     "AttemptMade",
+    "DeviceListChanged",
+    "DeviceListUpdated",
     "Event",
     "GroupChanged",
     "GroupStateUpdated",
@@ -161,6 +164,25 @@ class GroupStateUpdated:
     blob: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceListUpdated:
+    """An account's device list (this node's own or a peer's) changed; store ``blob`` under
+    ``account_id`` before going on, as with :class:`SessionUpdated`."""
+
+    account_id: bytes
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceListChanged:
+    """An account's devices changed (added or revoked): a notice for the user. ``loud``
+    when the change was not signed by a device the viewer already held and trusted on the
+    account's list."""
+
+    change: ListChange
+    loud: bool
+
+
 Event = (
     MessageReceived
     | HistoryReceived
@@ -174,4 +196,6 @@ Event = (
     | PrekeysUpdated
     | GroupChanged
     | GroupStateUpdated
+    | DeviceListUpdated
+    | DeviceListChanged
 )

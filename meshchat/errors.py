@@ -22,6 +22,8 @@ __all__ = [
     "HandshakeError",
     "IdentityError",
     "KeystoreError",
+    "LinkError",
+    "LinkReason",
     "MeshchatError",
     "NoSuchContact",
     "NodeUnreachable",
@@ -113,6 +115,31 @@ class IdentityError(MeshchatError):
 
 class KeystoreError(IdentityError):
     """The keystore could not be opened: missing, corrupted, or the passphrase is wrong."""
+
+
+class LinkReason(Enum):
+    """Why linking a device failed; stable names for logs and tests."""
+
+    BAD_CODE = "bad-code"  #: not a link code, or mistyped
+    EXPIRED = "expired"  #: the code is older than its ten minutes
+    USED = "used"  #: the code was used already (one use only)
+    BAD_MAC = "bad-mac"  #: the other side does not know the code's secret
+    WITHDRAWN = "withdrawn"  #: too many wrong attempts: the code was withdrawn
+    OUT_OF_ORDER = "out-of-order"  #: a link message that does not fit the exchange's state
+    BAD_COMMITMENT = "bad-commitment"  #: the new device's nonce does not open its commitment
+    BAD_LIST = "bad-list"  #: the device list offered is not one the new device can adopt
+    MISMATCH = "mismatch"  #: the confirmation strings differ
+    DECLINED = "declined"  #: the person (on this device or the other) said no
+    NOT_FOUND = "not-found"  #: no device named by the code was heard
+
+
+class LinkError(MeshchatError):
+    """Linking a device failed. ``reason`` says why."""
+
+    def __init__(self, reason: LinkReason, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(detail or reason.value)
 
 
 class TransportError(MeshchatError):

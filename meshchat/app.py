@@ -17,7 +17,7 @@ from meshchat.panic import erase_file, erase_home
 from meshchat.store import Store
 from meshchat.transports.base import Transport
 
-__all__ = ["NodeSettings", "forget_clear_card", "offline_card", "running_node"]
+__all__ = ["NodeSettings", "ble_transport", "forget_clear_card", "offline_card", "running_node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,10 @@ class NodeSettings:
     ble_backend: str | None = None
     ble_controller: str = "usb:0"
     ble_max_links: int = 7
+    #: how long the look for a usable adapter may take, and how often it is repeated while
+    #: there is none (an adapter plugged in or switched on later is then used)
+    ble_probe_timeout: float = 2.0
+    ble_recheck_s: float = 30.0
 
 
 def build_transports(
@@ -116,27 +120,23 @@ def _internet_transports(home: Home, settings: NodeSettings, identity: Identity)
     return transports
 
 
-async def _ble_transport(settings: NodeSettings, identity: Identity) -> Transport:
-    """The BLE transport on the chosen backend (imported only when asked for)."""
+def ble_transport(settings: NodeSettings, identity: Identity) -> Transport:
+    """Bluetooth LE on the chosen backend, started when an adapter is usable (see
+    :mod:`meshchat.transports.ble.watch`); imports no Bluetooth stack until it starts."""
     from meshchat.transports.ble import BleBackend, BleTransport
+    from meshchat.transports.ble.watch import BleWatch, bumble_opener, os_opener
 
-    backend: BleBackend
     if settings.ble_backend == "bumble":
-        try:
-            from meshchat.transports.ble.bumble_backend import BumbleBackend
-        except ImportError as exc:
-            raise UsageError(
-                "the bumble backend needs the ble extra: pip install 'meshchat[ble]'"
-            ) from exc
-
-        backend = await BumbleBackend.open(settings.ble_controller)
+        opener = bumble_opener(settings.ble_controller, settings.ble_probe_timeout)
     elif settings.ble_backend == "bleak":
-        from meshchat.transports.ble.bleak_backend import BleakBackend
-
-        backend = BleakBackend()
+        opener = os_opener(settings.ble_probe_timeout)
     else:
         raise UsageError(f"unknown BLE backend {settings.ble_backend!r}: use bleak or bumble")
-    return BleTransport(identity, backend, max_links=settings.ble_max_links)
+
+    def make(backend: BleBackend) -> BleTransport:
+        return BleTransport(identity, backend, max_links=settings.ble_max_links)
+
+    return BleWatch(opener, make, recheck_s=settings.ble_recheck_s)
 
 
 def forget_clear_card(home: Home) -> None:
@@ -187,7 +187,7 @@ async def running_node(
     store = Store.open(home.database, key=unlocked.store_key)
     transports = build_transports(home, settings, identity) + list(extra_transports or [])
     if settings.ble_backend is not None:
-        transports.append(await _ble_transport(settings, identity))
+        transports.append(ble_transport(settings, identity))
     node = Node(identity, name, store, transports, options=settings.options)
     node.set_eraser(lambda: erase_home(home))
     control = ControlServer(node, home.control_socket) if settings.control else None

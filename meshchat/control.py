@@ -344,7 +344,7 @@ class ControlServer:
                 {
                     "name": t.name,
                     "up": t.up,
-                    "state": "up" if t.up else "down",
+                    "state": t.state or ("up" if t.up else "down"),
                     "detail": t.detail,
                     "reason": t.reason or None,
                 }

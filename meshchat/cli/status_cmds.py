@@ -15,6 +15,7 @@ the exact values.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ from meshchat.home import Home, passphrase_from_env
 from meshchat.lookalike import lookalikes
 from meshchat.node import wall_clock_ms
 from meshchat.store import Store
+from meshchat.transports.ble.probe import probe
 
 __all__ = ["OFF_HINTS", "cmd_status", "status_json"]
 
 #: every transport meshchat has, and how to turn on one that is off
 OFF_HINTS: dict[str, str] = {
     "lan": "turned off: meshchat config set lan.enabled true (or --lan)",
-    "ble": "not enabled: meshchat config set ble.enabled true (or --ble bleak)",
+    "ble": "turned off: meshchat config set ble.enabled true (or --ble bleak)",
     "relay": "no relay configured: meshchat config set internet.relays mqtt://HOST:1883",
     "dht": "no DHT configured: meshchat config set internet.dht_bootstrap HOST:PORT",
 }
@@ -115,12 +117,28 @@ def _running(reply: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ble_offline(config: Config) -> dict[str, Any]:
+    """What a node started now would find: the probe's answer (bumble's controller is not
+    opened here, a running node may hold it)."""
+    entry = {"name": "ble", "up": False, "detail": "", "state": "stopped"}
+    if config.text("ble.backend") != "bleak":
+        controller = config.text("ble.controller")
+        return {**entry, "reason": f"daemon not running (bumble controller {controller})"}
+    found = asyncio.run(probe())
+    if found.usable:
+        adapter = f" ({found.adapter})" if found.adapter else ""
+        return {**entry, "reason": f"daemon not running; adapter available{adapter}"}
+    return {**entry, "state": found.availability.value, "reason": found.reason}
+
+
 def _offline(home: Home, config: Config | None, passphrase: str | None) -> dict[str, Any]:
     transports: list[dict[str, Any]] = []
     if config is not None:
         configured = _configured(config)
         for name in OFF_HINTS:
-            if name in configured:
+            if name == "ble" and name in configured:
+                transports.append(_ble_offline(config))
+            elif name in configured:
                 transports.append(
                     {
                         "name": name,

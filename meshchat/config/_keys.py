@@ -130,7 +130,13 @@ KEYS: tuple[Key, ...] = (
         "a name set here is stored in clear in this file)",
         check=_name,
     ),
-    Key("ble.enabled", Kind.BOOL, False, "use Bluetooth LE", flag="--ble / --no-ble"),
+    Key(
+        "ble.enabled",
+        Kind.BOOL,
+        True,
+        "use Bluetooth LE when this machine has a usable adapter (status says why not)",
+        flag="--ble / --no-ble",
+    ),
     Key(
         "ble.backend",
         Kind.STR,

@@ -97,6 +97,9 @@ class TransportStatus:
     detail: str = ""
     #: why it is down, in a few words a person can act on ("" when up or not known)
     reason: str = ""
+    #: a short stable name for the state when "up"/"down" says too little (BLE: "no adapter",
+    #: "adapter off", ...; see meshchat.transports.ble.probe); "" for up or down
+    state: str = ""
 
 
 class Transport(ABC):

@@ -333,6 +333,11 @@ def header_markup(
         if status.up:
             markup.append(("header_dim", f" {safe_line(status.name)} up"))
             continue
+        if status.state:  # a short name for why ("ble: no adapter") says enough
+            markup.append(
+                ("header_nolinks", f" {safe_line(status.name)}: {safe_line(status.state)}")
+            )
+            continue
         why = safe_line(status.reason)
         if len(why) > HEADER_REASON_CHARS:
             why = why[: HEADER_REASON_CHARS - 1] + "…"

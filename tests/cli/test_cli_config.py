@@ -93,7 +93,9 @@ def test_flags_override_the_file() -> None:
 def test_no_file_and_no_flag_is_the_old_default() -> None:
     settings = settings_from(daemon_args())
     assert settings.lan and settings.mdns and settings.lan_port == 0
-    assert settings.ble_backend is None and settings.relays == [] and settings.dht_port is None
+    assert settings.relays == [] and settings.dht_port is None
+    # Bluetooth is on by default (the OS stack; used when an adapter is usable)
+    assert settings.ble_backend == "bleak"
     assert settings.options.ttl == 12 and settings.options.announce
     assert settings.name is None
 
@@ -162,3 +164,12 @@ async def test_the_name_key_names_the_running_node_and_its_card(tmp_path: Path) 
         assert (await node.card()).name == "Picked"
     home.config.write_text('name = "From Config"\n')
     assert (await offline_card(home, PASS)).name == "From Config"
+
+
+def test_bluetooth_is_turned_off_by_the_flag_or_the_key() -> None:
+    assert settings_from(daemon_args("--no-ble")).ble_backend is None
+    assert settings_from(daemon_args(), parse("[ble]\nenabled = false\n")).ble_backend is None
+    # a flag beats the key both ways
+    on = settings_from(daemon_args("--ble", "bleak"), parse("[ble]\nenabled = false\n"))
+    assert on.ble_backend == "bleak"
+    assert settings_from(build_parser().parse_args(["run", "--no-ble"])).ble_backend is None

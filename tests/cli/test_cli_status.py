@@ -75,8 +75,11 @@ def test_status_without_an_identity_or_a_node(tmp_path: Path) -> None:
     assert shown["store"]["bytes"] == 0 and shown["queued"] is None
     transports = by_name(shown["transports"])
     assert transports["lan"]["state"] == "stopped"
-    assert transports["ble"]["state"] == "off" and "ble.enabled" in transports["ble"]["reason"]
+    # Bluetooth is on by default; this machine has no adapter, and status says so
+    assert transports["ble"]["state"] == "no adapter" and transports["ble"]["up"] is False
+    assert "no Bluetooth adapter" in transports["ble"]["reason"]
     text = ok(home, "status")
+    assert "ble        no adapter no Bluetooth adapter" in text
     assert "daemon not running" in text and "meshchat init" in text
 
 
@@ -148,8 +151,12 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
     lan = transports["lan"]
     assert lan["state"] == "up" and lan["up"] is True and lan["reason"] is None
     assert "127.0.0.1:" in lan["detail"] and "mdns off" in lan["detail"]  # from config.toml
-    for name in ("ble", "relay", "dht"):
+    for name in ("relay", "dht"):
         assert transports[name]["state"] == "off" and transports[name]["reason"]
+    # BLE on by default, no adapter on this machine: said plainly, and the LAN link is up
+    ble = transports["ble"]
+    assert ble["state"] == "no adapter" and ble["up"] is False
+    assert "no Bluetooth adapter" in ble["reason"]
     assert shown["links"] == 1
     stranger_id = json.loads(ok(stranger.path, "id", "--json"))["node_id"]
     [neighbour] = shown["neighbours"]
@@ -164,6 +171,7 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
     assert "\u3164" not in text
     assert "~mallory\\u3164" in text  # escaped, and marked as a stranger
     assert "lan        up" in text
+    assert "ble        no adapter" in text
     assert "links      1 neighbour(s): ~mallory" in text
     assert "gateway    none heard" in text
 

@@ -319,3 +319,11 @@ def test_the_header_says_in_one_line_what_status_says() -> None:
     assert " relay down (connection refused by 127.0.0.1…)" in text
     assert "\x1b" not in text and "\n" not in text
     assert "gateway" not in plain(header_markup("alice", BOB, 2, statuses))
+
+
+def test_the_header_names_why_bluetooth_is_not_in_use() -> None:
+    from meshchat.transports.base import TransportStatus
+
+    none = TransportStatus("ble", False, reason="no Bluetooth adapter: ...", state="no adapter")
+    text = plain(header_markup("alice", BOB, 0, [TransportStatus("lan", True), none]))
+    assert text.endswith(" lan up ble: no adapter")

@@ -21,6 +21,7 @@ def contact(c: Contact) -> Contact:
         trust=v.member(Trust, c.trust, "trust"),
         added_ms=v.integer(c.added_ms, "added_ms"),
         card=v.text(c.card, "card"),
+        account_id=v.blob(c.account_id, "account_id"),
     )
 
 

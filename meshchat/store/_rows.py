@@ -24,6 +24,8 @@ settings    none
 crypto_     none
 state
 set_aside   ``set_ms``
+device_     none
+lists
 ==========  ==========================================================================
 """
 
@@ -93,12 +95,22 @@ class Rows:
 
     def seal_contact(self, c: Contact) -> tuple[bytes, bytes, bytes]:
         tag, sign_tag = self.contact_tag(c.node_id), self.contact_sign_tag(c.sign_public)
-        fields = [c.node_id, c.sign_public, c.box_public, c.name, c.trust.value, c.added_ms, c.card]
+        fields = [
+            c.node_id,
+            c.sign_public,
+            c.box_public,
+            c.name,
+            c.trust.value,
+            c.added_ms,
+            c.card,
+            c.account_id,
+        ]
         return tag, sign_tag, self.cipher.seal("contacts", (tag, sign_tag), fields)
 
     def open_contact(self, row: tuple[Any, ...]) -> Contact:
         tag, sign_tag, sealed = row
-        f = _fields(self.cipher.open("contacts", (tag, sign_tag), sealed), 7, "contacts")
+        # 7 fields before accounts: such a contact is its own account
+        f = _fields_of(self.cipher.open("contacts", (tag, sign_tag), sealed), (7, 8), "contacts")
         return Contact(
             node_id=v.cell_bytes(f[0]),
             sign_public=v.cell_bytes(f[1]),
@@ -107,6 +119,7 @@ class Rows:
             trust=v.cell_enum(Trust, f[4]),
             added_ms=v.cell_int(f[5]),
             card=v.cell_str(f[6]),
+            account_id=v.cell_bytes(f[7]) if len(f) > 7 else b"",
         )
 
     # -- peers ------------------------------------------------------------------------------
@@ -316,3 +329,17 @@ class Rows:
             reason=v.cell_str(f[3]),
             set_ms=v.cell_int(set_ms),
         )
+
+    # -- device lists -----------------------------------------------------------------------
+
+    def device_list_tag(self, account_id: bytes) -> bytes:
+        return self.cipher.tag("device-list", account_id)
+
+    def seal_device_list(self, account_id: bytes, blob: bytes) -> tuple[bytes, bytes]:
+        tag = self.device_list_tag(account_id)
+        return tag, self.cipher.seal("device_lists", (tag,), [account_id, blob])
+
+    def open_device_list(self, row: tuple[Any, ...]) -> tuple[bytes, bytes]:
+        tag, sealed = row
+        f = _fields(self.cipher.open("device_lists", (tag,), sealed), 2, "device_lists")
+        return v.cell_bytes(f[0]), v.cell_bytes(f[1])

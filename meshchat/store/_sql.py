@@ -187,3 +187,13 @@ STATES_OF_KIND = "SELECT tag, kind_tag, sealed FROM crypto_state WHERE kind_tag 
 
 SET_ASIDE_INSERT = "INSERT INTO set_aside (tag, set_ms, sealed) VALUES (?, ?, ?)"
 SET_ASIDE_ALL = "SELECT tag, set_ms, sealed FROM set_aside ORDER BY set_ms, rowid"
+
+# -- device lists -----------------------------------------------------------------------------
+
+DEVICE_LIST_PUT = """
+    INSERT INTO device_lists (account_tag, sealed) VALUES (?, ?)
+    ON CONFLICT (account_tag) DO UPDATE SET sealed = excluded.sealed
+"""
+DEVICE_LIST_DELETE = "DELETE FROM device_lists WHERE account_tag = ?"
+DEVICE_LISTS_ALL = "SELECT account_tag, sealed FROM device_lists"
+CONTACT_DELETE = "DELETE FROM contacts WHERE tag = ?"

@@ -51,6 +51,7 @@ from meshchat.identity import ContactCard
 from meshchat.store import _checks as checks
 from meshchat.store import _sql as q
 from meshchat.store import _values as v
+from meshchat.store._accounts import AccountTables
 from meshchat.store._conn import Database
 from meshchat.store._crypt import StoreCipher
 from meshchat.store._dag import Dag
@@ -83,7 +84,7 @@ DEFAULT_MAX_PEERS = 10_000
 _QUERY_ROWS_MAX = 1_000_000
 
 
-class Store(MessageTables, StateTables):
+class Store(MessageTables, StateTables, AccountTables):
     """A meshchat message store in one SQLite file. See the module docstring."""
 
     def __init__(
@@ -283,7 +284,9 @@ class Store(MessageTables, StateTables):
         return find_contact(self.list_contacts(), query)
 
     def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
-        """Set a contact's trust; raises :class:`UsageError` if it is not a contact."""
+        """Set a contact's trust, on every device of its account (trust is per account);
+        raises :class:`UsageError` if it is not a contact, or is one of the user's own
+        devices (those are trusted by the own device list: revoke one instead)."""
         trust = v.member(Trust, trust, "trust")
         tag = self._rows.contact_tag(v.blob(node_id, "node_id"))
         with self._writing() as conn:
@@ -291,7 +294,16 @@ class Store(MessageTables, StateTables):
             if row is None:
                 raise UsageError(f"no contact has node id {node_id.hex()}")
             contact = replace(self._rows.open_contact(row), trust=trust)
+            if Trust.OWN in (trust, self._rows.open_contact(row).trust):
+                raise UsageError("own devices are trusted by the device list: revoke instead")
             self._put_contact(conn, contact)
+            for other in self._contacts(conn):
+                if (
+                    other.account_id == contact.account_id
+                    and other.node_id != node_id
+                    and other.trust not in (Trust.OWN, trust)
+                ):
+                    self._put_contact(conn, replace(other, trust=trust))
         return contact
 
     # -- peers seen -------------------------------------------------------------------------

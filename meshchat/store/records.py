@@ -37,6 +37,9 @@ class Trust(StrEnum):
     UNVERIFIED = "unverified"  #: added from a card, safety number not compared
     VERIFIED = "verified"  #: safety number compared out of band
     COMPROMISED = "compromised"  #: replaced by new keys, or marked unsafe by the user
+    #: another device of the user's own account (on the user's signed device list): never
+    #: shown as a stranger, never verified by hand
+    OWN = "own"
 
 
 class MessageState(StrEnum):
@@ -54,7 +57,9 @@ class Contact:
     """A person the user added, with their device's public keys.
 
     ``card`` is the signed contact card (``mc1:...``) the contact was added from, kept so it
-    can be shared on; empty for a contact added from bare keys.
+    can be shared on; empty for a contact added from bare keys. ``account_id`` is the account
+    the device belongs to (the founding device's node id); a contact of one device (and every
+    contact stored before accounts) is its own account, its node id (the default).
     """
 
     node_id: bytes
@@ -64,6 +69,11 @@ class Contact:
     trust: Trust
     added_ms: int
     card: str = ""
+    account_id: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.account_id:
+            object.__setattr__(self, "account_id", self.node_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,7 +257,18 @@ _V6: Migration = (
     "WHERE order_ms IS NOT NULL AND held_ms IS NOT NULL",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: accounts. Each account's signed device list (the user's own and contacts'),
+# sealed, found by the tag of the account id. A contact's account id lives in its sealed cell
+# (a cell from before this version has none: the contact is its own account), so nothing is
+# rewritten; the node writes the genesis list of the user's own account on its first open.
+_V7: Migration = (
+    """CREATE TABLE device_lists (
+        account_tag BLOB PRIMARY KEY,
+        sealed BLOB NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)

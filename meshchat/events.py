@@ -15,6 +15,7 @@ __all__ = [
     "GroupChanged",
     "GroupStateUpdated",
     "HistoryReceived",
+    "LinkProgress",
     "MessageDelivered",
     "MessageExpired",
     "MessageReceived",
@@ -183,6 +184,24 @@ class DeviceListChanged:
     loud: bool
 
 
+@dataclass(frozen=True, slots=True)
+class LinkProgress:
+    """A link exchange moved on (:mod:`meshchat.engine._link`): for the faces.
+
+    ``role`` is ``existing`` (this device showed the code) or ``new`` (it was given one);
+    ``state`` a :class:`~meshchat.account.linking.LinkState` value; ``string`` the
+    confirmation string once both nonces are known; ``peer`` the other device and
+    ``peer_name`` the new device's name as it gave it (unchecked: sanitize before showing);
+    ``reason`` a :class:`~meshchat.errors.LinkReason` value once it ended."""
+
+    role: str
+    state: str
+    string: str
+    peer: PublicIdentity | None
+    peer_name: str
+    reason: str | None
+
+
 Event = (
     MessageReceived
     | HistoryReceived
@@ -198,4 +217,5 @@ Event = (
     | GroupStateUpdated
     | DeviceListUpdated
     | DeviceListChanged
+    | LinkProgress
 )

@@ -92,6 +92,14 @@ class AccountBook:
                 self._lists[account_id] = held
         if self._own.account_id in blobs:
             self._updates.pop(self._own.account_id, None)
+        me = self._me.node_id
+        if len(self._own.devices) == 1:
+            # this device was linked to another account (see adopt): the newest stored list
+            # that lists it is its own
+            joined = [held for held in self._lists.values() if me in held.node_ids]
+            if joined:
+                self._own = max(joined, key=lambda held: held.version)
+                del self._lists[self._own.account_id]
         self._index()
         return bad
 
@@ -229,6 +237,29 @@ class AccountBook:
             added,
             gone,
             signer_was_trusted,
+        )
+
+    def adopt(self, new: DeviceList, delivered_by: PublicIdentity) -> ListChange:
+        """This device was linked to another account: ``new`` (signed by ``delivered_by``,
+        the device that linked it, and listing this device) becomes the own list. Only a
+        device alone on its own account may move; raises :class:`DeviceListError`."""
+        check_first(new, delivered_by)
+        if self._me.node_id not in new.node_ids:
+            raise DeviceListError(DeviceListReason.UNKNOWN_DEVICE, "the list does not list me")
+        if len(self._own.devices) > 1 and new.account_id != self._own.account_id:
+            raise DeviceListError(
+                DeviceListReason.FOREIGN_DEVICE, "this device is on an account with others"
+            )
+        held = self._lists.pop(new.account_id, None)
+        if held is not None:
+            check_successor(held, new)
+        self._own = new
+        self._updates[new.account_id] = new.encode()
+        self._index()
+        me = self._me.node_id
+        added = tuple(d.identity for d in new.devices if d.node_id != me)
+        return ListChange(
+            new.account_id, 0 if held is None else held.version, new, added, (), held is not None
         )
 
     def revoke(self, node_id: bytes, me: Identity) -> DeviceList:

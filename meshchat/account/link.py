@@ -51,6 +51,7 @@ import cbor2
 import nacl.encoding
 import nacl.hash
 
+from meshchat.account.devicelist import MAX_DEVICE_LIST_BYTES
 from meshchat.errors import IdentityError, LinkError, LinkReason, PacketError, PacketReason
 from meshchat.identity import MAX_NAME_BYTES, NODE_ID_SIZE, PublicIdentity, clean_name
 from meshchat.wire.cborcheck import check_cbor
@@ -80,6 +81,7 @@ __all__ = [
     "commitment",
     "confirmation",
     "decode_link",
+    "is_link_blob",
     "normalise_confirmation",
 ]
 
@@ -102,8 +104,8 @@ MAX_BAD_REQUESTS = 3
 NONCE_SIZE = 32
 MAC_SIZE = 32
 KEY_SIZE = 32
-#: the largest device list an accept carries (a signed list of eight devices fits)
-MAX_LIST_BYTES = 2048
+#: the largest device list an accept carries
+MAX_LIST_BYTES = MAX_DEVICE_LIST_BYTES
 #: the text before a code in its QR form (upper case: QR's compact alphanumeric mode)
 QR_PREFIX = "MCLINK:"
 _DOMAIN = b"meshchat-link-v1\x00"
@@ -352,6 +354,16 @@ LinkMessage = LinkRequest | LinkNonce | LinkReveal | LinkAccept | LinkRefuse
 
 _SHAPES = {KIND_REQUEST: 6, KIND_NONCE: 3, KIND_REVEAL: 2, KIND_ACCEPT: 3, KIND_REFUSE: 2}
 _MAX_BLOB = MAX_LIST_BYTES + 128
+
+
+def is_link_blob(blob: bytes) -> bool:
+    """Whether a joined control blob is a link message (a CBOR array whose first item is one
+    of :data:`LINK_KINDS`), told from its first bytes."""
+    if len(blob) < 2 or not 0x81 <= blob[0] <= 0x97:
+        return False
+    if blob[1] == 0x18:
+        return len(blob) > 2 and blob[2] in LINK_KINDS
+    return blob[1] in LINK_KINDS
 
 
 def decode_link(data: bytes) -> LinkMessage:

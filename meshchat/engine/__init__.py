@@ -33,14 +33,17 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
+from meshchat.account.book import AccountBook
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
 from meshchat.engine._groups import GroupGlue
+from meshchat.engine._link import LinkGlue
 from meshchat.engine._receiving import Receiving, dm_conversation
 from meshchat.engine._sending import Sending, message_body
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
+    DeviceListUpdated,
     Event,
     GroupStateUpdated,
     MessageExpired,
@@ -104,6 +107,9 @@ class Engine:
         self.router.addresses = self.direct.book.tags
         self.groups = GroupBook(identity)
         self._group_glue = GroupGlue(self)
+        #: this device's account and the accounts of the devices it knows
+        self.accounts = AccountBook(identity, device_name=name)
+        self.link = LinkGlue(self)
         self.sending = Sending(self)
         self.receiving = Receiving(self)
 
@@ -124,6 +130,13 @@ class Engine:
         self.router.contacts.add(identity.node_id)
         self.router.contact_keys.add(identity.sign_public)
         return self._updates()
+
+    def add_own_device(self, identity: PublicIdentity) -> None:
+        """Another device of this account: answer to its pair tags and carry what it sends
+        as a contact's (the node keeps it as a contact row of trust ``own``)."""
+        self.direct.add_peer(identity)
+        self.router.contacts.add(identity.node_id)
+        self.router.contact_keys.add(identity.sign_public)
 
     def meet(
         self, identity: PublicIdentity, prekey: SignedPrekey | None, now_ms: int
@@ -153,6 +166,8 @@ class Engine:
             out.append(PrekeysUpdated(blob) if key is None else SessionUpdated(key, blob))
         for key, blob in self.groups.take_updates():
             out.append(GroupStateUpdated(key, blob))
+        for account_id, blob in self.accounts.take_updates():
+            out.append(DeviceListUpdated(account_id, blob))
         out.extend(self.groups.take_notices())
         return out
 

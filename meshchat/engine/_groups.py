@@ -194,6 +194,8 @@ class GroupGlue:
         for member, prekey in outcome.learned:
             self.engine.direct.add_peer(member, prekey)
         out: list[Output] = [*self._group_changed(outcome.sends, now_ms), *outcome.notices]
+        if outcome.link is not None:
+            out.extend(self.engine.link.on_blob(sender, outcome.link, now_ms))
         removals: dict[bytes, list[bytes]] = {}
         for group_id, node_id in outcome.to_remove:
             removals.setdefault(group_id, []).append(node_id)

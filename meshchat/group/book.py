@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
 
+from meshchat.account.link import is_link_blob
 from meshchat.errors import DecryptionError, PacketError, StoreError, UsageError
 from meshchat.events import GroupChanged
 from meshchat.group._delivery import Deliveries
@@ -117,6 +118,8 @@ class ControlOutcome:
     rejected: str | None = None
     #: msg ids of our own control parts to stop sending (their blob was not applied)
     cancel: list[bytes] = field(default_factory=list)
+    #: a joined link blob (:mod:`meshchat.account.link`), for the engine's link glue
+    link: bytes | None = None
 
 
 class GroupBook(GroupMessages):
@@ -412,6 +415,8 @@ class GroupBook(GroupMessages):
             self._dirty.add(BOOK_KEY)
         if blob is None:
             return self._with_dropped(ControlOutcome(), now_ms)
+        if is_link_blob(blob):
+            return self._with_dropped(ControlOutcome(link=blob), now_ms)
         try:
             outcome = self._apply(sender, decode_control(blob), now_ms, known)
         except (PacketError, DecryptionError) as exc:

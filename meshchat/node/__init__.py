@@ -36,7 +36,7 @@ from typing import ParamSpec, TypeVar
 
 from meshchat.engine import Engine
 from meshchat.errors import MeshchatError, NoSuchContact, UsageError
-from meshchat.events import PeerAnnounced
+from meshchat.events import LinkProgress, PeerAnnounced
 from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, Identity, PublicIdentity
@@ -50,6 +50,7 @@ from meshchat.node._gateway import Neighbourhood
 from meshchat.node._groups import Groups
 from meshchat.node._inbox import Command, FrameIn, Inbox, LinkDown, LinkUp, Worker
 from meshchat.node._lifecycle import load
+from meshchat.node._link import LinkOffer, NodeLink
 from meshchat.node._store import AsyncStore
 from meshchat.node._types import (
     ANNOUNCE_EVERY_MS,
@@ -136,6 +137,7 @@ class Node:
         self.group_commands = Groups(self)
         self.catchup = NodeCatchup(self)
         self.blocklist = Blocklist(self)
+        self.linking = NodeLink(self)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self._last_announce = 0
@@ -436,6 +438,35 @@ class Node:
     def groups(self) -> list[Group]:
         """Every group this node holds (also those it was removed from)."""
         return self.group_commands.all()
+
+    # -- linking devices (see _link) -------------------------------------------------------
+
+    @property
+    def account_id(self) -> bytes:
+        """The account this device is on (its own node id until it is linked to another)."""
+        return self.engine.accounts.account_id
+
+    async def link_start(self) -> LinkOffer:
+        """Show a one-time code (ten minutes, one use) to link a new device to this account."""
+        return await self.linking.start()
+
+    async def link_join(
+        self, code: str, device_name: str = "", timeout_s: float = 60.0
+    ) -> LinkProgress:
+        """Ask the device that shows ``code`` to link this one to its account (waits until
+        that device is heard). Raises :class:`~meshchat.errors.LinkError`."""
+        return await self.linking.join(code, device_name, timeout_s)
+
+    async def link_wait(
+        self, role: str, timeout_s: float, *, answered: bool = False
+    ) -> LinkProgress | None:
+        """The exchange of ``role`` (``existing`` or ``new``) once its string is shown and
+        the person must answer (unless ``answered``), or once it is over."""
+        return await self.linking.wait(role, timeout_s, answered=answered)
+
+    async def link_confirm(self, role: str, answer: str) -> LinkProgress | None:
+        """The person's answer: ``y``, ``n``, or the string the other device shows."""
+        return await self.linking.answer(role, answer)
 
     # -- panic -----------------------------------------------------------------------------
 

@@ -24,9 +24,12 @@ from meshchat.engine import Output
 from meshchat.errors import MeshchatError
 from meshchat.events import (
     AttemptMade,
+    DeviceListChanged,
+    DeviceListUpdated,
     GroupChanged,
     GroupStateUpdated,
     HistoryReceived,
+    LinkProgress,
     MessageDelivered,
     MessageExpired,
     MessageReceived,
@@ -36,7 +39,13 @@ from meshchat.events import (
     PrekeysUpdated,
     SessionUpdated,
 )
-from meshchat.node._types import GROUP_STATE, PREKEY_STATE, SESSION_STATE, NodeNotice
+from meshchat.node._types import (
+    DEVICE_LIST_STATE,
+    GROUP_STATE,
+    PREKEY_STATE,
+    SESSION_STATE,
+    NodeNotice,
+)
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.store import Store
 from meshchat.store.records import CarriedPacket, MessageState, Trust
@@ -290,6 +299,12 @@ class Effects:
                     write = PutState(PREKEY_STATE, b"", blob)
                 case GroupStateUpdated(key=key, blob=blob):
                     write = PutState(GROUP_STATE, key, blob)
+                case DeviceListUpdated(account_id=account_id, blob=blob):
+                    write = PutState(DEVICE_LIST_STATE, account_id, blob)
+                case DeviceListChanged():
+                    plan.after.append(Notify(NodeNotice("devices")))
+                case LinkProgress():
+                    plan.after.append(Notify(NodeNotice("link", link=out)))
                 case GroupChanged(group_id=group_id, what=what):
                     log.info("group %s: %s", group_id.hex()[:8], what)
                     plan.after.append(Notify(NodeNotice("group", group=out)))
@@ -329,6 +344,8 @@ class Effects:
                     if link is None or not link.send(frame):
                         node.count("drop.link-send")
             case Notify(notice):
+                if notice.link is not None:
+                    node.linking.progress(notice.link)
                 if notice.message is not None and notice.message.held:
                     node.count("history.held")  # stored, not shown until its parents are
                 node.notify(notice)

@@ -9,6 +9,7 @@ from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey
 from meshchat.identity import PublicIdentity
 from meshchat.node import _replay as replay
 from meshchat.node._types import (
+    DEVICE_LIST_STATE,
     GROUP_PREFIX,
     PREKEY_STATE,
     SESSION_STATE,
@@ -41,10 +42,20 @@ async def load(node: Node) -> None:
     await replay.load(node, now)  # before anything is marked seen
     for carried in await node.store.call(store.carried, now):
         node.engine.router.restore_carried(carried.frame, carried.expires_ms, now)
+    await _load_devices(node)
     await _load_sessions(node, now)
     await node.group_commands.load(now)
     await _load_outbox(node, now)
     node.catchup.check_all()
+
+
+async def _load_devices(node: Node) -> None:
+    """The stored device lists; this account's other devices are known as own devices."""
+    blobs = await node.store.call(node.store.store.states, DEVICE_LIST_STATE)
+    for bad in node.engine.accounts.load(blobs):
+        log.warning("unreadable device list %s left out", bad.hex()[:8])
+    for device in node.engine.accounts.own_devices():
+        node.engine.add_own_device(device)
 
 
 async def _load_sessions(node: Node, now: int) -> None:

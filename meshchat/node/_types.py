@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from meshchat.catchup import CatchupTimings
 from meshchat.crypto.channel import ChannelKey
 from meshchat.errors import IdentityError
-from meshchat.events import GroupChanged
+from meshchat.events import GroupChanged, LinkProgress
 from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
 from meshchat.router.flood import RouterConfig
 from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget
@@ -48,6 +48,8 @@ LINK_QUEUE = 1024
 SESSION_STATE = "session"
 PREKEY_STATE = "prekeys"
 GROUP_STATE = "group"
+#: device lists (own and contacts'), by account id
+DEVICE_LIST_STATE = "devices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,8 @@ class NodeNotice:
     group: GroupChanged | None = None
     #: for kind ``history``: the conversation to re-read
     conversation: str | None = None
+    #: for kind ``link``: the step a link exchange took
+    link: LinkProgress | None = None
 
 
 def wall_clock_ms() -> int:

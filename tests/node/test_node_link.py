@@ -1,0 +1,184 @@
+"""Linking a second device between real nodes on the in-memory medium, and the bad inputs:
+a code used twice, a code past its time, a wrong confirmation string, a wrong secret."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from meshchat.account.link import LINK_TTL_MS, LinkCode
+from meshchat.errors import LinkError, LinkReason
+from meshchat.identity import Identity
+from meshchat.node import Node, wall_clock_ms
+from meshchat.store import Store
+from meshchat.transports.memory import MemoryHub, MemoryTransport
+
+Make = Callable[[str], Awaitable[Node]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.skew = 0
+
+    def __call__(self) -> int:
+        return wall_clock_ms() + self.skew
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Make]:
+    hub = MemoryHub()
+    nodes: list[tuple[Node, Store, MemoryTransport]] = []
+
+    async def make(name: str, clock: Clock | None = None) -> Node:
+        identity = Identity.generate()
+        store = Store.open(tmp_path / f"{name}.db", key=os.urandom(32))
+        transport = hub.transport(identity.public)
+        node = Node(identity, name, store, [transport], clock=clock or Clock())
+        await node.start()
+        for _, _, other in nodes:
+            hub.connect(other, transport)
+        nodes.append((node, store, transport))
+        return node
+
+    yield make  # type: ignore[misc]
+    for node, store, _ in nodes:
+        await node.stop()
+        store.close()
+
+
+async def strings(e: Node, n: Node, code: str) -> tuple[str, str]:
+    await n.link_join(code, "laptop", timeout_s=10)
+    shown_n = await n.link_wait("new", 10)
+    shown_e = await e.link_wait("existing", 10)
+    assert shown_n is not None and shown_e is not None
+    return shown_e.string, shown_n.string
+
+
+async def test_two_devices_link_and_hold_one_list(mesh: Make) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    shown_e, shown_n = await strings(e, n, offer.code)
+    assert shown_e == shown_n and len(shown_e) == 7
+    progress_e = await e.link_confirm("existing", shown_n)
+    progress_n = await n.link_confirm("new", "y")
+    assert progress_n is not None and progress_n.state in ("confirming", "linked")
+    assert progress_e is not None and progress_e.state == "accepted"
+    assert progress_e.peer_name == "laptop"
+    final = await n.link_wait("new", 10, answered=True)
+    assert final is not None and final.state == "linked"
+    assert n.account_id == e.account_id == e.identity.node_id
+    assert n.engine.accounts.own == e.engine.accounts.own
+    assert {d.name for d in e.engine.accounts.own.devices} == {"alice", "laptop"}
+    assert n.engine.accounts.is_own_device(e.identity.node_id)
+    assert e.engine.accounts.is_own_device(n.identity.node_id)
+
+
+async def test_the_new_device_keeps_its_account_after_a_restart(mesh: Make, tmp_path: Path) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    await strings(e, n, offer.code)
+    await e.link_confirm("existing", "y")
+    await n.link_confirm("new", "y")
+    await n.link_wait("new", 10, answered=True)
+    assert n.account_id == e.account_id
+    await asyncio.sleep(0.1)
+    blobs = await n.store.call(n.store.store.states, "devices")
+    again = Node(n.identity, n.name, Store.open(tmp_path / "unused.db", key=os.urandom(32)), [])
+    again.engine.accounts.load(blobs)
+    assert again.account_id == e.account_id
+    assert again.engine.accounts.is_own_device(e.identity.node_id)
+    again.store.shutdown()
+
+
+async def test_a_code_used_twice_links_only_the_first_device(mesh: Make) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    m = await mesh("mallory")
+    offer = await e.link_start()
+    await strings(e, n, offer.code)
+    await m.link_join(offer.code, "evil", timeout_s=10)
+    await asyncio.sleep(0.5)
+    status_m = m.linking.status("new")
+    assert status_m is not None and status_m.state == "requested"  # never answered
+    await e.link_confirm("existing", "y")
+    await n.link_confirm("new", "y")
+    await n.link_wait("new", 10, answered=True)
+    listed = set(e.engine.accounts.own.node_ids)
+    assert listed == {e.identity.node_id, n.identity.node_id}
+    assert m.account_id == m.identity.node_id
+    assert e.counters.get("rejected", 0) >= 1  # refused in the log, nothing else happened
+
+
+async def test_a_code_past_its_time_is_refused(mesh: Make) -> None:
+    clock = Clock()
+    e = await mesh("alice", clock)  # type: ignore[call-arg]
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    clock.skew = LINK_TTL_MS + 1000
+    await n.link_join(offer.code, "laptop", timeout_s=10)
+    ended = await e.link_wait("existing", 10)
+    assert ended is not None and ended.state == "ended" and ended.reason == "expired"
+    await asyncio.sleep(0.3)
+    status_n = n.linking.status("new")
+    assert status_n is not None and status_n.state == "requested"
+    assert len(e.engine.accounts.own.devices) == 1
+
+
+async def test_a_wrong_confirmation_string_links_nothing(mesh: Make) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    shown, _ = await strings(e, n, offer.code)
+    wrong = "000 000" if shown != "000 000" else "111 111"
+    progress = await n.link_confirm("new", wrong)
+    assert progress is not None and progress.state == "ended" and progress.reason == "mismatch"
+    ended = await e.link_wait("existing", 10, answered=True)
+    assert ended is not None and ended.state == "ended" and ended.reason == "declined"
+    assert len(e.engine.accounts.own.devices) == 1
+    assert n.account_id == n.identity.node_id
+
+
+async def test_a_wrong_confirmation_on_the_existing_side_refuses_the_new_one(mesh: Make) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    shown, _ = await strings(e, n, offer.code)
+    await n.link_confirm("new", "y")
+    wrong = "000 000" if shown != "000 000" else "111 111"
+    await e.link_confirm("existing", wrong)
+    ended = await n.link_wait("new", 10, answered=True)
+    assert ended is not None and ended.state == "ended" and ended.reason == "declined"
+    assert len(e.engine.accounts.own.devices) == 1
+    assert n.account_id == n.identity.node_id
+
+
+async def test_a_request_with_a_wrong_secret_is_refused(mesh: Make) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    real = LinkCode.parse(offer.code)
+    forged = dataclasses.replace(real, secret=bytes(x ^ 1 for x in real.secret))
+    await n.link_join(forged.to_text(), "laptop", timeout_s=10)
+    await asyncio.sleep(0.5)
+    status_e = e.linking.status("existing")
+    assert status_e is not None and status_e.state == "waiting"  # still usable by the real one
+    status_n = n.linking.status("new")
+    assert status_n is not None and status_n.state == "requested"
+    assert e.counters.get("rejected", 0) >= 1
+    assert len(e.engine.accounts.own.devices) == 1
+
+
+async def test_a_code_nobody_announces_is_not_found(mesh: Make) -> None:
+    await mesh("alice")
+    n = await mesh("alice-laptop")
+    code = LinkCode.generate(Identity.generate().node_id).to_text()
+    with pytest.raises(LinkError) as caught:
+        await n.link_join(code, "laptop", timeout_s=1)
+    assert caught.value.reason is LinkReason.NOT_FOUND

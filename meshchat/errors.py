@@ -31,6 +31,8 @@ __all__ = [
     "PacketReason",
     "StoreError",
     "StoreReason",
+    "SyncError",
+    "SyncReason",
     "TransportError",
     "UsageError",
 ]
@@ -240,3 +242,25 @@ class ConfigError(UsageError):
             where = f"line {line}"
         message = f"{key}: {problem}" if key else problem
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class SyncReason(Enum):
+    """Why a history sync session with one of my own devices was cut off."""
+
+    TOO_MANY_WANTED = "too-many-wanted"  #: the peer claimed more missing ids than a session takes
+    TOO_MANY_ROUNDS = "too-many-rounds"  #: the reconciliation did not end within its round budget
+    OUT_OF_ORDER = "out-of-order"  #: a message that does not fit the session (bounds, session id)
+    NOT_MY_DEVICE = "not-my-device"  #: a sync blob from a sender that is not one of my devices
+
+
+class SyncError(MeshchatError):
+    """A sync session was cut off (``reason``); the peer is not trusted with more of it.
+
+    The session's memory is bounded by its limits, whatever the peer sends; a new session
+    (started later, on the next meeting) reconciles again from the stores.
+    """
+
+    def __init__(self, reason: SyncReason, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)

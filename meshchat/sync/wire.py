@@ -1,0 +1,242 @@
+"""The sync messages between my own devices: a strict, bounded codec.
+
+A sync message travels as the bytes of a control blob ``[19, sync_bytes]`` inside a sealed
+session between two devices of one account (never in clear, never to anyone else).
+``sync_bytes`` is canonical CBOR:
+
+==========  ================================================================================
+message     canonical CBOR
+==========  ================================================================================
+Reconcile   ``[1, session(8), [range, ...], [want_sid(16), ...]]``; each range is
+            ``[upper, mode, payload]`` and covers the items from the previous range's
+            ``upper`` (the first range: from the lowest item) up to below its own ``upper``,
+            ``[ts, prefix(0..16 bytes)]`` or null for "above every item"; ``mode`` 0 skip
+            (payload null), 1 fingerprint (payload 16 bytes), 2 ids (payload: the sender's
+            sids in that range, sorted). ``wants`` (sorted) asks the receiver for those records.
+Records     ``[2, session(8), [record, ...]]``, the records of :mod:`meshchat.sync.records`.
+==========  ================================================================================
+
+Bounds (a message over any of them is refused whole, :class:`PacketError`): at most
+:data:`MAX_SYNC_BYTES` bytes (a control blob is at most 24 parts of 900 bytes),
+:data:`MAX_RANGES` ranges, :data:`MAX_IDS` sids in all (ids ranges and wants together),
+:data:`MAX_RECORDS` records; bounds strictly ascending; sids 16 bytes, sorted, no duplicates.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass
+
+import cbor2
+
+from meshchat.errors import PacketError, PacketReason
+from meshchat.sync.items import FINGERPRINT_SIZE, INFINITY, MAX_TS, SID_SIZE, Bound
+from meshchat.sync.records import RECORD_ITEMS, Record, record_from_fields
+from meshchat.wire.cborcheck import check_cbor
+
+__all__ = [
+    "MAX_IDS",
+    "MAX_RANGES",
+    "MAX_RECORDS",
+    "MAX_SYNC_BYTES",
+    "SESSION_SIZE",
+    "Mode",
+    "Range",
+    "Reconcile",
+    "Records",
+    "SyncMessage",
+    "decode_sync",
+]
+
+MAX_SYNC_BYTES = 20_000
+MAX_RANGES = 256
+MAX_IDS = 1024
+MAX_RECORDS = 128
+SESSION_SIZE = 8
+_RECONCILE = 1
+_RECORDS = 2
+_MAX_ITEMS = 8 + MAX_RANGES * 6 + MAX_IDS
+
+
+class Mode(enum.IntEnum):
+    """What a range of a Reconcile message carries."""
+
+    SKIP = 0  #: nothing to do here
+    FINGERPRINT = 1  #: compare this fingerprint of the sender's items with yours
+    IDS = 2  #: every sid the sender holds in the range
+
+
+def _bad(what: str) -> PacketError:
+    return PacketError(PacketReason.BAD_FIELD, f"sync: {what}")
+
+
+def _sid(value: object) -> bytes:
+    if not isinstance(value, bytes) or len(value) != SID_SIZE:
+        raise _bad("a sync id is not 16 bytes")
+    return value
+
+
+def _session(value: object) -> bytes:
+    if not isinstance(value, bytes) or len(value) != SESSION_SIZE:
+        raise _bad("session id")
+    return value
+
+
+def _sorted_sids(value: object, what: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list):
+        raise _bad(what)
+    sids = tuple(_sid(item) for item in value)
+    if any(a >= b for a, b in itertools.pairwise(sids)):
+        raise _bad(f"{what}: not sorted or repeated")
+    return sids
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """One range of a Reconcile message: the items below ``upper`` (from the previous one)."""
+
+    upper: Bound
+    mode: Mode
+    fingerprint: bytes = b""
+    ids: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.upper.ts <= MAX_TS or len(self.upper.prefix) > SID_SIZE:
+            raise _bad("range bound")
+        if self.upper.ts == MAX_TS and self.upper.prefix:
+            raise _bad("range bound")
+        if self.mode is Mode.FINGERPRINT and len(self.fingerprint) != FINGERPRINT_SIZE:
+            raise _bad("fingerprint size")
+        if self.mode is not Mode.FINGERPRINT and self.fingerprint:
+            raise _bad("a fingerprint in a range of another mode")
+        if self.mode is not Mode.IDS and self.ids:
+            raise _bad("ids in a range of another mode")
+
+    def _fields(self) -> list[object]:
+        upper = None if self.upper == INFINITY else [self.upper.ts, self.upper.prefix]
+        if self.mode is Mode.FINGERPRINT:
+            payload: object = self.fingerprint
+        elif self.mode is Mode.IDS:
+            payload = list(self.ids)
+        else:
+            payload = None
+        return [upper, int(self.mode), payload]
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Ranges to compare (each answered by the receiver) and the sids the sender wants."""
+
+    session: bytes
+    ranges: tuple[Range, ...]
+    wants: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        _session(self.session)
+        if len(self.ranges) > MAX_RANGES:
+            raise _bad("too many ranges")
+        if sum(len(r.ids) for r in self.ranges) + len(self.wants) > MAX_IDS:
+            raise _bad("too many sync ids")
+        for a, b in zip(self.ranges, self.ranges[1:], strict=False):
+            if a.upper >= b.upper:
+                raise _bad("range bounds not ascending")
+        _sorted_sids(list(self.wants), "wants")
+
+    def encode(self) -> bytes:
+        ranges = [r._fields() for r in self.ranges]
+        data = cbor2.dumps([_RECONCILE, self.session, ranges, list(self.wants)], canonical=True)
+        if len(data) > MAX_SYNC_BYTES:
+            raise _bad("reconcile message too large")
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    """Records the sender holds and the receiver lacks (asked for, or found missing)."""
+
+    session: bytes
+    records: tuple[Record, ...]
+
+    def __post_init__(self) -> None:
+        _session(self.session)
+        if len(self.records) > MAX_RECORDS:
+            raise _bad("too many records")
+
+    def encode(self) -> bytes:
+        data = cbor2.dumps(
+            [_RECORDS, self.session, [r.fields() for r in self.records]], canonical=True
+        )
+        if len(data) > MAX_SYNC_BYTES:
+            raise _bad("records message too large")
+        return data
+
+
+SyncMessage = Reconcile | Records
+
+
+def record_size(record: Record) -> int:
+    """The bytes ``record`` takes inside a Records message."""
+    return len(cbor2.dumps(record.fields(), canonical=True))
+
+
+#: What a Records message costs besides its records.
+RECORDS_OVERHEAD = 16
+
+
+def _bound(value: object) -> Bound:
+    if value is None:
+        return INFINITY
+    if not isinstance(value, list) or len(value) != 2:
+        raise _bad("range bound")
+    ts, prefix = value
+    if type(ts) is not int or not 0 <= ts < MAX_TS:
+        raise _bad("range bound time")
+    if not isinstance(prefix, bytes) or len(prefix) > SID_SIZE:
+        raise _bad("range bound prefix")
+    return Bound(ts, prefix)
+
+
+def _range(value: object) -> Range:
+    if not isinstance(value, list) or len(value) != 3:
+        raise _bad("range")
+    upper, mode, payload = value
+    if mode == Mode.SKIP and payload is None:
+        return Range(_bound(upper), Mode.SKIP)
+    if mode == Mode.FINGERPRINT and isinstance(payload, bytes):
+        return Range(_bound(upper), Mode.FINGERPRINT, fingerprint=payload)
+    if mode == Mode.IDS:
+        return Range(_bound(upper), Mode.IDS, ids=_sorted_sids(payload, "range ids"))
+    raise _bad("range mode or payload")
+
+
+def decode_sync(data: bytes) -> SyncMessage:
+    """Parse ``sync_bytes``; raises :class:`PacketError` for anything but a message of this
+    codec within its bounds."""
+    if len(data) > MAX_SYNC_BYTES:
+        raise PacketError(PacketReason.OVERSIZED, "sync message too large")
+    check_cbor(data, max_items=max(_MAX_ITEMS, 4 + MAX_RECORDS * RECORD_ITEMS), max_depth=4)
+    try:
+        fields = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several types; check_cbor let only odd cases through
+        raise PacketError(PacketReason.MALFORMED, f"sync CBOR: {exc}") from exc
+    if not isinstance(fields, list) or len(fields) < 1:
+        raise _bad("not an array")
+    kind = fields[0]
+    if kind == _RECONCILE and len(fields) == 4:
+        _, session, ranges, wants = fields
+        if not isinstance(ranges, list) or len(ranges) > MAX_RANGES:
+            raise _bad("ranges")
+        if not isinstance(wants, list) or len(wants) > MAX_IDS:
+            raise _bad("wants")
+        return Reconcile(
+            _session(session),
+            tuple(_range(r) for r in ranges),
+            _sorted_sids(wants, "wants"),
+        )
+    if kind == _RECORDS and len(fields) == 3:
+        _, session, records = fields
+        if not isinstance(records, list) or len(records) > MAX_RECORDS:
+            raise _bad("records")
+        return Records(_session(session), tuple(record_from_fields(r) for r in records))
+    raise PacketError(PacketReason.UNKNOWN_KIND, f"sync message kind {kind!r}")

@@ -10,6 +10,7 @@ rules are :mod:`meshchat.causal`), :mod:`meshchat.store.trust` for key changes,
 """
 
 from meshchat.store._crypt import KEY_SIZE as STORE_KEY_SIZE
+from meshchat.store._sync import SyncApplied
 from meshchat.store._values import MAX_BLOB_BYTES, MAX_TEXT_BYTES
 from meshchat.store.db import DEFAULT_MAX_CARRIED, DEFAULT_MAX_PEERS, MIN_ID_PREFIX, Store
 from meshchat.store.records import (
@@ -46,5 +47,6 @@ __all__ = [
     "OutboxEntry",
     "SetAside",
     "Store",
+    "SyncApplied",
     "Trust",
 ]

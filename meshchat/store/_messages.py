@@ -60,6 +60,7 @@ class MessageTables:
     _history: HistoryTrimmer
     _reading: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _writing: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _sync_before_delete: Callable[[sqlite3.Connection, int], None]
 
     def _open(self, rows: Iterable[Any]) -> list[Message]:
         return [self._rows.open_message(row, dag=True)[0] for row in rows]
@@ -195,6 +196,7 @@ class MessageTables:
         when = _now_ms() if now_ms is None else v.integer(now_ms, "now_ms")
         erased = 0
         with self._writing() as conn:
+            self._sync_before_delete(conn, when)
             for msg_id in ids:
                 count, outgoing = self._dag.delete(conn, conv_tag, self._rows.msg_tag(msg_id), when)
                 erased += count
@@ -209,6 +211,7 @@ class MessageTables:
         conv_tag = self._rows.conv_tag(v.text(conversation, "conversation"))
         when = _now_ms() if now_ms is None else v.integer(now_ms, "now_ms")
         with self._writing() as conn:
+            self._sync_before_delete(conn, when)
             for row in conn.execute(d.CONV_OUTGOING_LIVE, (conv_tag,)).fetchall():
                 msg_id = self._rows.open_message(row)[0].msg_id
                 conn.execute(q.OUTBOX_DELETE, (self._rows.outbox_tag(msg_id),))

@@ -59,6 +59,7 @@ from meshchat.store._find import MIN_ID_PREFIX, contact_order, find_contact
 from meshchat.store._messages import MessageTables
 from meshchat.store._rows import Rows
 from meshchat.store._state import StateTables
+from meshchat.store._sync import SyncTables
 from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget, HistoryTrimmer
 from meshchat.store.records import (
     CarriedPacket,
@@ -84,7 +85,7 @@ DEFAULT_MAX_PEERS = 10_000
 _QUERY_ROWS_MAX = 1_000_000
 
 
-class Store(MessageTables, StateTables, AccountTables):
+class Store(MessageTables, StateTables, AccountTables, SyncTables):
     """A meshchat message store in one SQLite file. See the module docstring."""
 
     def __init__(

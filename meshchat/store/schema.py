@@ -268,7 +268,28 @@ _V7: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Version 8: history sync between the devices of one account (``_sync.py``,
+# :mod:`meshchat.sync`). One row per synced item: its sync id and time in clear (what
+# reconciliation sorts and fingerprints), its kind, what it stands for (``ref_row``: the message
+# row; ``ref_tag``: the message or contact tag), the state it was indexed in, and a sealed cell
+# with the record's identity (conversation, message id and time; or node id and change time),
+# so a deleted message's tombstone can still be synced after its row is gone.
+_V8: Migration = (
+    """CREATE TABLE sync_items (
+        sid BLOB PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        ref_row INTEGER,
+        ref_tag BLOB NOT NULL,
+        state TEXT NOT NULL,
+        sealed BLOB NOT NULL
+    )""",
+    "CREATE INDEX sync_items_by_ts ON sync_items (ts, sid)",
+    "CREATE INDEX sync_items_by_row ON sync_items (ref_row) WHERE ref_row IS NOT NULL",
+    "CREATE INDEX sync_items_by_tag ON sync_items (kind, ref_tag)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,7 @@ Message        ``[1, conversation, msg_id(16), sender(16),         created_ms  k
 Tombstone      ``[2, conversation, msg_id(16), created_ms]``       created_ms  kind, conversation,
                                                                                msg_id
 Contact        ``[3, node_id(16), sign_public(32), box_public(32), changed_ms  kind, node_id,
-               name, trust, changed_ms]``                                      trust, changed_ms
+               name, trust, changed_ms, account_id(16)]``                      trust, changed_ms
 =============  ==================================================  ==========  ===================
 
 The sync id is ``blake2b-16(person "meshchat-sync-id", canonical CBOR of the covered fields)``,
@@ -200,9 +200,11 @@ class ContactRecord:
     name: str
     trust: str
     changed_ms: int
+    account_id: bytes
 
     def __post_init__(self) -> None:
         _id(self.node_id, "node id")
+        _id(self.account_id, "account id")
         _id(self.sign_public, "sign key", KEY_SIZE)
         _id(self.box_public, "box key", KEY_SIZE)
         _text(self.name, MAX_NAME_BYTES, "name")
@@ -231,6 +233,7 @@ class ContactRecord:
             self.name,
             self.trust,
             self.changed_ms,
+            self.account_id,
         ]
 
 
@@ -266,8 +269,8 @@ def record_from_fields(fields: object) -> Record:
                 _id(msg_id, "msg id"),
                 _time(created, "created_ms"),
             )
-        if kind == CONTACT and len(fields) == 7:
-            _, node_id, sign, box, name, trust, changed = fields
+        if kind == CONTACT and len(fields) == 8:
+            _, node_id, sign, box, name, trust, changed, account = fields
             return ContactRecord(
                 _id(node_id, "node id"),
                 _id(sign, "sign key", KEY_SIZE),
@@ -275,6 +278,7 @@ def record_from_fields(fields: object) -> Record:
                 _text(name, MAX_NAME_BYTES, "name"),
                 _text(trust, 16, "trust"),
                 _time(changed, "changed_ms"),
+                _id(account, "account id"),
             )
     except TypeError as exc:  # an unhashable parent (a list) reaching set()
         raise _bad("malformed field") from exc

@@ -22,6 +22,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING
 
+from meshchat.account.book import ListChange
 from meshchat.account.devicelist import DeviceEntry, DeviceList
 from meshchat.account.link import (
     LINK_TTL_MS,
@@ -142,6 +143,8 @@ class LinkGlue:
         accept = inviter.accept(new.encode(), now_ms)
         self.engine.add_own_device(peer)
         out = self.engine.flush()
+        change = ListChange(new.account_id, new.version - 1, new, (peer,), (), True)
+        out.append(DeviceListChanged(change, False))
         out.extend(self._send(peer, accept.encode(), now_ms))
         out.append(self._progress(EXISTING, inviter))
         return out

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from meshchat.account.book import ListChange
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.engine import Output
 from meshchat.errors import MeshchatError
@@ -40,7 +41,6 @@ from meshchat.events import (
     SessionUpdated,
 )
 from meshchat.node._types import (
-    DEVICE_LIST_STATE,
     GROUP_STATE,
     PREKEY_STATE,
     SESSION_STATE,
@@ -48,7 +48,7 @@ from meshchat.node._types import (
 )
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.store import Store
-from meshchat.store.records import CarriedPacket, MessageState, Trust
+from meshchat.store.records import CarriedPacket, Contact, MessageState, Trust
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -115,6 +115,19 @@ class PutState:
     blob: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PutDeviceList:
+    account_id: bytes
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PutOwnDevice:
+    """Another device of this account, kept as a contact row of trust ``OWN``."""
+
+    contact: Contact
+
+
 Write = (
     SaveReceived
     | SaveCarried
@@ -124,6 +137,8 @@ Write = (
     | RememberPeer
     | PutState
     | Tombstone
+    | PutDeviceList
+    | PutOwnDevice
 )
 
 
@@ -223,6 +238,11 @@ def apply_write(store: Store, write: Write) -> Step | None:
             store.put_state(kind, key, blob)
         case Tombstone(conversation, msg_id, now):
             store.delete_messages(conversation, [msg_id], now_ms=now)
+        case PutDeviceList(account_id, blob):
+            store.put_device_list(account_id, blob)
+        case PutOwnDevice(contact):
+            store.put_device_contact(contact)
+            return Notify(NodeNotice("peer"))
     return None
 
 
@@ -300,8 +320,9 @@ class Effects:
                 case GroupStateUpdated(key=key, blob=blob):
                     write = PutState(GROUP_STATE, key, blob)
                 case DeviceListUpdated(account_id=account_id, blob=blob):
-                    write = PutState(DEVICE_LIST_STATE, account_id, blob)
-                case DeviceListChanged():
+                    write = PutDeviceList(account_id, blob)
+                case DeviceListChanged(change=change):
+                    self._own_devices(plan, change, now)
                     plan.after.append(Notify(NodeNotice("devices")))
                 case LinkProgress():
                     plan.after.append(Notify(NodeNotice("link", link=out)))
@@ -311,6 +332,27 @@ class Effects:
             if write is not None:
                 plan.after.append(FromWrite(len(plan.writes)))
                 plan.writes.append(write)
+
+    def _own_devices(self, plan: Plan, change: ListChange, now: int) -> None:
+        """Devices added to this device's own account become contact rows of trust OWN."""
+        if change.account_id != self.node.engine.accounts.account_id:
+            return
+        for device in change.added:
+            if device == self.node.identity.public:
+                continue
+            entry = change.new.device(device.node_id)
+            name = entry.name if entry is not None else device.short_id
+            contact = Contact(
+                device.node_id,
+                device.sign_public,
+                device.box_public,
+                name,
+                Trust.OWN,
+                now,
+                account_id=change.account_id,
+            )
+            plan.after.append(FromWrite(len(plan.writes)))
+            plan.writes.append(PutOwnDevice(contact))
 
     async def carry_out(
         self,

@@ -9,7 +9,6 @@ from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey
 from meshchat.identity import PublicIdentity
 from meshchat.node import _replay as replay
 from meshchat.node._types import (
-    DEVICE_LIST_STATE,
     GROUP_PREFIX,
     PREKEY_STATE,
     SESSION_STATE,
@@ -51,7 +50,7 @@ async def load(node: Node) -> None:
 
 async def _load_devices(node: Node) -> None:
     """The stored device lists; this account's other devices are known as own devices."""
-    blobs = await node.store.call(node.store.store.states, DEVICE_LIST_STATE)
+    blobs = await node.store.call(node.store.store.device_lists)
     for bad in node.engine.accounts.load(blobs):
         log.warning("unreadable device list %s left out", bad.hex()[:8])
     for device in node.engine.accounts.own_devices():

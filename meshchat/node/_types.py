@@ -48,8 +48,6 @@ LINK_QUEUE = 1024
 SESSION_STATE = "session"
 PREKEY_STATE = "prekeys"
 GROUP_STATE = "group"
-#: device lists (own and contacts'), by account id
-DEVICE_LIST_STATE = "devices"
 
 
 @dataclass(frozen=True, slots=True)

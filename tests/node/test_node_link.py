@@ -16,6 +16,7 @@ from meshchat.errors import LinkError, LinkReason
 from meshchat.identity import Identity
 from meshchat.node import Node, wall_clock_ms
 from meshchat.store import Store
+from meshchat.store.records import Trust
 from meshchat.transports.memory import MemoryHub, MemoryTransport
 
 Make = Callable[[str], Awaitable[Node]]
@@ -77,6 +78,12 @@ async def test_two_devices_link_and_hold_one_list(mesh: Make) -> None:
     assert {d.name for d in e.engine.accounts.own.devices} == {"alice", "laptop"}
     assert n.engine.accounts.is_own_device(e.identity.node_id)
     assert e.engine.accounts.is_own_device(n.identity.node_id)
+    # each keeps the other as a contact row of trust OWN, on the one account
+    on_e = {c.node_id: c for c in await e.contacts()}[n.identity.node_id]
+    on_n = {c.node_id: c for c in await n.contacts()}[e.identity.node_id]
+    assert on_e.trust is Trust.OWN and on_n.trust is Trust.OWN
+    assert on_e.account_id == on_n.account_id == e.account_id
+    assert (on_e.name, on_n.name) == ("laptop", "alice")
 
 
 async def test_the_new_device_keeps_its_account_after_a_restart(mesh: Make, tmp_path: Path) -> None:
@@ -89,7 +96,7 @@ async def test_the_new_device_keeps_its_account_after_a_restart(mesh: Make, tmp_
     await n.link_wait("new", 10, answered=True)
     assert n.account_id == e.account_id
     await asyncio.sleep(0.1)
-    blobs = await n.store.call(n.store.store.states, "devices")
+    blobs = await n.store.call(n.store.store.device_lists)
     again = Node(n.identity, n.name, Store.open(tmp_path / "unused.db", key=os.urandom(32)), [])
     again.engine.accounts.load(blobs)
     assert again.account_id == e.account_id

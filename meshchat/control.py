@@ -52,7 +52,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from meshchat.identity import ContactCard, PublicIdentity
 from meshchat.logview import entries, entry_json, pick
 from meshchat.node import Node
 from meshchat.safety import safety_number
-from meshchat.store.records import Contact, Message, Trust
+from meshchat.store.records import Contact, Delivery, Message, Trust
 from meshchat.store.trust import KeyChangeError
 
 __all__ = [
@@ -96,11 +96,24 @@ def message_json(message: Message) -> dict[str, Any]:
     }
 
 
-def history_json(messages: Sequence[Message]) -> list[dict[str, Any]]:
+def history_json(
+    messages: Sequence[Message], deliveries: Mapping[bytes, Sequence[Delivery]] | None = None
+) -> list[dict[str, Any]]:
     """A conversation's messages as ``log --json`` and the control op ``log`` show them: in
     the store's order, each with its place in the history (:func:`meshchat.logview.entry_json`).
+    With ``deliveries``, each outgoing direct message lists its devices: which device of the
+    recipient's account has it (``delivered``) and which copies are still tried or failed.
     """
-    return [entry_json(e, message_json(e.message)) for e in entries(messages)]
+    out = []
+    for e in entries(messages):
+        item = entry_json(e, message_json(e.message))
+        if deliveries is not None and e.message.outgoing and e.message.msg_id in deliveries:
+            item["devices"] = [
+                {"device": d.device.hex(), "state": d.state.value, "updated_ms": d.updated_ms}
+                for d in deliveries[e.message.msg_id]
+            ]
+        out.append(item)
+    return out
 
 
 def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
@@ -255,7 +268,8 @@ class ControlServer:
             conversation = await node.resolve_conversation(str(request["conversation"]))
             limit = int(request.get("limit", 200))
             messages = await node.history(conversation, max(1, min(limit, 10000)))
-            return {"conversation": conversation, "messages": history_json(messages)}
+            deliveries = await node.deliveries(m.msg_id for m in messages if m.outgoing)
+            return {"conversation": conversation, "messages": history_json(messages, deliveries)}
         if op == "delete":
             return await self._delete(request)
         if op == "peers":

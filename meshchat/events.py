@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshchat.account.book import ListChange
 from meshchat.identity import PublicIdentity, SignedPrekey
@@ -77,18 +77,29 @@ class MessageSent:
 
     msg_id: bytes
     packet_id: bytes
+    #: the device whose copy left (b"": a channel or group message)
+    device: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class MessageDelivered:
-    """The recipient's end-to-end ack for a direct message arrived."""
+    """The recipient's end-to-end ack for a direct message arrived (from ``device``: the
+    message is delivered once any device of the recipient's account acked)."""
 
     msg_id: bytes
+    device: bytes = field(default=b"", compare=False)
+    #: no other copy of the message is in flight (its outbox row can end)
+    last: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class MessageExpired:
+    """A copy of the message expired (or could not be built) before any ack; the message
+    failed when ``last`` (no other copy in flight)."""
+
     msg_id: bytes
+    device: bytes = field(default=b"", compare=False)
+    last: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,8 @@ class AttemptMade:
     msg_id: bytes
     attempts: int
     next_try_ms: int
+    #: the device whose copy was tried
+    device: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,6 +189,7 @@ class Mesh:
                     parents=item.parents,
                     loose=item.loose,
                     sent_ms=item.sent_ms,
+                    devices=[item.recipient],  # one copy per item, as the store keeps them
                 )
         for peer in self.neighbours(name):
             self._handle(name, engine.link_up(link_id(name, peer), self.now_ms))

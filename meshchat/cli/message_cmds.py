@@ -104,7 +104,9 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
         unlocked = unlock(home)  # one passphrase, one key derivation
         with open_store(home, unlocked) as store:
             conversation = _conversation(store, args.target)
-            messages = history_json(store.history(conversation, args.limit))
+            shown = store.history(conversation, args.limit)
+            sent = store.deliveries(m.msg_id for m in shown if m.outgoing)
+            messages = history_json(shown, sent)
             names = [c.name for c in store.list_contacts() if c.trust is not Trust.COMPROMISED]
         names.append(unlocked.name)
     if args.json:

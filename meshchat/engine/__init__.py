@@ -37,6 +37,7 @@ from meshchat.account.book import AccountBook
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
+from meshchat.engine._fanout import Directory, LoneDevices, devices_for
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._link import LinkGlue
 from meshchat.engine._receiving import Receiving, dm_conversation
@@ -106,6 +107,8 @@ class Engine:
         # The router reads the live set of our tags; the suite keeps it current.
         self.router.addresses = self.direct.book.tags
         self.groups = GroupBook(identity)
+        #: accounts and their devices, for fan-out (the node installs the account book)
+        self.directory: Directory = LoneDevices()
         self._group_glue = GroupGlue(self)
         #: this device's account and the accounts of the devices it knows
         self.accounts = AccountBook(identity, device_name=name)
@@ -267,29 +270,37 @@ class Engine:
         parents: Sequence[bytes] = (),
         loose: Sequence[bytes] = (),
         sent_ms: int | None = None,
+        devices: Sequence[PublicIdentity] | None = None,
     ) -> list[Output]:
         """Queue a direct message and try it at once. The caller stored it already.
 
-        The recipient's earlier messages still unacked are retried first (see
-        :mod:`._sending`). ``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`.
+        One copy goes to each live device of the recipient's account (``devices``, when
+        given: only those; see :mod:`._fanout`), all with the same id and body. Each device's
+        earlier messages still unacked are retried first (see :mod:`._sending`).
+        ``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`.
         """
-        item = OutboxItem(
-            msg_id=msg_id,
-            destination=Destination.node(recipient.node_id),
-            text=text,
-            created_ms=now_ms,
-            expires_ms=expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS,
-            recipient=recipient,
-            attempts=attempts,
-            next_try_ms=now_ms,
-            sent_ms=now_ms if sent_ms is None else sent_ms,
-            parents=tuple(parents),
-            loose=tuple(loose),
-        )
-        message_body(item)  # validate now, at the sender
-        out = self.sending.resend_earlier(recipient, msg_id, now_ms)
-        self.outbox.add(item)
-        out.extend(self.sending.attempt(item, now_ms))
+        if devices is None:
+            devices = devices_for(self.directory, recipient, self.identity.node_id)
+        expires = expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS
+        out: list[Output] = []
+        for device in devices:
+            item = OutboxItem(
+                msg_id=msg_id,
+                destination=Destination.node(device.node_id),
+                text=text,
+                created_ms=now_ms,
+                expires_ms=expires,
+                recipient=device,
+                attempts=attempts,
+                next_try_ms=now_ms,
+                sent_ms=now_ms if sent_ms is None else sent_ms,
+                parents=tuple(parents),
+                loose=tuple(loose),
+            )
+            message_body(item)  # validate now, at the sender
+            out.extend(self.sending.resend_earlier(device, msg_id, now_ms))
+            self.outbox.add(item)
+            out.extend(self.sending.attempt(item, now_ms))
         return out
 
     def send_channel(
@@ -365,9 +376,18 @@ class Engine:
         self._end(msg_id)
 
     def _end(self, msg_id: bytes) -> None:
-        self.outbox.remove(msg_id)
-        self.direct.forget(msg_id)
+        """Every copy of ``msg_id`` leaves the outbox."""
+        for item in self.outbox.copies(msg_id):
+            self._end_copy(item)
         self.groups.control_done(msg_id)
+
+    def _end_copy(self, item: OutboxItem) -> bool:
+        """One copy leaves the outbox; True if it was the message's last."""
+        self.outbox.remove(item.key)
+        self.direct.forget(item.key)
+        if item.is_control:
+            self.groups.control_done(item.msg_id)
+        return not self.outbox.copies(item.msg_id)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -433,10 +453,11 @@ class Engine:
             self._group_glue.sync_addresses()
         out: list[Output] = self._updates()
         out.extend(self._handle(self.router.tick(now_ms), now_ms))
-        for msg_id in self.outbox.expire(now_ms):
-            self.direct.forget(msg_id)
-            if not self.groups.control_done(msg_id):
-                out.append(MessageExpired(msg_id))
+        for item in self.outbox.expire(now_ms):
+            self.direct.forget(item.key)
+            if not self.groups.control_done(item.msg_id):
+                last = not self.outbox.copies(item.msg_id)
+                out.append(MessageExpired(item.msg_id, item.device, last))
         out.extend(self._updates())
         out.extend(self._retry_due(now_ms))
         return out

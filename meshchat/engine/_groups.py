@@ -53,9 +53,9 @@ class GroupGlue:
         (parts already queued for them are dropped). Removing them from a group stays the
         admin's decision: a re-key without them is one ``change_group`` away."""
         self._distrusted.add(node_id)
-        for item in list(self.engine.outbox._items.values()):
+        for item in self.engine.outbox.items():
             if item.is_control and item.recipient is not None and item.recipient.node_id == node_id:
-                self.engine._end(item.msg_id)
+                self.engine._end_copy(item)
 
     def know_members(self, group: Group, now_ms: int) -> None:
         if group.removed:

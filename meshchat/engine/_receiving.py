@@ -24,6 +24,7 @@ from meshchat.events import (
     MessageSent,
 )
 from meshchat.identity import PublicIdentity
+from meshchat.router.outbox import OutboxItem
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, DestKind, Packet, PacketKind, Suite
 from meshchat.wire.payloads import (
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["Receiving", "dm_conversation", "message_received"]
 
 
-def dm_conversation(node_id: bytes) -> str:
-    """The conversation name of direct messages with a node."""
-    return "dm:" + node_id.hex()
+def dm_conversation(account_id: bytes) -> str:
+    """The conversation name of direct messages with an account (whichever of its devices
+    sent them; an account of one device is its node id)."""
+    return "dm:" + account_id.hex()
 
 
 def message_received(
@@ -96,8 +98,8 @@ class Receiving:
                 self.engine.direct.withhold(opened)
                 return [*out, *self.engine.flush()]
         if opened.body is not None:
-            conversation = dm_conversation(opened.sender.node_id)
             sender = opened.sender
+            conversation = dm_conversation(self.engine.directory.account_of(sender.node_id))
             out.append(
                 message_received(conversation, opened.body, sender, sender.sign_public, packet)
             )
@@ -130,7 +132,7 @@ class Receiving:
             sender_box, plaintext = self.engine._box.open(packet.payload)
             sender = PublicIdentity(packet.origin, sender_box)
             body = MessageBody.decode(plaintext)  # a history body is never direct
-            conversation = dm_conversation(sender.node_id)
+            conversation = dm_conversation(self.engine.directory.account_of(sender.node_id))
             received = message_received(conversation, body, sender, packet.origin, packet)
             ack = codec.build(
                 self.engine.identity,
@@ -162,7 +164,7 @@ class Receiving:
 
     def _sealed_ack(self, packet: Packet, now_ms: int, link: str | None) -> list[Output]:
         token = ack_hash_of(packet.payload)
-        msg_id = self.engine.direct.token_owner(token) if token is not None else None
+        key = self.engine.direct.token_owner(token) if token is not None else None
         out: list[Output] = []
         try:
             self.engine.direct.open_ack(packet, now_ms, link)
@@ -171,17 +173,22 @@ class Receiving:
             # part only moves the session on.
             out.append(MessageRejected(str(exc), packet.packet_id, None))
         out[:0] = self.engine.flush()
-        item = self.engine.outbox.get(msg_id) if msg_id is not None else None
+        item = self.engine.outbox.get(key) if key is not None else None
         if item is None or item.recipient is None:
             return out
         if item.is_control:
             self.engine.groups.control_acked(item.msg_id)
-        self.engine._end(item.msg_id)
-        if item.is_control:
+            self.engine._end(item.msg_id)
             return [*out, *self.engine.flush()]
+        return [*out, *self._copy_acked(item, packet.packet_id)]
+
+    def _copy_acked(self, item: OutboxItem, packet_id: bytes) -> list[Output]:
+        """One device acked its copy: the message is delivered; the other copies go on."""
+        last = self.engine._end_copy(item)
+        out: list[Output] = []
         if not item.transmitted:
-            out.append(MessageSent(item.msg_id, packet.packet_id))
-        out.append(MessageDelivered(item.msg_id))
+            out.append(MessageSent(item.msg_id, packet_id, item.device))
+        out.append(MessageDelivered(item.msg_id, item.device, last))
         return out
 
     def ack(self, packet: Packet, now_ms: int, link: str | None = None) -> list[Output]:
@@ -190,14 +197,10 @@ class Receiving:
                 return [MessageRejected("wrong suite for a sealed address", packet.packet_id, None)]
             return self._sealed_ack(packet, now_ms, link)
         ack = AckBody.decode(packet.payload)
-        item = self.engine.outbox.get(ack.msg_id)
-        if item is None or item.recipient is None:
+        copies = [c for c in self.engine.outbox.copies(ack.msg_id) if c.recipient is not None]
+        if not copies:
             return []
-        if packet.origin != item.recipient.sign_public:
+        item = next((c for c in copies if c.recipient_key == packet.origin), None)
+        if item is None:
             return [MessageRejected("ack not from the recipient", packet.packet_id, None)]
-        self.engine._end(ack.msg_id)
-        out: list[Output] = []
-        if not item.transmitted:
-            out.append(MessageSent(item.msg_id, ack.acked_packet_id))
-        out.append(MessageDelivered(ack.msg_id))
-        return out
+        return self._copy_acked(item, ack.acked_packet_id)

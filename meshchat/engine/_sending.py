@@ -90,13 +90,12 @@ class Sending:
             if item.recipient is None:
                 raise UsageError("a control part has no recipient")
             return engine.direct.build_message(
-                item.recipient, item.msg_id, item.body, now_ms, engine.ttl
+                item.recipient, item.key, item.body, now_ms, engine.ttl
             )
         body = message_body(item).encode()
         if item.recipient is not None and engine.direct.can_seal(item.recipient):
-            return engine.direct.build_message(
-                item.recipient, item.msg_id, body, now_ms, engine.ttl
-            )
+            # Drafts and ack tokens are per copy: each device has its own session.
+            return engine.direct.build_message(item.recipient, item.key, body, now_ms, engine.ttl)
         if item.recipient is not None:
             suite, payload = Suite.BOX, engine._box.seal(item.recipient.box_public, body)
             return self._signed(item.destination, suite, payload, now_ms)
@@ -130,8 +129,8 @@ class Sending:
         try:
             packet = self.build(item, now_ms)
         except (UsageError, CryptoError):
-            engine._end(item.msg_id)
-            return [*engine.flush(), MessageExpired(item.msg_id)]
+            last = engine._end_copy(item)
+            return [*engine.flush(), MessageExpired(item.msg_id, item.device, last)]
         # The ratchet may have moved: store its state before the packet can leave.
         out: list[Output] = engine.flush()
         actions = engine.router.originate(packet, now_ms)
@@ -141,13 +140,13 @@ class Sending:
             engine.outbox.record_packet(item, packet.packet_id)
             if not item.transmitted:
                 item.transmitted = True
-                out.append(MessageSent(item.msg_id, packet.packet_id))
+                out.append(MessageSent(item.msg_id, packet.packet_id, item.device))
         item.attempts += 1
         if item.needs_ack:
             item.next_try_ms = now_ms + backoff_ms(item.attempts, engine.rng)
-            out.append(AttemptMade(item.msg_id, item.attempts, item.next_try_ms))
+            out.append(AttemptMade(item.msg_id, item.attempts, item.next_try_ms, item.device))
         elif item.transmitted:
-            engine._end(item.msg_id)
+            engine._end_copy(item)
         return out
 
     # -- history summaries --------------------------------------------------------------

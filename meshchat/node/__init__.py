@@ -31,7 +31,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import ParamSpec, TypeVar
 
 from meshchat.engine import Engine
@@ -65,7 +65,7 @@ from meshchat.node._types import (
 from meshchat.panic import PanicReport
 from meshchat.router.flood import FloodRouter
 from meshchat.store import Store
-from meshchat.store.records import Channel, Contact, Conversation, Message, Trust
+from meshchat.store.records import Channel, Contact, Conversation, Delivery, Message, Trust
 from meshchat.store.trust import CardResult
 from meshchat.target import (
     Target,
@@ -265,6 +265,10 @@ class Node:
 
     async def messages(self, conversation: str, limit: int = 200) -> list[Message]:
         return await self.store.call(self.store.store.messages, conversation, limit)
+
+    async def deliveries(self, msg_ids: Iterable[bytes]) -> dict[bytes, list[Delivery]]:
+        """Per-device delivery of these outgoing messages (those that have any)."""
+        return await self.store.call(self.store.store.deliveries, list(msg_ids))
 
     async def history(self, conversation: str, limit: int = 200) -> list[Message]:
         """The last ``limit`` shown messages of ``conversation`` in their causal order, then

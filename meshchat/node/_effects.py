@@ -80,9 +80,14 @@ class DropCarried:
 
 @dataclass(frozen=True, slots=True)
 class SetState:
+    """An outgoing message's state; with ``device``, what happened to that device's copy
+    (``last``: no other copy is in flight, so the outbox row ends)."""
+
     msg_id: bytes
     state: MessageState
     now: int
+    device: bytes = b""
+    last: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,8 @@ class RecordAttempt:
     msg_id: bytes
     attempts: int
     next_try_ms: int
+    device: bytes = b""
+    now: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +232,17 @@ def apply_write(store: Store, write: Write) -> Step | None:
             return OfferToInternet(carried.frame)
         case DropCarried(packet_id):
             store.drop_carried(packet_id)
-        case SetState(msg_id, state, now):
-            store.set_state(msg_id, state, now)
+        case SetState(msg_id, state, now, device, last):
+            if device:
+                store.set_delivery(msg_id, device, state, now, last=last)
+                if state is MessageState.FAILED and not last:
+                    return None  # other devices' copies are still tried
+            store.set_state(msg_id, state, now, keep_outbox=not last)
             return Notify(NodeNotice("state", msg_id=msg_id, state=state))
-        case RecordAttempt(msg_id, attempts, next_try_ms):
+        case RecordAttempt(msg_id, attempts, next_try_ms, device, now):
             store.record_attempt(msg_id, attempts, next_try_ms)
+            if device:
+                store.record_copy_attempt(msg_id, device, attempts, next_try_ms, now)
         case RememberPeer(event, now):
             who = event.identity
             store.remember_peer(who.node_id, who.sign_public, who.box_public, event.name, now)
@@ -302,14 +315,14 @@ class Effects:
                     write = SaveCarried(CarriedPacket(packet.packet_id, frame, dest, expires_ms))
                 case Uncarry(packet_id=packet_id):
                     write = DropCarried(packet_id)
-                case MessageSent(msg_id=msg_id):
-                    write = SetState(msg_id, MessageState.SENT, now)
-                case MessageDelivered(msg_id=msg_id):
-                    write = SetState(msg_id, MessageState.DELIVERED, now)
-                case MessageExpired(msg_id=msg_id):
-                    write = SetState(msg_id, MessageState.FAILED, now)
-                case AttemptMade(msg_id=msg_id, attempts=attempts, next_try_ms=next_try_ms):
-                    write = RecordAttempt(msg_id, attempts, next_try_ms)
+                case MessageSent(msg_id=msg_id, device=device):
+                    write = SetState(msg_id, MessageState.SENT, now, device, last=False)
+                case MessageDelivered(msg_id=msg_id, device=device, last=last):
+                    write = SetState(msg_id, MessageState.DELIVERED, now, device, last)
+                case MessageExpired(msg_id=msg_id, device=device, last=last):
+                    write = SetState(msg_id, MessageState.FAILED, now, device, last)
+                case AttemptMade(msg_id, attempts, next_try_ms, device):
+                    write = RecordAttempt(msg_id, attempts, next_try_ms, device, now)
                 case PeerAnnounced():
                     node.neighbourhood.announced(out, now)
                     write = RememberPeer(out, now)

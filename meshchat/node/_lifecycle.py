@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import PUBLIC_CHANNEL, ChannelKey
+from meshchat.engine._fanout import devices_for
 from meshchat.identity import PublicIdentity
 from meshchat.node import _replay as replay
 from meshchat.node._types import (
@@ -80,7 +81,10 @@ async def _load_sessions(node: Node, now: int) -> None:
 async def _load_outbox(node: Node, now: int) -> None:
     store = node.store.store
     engine = node.engine
-    for entry in await node.store.call(store.pending_outbox, now):
+    entries = await node.store.call(store.pending_outbox, now)
+    direct = [e.msg_id for e in entries if e.conversation.startswith("dm:")]
+    deliveries = await node.store.call(store.deliveries, direct)
+    for entry in entries:
         if entry.conversation.startswith(GROUP_PREFIX):
             node.group_commands.resend(entry, now)
             continue
@@ -106,6 +110,10 @@ async def _load_outbox(node: Node, now: int) -> None:
             await node.store.call(store.set_state, entry.msg_id, MessageState.FAILED, node.clock())
             continue
         recipient = PublicIdentity(contact.sign_public, contact.box_public)
+        # Devices whose copy ended (acked, expired) get none again; a device without a
+        # row was not tried yet (an outbox row from before fan-out has no rows at all).
+        done = {d.device for d in deliveries.get(entry.msg_id, ()) if not d.pending}
+        every = devices_for(engine.directory, recipient, node.identity.node_id)
         engine.send_direct(
             recipient,
             entry.msg_id,
@@ -116,5 +124,6 @@ async def _load_outbox(node: Node, now: int) -> None:
             parents=entry.parents,
             loose=entry.loose,
             sent_ms=entry.created_ms,
+            devices=[d for d in every if d.node_id not in done],
         )
     # Nothing is linked yet: the engine parked every item until a neighbour appears.

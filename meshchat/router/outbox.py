@@ -5,6 +5,11 @@ exponential backoff (with jitter, capped) and offered again at once whenever a n
 appears. A channel message has no ack; it stays until it has been transmitted on at least one
 link. Items past their expiry are dropped and reported as failed. Time only comes from the
 ``now_ms`` arguments; jitter from the caller's ``rng``.
+
+A direct message to an account of several devices is one item per device (a *copy*), all with
+the same ``msg_id`` and body: items are keyed by :attr:`OutboxItem.key` (the message id and
+the recipient device's node id), and :meth:`Outbox.copies` finds every copy of a message. Each
+copy has its own attempts, backoff and expiry.
 """
 
 from __future__ import annotations
@@ -55,6 +60,24 @@ class OutboxItem:
     last_try_ms: int | None = None
 
     @property
+    def key(self) -> bytes:
+        """What identifies this copy: the message id, then the recipient device's node id
+        (nothing more for a channel or group message, which has one copy)."""
+        if self.recipient is None:
+            return self.msg_id
+        return self.msg_id + self.recipient.node_id
+
+    @property
+    def device(self) -> bytes:
+        """The node id of the device this copy goes to (b"" for a channel or group)."""
+        return b"" if self.recipient is None else self.recipient.node_id
+
+    @property
+    def recipient_key(self) -> bytes:
+        """The recipient device's signing key (b"" for a channel or group)."""
+        return b"" if self.recipient is None else self.recipient.sign_public
+
+    @property
     def needs_ack(self) -> bool:
         return self.recipient is not None
 
@@ -64,47 +87,60 @@ class OutboxItem:
 
 
 class Outbox:
-    """The items in flight, indexed by message id and by the packet ids that carried them."""
+    """The copies in flight, indexed by :attr:`OutboxItem.key`, by message id and by the
+    packet ids that carried them."""
 
-    __slots__ = ("_by_packet", "_items")
+    __slots__ = ("_by_msg", "_by_packet", "_items")
 
     def __init__(self) -> None:
         self._items: dict[bytes, OutboxItem] = {}
+        self._by_msg: dict[bytes, dict[bytes, None]] = {}
         self._by_packet: dict[bytes, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def __contains__(self, msg_id: object) -> bool:
-        return msg_id in self._items
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
 
-    def get(self, msg_id: bytes) -> OutboxItem | None:
-        return self._items.get(msg_id)
+    def get(self, key: bytes) -> OutboxItem | None:
+        return self._items.get(key)
 
     def items(self) -> list[OutboxItem]:
         return list(self._items.values())
 
-    def add(self, item: OutboxItem) -> None:
-        self._items[item.msg_id] = item
+    def copies(self, msg_id: bytes) -> list[OutboxItem]:
+        """Every copy of message ``msg_id`` still in flight (one per device)."""
+        return [self._items[k] for k in self._by_msg.get(msg_id, ())]
 
-    def remove(self, msg_id: bytes) -> OutboxItem | None:
-        item = self._items.pop(msg_id, None)
+    def add(self, item: OutboxItem) -> None:
+        self.remove(item.key)
+        self._items[item.key] = item
+        self._by_msg.setdefault(item.msg_id, {})[item.key] = None
+
+    def remove(self, key: bytes) -> OutboxItem | None:
+        item = self._items.pop(key, None)
         if item is not None:
             for packet_id in item.packet_ids:
                 self._by_packet.pop(packet_id, None)
+            keys = self._by_msg.get(item.msg_id, {})
+            keys.pop(key, None)
+            if not keys:
+                self._by_msg.pop(item.msg_id, None)
         return item
 
     def record_packet(self, item: OutboxItem, packet_id: bytes) -> None:
         item.packet_ids.add(packet_id)
-        self._by_packet[packet_id] = item.msg_id
+        self._by_packet[packet_id] = item.key
 
     def due(self, now_ms: int) -> list[OutboxItem]:
         return [i for i in self._items.values() if i.next_try_ms <= now_ms < i.expires_ms]
 
-    def expire(self, now_ms: int) -> list[bytes]:
-        expired = [m for m, i in self._items.items() if i.expires_ms <= now_ms]
-        for msg_id in expired:
-            self.remove(msg_id)
+    def expire(self, now_ms: int) -> list[OutboxItem]:
+        """Remove and return the copies past their expiry."""
+        expired = [i for i in self._items.values() if i.expires_ms <= now_ms]
+        for item in expired:
+            self.remove(item.key)
         return expired
 
     def wake(self, now_ms: int) -> None:

@@ -55,6 +55,7 @@ from meshchat.store._accounts import AccountTables
 from meshchat.store._conn import Database
 from meshchat.store._crypt import StoreCipher
 from meshchat.store._dag import Dag
+from meshchat.store._deliveries import DeliveryTables
 from meshchat.store._find import MIN_ID_PREFIX, contact_order, find_contact
 from meshchat.store._messages import MessageTables
 from meshchat.store._rows import Rows
@@ -85,7 +86,7 @@ DEFAULT_MAX_PEERS = 10_000
 _QUERY_ROWS_MAX = 1_000_000
 
 
-class Store(MessageTables, StateTables, AccountTables, SyncTables):
+class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTables):
     """A meshchat message store in one SQLite file. See the module docstring."""
 
     def __init__(
@@ -383,11 +384,14 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables):
 
     # -- messages ---------------------------------------------------------------------------
 
-    def set_state(self, msg_id: bytes, state: MessageState, now_ms: int) -> bool:
+    def set_state(
+        self, msg_id: bytes, state: MessageState, now_ms: int, *, keep_outbox: bool = False
+    ) -> bool:
         """Report what happened to an outgoing message; True if its state changed.
 
         Reports that would move the state backwards are ignored (see ``states.py``). Entering
-        ``DELIVERED`` or ``FAILED`` deletes the outbox row in the same transaction. An unknown
+        ``DELIVERED`` or ``FAILED`` deletes the outbox row in the same transaction, unless
+        ``keep_outbox`` (one device of several acked: the others are still tried). An unknown
         ``msg_id`` is ignored (the message may be gone). ``RECEIVED`` is refused.
         """
         state = v.member(MessageState, state, "state")
@@ -400,7 +404,7 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables):
         msg_id = v.blob(msg_id, "msg_id")
         now_ms = v.integer(now_ms, "now_ms")
         with self._writing() as conn:
-            return self._advance(conn, msg_id, state, now_ms)
+            return self._advance(conn, msg_id, state, now_ms, keep_outbox=keep_outbox)
 
     def conversations(self) -> list[Conversation]:
         """One summary per conversation, the one with the latest stored message first.
@@ -502,7 +506,13 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables):
     # -- state changes inside a transaction -------------------------------------------------
 
     def _advance(
-        self, conn: sqlite3.Connection, msg_id: bytes, reported: MessageState, now_ms: int
+        self,
+        conn: sqlite3.Connection,
+        msg_id: bytes,
+        reported: MessageState,
+        now_ms: int,
+        *,
+        keep_outbox: bool = False,
     ) -> bool:
         """Apply a state report inside the caller's transaction; True if the state changed."""
         msg_tag = self._rows.msg_tag(msg_id)
@@ -513,7 +523,7 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables):
         if new is None:
             return False
         conn.execute(q.MESSAGE_SET_STATE, (new.value, now_ms, msg_tag))
-        if new in OUTBOX_ENDING:
+        if new in OUTBOX_ENDING and not keep_outbox:
             conn.execute(q.OUTBOX_DELETE, (self._rows.outbox_tag(msg_id),))
         return True
 

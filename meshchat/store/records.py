@@ -16,6 +16,7 @@ __all__ = [
     "Channel",
     "Contact",
     "Conversation",
+    "Delivery",
     "Message",
     "MessageState",
     "OutboxEntry",
@@ -144,6 +145,22 @@ class OutboxEntry:
     expires_ms: int
     parents: tuple[bytes, ...] = ()
     loose: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One device's copy of an outgoing message."""
+
+    msg_id: bytes
+    device: bytes
+    state: MessageState
+    updated_ms: int
+    attempts: int = 0
+    next_try_ms: int = 0
+
+    @property
+    def pending(self) -> bool:
+        return self.state in (MessageState.QUEUED, MessageState.SENT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,7 +289,27 @@ _V8: Migration = (
     "CREATE INDEX sync_items_by_tag ON sync_items (kind, ref_tag)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# Version 9: a direct message goes to every device of the contact's account; each device's
+# copy has its own state, attempts and next try (``_deliveries.py``). An outbox row written
+# before has no delivery rows: it is the contact's only device, still pending. A deleted
+# message's delivery rows go with it.
+_V9: Migration = (
+    """CREATE TABLE deliveries (
+        msg_tag BLOB NOT NULL,
+        device_tag BLOB NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_try_ms INTEGER NOT NULL,
+        sealed BLOB NOT NULL,
+        PRIMARY KEY (msg_tag, device_tag)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER messages_undeliver AFTER DELETE ON messages WHEN OLD.outgoing = 1 BEGIN
+        DELETE FROM deliveries WHERE msg_tag = OLD.msg_tag;
+    END""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 
 #: The version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)

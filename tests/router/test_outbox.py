@@ -8,21 +8,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshchat.identity import Identity
+from meshchat.identity import Identity, PublicIdentity
 from meshchat.router.outbox import RETRY_BASE_MS, RETRY_CAP_MS, Outbox, OutboxItem, backoff_ms
 from meshchat.wire.packet import Destination
 
 BOB = Identity.from_seeds(b"\x91" * 32, b"\x92" * 32).public
+BOB2 = Identity.from_seeds(b"\x93" * 32, b"\x94" * 32).public
 
 
-def _item(n: int, *, next_try: int = 0, expires: int = 10_000, dm: bool = True) -> OutboxItem:
+def _item(
+    n: int,
+    *,
+    next_try: int = 0,
+    expires: int = 10_000,
+    dm: bool = True,
+    to: PublicIdentity = BOB,
+) -> OutboxItem:
     return OutboxItem(
         msg_id=n.to_bytes(16, "big"),
-        destination=Destination.node(BOB.node_id) if dm else Destination.channel(b"\x01" * 16),
+        destination=Destination.node(to.node_id) if dm else Destination.channel(b"\x01" * 16),
         text=f"message {n}",
         created_ms=0,
         expires_ms=expires,
-        recipient=BOB if dm else None,
+        recipient=to if dm else None,
         next_try_ms=next_try,
     )
 
@@ -66,13 +74,32 @@ def test_add_get_remove() -> None:
     item = _item(1)
     outbox.add(item)
     assert len(outbox) == 1
-    assert item.msg_id in outbox
-    assert outbox.get(item.msg_id) is item
+    assert item.key == item.msg_id + BOB.node_id  # a direct copy: message and device
+    assert item.key in outbox
+    assert outbox.get(item.key) is item
     assert item.needs_ack
-    assert not _item(2, dm=False).needs_ack
-    assert outbox.remove(item.msg_id) is item
-    assert outbox.remove(item.msg_id) is None
+    channel = _item(2, dm=False)
+    assert not channel.needs_ack
+    assert channel.key == channel.msg_id  # one copy: the message id alone
+    assert outbox.remove(item.key) is item
+    assert outbox.remove(item.key) is None
     assert len(outbox) == 0
+    assert outbox.copies(item.msg_id) == []
+
+
+def test_copies_of_one_message_to_several_devices_are_kept_apart() -> None:
+    outbox = Outbox()
+    one, two = _item(1), _item(1, to=BOB2)
+    outbox.add(one)
+    outbox.add(two)
+    assert len(outbox) == 2
+    assert outbox.copies(one.msg_id) == [one, two]
+    assert one.key != two.key and one.device == BOB.node_id and two.device == BOB2.node_id
+    outbox.record_packet(two, b"\xcc" * 16)
+    assert outbox.remove(one.key) is one
+    assert outbox.copies(one.msg_id) == [two]  # the other device's copy goes on
+    assert outbox.expire(10_000) == [two]
+    assert outbox.copies(one.msg_id) == [] and outbox._by_packet == {}
 
 
 def test_record_packet_and_remove_clears_the_index() -> None:
@@ -82,8 +109,8 @@ def test_record_packet_and_remove_clears_the_index() -> None:
     outbox.record_packet(item, b"\xaa" * 16)
     outbox.record_packet(item, b"\xbb" * 16)
     assert item.packet_ids == {b"\xaa" * 16, b"\xbb" * 16}
-    assert outbox._by_packet == {b"\xaa" * 16: item.msg_id, b"\xbb" * 16: item.msg_id}
-    outbox.remove(item.msg_id)
+    assert outbox._by_packet == {b"\xaa" * 16: item.key, b"\xbb" * 16: item.key}
+    outbox.remove(item.key)
     assert outbox._by_packet == {}
 
 
@@ -106,9 +133,9 @@ def test_expire_removes_and_reports() -> None:
     outbox.add(b)
     outbox.record_packet(a, b"\x01" * 16)
     assert outbox.expire(99) == []
-    assert outbox.expire(100) == [a.msg_id]
-    assert a.msg_id not in outbox
-    assert b.msg_id in outbox
+    assert outbox.expire(100) == [a]
+    assert a.key not in outbox
+    assert b.key in outbox
     assert b"\x01" * 16 not in outbox._by_packet
 
 

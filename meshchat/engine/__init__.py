@@ -37,7 +37,7 @@ from meshchat.account.book import AccountBook
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
-from meshchat.engine._fanout import Directory, LoneDevices, devices_for
+from meshchat.engine._fanout import Directory, devices_for
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._link import LinkGlue
 from meshchat.engine._receiving import Receiving, dm_conversation
@@ -107,11 +107,11 @@ class Engine:
         # The router reads the live set of our tags; the suite keeps it current.
         self.router.addresses = self.direct.book.tags
         self.groups = GroupBook(identity)
-        #: accounts and their devices, for fan-out (the node installs the account book)
-        self.directory: Directory = LoneDevices()
         self._group_glue = GroupGlue(self)
         #: this device's account and the accounts of the devices it knows
         self.accounts = AccountBook(identity, device_name=name)
+        #: what fan-out asks of accounts (:mod:`._fanout`): the account book
+        self.directory: Directory = self.accounts
         self.link = LinkGlue(self)
         self.sending = Sending(self)
         self.receiving = Receiving(self)

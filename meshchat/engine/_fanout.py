@@ -10,10 +10,11 @@ the recipient stores the message under the one id; the sender reports it deliver
 device acked and keeps trying the others, so each device gets its copy from the sender (or,
 once the recipient's devices sync, from each other).
 
-What the engine needs of the account book is :class:`Directory`: a device's account, an
-account's live devices, and this account's other devices. Until the node installs the real
-book, :class:`LoneDevices` answers as for accounts of one device each, so the engine behaves
-exactly as before fan-out: one copy, to the device named.
+What the engine needs of the account book (:class:`~meshchat.account.book.AccountBook`) is
+:class:`Directory`: a device's account, an account's live devices, and this account's other
+devices. A contact of whom no list is held is an account of one device, so a home that never
+linked a device behaves exactly as before fan-out: one copy, to the device named.
+:class:`LoneDevices` answers that way for every device.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Reconcile   ``[1, session(8), [range, ...], [want_sid(16), ...]]``; each range i
             ``[ts, prefix(0..16 bytes)]`` or null for "above every item"; ``mode`` 0 skip
             (payload null), 1 fingerprint (payload 16 bytes), 2 ids (payload: the sender's
             sids in that range, sorted). ``wants`` (sorted) asks the receiver for those records.
-Records     ``[2, session(8), [record, ...]]``, the records of :mod:`meshchat.sync.records`.
+Records     ``[2, session(8), [record, ...], left]``, the records of :mod:`meshchat.sync.records`;
+            ``left``: how many more the sender is about to send in this session (progress).
 ==========  ================================================================================
 
 Bounds (a message over any of them is refused whole, :class:`PacketError`): at most
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cbor2
@@ -47,6 +49,7 @@ __all__ = [
     "Records",
     "SyncMessage",
     "decode_sync",
+    "pack_records",
 ]
 
 MAX_SYNC_BYTES = 20_000
@@ -157,15 +160,19 @@ class Records:
 
     session: bytes
     records: tuple[Record, ...]
+    left: int = 0
 
     def __post_init__(self) -> None:
         _session(self.session)
         if len(self.records) > MAX_RECORDS:
             raise _bad("too many records")
+        if type(self.left) is not int or not 0 <= self.left < 2**32:
+            raise _bad("records left")
 
     def encode(self) -> bytes:
         data = cbor2.dumps(
-            [_RECORDS, self.session, [r.fields() for r in self.records]], canonical=True
+            [_RECORDS, self.session, [r.fields() for r in self.records], self.left],
+            canonical=True,
         )
         if len(data) > MAX_SYNC_BYTES:
             raise _bad("records message too large")
@@ -175,13 +182,35 @@ class Records:
 SyncMessage = Reconcile | Records
 
 
-def record_size(record: Record) -> int:
-    """The bytes ``record`` takes inside a Records message."""
-    return len(cbor2.dumps(record.fields(), canonical=True))
+#: What a Records message costs besides its records (header, session id, ``left``).
+RECORDS_OVERHEAD = 24
 
 
-#: What a Records message costs besides its records.
-RECORDS_OVERHEAD = 16
+def pack_records(session: bytes, records: Sequence[Record]) -> list[Records]:
+    """``records`` cut into Records messages within the bounds, each saying how many follow.
+
+    A record too large for a message on its own (it cannot be: a record is at most about
+    4.5 kB) would raise :class:`PacketError` when encoded.
+    """
+    groups: list[list[Record]] = []
+    size = MAX_SYNC_BYTES
+    for record in records:
+        cost = len(cbor2.dumps(record.fields(), canonical=True))
+        if (
+            not groups
+            or size + cost > MAX_SYNC_BYTES - RECORDS_OVERHEAD
+            or (len(groups[-1]) >= MAX_RECORDS)
+        ):
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += cost
+    out: list[Records] = []
+    left = len(records)
+    for group in groups:
+        left -= len(group)
+        out.append(Records(session, tuple(group), left))
+    return out
 
 
 def _bound(value: object) -> Bound:
@@ -234,9 +263,13 @@ def decode_sync(data: bytes) -> SyncMessage:
             tuple(_range(r) for r in ranges),
             _sorted_sids(wants, "wants"),
         )
-    if kind == _RECORDS and len(fields) == 3:
-        _, session, records = fields
+    if kind == _RECORDS and len(fields) == 4:
+        _, session, records, left = fields
         if not isinstance(records, list) or len(records) > MAX_RECORDS:
             raise _bad("records")
-        return Records(_session(session), tuple(record_from_fields(r) for r in records))
+        return Records(
+            _session(session),
+            tuple(record_from_fields(r) for r in records),
+            left,  # checked in __post_init__
+        )
     raise PacketError(PacketReason.UNKNOWN_KIND, f"sync message kind {kind!r}")

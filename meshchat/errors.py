@@ -13,6 +13,8 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
+    "BridgeError",
+    "BridgeReason",
     "ConfigError",
     "CryptoError",
     "DecryptionError",
@@ -93,6 +95,43 @@ class DeviceListError(MeshchatError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"device list {reason.value}: {detail}" if detail else reason.value)
+
+
+class BridgeReason(Enum):
+    """Why a bridge refused something from another network (bitchat, Meshtastic)."""
+
+    TRUNCATED = "truncated"  #: a length or field runs past the end of the frame
+    OVERSIZED = "oversized"  #: larger than the bridge accepts
+    UNKNOWN_VERSION = "unknown-version"
+    BAD_FIELD = "bad-field"  #: a field has the wrong size or value
+    TRAILING = "trailing"  #: bytes after the packet that are not valid padding
+    BAD_COMPRESSION = "bad-compression"  #: the payload does not inflate to its stated size
+    UNSIGNED = "unsigned"  #: a signature is required and missing
+    BAD_SIGNATURE = "bad-signature"
+    SENDER_MISMATCH = "sender-mismatch"  #: the sender id is not derived from the stated key
+    STALE = "stale"  #: older than the replay window
+    FROM_FUTURE = "from-future"
+    DUPLICATE = "duplicate"  #: already seen
+    FRAGMENT = "fragment"  #: a fragment breaks the reassembly rules or bounds
+    WRONG_CHANNEL = "wrong-channel"  #: a Meshtastic channel hash or name that is not ours
+    UNDECRYPTABLE = "undecryptable"  #: decrypts to something that is not a valid payload
+    NOT_TEXT = "not-text"  #: not a text message (another port or packet type)
+    RATE_LIMITED = "rate-limited"
+
+
+class BridgeError(MeshchatError):
+    """Something from (or for) another network was refused by a bridge.
+
+    ``network`` is ``"bitchat"`` or ``"meshtastic"``; ``reason`` says why and ``detail`` adds
+    the particulars (a field name, a length).
+    """
+
+    def __init__(self, network: str, reason: BridgeReason, detail: str = "") -> None:
+        self.network = network
+        self.reason = reason
+        self.detail = detail
+        text = f"{network}: {reason.value}"
+        super().__init__(f"{text}: {detail}" if detail else text)
 
 
 class FramingError(MeshchatError):

@@ -35,6 +35,8 @@ __all__ = [
     "StoreReason",
     "SyncError",
     "SyncReason",
+    "TransferError",
+    "TransferReason",
     "TransportError",
     "UsageError",
 ]
@@ -302,4 +304,39 @@ class SyncError(MeshchatError):
     def __init__(self, reason: SyncReason, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+
+
+class TransferReason(Enum):
+    """Why a file transfer (or a part of one) failed; stable names for logs and tests."""
+
+    UNKNOWN_TRANSFER = "unknown-transfer"  #: no transfer has this root hash
+    BAD_HASH = "bad-hash"  #: a piece does not match its hash in the tree
+    BAD_KEY = "bad-key"  #: a verified chunk does not decrypt under the announced key
+    NOT_WANTED = "not-wanted"  #: a piece already held, or not yet verifiable
+    RATE_LIMITED = "rate-limited"  #: a peer asked for more pieces than its allowance
+    TOO_LARGE = "too-large"  #: over a size, count or memory bound
+    EXPIRED = "expired"  #: the transfer made no progress in time; partial data erased
+    NO_SPACE = "no-space"  #: the disk is full (or a file-size limit was hit) while writing
+    IO = "io"  #: another file-system failure
+    CHANGED = "changed"  #: the file being served no longer matches its announcement
+    BAD_NAME = "bad-name"  #: no usable file name could be made (every numbered name taken)
+
+
+class TransferError(MeshchatError):
+    """A file transfer failed. ``reason`` says why; ``root`` is the transfer's root hash and
+    ``path`` the file concerned, when known (None otherwise)."""
+
+    def __init__(
+        self,
+        reason: TransferReason,
+        detail: str = "",
+        *,
+        root: bytes | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.root = root
+        self.path = path
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)

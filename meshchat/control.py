@@ -41,6 +41,13 @@ group       action (list, show, create,     groups (group_id, name, conversation
             add, remove, admin, leave),     member, admin, members)
             name or group, members
 panic       (none)                          erased, failed, seconds; then the node stops
+link_start  (none)                          code, qr (its QR text), expires_ms
+link_join   code, device_name, timeout      the exchange (role, state, string, peer,
+                                            peer_name, reason), once the request is sent
+link_wait   role (existing or new),         the exchange once its string is shown (or,
+            timeout, answered               answered, once it is over), or as it stands
+link_confirm role, answer (y, n or the      the exchange after the answer
+            other device's string)
 ==========  ==============================  ============================================
 """
 
@@ -61,6 +68,7 @@ from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, PublicIdentity
 from meshchat.logview import entries, entry_json, pick
 from meshchat.node import Node
+from meshchat.node._link import control_op as link_control_op
 from meshchat.safety import safety_number
 from meshchat.store.records import Contact, Delivery, Message, Trust
 from meshchat.store.trust import KeyChangeError
@@ -261,6 +269,8 @@ class ControlServer:
     async def _op(self, request: dict[str, Any]) -> dict[str, Any]:
         node = self.node
         op = request["op"]
+        if op.startswith("link_"):
+            return await link_control_op(node, request)
         if op == "send":
             message = await node.send_text(str(request["to"]), str(request["text"]))
             return {"message": message_json(message)}

@@ -30,8 +30,17 @@ def create_identity(home: Home, name: str, passphrase: str, profile: KdfProfile)
 def cmd_init(args: argparse.Namespace, home: Home) -> int:
     name = args.name or os.environ.get("USER") or "anonymous"
     passphrase = read_passphrase("Choose a passphrase: ", confirm=True)
+    if getattr(args, "link", None):
+        from meshchat.account.link import LinkCode
+
+        LinkCode.parse(args.link)  # a mistyped code is told before the identity is made
     card = create_identity(home, name, passphrase, KdfProfile(args.kdf))
-    return _show(args, home, ContactCard.from_text(card))
+    shown = _show(args, home, ContactCard.from_text(card))
+    if getattr(args, "link", None):
+        from meshchat.cli.link_cmds import run_join
+
+        return run_join(args, home, args.link, passphrase)
+    return shown
 
 
 def cmd_id(args: argparse.Namespace, home: Home) -> int:

@@ -19,6 +19,7 @@ from meshchat.cli.contacts_cmds import (
 from meshchat.cli.group_cmds import add_group_parser
 from meshchat.cli.history_cmds import cmd_delete
 from meshchat.cli.identity_cmds import cmd_id, cmd_init
+from meshchat.cli.link_cmds import add_link_parsers
 from meshchat.cli.message_cmds import cmd_log, cmd_send
 from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cmd_run
 from meshchat.cli.panic_cmds import cmd_panic
@@ -60,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=KdfProfile.MODERATE.value,
         help="Argon2id cost for the keystore passphrase",
     )
+    p.add_argument(
+        "--link",
+        metavar="CODE",
+        help="then link this new device to the account of the device that shows CODE "
+        "(as 'meshchat device join CODE')",
+    )
+    p.add_argument("--device-name", help="with --link: this device's name (default: host name)")
+    p.add_argument("--confirm", metavar="STRING", help="with --link: as for 'meshchat device join'")
+    add_node_arguments(p)
     p = add("id", cmd_id, "show your fingerprint and contact card", json=True)
     p.add_argument("--qr", action="store_true", help="also draw the card as a QR code")
 
@@ -151,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="ask for the channel's passphrase")
 
     add_group_parser(sub)
+
+    device = sub.add_parser("device", help="this account's devices: link a new one")
+    dsub = device.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    add_link_parsers(dsub)
 
     p = add("run", cmd_run, "chat in the terminal UI (the default)")
     add_node_arguments(p)

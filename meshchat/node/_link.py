@@ -108,7 +108,7 @@ class NodeLink:
                 "the device that showed this code was not heard (is it running, on this network?)",
             ) from exc
         if len(found) > 1:
-            raise LinkError(LinkReason.NOT_FOUND, "two devices match this code: ask for a new one")
+            raise LinkError(LinkReason.BAD_CODE, "two devices match this code: ask for a new one")
         event = found[0]
 
         async def go() -> None:
@@ -152,3 +152,37 @@ class NodeLink:
 
         await node.submit(go)
         return self.status(role)
+
+
+#: the longest one control request waits (the client asks again)
+MAX_WAIT_S = 20.0
+
+
+async def control_op(node: Node, request: dict[str, Any]) -> dict[str, Any]:
+    """The control socket's link ops (``link_start``, ``link_join``, ``link_wait``,
+    ``link_confirm``); see :mod:`meshchat.control`."""
+    op = request["op"]
+    timeout = max(0.0, min(float(request.get("timeout", MAX_WAIT_S)), MAX_WAIT_S))
+    if op == "link_start":
+        offer = await node.link_start()
+        return {"code": offer.code, "qr": offer.qr, "expires_ms": offer.expires_ms}
+    if op == "link_join":
+        code, name = str(request["code"]), str(request.get("device_name", ""))
+        try:
+            joined = await node.link_join(code, name, timeout)
+        except LinkError as exc:
+            if exc.reason is not LinkReason.NOT_FOUND:
+                raise
+            return {"state": "not-found", "reason": exc.reason.value, "error": str(exc)}
+        return {**progress_json(joined), "account_id": node.account_id.hex()}
+    role = str(request.get("role", ""))
+    if role not in (EXISTING, NEW):
+        raise UsageError("role is existing or new")
+    if op == "link_wait":
+        answered = bool(request.get("answered", False))
+        waited = await node.link_wait(role, timeout, answered=answered)
+        return {**progress_json(waited), "account_id": node.account_id.hex()}
+    if op == "link_confirm":
+        confirmed = await node.link_confirm(role, str(request["answer"]))
+        return {**progress_json(confirmed), "account_id": node.account_id.hex()}
+    raise UsageError(f"unknown op {op!r}")

@@ -48,6 +48,8 @@ link_wait   role (existing or new),         the exchange once its string is show
             timeout, answered               answered, once it is over), or as it stands
 link_confirm role, answer (y, n or the      the exchange after the answer
             other device's string)
+link_devices (none)                         account_id, version, devices (node_id, name,
+                                            this), revoked
 ==========  ==============================  ============================================
 """
 

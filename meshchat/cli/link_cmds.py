@@ -15,17 +15,19 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from meshchat.account.book import AccountBook
 from meshchat.app import running_node
-from meshchat.cli.common import node_request, read_passphrase, say
+from meshchat.cli.common import emit_json, node_request, open_store, read_passphrase, say, unlock
 from meshchat.cli.node_cmds import add_node_arguments, node_config, settings_from
 from meshchat.errors import NodeUnreachable, UsageError
 from meshchat.home import Home
 from meshchat.node import Node
-from meshchat.node._link import control_op
+from meshchat.node._link import control_op, devices_json
 from meshchat.qr import draw_qr
 
 __all__ = ["add_link_parsers", "join_flow", "run_join"]
@@ -53,7 +55,10 @@ _ENDED = {
 
 
 def add_link_parsers(dsub: Any) -> None:
-    """``device link`` and ``device join`` under the ``device`` command's subparsers."""
+    """``device list``, ``device link`` and ``device join`` under the ``device`` command."""
+    p = dsub.add_parser("list", help="this account's devices")
+    p.set_defaults(fn=cmd_device_list)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = dsub.add_parser(
         "link",
         help="show a one-time code to link a new device to this account",
@@ -155,12 +160,40 @@ async def _wait(call: Call, role: str, answered: bool) -> dict[str, Any]:
             return {**progress, "state": "ended", "reason": "expired"}
 
 
-async def _ask(question: str, given: str | None) -> str:
+def _read_line() -> asyncio.Future[str]:
+    """A line of standard input, read on a daemon thread (so that a person who never
+    answers does not keep the process from ending)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def give(line: str) -> None:
+        if not future.done():
+            future.set_result(line)
+
+    def read() -> None:
+        line = sys.stdin.readline()
+        with contextlib.suppress(RuntimeError):  # the loop may be closed by then
+            loop.call_soon_threadsafe(give, line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return future
+
+
+async def _ask(call: Call, role: str, question: str, given: str | None) -> str | dict[str, Any]:
+    """The person's answer (or ``given``); or the exchange, if it ended while asking (the
+    other device refused, or the code expired)."""
     if given is not None:
         return given
     print(question, end="", flush=True)
-    line = await asyncio.to_thread(sys.stdin.readline)
-    return line.strip() or "n"
+    line = _read_line()
+    ended = asyncio.ensure_future(_wait(call, role, answered=True))
+    waiters: list[asyncio.Future[Any]] = [line, ended]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if line.done():
+        ended.cancel()
+        return line.result().strip() or "n"
+    print()
+    return ended.result()
 
 
 def _ended(progress: dict[str, Any]) -> int:
@@ -191,8 +224,13 @@ async def link_flow(call: Call, qr: bool, confirm: str | None) -> int:
     say(f"New device {_peer(progress)} asks to join this account.")
     say(f"Confirmation string: {progress['string']}")
     answer = await _ask(
-        "Does the new device show the same string? Type y, n, or the string it shows: ", confirm
+        call,
+        "existing",
+        "Does the new device show the same string? Type y, n, or the string it shows: ",
+        confirm,
     )
+    if isinstance(answer, dict):
+        return _ended(answer)
     progress = await call({"op": "link_confirm", "role": "existing", "answer": answer})
     if progress["state"] != "accepted":
         return _ended(progress)
@@ -217,9 +255,13 @@ async def join_flow(call: Call, code: str, device_name: str, confirm: str | None
         return _ended(progress)
     say(f"Confirmation string: {progress['string']}")
     answer = await _ask(
+        call,
+        "new",
         "Does the other device show the same string? Type y, n, or the string it shows: ",
         confirm,
     )
+    if isinstance(answer, dict):
+        return _ended(answer)
     progress = await call({"op": "link_confirm", "role": "new", "answer": answer})
     if progress["state"] == "ended":
         return _ended(progress)
@@ -229,6 +271,29 @@ async def join_flow(call: Call, code: str, device_name: str, confirm: str | None
     if progress["state"] != "linked":
         return _ended(progress)
     say(f"Linked: this device is now on account {str(progress['account_id'])[:16]}.")
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace, home: Home) -> int:
+    reply = node_request(home, {"op": "link_devices"})
+    if reply is None:
+        unlocked = unlock(home)
+        store = open_store(home, unlocked)
+        try:
+            book = AccountBook(unlocked.identity)
+            book.load(store.device_lists())
+        finally:
+            store.close()
+        reply = devices_json(book.own, unlocked.identity.node_id)
+    if args.json:
+        emit_json({k: v for k, v in reply.items() if k != "ok"})
+        return 0
+    say(f"account {reply['account_id']} (list version {reply['version']})")
+    for device in reply["devices"]:
+        mark = "  (this device)" if device["this"] else ""
+        say(f"  {device['node_id'][:16]}  {device['name']}{mark}")
+    if reply["revoked"]:
+        say(f"  revoked: {', '.join(r[:16] for r in reply['revoked'])}")
     return 0
 
 

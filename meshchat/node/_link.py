@@ -13,6 +13,7 @@ import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meshchat.account.devicelist import DeviceList
 from meshchat.account.link import LinkCode
 from meshchat.engine._link import EXISTING, NEW
 from meshchat.errors import IdentityError, LinkError, LinkReason, UsageError
@@ -22,7 +23,16 @@ from meshchat.identity import clean_name
 if TYPE_CHECKING:
     from meshchat.node import Node
 
-__all__ = ["EXISTING", "NEW", "LinkOffer", "NodeLink", "default_device_name", "progress_json"]
+__all__ = [
+    "EXISTING",
+    "NEW",
+    "LinkOffer",
+    "NodeLink",
+    "control_op",
+    "default_device_name",
+    "devices_json",
+    "progress_json",
+]
 
 #: states after which nothing more happens on that side
 FINAL = frozenset({"accepted", "linked", "ended"})
@@ -163,6 +173,8 @@ async def control_op(node: Node, request: dict[str, Any]) -> dict[str, Any]:
     ``link_confirm``); see :mod:`meshchat.control`."""
     op = request["op"]
     timeout = max(0.0, min(float(request.get("timeout", MAX_WAIT_S)), MAX_WAIT_S))
+    if op == "link_devices":
+        return devices_json(node.engine.accounts.own, node.identity.node_id)
     if op == "link_start":
         offer = await node.link_start()
         return {"code": offer.code, "qr": offer.qr, "expires_ms": offer.expires_ms}
@@ -186,3 +198,17 @@ async def control_op(node: Node, request: dict[str, Any]) -> dict[str, Any]:
         confirmed = await node.link_confirm(role, str(request["answer"]))
         return {**progress_json(confirmed), "account_id": node.account_id.hex()}
     raise UsageError(f"unknown op {op!r}")
+
+
+def devices_json(own: DeviceList, me: bytes) -> dict[str, Any]:
+    """This account's device list as ``device list --json`` and the control op ``devices``
+    show it (names as the devices gave them: sanitize before showing)."""
+    return {
+        "account_id": own.account_id.hex(),
+        "version": own.version,
+        "devices": [
+            {"node_id": d.node_id.hex(), "name": d.name, "this": d.node_id == me}
+            for d in own.devices
+        ],
+        "revoked": [r.hex() for r in own.revoked],
+    }

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshchat.account.book import ListChange
+from meshchat.account.carbon import Carbon
 from meshchat.identity import PublicIdentity, SignedPrekey
 
 __all__ = [
     "AttemptMade",
+    "CarbonReceived",
     "DeviceListChanged",
     "DeviceListUpdated",
     "Event",
@@ -215,8 +217,20 @@ class LinkProgress:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CarbonReceived:
+    """Another device of this person copied a direct message to this one (control blob 18,
+    :mod:`meshchat.account.carbon`); the owner stores it in ``carbon.conversation`` (a sent
+    one as this person's own, with no outbox row)."""
+
+    carbon: Carbon
+    #: the device of mine that sent the carbon (the session's authenticated peer)
+    device: PublicIdentity
+
+
 Event = (
     MessageReceived
+    | CarbonReceived
     | HistoryReceived
     | MessageSent
     | MessageDelivered

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from meshchat.account.devicelist import DeviceList
 from meshchat.identity import PublicIdentity
 
 __all__ = ["Directory", "LoneDevices", "devices_for"]
@@ -41,6 +42,14 @@ class Directory(Protocol):
         """This account's devices other than this one."""
         ...
 
+    def held(self, account_id: bytes) -> DeviceList | None:
+        """The list held for an account (None: nothing known)."""
+        ...
+
+    def accounts(self) -> tuple[bytes, ...]:
+        """The accounts of which a signed list is held."""
+        ...
+
 
 class LoneDevices:
     """Every device its own account of one device (before any device list is known)."""
@@ -54,6 +63,12 @@ class LoneDevices:
     def own_devices(self) -> tuple[PublicIdentity, ...]:
         return ()
 
+    def held(self, account_id: bytes) -> DeviceList | None:
+        return None
+
+    def accounts(self) -> tuple[bytes, ...]:
+        return ()
+
 
 def devices_for(
     directory: Directory, recipient: PublicIdentity, me: bytes
@@ -61,7 +76,16 @@ def devices_for(
     """The devices a direct message to ``recipient`` goes to: every live device of its
     account, or ``recipient`` alone when its account's list is unknown. A device no longer on
     a known list (revoked) gets nothing; this device never sends to itself."""
-    live = directory.devices_of(directory.account_of(recipient.node_id))
+    account = directory.account_of(recipient.node_id)
+    if account == recipient.node_id:
+        # A device on no list as a live device may be on one as revoked: its account's live
+        # devices get the message, never the revoked device.
+        for other in directory.accounts():
+            held = directory.held(other)
+            if held is not None and recipient.node_id in held.revoked:
+                account = other
+                break
+    live = directory.devices_of(account)
     if not live:
         return (recipient,) if recipient.node_id != me else ()
     return tuple(d for d in live if d.node_id != me)

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from meshchat.account.book import ListChange
+from meshchat.account.carbon import Direction
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.engine import Output
 from meshchat.errors import MeshchatError
 from meshchat.events import (
     AttemptMade,
+    CarbonReceived,
     DeviceListChanged,
     DeviceListUpdated,
     GroupChanged,
@@ -48,7 +50,7 @@ from meshchat.node._types import (
 )
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.store import Store
-from meshchat.store.records import CarriedPacket, Contact, MessageState, Trust
+from meshchat.store.records import CarriedPacket, Contact, Message, MessageState, Trust
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -65,6 +67,15 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class SaveReceived:
     event: MessageReceived
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCarbon:
+    """A copy of a direct message from another device of mine."""
+
+    event: CarbonReceived
+    name: str
     now: int
 
 
@@ -137,6 +148,7 @@ class PutOwnDevice:
 
 Write = (
     SaveReceived
+    | SaveCarbon
     | SaveCarried
     | DropCarried
     | SetState
@@ -208,6 +220,24 @@ def _log_received(event: MessageReceived) -> None:
     )
 
 
+def save_carbon(store: Store, event: CarbonReceived, me: str, now: int) -> Message | None:
+    """Store a carbon: a message I sent from another device as my own (named ``me``), one
+    I received there as received from its sender."""
+    carbon, body = event.carbon, event.carbon.body
+    sent_ms = body.sent_ms or now
+    if carbon.direction is Direction.SENT:
+        return store.add_own_copy(
+            carbon.conversation, body.msg_id, carbon.sender, me, body.text, sent_ms, now,
+            parents=body.parents, loose=body.loose,
+        )  # fmt: skip
+    contact = store.get_contact(carbon.sender)
+    name = contact.name if contact is not None else carbon.sender.hex()[:8]
+    return store.add_incoming(
+        carbon.conversation, body.msg_id, carbon.sender, name, body.text, sent_ms, now,
+        parents=body.parents, loose=body.loose,
+    )  # fmt: skip
+
+
 def apply_write(store: Store, write: Write) -> Step | None:
     """Carry out one write (on the store thread); returns its after-commit step."""
     match write:
@@ -226,6 +256,11 @@ def apply_write(store: Store, write: Write) -> Step | None:
             if message is None:
                 return None  # had it already, or deleted it
             _log_received(event)
+            return Notify(NodeNotice("message", message=message))
+        case SaveCarbon(event, name, now):
+            message = save_carbon(store, event, name, now)
+            if message is None:
+                return None  # had it already (a retry, or sync brought it), or deleted it
             return Notify(NodeNotice("message", message=message))
         case SaveCarried(carried):
             store.carry(carried)
@@ -308,6 +343,8 @@ class Effects:
                 case MessageReceived():
                     node.catchup.received(out, now)
                     write = SaveReceived(out, now)
+                case CarbonReceived():
+                    write = SaveCarbon(out, node.name, now)
                 case HistoryReceived():
                     node.catchup.requested(out)
                 case Carry(packet=packet, frame=frame, expires_ms=expires_ms):

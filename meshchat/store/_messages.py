@@ -169,6 +169,49 @@ class MessageTables:
             stored = self._by_rows(conn, [row_id])
         return stored[0] if stored else replace(message, row_id=row_id)
 
+    def add_own_copy(
+        self,
+        conversation: str,
+        msg_id: bytes,
+        sender: bytes,
+        sender_name: str,
+        text: str,
+        created_ms: int,
+        now_ms: int,
+        *,
+        parents: Sequence[bytes] = (),
+        loose: Sequence[bytes] = (),
+    ) -> Message | None:
+        """Store a message another device of this person sent (a carbon): outgoing,
+        ``SENT``, with no outbox row (its own device sends it). None if the id is already
+        stored anywhere here (the carbon came twice, or sync brought it first) or was
+        deleted here."""
+        msg_id = v.blob(msg_id, "msg_id")
+        named = checks.parents(msg_id, parents, loose)
+        message = checks.message(
+            conversation,
+            msg_id,
+            sender,
+            sender_name,
+            text,
+            created_ms,
+            state=MessageState.SENT,
+            updated_ms=now_ms,
+            parents=named[0],
+            loose=named[1],
+        )
+        msg_tag = self._rows.msg_tag(msg_id)
+        with self._writing() as conn:
+            if conn.execute(q.MESSAGE_ANY_ROW, (msg_tag,)).fetchone() is not None:
+                return None
+            if self.is_deleted_in(conn, msg_tag):
+                return None
+            row_id = self._dag.store(conn, message, now_ms, received=False)
+            if row_id is None:
+                return None
+            stored = self._by_rows(conn, [row_id])
+        return stored[0] if stored else replace(message, row_id=row_id)
+
     def release_held(self, now_ms: int) -> list[Message]:
         """Show every message held for ``HOLD_MS`` or more at ``now_ms``, with its gap.
 

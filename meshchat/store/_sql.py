@@ -60,6 +60,7 @@ MESSAGE_INSERT_INCOMING = """
     VALUES (?, ?, ?, 0, ?, ?, ?)
     ON CONFLICT (sender_tag, msg_tag) DO NOTHING
 """
+MESSAGE_ANY_ROW = "SELECT 1 FROM messages WHERE msg_tag = ? LIMIT 1"
 MESSAGE_OUTGOING_STATE = "SELECT state FROM messages WHERE msg_tag = ? AND outgoing = 1"
 MESSAGE_SET_STATE = """
     UPDATE messages SET state = ?, updated_ms = ? WHERE msg_tag = ? AND outgoing = 1

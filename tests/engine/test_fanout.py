@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from meshchat.account.book import AccountBook
+from meshchat.account.devicelist import DeviceEntry, DeviceList
 from meshchat.engine import Engine, dm_conversation
 from meshchat.engine._fanout import LoneDevices, devices_for
 from meshchat.events import AttemptMade, MessageDelivered, MessageExpired, MessageSent
@@ -34,6 +36,12 @@ class Accounts:
     def own_devices(self) -> tuple[PublicIdentity, ...]:
         mine = self.lists.get(self.account_of(self.me), ())
         return tuple(d for d in mine if d.node_id != self.me)
+
+    def held(self, account_id: bytes) -> DeviceList | None:
+        return None
+
+    def accounts(self) -> tuple[bytes, ...]:
+        return ()
 
 
 def _mesh(*, bob_devices: tuple[str, ...] = ("b1", "b2")) -> Mesh:
@@ -140,3 +148,20 @@ def test_lone_devices_and_unknown_lists_send_to_the_device_named() -> None:
     assert devices_for(bob, b2, me) == (b1,)
     # never to itself
     assert devices_for(LoneDevices(), mesh.engines["alice"].identity.public, me) == ()
+
+
+def test_a_revoked_device_named_directly_gets_nothing_with_the_real_book() -> None:
+    """The account book (real signed lists): bob's b1 revokes b2; alice holds the new list.
+    A message addressed to b2 by name goes to b1 only."""
+    mesh = _mesh()
+    b1, b2, alice = (mesh.engines[n].identity for n in ("b1", "b2", "alice"))
+    listed = DeviceList.genesis(b1, "b1").successor(b1, add=[DeviceEntry.of(b2.public, "b2")])
+    book = AccountBook(alice)
+    book.know(b1.public)
+    assert book.offer(listed, b1.public, mesh.now_ms) is not None
+    assert set(devices_for(book, b2.public, alice.node_id)) == {b1.public, b2.public}
+    revoked = listed.successor(b1, revoke=[b2.node_id])
+    assert book.offer(revoked, b1.public, mesh.now_ms) is not None
+    assert book.account_of(b2.node_id) == b2.node_id  # the book no longer places b2 ...
+    assert devices_for(book, b2.public, alice.node_id) == (b1.public,)  # ... fan-out does
+    assert devices_for(book, b1.public, alice.node_id) == (b1.public,)

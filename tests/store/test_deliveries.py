@@ -109,3 +109,17 @@ def test_an_outbox_row_from_before_fan_out_has_no_rows_and_ends_on_delivery(
         store.set_delivery(queued, b"\xa1" * 16, D, T0 + 1, last=True)
         assert store.set_state(queued, D, T0 + 1)
         assert [e.msg_id for e in store.pending_outbox(T0)] == pending[1:]
+
+
+def test_a_carbon_is_stored_as_my_own_sent_message_once_and_never_after_deletion(
+    store: Store,
+) -> None:
+    """A message another of my devices sent (a carbon): outgoing, SENT, no outbox row."""
+    msg_id = b"\x09" * 16
+    got = store.add_own_copy(DM, msg_id, b"\xa2" * 16, "me", "from my laptop", T0, T0 + 5)
+    assert got is not None and got.outgoing and got.state is S
+    assert _pending(store) == []  # its own device sends it, not this one
+    assert store.add_own_copy(DM, msg_id, b"\xa2" * 16, "me", "again", T0, T0 + 6) is None
+    store.delete_messages(DM, [msg_id], now_ms=T0 + 7)
+    assert store.add_own_copy(DM, msg_id, b"\xa2" * 16, "me", "late", T0, T0 + 8) is None
+    assert store.history(DM) == []

@@ -34,6 +34,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import ParamSpec, TypeVar
 
+from meshchat.account.devicelist import DeviceList
 from meshchat.engine import Engine
 from meshchat.errors import MeshchatError, NoSuchContact, UsageError
 from meshchat.events import LinkProgress, PeerAnnounced
@@ -467,6 +468,14 @@ class Node:
         """The exchange of ``role`` (``existing`` or ``new``) once its string is shown and
         the person must answer (unless ``answered``), or once it is over."""
         return await self.linking.wait(role, timeout_s, answered=answered)
+
+    def link_status(self, role: str) -> LinkProgress | None:
+        """Where the exchange of ``role`` stands (None: none on this device)."""
+        return self.linking.status(role)
+
+    def device_list(self) -> DeviceList:
+        """This account's current device list."""
+        return self.engine.accounts.own
 
     async def link_confirm(self, role: str, answer: str) -> LinkProgress | None:
         """The person's answer: ``y``, ``n``, or the string the other device shows."""

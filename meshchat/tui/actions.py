@@ -46,6 +46,7 @@ from meshchat.tui.commands import (
     Who,
     Yes,
 )
+from meshchat.tui.devices import DeviceActions, DeviceCommand
 from meshchat.tui.groups import group_label, group_text, groups_text, snapshot
 from meshchat.tui.helptext import help_for
 from meshchat.tui.view import Note, clock, id_text, short_id, who_text
@@ -79,6 +80,7 @@ class Actions:
     def __init__(self, controller: ChatController) -> None:
         self.ctl = controller
         self.node = controller.node
+        self.devices = DeviceActions(controller)
 
     async def execute(self, command: Command) -> None:
         node = self.node
@@ -138,6 +140,8 @@ class Actions:
             await self._habit(command)
         elif isinstance(command, Quit):
             self.ctl.on_quit()
+        elif isinstance(command, DeviceCommand):
+            await self.devices.execute(command)
 
     async def _habit(self, command: Block | Unblock | Nick | Me | Clear) -> None:
         """``/block``, ``/unblock``, ``/nick``, ``/me`` and ``/clear``."""

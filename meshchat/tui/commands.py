@@ -47,6 +47,7 @@ from meshchat.crypto.channel import normalise_channel_name
 from meshchat.errors import UsageError
 from meshchat.group.roster import GROUP_ID_SIZE, MAX_GROUP_NAME_BYTES, MAX_MEMBERS
 from meshchat.identity import MAX_NAME_BYTES, clean_name
+from meshchat.tui.devices import DEVICE_HELP, DeviceCommand, parse_device
 from meshchat.wire.payloads import MAX_TEXT_BYTES
 
 __all__ = [
@@ -271,9 +272,11 @@ Command = (
     | Me
     | Clear
     | Quit
+    | DeviceCommand
 )
 
-HELP_TEXT = """\
+HELP_TEXT = (
+    """\
 commands:
   /msg <name|#chan> [text]     open a conversation (and send text); a name is a contact's
                                or a neighbour's announced one (~name), or an id prefix
@@ -294,6 +297,9 @@ commands:
   /me <action>                 send an action: * yourname action
   /clear                       clear this conversation's view (nothing is deleted)
   /panic confirm               erase your keys and messages now, and quit
+"""
+    + DEVICE_HELP
+    + """
   /help [command]              this help, or one command's;  /quit  leave (also Ctrl-C)
   //text                       send a message that starts with '/'
 private groups (+name or grp:<id>; only admins change one, and each change re-keys it):
@@ -307,6 +313,7 @@ private groups (+name or grp:<id>; only admins change one, and each change re-ke
   /msg +group [text]                 open a group's conversation (and send text)
 keys: Tab/Shift-Tab switch pane, Ctrl-N/Ctrl-P next/previous conversation,
       PageUp/PageDown scroll messages, Up/Down recall input history"""
+)
 
 _ALIASES = {
     "msg": "msg",
@@ -328,6 +335,7 @@ _ALIASES = {
     "verify": "verify",
     "group": "group",
     "g": "group",
+    "device": "device",
     "delete": "delete",
     "del": "delete",
     "yes": "yes",
@@ -394,6 +402,8 @@ def parse_line(line: str) -> Command | None:
         return Verify(target, more.strip() == "confirm")
     if name == "group":
         return _parse_group(rest)
+    if name == "device":
+        return parse_device(rest)
     if name == "delete":
         return _parse_delete(rest)
     if name == "panic":

@@ -461,6 +461,8 @@ class ChatController:
             self._on_groups()
         elif notice.kind == "message" and notice.message is not None:
             self._on_message(notice, notice.message)
+        elif notice.kind == "link" and notice.link is not None:
+            self.actions.devices.on_link(notice.link)
         elif notice.kind == "history":
             if notice.conversation in (None, self.current):
                 self.request_reload()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from meshchat.config import load
+from meshchat.config import load, set_value
 from meshchat.control import ControlServer
 from meshchat.errors import ConfigError, UsageError
 from meshchat.home import Home
@@ -17,7 +18,14 @@ from meshchat.panic import erase_file, erase_home
 from meshchat.store import Store
 from meshchat.transports.base import Transport
 
-__all__ = ["NodeSettings", "ble_transport", "forget_clear_card", "offline_card", "running_node"]
+__all__ = [
+    "NodeSettings",
+    "ble_transport",
+    "forget_clear_card",
+    "keep_name",
+    "offline_card",
+    "running_node",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,10 @@ class NodeSettings:
     relay_password: str | None = None
     #: how long brokers should keep a message for an offline mailbox
     relay_retention_s: int = 7 * 24 * 3600
+    #: MQTT keepalive (a broker silent for ~1.5 times this is lost) and the longest wait
+    #: between attempts to reach a broker
+    relay_keepalive_s: int = 30
+    relay_retry_max_s: float = 60.0
     #: channels whose messages gateways bridge to the internet (others never leave the mesh)
     bridge_channels: list[str] = field(default_factory=list)
     #: Kademlia DHT: on when a port or a bootstrap node is given
@@ -102,6 +114,8 @@ def _internet_transports(home: Home, settings: NodeSettings, identity: Identity)
             password=settings.relay_password,
             retention_s=settings.relay_retention_s,
             bridge_channels=tuple(settings.bridge_channels),
+            keepalive_s=settings.relay_keepalive_s,
+            reconnect_max_s=settings.relay_retry_max_s,
         )
         name = hashlib.blake2b(config.display.encode(), digest_size=6).hexdigest()
         state = home.path / f"relay-{name}.json"
@@ -137,6 +151,19 @@ def ble_transport(settings: NodeSettings, identity: Identity) -> Transport:
         return BleTransport(identity, backend, max_links=settings.ble_max_links)
 
     return BleWatch(opener, make, recheck_s=settings.ble_recheck_s)
+
+
+async def keep_name(home: Home, passphrase: str, name: str) -> str:
+    """Keep ``name`` as our display name for the next runs: sealed in the keystore, and in
+    ``config.toml`` too when the file sets ``name`` (it would win over the keystore). Says
+    where it was kept. The key derivation runs off the event loop."""
+    await asyncio.to_thread(home.rename, passphrase, name)
+    where = "kept in the keystore"
+    with contextlib.suppress(ConfigError):
+        if load(home.config).text("name"):
+            await asyncio.to_thread(set_value, home.config, "name", name)
+            where += " and config.toml"
+    return where
 
 
 def forget_clear_card(home: Home) -> None:

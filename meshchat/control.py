@@ -302,6 +302,7 @@ class ControlServer:
                 "neighbours": peers["peers"],
                 "transports": peers["transports"],
                 "gateway": peers["gateway"],
+                "gateway_reason": peers["gateway_reason"],
                 "gateways": peers["gateways"],
                 "queued": queued,
                 "carried": carried,
@@ -377,6 +378,7 @@ class ControlServer:
                 for t in node.transport_status()
             ],
             "gateway": node.is_gateway,
+            "gateway_reason": node.gateway_reason() or None,
             "gateways": [
                 {"node_id": n.hex(), "name": name, "contact": contacts.get(n)}
                 for n, name in node.gateways().items()

@@ -201,6 +201,25 @@ class Home:
                     return Unlocked(opened.identity, opened.name, store_key)
         return Unlocked(opened.identity, opened.name, store_key)
 
+    def rename(self, passphrase: str, name: str) -> None:
+        """Seal ``name`` as the display name: same keys, store key and key-derivation cost.
+
+        Raises :class:`KeystoreError` for a wrong passphrase or a keystore without a store
+        key (unlock it once first: that upgrades it).
+        """
+        with self._keystore_locked():
+            opened = unseal_keystore(self._read_keystore(), passphrase)
+            if opened.store_key is None:
+                raise KeystoreError("the keystore has no store key yet: unlock it first")
+            data = seal_keystore(
+                opened.identity,
+                name,
+                passphrase,
+                store_key=opened.store_key,
+                limits=(opened.opslimit, opened.memlimit),
+            )
+            self._write_keystore(data)
+
     def unlock(self, passphrase: str) -> tuple[Identity, str]:
         """The identity and its display name (see :meth:`unlock_all`)."""
         unlocked = self.unlock_all(passphrase)

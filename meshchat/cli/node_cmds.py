@@ -199,6 +199,8 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         relay_ca=c.text("internet.relay_ca") or None,
         relay_user=c.text("internet.relay_user") or None,
         relay_password=os.environ.get("MESHCHAT_RELAY_PASSWORD") or None,
+        relay_keepalive_s=c.integer("internet.relay_keepalive"),
+        relay_retry_max_s=c.number("internet.relay_retry_max"),
         relay_retention_s=max(1, int(c.number("retention.relay_days") * 24 * 3600)),
         bridge_channels=c.texts("internet.bridges"),
         dht_port=c.integer("internet.dht_port") if dht_on else None,
@@ -263,7 +265,8 @@ async def _daemon(
 def cmd_run(args: argparse.Namespace, home: Home) -> int:
     from meshchat.tui.app import run_tui
 
-    return run_tui(home, settings_from(args, node_config(home)))
+    config = node_config(home)
+    return run_tui(home, settings_from(args, config), bell=config.flag("ui.bell"))
 
 
 def cmd_peers(args: argparse.Namespace, home: Home) -> int:

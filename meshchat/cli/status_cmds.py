@@ -27,7 +27,7 @@ from meshchat.errors import ConfigError
 from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.home import Home, passphrase_from_env
 from meshchat.lookalike import lookalikes
-from meshchat.node import wall_clock_ms
+from meshchat.node import NO_INTERNET_HINT, wall_clock_ms
 from meshchat.store import Store
 from meshchat.transports.ble.probe import probe
 
@@ -110,6 +110,7 @@ def _running(reply: dict[str, Any]) -> dict[str, Any]:
         "gateway": {
             "this_node": bool(reply.get("gateway")),
             "heard": reply.get("gateways", []),
+            "reason": reply.get("gateway_reason"),
         },
         "queued": reply.get("queued"),
         "carried": reply.get("carried"),
@@ -129,6 +130,14 @@ def _ble_offline(config: Config) -> dict[str, Any]:
         adapter = f" ({found.adapter})" if found.adapter else ""
         return {**entry, "reason": f"daemon not running; adapter available{adapter}"}
     return {**entry, "state": found.availability.value, "reason": found.reason}
+
+
+def _offline_gateway(config: Config | None) -> str | None:
+    if config is None:
+        return None
+    if {"relay", "dht"} & _configured(config):
+        return "daemon not running"
+    return NO_INTERNET_HINT
 
 
 def _offline(home: Home, config: Config | None, passphrase: str | None) -> dict[str, Any]:
@@ -174,7 +183,7 @@ def _offline(home: Home, config: Config | None, passphrase: str | None) -> dict[
         "transports": transports,
         "links": 0,
         "neighbours": [],
-        "gateway": {"this_node": False, "heard": []},
+        "gateway": {"this_node": False, "heard": [], "reason": _offline_gateway(config)},
         "queued": queued,
         "carried": carried,
         "counters": {},
@@ -238,6 +247,10 @@ def _show(status: dict[str, Any], config_path: Path) -> None:
             say(f"gateway    through {heard}")
         else:
             say("gateway    none heard: messages stay in this mesh")
+        if not gateway["this_node"] and gateway.get("reason"):
+            say(f"           this node is not one: {gateway['reason']}")
+    elif status["gateway"].get("reason") == NO_INTERNET_HINT:
+        say(f"gateway    {NO_INTERNET_HINT}")
     if status["queued"] is not None:
         say(f"queued     {status['queued']} message(s) of ours waiting to be sent")
         say(f"carried    {status['carried']} message(s) held for others")

@@ -222,6 +222,22 @@ KEYS: tuple[Key, ...] = (
     Key("internet.relay_ca", Kind.STR, "", "CA bundle to verify brokers", flag="--relay-ca"),
     Key("internet.relay_user", Kind.STR, "", "user name at the brokers", flag="--relay-user"),
     Key(
+        "internet.relay_keepalive",
+        Kind.INT,
+        30,
+        "seconds between MQTT keepalives; a broker silent for about 1.5 times this is taken "
+        "as lost, and the node stops being a gateway until it answers again",
+        check=_between(1, 3600),
+    ),
+    Key(
+        "internet.relay_retry_max",
+        Kind.FLOAT,
+        60.0,
+        "most seconds between attempts to reach a broker that cannot be reached (the wait "
+        "doubles from half a second up to this)",
+        check=_between(0.5, 3600),
+    ),
+    Key(
         "internet.dht",
         Kind.BOOL,
         False,
@@ -275,6 +291,12 @@ KEYS: tuple[Key, ...] = (
         "",
         "folder for received files; empty: the platform's downloads folder (reserved: meshchat "
         "does not receive files yet)",
+    ),
+    Key(
+        "ui.bell",
+        Kind.BOOL,
+        True,
+        "ring the terminal's bell when a direct message arrives (meshchat run)",
     ),
     Key(
         "daemon.log_level",

@@ -47,7 +47,7 @@ from meshchat.node._blocking import Blocklist
 from meshchat.node._catchup import NodeCatchup
 from meshchat.node._commands import Commands
 from meshchat.node._effects import Effects, name_in
-from meshchat.node._gateway import Neighbourhood
+from meshchat.node._gateway import NO_INTERNET_HINT, Neighbourhood
 from meshchat.node._groups import Groups
 from meshchat.node._inbox import Command, FrameIn, Inbox, LinkDown, LinkUp, Worker
 from meshchat.node._lifecycle import load
@@ -85,6 +85,7 @@ __all__ = [
     "HOUSEKEEPING_S",
     "MAX_BATCH",
     "MAX_HEARD",
+    "NO_INTERNET_HINT",
     "LinkInfo",
     "Node",
     "NodeNotice",
@@ -128,8 +129,9 @@ class Node:
         self.transports = transports
         self.links: dict[str, Link] = {}
         self._link_since: dict[str, int] = {}
-        # We are a gateway when we have an internet transport; our announces say so.
-        self.engine.gateway = any(t.name in INTERNET_TRANSPORTS for t in transports)
+        # We are a gateway while an internet transport reaches the internet (a relay's broker
+        # or DHT neighbours); our announces say so (see Neighbourhood.check_gateway).
+        self.engine.gateway = False
         self.counters: dict[str, int] = {}
         self.inbox = Inbox(self.options.inbox_size, self.options.link_queue, self.count)
         self.effects = Effects(self)
@@ -236,8 +238,13 @@ class Node:
             self.notify(NodeNotice("links"))
             await self.effects.run(self.engine.link_down(link.link_id, self.clock()))
 
+    def request_announce(self, now: int) -> None:
+        """Announce ourselves at the next housekeeping (a name or gateway state changed)."""
+        self._announce_due = now
+
     async def housekeeping(self) -> None:
         now = self.clock()
+        self.neighbourhood.check_gateway(now)
         await self.catchup.run(now)
         if now - self._replay_saved >= replay.SAVE_EVERY_MS:
             self._replay_saved = now
@@ -408,7 +415,7 @@ class Node:
 
         async def change() -> None:
             self.name = self.engine.name = name
-            self._announce_due = self.clock()
+            self.request_announce(self.clock())
 
         await self.submit(change)
 
@@ -548,8 +555,14 @@ class Node:
 
     @property
     def is_gateway(self) -> bool:
-        """Whether this node has an internet transport (its announces say so)."""
+        """Whether an internet transport of this node reaches the internet now (its announces
+        say so)."""
         return self.engine.gateway
+
+    def gateway_reason(self) -> str:
+        """Why this node is not a gateway ("" when it is): what its relays and DHT say, or how
+        to configure one."""
+        return self.neighbourhood.internet()[1]
 
     def counter_totals(self) -> dict[str, int]:
         """The node's counters and its router's, for ``meshchat status``."""

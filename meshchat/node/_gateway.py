@@ -9,16 +9,26 @@ bridge (:meth:`Neighbourhood.bridge_ids`) and which sealed-packet tags to poll
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from meshchat.events import PeerAnnounced
 from meshchat.gateway import INTERNET_TRANSPORTS
-from meshchat.node._types import ANNOUNCE_EVERY_MS, GROUP_MARK, MAX_HEARD
+from meshchat.node._types import ANNOUNCE_EVERY_MS, GROUP_MARK, MAX_HEARD, NodeNotice
 
 if TYPE_CHECKING:
     from meshchat.node import Node
 
-__all__ = ["Neighbourhood"]
+__all__ = ["GATEWAY_CHECK_MS", "NO_INTERNET_HINT", "Neighbourhood"]
+
+log = logging.getLogger(__name__)
+
+#: how often the node looks whether its internet transports reach the internet
+GATEWAY_CHECK_MS = 1000
+NO_INTERNET_HINT = (
+    "no relay or DHT bootstrap configured: meshchat config set internet.relays "
+    "mqtt://HOST:1883 (or internet.dht_bootstrap HOST:PORT)"
+)
 
 
 class Neighbourhood:
@@ -37,6 +47,7 @@ class Neighbourhood:
         # node id -> when last heard on a local (non-internet) link or by announce; insertion
         # order is recency order, so the oldest entry is the first one.
         self._heard: dict[bytes, int] = {}
+        self._gateway_checked = -GATEWAY_CHECK_MS
 
     def announced(self, event: PeerAnnounced, now: int) -> None:
         node_id = event.identity.node_id
@@ -67,6 +78,31 @@ class Neighbourhood:
         heard[node_id] = now
         if len(heard) > MAX_HEARD:
             del heard[next(iter(heard))]
+
+    def internet(self) -> tuple[bool, str]:
+        """(reached, why not): whether an internet transport is up, else the reasons its
+        transports give, or how to configure one when there is none."""
+        statuses = [t.status() for t in self.node.transports if t.name in INTERNET_TRANSPORTS]
+        if not statuses:
+            return False, NO_INTERNET_HINT
+        if any(s.up for s in statuses):
+            return True, ""
+        return False, "; ".join(s.reason or f"{s.name} down" for s in statuses)
+
+    def check_gateway(self, now: int) -> None:
+        """Become a gateway when an internet transport comes up, stop when none is (at most
+        once a second); a change is announced at once and shown to the faces."""
+        if now - self._gateway_checked < GATEWAY_CHECK_MS:
+            return
+        self._gateway_checked = now
+        reached, why = self.internet()
+        node = self.node
+        if reached == node.engine.gateway:
+            return
+        node.engine.gateway = reached
+        log.info("%s", "gateway to the internet" if reached else f"not a gateway: {why}")
+        node.request_announce(now)
+        node.notify(NodeNotice("links"))
 
     def gateways(self, within_ms: int = 2 * ANNOUNCE_EVERY_MS) -> dict[bytes, str]:
         """Nodes that announced, recently, that they reach the internet (node id -> name)."""

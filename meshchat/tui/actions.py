@@ -163,9 +163,11 @@ class Actions:
         elif isinstance(command, Nick):
             await node.rename(command.name)
             self.ctl.show_links()  # the header shows our name
+            kept = "for this run only"
+            if self.ctl.keep_name is not None:
+                kept = await self.ctl.keep_name(command.name)
             self.ctl.note(
-                f"you are now {safe_line(command.name)} to your neighbours (announced now; for "
-                "this run: 'meshchat config set name NAME' keeps it, in clear)"
+                f"you are now {safe_line(command.name)} to your neighbours (announced now; {kept})"
             )
         elif isinstance(command, Me):
             self._check_can_send(self.ctl.current)

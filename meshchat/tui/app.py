@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import logging.handlers
 import os
@@ -28,7 +29,7 @@ import signal
 
 import urwid
 
-from meshchat.app import NodeSettings, running_node
+from meshchat.app import NodeSettings, keep_name, running_node
 from meshchat.display import SafeFormatter
 from meshchat.errors import KeystoreError
 from meshchat.home import Home, passphrase_from_env
@@ -102,6 +103,13 @@ class Ui:
         if self.screen.started:
             self.main.draw_screen()
 
+    def bell(self) -> None:
+        """Ring the terminal's bell."""
+        if self.screen.started:
+            with contextlib.suppress(OSError):
+                self.screen.write("\a")
+                self.screen.flush()
+
     def request_quit(self) -> None:
         self.quit_requested.set()
 
@@ -112,8 +120,9 @@ class Ui:
         return None
 
 
-def run_tui(home: Home, settings: NodeSettings) -> int:
-    """Run the terminal UI for ``home`` until the user quits; returns the exit status."""
+def run_tui(home: Home, settings: NodeSettings, *, bell: bool = True) -> int:
+    """Run the terminal UI for ``home`` until the user quits; returns the exit status.
+    ``bell``: ring the terminal's bell when a direct message arrives."""
     profile = kdf_profile_from_env(os.environ) if not home.initialised else KdfProfile.MODERATE
     root = logging.getLogger()
     quiet = logging.NullHandler()  # nothing may write to the terminal under the UI
@@ -121,7 +130,7 @@ def run_tui(home: Home, settings: NodeSettings) -> int:
     handlers: list[logging.Handler] = [quiet]
     logging.captureWarnings(True)
     try:
-        return asyncio.run(_run(home, settings, profile, handlers))
+        return asyncio.run(_run(home, settings, profile, handlers, bell))
     finally:
         logging.captureWarnings(False)
         for handler in handlers:
@@ -142,7 +151,11 @@ def _log_to_home(home: Home, handlers: list[logging.Handler]) -> None:
 
 
 async def _run(
-    home: Home, settings: NodeSettings, profile: KdfProfile, handlers: list[logging.Handler]
+    home: Home,
+    settings: NodeSettings,
+    profile: KdfProfile,
+    handlers: list[logging.Handler],
+    bell: bool,
 ) -> int:
     ui = Ui(asyncio.get_running_loop())
     ui.start()
@@ -158,12 +171,12 @@ async def _run(
         if passphrase is None or ui.quit_requested.is_set():
             return 0
         _log_to_home(home, handlers)
-        return await _chat(ui, home, settings, passphrase)
+        return await _chat(ui, home, settings, passphrase, bell)
     finally:
         ui.stop()
 
 
-async def _chat(ui: Ui, home: Home, settings: NodeSettings, passphrase: str) -> int:
+async def _chat(ui: Ui, home: Home, settings: NodeSettings, passphrase: str, bell: bool) -> int:
     while True:
         ui.draw_now()  # the key derivation that unlocks the keystore holds the loop a moment
         started = False
@@ -171,7 +184,12 @@ async def _chat(ui: Ui, home: Home, settings: NodeSettings, passphrase: str) -> 
             async with running_node(home, passphrase, settings) as node:
                 started = True
                 controller = ChatController(
-                    node, redraw=ui.redraw, on_quit=ui.request_quit, unicode=ui.unicode
+                    node,
+                    redraw=ui.redraw,
+                    on_quit=ui.request_quit,
+                    unicode=ui.unicode,
+                    bell=ui.bell if bell else None,
+                    keep_name=functools.partial(keep_name, home, passphrase),
                 )
                 ui.show(controller.screen)
                 try:

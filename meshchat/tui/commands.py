@@ -293,7 +293,7 @@ commands:
   /block [name]                drop every message from them from now on, never stored or
                                shown (still relayed for others); no name: list the blocked
   /unblock <name>              stop blocking them
-  /nick <name>                 a new display name, announced to your neighbours (this run)
+  /nick <name>                 a new display name, announced at once and kept
   /me <action>                 send an action: * yourname action
   /clear                       clear this conversation's view (nothing is deleted)
   /panic confirm               erase your keys and messages now, and quit

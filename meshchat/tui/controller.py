@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
@@ -46,7 +46,7 @@ from meshchat.display import safe_line
 from meshchat.errors import MeshchatError
 from meshchat.events import GroupChanged
 from meshchat.lookalike import lookalikes
-from meshchat.node import Node, NodeNotice
+from meshchat.node import NO_INTERNET_HINT, Node, NodeNotice
 from meshchat.store.records import Message, Trust
 from meshchat.store.states import advance
 from meshchat.tui.actions import Actions, PendingDelete, group_id_of
@@ -61,6 +61,7 @@ from meshchat.tui.groups import (
     group_label,
     snapshot,
 )
+from meshchat.tui.header import HeaderWatch
 from meshchat.tui.view import (
     ConvEntry,
     Markup,
@@ -101,8 +102,17 @@ class ChatController:
         on_quit: Callable[[], None],
         tz: tzinfo | None = None,
         unicode: bool = True,
+        bell: Callable[[], None] | None = None,
+        keep_name: Callable[[str], Awaitable[str]] | None = None,
+        header_every_s: float = 2.0,
     ) -> None:
         self.node = node
+        #: rings the terminal's bell (on a direct message); None: silent
+        self.bell = bell
+        #: keeps a new display name for the next runs; says where (None: for this run only)
+        self.keep_name = keep_name
+        self.header = HeaderWatch(node, self.show_links, header_every_s)
+        self._rung: dict[bytes, None] = {}
         self.redraw = redraw
         self.on_quit = on_quit
         self.tz = tz
@@ -145,6 +155,12 @@ class ChatController:
         self.show_links()
         await self.refresh_list()
         await self.open(PUBLIC_CHANNEL)
+        if self.node.gateway_reason() == NO_INTERNET_HINT:
+            self.note(
+                "messages reach only the people of this mesh (LAN, Bluetooth). To reach "
+                "other meshes and offline contacts through the internet: " + NO_INTERNET_HINT
+            )
+        self.header.start()
         # Not one of the tracked tasks: it lives as long as the screen, and idle() must not
         # wait for it.
         self._watcher = asyncio.create_task(self._leave_when_node_stops())
@@ -155,6 +171,7 @@ class ChatController:
         self.on_quit()
 
     async def close(self) -> None:
+        await self.header.stop()
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
@@ -504,6 +521,12 @@ class ChatController:
                 self.spawn(self._mark_read(message.conversation))
         if not message.outgoing:
             self.request_refresh()
+            if message.conversation.startswith(_DM) and message.msg_id not in self._rung:
+                self._rung[message.msg_id] = None  # once per message, however often notified
+                while len(self._rung) > NOTES_LIMIT:
+                    del self._rung[next(iter(self._rung))]
+                if self.bell is not None:
+                    self.bell()
 
     def _goes_last(self, message: Message) -> bool:
         """Whether ``message`` (not on screen yet) is shown (not held, no gap) and sorts after
@@ -523,13 +546,17 @@ class ChatController:
     def show_links(self) -> None:
         node = self.node
         neighbours = sorted(node.neighbours(), key=lambda n: (n.transport, n.name, n.node_id))
+        state = self.header.now()
         self.screen.set_header(
             header_markup(
                 node.name,
                 node.identity.node_id,
                 len(neighbours),
-                node.transport_status(),
-                node.is_gateway,
+                state.transports,
+                state.gateway,
+                queued=state.queued,
+                carried=state.carried,
+                heard=state.heard,
             )
         )
         transports: Markup = []

@@ -318,10 +318,15 @@ def header_markup(
     links: int,
     transports: Sequence[TransportStatus] = (),
     gateway: bool = False,
+    *,
+    queued: int | None = None,
+    carried: int | None = None,
+    heard: int = 0,
 ) -> Markup:
     """The header: our name, short id, how many links are up, then what ``meshchat status``
-    says in one line: each transport up or down (with the start of its reason), and whether
-    this node is a gateway to the internet."""
+    says in one line: each transport up or down (with the start of its reason), whether this
+    node is a gateway to the internet (or how many gateways it heard), and how many messages
+    wait in our outbox (queued) and how many of others' we carry, when known."""
     plural = "" if links == 1 else "s"
     markup: Markup = [
         ("header_title", " meshchat "),
@@ -345,6 +350,12 @@ def header_markup(
         markup.append(("header_nolinks", text))
     if gateway:
         markup.append(("header_links", " gateway"))
+    elif heard:
+        markup.append(("header_dim", f" via {heard} gateway{'' if heard == 1 else 's'}"))
+    if queued is not None:
+        markup.append(("header_nolinks" if queued else "header_dim", f"  {queued} queued"))
+    if carried is not None:
+        markup.append(("header_dim", f" {carried} carried"))
     return markup
 
 

@@ -78,8 +78,10 @@ def test_status_without_an_identity_or_a_node(tmp_path: Path) -> None:
     # Bluetooth is on by default; this machine has no adapter, and status says so
     assert transports["ble"]["state"] == "no adapter" and transports["ble"]["up"] is False
     assert "no Bluetooth adapter" in transports["ble"]["reason"]
+    assert "meshchat config set internet.relays" in shown["gateway"]["reason"]
     text = ok(home, "status")
     assert "ble        no adapter no Bluetooth adapter" in text
+    assert "gateway    no relay or DHT bootstrap configured: meshchat config set" in text
     assert "daemon not running" in text and "meshchat init" in text
 
 
@@ -162,7 +164,9 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
     [neighbour] = shown["neighbours"]
     assert neighbour["node_id"] == stranger_id and neighbour["transport"] == "lan"
     assert neighbour["name"] == ODD_NAME and neighbour["contact"] is None
-    assert shown["gateway"] == {"this_node": False, "heard": []}
+    # no relay or bootstrap configured: status says how to add one
+    assert shown["gateway"]["this_node"] is False and shown["gateway"]["heard"] == []
+    assert "meshchat config set internet.relays" in shown["gateway"]["reason"]
     assert isinstance(shown["queued"], int) and isinstance(shown["carried"], int)
     assert shown["store"]["bytes"] > 0
     assert shown["config"] == {"path": str(alice.config), "exists": True}
@@ -174,6 +178,7 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
     assert "ble        no adapter" in text
     assert "links      1 neighbour(s): ~mallory" in text
     assert "gateway    none heard" in text
+    assert "this node is not one: no relay or DHT bootstrap configured: meshchat config" in text
 
 
 def test_status_without_the_passphrase_says_the_identity_is_locked(tmp_path: Path) -> None:
@@ -240,10 +245,14 @@ def test_status_gives_the_reason_an_internet_transport_is_down(tmp_path: Path) -
         assert relay["reason"].startswith(f"mqtt://127.0.0.1:{closed}: ")
         assert dht["state"] == "down" and dht["reason"] == "no DHT neighbours"
         assert lan["state"] == "off" and "lan.enabled" in lan["reason"]
-        assert shown["gateway"]["this_node"] is True
+        # configured, but neither reaches the internet: not a gateway, and status says why
+        gateway = shown["gateway"]
+        assert gateway["this_node"] is False
+        assert gateway["reason"].startswith(f"mqtt://127.0.0.1:{closed}: ")
+        assert gateway["reason"].endswith("; no DHT neighbours")
         text = ok(home.path, "status")
         assert f"relay      down     mqtt://127.0.0.1:{closed}: " in text
-        assert "gateway    this node is a gateway to the internet" in text
+        assert f"this node is not one: mqtt://127.0.0.1:{closed}: " in text
         assert "links      0 neighbour(s); internet: " in text
     finally:
         proc.terminate()

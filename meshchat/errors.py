@@ -88,6 +88,7 @@ class DeviceListReason(Enum):
     UNKNOWN_DEVICE = "unknown-device"  #: revoking a device that is not on the list
     REVOKES_SIGNER = "revokes-signer"  #: a device cannot revoke itself
     BAD_VERSION = "bad-version"
+    UNSOLICITED = "unsolicited"  #: a stranger's list of an account the viewer knows nothing of
 
 
 class DeviceListError(MeshchatError):

@@ -179,7 +179,7 @@ class AccountBook:
             verdict = Verdict.NEWER
         else:
             verdict = check_successor(held, new)
-        self._check_foreign(new)
+        self._check_foreign(new, delivered_by)
         own = new.account_id == self._own.account_id
         if verdict is Verdict.SAME:
             return None
@@ -206,11 +206,13 @@ class AccountBook:
             return new if verdict is Verdict.NEWER else None
         return base.merged(other, self._me)
 
-    def _check_foreign(self, new: DeviceList) -> None:
+    def _check_foreign(self, new: DeviceList, delivered_by: PublicIdentity | None) -> None:
         for entry in new.devices:
             node_id = entry.node_id
             account = self._account.get(node_id)
             if account is None and node_id in self._singles:
+                if delivered_by is not None and delivered_by.node_id == node_id:
+                    continue  # a known device itself says it is on this account
                 account = node_id
             if account is not None and account != new.account_id:
                 raise DeviceListError(

@@ -263,6 +263,19 @@ class DirectSuite:
             self._touch(identity.node_id)
             self._redraft(identity.node_id)
 
+    def drop_peer(self, node_id: bytes) -> bool:
+        """Stop using a peer's keys for good (a revoked device): its session, prekey and
+        drafts are erased and its pair tags no longer answered. Returns whether it was held;
+        the owner deletes its stored session state."""
+        self._contacts.discard(node_id)
+        self.book.remove(Source("peer", node_id))
+        self._pair_keys.pop(node_id, None)
+        self._dirty.pop(node_id, None)
+        for msg_id, draft in list(self._drafts.items()):
+            if draft.peer == node_id:
+                del self._drafts[msg_id]
+        return self.records.pop(node_id, None) is not None
+
     def knows(self, node_id: bytes) -> bool:
         """Whether ``node_id`` was added with :meth:`add_peer` (a contact or a group member),
         not merely a stranger who started a session with us."""

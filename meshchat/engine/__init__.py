@@ -34,9 +34,11 @@ import random
 from collections.abc import Iterable, Sequence
 
 from meshchat.account.book import AccountBook
+from meshchat.account.link import LINK_KINDS
 from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
+from meshchat.engine._account import AccountGlue
 from meshchat.engine._fanout import Directory, devices_for
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._link import LinkGlue
@@ -113,6 +115,10 @@ class Engine:
         #: what fan-out asks of accounts (:mod:`._fanout`): the account book
         self.directory: Directory = self.accounts
         self.link = LinkGlue(self)
+        #: account control blobs by kind, device lists shared and followed (_account)
+        self.account_glue = AccountGlue(self)
+        for kind in LINK_KINDS:
+            self.account_glue.register(kind, self.link.on_blob, own_devices_only=False)
         self.sending = Sending(self)
         self.receiving = Receiving(self)
 
@@ -129,6 +135,7 @@ class Engine:
         newer than the one we have. Call at start for every contact and when one is added."""
         self.direct.maintain(now_ms)
         self.direct.add_peer(identity, prekey)
+        self.accounts.know(identity)
         # What the router carries for or from a contact outranks strangers' packets.
         self.router.contacts.add(identity.node_id)
         self.router.contact_keys.add(identity.sign_public)
@@ -172,7 +179,23 @@ class Engine:
         for account_id, blob in self.accounts.take_updates():
             out.append(DeviceListUpdated(account_id, blob))
         out.extend(self.groups.take_notices())
+        out.extend(self.account_glue.take_notices())
         return out
+
+    # -- accounts (see _account.AccountGlue) ----------------------------------------------
+
+    @property
+    def account_id(self) -> bytes:
+        return self.accounts.account_id
+
+    def contact_added(self, identity: PublicIdentity, now_ms: int) -> list[Output]:
+        """A contact was just added by the user: it is sent this account's list (when the
+        account is more than this device alone)."""
+        return [*self.account_glue.share_own(now_ms, [identity]), *self._updates()]
+
+    def revoke_device(self, node_id: bytes, now_ms: int) -> list[Output]:
+        """Take one of this account's other devices off its list; everyone is told."""
+        return [*self.account_glue.revoke(node_id, now_ms), *self._updates()]
 
     # -- private groups (see _groups.GroupGlue) -------------------------------------------
 
@@ -358,7 +381,10 @@ class Engine:
         prekey = self.prekey(now_ms)
         out = self._updates()
         flags = ANNOUNCE_GATEWAY if self.gateway else 0
-        body = AnnounceBody(self.identity.public.box_public, self.name, prekey, flags).encode()
+        item = self.account_glue.announce_item()
+        body = AnnounceBody(
+            self.identity.public.box_public, self.name, prekey, flags, item
+        ).encode()
         packet = codec.build(
             self.identity,
             PacketKind.ANNOUNCE,
@@ -415,7 +441,7 @@ class Engine:
                 elif packet.kind is PacketKind.ACK:
                     opened = self.receiving.ack(packet, now_ms, link)
                 elif packet.kind is PacketKind.ANNOUNCE:
-                    opened = self._on_announce(packet)
+                    opened = self._on_announce(packet, now_ms)
             except (PacketError, CryptoError) as exc:
                 opened = [*self._updates(), MessageRejected(str(exc), packet.packet_id, link)]
             for o in opened:
@@ -424,14 +450,15 @@ class Engine:
                 (late if isinstance(o, Uncarry) else out).append(o)
         return out + late
 
-    def _on_announce(self, packet: Packet) -> list[Output]:
+    def _on_announce(self, packet: Packet, now_ms: int) -> list[Output]:
         body = AnnounceBody.decode(packet.payload)
         peer = PublicIdentity(packet.origin, body.box_public)
         if body.prekey is not None:
             # Kept only for a known peer, only if signed by it and newer than the one we have.
             self.direct.learn_prekey(peer, body.prekey)
         announced = PeerAnnounced(peer, body.name, packet.hops, body.prekey, body.gateway)
-        return [*self._updates(), announced]
+        asked = self.account_glue.on_announce(peer, body.account, body.prekey, now_ms)
+        return [*asked, *self._updates(), announced]
 
     # -- links and time ------------------------------------------------------------------
 

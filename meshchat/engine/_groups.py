@@ -126,6 +126,13 @@ class GroupGlue:
             out.extend(self._queue_control(send, now_ms))
         return out
 
+    def queue(self, sends: list[ControlSend], now_ms: int) -> list[Output]:
+        """Queue control parts another part of the engine made (account blobs)."""
+        out = self.engine.flush()
+        for send in sends:
+            out.extend(self._queue_control(send, now_ms))
+        return out
+
     def _queue_control(self, send: ControlSend, now_ms: int) -> list[Output]:
         if send.recipient.node_id in self._distrusted:
             self.engine.groups.control_done(send.part.msg_id)
@@ -194,8 +201,11 @@ class GroupGlue:
         for member, prekey in outcome.learned:
             self.engine.direct.add_peer(member, prekey)
         out: list[Output] = [*self._group_changed(outcome.sends, now_ms), *outcome.notices]
-        if outcome.link is not None:
-            out.extend(self.engine.link.on_blob(sender, outcome.link, now_ms))
+        if outcome.account_blob is not None:
+            more, outcome.ack = self.engine.account_glue.on_blob(
+                sender, outcome.account_blob, now_ms, packet_id
+            )
+            out.extend(more)
         removals: dict[bytes, list[bytes]] = {}
         for group_id, node_id in outcome.to_remove:
             removals.setdefault(group_id, []).append(node_id)

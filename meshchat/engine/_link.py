@@ -141,10 +141,9 @@ class LinkGlue:
             out: list[Output] = [MessageRejected(f"link: {exc}", bytes(16), None)]
             return [*out, *self._send(peer, refuse.encode(), now_ms)]
         accept = inviter.accept(new.encode(), now_ms)
-        self.engine.add_own_device(peer)
-        out = self.engine.flush()
         change = ListChange(new.account_id, new.version - 1, new, (peer,), (), True)
-        out.append(DeviceListChanged(change, False))
+        # the new device becomes an own device; every contact and own device gets the list
+        out = self.engine.account_glue.apply(change, now_ms)
         out.extend(self._send(peer, accept.encode(), now_ms))
         out.append(self._progress(EXISTING, inviter))
         return out

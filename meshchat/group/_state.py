@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import cbor2
 
 from meshchat.errors import MeshchatError, StoreError
+from meshchat.events import GroupChanged
 from meshchat.group.control import Assembler, SenderKeyShare, decode_control
 from meshchat.group.roster import Roster
 from meshchat.group.sender_keys import EpochKeys, SenderChain
-from meshchat.identity import PublicIdentity
+from meshchat.identity import PublicIdentity, SignedPrekey
 from meshchat.wire.payloads import ControlPart
 
 __all__ = [
@@ -29,9 +30,11 @@ __all__ = [
     "NOT_APPLIED",
     "PENDING",
     "BookState",
+    "ControlOutcome",
     "ControlSend",
     "Epoch",
     "Group",
+    "Learned",
     "Tracked",
 ]
 
@@ -323,3 +326,28 @@ class BookState:
         except (MeshchatError, ValueError, TypeError, IndexError) as exc:
             raise StoreError(f"unreadable group book: {exc}") from exc
         return state
+
+
+#: a member to know as a peer, with the signed prekey the roster's admin had for it
+Learned = tuple[PublicIdentity, SignedPrekey | None]
+
+
+@dataclass(slots=True)
+class ControlOutcome:
+    """What a control message asks of the engine."""
+
+    sends: list[ControlSend] = field(default_factory=list)
+    notices: list[GroupChanged] = field(default_factory=list)
+    #: members to know as peers (with the prekey the roster's admin had for them)
+    learned: list[Learned] = field(default_factory=list)
+    #: (group id, node id): members this node, an admin, must remove: members who left, and
+    #: members it removed whom a roster made without knowing of the removal lists again
+    to_remove: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: False: the part was not kept, or its blob not applied; it must not be acked
+    ack: bool = True
+    #: why the blob was not applied (for the log)
+    rejected: str | None = None
+    #: msg ids of our own control parts to stop sending (their blob was not applied)
+    cancel: list[bytes] = field(default_factory=list)
+    #: a whole control blob of an account kind (16 and up): for the account glue
+    account_blob: bytes | None = None

@@ -37,16 +37,23 @@ packet that depends on them leaves.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
 
-from meshchat.account.link import is_link_blob
+from meshchat.account.wire import ACCOUNT_KINDS_FROM, blob_kind
 from meshchat.errors import DecryptionError, PacketError, StoreError, UsageError
 from meshchat.events import GroupChanged
 from meshchat.group._delivery import Deliveries
 from meshchat.group._messages import GroupMessages, KeyPending
-from meshchat.group._state import BOOK_KEY, BookState, ControlSend, Epoch, Group
+from meshchat.group._state import (
+    BOOK_KEY,
+    BookState,
+    ControlOutcome,
+    ControlSend,
+    Epoch,
+    Group,
+    Learned,
+)
 from meshchat.group.control import (
     DROPPED,
     REFUSED,
@@ -92,34 +99,10 @@ MAX_STRANGER_NACKS = 16
 #: ``NotApplied`` answers in flight to one known peer at most
 MAX_NACKS_PER_PEER = 8
 
-#: a member to know as a peer, with the signed prekey the roster's admin had for it
-Learned = tuple[PublicIdentity, SignedPrekey | None]
-
 
 def group_conversation(group_id: bytes) -> str:
     """The conversation name of a group."""
     return "grp:" + group_id.hex()
-
-
-@dataclass(slots=True)
-class ControlOutcome:
-    """What a control message asks of the engine."""
-
-    sends: list[ControlSend] = field(default_factory=list)
-    notices: list[GroupChanged] = field(default_factory=list)
-    #: members to know as peers (with the prekey the roster's admin had for them)
-    learned: list[Learned] = field(default_factory=list)
-    #: (group id, node id): members this node, an admin, must remove: members who left, and
-    #: members it removed whom a roster made without knowing of the removal lists again
-    to_remove: list[tuple[bytes, bytes]] = field(default_factory=list)
-    #: False: the part was not kept, or its blob not applied; it must not be acked
-    ack: bool = True
-    #: why the blob was not applied (for the log)
-    rejected: str | None = None
-    #: msg ids of our own control parts to stop sending (their blob was not applied)
-    cancel: list[bytes] = field(default_factory=list)
-    #: a joined link blob (:mod:`meshchat.account.link`), for the engine's link glue
-    link: bytes | None = None
 
 
 class GroupBook(GroupMessages):
@@ -336,6 +319,11 @@ class GroupBook(GroupMessages):
         self._dirty.add(BOOK_KEY)
         return sends
 
+    def send_blob(self, recipient: PublicIdentity, blob: bytes, now_ms: int) -> list[ControlSend]:
+        """Send another part of the node a control blob (an account's): cut, kept in flight
+        and retried like the book's own until acked."""
+        return self._control(recipient, blob, now_ms)
+
     def control_acked(self, msg_id: bytes) -> None:
         """A control part of ours was acked (call before :meth:`control_done`)."""
         changed = self._deliveries.acked(self.state, self.groups, msg_id)
@@ -415,8 +403,9 @@ class GroupBook(GroupMessages):
             self._dirty.add(BOOK_KEY)
         if blob is None:
             return self._with_dropped(ControlOutcome(), now_ms)
-        if is_link_blob(blob):
-            return self._with_dropped(ControlOutcome(link=blob), now_ms)
+        kind = blob_kind(blob)
+        if kind is not None and kind >= ACCOUNT_KINDS_FROM:  # the account glue's, not ours
+            return self._with_dropped(ControlOutcome(account_blob=blob), now_ms)
         try:
             outcome = self._apply(sender, decode_control(blob), now_ms, known)
         except (PacketError, DecryptionError) as exc:

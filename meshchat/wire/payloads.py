@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import cbor2
 
+from meshchat.account.wire import AccountItem
 from meshchat.causal import MAX_HEADS_SHOWN, MAX_PARENTS, MAX_WANTS
 from meshchat.errors import IdentityError, PacketError, PacketReason
 from meshchat.identity import SignedPrekey
@@ -359,8 +360,13 @@ class AnnounceBody:
     #: bit field; :data:`ANNOUNCE_GATEWAY` says the node reaches the internet and hands
     #: packets for other meshes to relays. Sent (as a last item) only when not zero.
     flags: int = 0
+    #: the account the device is on, when it is not an account of this one device alone
+    #: (sent as the very last item, an array, only then)
+    account: AccountItem | None = None
 
     def __post_init__(self) -> None:
+        if self.account is not None and not isinstance(self.account, AccountItem):
+            raise PacketError(PacketReason.BAD_FIELD, "account")
         _bytes_of(self.box_public, _KEY_SIZE, "box key")
         _text_of(self.name, MAX_NAME_BYTES, "name")
         if self.prekey is not None and not isinstance(self.prekey, SignedPrekey):
@@ -379,17 +385,24 @@ class AnnounceBody:
             fields += [pk.public, pk.signature, pk.created_ms]
         if self.flags:
             fields.append(self.flags)
+        if self.account is not None:
+            fields.append(self.account.to_cbor())
         return cbor2.dumps(fields, canonical=True)
 
     @classmethod
     def decode(cls, data: bytes) -> AnnounceBody:
         if len(data) > MAX_PAYLOAD_SIZE:
             raise PacketError(PacketReason.OVERSIZED, "body too large")
-        check_cbor(data, max_items=7, max_depth=1)
+        check_cbor(data, max_items=11, max_depth=2)
         try:
             fields = cbor2.loads(data)
         except Exception as exc:
             raise PacketError(PacketReason.MALFORMED, f"body CBOR: {exc}") from None
+        account = None
+        if isinstance(fields, list) and fields and isinstance(fields[-1], list):
+            account = AccountItem.from_cbor(fields.pop())
+        if isinstance(fields, list) and any(isinstance(f, list) for f in fields):
+            raise PacketError(PacketReason.BAD_FIELD, "a nested array out of place")
         if not isinstance(fields, list) or len(fields) not in (2, 3, 5, 6):
             raise PacketError(PacketReason.BAD_FIELD, "body is not an array of 2, 3, 5 or 6")
         flags = 0
@@ -405,4 +418,4 @@ class AnnounceBody:
                 prekey = SignedPrekey(fields[2], fields[3], fields[4])
             except IdentityError:
                 raise PacketError(PacketReason.BAD_FIELD, "prekey") from None
-        return cls(box_public, name, prekey, flags)
+        return cls(box_public, name, prekey, flags, account)

@@ -131,3 +131,35 @@ def test_load_takes_stored_lists_and_reports_bad_ones() -> None:
     assert bad == [b"\x01" * 16]
     assert book.held(a1.node_id) == other and book.own == stored
     assert book.take_updates() == []
+
+
+def test_a_new_device_adopts_an_account_and_its_lists_follow() -> None:
+    a1, a2, viewer = (Identity.generate() for _ in range(3))
+    founder = AccountBook(a1)
+    joined = founder.add_device(entry(a2), a1)
+    book = AccountBook(a2)
+    book.take_updates()
+    change = book.adopt(joined, a1.public)
+    assert book.account_id == a1.node_id and change.added == (a1.public,)
+    assert book.own_devices() == (a1.public,) and book.is_own_device(a1.node_id)
+    # a list that does not name this device cannot be adopted
+    with pytest.raises(DeviceListError):
+        AccountBook(viewer).adopt(joined, a1.public)
+    # the founder revokes it: the new device takes the list that drops it
+    revoked = founder.revoke(a2.node_id, a1)
+    change2 = book.offer(revoked, a1.public, 0)
+    assert change2 is not None and change2.revoked == (a2.node_id,)
+
+
+def test_a_contact_device_may_say_itself_that_it_is_on_another_account() -> None:
+    viewer, a1, a2 = (Identity.generate() for _ in range(3))
+    book = AccountBook(viewer)
+    book.know(a2.public)  # added as a contact on its own before it was linked
+    listed = DeviceList.genesis(a1, "a1").successor(a1, add=[entry(a2)])
+    # from a1 (not the known device): refused, a2 is held as its own account
+    with pytest.raises(DeviceListError) as exc:
+        book.offer(listed, a1.public, 0)
+    assert exc.value.reason is DeviceListReason.FOREIGN_DEVICE
+    # delivered by a2 itself: taken
+    change = book.offer(listed, a2.public, 0)
+    assert change is not None and book.account_of(a2.node_id) == a1.node_id

@@ -1,0 +1,289 @@
+"""The engine's account glue: device lists joined to sessions, the outbox and announces.
+
+:class:`AccountGlue` belongs to one :class:`~meshchat.engine.Engine` and holds its
+:class:`~meshchat.account.book.AccountBook`. It
+
+* takes every whole control blob whose kind is 16 or more (the group book hands them over,
+  :mod:`meshchat.account.wire`) and passes it to the handler registered for its kind
+  (:meth:`AccountGlue.register`); kinds 18, 19 and 20 (carbons, sync, erasures) only from one
+  of this node's own devices, every other kind from anyone (each handler checks its sender);
+* sends account blobs (:meth:`send`): cut into parts, sealed to the device, retried until
+  acked, kept across restarts with the group book's parts in flight;
+* handles DeviceListShare (16) and DeviceListRequest (17): a list that replaces the one held
+  changes the engine's peers (devices added to a contact's or this account are known as
+  peers, revoked ones are dropped: their sessions erased, nothing more sealed to them), comes
+  out as :class:`DeviceListUpdated` (to store) and :class:`DeviceListChanged` (a notice);
+* shares this account's list with every contact device and own device whenever it changes,
+  and with a contact when it is added (only a list of more than the founding device alone:
+  a viewer's implicit list of a one-device account says the same);
+* asks for a newer list when an announce says there is one (once a minute per account).
+
+Strangers: a list of an account the node holds nothing for is taken only from a contact (or
+group member) device; a request is answered at most once a minute per asking device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from meshchat.account.book import AccountBook, ListChange
+from meshchat.account.devicelist import DeviceEntry, DeviceList
+from meshchat.account.wire import (
+    ACCOUNT_KINDS_FROM,
+    KIND_LIST_REQUEST,
+    KIND_LIST_SHARE,
+    AccountItem,
+    DeviceListRequest,
+    DeviceListShare,
+    blob_kind,
+    decode_request,
+    decode_share,
+)
+from meshchat.errors import DeviceListError, DeviceListReason, MeshchatError, UsageError
+from meshchat.events import DeviceListChanged, MessageExpired, MessageRejected
+from meshchat.group.control import PartRefused
+from meshchat.identity import PublicIdentity, SignedPrekey
+
+if TYPE_CHECKING:
+    from meshchat.engine import Engine, Output
+
+__all__ = ["OWN_ONLY_KINDS", "REQUEST_EVERY_MS", "AccountGlue", "Handler"]
+
+#: (sender, whole blob, now_ms) -> outputs. Raise a :class:`MeshchatError` to refuse the blob
+#: (it is acked all the same: sending it again would not help), or
+#: :class:`~meshchat.group.control.PartRefused` to leave it unacked (it comes again).
+Handler = Callable[[PublicIdentity, bytes, int], "list[Output]"]
+#: kinds taken only from this node's own devices: carbons, sync, erasures
+OWN_ONLY_KINDS = frozenset({18, 19, 20})
+#: at most one DeviceListRequest per account, and one answer per asking device, this often
+REQUEST_EVERY_MS = 60_000
+_MAX_REMEMBERED = 1024
+
+
+class AccountGlue:
+    """Accounts inside one engine (see the module docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._handlers: dict[int, Handler] = {
+            KIND_LIST_SHARE: self._on_share,
+            KIND_LIST_REQUEST: self._on_request,
+        }
+        self._own_only: set[int] = set(OWN_ONLY_KINDS)
+        self._asked: dict[bytes, int] = {}
+        self._answered: dict[bytes, int] = {}
+        self._notices: list[DeviceListChanged] = []
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def register(
+        self, kind: int, handler: Handler, *, own_devices_only: bool | None = None
+    ) -> None:
+        """Take blobs of ``kind`` (16..255) with ``handler``; ``own_devices_only`` (default:
+        kinds 18, 19, 20) refuses them from any device not on this account's list."""
+        if not ACCOUNT_KINDS_FROM <= kind <= 255:
+            raise UsageError(f"account blob kinds are {ACCOUNT_KINDS_FROM}..255")
+        self._handlers[kind] = handler
+        only = kind in OWN_ONLY_KINDS if own_devices_only is None else own_devices_only
+        if only:
+            self._own_only.add(kind)
+        else:
+            self._own_only.discard(kind)
+
+    @property
+    def book(self) -> AccountBook:
+        """The engine's account book."""
+        return self.engine.accounts
+
+    def take_notices(self) -> list[Output]:
+        """Notices of lists that changed, since the last call (the lists themselves come
+        out of the book's updates)."""
+        out: list[Output] = list(self._notices)
+        self._notices.clear()
+        return out
+
+    def announce_item(self) -> AccountItem | None:
+        """What this node's announce says of its account (None for a lone founding device)."""
+        own = self.book.own
+        if own.account_id == self.engine.identity.node_id and len(own.devices) == 1:
+            return None
+        return AccountItem.of(own)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def on_blob(
+        self, sender: PublicIdentity, blob: bytes, now_ms: int, packet_id: bytes
+    ) -> tuple[list[Output], bool]:
+        """A whole account blob from ``sender`` (the session peer); returns the outputs and
+        whether to ack its last part."""
+        kind = blob_kind(blob)
+        handler = self._handlers.get(kind) if kind is not None else None
+        if kind is None or handler is None:
+            return [MessageRejected(f"account control kind {kind}", packet_id, None)], True
+        if kind in self._own_only and not self.book.is_own_device(sender.node_id):
+            reason = f"account control kind {kind} from a device that is not one of mine"
+            return [MessageRejected(reason, packet_id, None)], True
+        try:
+            out = handler(sender, blob, now_ms)
+        except PartRefused as exc:
+            return [*self.engine.flush(), MessageRejected(str(exc), packet_id, None)], False
+        except MeshchatError as exc:
+            reason = f"account control kind {kind}: {exc}"
+            return [*self.engine.flush(), MessageRejected(reason, packet_id, None)], True
+        return [*out, *self.engine.flush()], True
+
+    def _on_share(self, sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
+        offered = decode_share(blob).device_list
+        return self.offer(offered, sender, now_ms)
+
+    def offer(
+        self, offered: DeviceList, sender: PublicIdentity | None, now_ms: int
+    ) -> list[Output]:
+        """Consider a list (from a share, or a link accept); raises :class:`DeviceListError`
+        for one that may not be taken."""
+        known = sender is not None and self.engine.direct.knows(sender.node_id)
+        if self.book.held(offered.account_id) is None and not known:
+            raise DeviceListError(
+                DeviceListReason.UNSOLICITED, "a stranger's list of an unknown account"
+            )
+        change = self.book.offer(offered, sender, now_ms)
+        return [] if change is None else self.apply(change, now_ms)
+
+    def _on_request(self, sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
+        request = decode_request(blob)
+        own = self.book.own
+        if request.account_id != own.account_id or own.version <= request.held_version:
+            return []
+        if not _due(self._answered, sender.node_id, now_ms):
+            return []
+        return self.send(sender, DeviceListShare(own).encode(), now_ms)
+
+    def on_announce(
+        self,
+        peer: PublicIdentity,
+        item: AccountItem | None,
+        prekey: SignedPrekey | None,
+        now_ms: int,
+    ) -> list[Output]:
+        """An announce: ask ``peer`` for its account's list when it says there is a newer
+        one than held (for an account held, or any account of a contact device)."""
+        if item is None:
+            return []
+        held = self.book.held(item.account_id)
+        if held is None and not self.engine.direct.knows(peer.node_id):
+            return []
+        version = 0 if held is None else held.version
+        if held is not None and (
+            item.version < held.version
+            or item.digest == held.digest
+            or (item.version == held.version and item.digest > held.digest)
+        ):
+            return []
+        if not _due(self._asked, item.account_id, now_ms):
+            return []
+        if not self.engine.direct.can_seal(peer):
+            self.engine.direct.add_peer(peer, prekey)
+        return self.send(peer, DeviceListRequest(item.account_id, version).encode(), now_ms)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def apply(self, change: ListChange, now_ms: int) -> list[Output]:
+        """Make the engine's peers follow a list that changed, tell its owner, and share
+        this account's list when it was the one that changed."""
+        engine = self.engine
+        me = engine.identity.node_id
+        own = change.account_id == self.book.account_id
+        related = own or any(
+            n in engine.router.contacts
+            for n in (*change.new.node_ids, *change.revoked, change.account_id)
+        )
+        out: list[Output] = []
+        if related:
+            for device in change.added:
+                if device.node_id != me:
+                    out.extend(engine.add_contact(device, None, now_ms))
+        for node_id in change.revoked:
+            if node_id != me:
+                out.extend(self._drop_device(node_id))
+        self._notices.append(DeviceListChanged(change, loud=not change.signer_was_trusted))
+        if own:
+            out.extend(self.share_own(now_ms))
+        out.extend(engine.flush())
+        return out
+
+    def _drop_device(self, node_id: bytes) -> list[Output]:
+        """A revoked device: nothing more is sealed to it (queued messages to it fail), no
+        group keys go to it, its session is erased."""
+        engine = self.engine
+        out: list[Output] = []
+        record = engine.direct.records.get(node_id)
+        engine._group_glue.distrust(node_id)
+        for item in list(engine.outbox._items.values()):
+            if item.recipient is not None and item.recipient.node_id == node_id:
+                engine._end(item.msg_id)
+                if not item.is_control:
+                    out.append(MessageExpired(item.msg_id))
+        engine.direct.drop_peer(node_id)
+        engine.router.contacts.discard(node_id)
+        if record is not None:
+            engine.router.contact_keys.discard(record.identity.sign_public)
+        return out
+
+    def share_own(self, now_ms: int, to: Iterable[PublicIdentity] | None = None) -> list[Output]:
+        """Send this account's list to ``to`` (default: every contact device and every
+        other own device). Nothing is sent for a lone founding device's list."""
+        if self.announce_item() is None and self.book.own.version == 1:
+            return []
+        if to is None:
+            to = self._everyone()
+        blob = DeviceListShare(self.book.own).encode()
+        out: list[Output] = []
+        me = self.engine.identity.node_id
+        for device in to:
+            if device.node_id != me:
+                out.extend(self.send(device, blob, now_ms))
+        return out
+
+    def _everyone(self) -> list[PublicIdentity]:
+        engine = self.engine
+        found = {d.node_id: d for d in self.book.own_devices()}
+        for node_id in engine.router.contacts:
+            record = engine.direct.records.get(node_id)
+            if record is not None:
+                found.setdefault(node_id, record.identity)
+        return list(found.values())
+
+    def revoke(self, node_id: bytes, now_ms: int) -> list[Output]:
+        """Take one of this account's other devices off its list for good, and tell every
+        contact and own device."""
+        old = self.book.own
+        new = self.book.revoke(node_id, self.engine.identity)
+        change = ListChange(old.account_id, old.version, new, (), (node_id,), True)
+        return self.apply(change, now_ms)
+
+    def add_device(self, entry: DeviceEntry, now_ms: int) -> list[Output]:
+        """Put a device on this account's list (after linking), and tell everyone."""
+        old = self.book.own
+        new = self.book.add_device(entry, self.engine.identity)
+        change = ListChange(old.account_id, old.version, new, (entry.identity,), (), True)
+        return self.apply(change, now_ms)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, recipient: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
+        """Send an account blob to one device: sealed, retried until acked."""
+        sends = self.engine.groups.send_blob(recipient, blob, now_ms)
+        return self.engine._group_glue.queue(sends, now_ms)
+
+
+def _due(last: dict[bytes, int], key: bytes, now_ms: int) -> bool:
+    """Whether ``key`` may be served again (and note that it is), bounded in memory."""
+    before = last.get(key)
+    if before is not None and now_ms - before < REQUEST_EVERY_MS:
+        return False
+    last[key] = now_ms
+    if len(last) > _MAX_REMEMBERED:
+        for old in sorted(last, key=last.__getitem__)[: len(last) - _MAX_REMEMBERED]:
+            del last[old]
+    return True

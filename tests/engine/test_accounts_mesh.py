@@ -1,0 +1,136 @@
+"""Device lists between real engines on the in-process mesh: shared, asked for, revoked, and
+account control blobs dispatched by kind (own-device kinds refused from anyone else)."""
+
+from __future__ import annotations
+
+import cbor2
+from mesh import Mesh
+
+from meshchat.account.devicelist import DeviceEntry
+from meshchat.engine import Engine, Output
+from meshchat.events import DeviceListChanged, DeviceListUpdated, MessageRejected
+from meshchat.identity import PublicIdentity
+
+
+def pair() -> Mesh:
+    """a1 and a2 (to become one account) and bob, all linked; bob and a1 hold each other's
+    cards, and so do a1 and a2."""
+    mesh = Mesh(cards=True)
+    mesh.add_many(["a1", "a2", "bob"])
+    mesh.connect_all([("a1", "a2"), ("a1", "bob"), ("a2", "bob")])
+    for x, y in [("a1", "bob"), ("bob", "a1"), ("a1", "a2"), ("a2", "a1")]:
+        mesh.introduce(x, y)
+    return mesh
+
+
+def pub(mesh: Mesh, name: str) -> PublicIdentity:
+    return mesh.engines[name].identity.public
+
+
+def link(mesh: Mesh) -> None:
+    """a2 joins a1's account (what linking ends with)."""
+    a1, a2 = mesh.engines["a1"], mesh.engines["a2"]
+    mesh._handle(
+        "a1", a1.account_glue.add_device(DeviceEntry.of(pub(mesh, "a2"), "phone"), mesh.now_ms)
+    )
+    a1_pub = pub(mesh, "a1")
+    mesh._handle(
+        "a2", a2.account_glue.apply(a2.accounts.adopt(a1.accounts.own, a1_pub), mesh.now_ms)
+    )
+
+
+def test_a_contact_learns_the_new_device_and_drops_it_when_revoked() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    bob = mesh.engines["bob"]
+    a1_id, a2_id = (mesh.engines[n].identity.node_id for n in ("a1", "a2"))
+    assert bob.accounts.account_of(a2_id) == a1_id
+    assert bob.accounts.held(a1_id) == mesh.engines["a1"].accounts.own
+    changes = mesh.events("bob", DeviceListChanged)
+    assert [c.change.added for c in changes] == [(pub(mesh, "a2"),)]
+    assert not changes[0].loud  # signed by a1, the device bob held
+    assert bob.direct.knows(a2_id)
+    assert any(u.account_id == a1_id for u in mesh.events("bob", DeviceListUpdated))
+    # a2's announce carries its account; bob learns a2's prekey from it
+    mesh.announce("a2")
+    mesh.run(5_000)
+    assert bob.direct.can_seal(pub(mesh, "a2"))
+    # a1 revokes a2: bob drops a2's keys; a2 itself takes the list that drops it
+    mesh._handle("a1", mesh.engines["a1"].revoke_device(a2_id, mesh.now_ms))
+    mesh.run(20_000)
+    assert bob.accounts.account_of(a2_id) == a2_id
+    assert not bob.direct.knows(a2_id) and a2_id not in bob.direct.records
+    assert a2_id not in bob.router.contacts
+    assert mesh.events("bob", DeviceListChanged)[-1].change.revoked == (a2_id,)
+
+
+def test_an_announce_of_a_newer_list_makes_the_viewer_ask_for_it() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    a1 = mesh.engines["a1"]
+    bob = mesh.engines["bob"]
+    a1_id = a1.identity.node_id
+    # a1's list changes without telling anyone (say bob was away then)
+    a1.accounts.rename("laptop", a1.identity)
+    assert bob.accounts.held(a1_id).version == 2  # type: ignore[union-attr]
+    mesh.announce("a1")
+    mesh.run(20_000)
+    assert bob.accounts.held(a1_id) == a1.accounts.own
+    # a second announce within the minute does not ask again
+    sent_before = mesh.transmissions
+    mesh.announce("a1")
+    mesh.run(1_000)
+    assert mesh.transmissions - sent_before <= 4  # the announce flooding only
+
+
+def test_own_device_kinds_are_refused_from_anyone_else() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    seen: list[tuple[bytes, bytes]] = []
+
+    def carbon(sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
+        seen.append((sender.node_id, blob))
+        return []
+
+    a1: Engine = mesh.engines["a1"]
+    a1.account_glue.register(18, carbon)
+    blob = cbor2.dumps([18, b"x"])
+    for sender in ("bob", "a2"):
+        engine = mesh.engines[sender]
+        mesh._handle(sender, engine.account_glue.send(pub(mesh, "a1"), blob, mesh.now_ms))
+    mesh.run(20_000)
+    assert seen == [(mesh.engines["a2"].identity.node_id, blob)]
+    reasons = [r.reason for r in mesh.events("a1", MessageRejected)]
+    assert any("not one of mine" in r for r in reasons)
+    # and the refused blob was acked all the same: nothing left in bob's outbox
+    assert not any(i.is_control for i in mesh.engines["bob"].outbox._items.values())
+
+
+def test_a_strangers_list_claiming_a_contacts_account_is_refused() -> None:
+    mesh = pair()
+    mesh.add("mallory")
+    mesh.connect("mallory", "bob")
+    mesh.introduce("mallory", "bob")
+    mallory = mesh.engines["mallory"]
+    a1_id = mesh.engines["a1"].identity.node_id
+    from meshchat.account.devicelist import DeviceList
+    from meshchat.account.wire import DeviceListShare
+
+    forged = DeviceList._signed(
+        mallory.identity,
+        a1_id,
+        2,
+        [DeviceEntry.of(pub(mesh, "a1"), "x"), DeviceEntry.of(pub(mesh, "mallory"), "y")],
+        [],
+        bytes(16),
+    )
+    blob = DeviceListShare(forged).encode()
+    mesh._handle("mallory", mallory.account_glue.send(pub(mesh, "bob"), blob, mesh.now_ms))
+    mesh.run(20_000)
+    bob = mesh.engines["bob"]
+    assert bob.accounts.account_of(mallory.identity.node_id) == mallory.identity.node_id
+    assert mesh.events("bob", DeviceListChanged) == []
+    assert any("signer-not-on-list" in r.reason for r in mesh.events("bob", MessageRejected))

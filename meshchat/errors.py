@@ -112,6 +112,7 @@ class BridgeReason(Enum):
     UNSIGNED = "unsigned"  #: a signature is required and missing
     BAD_SIGNATURE = "bad-signature"
     SENDER_MISMATCH = "sender-mismatch"  #: the sender id is not derived from the stated key
+    UNKNOWN_SENDER = "unknown-sender"  #: no verified announce from this sender yet
     STALE = "stale"  #: older than the replay window
     FROM_FUTURE = "from-future"
     DUPLICATE = "duplicate"  #: already seen

@@ -116,6 +116,17 @@ class Channel:
         """True for the default key family that every device knows."""
         return self.key[:-1] == DEFAULT_KEY[:-1] and len(self.key) == 16
 
+    @property
+    def conversation(self) -> str:
+        """The meshchat conversation this channel is shown as."""
+        return f"#meshtastic-{self.name}"
+
+    @property
+    def mark(self) -> str:
+        """How the conversation is marked wherever it is shown."""
+        key = "channel key is public" if self.key_is_public else "shared channel key"
+        return f"other network, {key}"
+
     def crypt(self, packet_id: int, from_node: int, data: bytes) -> bytes:
         """AES-CTR both ways (``CryptoEngine::encryptPacket``)."""
         counter = packet_id.to_bytes(8, "little") + from_node.to_bytes(4, "little") + bytes(4)

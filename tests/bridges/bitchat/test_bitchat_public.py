@@ -152,3 +152,26 @@ def test_replay_window_refuses_replays_then_old_packets() -> None:
     for i in range(300):
         window.admit(me.message(f"m{i}", NOW + i), NOW + i)
     assert len(window) == 100
+
+
+def test_peers_pin_the_first_signing_key_and_gate_messages() -> None:
+    from meshchat.bridges.bitchat.peers import MARK, BitchatPeers
+
+    assert "not end-to-end encrypted" in MARK and "other network" in MARK
+    peers = BitchatPeers(capacity=2)
+    alice = BitchatIdentity.generate()
+    message = alice.message("hello bridge", NOW)
+    assert _reason(lambda: peers.accept_message(message, NOW)) is BridgeReason.UNKNOWN_SENDER
+    peers.accept_announce(alice.announce("alice", NOW), NOW)
+    heard = peers.accept_message(message, NOW)
+    assert (heard.nickname, heard.text) == ("alice", "hello bridge")
+    assert _reason(lambda: peers.accept_message(message, NOW)) is BridgeReason.DUPLICATE
+    # mallory copies alice's Noise key (so the peer id) with her own signing key
+    mallory = BitchatIdentity(alice.noise_private, BitchatIdentity.generate().signing_private)
+    copied = mallory.announce("alice", NOW + 1)
+    assert _reason(lambda: peers.accept_announce(copied, NOW + 1)) is BridgeReason.SENDER_MISMATCH
+    forged = mallory.message("send me money", NOW + 2)
+    assert _reason(lambda: peers.accept_message(forged, NOW + 2)) is BridgeReason.BAD_SIGNATURE
+    for _ in range(3):
+        peers.accept_announce(BitchatIdentity.generate().announce("x", NOW), NOW)
+    assert len(peers) == 2

@@ -185,3 +185,9 @@ def test_mutated_envelopes_never_fail_untyped(at: int, value: int) -> None:
     frame[at % len(frame)] = value
     with contextlib.suppress(BridgeError):
         decode_envelope(bytes(frame), LONGFAST)
+
+
+def test_conversation_names_and_marks() -> None:
+    assert LONGFAST.conversation == "#meshtastic-LongFast"
+    assert LONGFAST.mark == "other network, channel key is public"
+    assert Channel("Friends", b"s" * 16).mark == "other network, shared channel key"

@@ -210,21 +210,28 @@ class Sink:
 
 
 class FileSource:
-    """A file being served: reads plaintext chunks of it (the caller seals them)."""
+    """A file being served: reads plaintext chunks of it (the caller seals them). The file
+    stays open until :meth:`close`, so a file replaced under the same name is still read."""
 
     def __init__(self, path: Path | str, manifest: FileManifest) -> None:
         self.path = Path(path)
         self.manifest = manifest
+        self._fd: int | None = None
 
     def read(self, index: int) -> bytes:
         """Plaintext chunk ``index`` as the file holds it now."""
         size = self.manifest.chunk_length(index)
         try:
-            with self.path.open("rb") as source:
-                source.seek(index * self.manifest.chunk_size)
-                return source.read(size)
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            return os.pread(self._fd, size, index * self.manifest.chunk_size)
         except OSError as exc:
             raise _error(exc, "cannot read the file", self.manifest.root, self.path) from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def prepare_file(

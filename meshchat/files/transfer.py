@@ -10,7 +10,8 @@ Pieces are pulled in the tree's order (hash pieces top-down, then chunks), a pie
 its parent hash piece is held, so every piece is checked the moment it arrives. At most
 ``window`` pieces are in flight in all and ``per_source`` from one source; a source is picked
 round-robin among those that have room, have not said they lack the piece and have not sent
-``max_strikes`` pieces that failed their hash (those are dropped as sources). A piece not
+``max_strikes`` pieces that failed their hash (those are dropped as sources). As pieces arrive,
+the window is topped up once half of it is free, so each request names several pieces. A piece not
 answered within ``request_timeout_ms`` is asked for again, from the next source. Any peer may
 deliver a piece: it is kept if it checks, whoever sent it.
 
@@ -216,7 +217,7 @@ class Download:
                 return effects
         else:
             effects.append(KeepHashes(self.root, piece.level, piece.index, piece.data))
-        effects += self._fill(now_ms)
+        effects += self._fill(now_ms, batch=True)
         return effects
 
     def missing(self, peer: Peer, body: Missing, now_ms: int) -> list[Effect]:
@@ -330,10 +331,18 @@ class Download:
             self._cursor += 1
             yield key
 
-    def _fill(self, now_ms: int) -> list[Effect]:
-        """Ask for pieces until the window is full or nothing more can be asked for."""
+    def _fill(self, now_ms: int, batch: bool = False) -> list[Effect]:
+        """Ask for pieces until the window is full or nothing more can be asked for.
+
+        With ``batch`` (a piece just arrived), only once half the room is free: requests then
+        name several pieces each instead of one per arrival (fewer, fuller request bodies).
+        """
         if self.done or not self._sources:
             return []
+        if batch:
+            room = min(self.limits.window, self.limits.per_source * len(self._sources))
+            if room - len(self._in_flight) < max(1, room // 2):
+                return []
         chosen: dict[tuple[Peer, int], list[int]] = {}
         deadline = now_ms + self.limits.request_timeout_ms
         for key in self._candidates():
@@ -355,8 +364,8 @@ class Download:
         effects: list[Effect] = []
         for (peer, level), indices in chosen.items():
             for start in range(0, len(indices), MAX_REQUEST_PIECES):
-                batch = tuple(indices[start : start + MAX_REQUEST_PIECES])
-                effects.append(SendRequest(peer, Request(self.root, level, batch)))
+                names = tuple(indices[start : start + MAX_REQUEST_PIECES])
+                effects.append(SendRequest(peer, Request(self.root, level, names)))
         return effects
 
 

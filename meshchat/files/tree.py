@@ -13,7 +13,7 @@ in the announcement. A *piece* is what a receiver pulls, named ``(level, index)`
 A piece can be checked as soon as it arrives once its parent piece is held (the top piece
 against the root), so a receiver pulls the hash pieces top-down, then chunks in any order
 from any source. Why not a binary tree with each chunk's sibling path sent along with it:
-for a 20 MB file (13,654 chunks) a path is 14 hashes, 448 bytes per chunk (29% of a 1536-byte
+for a 20 MB file (13,021 chunks) a path is 14 hashes, 448 bytes per chunk (29% of a 1536-byte
 chunk); the runs cost 32 x 48/47 = 32.7 bytes per chunk (2.1%) and 1 piece in 47 to pull.
 
 Leaves and nodes hash with different BLAKE2b personalisations, so no run of hashes can pass

@@ -120,8 +120,50 @@ class Piece:
         return dumps([int(BodyTag.PIECE), self.root, self.level, self.index, self.data])
 
 
+def _uint_at(data: bytes, pos: int) -> tuple[int, int] | None:
+    """A canonical CBOR unsigned integer of up to 4 bytes at ``pos``: (value, next position)."""
+    head = data[pos]
+    if head < 24:
+        return head, pos + 1
+    width = {0x18: 1, 0x19: 2, 0x1A: 4}.get(head)
+    if width is None:
+        return None
+    value = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+    if value < (24, 0x100, 0, 0x10000)[width - 1]:
+        return None  # not the shortest form: the strict path says so
+    return value, pos + 1 + width
+
+
+def _fast_piece(data: bytes) -> Piece | None:
+    """A piece in its one canonical layout, read without the general decoder; None for
+    anything else (which :func:`decode_body` then reads strictly, with its errors)."""
+    if len(data) < 39 or data[:4] != b"\x85\x02\x58\x20" or data[36] > MAX_LEVEL:
+        return None
+    index = _uint_at(data, 37)
+    if index is None:
+        return None
+    pos = index[1]
+    if pos >= len(data) or data[pos] >> 5 != 2:
+        return None
+    size = _uint_at(bytes([data[pos] & 0x1F]) + data[pos + 1 : pos + 3], 0)
+    if size is None:
+        return None
+    start = pos + size[1]
+    if len(data) - start != size[0] or index[0] >= MAX_CHUNKS:
+        return None
+    return Piece(data[4:36], data[36], index[0], data[start:])
+
+
 def decode_body(data: bytes) -> Request | Piece | Missing:
     """One file body, whichever it is; :class:`PacketError` if it is none of them."""
+    if isinstance(data, bytes) and len(data) <= MAX_PIECE_BODY:
+        piece = _fast_piece(data)
+        if piece is not None:
+            return piece
+    return _decode_strict(data)
+
+
+def _decode_strict(data: bytes) -> Request | Piece | Missing:
     fields = load(data, (4, 5), MAX_PIECE_BODY, 6 + MAX_REQUEST_PIECES)
     tag = uint_of(fields[0], 256, "tag")
     if tag == BodyTag.PIECE and len(fields) == 5:

@@ -240,10 +240,16 @@ def test_serving_reads_the_file_and_notices_a_change(tmp_path: Path) -> None:
     source = FileSource(path, manifest)
     piece = seeder.seal(manifest.root, 1, source.read(1))
     assert piece.index == 1
-    path.write_bytes(b"\x00" + data[1:])
+    with open(path, "r+b") as f:
+        f.write(b"\x00" if data[0] else b"\x01")  # changed in place
     with pytest.raises(TransferError) as caught:
         seeder.seal(manifest.root, 0, source.read(0))
     assert caught.value.reason is TransferReason.CHANGED
+    source.close()
+    path.unlink()
+    with pytest.raises(TransferError) as caught:
+        source.read(0)
+    assert caught.value.reason is TransferReason.IO
 
 
 def test_prepare_file_refusals(tmp_path: Path) -> None:

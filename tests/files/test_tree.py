@@ -37,7 +37,7 @@ def test_shape(chunks: int, counts: tuple[int, ...]) -> None:
 
 
 def test_hash_pieces_cost_about_a_47th() -> None:
-    shape = TreeShape(13_654)  # a 20 MB file
+    shape = TreeShape(13_654)  # a 20 MiB file
     assert shape.hash_pieces == 285 + 6 + 1
     assert shape.hash_pieces * 32 * 48 / 13_654 < 34  # bytes of hash pieces per chunk
 

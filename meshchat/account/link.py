@@ -115,8 +115,37 @@ class RefuseReason(IntEnum):
     """Why a link exchange ended (the number in a refuse message)."""
 
     DECLINED = 1  #: the person said no (the strings differ, or they changed their mind)
-    BAD_CODE = 2  #: the code is unknown, used, expired or the MAC did not check
+    BAD_CODE = 2  #: no such code here, or the MAC did not check (or it was withdrawn)
     FAILED = 3  #: the exchange broke (a message out of order, a bad commitment or list)
+    USED = 4  #: the code was used already
+    EXPIRED = 5  #: the code is past its ten minutes
+
+    @classmethod
+    def of(cls, reason: LinkReason) -> RefuseReason:
+        """How a refused request's :class:`LinkReason` is told to its sender."""
+        return _REFUSE_OF.get(reason, cls.FAILED)
+
+    def link_reason(self) -> LinkReason:
+        """What a refuse of this reason means to the side that gets it."""
+        return _REASON_OF[self]
+
+
+_REFUSE_OF = {
+    LinkReason.DECLINED: RefuseReason.DECLINED,
+    LinkReason.MISMATCH: RefuseReason.DECLINED,
+    LinkReason.BAD_MAC: RefuseReason.BAD_CODE,
+    LinkReason.BAD_CODE: RefuseReason.BAD_CODE,
+    LinkReason.WITHDRAWN: RefuseReason.BAD_CODE,
+    LinkReason.USED: RefuseReason.USED,
+    LinkReason.EXPIRED: RefuseReason.EXPIRED,
+}
+_REASON_OF = {
+    RefuseReason.DECLINED: LinkReason.DECLINED,
+    RefuseReason.BAD_CODE: LinkReason.BAD_MAC,
+    RefuseReason.FAILED: LinkReason.OUT_OF_ORDER,
+    RefuseReason.USED: LinkReason.USED,
+    RefuseReason.EXPIRED: LinkReason.EXPIRED,
+}
 
 
 def _bad(what: str) -> PacketError:

@@ -187,9 +187,7 @@ class Inviter:
         """The new device ended the exchange; what happened (a refuse after our accept means
         the new device must be taken off the list again)."""
         self._from_peer(sender, "refuse")
-        reason = (
-            LinkReason.DECLINED if refuse.reason is RefuseReason.DECLINED else LinkReason.BAD_MAC
-        )
+        reason = refuse.reason.link_reason()
         self._end(reason)
         return reason
 
@@ -291,8 +289,6 @@ class Joiner:
 
     def on_refuse(self, sender: PublicIdentity, refuse: LinkRefuse) -> LinkReason:
         self._from_existing(sender, "refuse")
-        reason = (
-            LinkReason.DECLINED if refuse.reason is RefuseReason.DECLINED else LinkReason.BAD_CODE
-        )
+        reason = refuse.reason.link_reason()
         self.state, self.ended = LinkState.ENDED, reason
         return reason

@@ -33,6 +33,7 @@ from meshchat.account.link import (
     LinkRefuse,
     LinkRequest,
     LinkReveal,
+    RefuseReason,
     decode_link,
 )
 from meshchat.account.linking import Inviter, Joiner, LinkState, answer_matches
@@ -54,8 +55,10 @@ from meshchat.wire.payloads import MSG_ID_SIZE, ControlPart
 if TYPE_CHECKING:
     from meshchat.engine import Engine, Output
 
-__all__ = ["EXISTING", "NEW", "LinkGlue"]
+__all__ = ["EXISTING", "MAX_REFUSALS", "NEW", "LinkGlue"]
 
+#: refusals of requests sent in a minute at most
+MAX_REFUSALS = 8
 EXISTING = "existing"
 NEW = "new"
 
@@ -67,6 +70,8 @@ class LinkGlue:
         self.engine = engine
         self.inviter: Inviter | None = None
         self.joiner: Joiner | None = None
+        #: when refusals of requests were sent, the last minute's
+        self._refused: list[int] = []
 
     # -- the existing device ---------------------------------------------------------------
 
@@ -181,7 +186,19 @@ class LinkGlue:
             out: list[Output] = [MessageRejected(f"link: {exc}", bytes(16), None)]
             if isinstance(exc, LinkError):
                 out.extend(self._after_error(message, exc))
+                if isinstance(message, LinkRequest):
+                    out.extend(self._refuse(sender, exc.reason, now_ms))
             return out
+
+    def _refuse(self, sender: PublicIdentity, reason: LinkReason, now_ms: int) -> list[Output]:
+        """Tell a device whose request was refused why (used, expired, wrong code), so its
+        person need not wait: at most :data:`MAX_REFUSALS` a minute, as each is a sealed
+        message retried until acked."""
+        self._refused = [t for t in self._refused if t > now_ms - 60_000]
+        if len(self._refused) >= MAX_REFUSALS:
+            return []
+        self._refused.append(now_ms)
+        return self._send(sender, LinkRefuse(RefuseReason.of(reason)).encode(), now_ms)
 
     def _after_error(self, message: LinkMessage, exc: LinkError) -> list[Output]:
         """Faces hear of a wrong attempt while the code waits, or of an exchange it ended;

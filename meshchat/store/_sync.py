@@ -89,7 +89,8 @@ _ROW = """
 class SyncApplied:
     """What :meth:`SyncTables.apply_sync` changed."""
 
-    stored: list[Message] = field(default_factory=list)  #: messages new on this device
+    #: messages new on this device: (conversation, msg_id)
+    stored: list[tuple[str, bytes]] = field(default_factory=list)
     erased: list[tuple[str, bytes]] = field(default_factory=list)  #: (conversation, msg_id)
     states: int = 0  #: outgoing messages whose state moved forward
     contacts: int = 0  #: contacts added or whose trust changed
@@ -242,7 +243,7 @@ class SyncTables:
         now_ms = v.integer(now_ms, "now_ms")
         applied = SyncApplied()
         with self._writing() as conn:
-            self._sync_refresh(conn, now_ms)
+            self._refresh_contacts(conn, now_ms)  # date local trust changes before comparing
             for record in records:
                 applied.sids.append(record.sid)
                 if isinstance(record, MessageRecord):
@@ -299,9 +300,7 @@ class SyncTables:
         if received and r.conversation.startswith("#"):
             sender_tag = self._rows.sender_tag(r.sender)
             self._history.after_insert(conn, conv_tag, sender_tag, row_id, now_ms)
-        row = conn.execute(d.BY_ROW, (row_id,)).fetchone()
-        if row is not None:
-            applied.stored.append(self._rows.open_message(row, dag=True)[0])
+        applied.stored.append((r.conversation, r.msg_id))
 
     def _apply_tombstone(
         self, conn: sqlite3.Connection, r: TombstoneRecord, now_ms: int, applied: SyncApplied

@@ -20,7 +20,7 @@ device could write any record anyway.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from meshchat.errors import SyncError, SyncReason
@@ -35,6 +35,7 @@ __all__ = [
     "Applied",
     "Outcome",
     "PeerProgress",
+    "Pushes",
     "SyncDriver",
     "SyncStore",
     "refuse_stranger",
@@ -44,6 +45,8 @@ __all__ = [
 IDLE_MS = 120_000
 #: Sessions kept at once (a device list holds at most 8 devices).
 MAX_PEERS = 16
+#: Records fetched from the store per call.
+FETCH_BATCH = 1_000
 
 
 class Applied(Protocol):
@@ -94,6 +97,47 @@ class Outcome:
 
     out: list[bytes] = field(default_factory=list)  #: sync bytes to send back, in order
     applied: Applied | None = None  #: what the records of the message changed
+    #: records to push after ``out``, fetched batch by batch (:meth:`Pushes.next`)
+    pushes: Pushes | None = None
+
+
+class Pushes:
+    """Records owed to a peer, fetched from the store and packed a batch at a time, so a
+    device sends the first ones while it still reads the rest (call :meth:`next` where the
+    store may be called, until it returns nothing)."""
+
+    def __init__(
+        self, store: SyncStore, session: bytes, sids: list[bytes], progress: PeerProgress
+    ) -> None:
+        self._store = store
+        self._session = session
+        self._sids = sids
+        self._at = 0
+        self._progress = progress
+
+    @property
+    def left(self) -> int:
+        return len(self._sids) - self._at
+
+    def next(self) -> list[bytes]:
+        """The next messages of records (empty when every record went)."""
+        while self._at < len(self._sids):
+            batch = self._sids[self._at : self._at + FETCH_BATCH]
+            self._at += len(batch)
+            records = self._store.sync_records(batch)
+            if not records:
+                continue
+            self._progress.sent += len(records)
+            packed = pack_records(self._session, records)
+            return [replace(m, left=m.left + self.left).encode() for m in packed]
+        return []
+
+    def all(self) -> list[bytes]:
+        """Every message left (for small pushes and tests)."""
+        out: list[bytes] = []
+        while batch := self.next():
+            out.extend(batch)
+        return out
 
 
 @dataclass(slots=True)
@@ -166,11 +210,9 @@ class SyncDriver:
         progress.rounds = state.session.rounds
         progress.waiting = state.session.waiting
         out = [reply.encode() for reply in step.replies]
-        if step.to_send:
-            records = self.store.sync_records(dict.fromkeys(step.to_send))
-            progress.sent += len(records)
-            out.extend(m.encode() for m in pack_records(state.session.session, records))
-        return Outcome(out)
+        wanted = list(dict.fromkeys(step.to_send))
+        pushes = Pushes(self.store, state.session.session, wanted, progress) if wanted else None
+        return Outcome(out, pushes=pushes)
 
     def _records(self, peer: bytes, message: Records, now_ms: int) -> Outcome:
         applied = self.store.apply_sync(message.records, now_ms)

@@ -38,18 +38,24 @@ from meshchat.sync.records import RECORD_ITEMS, Record, record_from_fields
 from meshchat.wire.cborcheck import check_cbor
 
 __all__ = [
+    "KIND_ERASED",
+    "KIND_SYNC",
+    "MAX_ERASED_IDS",
     "MAX_IDS",
     "MAX_RANGES",
     "MAX_RECORDS",
     "MAX_SYNC_BYTES",
     "SESSION_SIZE",
+    "Erased",
     "Mode",
     "Range",
     "Reconcile",
     "Records",
     "SyncMessage",
     "decode_sync",
+    "decode_sync_blob",
     "pack_records",
+    "sync_blob",
 ]
 
 MAX_SYNC_BYTES = 20_000
@@ -273,3 +279,69 @@ def decode_sync(data: bytes) -> SyncMessage:
             left,  # checked in __post_init__
         )
     raise PacketError(PacketReason.UNKNOWN_KIND, f"sync message kind {kind!r}")
+
+
+# -- the control blobs that carry sync (kinds 19 and 20) -----------------------------------------
+
+KIND_SYNC = 19
+KIND_ERASED = 20
+#: Message ids one Erased blob names (a larger deletion goes in several).
+MAX_ERASED_IDS = 1_000
+_MAX_BLOB = 24 * 900
+_MAX_CONVERSATION_BYTES = 128
+
+
+def sync_blob(data: bytes) -> bytes:
+    """The control blob ``[19, sync_bytes]`` carrying one sync message."""
+    if len(data) > MAX_SYNC_BYTES:
+        raise PacketError(PacketReason.OVERSIZED, "sync message too large")
+    return cbor2.dumps([KIND_SYNC, data], canonical=True)
+
+
+def _blob_fields(blob: bytes, kind: int, count: int, max_items: int) -> list[object]:
+    if len(blob) > _MAX_BLOB:
+        raise PacketError(PacketReason.OVERSIZED, "sync blob too large")
+    check_cbor(blob, max_items=max_items, max_depth=2)
+    try:
+        fields = cbor2.loads(blob)
+    except Exception as exc:  # check_cbor let only odd cases through
+        raise PacketError(PacketReason.MALFORMED, f"sync blob CBOR: {exc}") from exc
+    if not isinstance(fields, list) or len(fields) != count or fields[0] != kind:
+        raise _bad(f"not a blob of kind {kind}")
+    return fields
+
+
+def decode_sync_blob(blob: bytes) -> bytes:
+    """The sync bytes inside a ``[19, sync_bytes]`` blob; raises :class:`PacketError`."""
+    _, data = _blob_fields(blob, KIND_SYNC, 2, 3)
+    if not isinstance(data, bytes):
+        raise _bad("sync bytes")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """Messages deleted on the sending device (none named: the whole conversation)."""
+
+    conversation: str
+    msg_ids: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        size = len(self.conversation.encode()) if isinstance(self.conversation, str) else 0
+        if not 0 < size <= _MAX_CONVERSATION_BYTES:
+            raise _bad("erased conversation")
+        if len(self.msg_ids) > MAX_ERASED_IDS or len(set(self.msg_ids)) != len(self.msg_ids):
+            raise _bad("erased ids")
+        for msg_id in self.msg_ids:
+            _sid(msg_id)
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([KIND_ERASED, self.conversation, list(self.msg_ids)], canonical=True)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Erased:
+        """Parse ``[20, conversation, [msg_id...]]``; raises :class:`PacketError`."""
+        _, conversation, ids = _blob_fields(blob, KIND_ERASED, 3, 4 + MAX_ERASED_IDS)
+        if not isinstance(conversation, str) or not isinstance(ids, list):
+            raise _bad("erased fields")
+        return cls(conversation, tuple(_sid(i) for i in ids))

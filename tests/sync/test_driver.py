@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from meshchat.errors import SyncError, SyncReason
-from meshchat.store import MessageState, Store
+from meshchat.store import MessageState, Store, SyncApplied
 from meshchat.sync.driver import SyncDriver, refuse_stranger
+from meshchat.sync.records import Record, TombstoneRecord
 
 T0 = 1_700_000_000_000
 DM = "dm:" + "b0" * 16
@@ -46,6 +47,8 @@ def run(a: SyncDriver, b: SyncDriver, now: int = T0, *, cut_after: int | None = 
         outcome = driver.receive(sender, data, now)
         other, me = (a, B_ID) if driver is b else (b, A_ID)
         queue.extend((other, me, m) for m in outcome.out)
+        if outcome.pushes is not None:
+            queue.extend((other, me, m) for m in outcome.pushes.all())
     return count
 
 
@@ -110,6 +113,8 @@ def test_both_starting_at_once_settle_on_one_session(stores: tuple[Store, Store]
         outcome = driver.receive(sender, data, T0)
         other, me = (da, B_ID) if driver is db else (db, A_ID)
         queue.extend((other, me, m) for m in outcome.out)
+        if outcome.pushes is not None:
+            queue.extend((other, me, m) for m in outcome.pushes.all())
     assert len(b.history(DM, 500)) == 99
     assert da.progress()[0].session == db.progress()[0].session
 
@@ -119,3 +124,31 @@ def test_a_sync_peer_that_is_not_one_of_my_devices_is_refused() -> None:
     with pytest.raises(SyncError) as caught:
         refuse_stranger(b"\x66" * 16, [A_ID, B_ID])
     assert caught.value.reason is SyncReason.NOT_MY_DEVICE
+
+
+class MemoryStore:
+    """The store calls of sync over a dict, fetching at most 10,000 records at once as the
+    real store does."""
+
+    def __init__(self, count: int) -> None:
+        self.records = {
+            r.sid: r
+            for r in (TombstoneRecord(DM, n.to_bytes(16, "big"), T0 + n) for n in range(count))
+        }
+
+    def sync_listing(self, now_ms: int) -> list[tuple[int, bytes]]:
+        return sorted((r.ts, r.sid) for r in self.records.values())
+
+    def sync_records(self, sids: Iterable[bytes]) -> list[Record]:
+        return [self.records[s] for s in list(sids)[:10_000] if s in self.records]
+
+    def apply_sync(self, records: Sequence[Record], now_ms: int) -> SyncApplied:
+        for r in records:
+            self.records[r.sid] = r  # type: ignore[assignment]
+        return SyncApplied(sids=[r.sid for r in records])
+
+
+def test_a_new_device_gets_a_history_larger_than_one_fetch() -> None:
+    full, empty = MemoryStore(25_000), MemoryStore(0)
+    run(SyncDriver(empty), SyncDriver(full))  # type: ignore[arg-type]
+    assert len(empty.records) == 25_000

@@ -17,12 +17,15 @@ from meshchat.sync.wire import (
     MAX_RANGES,
     MAX_RECORDS,
     MAX_SYNC_BYTES,
+    Erased,
     Mode,
     Range,
     Reconcile,
     Records,
     decode_sync,
+    decode_sync_blob,
     pack_records,
+    sync_blob,
 )
 
 S = b"\x05" * 8
@@ -189,3 +192,44 @@ def test_pack_records_fills_messages_within_bounds_and_counts_down() -> None:
     assert len(packed) == 5  # about 20 records of 0.9 kB in each 20 kB message
     small = [TombstoneRecord("dm:x", n.to_bytes(16, "big"), 1) for n in range(1000)]
     assert all(len(m.records) <= MAX_RECORDS for m in pack_records(S, small))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=MAX_SYNC_BYTES))
+def test_sync_blobs_round_trip(data: bytes) -> None:
+    assert decode_sync_blob(sync_blob(data)) == data
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=1, max_size=40), st.sets(sid, max_size=30))
+def test_erased_round_trips(conversation: str, ids: set[bytes]) -> None:
+    erased = Erased(conversation, tuple(ids))
+    assert Erased.decode(erased.encode()) == erased
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_blobs_are_refused_with_a_packet_error(blob: bytes) -> None:
+    with contextlib.suppress(PacketError):
+        decode_sync_blob(blob)
+    with contextlib.suppress(PacketError):
+        Erased.decode(blob)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        raw(20, "dm:x", [A, A]),  # repeated
+        raw(20, "", [A]),  # no conversation
+        raw(20, "x" * 129, [A]),
+        raw(20, "dm:x", [b"short"]),
+        raw(20, "dm:x", [n.to_bytes(16, "big") for n in range(1001)]),
+        raw(19, "dm:x", [A]),  # another kind
+        raw(20, "dm:x"),
+    ],
+)
+def test_each_malformed_erased_blob_is_refused(blob: bytes) -> None:
+    with pytest.raises(PacketError):
+        Erased.decode(blob)
+    with pytest.raises(PacketError):
+        decode_sync_blob(blob)

@@ -1,0 +1,415 @@
+"""History sync between two of my devices over loopback TCP: bytes and time, in one run.
+
+What is measured. Two devices, each its own process with its own real
+:class:`meshchat.store.Store` (a temporary directory), run the real sync code
+(:class:`meshchat.sync.driver.SyncDriver`: range-based set reconciliation over the store's
+item index, records fetched and applied in one transaction per message). Every sync message
+travels as it will on the wire between two devices of one account: the control blob
+``[19, sync_bytes]`` cut into 900-byte control parts, each a direct message sealed in the
+devices' forward-secret session (:class:`meshchat.crypto.direct.DirectSuite`: ratchet, sealed
+envelope, a signed anonymous packet), framed with a 4-byte length on a TCP connection over
+127.0.0.1, opened, joined by the control assembler, and acknowledged with a sealed ack as a
+node acknowledges every direct message. Bytes are counted on the socket (frames, both ways,
+acks included).
+
+Scenarios:
+
+* **200 new of 20,200**: both devices hold the same 20,000 messages (50 conversations, incoming
+  and outgoing, each naming the one before as its parent) and have synced them before (their
+  item indexes are up to date); device A then gets 200 new messages (the newest). B starts a
+  session. Target: bytes exchanged <= 3 x the new messages' size + a constant (16 kB), and
+  at most 1 s from B's first message to the last record stored.
+  The new messages' size is the bytes of their sync records (ids, text, parents, state).
+* **full initial sync**: B is empty (a new device), A holds 20,000 messages. Target:
+  at least 2,000 messages/s.
+
+Baseline, same run, same stores, same encrypted transport: **naive**, A sends every sync id it
+holds (16 bytes each, 1,024 per message) and B asks for those it lacks, then the records come
+the same way.
+
+Time is wall time, from the first byte to the last processed message on either side (each side
+notes when it last did something; the run ends after ``--quiet`` seconds of silence, which are
+not counted). Run ``python bench/sync.py`` (about two minutes; ``--messages 5000`` for a quick
+look; ``--profile`` adds a cProfile of the receiving side of the full sync). Last line::
+
+    sync_200_new_of_20k_bytes_ratio: 1.42 (target <= 3)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import multiprocessing as mp
+import os
+import pstats
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+
+from meshchat.crypto.direct import DirectSuite
+from meshchat.errors import DecryptionError
+from meshchat.group.control import Assembler, split
+from meshchat.identity import Identity
+from meshchat.store import Store
+from meshchat.sync.driver import SyncDriver
+from meshchat.sync.records import MessageRecord
+from meshchat.sync.wire import MAX_IDS, pack_records
+from meshchat.wire import codec
+from meshchat.wire.packet import PacketKind
+from meshchat.wire.payloads import MSG_ID_SIZE, ControlPart
+
+T0 = 1_760_000_000_000
+ME = b"\x01" * 16
+SYNC_KIND = 19
+TTL = 4
+CONSTANT_BYTES = 16_000
+BYTES_TARGET = 3.0
+TIME_TARGET_S = 1.0
+RATE_TARGET = 2_000
+
+
+def conversation(n: int) -> str:
+    return "dm:" + f"{n % 50:02x}" * 16
+
+
+def build_history(store: Store, first: int, count: int, *, batch: int = 1000) -> None:
+    """``count`` messages numbered from ``first``: every fifth one ours, the rest received."""
+    n = first
+    end = first + count
+    while n < end:
+        with store.transaction():
+            for k in range(n, min(end, n + batch)):
+                conv = conversation(k)
+                msg_id = k.to_bytes(16, "big")
+                parents = [(k - 50).to_bytes(16, "big")] if k >= 50 else []
+                text = f"message number {k} in a conversation about something or other"
+                if k % 5 == 0:
+                    store.add_outgoing(
+                        conv, msg_id, ME, ME, "me", text, T0 + k * 1000, T0 + 10**10,
+                        parents=parents,
+                    )  # fmt: skip
+                else:
+                    sender = bytes([0x80 + k % 50]) * 16
+                    store.add_incoming(
+                        conv, msg_id, sender, "peer", text, T0 + k * 1000, T0 + k * 1000 + 5,
+                        parents=parents,
+                    )  # fmt: skip
+        n += batch
+
+
+# -- the wire: sealed control parts in a forward-secret session, length-framed ---------------
+
+
+@dataclass
+class Wire:
+    """One device's end of the encrypted link to its other device."""
+
+    suite: DirectSuite
+    peer: Any  # PublicIdentity
+    writer: asyncio.StreamWriter | None = None
+    assembler: Assembler = field(default_factory=Assembler)
+    sent: int = 0
+    received: int = 0
+    frames: int = 0
+
+    def send_blob(self, blob: bytes, now_ms: int) -> None:
+        writer = self.writer
+        if writer is None:
+            raise RuntimeError("not connected")
+        for blob_id, index, count, chunk in split(blob):
+            part = ControlPart(os.urandom(MSG_ID_SIZE), blob_id, index, count, chunk)
+            packet = self.suite.build_message(self.peer, part.msg_id, part.encode(), now_ms, TTL)
+            self._frame(codec.encode(packet))
+
+    def _frame(self, frame: bytes) -> None:
+        writer = self.writer
+        if writer is None:
+            raise RuntimeError("not connected")
+        writer.write(struct.pack(">I", len(frame)) + frame)
+        self.sent += 4 + len(frame)
+        self.frames += 1
+
+    def take(self, frame: bytes, now_ms: int) -> bytes | None:
+        """A frame received: an ack (opened, nothing more) or a part; a whole blob when done."""
+        self.received += 4 + len(frame)
+        packet = codec.decode(frame, now_ms)
+        if packet.kind is PacketKind.ACK:
+            self.suite.open_ack(packet, now_ms)
+            return None
+        opened = self.suite.open_message(packet, now_ms)
+        self._frame(codec.encode(self.suite.build_ack(opened.sender, opened.token, now_ms, TTL)))
+        if opened.control is None:
+            return None
+        keys = (self.peer.sign_public, self.peer.box_public)
+        return self.assembler.add(self.peer.node_id, opened.control, now_ms, keys)
+
+
+def sync_blob(data: bytes) -> bytes:
+    return cbor2.dumps([SYNC_KIND, data], canonical=True)
+
+
+def sync_bytes(blob: bytes) -> bytes:
+    kind, data = cbor2.loads(blob)
+    if kind != SYNC_KIND or not isinstance(data, bytes):
+        raise ValueError("not a sync blob")
+    return data
+
+
+# -- one device -------------------------------------------------------------------------------
+
+
+class Device:
+    """A device's loop: frames in, sync handled, frames out; notes when it last acted."""
+
+    def __init__(self, store: Store, wire: Wire, mode: str) -> None:
+        self.store = store
+        self.wire = wire
+        self.mode = mode
+        self.driver = SyncDriver(store)
+        self.last = time.perf_counter()
+        self.first = 0.0
+        self.naive_ids: list[bytes] = []
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def begin(self) -> None:
+        self.first = time.perf_counter()
+        if self.mode == "rbsr":
+            for data in self.driver.start(b"peer", self.now_ms()):
+                self.wire.send_blob(sync_blob(data), self.now_ms())
+        else:  # naive: offer every id, in messages of MAX_IDS
+            ids = [sid for _, sid in self.store.sync_listing(self.now_ms())]
+            for i in range(0, len(ids), MAX_IDS):
+                blob = cbor2.dumps([1, ids[i : i + MAX_IDS]], canonical=True)
+                self.wire.send_blob(sync_blob(blob), self.now_ms())
+            if not ids:
+                self.wire.send_blob(sync_blob(cbor2.dumps([1, []])), self.now_ms())
+
+    def handle(self, data: bytes) -> Iterator[bytes]:
+        """Sync bytes received; the sync bytes to send back (records fetched as they go)."""
+        now = self.now_ms()
+        if self.mode == "rbsr":
+            outcome = self.driver.receive(b"peer", data, now)
+            yield from outcome.out
+            while outcome.pushes is not None and (batch := outcome.pushes.next()):
+                yield from batch
+            return
+        fields = cbor2.loads(data)
+        if fields[0] == 1:  # ids offered: ask for what is missing
+            have = {sid for _, sid in self.store.sync_listing(now)}
+            wants = [sid for sid in fields[1] if sid not in have]
+            for i in range(0, len(wants), MAX_IDS):
+                yield cbor2.dumps([3, wants[i : i + MAX_IDS]], canonical=True)
+        elif fields[0] == 3:  # asked: the records go the same way as in the real protocol
+            records = self.store.sync_records(fields[1])
+            yield from (m.encode() for m in pack_records(b"\x00" * 8, records))
+        else:
+            self.driver.receive(b"peer", data, now)  # records
+
+    async def serve(self, reader: asyncio.StreamReader, quiet_s: float) -> None:
+        while True:
+            try:
+                head = await asyncio.wait_for(reader.readexactly(4), quiet_s)
+            except (TimeoutError, asyncio.IncompleteReadError):
+                return
+            frame = await reader.readexactly(struct.unpack(">I", head)[0])
+            blob = self.wire.take(frame, self.now_ms())
+            writer = self.wire.writer
+            if blob is not None and writer is not None:
+                for out in self.handle(sync_bytes(blob)):
+                    self.wire.send_blob(sync_blob(out), self.now_ms())
+                    await writer.drain()  # stream: the peer works while this one encrypts
+            self.last = time.perf_counter()
+            if writer is not None:
+                await writer.drain()
+
+
+def open_store(path: Path, seed: bytes) -> Store:
+    return Store.open(path, key=seed * 32)
+
+
+def run_b(
+    path: str, suite: DirectSuite, peer: Any, port_q: Any, result_q: Any, quiet: float,
+    profile: bool,
+) -> None:  # fmt: skip
+    """Device B (a child process): serves one connection, starts the sync in rbsr mode."""
+
+    async def main() -> None:
+        store = open_store(Path(path), b"b")
+        device = Device(store, Wire(suite, peer), "rbsr")
+        done = asyncio.Event()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            device.wire.writer = writer
+            mode = (await reader.readexactly(1)).decode()
+            device.mode = "rbsr" if mode == "r" else "naive"
+            if mode == "r":
+                device.begin()
+                await writer.drain()
+            await device.serve(reader, quiet)
+            writer.close()
+            done.set()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port_q.put(server.sockets[0].getsockname()[1])
+        await done.wait()
+        server.close()
+        count = len(store.sync_listing(device.now_ms()))
+        result_q.put((device.first, device.last, device.wire.sent, device.wire.frames, count))
+        store.close()
+
+    if profile:
+        prof = cProfile.Profile()
+        prof.runcall(asyncio.run, main())
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
+        print(out.getvalue(), file=sys.stderr)
+    else:
+        asyncio.run(main())
+
+
+@dataclass
+class Run:
+    seconds: float
+    a_bytes: int
+    b_bytes: int
+    frames: int
+    b_items: int
+
+    @property
+    def total(self) -> int:
+        return self.a_bytes + self.b_bytes
+
+
+def exchange(a_path: Path, b_path: Path, mode: str, quiet: float, *, profile: bool = False) -> Run:
+    """One sync between a store at ``a_path`` (this process) and one at ``b_path`` (a child)."""
+    ia, ib = Identity.generate(), Identity.generate()
+    sa, sb = DirectSuite(ia), DirectSuite(ib)
+    now = int(time.time() * 1000)
+    for s in (sa, sb):
+        s.maintain(now)
+    sa.add_peer(ib.public, sb.own_prekey(now))
+    # the session exists already (the devices were linked): one message each way opens it
+    hello = sa.build_message(ib.public, os.urandom(16), b"\x82\x40\x40", now, TTL)
+    with contextlib.suppress(DecryptionError):  # the body is not a message; the session opened
+        sb.open_message(hello, now)
+    ctx = mp.get_context("fork")
+    port_q, result_q = ctx.Queue(), ctx.Queue()
+    child = ctx.Process(
+        target=run_b, args=(str(b_path), sb, ia.public, port_q, result_q, quiet, profile)
+    )
+    child.start()
+    port = port_q.get(timeout=60)
+
+    async def main() -> Device:
+        store = open_store(a_path, b"a")
+        device = Device(store, Wire(sa, ib.public), mode)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        device.wire.writer = writer
+        writer.write(b"r" if mode == "rbsr" else b"n")
+        if mode == "naive":
+            device.begin()
+        await writer.drain()
+        await device.serve(reader, quiet)
+        writer.close()
+        store.close()
+        return device
+
+    device = asyncio.run(main())
+    b_first, b_last, b_sent, b_frames, b_items = result_q.get(timeout=600)
+    child.join()
+    first = b_first if mode == "rbsr" else device.first
+    seconds = max(device.last, b_last) - first
+    return Run(seconds, device.wire.sent, b_sent, device.wire.frames + b_frames, b_items)
+
+
+def prepare(tmp: Path, messages: int, new: int) -> tuple[Path, Path, Path, int]:
+    """Stores: A (messages + new), B (messages, indexed before the new ones), E (empty)."""
+    a_path, b_path, e_path = tmp / "a.db", tmp / "b.db", tmp / "e.db"
+    for path, seed in ((a_path, b"a"), (b_path, b"b")):
+        with open_store(path, seed) as store:
+            build_history(store, 0, messages)
+            store.sync_listing(int(time.time() * 1000))
+    with open_store(e_path, b"b"):
+        pass
+    with open_store(a_path, b"a") as store:
+        build_history(store, messages, new)
+        recs = store.sync_records(
+            [sid for _, sid in store.sync_listing(int(time.time() * 1000))][-new:]
+        )
+        size = sum(len(cbor2.dumps(r.fields(), canonical=True)) for r in recs)
+        if not all(isinstance(r, MessageRecord) for r in recs):
+            raise RuntimeError("the newest items are not the new messages")
+    return a_path, b_path, e_path, size
+
+
+def copy(path: Path, to: Path) -> Path:
+    to.write_bytes(path.read_bytes())
+    return to
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--new", type=int, default=200)
+    parser.add_argument("--quiet", type=float, default=3.0, help="seconds of silence = done")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        start = time.perf_counter()
+        a_path, b_path, e_path, new_size = prepare(tmp, args.messages, args.new)
+        print(f"stores built in {time.perf_counter() - start:.1f} s; "
+              f"{args.new} new messages: {new_size:,} bytes of records")  # fmt: skip
+        runs: dict[str, Run] = {}
+        fresh: Callable[[str, Path], Path] = lambda name, p: copy(p, tmp / f"{name}.db")  # noqa: E731
+        runs["rbsr, 200 new"] = exchange(
+            fresh("a1", a_path), fresh("b1", b_path), "rbsr", args.quiet
+        )
+        runs["naive, 200 new"] = exchange(
+            fresh("a2", a_path), fresh("b2", b_path), "naive", args.quiet
+        )
+        runs["rbsr, full"] = exchange(
+            fresh("a3", a_path), fresh("e3", e_path), "rbsr", args.quiet, profile=args.profile
+        )
+        runs["naive, full"] = exchange(
+            fresh("a4", a_path), fresh("e4", e_path), "naive", args.quiet
+        )
+    total_items = args.messages + args.new
+    print()
+    print(f"{'scenario':<16}{'bytes A->B':>12}{'bytes B->A':>12}{'total':>12}{'frames':>8}"
+          f"{'seconds':>9}{'msgs/s':>9}{'B items':>9}")  # fmt: skip
+    for name, run in runs.items():
+        moved = args.new if "200" in name else total_items
+        print(f"{name:<16}{run.a_bytes:>12,}{run.b_bytes:>12,}{run.total:>12,}{run.frames:>8,}"
+              f"{run.seconds:>9.3f}{moved / run.seconds:>9,.0f}{run.b_items:>9,}")  # fmt: skip
+    small = runs["rbsr, 200 new"]
+    full = runs["rbsr, full"]
+    allowed = BYTES_TARGET * new_size + CONSTANT_BYTES
+    ratio = (small.total - CONSTANT_BYTES) / new_size
+    rate = total_items / full.seconds
+    print()
+    print(f"200 new: {small.total:,} bytes (allowed {allowed:,.0f} = 3 x {new_size:,} + "
+          f"{CONSTANT_BYTES:,}), {small.seconds:.3f} s (target <= {TIME_TARGET_S}); naive "
+          f"{runs['naive, 200 new'].total:,} bytes")  # fmt: skip
+    print(f"full sync: {total_items:,} messages in {full.seconds:.2f} s = {rate:,.0f} messages/s "
+          f"(target >= {RATE_TARGET:,})")  # fmt: skip
+    print(f"sync_200_new_seconds: {small.seconds:.3f} (target <= {TIME_TARGET_S})")
+    print(f"sync_full_messages_per_s: {rate:.0f} (target >= {RATE_TARGET})")
+    print(f"sync_200_new_of_20k_bytes_ratio: {ratio:.2f} (target <= {BYTES_TARGET:.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

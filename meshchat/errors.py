@@ -323,6 +323,7 @@ class TransferReason(Enum):
     IO = "io"  #: another file-system failure
     CHANGED = "changed"  #: the file being served no longer matches its announcement
     BAD_NAME = "bad-name"  #: no usable file name could be made (every numbered name taken)
+    BAD_MEDIA = "bad-media"  #: the file's bytes are not of its announced media type
 
 
 class TransferError(MeshchatError):

@@ -6,7 +6,8 @@
 * :mod:`~meshchat.files.wire` — request, piece and missing bodies;
 * :mod:`~meshchat.files.transfer` — the receiver's state machine; :mod:`~meshchat.files.serve`
   the sender's; both return :mod:`~meshchat.files.effects`;
-* :mod:`~meshchat.files.names` — safe file names; :mod:`~meshchat.files.sink` — partial
+* :mod:`~meshchat.files.names` — safe file names; :mod:`~meshchat.files.media` — media
+  types against first bytes; :mod:`~meshchat.files.sink` — partial
   files, resumption and final names (the only module that touches files).
 """
 

@@ -13,7 +13,8 @@ Neither is trusted after a restart: :meth:`Sink.held_hash_pieces` and :meth:`Sin
 hand their contents to :meth:`meshchat.files.transfer.Download.restore`, which checks every
 hash piece against the root and every chunk against its leaf, so a chunk half-written when the
 process died (or the disk filled) is simply pulled again. :meth:`Sink.finish` checks the whole
-file against the root once more, and only then links it under its final name: the sender's name
+file against the root once more, and its first bytes against the announced media type, and only
+then links it under its final name: the sender's name
 made safe (:func:`~meshchat.files.names.safe_name`), numbered if taken (``photo (1).jpg``), never
 replacing a file. A full disk (or a file-size limit) raises :class:`TransferError` with reason
 ``NO_SPACE``; other failures ``IO``; neither leaves anything under the final name.
@@ -30,6 +31,7 @@ from pathlib import Path
 from meshchat.errors import TransferError, TransferReason
 from meshchat.files.chunks import prepare, seal_chunk
 from meshchat.files.manifest import DEFAULT_CHUNK_SIZE, MAX_FILE_SIZE, FileKind, FileManifest
+from meshchat.files.media import HEAD_BYTES, check_media
 from meshchat.files.names import numbered, safe_name
 from meshchat.files.tree import HashTree, leaf_hash
 
@@ -137,7 +139,9 @@ class Sink:
         """Check the whole file against the root, then give it its final name; returns it.
 
         Raises :class:`TransferError`: ``BAD_HASH`` if the file on disk is not the announced
-        one (the partial data is erased), ``NO_SPACE`` / ``IO`` if the disk fails,
+        one, ``BAD_MEDIA`` if its bytes are not of the announced media type
+        (:func:`~meshchat.files.media.check_media`; in both cases the partial data is
+        erased), ``NO_SPACE`` / ``IO`` if the disk fails,
         ``BAD_NAME`` if every numbered name is taken.
         """
         fd = self._fileno()
@@ -157,6 +161,13 @@ class Sink:
             self._mismatch(exc)
         if root != self.root:
             self._mismatch(None)
+        try:
+            check_media(manifest.kind, manifest.media_type, os.pread(fd, HEAD_BYTES, 0))
+        except TransferError as exc:
+            self.erase()
+            raise TransferError(exc.reason, exc.detail, root=self.root) from exc
+        except OSError as exc:
+            raise _error(exc, "cannot check the file", self.root, self.data_path) from exc
         final = self._place()
         self.close()
         self.hashes_path.unlink(missing_ok=True)

@@ -1,0 +1,80 @@
+"""Whether a received file's first bytes are what its announced media type says.
+
+A picture or a voice note is shown or played by the receiving face, so its bytes must be of the
+announced type: :func:`check_media` compares the file's first bytes with the signatures of the
+types below and raises :class:`TransferError` (``BAD_MEDIA``) on a mismatch ("an audio file
+that is not audio"). For kind ``image`` and ``voice`` the media type must be one of them (a
+face cannot show what it does not know); a plain ``file`` is checked only when its type is
+one of them, and saved as it is otherwise.
+
+This is a check of the container, not of the whole content: a file that starts right and is
+damaged later is still refused by the decoder that opens it, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from meshchat.errors import TransferError, TransferReason
+from meshchat.files.manifest import FileKind
+
+__all__ = ["HEAD_BYTES", "KNOWN_TYPES", "check_media"]
+
+#: How many of a file's first bytes the check reads.
+HEAD_BYTES = 16
+
+
+def _starts(*prefixes: bytes) -> Callable[[bytes], bool]:
+    return lambda head: head.startswith(prefixes)
+
+
+def _riff(form: bytes) -> Callable[[bytes], bool]:
+    return lambda head: head[:4] == b"RIFF" and head[8:12] == form
+
+
+def _ftyp(*brands: bytes) -> Callable[[bytes], bool]:
+    return lambda head: head[4:8] == b"ftyp" and (not brands or head[8:12] in brands)
+
+
+def _mpeg_audio(head: bytes) -> bool:
+    return head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+_HEIF = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+_SIGNATURES: dict[str, Callable[[bytes], bool]] = {
+    "image/jpeg": _starts(b"\xff\xd8\xff"),
+    "image/png": _starts(b"\x89PNG\r\n\x1a\n"),
+    "image/gif": _starts(b"GIF87a", b"GIF89a"),
+    "image/webp": _riff(b"WEBP"),
+    "image/bmp": _starts(b"BM"),
+    "image/tiff": _starts(b"II*\x00", b"MM\x00*"),
+    "image/heic": _ftyp(*_HEIF),
+    "image/heif": _ftyp(*_HEIF),
+    "image/avif": _ftyp(*_HEIF),
+    "audio/ogg": _starts(b"OggS"),
+    "audio/opus": _starts(b"OggS"),
+    "audio/wav": _riff(b"WAVE"),
+    "audio/x-wav": _riff(b"WAVE"),
+    "audio/wave": _riff(b"WAVE"),
+    "audio/flac": _starts(b"fLaC"),
+    "audio/mpeg": _mpeg_audio,
+    "audio/mp4": _ftyp(),
+    "audio/x-m4a": _ftyp(),
+    "audio/webm": _starts(b"\x1a\x45\xdf\xa3"),
+}
+#: Media types whose bytes are checked.
+KNOWN_TYPES = frozenset(_SIGNATURES)
+
+
+def check_media(kind: FileKind, media_type: str, head: bytes) -> None:
+    """Raise :class:`TransferError` (``BAD_MEDIA``) unless ``head`` (the file's first
+    :data:`HEAD_BYTES` bytes, or all of a shorter file) fits the announcement."""
+    signature = _SIGNATURES.get(media_type)
+    if signature is None:
+        if kind is FileKind.FILE:
+            return
+        raise TransferError(
+            TransferReason.BAD_MEDIA, f"a {kind.name.lower()} of unknown type {media_type}"
+        )
+    if not signature(head):
+        raise TransferError(TransferReason.BAD_MEDIA, f"the bytes are not {media_type}")

@@ -48,7 +48,8 @@ _ENDED = {
     "declined": "the other device said no, or its person found the strings differ: "
     "nothing was linked",
     "mismatch": "the strings differ: nothing was linked (someone may be between the devices)",
-    "bad-list": "the other device's list could not be used: nothing was linked",
+    "bad-list": "the device list could not take it (an account has at most 8 devices, and a "
+    "device is on one account): nothing was linked",
     "bad-commitment": "the exchange broke (a bad commitment): nothing was linked",
     "out-of-order": "the exchange broke: nothing was linked",
 }

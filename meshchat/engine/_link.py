@@ -144,7 +144,8 @@ class LinkGlue:
             refuse = inviter.decline()
             inviter.ended = LinkReason.BAD_LIST
             out: list[Output] = [MessageRejected(f"link: {exc}", bytes(16), None)]
-            return [*out, *self._send(peer, refuse.encode(), now_ms)]
+            out.extend(self._send(peer, refuse.encode(), now_ms))
+            return [*out, self._progress(EXISTING, inviter)]
         accept = inviter.accept(new.encode(), now_ms)
         change = ListChange(new.account_id, new.version - 1, new, (peer,), (), True)
         # the new device becomes an own device; every contact and own device gets the list

@@ -244,7 +244,9 @@ class AccountBook:
     def adopt(self, new: DeviceList, delivered_by: PublicIdentity) -> ListChange:
         """This device was linked to another account: ``new`` (signed by ``delivered_by``,
         the device that linked it, and listing this device) becomes the own list. Only a
-        device alone on its own account may move; raises :class:`DeviceListError`."""
+        device alone on its own account may move; raises :class:`DeviceListError`. The
+        change counts as signed by a trusted device: the person compared the confirmation
+        strings before it came."""
         check_first(new, delivered_by)
         if self._me.node_id not in new.node_ids:
             raise DeviceListError(DeviceListReason.UNKNOWN_DEVICE, "the list does not list me")
@@ -260,9 +262,7 @@ class AccountBook:
         self._index()
         me = self._me.node_id
         added = tuple(d.identity for d in new.devices if d.node_id != me)
-        return ListChange(
-            new.account_id, 0 if held is None else held.version, new, added, (), held is not None
-        )
+        return ListChange(new.account_id, 0 if held is None else held.version, new, added, (), True)
 
     def revoke(self, node_id: bytes, me: Identity) -> DeviceList:
         """Take a device off my account for good; returns the new own list (to share)."""

@@ -45,7 +45,7 @@ from meshchat.errors import (
     PacketError,
     UsageError,
 )
-from meshchat.events import DeviceListChanged, LinkProgress, MessageRejected
+from meshchat.events import LinkProgress, MessageRejected
 from meshchat.group.control import split
 from meshchat.identity import PublicIdentity, SignedPrekey
 from meshchat.router.outbox import OutboxItem
@@ -168,10 +168,8 @@ class LinkGlue:
             rejected = MessageRejected(f"link: {exc}", bytes(16), None)
             return [rejected, *self._send(existing, refuse.encode(), now_ms)]
         joiner.linked()
-        for device in new.devices:
-            if device.identity != joiner.me:
-                self.engine.add_own_device(device.identity)
-        return [*self.engine.flush(), DeviceListChanged(change, False)]
+        # the account's other devices become own devices; contacts and they get the list
+        return self.engine.account_glue.apply(change, now_ms)
 
     # -- link messages in ------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from meshchat.crypto.box import BoxSuite
 from meshchat.crypto.channel import ChannelKey
 from meshchat.crypto.direct import DirectSuite
 from meshchat.engine._account import AccountGlue
+from meshchat.engine._carbons import CarbonGlue
 from meshchat.engine._fanout import Directory, devices_for
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._link import LinkGlue
@@ -73,6 +74,7 @@ from meshchat.wire.packet import (
 from meshchat.wire.payloads import (
     ANNOUNCE_GATEWAY,
     AnnounceBody,
+    MessageBody,
 )
 
 __all__ = ["ANNOUNCE_TTL", "Engine", "Output", "dm_conversation"]
@@ -119,6 +121,8 @@ class Engine:
         self.account_glue = AccountGlue(self)
         for kind in LINK_KINDS:
             self.account_glue.register(kind, self.link.on_blob, own_devices_only=False)
+        #: my sent direct messages copied to my other devices (_carbons)
+        self.carbons = CarbonGlue(self)
         self.sending = Sending(self)
         self.receiving = Receiving(self)
 
@@ -299,9 +303,14 @@ class Engine:
 
         One copy goes to each live device of the recipient's account (``devices``, when
         given: only those; see :mod:`._fanout`), all with the same id and body. Each device's
-        earlier messages still unacked are retried first (see :mod:`._sending`).
+        earlier messages still unacked are retried first (see :mod:`._sending`). A new
+        message (``devices`` not given) is also copied to this account's other devices
+        (carbons, :mod:`._carbons`).
         ``parents``, ``loose`` and ``sent_ms`` as in :meth:`send_group`.
         """
+        sent = now_ms if sent_ms is None else sent_ms
+        body = MessageBody(msg_id, text, sent, tuple(parents), tuple(loose))  # valid, or raises
+        fresh = devices is None
         if devices is None:
             devices = devices_for(self.directory, recipient, self.identity.node_id)
         expires = expires_ms if expires_ms is not None else now_ms + MAX_AGE_MS
@@ -316,14 +325,16 @@ class Engine:
                 recipient=device,
                 attempts=attempts,
                 next_try_ms=now_ms,
-                sent_ms=now_ms if sent_ms is None else sent_ms,
-                parents=tuple(parents),
-                loose=tuple(loose),
+                sent_ms=sent,
+                parents=body.parents,
+                loose=body.loose,
             )
-            message_body(item)  # validate now, at the sender
             out.extend(self.sending.resend_earlier(device, msg_id, now_ms))
             self.outbox.add(item)
             out.extend(self.sending.attempt(item, now_ms))
+        if fresh:
+            # A message reloaded from the outbox (``devices`` given) has its carbons in flight.
+            out.extend(self.carbons.sent(recipient, body, now_ms))
         return out
 
     def send_channel(

@@ -14,6 +14,7 @@ from meshchat.errors import ConfigError, UsageError
 from meshchat.home import Home
 from meshchat.identity import ContactCard, Identity, clean_name
 from meshchat.node import Node, NodeOptions
+from meshchat.node._meshtastic import MeshtasticGateway
 from meshchat.panic import erase_file, erase_home
 from meshchat.store import Store
 from meshchat.transports.base import Transport
@@ -57,6 +58,9 @@ class NodeSettings:
     #: between attempts to reach a broker
     relay_keepalive_s: int = 30
     relay_retry_max_s: float = 60.0
+    #: a Meshtastic channel to bridge (``mqtt://HOST:PORT/CHANNEL``; None: off) and its key
+    meshtastic: str | None = None
+    meshtastic_key: str = "AQ=="
     #: channels whose messages gateways bridge to the internet (others never leave the mesh)
     bridge_channels: list[str] = field(default_factory=list)
     #: Kademlia DHT: on when a port or a bootstrap node is given
@@ -218,10 +222,14 @@ async def running_node(
     node = Node(identity, name, store, transports, options=settings.options)
     node.set_eraser(lambda: erase_home(home))
     control = ControlServer(node, home.control_socket) if settings.control else None
+    meshtastic: MeshtasticGateway | None = None
     try:
         if control is not None:
             control.ensure_not_running()
         await node.start()
+        if settings.meshtastic:
+            meshtastic = MeshtasticGateway(node, settings.meshtastic, settings.meshtastic_key)
+            await meshtastic.start()
         forget_clear_card(home)
         if control is not None:
             # Last: a control socket that answers means the node is fully up.
@@ -230,6 +238,8 @@ async def running_node(
     finally:
         if control is not None:
             await control.stop()
+        if meshtastic is not None:
+            await meshtastic.stop()
         await node.stop()
         store.close()
         if node.panicked:

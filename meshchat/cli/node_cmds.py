@@ -128,6 +128,21 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="a DHT node to join through (repeatable; internet.dht_bootstrap)",
     )
+    other = parser.add_argument_group(
+        "other networks", "public, not end-to-end encrypted (see docs/bridges.md)"
+    )
+    other.add_argument(
+        "--meshtastic",
+        metavar="URL",
+        help="bridge a Meshtastic channel through an MQTT broker, "
+        "mqtt://[USER:PASS@]HOST:PORT/CHANNEL[?region=US], shown as #meshtastic-CHANNEL",
+    )
+    other.add_argument(
+        "--meshtastic-key",
+        metavar="B64",
+        help="the channel's PSK in base64 (default AQ==, the public key; "
+        "or $MESHCHAT_MESHTASTIC_KEY)",
+    )
 
 
 def _peer(flag: str, text: str) -> tuple[str, int]:
@@ -185,6 +200,11 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
     link_rate = c.number("mesh.link_rate")
     dht_bootstrap = [_peer("--dht-bootstrap", p) for p in c.texts("internet.dht_bootstrap")]
     dht_on = c.flag("internet.dht") or bool(dht_bootstrap)
+    meshtastic = getattr(args, "meshtastic", None)
+    if meshtastic:
+        from meshchat.bridges.meshtastic.mqtt import parse_url
+
+        parse_url(meshtastic)  # a bad URL is a usage error now, not when the node starts
     return NodeSettings(
         name=c.text("name") or None,
         lan=c.flag("lan.enabled"),
@@ -203,6 +223,10 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         relay_retry_max_s=c.number("internet.relay_retry_max"),
         relay_retention_s=max(1, int(c.number("retention.relay_days") * 24 * 3600)),
         bridge_channels=c.texts("internet.bridges"),
+        meshtastic=meshtastic or None,
+        meshtastic_key=getattr(args, "meshtastic_key", None)
+        or os.environ.get("MESHCHAT_MESHTASTIC_KEY")
+        or "AQ==",
         dht_port=c.integer("internet.dht_port") if dht_on else None,
         dht_host=c.text("internet.dht_host"),
         dht_bootstrap=dht_bootstrap,

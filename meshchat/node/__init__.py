@@ -52,6 +52,7 @@ from meshchat.node._groups import Groups
 from meshchat.node._inbox import Command, FrameIn, Inbox, LinkDown, LinkUp, Worker
 from meshchat.node._lifecycle import load
 from meshchat.node._link import LinkOffer, NodeLink
+from meshchat.node._meshtastic import MeshtasticGateway
 from meshchat.node._store import AsyncStore
 from meshchat.node._types import (
     ANNOUNCE_EVERY_MS,
@@ -151,6 +152,8 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.panicked = False
         self._eraser: Callable[[], PanicReport] | None = None
+        #: conversations bridged to another network (``#meshtastic-<channel>``) -> bridge
+        self.bridges: dict[str, MeshtasticGateway] = {}
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -265,7 +268,10 @@ class Node:
 
     async def send_text(self, target: str, text: str) -> Message:
         """Store then send a message to a contact (name or id prefix), ``#channel`` or
-        ``+group``."""
+        ``+group``, or a conversation bridged to another network."""
+        bridge = self.bridges.get(target.lower())
+        if bridge is not None:
+            return await self.submit(bridge.send_text, text)
         return await self.submit(self.commands.send_text, target, text)
 
     async def join(self, name: str, passphrase: str | None = None) -> Channel:

@@ -119,7 +119,7 @@ class Channel:
     @property
     def conversation(self) -> str:
         """The meshchat conversation this channel is shown as."""
-        return f"#meshtastic-{self.name}"
+        return f"#meshtastic-{self.name.lower()}"
 
     @property
     def mark(self) -> str:

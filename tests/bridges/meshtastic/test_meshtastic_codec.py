@@ -188,6 +188,6 @@ def test_mutated_envelopes_never_fail_untyped(at: int, value: int) -> None:
 
 
 def test_conversation_names_and_marks() -> None:
-    assert LONGFAST.conversation == "#meshtastic-LongFast"
+    assert LONGFAST.conversation == "#meshtastic-longfast"  # conversation names are lower case
     assert LONGFAST.mark == "other network, channel key is public"
     assert Channel("Friends", b"s" * 16).mark == "other network, shared channel key"

@@ -6,18 +6,11 @@ topic is counted and dropped."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiomqtt
-import pytest
 from meshtastic.protobuf import mqtt_pb2, portnums_pb2
 
 from meshchat.bridges.meshtastic.bridge import Heard
@@ -30,36 +23,6 @@ with warnings.catch_warnings():  # mmqtt makes a paho client with the deprecated
     import mmqtt
     from mmqtt.encryption import decrypt_packet
 from meshtastic_mqtt_json.client import MeshtasticMQTT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    with open(tmp_path / "mosquitto.log", "wb") as logfile:
-        process = subprocess.Popen([binary, "-c", str(conf)], stdout=logfile, stderr=logfile)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 async def _until(check: Any, timeout: float = 10.0) -> None:

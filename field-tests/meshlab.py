@@ -71,6 +71,51 @@ class Host:
         return json.loads(self.cli(*args, "--json").stdout)
 
 
+class CliProcess:
+    """A ``meshchat`` command whose output lines are read as they come, and whose standard
+    input the caller types into (``device link``, ``device join``: they ask the person)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+
+    def until(self, prefix: str, timeout: float = 90) -> str:
+        """The rest of the first line (from here on) that starts with ``prefix``."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+        raise AssertionError(f"no {prefix!r} in:\n{''.join(self.lines)}")
+
+    def type(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Its exit status and everything it printed."""
+        out, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode, "".join(self.lines) + out
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 class Lab:
     """Namespaces, links between them, and meshchat daemons inside."""
 
@@ -148,6 +193,32 @@ class Lab:
         card_a, card_b = a.cli_json("id")["card"], b.cli_json("id")["card"]
         a.cli("contacts", "add", card_b)
         b.cli("contacts", "add", card_a)
+
+    def link_devices(self, existing: Host, new: Host, device_name: str = "") -> str:
+        """Link ``new`` to the account of ``existing`` through the real protocol, as a person
+        would with ``meshchat device link`` and ``meshchat device join CODE`` (both daemons
+        running): both show the same confirmation string, which is typed on ``existing`` and
+        confirmed with ``y`` on ``new``. Returns the string."""
+        shown = CliProcess([MESHCHAT, "--home", str(existing.home), "device", "link", "--no-qr"])
+        joining: CliProcess | None = None
+        try:
+            code = shown.until("Link code:")
+            name = ["--device-name", device_name] if device_name else []
+            joining = CliProcess([MESHCHAT, "--home", str(new.home), "device", "join", code, *name])
+            string = joining.until("Confirmation string:")
+            if shown.until("Confirmation string:") != string:
+                raise AssertionError("the two devices show different strings")
+            shown.type(string)
+            joining.type("y")
+            for process in (shown, joining):
+                status, out = process.finish()
+                if status != 0:
+                    raise AssertionError(f"linking failed:\n{out}")
+            return string
+        finally:
+            shown.kill()
+            if joining is not None:
+                joining.kill()
 
     def start(self, host: Host, *extra: str) -> None:
         self.spawn(host, *extra)

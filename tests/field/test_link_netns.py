@@ -1,67 +1,22 @@
 """Linking a second device across two hosts (network namespaces), real processes, own homes.
 
-The existing device runs a daemon and ``meshchat device link``; the new device has no home yet
-and runs ``meshchat init --link CODE``, which creates its identity and runs a node until it is
-linked. Both print the same confirmation string; the person (this test) types the string the
-new device shows on the existing one and ``y`` on the new one. Afterwards ``device list --json``
-on both shows the same account with both devices. And a wrong ``--confirm`` string on the new
-device links nothing: both sides say so.
+The existing device runs ``meshchat device link`` (no daemon: the command runs the node); the
+new device has no home yet and runs ``meshchat init --link CODE``, which creates its identity
+and runs a node until it is linked. Both print the same confirmation string; the person (this
+test) types the string the new device shows on the existing one and ``y`` on the new one.
+Afterwards ``device list --json`` on both shows the same account with both devices. A wrong
+``--confirm`` string on the new device links nothing: both sides say so. And the lab's helper
+links two running daemons.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from meshlab import MESHCHAT, PASSPHRASE, Host, Lab
+from meshlab import MESHCHAT, CliProcess, Host, Lab
 
 pytestmark = [pytest.mark.netns]
-
-
-class Proc:
-    """A CLI process whose output lines are read as they come (stdin is ours to type)."""
-
-    def __init__(self, argv: list[str]) -> None:
-        env = {**os.environ, "MESHCHAT_PASSPHRASE": PASSPHRASE}
-        self.p = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: list[str] = []
-
-    def until(self, prefix: str, timeout: float = 90) -> str:
-        """The rest of the first line starting with ``prefix``."""
-        assert self.p.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.p.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-        raise AssertionError(f"no {prefix!r} in:\n{''.join(self.lines)}")
-
-    def type(self, text: str) -> None:
-        assert self.p.stdin is not None
-        self.p.stdin.write(text + "\n")
-        self.p.stdin.flush()
-
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
-        out, _ = self.p.communicate(timeout=timeout)
-        return self.p.returncode, "".join(self.lines) + out
-
-    def kill(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
 
 
 def cli(host: Host, *args: str) -> list[str]:
@@ -76,13 +31,13 @@ def test_a_second_device_links_in_three_commands(lab: Lab) -> None:
     desk, laptop = lab.host("desk"), lab.host("laptop")
     lab.link(desk, laptop)
     lab.init(desk)
-    lab.start(desk)
-    existing = Proc(cli(desk, "device", "link"))
-    new: Proc | None = None
+    # the three commands of the README: no daemon runs; each command runs its node
+    existing = CliProcess(in_netns(desk, "device", "link"))
+    new: CliProcess | None = None
     try:
         code = existing.until("Link code:")
         assert not Path(laptop.home).exists()
-        new = Proc(
+        new = CliProcess(
             in_netns(
                 laptop,
                 "init",
@@ -109,8 +64,8 @@ def test_a_second_device_links_in_three_commands(lab: Lab) -> None:
         existing.kill()
         if new is not None:
             new.kill()
-    on_desk = desk.cli_json("device", "list")
-    on_laptop = laptop.cli_json("device", "list")  # no node runs there: read from its store
+    on_desk = desk.cli_json("device", "list")  # no node runs: read from the stores
+    on_laptop = laptop.cli_json("device", "list")
     assert on_desk["account_id"] == on_laptop["account_id"]
     assert on_desk["account_id"] == desk.cli_json("id")["node_id"]
     assert len(on_desk["devices"]) == len(on_laptop["devices"]) == 2
@@ -125,11 +80,11 @@ def test_a_wrong_confirmation_string_links_nothing(lab: Lab) -> None:
     lab.init(desk)
     lab.init(laptop)
     lab.start_all([desk, laptop])
-    existing = Proc(cli(desk, "device", "link", "--no-qr"))
-    new: Proc | None = None
+    existing = CliProcess(cli(desk, "device", "link", "--no-qr"))
+    new: CliProcess | None = None
     try:
         code = existing.until("Link code:")
-        new = Proc(cli(laptop, "device", "join", code, "--confirm", "000 000"))
+        new = CliProcess(cli(laptop, "device", "join", code, "--confirm", "000 000"))
         shown_new = new.until("Confirmation string:")
         shown_existing = existing.until("Confirmation string:")
         assert shown_new == shown_existing != "000 000"
@@ -145,3 +100,17 @@ def test_a_wrong_confirmation_string_links_nothing(lab: Lab) -> None:
         listed = host.cli_json("device", "list")
         assert len(listed["devices"]) == 1
         assert listed["account_id"] == host.cli_json("id")["node_id"]
+
+
+def test_the_lab_links_two_running_devices(lab: Lab) -> None:
+    """What other field tests use to make two homes one account."""
+    desk, laptop = lab.host("desk"), lab.host("laptop")
+    lab.link(desk, laptop)
+    lab.init(desk)
+    lab.init(laptop)
+    lab.start_all([desk, laptop])
+    string = lab.link_devices(desk, laptop, "laptop")
+    assert len(string) == 7
+    on_desk, on_laptop = desk.cli_json("device", "list"), laptop.cli_json("device", "list")
+    assert on_desk["account_id"] == on_laptop["account_id"] == desk.cli_json("id")["node_id"]
+    assert {d["name"] for d in on_desk["devices"]} == {"desk", "laptop"}

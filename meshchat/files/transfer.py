@@ -8,12 +8,13 @@ driver to carry out; nothing here reads a clock, a socket or a file.
 
 Pieces are pulled in the tree's order (hash pieces top-down, then chunks), a piece only once
 its parent hash piece is held, so every piece is checked the moment it arrives. At most
-``window`` pieces are in flight in all and ``per_source`` from one source; a source is picked
+``window`` pieces are in flight in all and ``per_source`` from one source (one at a time from
+a source whose last ``per_source`` requests timed out, until it answers). A source is picked
 round-robin among those that have room, have not said they lack the piece and have not sent
-``max_strikes`` pieces that failed their hash (those are dropped as sources). As pieces arrive,
-the window is topped up once half of it is free, so each request names several pieces. A piece not
-answered within ``request_timeout_ms`` is asked for again, from the next source. Any peer may
-deliver a piece: it is kept if it checks, whoever sent it.
+``max_strikes`` pieces that failed their hash (those are dropped as sources). As pieces
+arrive, the window is topped up once half of the room is free, so each request names several
+pieces. A piece not answered within ``request_timeout_ms`` is asked for again, from another
+source first. Any peer may deliver a piece: it is kept if it checks, whoever sent it.
 
 States of a piece::
 
@@ -83,12 +84,18 @@ class Limits:
 
 
 class _Source:
-    __slots__ = ("in_flight", "lacks", "strikes")
+    __slots__ = ("in_flight", "lacks", "quiet", "strikes")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.strikes = 0
+        #: requests to it that timed out since it last sent a piece
+        self.quiet = 0
         self.lacks: set[PieceId] = set()
+
+    def room(self, per_source: int) -> int:
+        """Pieces it may be asked for now: one at a time while it does not answer."""
+        return (per_source if self.quiet < per_source else 1) - self.in_flight
 
     def lack(self, piece: PieceId) -> None:
         if len(self.lacks) >= _MAX_LACKS:
@@ -199,6 +206,9 @@ class Download:
             return [Dropped(peer, exc.reason, self.root)]
         self._release(key)
         self.progress_ms = now_ms
+        source = self._sources.get(peer)
+        if source is not None:
+            source.quiet = 0
         effects: list[Effect] = []
         if piece.level == 0:
             count = self.manifest.chunk_count
@@ -244,10 +254,16 @@ class Download:
             or now_ms - self.started_ms >= limits.lifetime_ms
         ):
             return self._abandon(TransferReason.EXPIRED)
-        late = [key for key, (_, deadline) in self._in_flight.items() if deadline <= now_ms]
-        for key in late:
+        late = [
+            (key, peer) for key, (peer, deadline) in self._in_flight.items() if deadline <= now_ms
+        ]
+        for key, peer in late:
             self._release(key)
             self._retry.append(key)
+            source = self._sources.get(peer)
+            if source is not None:
+                source.quiet += 1
+                source.lack(key)  # ask another source first
         if now_ms - self._lacks_cleared_ms >= limits.request_timeout_ms:
             self._lacks_cleared_ms = now_ms
             for source in self._sources.values():
@@ -310,7 +326,7 @@ class Download:
         for step in range(len(peers)):
             peer = peers[(self._turn + step) % len(peers)]
             source = self._sources[peer]
-            if source.in_flight < self.limits.per_source and key not in source.lacks:
+            if source.room(self.limits.per_source) > 0 and key not in source.lacks:
                 self._turn = (self._turn + step + 1) % len(peers)
                 return peer
         return None
@@ -340,7 +356,9 @@ class Download:
         if self.done or not self._sources:
             return []
         if batch:
-            room = min(self.limits.window, self.limits.per_source * len(self._sources))
+            per_source = self.limits.per_source
+            most = sum(s.in_flight + max(0, s.room(per_source)) for s in self._sources.values())
+            room = min(self.limits.window, most)
             if room - len(self._in_flight) < max(1, room // 2):
                 return []
         chosen: dict[tuple[Peer, int], list[int]] = {}
@@ -351,7 +369,7 @@ class Download:
                 break
             peer = self._pick_source(key)
             if peer is None:
-                if any(s.in_flight < self.limits.per_source for s in self._sources.values()):
+                if any(s.room(self.limits.per_source) > 0 for s in self._sources.values()):
                     self._stalled.append(key)  # every source with room lacks it
                     if len(self._stalled) < self.limits.window:
                         continue

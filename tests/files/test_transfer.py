@@ -295,3 +295,26 @@ def test_flood_of_unwanted_pieces_keeps_state_bounded() -> None:
 def test_limits_refuse_nonsense(limits: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         Limits(**limits)  # type: ignore[arg-type]
+
+
+def test_a_source_that_never_answers_is_asked_one_piece_at_a_time() -> None:
+    data = os.urandom(300_000)
+    manifest, tree = make_file(data)
+    limits = Limits(request_timeout_ms=1_000)
+    h = Harness(Downloads(limits), data)
+    h.seed("mute", manifest, tree)
+    h.seed("alice", manifest, tree)
+    h.tamper["mute"] = lambda p: None
+    h.tamper["alice"] = lambda p: p if h.now_ms > 500 or p.level else None  # slow start
+    h.apply(RECEIVER, h.downloads.offer(manifest, "mute", 0))
+    h.apply(RECEIVER, h.downloads.offer(manifest, "alice", 0))
+    ticks = 0
+    while not h.of(Completed) and ticks < 100:
+        h.run()
+        h.tick(1_000)
+        ticks += 1
+    assert h.assembled() == data
+    asked = [len(e.body.indices) for e in h.of(SendRequest) if e.peer == "mute"]  # type: ignore[attr-defined]
+    # once a window's worth of its requests timed out, it is probed one piece per timeout
+    assert sum(asked) <= 2 * Limits().per_source + ticks
+    assert len(asked) >= 5 and asked[-3:] == [1, 1, 1]

@@ -27,8 +27,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from meshchat.bridges._ratelimit import TokenBucket
 from meshchat.bridges.meshtastic.codec import (
     MAX_TEXT_BYTES,
     NETWORK,
@@ -73,26 +74,6 @@ class Heard:
     @property
     def sender(self) -> str:
         return node_id(self.from_node)
-
-
-@dataclass
-class TokenBucket:
-    """``capacity`` tokens, one more every ``refill_s`` seconds."""
-
-    capacity: float
-    refill_s: float
-    tokens: float = field(default=-1.0)
-    last: float = 0.0
-
-    def take(self, now: float) -> bool:
-        if self.tokens < 0:
-            self.tokens, self.last = self.capacity, now
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.last) / self.refill_s)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def node_number(seed: bytes) -> int:

@@ -303,6 +303,7 @@ def cmd_peers(args: argparse.Namespace, home: Home) -> int:
                 "peers": reply["peers"],
                 "transports": reply["transports"],
                 "gateway": reply.get("gateway", False),
+                "gateway_reason": reply.get("gateway_reason"),
                 "gateways": reply.get("gateways", []),
             }
         )
@@ -314,6 +315,8 @@ def cmd_peers(args: argparse.Namespace, home: Home) -> int:
     for t in reply["transports"]:
         say(f"transport {t['name']:<6} {'up' if t['up'] else 'DOWN':<5} {t['detail']}")
     gateways = reply.get("gateways", [])
+    if reply.get("gateway_reason"):
+        say(f"this node is not a gateway: {reply['gateway_reason']}")
     if reply.get("gateway"):
         say("this node is a gateway to the internet")
     elif gateways:

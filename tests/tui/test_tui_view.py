@@ -321,6 +321,17 @@ def test_the_header_says_in_one_line_what_status_says() -> None:
     assert "gateway" not in plain(header_markup("alice", BOB, 2, statuses))
 
 
+def test_the_header_counts_queued_carried_and_gateways_heard() -> None:
+    text = plain(header_markup("alice", BOB, 1, queued=2, carried=5, heard=1))
+    assert text.endswith(" 1 link  via 1 gateway  2 queued 5 carried")
+    markup = header_markup("alice", BOB, 1, queued=0, carried=0, heard=3)
+    assert plain(markup).endswith(" via 3 gateways  0 queued 0 carried")
+    assert ("header_dim", "  0 queued") in markup  # nothing waiting: not highlighted
+    assert ("header_nolinks", "  2 queued") in header_markup("a", BOB, 1, queued=2)
+    # this node a gateway: the gateways it heard are not counted
+    assert "via" not in plain(header_markup("alice", BOB, 1, gateway=True, heard=2))
+
+
 def test_the_header_names_why_bluetooth_is_not_in_use() -> None:
     from meshchat.transports.base import TransportStatus
 

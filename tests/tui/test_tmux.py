@@ -184,6 +184,11 @@ def test_chat_with_a_daemon_over_the_lan(tmp_path: Path, tmux: Tmux) -> None:
 
         cli(home_b, "send", "alice", "hi back")
         tmux.wait_for("bob: hi back")
+        # the header says what status says: no Bluetooth adapter on this machine (BLE is on
+        # by default), and nothing waiting in the outbox
+        screen = tmux.wait_for("0 queued")
+        header = screen.splitlines()[0]
+        assert " ble: no adapter" in header and " 0 queued 0 carried" in header, header
 
         tmux.key("C-q")
         wait_until("meshchat run to quit", tmux.ended, show=tmux.screen)

@@ -4,6 +4,7 @@ with bitchat-cli (an implementation nobody here wrote) where it can play the par
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import string
@@ -14,6 +15,8 @@ import pytest
 from bitchat_cli import protocol as cli
 from bitchat_cli.ble_service import BLEService
 from bitchat_cli.identity import IdentityKeys
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshchat.bridges.bitchat.mesh import BitchatMesh, Heard, PeerSeen, Relay
 from meshchat.bridges.bitchat.packet import MessageType, decode, encode
@@ -145,3 +148,33 @@ def test_sync_requests_are_not_relayed() -> None:
         type=MessageType.REQUEST_SYNC, sender_id=bob.peer_id, payload=b"x", timestamp=NOW
     )
     assert mesh.receive(packet.encode(), NOW) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_mesh_never_fails_untyped(frames: list[bytes]) -> None:
+    mesh = BitchatMesh(BitchatIdentity.generate(), "meshchat")
+    for at, frame in enumerate(frames):
+        with contextlib.suppress(BridgeError):
+            mesh.receive(frame, NOW + at)
+
+
+_BOB = CliPeer("bob")
+_VALID = [_BOB.announce(), _BOB.message("hello"), *_BOB.fragments("x" * 1200)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 2000), st.integers(0, 255)),
+        max_size=12,
+    )
+)
+def test_mesh_never_fails_untyped_on_mutated_frames(edits: list[tuple[int, int, int]]) -> None:
+    mesh = BitchatMesh(BitchatIdentity.generate(), "meshchat")
+    mesh.receive(_VALID[0], NOW)
+    for which, at, value in edits:
+        frame = bytearray(_VALID[which])
+        frame[at % len(frame)] = value
+        with contextlib.suppress(BridgeError):
+            mesh.receive(bytes(frame), NOW)

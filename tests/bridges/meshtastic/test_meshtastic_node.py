@@ -98,3 +98,15 @@ def test_daemon_flags() -> None:
     assert (on.meshtastic, on.meshtastic_key) == ("mqtt://h:1883/LongFast", "Ag==")
     with pytest.raises(UsageError):
         settings_from(parser.parse_args(["--meshtastic", "http://h/LongFast"]))
+
+
+def test_the_node_does_not_load_meshtastic_unless_asked() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, meshchat.app, meshchat.cli.main, meshchat.node\n"
+        "print('meshtastic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

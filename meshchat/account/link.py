@@ -81,7 +81,6 @@ __all__ = [
     "commitment",
     "confirmation",
     "decode_link",
-    "is_link_blob",
     "normalise_confirmation",
 ]
 
@@ -383,16 +382,6 @@ LinkMessage = LinkRequest | LinkNonce | LinkReveal | LinkAccept | LinkRefuse
 
 _SHAPES = {KIND_REQUEST: 6, KIND_NONCE: 3, KIND_REVEAL: 2, KIND_ACCEPT: 3, KIND_REFUSE: 2}
 _MAX_BLOB = MAX_LIST_BYTES + 128
-
-
-def is_link_blob(blob: bytes) -> bool:
-    """Whether a joined control blob is a link message (a CBOR array whose first item is one
-    of :data:`LINK_KINDS`), told from its first bytes."""
-    if len(blob) < 2 or not 0x81 <= blob[0] <= 0x97:
-        return False
-    if blob[1] == 0x18:
-        return len(blob) > 2 and blob[2] in LINK_KINDS
-    return blob[1] in LINK_KINDS
 
 
 def decode_link(data: bytes) -> LinkMessage:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from meshchat.account.link import LINK_TTL_MS, LinkCode
+from meshchat.account.linking import Inviter
 from meshchat.errors import LinkError, LinkReason
 from meshchat.identity import Identity
 from meshchat.node import Node, wall_clock_ms
@@ -188,3 +189,27 @@ async def test_a_code_nobody_announces_is_not_found(mesh: Make) -> None:
     with pytest.raises(LinkError) as caught:
         await n.link_join(code, "laptop", timeout_s=1)
     assert caught.value.reason is LinkReason.NOT_FOUND
+
+
+async def test_a_mitm_who_learnt_the_code_shows_the_two_devices_different_strings(
+    mesh: Make,
+) -> None:
+    """M saw the code on E's screen and sits between E and N (it runs one exchange with each;
+    that N takes M for E is granted here by giving N a code with M's node id prefix, which
+    in the field takes 2^40 work). The strings E and N show differ, so the person says no."""
+    e = await mesh("alice")
+    m = await mesh("mallory")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    secret = LinkCode.parse(offer.code).secret
+    fake = LinkCode(m.identity.node_id[:5], secret)
+    m.engine.link.inviter = Inviter(m.identity.public, fake, m.clock())  # M poses as E to N
+    await m.link_join(offer.code, "laptop", timeout_s=10)  # and as N to E
+    await n.link_join(fake.to_text(), "laptop", timeout_s=10)
+    on_e = await e.link_wait("existing", 10)
+    on_n = await n.link_wait("new", 10)
+    assert on_e is not None and on_n is not None and on_e.string and on_n.string
+    assert on_e.string != on_n.string
+    await n.link_confirm("new", on_e.string)  # the person types what E shows: refused
+    await e.link_confirm("existing", "n")
+    assert len(e.device_list().devices) == 1 and m.account_id == m.identity.node_id

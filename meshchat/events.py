@@ -13,6 +13,7 @@ __all__ = [
     "CarbonReceived",
     "DeviceListChanged",
     "DeviceListUpdated",
+    "ErasedArrived",
     "Event",
     "GroupChanged",
     "GroupStateUpdated",
@@ -26,6 +27,7 @@ __all__ = [
     "PeerAnnounced",
     "PrekeysUpdated",
     "SessionUpdated",
+    "SyncArrived",
 ]
 
 
@@ -228,9 +230,28 @@ class CarbonReceived:
     device: PublicIdentity
 
 
+@dataclass(frozen=True, slots=True)
+class SyncArrived:
+    """Sync bytes (control blob 19) from one of my own devices, for the node's sync."""
+
+    device: PublicIdentity
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedArrived:
+    """My ``device`` deleted these messages of ``conversation`` (none: all of it); blob 20."""
+
+    device: PublicIdentity
+    conversation: str
+    msg_ids: tuple[bytes, ...]
+
+
 Event = (
     MessageReceived
     | CarbonReceived
+    | SyncArrived
+    | ErasedArrived
     | HistoryReceived
     | MessageSent
     | MessageDelivered

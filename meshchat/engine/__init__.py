@@ -45,6 +45,7 @@ from meshchat.engine._groups import GroupGlue
 from meshchat.engine._link import LinkGlue
 from meshchat.engine._receiving import Receiving, dm_conversation
 from meshchat.engine._sending import Sending, message_body
+from meshchat.engine._sync import SyncGlue
 from meshchat.errors import CryptoError, PacketError, UsageError
 from meshchat.events import (
     DeviceListUpdated,
@@ -123,6 +124,8 @@ class Engine:
             self.account_glue.register(kind, self.link.on_blob, own_devices_only=False)
         #: my sent direct messages copied to my other devices (_carbons)
         self.carbons = CarbonGlue(self)
+        #: history sync blobs between my devices (_sync)
+        self.sync = SyncGlue(self)
         self.sending = Sending(self)
         self.receiving = Receiving(self)
 

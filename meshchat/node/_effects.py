@@ -29,6 +29,7 @@ from meshchat.events import (
     CarbonReceived,
     DeviceListChanged,
     DeviceListUpdated,
+    ErasedArrived,
     GroupChanged,
     GroupStateUpdated,
     HistoryReceived,
@@ -41,6 +42,7 @@ from meshchat.events import (
     PeerAnnounced,
     PrekeysUpdated,
     SessionUpdated,
+    SyncArrived,
 )
 from meshchat.node._types import (
     GROUP_STATE,
@@ -344,7 +346,12 @@ class Effects:
                     node.catchup.received(out, now)
                     write = SaveReceived(out, now)
                 case CarbonReceived():
+                    node.sync.met(out.device)
                     write = SaveCarbon(out, node.name, now)
+                case SyncArrived():
+                    node.sync.arrived(out)
+                case ErasedArrived():
+                    node.sync.erased_there(out)
                 case HistoryReceived():
                     node.catchup.requested(out)
                 case Carry(packet=packet, frame=frame, expires_ms=expires_ms):
@@ -361,6 +368,7 @@ class Effects:
                 case AttemptMade(msg_id, attempts, next_try_ms, device):
                     write = RecordAttempt(msg_id, attempts, next_try_ms, device, now)
                 case PeerAnnounced():
+                    node.sync.met(out.identity)
                     node.neighbourhood.announced(out, now)
                     write = RememberPeer(out, now)
                 case SessionUpdated(peer_node_id=peer_node_id, blob=blob):
@@ -390,6 +398,7 @@ class Effects:
         for device in change.added:
             if device == self.node.identity.public:
                 continue
+            self.node.sync.met(device)  # a new device of mine: bring it my history
             entry = change.new.device(device.node_id)
             name = entry.name if entry is not None else device.short_id
             contact = Contact(

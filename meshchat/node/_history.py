@@ -5,8 +5,9 @@ turn with the traffic (:meth:`Node.submit`), so no receive or retry of the same 
 interleaves with it. Deleting our own outgoing messages also takes them out of the engine's
 outbox (:meth:`Engine.cancel`): a message deleted while queued is never sent afterwards. The
 store erases the rows and keeps tombstones, so the same message offered again by a relay,
-the sender's retry or another member is not stored again. The faces are told with a
-``history`` notice naming the conversation; they re-read its order.
+the sender's retry or another member is not stored again. My other devices are told at once
+(control blob 20, :mod:`meshchat.node._sync`). The faces are told with a ``history`` notice
+naming the conversation; they re-read its order.
 """
 
 from __future__ import annotations
@@ -49,5 +50,7 @@ async def _delete(node: Node, conversation: str, ids: tuple[bytes, ...]) -> int:
         count = await store.call(store.store.delete_conversation, conversation)
     for message in own:
         node.engine.cancel(message.msg_id)  # nothing happens for one no longer queued
+    # my other devices delete it at once too (the tombstones also travel in every sync)
+    await node.effects.run(node.engine.sync.erased(conversation, ids, node.clock()))
     node.notify(NodeNotice("history", conversation=conversation))
     return count

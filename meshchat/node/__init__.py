@@ -143,7 +143,7 @@ class Node:
         self.catchup = NodeCatchup(self)
         self.blocklist = Blocklist(self)
         self.linking = NodeLink(self)
-        self.sync = NodeSync(self)
+        self.sync = NodeSync(self)  #: history sync with my devices (``sync.status()``)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self._last_announce = 0
@@ -235,7 +235,6 @@ class Node:
             self.neighbourhood.hear(link.peer.node_id, now)
         self.notify(NodeNotice("links"))
         await self.effects.run(self.engine.link_up(link.link_id, now, link.peer.node_id))
-        self.sync.met(link.peer)  # one of my devices in reach: reconcile
         if self.options.announce:
             self._announce_due = now + 500
 
@@ -493,10 +492,6 @@ class Node:
     def device_list(self) -> DeviceList:
         """This account's current device list."""
         return self.engine.accounts.own
-
-    def sync_status(self) -> list[dict[str, object]]:
-        """History sync with each of my devices, newest first (:meth:`NodeSync.status`)."""
-        return self.sync.status()
 
     async def link_confirm(self, role: str, answer: str) -> LinkProgress | None:
         """The person's answer: ``y``, ``n``, or the string the other device shows."""

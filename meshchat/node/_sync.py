@@ -4,9 +4,9 @@ The reconciliation itself is :class:`~meshchat.sync.driver.SyncDriver` over the 
 the engine's :class:`~meshchat.engine._sync.SyncGlue` takes sync and erasure blobs only from
 my own devices and seals what goes back. This module joins them:
 
-* **when** a sync starts: one of my devices comes into reach (its announce is heard, or a link
-  to it comes up) or something arrives from it (a carbon, a sync message); at most once per
-  :data:`RESTART_MS` per device while a session runs;
+* **when** a sync starts: one of my devices comes into reach (its announce is heard: a node
+  announces itself right after a link comes up), is added to my list, or something arrives
+  from it (a carbon, a sync message); at most once per :data:`RESTART_MS` per device;
 * **where** it runs: every step (the driver reads and writes the store) runs on the store's
   thread, one at a time, in the order the blobs arrived (one queue, one consumer task), and
   what it sends goes through the worker like every engine call; a large push is read and sent

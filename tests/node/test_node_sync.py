@@ -77,7 +77,7 @@ async def test_a_linked_device_gets_the_history_and_deletions_follow(mesh: Make)
 
     await until(synced)
     assert await ids(n) == await ids(e)
-    status = n.sync_status()
+    status = n.sync.status()
     assert status and status[0]["device"] == e.identity.node_id.hex()
     assert status[0]["received"] == 300 and status[0]["left"] == 0
     # a deletion on the new device is told at once and erases the message on the other

@@ -142,19 +142,27 @@ def ble_transport(settings: NodeSettings, identity: Identity) -> Transport:
     """Bluetooth LE on the chosen backend, started when an adapter is usable (see
     :mod:`meshchat.transports.ble.watch`); imports no Bluetooth stack until it starts."""
     from meshchat.transports.ble import BleBackend, BleTransport
-    from meshchat.transports.ble.watch import BleWatch, bumble_opener, os_opener
+    from meshchat.transports.ble.watch import (
+        BleWatch,
+        Check,
+        bumble_opener,
+        os_check,
+        os_opener,
+    )
 
+    check: Check | None = None
     if settings.ble_backend == "bumble":
         opener = bumble_opener(settings.ble_controller, settings.ble_probe_timeout)
     elif settings.ble_backend == "bleak":
         opener = os_opener(settings.ble_probe_timeout)
+        check = os_check(settings.ble_probe_timeout)
     else:
         raise UsageError(f"unknown BLE backend {settings.ble_backend!r}: use bleak or bumble")
 
     def make(backend: BleBackend) -> BleTransport:
         return BleTransport(identity, backend, max_links=settings.ble_max_links)
 
-    return BleWatch(opener, make, recheck_s=settings.ble_recheck_s)
+    return BleWatch(opener, make, recheck_s=settings.ble_recheck_s, check=check)
 
 
 async def keep_name(home: Home, passphrase: str, name: str) -> str:

@@ -8,7 +8,10 @@ transport's status. Without one it keeps the :class:`~.probe.BleProbe` that says
 the transport down with that reason (its state is the probe's availability, e.g. ``no
 adapter``), and asks again every ``recheck_s`` seconds, so an adapter plugged in or switched on
 later is used without a restart. A backend that fails to start is treated the same way: the
-failure is the reason, and a fresh transport is tried later. Nothing here ever fails the node:
+failure is the reason, and a fresh transport is tried later. While BLE runs, an optional
+*check* (:func:`os_check`: the same probe) is asked every ``recheck_s`` seconds too: an
+adapter switched off or unplugged stops the transport (its links are reported down) and the
+watch goes back to waiting for one. Nothing here ever fails the node:
 the LAN and the internet transports go on whatever Bluetooth does.
 """
 
@@ -25,7 +28,15 @@ from meshchat.transports.ble.probe import Availability, BleProbe, probe
 from meshchat.transports.ble.seam import BleBackend
 from meshchat.transports.ble.transport import BleTransport
 
-__all__ = ["BleUnavailable", "BleWatch", "Opener", "bumble_opener", "os_opener"]
+__all__ = [
+    "BleUnavailable",
+    "BleWatch",
+    "Check",
+    "Opener",
+    "bumble_opener",
+    "os_check",
+    "os_opener",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ class BleUnavailable(TransportError):
 
 #: gives a backend ready to start, or raises :class:`BleUnavailable`
 Opener = Callable[[], Awaitable[BleBackend]]
+#: whether the adapter in use is still usable
+Check = Callable[[], Awaitable[BleProbe]]
 
 
 def os_opener(timeout: float = 2.0) -> Opener:
@@ -54,6 +67,15 @@ def os_opener(timeout: float = 2.0) -> Opener:
         return BleakBackend(adapter=found.adapter)
 
     return open_os
+
+
+def os_check(timeout: float = 2.0) -> Check:
+    """The operating system's adapter, looked at again while BLE runs."""
+
+    async def check() -> BleProbe:
+        return await probe(timeout)
+
+    return check
 
 
 def bumble_opener(spec: str, timeout: float = 2.0) -> Opener:
@@ -95,8 +117,10 @@ class BleWatch(Transport):
         make: Callable[[BleBackend], BleTransport],
         *,
         recheck_s: float = 30.0,
+        check: Check | None = None,
     ) -> None:
         self._opener = opener
+        self._check = check
         self._make = make
         self.recheck_s = recheck_s
         self.transport: BleTransport | None = None
@@ -108,8 +132,7 @@ class BleWatch(Transport):
     async def start(self, handler: LinkHandler) -> None:
         self._handler = handler
         await self._attempt()
-        if self.transport is None:
-            self._task = asyncio.create_task(self._recheck(), name="meshchat-ble-watch")
+        self._task = asyncio.create_task(self._recheck(), name="meshchat-ble-watch")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -136,9 +159,23 @@ class BleWatch(Transport):
         )
 
     async def _recheck(self) -> None:
-        while self.transport is None and self._handler is not None:
+        while self._handler is not None:
             await asyncio.sleep(self.recheck_s)
-            await self._attempt()
+            if self.transport is None:
+                await self._attempt()
+            elif self._check is not None:
+                found = await self._check()
+                if not found.usable:
+                    await self._lost(found)
+
+    async def _lost(self, found: BleProbe) -> None:
+        """The adapter in use went away or off: stop BLE (links reported down), wait again."""
+        transport, self.transport = self.transport, None
+        log.info("Bluetooth LE stopped: %s", found.reason or found.availability.value)
+        self._unavailable(found)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                await transport.stop()
 
     async def _attempt(self) -> None:
         handler = self._handler

@@ -68,6 +68,61 @@ async def test_an_adapter_switched_on_later_is_used_without_a_restart() -> None:
     assert seen_a.downs == seen_a.ups  # the link was reported down when the watch stopped
 
 
+class Radio:
+    """An adapter on the virtual air that can be switched off and on: each switching on
+    opens a fresh radio (as a re-plugged dongle would be), and the check says whether it is
+    still on."""
+
+    def __init__(self, air: RangedLink) -> None:
+        self.air = air
+        self.on = True
+        self.opened = 0
+
+    async def open(self) -> BleBackend:
+        if not self.on:
+            raise BleUnavailable(BleProbe(Availability.ADAPTER_OFF, "the adapter is off (hci0)"))
+        self.opened += 1
+        [backend] = make_virtual_backends(1, link=self.air)
+        return backend
+
+    async def check(self) -> BleProbe:
+        if self.on:
+            return BleProbe(Availability.AVAILABLE, "", "hci0")
+        return BleProbe(Availability.ADAPTER_OFF, "the adapter is off (hci0)")
+
+
+async def test_an_adapter_switched_off_while_in_use_stops_ble_until_it_is_back() -> None:
+    air = RangedLink()
+    [radio_b] = make_virtual_backends(1, link=air)
+    alice, bob = Identity.generate(), Identity.generate()
+    radio = Radio(air)
+    watch = BleWatch(
+        radio.open,
+        lambda backend: BleTransport(alice, backend, options=FAST),
+        recheck_s=0.1,
+        check=radio.check,
+    )
+    other = BleTransport(bob, radio_b, options=FAST)
+    seen_a, seen_b = Recorder("A"), Recorder("B")
+    await other.start(seen_b)
+    await watch.start(seen_a)
+    try:
+        await seen_a.until(lambda: len(seen_a.live) == 1, timeout=20)
+        await seen_b.until(lambda: len(seen_b.live) == 1, timeout=20)
+        radio.on = False
+        await seen_a.until(lambda: not seen_a.live, timeout=20)  # reported down
+        await seen_b.until(lambda: not seen_b.live, timeout=20)  # and gone on the far side
+        status = watch.status()
+        assert not status.up and status.state == "adapter off" and watch.transport is None
+        radio.on = True
+        await seen_a.until(lambda: len(seen_a.live) == 1, timeout=20)
+        await seen_b.until(lambda: len(seen_b.live) == 1, timeout=20)
+        assert watch.status().up and radio.opened == 2
+    finally:
+        await watch.stop()
+        await other.stop()
+
+
 async def test_a_backend_that_fails_to_start_is_reported_and_retried() -> None:
     class Broken(BleBackend):
         name = "broken"

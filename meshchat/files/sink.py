@@ -41,6 +41,8 @@ PARTIAL_DIR = ".meshchat-partial"
 _RECORD = struct.Struct(">BIH")
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _MAX_NUMBER = 999
+#: errno values of a file system that has no hard links
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
 
 
 def _error(exc: OSError, what: str, root: bytes | None, path: Path | str) -> TransferError:
@@ -189,7 +191,12 @@ class Sink:
         raise error from cause
 
     def _place(self) -> Path:
-        """Link the partial file under the first free numbered safe name; unlink the old."""
+        """Link the partial file under the first free numbered safe name; unlink the old.
+
+        A hard link never replaces a file (it fails if the name exists). On a file system
+        without hard links (FAT on a memory card), the name is reserved by creating it
+        exclusively, then the partial file is renamed over that empty reservation.
+        """
         name = safe_name(self.manifest.name)
         for number in range(_MAX_NUMBER + 1):
             final = self.folder / numbered(name, number)
@@ -198,12 +205,32 @@ class Sink:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise _error(exc, "cannot name the file", self.root, final) from exc
+                if exc.errno not in _NO_LINKS:
+                    raise _error(exc, "cannot name the file", self.root, final) from exc
+                if not self._reserve(final):
+                    continue
+                try:
+                    os.replace(self.data_path, final)
+                except OSError as exc2:
+                    final.unlink(missing_ok=True)
+                    raise _error(exc2, "cannot name the file", self.root, final) from exc2
+                return final
             self.data_path.unlink()
             return final
         raise TransferError(
             TransferReason.BAD_NAME, f"{_MAX_NUMBER + 1} names taken", root=self.root, path=name
         )
+
+    def _reserve(self, final: Path) -> bool:
+        """Create ``final`` empty and exclusively; False if the name is taken."""
+        try:
+            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _error(exc, "cannot name the file", self.root, final) from exc
+        os.close(fd)
+        return True
 
     def close(self) -> None:
         if self._fd is not None:

@@ -28,7 +28,8 @@ does not open under the announced key. :class:`Downloads` holds the active downl
 hash (an announcement heard twice, or from several group members, is one download with more
 sources) and refuses bodies for unknown roots.
 
-Memory per download: the tree's hashes (2.1% of the file) and a byte per chunk, plus at most
+Memory per download: the tree's hashes (2.1% of the file) and a byte per chunk (together at
+most ``max_tree_bytes`` for all active downloads, 64 MiB: three files of 1 GiB), plus at most
 ``window`` pieces in flight and retried, ``max_sources`` sources and a bounded "lacks" set per
 source. Nothing grows with the number of bodies a peer sends.
 """
@@ -51,11 +52,11 @@ from meshchat.files.effects import (
     SendRequest,
     WriteChunk,
 )
-from meshchat.files.manifest import FileManifest
-from meshchat.files.tree import TreeVerifier, leaf_hash
+from meshchat.files.manifest import HASH_SIZE, FileManifest
+from meshchat.files.tree import TreeShape, TreeVerifier, leaf_hash
 from meshchat.files.wire import MAX_REQUEST_PIECES, Missing, Piece, Request
 
-__all__ = ["Download", "Downloads", "Limits"]
+__all__ = ["Download", "Downloads", "Limits", "tree_bytes"]
 
 PieceId = tuple[int, int]
 #: Most pieces remembered per source as "it said it lacks them" (then forgotten at once).
@@ -74,6 +75,8 @@ class Limits:
     max_sources: int = 16  #: sources per download
     max_strikes: int = 3  #: pieces failing their hash before a source is dropped
     max_active: int = 16  #: downloads at once
+    #: bytes all active downloads may hold for their trees (2.2% of a file's size each)
+    max_tree_bytes: int = 64 << 20
     max_finished: int = 4096  #: finished roots remembered (an announcement heard again)
 
     def __post_init__(self) -> None:
@@ -81,6 +84,13 @@ class Limits:
             value = getattr(self, f.name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{f.name} must be a positive integer, not {value!r}")
+
+
+def tree_bytes(chunks: int) -> int:
+    """What a download of ``chunks`` chunks holds for its tree: 32 bytes per hash below the
+    root, a byte per piece."""
+    counts = TreeShape(chunks).counts
+    return sum(HASH_SIZE * count for count in counts[:-1]) + sum(counts)
 
 
 class _Source:
@@ -133,6 +143,11 @@ class Download:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def tree_bytes(self) -> int:
+        """Bytes held for the tree and the chunk map (fixed when the download starts)."""
+        return tree_bytes(self.manifest.chunk_count)
 
     @property
     def sources(self) -> tuple[Peer, ...]:
@@ -422,6 +437,13 @@ class Downloads:
                 raise TransferError(
                     TransferReason.TOO_LARGE,
                     f"{self.limits.max_active} downloads already active",
+                    root=manifest.root,
+                )
+            held = sum(d.tree_bytes for d in self._active.values())
+            if held + tree_bytes(manifest.chunk_count) > self.limits.max_tree_bytes:
+                raise TransferError(
+                    TransferReason.TOO_LARGE,
+                    f"the active downloads' trees would pass {self.limits.max_tree_bytes} bytes",
                     root=manifest.root,
                 )
             download = Download(manifest, now_ms, self.limits)

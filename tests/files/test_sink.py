@@ -266,3 +266,24 @@ def test_prepare_file_refusals(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     manifest, _ = prepare_file(empty, kind=FileKind.FILE, media_type="a/b", key=new_key())
     assert manifest.size == 0 and manifest.chunk_count == 1
+
+
+def test_without_hard_links_the_name_is_reserved_then_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FAT (memory cards) has no hard links; no such file system can be made here, so link()
+    # fails as it does there
+    import errno
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    (tmp_path / "song.ogg").write_bytes(b"mine")
+    data = os.urandom(3000)
+    _, sink, _ = _pull(data, tmp_path, "song.ogg")
+    monkeypatch.setattr(os, "link", no_links)
+    final = sink.finish()
+    assert final == tmp_path / "song (1).ogg"
+    assert final.read_bytes() == data and (tmp_path / "song.ogg").read_bytes() == b"mine"
+    assert stat.S_IMODE(final.stat().st_mode) == 0o600
+    assert list((tmp_path / PARTIAL_DIR).iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from dataclasses import replace
 
 import pytest
@@ -318,3 +319,26 @@ def test_a_source_that_never_answers_is_asked_one_piece_at_a_time() -> None:
     # once a window's worth of its requests timed out, it is probed one piece per timeout
     assert sum(asked) <= 2 * Limits().per_source + ticks
     assert len(asked) >= 5 and asked[-3:] == [1, 1, 1]
+
+
+def test_the_trees_of_all_downloads_are_bounded() -> None:
+    from meshchat.files.manifest import FileKind, FileManifest
+    from meshchat.files.transfer import tree_bytes
+
+    def big(n: int) -> FileManifest:
+        return FileManifest(FileKind.FILE, "big", 1 << 30, "a/b", 1024, bytes([n]) * 32, bytes(32))
+
+    per_file = tree_bytes(big(0).chunk_count)
+    assert 33 << 20 < per_file < 35 << 20  # 1 GiB: 2^20 chunks of 32-byte leaves, 1 byte each
+    downloads = Downloads(Limits(max_tree_bytes=3 * per_file))
+    for n in range(3):
+        downloads.offer(big(n), "p", 0)
+    with pytest.raises(TransferError) as caught:
+        downloads.offer(big(3), "p", 0)
+    assert caught.value.reason is TransferReason.TOO_LARGE
+    tracemalloc.start()
+    real = Download(big(9), 0)
+    allocated = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert real.tree_bytes == per_file
+    assert per_file <= allocated < per_file + (64 << 10)  # the estimate is what is held

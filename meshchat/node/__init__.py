@@ -154,8 +154,7 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.panicked = False
         self._eraser: Callable[[], PanicReport] | None = None
-        #: conversations bridged to another network (``#meshtastic-<channel>``) -> bridge
-        self.bridges: dict[str, MeshtasticGateway] = {}
+        self.bridges: dict[str, MeshtasticGateway] = {}  # "#meshtastic-<ch>" -> its bridge
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -272,8 +271,7 @@ class Node:
     async def send_text(self, target: str, text: str) -> Message:
         """Store then send a message to a contact (name or id prefix), ``#channel`` or
         ``+group``, or a conversation bridged to another network."""
-        bridge = self.bridges.get(target.lower())
-        if bridge is not None:
+        if (bridge := self.bridges.get(target.lower())) is not None:
             return await self.submit(bridge.send_text, text)
         return await self.submit(self.commands.send_text, target, text)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from files_pair import RECEIVER, Harness
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshchat.errors import TransferError, TransferReason
 from meshchat.files import Downloads, FileKind, Seeder, SentFile, Sink, new_key, prepare, split
@@ -85,3 +87,18 @@ def test_a_voice_note_that_is_not_audio_is_never_saved(tmp_path: Path) -> None:
     assert caught.value.root == manifest.root
     assert sorted(p.name for p in tmp_path.iterdir()) == [PARTIAL_DIR]
     assert list((tmp_path / PARTIAL_DIR).iterdir()) == []
+
+
+@settings(max_examples=300)
+@given(
+    kind=st.sampled_from(list(FileKind)),
+    media_type=st.sampled_from([*sorted(KNOWN_TYPES), "image/x-new", "application/pdf"]),
+    head=st.binary(max_size=16),
+)
+def test_any_bytes_pass_or_are_refused_with_bad_media(
+    kind: FileKind, media_type: str, head: bytes
+) -> None:
+    try:
+        check_media(kind, media_type, head)
+    except TransferError as exc:
+        assert exc.reason is TransferReason.BAD_MEDIA

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from files_pair import RECEIVER, Harness, make_file
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshchat.errors import TransferError, TransferReason
 from meshchat.files import Downloads, FileKind, FileManifest, Sink, new_key, prepare_file
@@ -287,3 +289,25 @@ def test_without_hard_links_the_name_is_reserved_then_renamed(
     assert final.read_bytes() == data and (tmp_path / "song.ogg").read_bytes() == b"mine"
     assert stat.S_IMODE(final.stat().st_mode) == 0o600
     assert list((tmp_path / PARTIAL_DIR).iterdir()) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk=st.binary(max_size=3000))
+def test_any_hashes_file_is_read_without_error_and_taken_only_where_it_checks(
+    junk: bytes,
+) -> None:
+    import tempfile
+
+    data = bytes(range(256)) * 300  # 77 kB: 51 chunks, one level of hash pieces
+    manifest, _ = make_file(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = Sink.open(tmp, manifest)
+        sink.hashes_path.write_bytes(junk)
+        sink.write(0, data[:1536])
+        records = list(sink.held_hash_pieces())
+        assert sum(7 + len(r[2]) for r in records) <= len(junk)
+        downloads = Downloads()
+        downloads.resume(manifest, records, sink.held_chunks(), 0)
+        download = downloads.get(manifest.root)
+        assert download is not None and download.chunks_held == 0  # nothing checkable
+        sink.erase()

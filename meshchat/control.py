@@ -24,8 +24,9 @@ status      backlog (optional: true also    node_id, short_id, name, fingerprint
             counts queued and carried       sign_public, box_public, links (a count),
             messages, which reads the       neighbours and gateways (as in peers),
             store)                          transports (name, up, state, detail, reason),
-                                            gateway, counters; queued and carried (null
-                                            unless backlog was asked)
+                                            gateway, counters, sync (as sync_status);
+                                            queued and carried (null unless backlog was
+                                            asked)
 card        (none)                          card (our contact card, current signed prekey)
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
@@ -50,6 +51,9 @@ link_confirm role, answer (y, n or the      the exchange after the answer
             other device's string)
 link_devices (none)                         account_id, version, devices (node_id, name,
                                             this), revoked
+sync_status (none)                          sync: per device of mine (device, name, session,
+                                            started_ms, last_ms, rounds, sent, received,
+                                            left, done, error); newest first
 ==========  ==============================  ============================================
 """
 
@@ -273,6 +277,8 @@ class ControlServer:
         op = request["op"]
         if op.startswith("link_"):
             return await link_control_op(node, request)
+        if op == "sync_status":
+            return {"sync": node.sync.status()}
         if op == "send":
             message = await node.send_text(str(request["to"]), str(request["text"]))
             return {"message": message_json(message)}
@@ -307,6 +313,7 @@ class ControlServer:
                 "queued": queued,
                 "carried": carried,
                 "counters": node.counter_totals(),
+                "sync": node.sync.status(),
             }
         if op == "card":
             return {"card": (await node.card()).to_text()}

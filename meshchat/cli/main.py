@@ -25,6 +25,7 @@ from meshchat.cli.node_cmds import add_node_arguments, cmd_daemon, cmd_peers, cm
 from meshchat.cli.panic_cmds import cmd_panic
 from meshchat.cli.relay_cmds import add_relay_arguments, cmd_relay
 from meshchat.cli.status_cmds import cmd_status
+from meshchat.cli.sync_cmds import add_sync_parser
 from meshchat.cli.trust_cmds import cmd_verify
 from meshchat.errors import MeshchatError
 from meshchat.home import Home
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     device = sub.add_parser("device", help="this account's devices: link a new one")
     dsub = device.add_subparsers(dest="device_command", metavar="ACTION", required=True)
     add_link_parsers(dsub)
+    add_sync_parser(dsub)
 
     p = add("run", cmd_run, "chat in the terminal UI (the default)")
     add_node_arguments(p)

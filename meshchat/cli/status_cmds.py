@@ -28,6 +28,7 @@ from meshchat.gateway import INTERNET_TRANSPORTS
 from meshchat.home import Home, passphrase_from_env
 from meshchat.lookalike import lookalikes
 from meshchat.node import NO_INTERNET_HINT, wall_clock_ms
+from meshchat.node._sync import summary as sync_summary
 from meshchat.store import Store
 from meshchat.transports.ble.probe import probe
 
@@ -115,6 +116,7 @@ def _running(reply: dict[str, Any]) -> dict[str, Any]:
         "queued": reply.get("queued"),
         "carried": reply.get("carried"),
         "counters": reply.get("counters", {}),
+        "sync": reply.get("sync", []),
     }
 
 
@@ -187,6 +189,7 @@ def _offline(home: Home, config: Config | None, passphrase: str | None) -> dict[
         "queued": queued,
         "carried": carried,
         "counters": {},
+        "sync": [],
     }
 
 
@@ -249,6 +252,8 @@ def _show(status: dict[str, Any], config_path: Path) -> None:
             say("gateway    none heard: messages stay in this mesh")
         if not gateway["this_node"] and gateway.get("reason"):
             say(f"           this node is not one: {gateway['reason']}")
+        if status.get("sync"):
+            say(f"sync       {sync_summary(status['sync'])} ('meshchat device sync' for each)")
     elif status["gateway"].get("reason") == NO_INTERNET_HINT:
         say(f"gateway    {NO_INTERNET_HINT}")
     if status["queued"] is not None:

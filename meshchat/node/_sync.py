@@ -37,7 +37,7 @@ from meshchat.sync.driver import Outcome, PeerProgress, SyncDriver
 if TYPE_CHECKING:
     from meshchat.node import Node
 
-__all__ = ["RESTART_MS", "NodeSync", "progress_json"]
+__all__ = ["RESTART_MS", "NodeSync", "progress_json", "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,16 @@ def progress_json(p: PeerProgress, names: dict[bytes, str] | None = None) -> dic
         "done": p.done and p.error is None,
         "error": p.error,
     }
+
+
+def summary(entries: list[dict[str, Any]]) -> str:
+    """A few words for ``status`` and the UI header ('' when nothing synced yet)."""
+    if not entries:
+        return ""
+    left = sum(int(e["left"]) for e in entries if not e.get("error"))
+    if left:
+        return f"syncing, {left:,} left"
+    return "in sync" if all(e["done"] for e in entries) else "sync cut off"
 
 
 class NodeSync:

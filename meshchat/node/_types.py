@@ -84,7 +84,7 @@ class LinkInfo:
 
 @dataclass(frozen=True, slots=True)
 class NodeNotice:
-    """Something the faces may want to redraw: ``kind`` is message, state, links, peer,
+    """Something the faces may want to redraw: ``kind`` is message, state, links, peer, sync,
     group or history (the order of ``conversation`` changed: messages were deleted or
     released; re-read it)."""
 

@@ -557,6 +557,7 @@ class ChatController:
                 queued=state.queued,
                 carried=state.carried,
                 heard=state.heard,
+                sync=state.sync,
             )
         )
         transports: Markup = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from meshchat.errors import MeshchatError
 from meshchat.node import Node
+from meshchat.node._sync import summary
 from meshchat.transports.base import TransportStatus
 
 __all__ = ["HeaderState", "HeaderWatch"]
@@ -35,6 +36,8 @@ class HeaderState:
     carried: int | None = None
     #: gateways heard from other nodes (when this node is not one)
     heard: int = 0
+    #: history sync with my other devices, in a few words ('' before any)
+    sync: str = ""
 
 
 class HeaderWatch:
@@ -70,6 +73,7 @@ class HeaderWatch:
             self.state.queued,
             self.state.carried,
             len(node.gateways()),
+            summary(node.sync.status()),
         )
 
     async def refresh(self) -> None:
@@ -81,7 +85,7 @@ class HeaderWatch:
             log.debug("backlog unreadable: %s", exc)
         else:
             current = HeaderState(
-                current.transports, current.gateway, queued, carried, current.heard
+                current.transports, current.gateway, queued, carried, current.heard, current.sync
             )
         if current != self.state:
             self.state = current

@@ -322,11 +322,13 @@ def header_markup(
     queued: int | None = None,
     carried: int | None = None,
     heard: int = 0,
+    sync: str = "",
 ) -> Markup:
     """The header: our name, short id, how many links are up, then what ``meshchat status``
     says in one line: each transport up or down (with the start of its reason), whether this
     node is a gateway to the internet (or how many gateways it heard), and how many messages
-    wait in our outbox (queued) and how many of others' we carry, when known."""
+    wait in our outbox (queued) and how many of others' we carry, when known; then the history
+    sync with my other devices, when there was one."""
     plural = "" if links == 1 else "s"
     markup: Markup = [
         ("header_title", " meshchat "),
@@ -356,6 +358,8 @@ def header_markup(
         markup.append(("header_nolinks" if queued else "header_dim", f"  {queued} queued"))
     if carried is not None:
         markup.append(("header_dim", f" {carried} carried"))
+    if sync:
+        markup.append(("header_nolinks" if "left" in sync else "header_dim", f"  {sync}"))
     return markup
 
 

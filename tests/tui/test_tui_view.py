@@ -338,3 +338,10 @@ def test_the_header_names_why_bluetooth_is_not_in_use() -> None:
     none = TransportStatus("ble", False, reason="no Bluetooth adapter: ...", state="no adapter")
     text = plain(header_markup("alice", BOB, 0, [TransportStatus("lan", True), none]))
     assert text.endswith(" lan up ble: no adapter")
+
+
+def test_the_header_shows_the_history_sync_with_my_devices() -> None:
+    text = plain(header_markup("alice", BOB, 1, sync="syncing, 1,200 left"))
+    assert text.endswith("  syncing, 1,200 left")
+    assert header_markup("alice", BOB, 1, sync="syncing, 3 left")[-1][0] == "header_nolinks"
+    assert plain(header_markup("alice", BOB, 1)).endswith(" 1 link ")  # nothing before a sync

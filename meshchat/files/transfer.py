@@ -53,6 +53,7 @@ from meshchat.files.effects import (
     WriteChunk,
 )
 from meshchat.files.manifest import HASH_SIZE, FileManifest
+from meshchat.files.progress import Progress, RateMeter
 from meshchat.files.tree import TreeShape, TreeVerifier, leaf_hash
 from meshchat.files.wire import MAX_REQUEST_PIECES, Missing, Piece, Request
 
@@ -127,6 +128,7 @@ class Download:
         self.done = False
         self.chunks_held = 0
         self.bytes_held = 0
+        self._meter = RateMeter()
         self._held = bytearray(manifest.chunk_count)
         self._total = sum(self.tree.shape.counts)
         self._cursor = 0
@@ -143,6 +145,11 @@ class Download:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    def progress(self, now_ms: int) -> Progress:
+        """Bytes held, the arrival rate (chunks taken back after a restart do not count) and
+        the time left at that rate."""
+        return self._meter.progress(self.bytes_held, self.manifest.size, now_ms)
 
     @property
     def tree_bytes(self) -> int:
@@ -234,6 +241,7 @@ class Download:
             if len(plaintext) != self.manifest.chunk_length(piece.index):
                 return self._abandon(TransferReason.BAD_KEY)
             self._mark(piece.index, len(plaintext))
+            self._meter.add(len(plaintext), now_ms)
             offset = piece.index * self.manifest.chunk_size
             effects.append(WriteChunk(self.root, piece.index, offset, plaintext))
             if self.chunks_held == count:

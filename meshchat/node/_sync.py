@@ -9,8 +9,9 @@ my own devices and seals what goes back. This module joins them:
   from it (a carbon, a sync message); at most once per :data:`RESTART_MS` per device;
 * **where** it runs: every step (the driver reads and writes the store) runs on the store's
   thread, one at a time, in the order the blobs arrived (one queue, one consumer task), and
-  what it sends goes through the worker like every engine call; a large push is read and sent
-  a batch of records at a time;
+  what it sends goes through the worker like every engine call; a large push is read a batch
+  of records at a time and sent a message at a time, each once fewer than
+  :data:`IN_FLIGHT_PARTS` control parts are unacked (flow control by acks);
 * **erasures**: a deletion here is told to my other devices at once (blob 20), and one told
   by them is applied here like a local deletion (rows erased, tombstones kept, queued
   messages cancelled); the tombstones also travel in every sync, for devices that were away;
@@ -45,6 +46,12 @@ log = logging.getLogger(__name__)
 RESTART_MS = 30_000
 #: Steps waiting at once; past it, the oldest sync messages are dropped (a new session heals).
 MAX_QUEUED = 4_096
+#: A push waits while this many control parts of this node are unacked (about two messages
+#: of records): the parts in flight stay within what the group book keeps across a restart
+#: and what a receiver's assembler holds per sender.
+IN_FLIGHT_PARTS = 48
+#: A push that finds no room for this long stops; the next session sends the rest.
+PUSH_WAIT_MS = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +177,25 @@ class NodeSync:
                     batch = await store.call(outcome.pushes.next)
                     if not batch:
                         break
-                    await self._send(device, batch)
+                    for data in batch:
+                        if not await self._room():
+                            node.count("sync.push-stalled")
+                            return
+                        await self._send(device, [data])
                 if outcome.applied is not None:
                     await self._applied(outcome.applied)
             case _Erase(conversation, msg_ids):
                 await node.submit(self._erase, conversation, msg_ids)
+
+    async def _room(self) -> bool:
+        """Wait until few enough control parts are in flight; False after PUSH_WAIT_MS."""
+        node = self.node
+        deadline = node.clock() + PUSH_WAIT_MS
+        while len(node.engine.groups.state.outgoing) >= IN_FLIGHT_PARTS:
+            if node.clock() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def _send(self, device: PublicIdentity, datas: list[bytes]) -> None:
         if not datas:

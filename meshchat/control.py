@@ -54,6 +54,7 @@ link_devices (none)                         account_id, version, devices (node_i
 sync_status (none)                          sync: per device of mine (device, name, session,
                                             started_ms, last_ms, rounds, sent, received,
                                             left, done, error); newest first
+link_revoke device (name or id prefix)      the new list, as link_devices
 ==========  ==============================  ============================================
 """
 
@@ -304,6 +305,8 @@ class ControlServer:
                 "fingerprint": node.identity.public.fingerprint(),
                 "sign_public": node.identity.public.sign_public.hex(),
                 "box_public": node.identity.public.box_public.hex(),
+                "account_id": node.account_id.hex(),
+                "devices": len(node.device_list().devices),
                 "links": len(node.links),
                 "neighbours": peers["peers"],
                 "transports": peers["transports"],

@@ -61,6 +61,17 @@ def add_link_parsers(dsub: Any) -> None:
     p.set_defaults(fn=cmd_device_list)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = dsub.add_parser(
+        "revoke",
+        help="take another device off this account for good (a lost or stolen one)",
+        description="Sign a new device list without DEVICE and send it to every contact and "
+        "every other device of the account: they stop encrypting to it, and groups this "
+        "device administers are re-keyed without it. DEVICE is its name or the first hex "
+        "digits of its node id (see: device list). Needs the running node.",
+    )
+    p.set_defaults(fn=cmd_device_revoke)
+    p.add_argument("device", help="the device's name or node id prefix")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = dsub.add_parser(
         "link",
         help="show a one-time code to link a new device to this account",
         description="Show a one-time code (and its QR code) for a new device; then compare "
@@ -295,6 +306,23 @@ def cmd_device_list(args: argparse.Namespace, home: Home) -> int:
         say(f"  {device['node_id'][:16]}  {device['name']}{mark}")
     if reply["revoked"]:
         say(f"  revoked: {', '.join(r[:16] for r in reply['revoked'])}")
+    return 0
+
+
+def cmd_device_revoke(args: argparse.Namespace, home: Home) -> int:
+    reply = node_request(home, {"op": "link_revoke", "device": args.device})
+    if reply is None:
+        raise UsageError(
+            "revoking a device sends the new list to every contact and device: start the "
+            "node first (meshchat daemon, or meshchat run)"
+        )
+    if args.json:
+        emit_json({k: v for k, v in reply.items() if k != "ok"})
+        return 0
+    say(
+        f"revoked: account {reply['account_id'][:16]} now has {len(reply['devices'])} "
+        f"device(s) (list version {reply['version']}); contacts and your devices are told"
+    )
     return 0
 
 

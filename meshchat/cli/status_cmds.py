@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from meshchat.account.book import AccountBook
 from meshchat.cli.common import emit_json, node_request, read_passphrase, say
 from meshchat.cli.node_cmds import peer_label
 from meshchat.config import Config, load
@@ -103,6 +104,8 @@ def _running(reply: dict[str, Any]) -> dict[str, Any]:
             "short_id": reply.get("short_id", str(reply["node_id"])[:8]),
             "node_id": reply["node_id"],
             "fingerprint": reply.get("fingerprint"),
+            "account_id": reply.get("account_id", reply["node_id"]),
+            "devices": reply.get("devices", 1),
         },
         "locked": False,
         "transports": transports,
@@ -178,6 +181,10 @@ def _offline(home: Home, config: Config | None, passphrase: str | None) -> dict[
         with Store.open(home.database, key=unlocked.store_key) as store:
             now = wall_clock_ms()
             queued, carried = len(store.pending_outbox(now)), len(store.carried(now))
+            book = AccountBook(unlocked.identity)
+            book.load(store.device_lists())
+        identity["account_id"] = book.account_id.hex()
+        identity["devices"] = len(book.own.devices)
     return {
         "daemon": {"running": False, "detail": "daemon not running"},
         "identity": identity,
@@ -223,6 +230,8 @@ def _show(status: dict[str, Any], config_path: Path) -> None:
     identity = status["identity"]
     if identity is not None:
         say(f"identity   {identity['name']}  {identity['short_id']}")
+        devices = identity.get("devices", 1)
+        say(f"account    {str(identity.get('account_id', ''))[:16]}  {devices} device(s)")
     elif status["locked"]:
         say("identity   locked: set MESHCHAT_PASSPHRASE or run in a terminal to see it")
     else:

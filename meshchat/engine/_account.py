@@ -40,7 +40,13 @@ from meshchat.account.wire import (
     decode_request,
     decode_share,
 )
-from meshchat.errors import DeviceListError, DeviceListReason, MeshchatError, UsageError
+from meshchat.errors import (
+    DeviceListError,
+    DeviceListReason,
+    MeshchatError,
+    PacketError,
+    UsageError,
+)
 from meshchat.events import DeviceListChanged, MessageExpired, MessageRejected
 from meshchat.group.control import PartRefused
 from meshchat.identity import PublicIdentity, SignedPrekey
@@ -203,9 +209,10 @@ class AccountGlue:
             for device in change.added:
                 if device.node_id != me:
                     out.extend(engine.add_contact(device, None, now_ms))
-        for node_id in change.revoked:
-            if node_id != me:
-                out.extend(self._drop_device(node_id))
+        gone = [n for n in change.revoked if n != me]
+        for node_id in gone:
+            out.extend(self._drop_device(node_id))
+        out.extend(self._rekey(gone, now_ms))
         self._notices.append(DeviceListChanged(change, loud=not change.signer_was_trusted))
         if own:
             out.extend(self.share_own(now_ms))
@@ -228,6 +235,24 @@ class AccountGlue:
         engine.router.contacts.discard(node_id)
         if record is not None:
             engine.router.contact_keys.discard(record.identity.sign_public)
+        return out
+
+    def _rekey(self, gone: list[bytes], now_ms: int) -> list[Output]:
+        """Groups this node administers that hold a revoked device are re-keyed without it
+        (so it reads nothing sent in them from now on)."""
+        engine = self.engine
+        me = engine.identity.node_id
+        out: list[Output] = []
+        for group in list(engine.groups.groups.values()):
+            if group.removed or group.current is None or me not in group.roster.admins:
+                continue
+            members = [n for n in gone if group.roster.member(n) is not None]
+            if not members:
+                continue
+            try:
+                out.extend(engine.change_group(group.group_id, now_ms, remove=members))
+            except (UsageError, PacketError) as exc:
+                out.append(MessageRejected(f"re-key after a revocation: {exc}", bytes(16), None))
         return out
 
     def share_own(self, now_ms: int, to: Iterable[PublicIdentity] | None = None) -> list[Output]:
@@ -258,9 +283,15 @@ class AccountGlue:
         """Take one of this account's other devices off its list for good, and tell every
         contact and own device."""
         old = self.book.own
+        entry = old.device(node_id)
         new = self.book.revoke(node_id, self.engine.identity)
         change = ListChange(old.account_id, old.version, new, (), (node_id,), True)
-        return self.apply(change, now_ms)
+        out: list[Output] = []
+        if entry is not None and self.engine.direct.can_seal(entry.identity):
+            # best effort: the revoked device is told at once if it can be reached now (its
+            # session is erased right after, so the share is not sent again)
+            out.extend(self.send(entry.identity, DeviceListShare(new).encode(), now_ms))
+        return [*out, *self.apply(change, now_ms)]
 
     def add_device(self, entry: DeviceEntry, now_ms: int) -> list[Output]:
         """Put a device on this account's list (after linking), and tell everyone."""

@@ -46,6 +46,7 @@ from meshchat.node import _replay as replay
 from meshchat.node._blocking import Blocklist
 from meshchat.node._catchup import NodeCatchup
 from meshchat.node._commands import Commands
+from meshchat.node._devices import NodeDevices
 from meshchat.node._effects import Effects, name_in
 from meshchat.node._gateway import NO_INTERNET_HINT, Neighbourhood
 from meshchat.node._groups import Groups
@@ -144,6 +145,7 @@ class Node:
         self.blocklist = Blocklist(self)
         self.linking = NodeLink(self)
         self.sync = NodeSync(self)  #: history sync with my devices (``sync.status()``)
+        self.devices = NodeDevices(self)  #: revoking devices (``devices.revoke(name)``)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self._last_announce = 0

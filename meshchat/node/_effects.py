@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from meshchat.account.book import ListChange
 from meshchat.account.carbon import Direction
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.engine import Output
@@ -44,6 +43,7 @@ from meshchat.events import (
     SessionUpdated,
     SyncArrived,
 )
+from meshchat.node._devices import ApplyDevices, apply_devices
 from meshchat.node._types import (
     GROUP_STATE,
     PREKEY_STATE,
@@ -52,7 +52,7 @@ from meshchat.node._types import (
 )
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.store import Store
-from meshchat.store.records import CarriedPacket, Contact, Message, MessageState, Trust
+from meshchat.store.records import CarriedPacket, Message, MessageState, Trust
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -141,13 +141,6 @@ class PutDeviceList:
     blob: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class PutOwnDevice:
-    """Another device of this account, kept as a contact row of trust ``OWN``."""
-
-    contact: Contact
-
-
 Write = (
     SaveReceived
     | SaveCarbon
@@ -159,7 +152,7 @@ Write = (
     | PutState
     | Tombstone
     | PutDeviceList
-    | PutOwnDevice
+    | ApplyDevices
 )
 
 
@@ -290,9 +283,8 @@ def apply_write(store: Store, write: Write) -> Step | None:
             store.delete_messages(conversation, [msg_id], now_ms=now)
         case PutDeviceList(account_id, blob):
             store.put_device_list(account_id, blob)
-        case PutOwnDevice(contact):
-            store.put_device_contact(contact)
-            return Notify(NodeNotice("peer"))
+        case ApplyDevices():
+            return Notify(NodeNotice("devices", devices=apply_devices(store, write)))
     return None
 
 
@@ -380,8 +372,12 @@ class Effects:
                 case DeviceListUpdated(account_id=account_id, blob=blob):
                     write = PutDeviceList(account_id, blob)
                 case DeviceListChanged(change=change):
-                    self._own_devices(plan, change, now)
-                    plan.after.append(Notify(NodeNotice("devices")))
+                    own = node.engine.accounts.account_id
+                    if change.account_id == own:
+                        for new in change.added:
+                            if new != node.identity.public:
+                                node.sync.met(new)  # a new device of mine: my history
+                    write = ApplyDevices(out, own, node.identity.public, now)
                 case LinkProgress():
                     plan.after.append(Notify(NodeNotice("link", link=out)))
                 case GroupChanged(group_id=group_id, what=what):
@@ -390,28 +386,6 @@ class Effects:
             if write is not None:
                 plan.after.append(FromWrite(len(plan.writes)))
                 plan.writes.append(write)
-
-    def _own_devices(self, plan: Plan, change: ListChange, now: int) -> None:
-        """Devices added to this device's own account become contact rows of trust OWN."""
-        if change.account_id != self.node.engine.accounts.account_id:
-            return
-        for device in change.added:
-            if device == self.node.identity.public:
-                continue
-            self.node.sync.met(device)  # a new device of mine: bring it my history
-            entry = change.new.device(device.node_id)
-            name = entry.name if entry is not None else device.short_id
-            contact = Contact(
-                device.node_id,
-                device.sign_public,
-                device.box_public,
-                name,
-                Trust.OWN,
-                now,
-                account_id=change.account_id,
-            )
-            plan.after.append(FromWrite(len(plan.writes)))
-            plan.writes.append(PutOwnDevice(contact))
 
     async def carry_out(
         self,

@@ -175,6 +175,9 @@ async def control_op(node: Node, request: dict[str, Any]) -> dict[str, Any]:
     timeout = max(0.0, min(float(request.get("timeout", MAX_WAIT_S)), MAX_WAIT_S))
     if op == "link_devices":
         return devices_json(node.engine.accounts.own, node.identity.node_id)
+    if op == "link_revoke":
+        revoked = await node.devices.revoke(str(request["device"]))
+        return devices_json(revoked, node.identity.node_id)
     if op == "link_start":
         offer = await node.link_start()
         return {"code": offer.code, "qr": offer.qr, "expires_ms": offer.expires_ms}

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_ANNOUNCED",
     "MAX_BATCH",
     "MAX_HEARD",
+    "DevicesNotice",
     "LinkInfo",
     "NodeNotice",
     "NodeOptions",
@@ -83,6 +84,22 @@ class LinkInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DevicesNotice:
+    """An account's devices changed (see :mod:`meshchat.node._devices`)."""
+
+    account_id: bytes
+    #: the account's contact name ("" for the user's own account or an unknown one)
+    name: str
+    own: bool
+    added: tuple[bytes, ...]
+    revoked: tuple[bytes, ...]
+    #: not signed by a device the user already trusted on that account: show it loudly
+    loud: bool
+    #: this very device was revoked by another device of the account
+    this_device_revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NodeNotice:
     """Something the faces may want to redraw: ``kind`` is message, state, links, peer, sync,
     group or history (the order of ``conversation`` changed: messages were deleted or
@@ -98,6 +115,8 @@ class NodeNotice:
     conversation: str | None = None
     #: for kind ``link``: the step a link exchange took
     link: LinkProgress | None = None
+    #: for kind ``devices``: whose devices changed, and how loudly to say it
+    devices: DevicesNotice | None = None
 
 
 def wall_clock_ms() -> int:

@@ -480,6 +480,10 @@ class ChatController:
             self._on_message(notice, notice.message)
         elif notice.kind == "link" and notice.link is not None:
             self.actions.devices.on_link(notice.link)
+        elif notice.kind == "devices":
+            if notice.devices is not None:
+                self.actions.devices.on_devices(notice.devices)
+            self.show_links()
         elif notice.kind == "history":
             if notice.conversation in (None, self.current):
                 self.request_reload()

@@ -4,6 +4,7 @@
     /device join <code>        DeviceJoin(code)       link this device to the code's account
     /device confirm <answer>   DeviceConfirm(answer)  y, n, or the string the other device shows
     /device list               DeviceList()           this account's devices
+    /device revoke <device>    DeviceRevoke(device)   take a lost or stolen device off for good
 
 Both devices show the same confirmation string once the new one asked; the person compares
 them and answers on each device. The steps of an exchange reach the screen as ``link`` notices
@@ -20,6 +21,7 @@ from meshchat.account.link import LinkCode
 from meshchat.display import safe_line
 from meshchat.errors import LinkError, UsageError
 from meshchat.events import LinkProgress
+from meshchat.node._types import DevicesNotice
 
 if TYPE_CHECKING:
     from meshchat.tui.controller import ChatController
@@ -32,14 +34,16 @@ __all__ = [
     "DeviceJoin",
     "DeviceLink",
     "DeviceList",
+    "DeviceRevoke",
     "parse_device",
 ]
 
 DEVICE_HELP = """\
   /device link | list          show a code to link a new device to you | list your devices
-  /device join <code>          link this device (from its code) | /device confirm y|n|string"""
+  /device join <code>          link this device (from its code) | /device confirm y|n|string
+  /device revoke <device>      take another device (name or id prefix) off your account"""
 
-_USAGE = "usage: /device link | join <code> | confirm <y|n|string> | list"
+_USAGE = "usage: /device link | join <code> | confirm <y|n|string> | list | revoke <device>"
 
 _ENDED = {
     "expired": "the code expired (ten minutes): /device link makes a new one",
@@ -75,7 +79,14 @@ class DeviceList:
     """Show this account's devices."""
 
 
-DeviceCommand = DeviceLink | DeviceJoin | DeviceConfirm | DeviceList
+@dataclass(frozen=True, slots=True)
+class DeviceRevoke:
+    """Take another device of this account (its name or node id prefix) off the list."""
+
+    device: str
+
+
+DeviceCommand = DeviceLink | DeviceJoin | DeviceConfirm | DeviceList | DeviceRevoke
 
 
 def parse_device(rest: str) -> DeviceCommand:
@@ -95,6 +106,8 @@ def parse_device(rest: str) -> DeviceCommand:
         return DeviceJoin(arg)
     if action == "confirm" and arg:
         return DeviceConfirm(arg)
+    if action == "revoke" and arg:
+        return DeviceRevoke(arg)
     raise UsageError(_USAGE)
 
 
@@ -131,6 +144,12 @@ class DeviceActions:
         elif isinstance(command, DeviceJoin):
             self.ctl.note("looking for the device that shows this code...")
             self.ctl.spawn(self._join(command.code))
+        elif isinstance(command, DeviceRevoke):
+            own = await node.devices.revoke(command.device)
+            self.ctl.note(
+                f"revoked {safe_line(command.device)}: your account now has "
+                f"{len(own.devices)} device(s); contacts and your devices are told"
+            )
         elif isinstance(command, DeviceConfirm):
             role = self._asking()
             if role is None:
@@ -178,3 +197,27 @@ class DeviceActions:
             self.ctl.note(f"not linked: {_ENDED.get(reason, reason)}", error=True)
         elif progress.reason:
             self.ctl.note(f"a link attempt was refused ({progress.reason})", error=True)
+
+    def on_devices(self, notice: DevicesNotice) -> None:
+        """An account's devices changed: said loudly when the change was not signed by a
+        device already trusted on that account."""
+        if notice.this_device_revoked:
+            self.ctl.note(
+                "!! THIS DEVICE WAS REVOKED by another device of your account: your contacts "
+                "no longer write to it",
+                error=True,
+            )
+            return
+        whose = "your account" if notice.own else (safe_line(notice.name) or "a contact")
+        parts = []
+        if notice.added:
+            parts.append("added " + ", ".join(n.hex()[:8] for n in notice.added))
+        if notice.revoked:
+            parts.append("revoked " + ", ".join(n.hex()[:8] for n in notice.revoked))
+        text = f"device list changed for {whose}: {'; '.join(parts)}"
+        if notice.loud:
+            text = (
+                f"!! {text.upper()[:1]}{text[1:]} -- not signed by a device you trusted: "
+                "compare safety numbers before trusting the new devices"
+            )
+        self.ctl.note(text, error=notice.loud)

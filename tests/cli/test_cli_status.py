@@ -97,6 +97,7 @@ def alice_running(tmp_path: Path) -> Iterator[tuple[Home, Home]]:
     offline = status(alice.path)
     assert offline["daemon"]["running"] is False
     assert offline["identity"]["name"] == "alice" and offline["queued"] == 1
+    assert offline["identity"]["devices"] == 1 and len(offline["identity"]["account_id"]) == 32
     assert offline["carried"] == 0 and offline["store"]["bytes"] > 0
 
     stranger = Home(tmp_path / "stranger")
@@ -147,6 +148,8 @@ def test_status_of_a_running_daemon(alice_running: tuple[Home, Home]) -> None:
         "short_id": card["node_id"][:8],
         "node_id": card["node_id"],
         "fingerprint": card["fingerprint"],
+        "account_id": card["node_id"],  # a home of one device is its own account
+        "devices": 1,
     }
     transports = by_name(shown["transports"])
     assert set(transports) == {"lan", "ble", "relay", "dht"}

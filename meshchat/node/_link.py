@@ -115,7 +115,8 @@ class NodeLink:
         except TimeoutError as exc:
             raise LinkError(
                 LinkReason.NOT_FOUND,
-                "the device that showed this code was not heard (is it running, on this network?)",
+                "the device that showed this code was not heard (is it running, announcing "
+                "itself, on this network?)",
             ) from exc
         if len(found) > 1:
             raise LinkError(LinkReason.BAD_CODE, "two devices match this code: ask for a new one")

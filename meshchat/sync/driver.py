@@ -6,11 +6,12 @@ device and turns sync bytes received into sync bytes to send, reading and writin
 does not check who the peer is: the node hands it only blobs whose authenticated sender is one
 of my devices (``AccountBook.own_devices``), and sends what it returns back in that session.
 
-Two devices that meet start a session each; the one with the lower session id is kept by both
-(a Reconcile for a lower id than the running one replaces it, one for a higher id is ignored,
-the peer drops its own the same way), so one reconciliation runs. A session idle for
-:data:`IDLE_MS` is forgotten; nothing of a session is kept on disk, and the next one starts
-from the stores again (resuming costs what is still different).
+Two devices that meet may start a session each; the one with the lower session id is kept by
+both (while a session this device started has had no answer, a Reconcile of a higher id is
+ignored and one of a lower id replaces it; the peer does the same), so one reconciliation runs.
+Any other Reconcile of a new session replaces the one held (the peer started again). A
+session idle for :data:`IDLE_MS` is forgotten; nothing of a session is kept on disk, and the
+next one starts from the stores again (resuming costs what is still different).
 
 Records are applied whenever they come from my device, in or out of a session (they may
 follow a session the receiver already cut): each message of records is bounded, and an own
@@ -80,6 +81,8 @@ class PeerProgress:
     waiting: int = 0  #: records asked of the peer that have not arrived
     coming: int = 0  #: records the peer said it is still sending
     error: str | None = None
+    #: an answer may still come (this side sent the last message, or records are owed)
+    expecting: bool = True
 
     @property
     def left(self) -> int:
@@ -144,6 +147,7 @@ class Pushes:
 class _Peer:
     session: SyncSession
     progress: PeerProgress
+    started_here: bool = False
 
 
 class SyncDriver:
@@ -168,11 +172,14 @@ class SyncDriver:
         return state
 
     def start(self, peer: bytes, now_ms: int) -> list[bytes]:
-        """The first message of a new session with ``peer``, unless one is running."""
+        """The first message of a new session with ``peer``, unless one is running (an answer
+        may still come in it, and it is not idle)."""
         running = self._peers.get(peer)
-        if running is not None and now_ms - running.progress.last_ms < IDLE_MS:
+        busy = running is not None and running.progress.expecting
+        if busy and running is not None and now_ms - running.progress.last_ms < IDLE_MS:
             return []
         state = self._open(peer, None, now_ms)
+        state.started_here = True
         return [state.session.start().encode()]
 
     def drop(self, peer: bytes) -> None:
@@ -193,8 +200,9 @@ class SyncDriver:
         if state is None or now_ms - state.progress.last_ms >= IDLE_MS:
             state = self._open(peer, message.session, now_ms)
         elif message.session != state.session.session:
-            if message.session > state.session.session:
-                return Outcome()  # the peer drops its session for ours
+            starting = state.started_here and state.session.rounds == 0
+            if starting and message.session > state.session.session:
+                return Outcome()  # both started at once: the peer drops its session for ours
             state = self._open(peer, message.session, now_ms)
         return self._reconcile(peer, state, message, now_ms)
 
@@ -209,6 +217,7 @@ class SyncDriver:
             raise
         progress.rounds = state.session.rounds
         progress.waiting = state.session.waiting
+        progress.expecting = bool(step.replies) or progress.waiting > 0
         out = [reply.encode() for reply in step.replies]
         wanted = list(dict.fromkeys(step.to_send))
         pushes = Pushes(self.store, state.session.session, wanted, progress) if wanted else None
@@ -224,6 +233,7 @@ class SyncDriver:
             progress.received += len(message.records)
             progress.waiting = state.session.waiting
             progress.coming = message.left
+            progress.expecting = progress.waiting > 0 or progress.coming > 0
         return Outcome(applied=applied)
 
     def progress(self) -> list[PeerProgress]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -35,9 +36,18 @@ def recv(store: Store, n: int) -> None:
     store.add_incoming(DM, mid(n), BOB, "bob", f"hello {n}", T0 + n, T0 + n + 5)
 
 
-def run(a: SyncDriver, b: SyncDriver, now: int = T0, *, cut_after: int | None = None) -> int:
-    """A starts; messages go back and forth until none is left; returns the messages sent."""
-    queue = [(b, A_ID, m) for m in a.start(B_ID, now)]
+def run(
+    a: SyncDriver,
+    b: SyncDriver,
+    now: int = T0,
+    *,
+    cut_after: int | None = None,
+    ids: tuple[bytes, bytes] = (A_ID, B_ID),
+) -> int:
+    """``a`` (device ``ids[0]``) starts with ``b`` (device ``ids[1]``); messages go back and
+    forth until none is left; returns how many were sent."""
+    a_id, b_id = ids
+    queue = [(b, a_id, m) for m in a.start(b_id, now)]
     count = 0
     while queue:
         driver, sender, data = queue.pop(0)
@@ -45,7 +55,7 @@ def run(a: SyncDriver, b: SyncDriver, now: int = T0, *, cut_after: int | None = 
         if cut_after is not None and count > cut_after:
             return count  # the link went down: the rest is lost
         outcome = driver.receive(sender, data, now)
-        other, me = (a, B_ID) if driver is b else (b, A_ID)
+        other, me = (a, b_id) if driver is b else (b, a_id)
         queue.extend((other, me, m) for m in outcome.out)
         if outcome.pushes is not None:
             queue.extend((other, me, m) for m in outcome.pushes.all())
@@ -92,7 +102,7 @@ def test_states_and_deletions_travel_both_ways(stores: tuple[Store, Store]) -> N
     run(da, db)
     a.set_state(mid(1), MessageState.DELIVERED, T0 + 9)
     b.delete_messages(DM, [mid(2)])
-    run(db, da, T0 + 10**6)
+    run(db, da, T0 + 10**6, ids=(B_ID, A_ID))
     assert [(m.msg_id, m.state) for m in b.history(DM)] == [(mid(1), MessageState.DELIVERED)]
     assert [m.msg_id for m in a.history(DM)] == [mid(1)]
     # and a later sync does not bring the deleted message back from anywhere
@@ -152,3 +162,20 @@ def test_a_new_device_gets_a_history_larger_than_one_fetch() -> None:
     full, empty = MemoryStore(25_000), MemoryStore(0)
     run(SyncDriver(empty), SyncDriver(full))  # type: ignore[arg-type]
     assert len(empty.records) == 25_000
+
+
+def test_a_new_session_after_a_finished_one_is_answered(
+    stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = stores
+    recv(a, 1)
+    da, db = SyncDriver(a), SyncDriver(b)
+    ids = iter([b"\x00" * 8, b"\xff" * 8])
+    monkeypatch.setattr(
+        "meshchat.sync.session.os", types.SimpleNamespace(urandom=lambda n: next(ids))
+    )
+    run(da, db)  # a started (the lowest id); b answered
+    recv(a, 2)
+    # soon after, b starts a session of its own, of a higher id than a's finished one
+    run(db, da, T0 + 1_000, ids=(B_ID, A_ID))
+    assert [m.msg_id for m in b.history(DM)] == [mid(1), mid(2)]

@@ -1,6 +1,7 @@
 """bitchat over the air (virtual): bitchat-cli's own BLE layer, unchanged, as the GATT central
 against meshchat's bitchat peripheral on bumble. bleak reaches bumble through the backend in
-``bleak_bumble.py`` (bleak's ``backend=`` hook); everything above bleak is bitchat-cli's code.
+``tests/transports/ble/bleak_bumble.py`` (bleak's ``backend=`` hook); everything above bleak
+is bitchat-cli's code.
 
 What this proves: the GATT layout (service, one characteristic, notify and write without
 response), MTU and framing work between an independent bitchat implementation and ours,
@@ -33,7 +34,7 @@ from meshchat.bridges.bitchat.public import BitchatIdentity
 from meshchat.errors import BridgeReason
 from meshchat.transports.ble.virtual import RangedLink
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[2] / "transports" / "ble"))
 from bleak_bumble import backends, virtual_device
 
 

@@ -3,7 +3,8 @@ bitchat-cli's BLE layer here — runs unchanged against virtual radios.
 
 bleak picks a backend per call with ``backend=``; :func:`backends` returns a scanner and a
 client class bound to one bumble :class:`Device`. This is a test helper: only what a GATT
-client needs (scan, connect, discover, write, notify) is implemented.
+client needs (scan with service UUIDs and local name, connect, discover, write, notify)
+is implemented.
 Kept out of conftest.py under a unique module name.
 """
 
@@ -73,8 +74,11 @@ def backends(device: Device) -> tuple[type[BaseBleakScanner], type[BaseBleakClie
                 )
                 for u in (data.get(kind) or [])
             ]
+            name = data.get(AdvertisingData.COMPLETE_LOCAL_NAME) or data.get(
+                AdvertisingData.SHORTENED_LOCAL_NAME
+            )
             adv = AdvertisementData(
-                local_name=None,
+                local_name=name if isinstance(name, str) else None,
                 manufacturer_data={},
                 service_data={},
                 service_uuids=uuids,
@@ -83,7 +87,9 @@ def backends(device: Device) -> tuple[type[BaseBleakScanner], type[BaseBleakClie
                 platform_data=(advertisement,),
             )
             address = str(advertisement.address)
-            found = self.create_or_update_device(address, address, None, advertisement.address, adv)
+            found = self.create_or_update_device(
+                address, address, adv.local_name, advertisement.address, adv
+            )
             if self.is_allowed_uuid(uuids):
                 self.call_detection_callbacks(found, adv)
 

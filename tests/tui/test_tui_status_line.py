@@ -93,8 +93,13 @@ async def test_the_header_counts_queued_and_carried_messages(
     await befriend(alice, bob)  # type: ignore[arg-type]
     alice.type("/msg bob are you there?")  # no link: it waits in the outbox
     await until(lambda: " 1 queued 0 carried" in alice.header())
-    hub.connect(alice.transport, bob.transport)
-    await until(lambda: " 0 queued 0 carried" in alice.header())
+    carol = await side(tmp_path, hub, "carol")
+    sides.append(carol)
+    hub.connect(alice.transport, carol.transport)  # carol, between them, carries it for bob
+    await until(lambda: " 0 queued 1 carried" in carol.header(), timeout=20)
+    assert " 1 queued" in alice.header()  # until bob acknowledges it
+    hub.connect(carol.transport, bob.transport)
+    await until(lambda: " 0 queued" in alice.header(), timeout=20)
     assert "are you there?" in [
         m.text for m in bob.store.messages(f"dm:{alice.node.identity.node_id.hex()}")
     ]

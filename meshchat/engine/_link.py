@@ -254,9 +254,9 @@ class LinkGlue:
         inviter.on_refuse(sender, message)
         out: list[Output] = []
         if accepted and inviter.peer is not None:
-            # the new device's person said no after ours said yes: take it off the list again
-            self.engine.accounts.revoke(inviter.peer.node_id, self.engine.identity)
-            out.extend(self.engine.flush())
+            # the new device's person said no after ours said yes: take it off the list
+            # again (everyone who got the list is told; its contact row goes)
+            out.extend(self.engine.revoke_device(inviter.peer.node_id, now_ms))
         out.append(self._progress(EXISTING, inviter))
         return out
 

@@ -213,3 +213,27 @@ async def test_a_mitm_who_learnt_the_code_shows_the_two_devices_different_string
     await n.link_confirm("new", on_e.string)  # the person types what E shows: refused
     await e.link_confirm("existing", "n")
     assert len(e.device_list().devices) == 1 and m.account_id == m.identity.node_id
+
+
+async def test_a_no_on_the_new_device_after_the_existing_said_yes_revokes_it(mesh: Make) -> None:
+    e = await mesh("alice")
+    n = await mesh("alice-laptop")
+    offer = await e.link_start()
+    await strings(e, n, offer.code)
+    await e.link_confirm("existing", "y")
+    await until_accept_came(n)
+    await n.link_confirm("new", "n")
+    async with asyncio.timeout(10):  # "accepted" is final for the CLI; the refuse ends it
+        while (ended := e.link_status("existing")) is None or ended.state != "ended":
+            await asyncio.sleep(0.02)
+    assert ended.reason == "declined"
+    listed = e.device_list()
+    assert n.identity.node_id in listed.revoked and n.identity.node_id not in listed.node_ids
+    assert n.identity.node_id not in {c.node_id for c in await e.contacts()}
+    assert n.account_id == n.identity.node_id
+
+
+async def until_accept_came(n: Node) -> None:
+    async with asyncio.timeout(10):
+        while n.engine.link.joiner is None or n.engine.link.joiner.device_list is None:
+            await asyncio.sleep(0.02)

@@ -135,7 +135,8 @@ def resolve_target(target: str, directory: Directory, groups: Iterable[Group]) -
             f"the keys of {contact.name} ({contact.node_id.hex()[:8]}) are marked "
             "compromised: nothing is sent to them"
         )
-    conversation = dm_conversation(contact.node_id)
+    # One conversation per person: keyed by the contact's account, whichever device is named.
+    conversation = dm_conversation(contact.account_id)
     return Target(TargetKind.DIRECT, conversation, contact.node_id, contact=contact)
 
 
@@ -145,7 +146,7 @@ def conversation_of(target: str, directory: Directory, groups: Iterable[Group]) 
         return target.lower()
     if is_group_target(target):
         return group_conversation(find_group(groups, target).group_id)
-    return dm_conversation(directory.find_contact(target).node_id)
+    return dm_conversation(directory.find_contact(target).account_id)
 
 
 def _stranger(event: PeerAnnounced) -> str:

@@ -41,6 +41,10 @@ def find_contact(contacts: list[Contact], query: str) -> Contact:
     by_name = [c for c in named if c.trust is not Trust.COMPROMISED] or named
     if len(by_name) == 1:
         return by_name[0]
+    if by_name and len({c.account_id for c in by_name}) == 1:
+        # The devices of one account share its name: one person, whose messages go to all
+        # of them (fan-out); the founding device's row stands for the account.
+        return min(by_name, key=lambda c: (c.node_id != c.account_id, c.node_id))
     if by_name:
         ids = ", ".join(_short_ids(by_name))
         raise UsageError(

@@ -9,7 +9,9 @@ the same public keys, for people to compare aloud.
 A **contact card** is what people exchange to add each other: the two public keys and a display
 name, signed by the Ed25519 key. Its text form is ``mc1:`` followed by unpadded base64url. A
 version 2 card also carries the device's current **signed prekey** (an X25519 key signed by the
-Ed25519 key, used by X3DH to start a forward-secret session); version 1 cards are still read.
+Ed25519 key, used by X3DH to start a forward-secret session); version 1 cards are still read. A
+version 3 card adds the device's **account** (the account id and its device list's version),
+made only by a device on an account of more than itself (see :mod:`meshchat.account`).
 
 The **keystore** is the private keys, the display name and the message store's random key
 sealed under a passphrase: Argon2id (libsodium's ``crypto_pwhash``) derives a key that opens an
@@ -60,6 +62,7 @@ MAX_CARD_BYTES = 512
 
 _CARD_DOMAIN = b"meshchat-card-v1\x00"
 _CARD_DOMAIN_V2 = b"meshchat-card-v2\x00"
+_CARD_DOMAIN_V3 = b"meshchat-card-v3\x00"
 #: What a signed prekey's signature covers, before the key: keeps the signature from being
 #: taken for any other statement by the same signing key.
 PREKEY_DOMAIN = b"meshchat-spk-v1\x00"
@@ -166,19 +169,23 @@ class SignedPrekey:
 
 @dataclass(frozen=True, slots=True)
 class ContactCard:
-    """A signed statement of a device's public keys, display name and (v2) signed prekey."""
+    """A signed statement of a device's public keys, display name, (v2) signed prekey and
+    (v3) account: ``(account_id, device list version)``."""
 
     identity: PublicIdentity
     name: str
     signature: bytes
     prekey: SignedPrekey | None = None
+    account: tuple[bytes, int] | None = None
 
     @property
     def version(self) -> int:
+        if self.account is not None:
+            return 3
         return 1 if self.prekey is None else 2
 
     def _signed_bytes(self) -> bytes:
-        return _card_signed_bytes(self.identity, self.name, self.prekey)
+        return _card_signed_bytes(self.identity, self.name, self.prekey, self.account)
 
     def to_text(self) -> str:
         head = [self.identity.sign_public, self.identity.box_public, self.name]
@@ -187,6 +194,9 @@ class ContactCard:
         else:
             pk = self.prekey
             fields = [2, *head, pk.public, pk.signature, pk.created_ms, self.signature]
+            if self.account is not None:
+                fields[0] = 3
+                fields[-1:-1] = [self.account[0], self.account[1]]
         raw = cbor2.dumps(fields, canonical=True)
         return CARD_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -205,11 +215,24 @@ class ContactCard:
             raise IdentityError("contact card is not valid base64url") from exc
         fields = _loads_small(raw, IdentityError, "contact card")
         prekey: SignedPrekey | None = None
+        account: tuple[bytes, int] | None = None
         if isinstance(fields, list) and len(fields) == 5 and fields[0] == 1:
             _, sign_public, box_public, name, signature = fields
         elif isinstance(fields, list) and len(fields) == 8 and fields[0] == 2:
             _, sign_public, box_public, name, spk_public, spk_sig, spk_created, signature = fields
             prekey = SignedPrekey(spk_public, spk_sig, spk_created)
+        elif isinstance(fields, list) and len(fields) == 10 and fields[0] == 3:
+            _, sign_public, box_public, name, spk_public, spk_sig, spk_created = fields[:7]
+            account_id, list_version, signature = fields[7:]
+            prekey = SignedPrekey(spk_public, spk_sig, spk_created)
+            if (
+                not isinstance(account_id, bytes)
+                or len(account_id) != NODE_ID_SIZE
+                or type(list_version) is not int
+                or not 1 <= list_version < 2**32
+            ):
+                raise IdentityError("contact card has a bad account")
+            account = (account_id, list_version)
         else:
             raise IdentityError("contact card has an unknown layout or version")
         if type(fields[0]) is not int:
@@ -225,7 +248,7 @@ class ContactCard:
         identity = PublicIdentity(sign_public, box_public)
         if clean_name(name) != name:
             raise IdentityError("contact card name is not in normal form")
-        card = cls(identity, name, signature, prekey)
+        card = cls(identity, name, signature, prekey, account)
         if not identity.verify(card._signed_bytes(), signature):
             raise IdentityError("contact card signature does not verify")
         if prekey is not None and not prekey.verify(identity):
@@ -234,11 +257,19 @@ class ContactCard:
 
 
 def _card_signed_bytes(
-    identity: PublicIdentity, name: str, prekey: SignedPrekey | None = None
+    identity: PublicIdentity,
+    name: str,
+    prekey: SignedPrekey | None = None,
+    account: tuple[bytes, int] | None = None,
 ) -> bytes:
     head = [identity.sign_public, identity.box_public, name]
     if prekey is None:
+        if account is not None:
+            raise IdentityError("a card with an account also carries a signed prekey")
         return _CARD_DOMAIN + cbor2.dumps([1, *head], canonical=True)
+    if account is not None:
+        body = [3, *head, prekey.public, prekey.signature, prekey.created_ms, *account]
+        return _CARD_DOMAIN_V3 + cbor2.dumps(body, canonical=True)
     return _CARD_DOMAIN_V2 + cbor2.dumps(
         [2, *head, prekey.public, prekey.signature, prekey.created_ms], canonical=True
     )
@@ -295,11 +326,17 @@ class Identity:
         """The 64-byte Ed25519 signature of ``message``."""
         return self._signing.sign(message).signature
 
-    def card(self, name: str, prekey: SignedPrekey | None = None) -> ContactCard:
-        """This device's contact card; version 2 when a signed prekey is given."""
+    def card(
+        self,
+        name: str,
+        prekey: SignedPrekey | None = None,
+        account: tuple[bytes, int] | None = None,
+    ) -> ContactCard:
+        """This device's contact card; version 2 when a signed prekey is given, 3 when an
+        account ``(account id, list version)`` is given too."""
         name = clean_name(name)
-        signed = _card_signed_bytes(self._public, name, prekey)
-        return ContactCard(self._public, name, self.sign(signed), prekey)
+        signed = _card_signed_bytes(self._public, name, prekey, account)
+        return ContactCard(self._public, name, self.sign(signed), prekey, account)
 
     def sign_prekey(self, public: bytes, created_ms: int) -> SignedPrekey:
         """Sign an X25519 prekey with this device's Ed25519 key."""

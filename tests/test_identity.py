@@ -341,3 +341,22 @@ def test_mutated_keystore_opens_to_same_identity_or_raises_keystore_error(
 def test_random_keystore_bytes_raise_keystore_error(raw: bytes) -> None:
     with pytest.raises(KeystoreError):
         open_keystore(raw, "pw")
+
+
+def test_a_version_3_card_carries_the_account_and_is_signed_over_it() -> None:
+    me = Identity.generate()
+    prekey = me.sign_prekey(Identity.generate().public.box_public, 1_700_000_000_000)
+    account = (Identity.generate().node_id, 7)
+    card = me.card("alice", prekey, account)
+    assert card.version == 3
+    parsed = ContactCard.from_text(card.to_text())
+    assert parsed == card and parsed.account == account and parsed.prekey == prekey
+    # another account (or version) under the same signature does not verify
+    forged = ContactCard(card.identity, card.name, card.signature, prekey, (bytes(16), 7))
+    with pytest.raises(IdentityError):
+        ContactCard.from_text(forged.to_text())
+    # an account needs a prekey (a version 3 card is a version 2 card plus the account)
+    with pytest.raises(IdentityError):
+        me.card("alice", None, account)
+    # version 2 and 1 cards are unchanged
+    assert me.card("alice", prekey).version == 2 and me.card("alice").version == 1

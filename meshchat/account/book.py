@@ -120,6 +120,19 @@ class AccountBook:
         it can sign the first list of."""
         self._singles[device.node_id] = device
 
+    def card_says(self, device: PublicIdentity, account_id: bytes) -> bool:
+        """The user added a card of ``device`` saying it is on ``account_id``. A list held
+        for that account that neither lists nor revoked the device was taken on first use
+        from someone else: the card overrides it (it is dropped, so the device's own list is
+        taken when it comes). Returns whether a list was dropped."""
+        held = self._lists.get(account_id)
+        node_id = device.node_id
+        if held is None or node_id in held.node_ids or node_id in held.revoked:
+            return False
+        del self._lists[account_id]
+        self._index()
+        return True
+
     def forget(self, node_id: bytes) -> None:
         """The contact device is gone (deleted by the user); a held list of an account it
         founded is dropped too."""

@@ -170,8 +170,11 @@ class Engine:
         return self.direct.own_prekey(now_ms)
 
     def card(self, now_ms: int) -> ContactCard:
-        """This node's contact card, version 2 with its current signed prekey."""
-        return self.identity.card(self.name, self.prekey(now_ms))
+        """This node's contact card, version 2 with its current signed prekey (3 with its
+        account, when that is more than this device alone)."""
+        item = self.account_glue.announce_item()
+        account = None if item is None else (item.account_id, item.version)
+        return self.identity.card(self.name, self.prekey(now_ms), account)
 
     def flush(self) -> list[Output]:
         """Session state changed since the last outputs (e.g. by :meth:`card`), as events."""
@@ -195,10 +198,16 @@ class Engine:
     def account_id(self) -> bytes:
         return self.accounts.account_id
 
-    def contact_added(self, identity: PublicIdentity, now_ms: int) -> list[Output]:
+    def contact_added(
+        self, identity: PublicIdentity, now_ms: int, account: tuple[bytes, int] | None = None
+    ) -> list[Output]:
         """A contact was just added by the user: it is sent this account's list (when the
-        account is more than this device alone)."""
-        return [*self.account_glue.share_own(now_ms, [identity]), *self._updates()]
+        account is more than this device alone), and asked for its own when its card named
+        an ``account`` (id, list version) newer than held."""
+        out = self.account_glue.share_own(now_ms, [identity])
+        if account is not None:
+            out.extend(self.account_glue.ask(identity, account[0], account[1], now_ms))
+        return [*out, *self._updates()]
 
     def revoke_device(self, node_id: bytes, now_ms: int) -> list[Output]:
         """Take one of this account's other devices off its list; everyone is told."""

@@ -192,6 +192,21 @@ class AccountGlue:
             self.engine.direct.add_peer(peer, prekey)
         return self.send(peer, DeviceListRequest(item.account_id, version).encode(), now_ms)
 
+    def ask(
+        self, peer: PublicIdentity, account_id: bytes, version: int, now_ms: int
+    ) -> list[Output]:
+        """A card said ``peer`` is on ``account_id`` at list ``version``: ask it for the list
+        when ours is older (once a minute per account). The card overrides a list of that
+        account taken on first use that does not name the device."""
+        self.book.card_says(peer, account_id)
+        held = self.book.held(account_id)
+        if held is not None and held.version >= version:
+            return []
+        if not _due(self._asked, account_id, now_ms):
+            return []
+        held_version = 0 if held is None else held.version
+        return self.send(peer, DeviceListRequest(account_id, held_version).encode(), now_ms)
+
     # -- changes -------------------------------------------------------------------------
 
     def apply(self, change: ListChange, now_ms: int) -> list[Output]:

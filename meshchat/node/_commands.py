@@ -7,8 +7,9 @@ import os
 from typing import TYPE_CHECKING
 
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
+from meshchat.engine import Output
 from meshchat.errors import UsageError
-from meshchat.identity import ContactCard, PublicIdentity
+from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
 from meshchat.node._effects import Plan
 from meshchat.node._types import NodeNotice, contact_keys
 from meshchat.store.records import Channel, Contact, Message, Trust
@@ -123,9 +124,7 @@ class Commands:
             await node.submit(functools.partial(self.distrust, retired.node_id))
         if contact.trust is not Trust.COMPROMISED:
             keys = (PublicIdentity(contact.sign_public, contact.box_public), card.prekey)
-            await node.submit(
-                lambda: node.effects.run(node.engine.add_contact(*keys, node.clock()))
-            )
+            await node.submit(lambda: node.effects.run(self._added(*keys, card.account)))
         node.notify(NodeNotice("peer"))
         return result
 
@@ -152,9 +151,24 @@ class Commands:
         for retired in result.compromised:
             await node.submit(functools.partial(self.distrust, retired.node_id))
         keys = (identity, event.prekey)
-        await node.submit(lambda: node.effects.run(node.engine.add_contact(*keys, node.clock())))
+        await node.submit(lambda: node.effects.run(self._added(*keys, None)))
         node.notify(NodeNotice("peer"))
         return result
+
+    def _added(
+        self,
+        identity: PublicIdentity,
+        prekey: SignedPrekey | None,
+        account: tuple[bytes, int] | None,
+    ) -> list[Output]:
+        """A contact the user just added: known to the engine, sent this account's list, and
+        asked for its own when its card names an account."""
+        now = self.node.clock()
+        engine = self.node.engine
+        return [
+            *engine.add_contact(identity, prekey, now),
+            *engine.contact_added(identity, now, account),
+        ]
 
     async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         node = self.node

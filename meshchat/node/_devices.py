@@ -6,8 +6,9 @@ contact rows follow it:
 
 * every device of the list gets a row, if the user has the account as a contact (or it is the
   user's own account): the account's trust (that of the row of the device that signed the
-  list; ``OWN`` for the user's own devices), its name the account's (an own device's, the
-  name the list gives it); a known device that the list names moves to the account;
+  list, else unverified; ``OWN`` for the user's own devices), its name the account's (an own
+  device's, the name the list gives it); a known device that the list names moves to the
+  account;
 * a revoked device's row and its stored session are deleted (the engine already forgot it).
 
 The notice that follows (:class:`DevicesNotice`) is **loud** when the change was not signed
@@ -63,7 +64,12 @@ def apply_devices(store: Store, write: ApplyDevices) -> DevicesNotice | None:
             rows[node_id] = found
     signer = next((c for c in rows.values() if c.sign_public == new.signer), None)
     named = rows.get(account) or signer or next(iter(rows.values()), None)
-    trust = Trust.OWN if own else (signer.trust if signer is not None else None)
+    trust: Trust | None = Trust.OWN if own else None
+    if not own and signer is not None:
+        trust = signer.trust
+    elif not own and rows:  # a contact's account, signed by a device not (yet) a row here
+        compromised = any(c.trust is Trust.COMPROMISED for c in rows.values())
+        trust = Trust.COMPROMISED if compromised else Trust.UNVERIFIED
     for entry in new.devices:
         node_id = entry.node_id
         if node_id == me:

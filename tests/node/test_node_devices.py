@@ -127,3 +127,31 @@ async def test_a_contacts_new_device_and_its_revocation(mesh: Make) -> None:
         return any(n.this_device_revoked for n in told_laptop)
 
     await until(laptop_knows)
+
+
+async def test_a_card_of_a_linked_device_brings_its_accounts_list(mesh: Make) -> None:
+    alice, laptop, bob = await mesh("alice"), await mesh("laptop"), await mesh("bob")
+    await link(alice, laptop)
+    card = await laptop.card()
+    assert card.version == 3 and card.account == (alice.account_id, 2)
+    # bob adds the laptop's card: he asks it for alice's list, and keeps both of her devices
+    await bob.add_card(card)
+
+    async def bob_has_both() -> bool:
+        rows = {c.node_id: c for c in await bob.contacts()}
+        return alice.identity.node_id in rows
+
+    await until(bob_has_both)
+    rows = {c.node_id: c for c in await bob.contacts()}
+    assert {r.account_id for r in rows.values()} == {alice.account_id}
+    assert bob.engine.accounts.account_of(laptop.identity.node_id) == alice.account_id
+    # a home's own card stays version 2 while it is an account of one device
+    assert (await bob.card()).version == 2
+
+
+async def test_a_new_home_holds_its_genesis_list(mesh: Make) -> None:
+    node = await mesh("solo")
+    await node.card()  # any flush will do
+    stored = await node.store.call(node.store.store.device_lists)
+    assert stored == {node.identity.node_id: node.engine.accounts.own.encode()}
+    assert node.engine.accounts.own.version == 1

@@ -241,11 +241,11 @@ class AccountGlue:
         out: list[Output] = []
         record = engine.direct.records.get(node_id)
         engine._group_glue.distrust(node_id)
-        for item in list(engine.outbox._items.values()):
+        for item in engine.outbox.items():
             if item.recipient is not None and item.recipient.node_id == node_id:
-                engine._end(item.msg_id)
+                last = engine._end_copy(item)  # the copies to the account's other devices stay
                 if not item.is_control:
-                    out.append(MessageExpired(item.msg_id))
+                    out.append(MessageExpired(item.msg_id, item.device, last))
         engine.direct.drop_peer(node_id)
         engine.router.contacts.discard(node_id)
         if record is not None:

@@ -8,7 +8,7 @@ from mesh import Mesh
 
 from meshchat.account.devicelist import DeviceEntry
 from meshchat.engine import Engine, Output
-from meshchat.events import DeviceListChanged, DeviceListUpdated, MessageRejected
+from meshchat.events import DeviceListChanged, DeviceListUpdated, MessageExpired, MessageRejected
 from meshchat.identity import PublicIdentity
 
 
@@ -134,3 +134,20 @@ def test_a_strangers_list_claiming_a_contacts_account_is_refused() -> None:
     assert bob.accounts.account_of(mallory.identity.node_id) == mallory.identity.node_id
     assert mesh.events("bob", DeviceListChanged) == []
     assert any("signer-not-on-list" in r.reason for r in mesh.events("bob", MessageRejected))
+
+
+def test_a_revocation_ends_only_the_copies_to_the_revoked_device() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    bob = mesh.engines["bob"]
+    a1_id, a2_id = (mesh.engines[n].identity.node_id for n in ("a1", "a2"))
+    mesh.disconnect("a1", "bob")
+    mesh.disconnect("a2", "bob")
+    msg_id = mesh.send_direct("bob", "a1", "hello both")
+    assert {i.device for i in bob.outbox.copies(msg_id)} == {a1_id, a2_id}
+    revoked = mesh.engines["a1"].accounts.revoke(a2_id, mesh.engines["a1"].identity)
+    mesh._handle("bob", bob.account_glue.offer(revoked, pub(mesh, "a1"), mesh.now_ms))
+    assert {i.device for i in bob.outbox.copies(msg_id)} == {a1_id}
+    expired = [e for e in mesh.events("bob", MessageExpired) if e.msg_id == msg_id]
+    assert [(e.device, e.last) for e in expired] == [(a2_id, False)]

@@ -10,6 +10,13 @@ A1 and B1 exchange cards. Then, with the daemons started and stopped as the step
 3. Bob's B2 comes online: the message reaches B2 (from A1, or from B1), under the same id.
 4. A1 goes offline and Alice's A2 comes online: Alice's own sent copy (A1's carbon to A2,
    which B1 and B2 carried) reaches A2, from B1 or B2.
+
+Then, with A1 back: a deletion on B1 disappears on B2 and A1's retry of B2's copy does not
+bring it back (B2 was offline when Alice sent it and when B1 deleted it; when B2 comes up both
+the erasure from B1 and A1's copy arrive, in either order); and after ``device revoke b2`` on
+B1, a new message from Alice reaches B1 and not B2: B2's store does not have it, A1 made no
+copy for B2 (``log --json`` devices), and the frames B2's interfaces received while it was
+sent (captured) never carry its text in clear.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from meshlab import MESHCHAT, CliProcess, Host, Lab
+from meshlab import MESHCHAT, CliProcess, Host, Lab, read_capture
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(600)]
 
@@ -71,6 +78,14 @@ def messages(host: Host, target: str) -> list[dict[str, Any]]:
 
 def has(host: Host, target: str, msg_id: str) -> bool:
     return any(m["msg_id"] == msg_id for m in messages(host, target))
+
+
+def copies(host: Host, target: str, msg_id: str) -> dict[str, str]:
+    """Which devices the sender's copies of ``msg_id`` went to, and their states."""
+    for m in messages(host, target):
+        if m["msg_id"] == msg_id:
+            return {d["device"]: d["state"] for d in m.get("devices", [])}
+    return {}
 
 
 def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
@@ -131,3 +146,40 @@ def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
     [copy] = [m for m in messages(a2, bob) if m["msg_id"] == msg_id]
     assert copy["outgoing"] and copy["text"] == "hello from alice"
     assert copy["conversation"] == bob
+
+    # 5. A deletion on B1 disappears on B2, and A1's retry of B2's copy does not restore it.
+    lab.stop(b2)
+    lab.start(a1)
+    lab.wait_neighbours(a1, 1)
+    second = a1.cli_json("send", "bob", "delete me")["msg_id"]
+    eventually(lambda: has(b1, alice, second), "B1 never got the second message")
+    assert copies(a1, bob, second).get(b2_id) in ("queued", "sent")  # B2 still owed a copy
+    b1.cli("delete", alice, second, "--yes")
+    assert not has(b1, alice, second)
+    lab.start(b2)  # B1's erasure and A1's retried copy both come now
+    eventually(
+        lambda: copies(a1, bob, second).get(b2_id) == "delivered",
+        "A1's retry never reached B2",
+    )
+    eventually(lambda: not has(b2, alice, second), "the deletion never reached B2")
+    time.sleep(5)  # anything else in flight (another retry, a sync) has had its chance
+    assert not has(b2, alice, second) and not has(b1, alice, second)
+
+    # 6. B1 revokes B2: a new message from Alice reaches B1 and not B2.
+    b1.cli("device", "revoke", "b2")
+    eventually(
+        lambda: all(c["node_id"] != b2_id for c in a1.cli_json("contacts", "list")),
+        "A1 never took Bob's new list",
+    )
+    capture = lab.root / "b2.frames"
+    sniffer = lab.capture(b2, capture)
+    text = "after the revocation"
+    third = a1.cli_json("send", "bob", text)["msg_id"]
+    eventually(lambda: has(b1, alice, third), "B1 never got the message after the revocation")
+    time.sleep(5)  # a copy for B2, if one were made, would have arrived by now
+    lab.end(sniffer)
+    assert not has(b2, alice, third)
+    assert set(copies(a1, bob, third)) == {b1_id}  # no copy was made for B2
+    frames = read_capture(capture)
+    assert frames  # B2 is still on the mesh (it relays), it just learns nothing new
+    assert not any(text.encode() in frame for frame in frames)

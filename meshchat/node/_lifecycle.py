@@ -16,7 +16,7 @@ from meshchat.node._types import (
     channel_key,
     contact_keys,
 )
-from meshchat.store.records import Channel, MessageState, Trust
+from meshchat.store.records import Channel, Delivery, MessageState, Trust
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -78,6 +78,18 @@ async def _load_sessions(node: Node, now: int) -> None:
         await node.effects.run(node.engine.add_contact(*contact_keys(contact), now))
 
 
+async def _end_outbox_row(node: Node, msg_id: bytes, ended: list[Delivery]) -> None:
+    """No device is owed a copy any more (each acked or expired, or was revoked since): the
+    outbox row ends, the message keeps its state (failed if no device ever acked)."""
+    store = node.store.store
+    now = node.clock()
+    if ended:
+        last = ended[0]
+        await node.store.call(store.set_delivery, msg_id, last.device, last.state, now, last=True)
+    if not any(d.state is MessageState.DELIVERED for d in ended):
+        await node.store.call(store.set_state, msg_id, MessageState.FAILED, now)
+
+
 async def _load_outbox(node: Node, now: int) -> None:
     store = node.store.store
     engine = node.engine
@@ -112,8 +124,13 @@ async def _load_outbox(node: Node, now: int) -> None:
         recipient = PublicIdentity(contact.sign_public, contact.box_public)
         # Devices whose copy ended (acked, expired) get none again; a device without a
         # row was not tried yet (an outbox row from before fan-out has no rows at all).
-        done = {d.device for d in deliveries.get(entry.msg_id, ()) if not d.pending}
+        held = deliveries.get(entry.msg_id, ())
+        done = {d.device for d in held if not d.pending}
         every = devices_for(engine.directory, recipient, node.identity.node_id)
+        owed = [d for d in every if d.node_id not in done]
+        if not owed:
+            await _end_outbox_row(node, entry.msg_id, [d for d in held if not d.pending])
+            continue
         engine.send_direct(
             recipient,
             entry.msg_id,
@@ -124,6 +141,6 @@ async def _load_outbox(node: Node, now: int) -> None:
             parents=entry.parents,
             loose=entry.loose,
             sent_ms=entry.created_ms,
-            devices=[d for d in every if d.node_id not in done],
+            devices=owed,
         )
     # Nothing is linked yet: the engine parked every item until a neighbour appears.

@@ -165,3 +165,23 @@ def test_a_revoked_device_named_directly_gets_nothing_with_the_real_book() -> No
     assert book.account_of(b2.node_id) == b2.node_id  # the book no longer places b2 ...
     assert devices_for(book, b2.public, alice.node_id) == (b1.public,)  # ... fan-out does
     assert devices_for(book, b1.public, alice.node_id) == (b1.public,)
+
+
+def test_a_new_message_resends_only_the_earlier_copies_of_the_device_still_owed() -> None:
+    """b1 acked message 1, b2 (offline) did not: message 2 resends message 1 to b2 alone,
+    at once, before b2's copy of message 2 (resend-earlier works per device)."""
+    mesh = _mesh()
+    mesh.disconnect("hub", "b2")
+    first = mesh.send_direct("alice", "b1", "one")
+    mesh.run(5_000)
+    b1, b2 = (mesh.engines[n].identity.node_id for n in ("b1", "b2"))
+    assert [d.device for d in mesh.events("alice", MessageDelivered)] == [b1]
+    alice = mesh.engines["alice"]
+    out = alice.send_direct(
+        mesh.engines["b1"].identity.public, b"\x77" * 16, "two", mesh.now_ms, parents=(first,)
+    )
+    tries = [(o.msg_id, o.device) for o in out if isinstance(o, AttemptMade)]
+    second = b"\x77" * 16
+    assert sorted(tries) == sorted([(first, b2), (second, b1), (second, b2)])
+    assert tries.index((first, b2)) < tries.index((second, b2))  # what b2 lacks, first
+    assert (first, b1) not in tries  # b1 has it: not sent again

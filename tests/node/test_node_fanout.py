@@ -101,3 +101,36 @@ async def test_delivered_by_one_device_the_other_still_gets_its_copy_after_a_res
         for device in (alice, b1, b2):
             await device.node.stop()
             device.store.close()
+
+
+async def test_a_restart_owing_no_device_a_copy_ends_the_outbox_row(tmp_path: Path) -> None:
+    """b1 acked; b2 was revoked before alice restarted: nothing is owed, the row ends, the
+    message stays delivered (before, the row lingered, counted as queued, until it expired)."""
+    hub = MemoryHub()
+    alice, b1, b2 = (Device(tmp_path, hub, n) for n in ("alice", "b1", "b2"))
+    bob = (b1.identity.public, b2.identity.public)
+    for device in (alice, b1):
+        await device.start(bob)
+    for x, y in ((alice, b1), (b1, alice), (alice, b2)):
+        i = y.identity.public
+        contact = Contact(i.node_id, i.sign_public, i.box_public, y.name, Trust.UNVERIFIED, 0)
+        await x.node.add_contact(contact)
+    try:
+        hub.connect(alice.transport, b1.transport)
+        msg_id = (await alice.node.send_text("b1", "before the revocation")).msg_id
+
+        async def delivered() -> bool:
+            m = await alice.node.store.call(alice.store.get_message, msg_id)
+            return m is not None and m.state is MessageState.DELIVERED
+
+        await wait_for(delivered)
+        assert [e.msg_id for e in alice.store.pending_outbox(0)] == [msg_id]  # b2 owed
+        await alice.restart(hub, bob[:1])  # b2 is off bob's list now
+        assert alice.store.pending_outbox(0) == []
+        assert not alice.node.engine.outbox.copies(msg_id)
+        message = alice.store.get_message(msg_id)
+        assert message is not None and message.state is MessageState.DELIVERED
+    finally:
+        for device in (alice, b1, b2):
+            await device.node.stop()
+            device.store.close()

@@ -41,3 +41,12 @@ def test_device_list_of_a_lone_device(tmp_path: Path) -> None:
     assert listed["devices"] == [{"node_id": me, "name": "desk", "this": True}]
     text = run_cli(home, PASSPHRASE, "device", "list").stdout
     assert f"account {me}" in text and "(this device)" in text
+
+
+def test_device_revoke_needs_the_running_node(tmp_path: Path) -> None:
+    home = tmp_path / "desk"
+    made = run_cli(home, PASSPHRASE, "init", "--name", "desk", "--kdf", "interactive")
+    assert made.returncode == 0, made.stderr
+    done = run_cli(home, PASSPHRASE, "device", "revoke", "phone")
+    assert done.returncode == 1 and "start the node first" in done.stderr
+    assert done.stderr.count("\n") == 1

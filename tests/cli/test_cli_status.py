@@ -265,3 +265,11 @@ def test_status_gives_the_reason_an_internet_transport_is_down(tmp_path: Path) -
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_device_revoke_goes_through_the_running_node(alice_running: tuple[Home, Home]) -> None:
+    alice, _ = alice_running
+    for device, told in (("nobody", "no device of this account"), ("alice", "this device")):
+        done = run_cli(alice.path, PASS, "device", "revoke", device)
+        assert done.returncode == 1 and told in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1

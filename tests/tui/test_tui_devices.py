@@ -13,7 +13,7 @@ from test_tui_controller import Side, make_side, until
 from meshchat.errors import UsageError
 from meshchat.transports.memory import MemoryHub
 from meshchat.tui.commands import HELP_TEXT, parse_line
-from meshchat.tui.devices import DeviceConfirm, DeviceJoin, DeviceLink, DeviceList
+from meshchat.tui.devices import DeviceConfirm, DeviceJoin, DeviceLink, DeviceList, DeviceRevoke
 from meshchat.tui.helptext import help_for
 
 
@@ -84,10 +84,18 @@ def test_the_device_grammar() -> None:
     assert parse_line("/device link") == DeviceLink()
     assert parse_line("/device list") == DeviceList()
     assert parse_line("/device confirm 123 456") == DeviceConfirm("123 456")
+    assert parse_line("/device revoke old phone") == DeviceRevoke("old phone")
     code = "AAAA-" * 5 + "AAAA"
     with pytest.raises(UsageError):  # its check letter is wrong
         parse_line(f"/device join {code}")
-    for bad in ("/device", "/device link now", "/device join", "/device confirm", "/device x"):
+    for bad in (
+        "/device",
+        "/device link now",
+        "/device join",
+        "/device confirm",
+        "/device x",
+        "/device revoke",
+    ):
         with pytest.raises(UsageError):
             parse_line(bad)
     from meshchat.account.link import LinkCode

@@ -68,8 +68,9 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ble",
         choices=["bleak", "bumble"],
-        help="also use Bluetooth LE: bleak (the OS stack) or bumble (a USB dongle, see "
-        "firmware-notes/) (ble.enabled, ble.backend)",
+        help="the Bluetooth LE stack: bleak (the OS's, the default) or bumble (a USB dongle, "
+        "see firmware-notes/); Bluetooth is on by default where an adapter is usable "
+        "(ble.enabled, ble.backend)",
     )
     group.add_argument(
         "--no-ble", action="store_true", help="do not use Bluetooth LE (ble.enabled)"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from meshchat.control import ControlServer, request
 from meshchat.identity import Identity
 from meshchat.node import Node, wall_clock_ms
 from meshchat.store import Store
@@ -67,7 +68,9 @@ async def ids(node: Node) -> list[bytes]:
     return [m.msg_id for m in await node.history(DM, 10_000)]
 
 
-async def test_a_linked_device_gets_the_history_and_deletions_follow(mesh: Make) -> None:
+async def test_a_linked_device_gets_the_history_and_deletions_follow(
+    mesh: Make, tmp_path: Path
+) -> None:
     e, _ = await mesh("alice", history=300)
     n, _ = await mesh("alice-laptop")
     await link(e, n)
@@ -80,6 +83,16 @@ async def test_a_linked_device_gets_the_history_and_deletions_follow(mesh: Make)
     status = n.sync.status()
     assert status and status[0]["device"] == e.identity.node_id.hex()
     assert status[0]["received"] == 300 and status[0]["left"] == 0
+    # what `meshchat device sync` and `status` read through the control socket
+    server = ControlServer(n, tmp_path / "n.sock")
+    await server.start()
+    try:
+        reply = await asyncio.to_thread(request, tmp_path / "n.sock", {"op": "sync_status"})
+        whole = await asyncio.to_thread(request, tmp_path / "n.sock", {"op": "status"})
+    finally:
+        await server.stop()
+    assert reply["sync"][0]["received"] == 300 and reply["sync"][0]["done"]
+    assert reply["sync"][0]["name"] == "alice" and whole["sync"] == reply["sync"]
     # a deletion on the new device is told at once and erases the message on the other
     gone = (await ids(n))[10]
     assert await n.delete(DM, [gone]) == 1

@@ -7,11 +7,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from meshchat.errors import SyncError, SyncReason
+from meshchat.errors import PacketError, SyncError, SyncReason
 from meshchat.store import MessageState, Store, SyncApplied
 from meshchat.sync.driver import SyncDriver, refuse_stranger
 from meshchat.sync.records import Record, TombstoneRecord
+from meshchat.sync.wire import decode_sync
 
 T0 = 1_700_000_000_000
 DM = "dm:" + "b0" * 16
@@ -179,3 +182,30 @@ def test_a_new_session_after_a_finished_one_is_answered(
     # soon after, b starts a session of its own, of a higher id than a's finished one
     run(db, da, T0 + 1_000, ids=(B_ID, A_ID))
     assert [m.msg_id for m in b.history(DM)] == [mid(1), mid(2)]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.binary(max_size=400), max_size=6), st.data())
+def test_whatever_a_peer_sends_the_driver_answers_or_refuses_with_a_typed_error(
+    stores: tuple[Store, Store], junk: list[bytes], data: st.DataObject
+) -> None:
+    a, _ = stores
+    if not a.sync_listing(T0):
+        for n in range(1, 60):
+            recv(a, n)
+    driver = SyncDriver(a)
+    real = SyncDriver(a).start(B_ID, T0)[0]
+    for blob in [*junk, real]:
+        raw = bytearray(blob)
+        if raw and data.draw(st.booleans()):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        try:
+            outcome = driver.receive(B_ID, bytes(raw), T0)
+        except (PacketError, SyncError):
+            continue
+        for out in outcome.out:
+            decode_sync(out)  # whatever it answers is a valid message
+        if outcome.pushes is not None:
+            outcome.pushes.all()

@@ -173,11 +173,13 @@ class AccountGlue:
         now_ms: int,
     ) -> list[Output]:
         """An announce: ask ``peer`` for its account's list when it says there is a newer
-        one than held (for an account held, or any account of a contact device)."""
+        one than held. Only a device on the held list, or a contact device, is asked: an
+        announce's claim makes no stranger a peer of this node."""
         if item is None:
             return []
         held = self.book.held(item.account_id)
-        if held is None and not self.engine.direct.knows(peer.node_id):
+        listed = held is not None and peer.node_id in held.node_ids
+        if not listed and not self.engine.direct.knows(peer.node_id):
             return []
         version = 0 if held is None else held.version
         if held is not None and (
@@ -189,7 +191,7 @@ class AccountGlue:
         if not _due(self._asked, item.account_id, now_ms):
             return []
         if not self.engine.direct.can_seal(peer):
-            self.engine.direct.add_peer(peer, prekey)
+            self.engine.direct.add_peer(peer, prekey)  # a listed device: known from now on
         return self.send(peer, DeviceListRequest(item.account_id, version).encode(), now_ms)
 
     def ask(
@@ -275,6 +277,8 @@ class AccountGlue:
         other own device). Nothing is sent for a lone founding device's list."""
         if self.announce_item() is None and self.book.own.version == 1:
             return []
+        if self.engine.identity.node_id not in self.book.own.node_ids:
+            return []  # this device was revoked: it speaks for the account no more
         if to is None:
             to = self._everyone()
         blob = DeviceListShare(self.book.own).encode()

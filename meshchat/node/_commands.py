@@ -173,8 +173,10 @@ class Commands:
     async def set_trust(self, node_id: bytes, trust: Trust) -> Contact:
         node = self.node
         contact: Contact = await node.store.call(node.store.store.set_trust, node_id, trust)
-        if trust is Trust.COMPROMISED:
-            await node.submit(functools.partial(self.distrust, node_id))
+        if trust is Trust.COMPROMISED:  # trust is per account: every device of it
+            store = node.store.store
+            for device in await node.store.call(store.contacts_of_account, contact.account_id):
+                await node.submit(functools.partial(self.distrust, device.node_id))
         node.notify(NodeNotice("peer"))
         return contact
 

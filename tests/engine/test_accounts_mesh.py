@@ -151,3 +151,24 @@ def test_a_revocation_ends_only_the_copies_to_the_revoked_device() -> None:
     assert {i.device for i in bob.outbox.copies(msg_id)} == {a1_id}
     expired = [e for e in mesh.events("bob", MessageExpired) if e.msg_id == msg_id]
     assert [(e.device, e.last) for e in expired] == [(a2_id, False)]
+
+
+def test_an_announced_claim_makes_no_stranger_a_peer() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    mesh.add("mallory")
+    mesh.connect("mallory", "bob")
+    mallory = mesh.engines["mallory"]
+    bob = mesh.engines["bob"]
+    a1 = mesh.engines["a1"]
+    # mallory announces that she is on alice's account at a newer version
+    from meshchat.account.wire import AccountItem
+
+    claim = AccountItem(a1.account_id, 99, bytes(16))
+    mallory.account_glue.announce_item = lambda: claim  # type: ignore[method-assign]
+    mesh.announce("mallory")
+    mesh.run(5_000)
+    assert not bob.direct.knows(mallory.identity.node_id)
+    assert mallory.identity.node_id not in bob.direct.records
+    assert bob.accounts.account_of(mallory.identity.node_id) == mallory.identity.node_id

@@ -147,6 +147,11 @@ async def test_a_card_of_a_linked_device_brings_its_accounts_list(mesh: Make) ->
     assert bob.engine.accounts.account_of(laptop.identity.node_id) == alice.account_id
     # a home's own card stays version 2 while it is an account of one device
     assert (await bob.card()).version == 2
+    # marking one device compromised marks the account: no group key goes to either device
+    await bob.set_trust(laptop.identity.node_id, Trust.COMPROMISED)
+    rows = {c.node_id: c for c in await bob.contacts()}
+    assert {r.trust for r in rows.values()} == {Trust.COMPROMISED}
+    assert {alice.identity.node_id, laptop.identity.node_id} <= bob.engine._group_glue._distrusted
 
 
 async def test_a_new_home_holds_its_genesis_list(mesh: Make) -> None:

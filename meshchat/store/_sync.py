@@ -10,7 +10,9 @@ lazily, by :meth:`SyncTables._sync_refresh`, which every listing runs first and 
 one pass of SQL over the tags plus opening only what changed since the last listing:
 
 * a message row without an item, or whose state differs from its item's: opened, and its
-  item (re)written;
+  item (re)written; a message of a channel (``#name``: each device hears those itself, and
+  their history is trimmed to a budget, which sync would undo) gets a row of kind 0 instead,
+  which is never listed, so it is not opened again;
 * an item whose message row is gone: dropped; if the message was deleted here (its tag has a
   tombstone), a tombstone item takes its place, from the item's sealed identity. Deleting
   refreshes first (:meth:`SyncTables._sync_before_delete`), so a message stored and deleted
@@ -26,6 +28,7 @@ writes their items, so a record applied is never opened again to be indexed.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -65,7 +68,7 @@ _NEW_OR_CHANGED = """
     WHERE s.sid IS NULL OR s.state != m.state
 """
 _GONE = """
-    SELECT s.sid, s.ref_tag, s.sealed FROM sync_items s WHERE s.kind = 1
+    SELECT s.sid, s.kind, s.ref_tag, s.sealed FROM sync_items s WHERE s.kind IN (0, 1)
     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.row_id = s.ref_row)
 """
 _ITEM_INSERT = """
@@ -76,7 +79,9 @@ _ITEM_DELETE_ROW = "DELETE FROM sync_items WHERE ref_row = ?"
 _ITEM_DELETE = "DELETE FROM sync_items WHERE sid = ?"
 _ITEM_BY_SID = "SELECT kind, ref_row, ref_tag, sealed FROM sync_items WHERE sid = ?"
 _ITEMS_OF_KIND = "SELECT sid, ref_tag, state, sealed FROM sync_items WHERE kind = ?"
-_LISTING = "SELECT ts, sid FROM sync_items ORDER BY ts, sid"
+_LISTING = "SELECT ts, sid FROM sync_items WHERE kind != 0 ORDER BY ts, sid"
+#: The kind of a row that marks a message as not synced (indexed, so it is not opened again).
+_NOT_SYNCED = 0
 _TOMBSTONED = "SELECT 1 FROM tombstones WHERE msg_tag = ?"
 _ANY_ROW = "SELECT row_id, conv_tag, outgoing FROM messages WHERE msg_tag = ?"
 _ROW = """
@@ -143,6 +148,14 @@ class SyncTables:
             m.loose,
         )
 
+    def _not_synced(self, conn: sqlite3.Connection, m: Message) -> None:
+        sid = hashlib.blake2b(
+            m.row_id.to_bytes(8, "big"), digest_size=16, person=b"sync-skip"
+        ).digest()
+        sealed = self._rows.cipher.seal("sync_items", (sid,), [])
+        row = (sid, 0, _NOT_SYNCED, m.row_id, self._rows.msg_tag(m.msg_id), m.state.value, sealed)
+        conn.execute(_ITEM_INSERT, row)
+
     def _sync_refresh(self, conn: sqlite3.Connection, now_ms: int) -> None:
         for row in conn.execute(_NEW_OR_CHANGED).fetchall():
             message = self._rows.open_message(row)[0]
@@ -150,11 +163,15 @@ class SyncTables:
             try:
                 record = self._message_record(message)
             except PacketError:  # a stored value sync records cannot carry: not synced
+                self._not_synced(conn, message)
+                continue
+            if not synced_conversation(message.conversation):
+                self._not_synced(conn, message)
                 continue
             self._item(conn, record, message.row_id)
-        for sid, ref_tag, sealed in conn.execute(_GONE).fetchall():
+        for sid, kind, ref_tag, sealed in conn.execute(_GONE).fetchall():
             conn.execute(_ITEM_DELETE, (sid,))
-            if conn.execute(_TOMBSTONED, (ref_tag,)).fetchone() is None:
+            if kind == _NOT_SYNCED or conn.execute(_TOMBSTONED, (ref_tag,)).fetchone() is None:
                 continue
             cell = self._cell(sid, sealed)
             tomb = TombstoneRecord(v.cell_str(cell[0]), v.cell_bytes(cell[1]), v.cell_int(cell[2]))
@@ -261,6 +278,9 @@ class SyncTables:
     ) -> None:
         msg_tag = self._rows.msg_tag(r.msg_id)
         conv_tag = self._rows.conv_tag(r.conversation)
+        if not synced_conversation(r.conversation):
+            applied.refused += 1
+            return
         if conn.execute(_TOMBSTONED, (msg_tag,)).fetchone() is not None:
             applied.refused += 1
             return
@@ -366,6 +386,13 @@ class SyncTables:
         self._put_contact(conn, contact)
         self._item(conn, r, None)
         applied.contacts += 1
+
+
+def synced_conversation(conversation: str) -> bool:
+    """Whether a conversation's messages are synced: direct and group ones are; channels
+    (``#name``) are not: each device hears them itself, and their history is trimmed to a
+    budget, which sync would undo over and over."""
+    return not conversation.startswith("#")
 
 
 def _contact_record(contact: Contact, changed_ms: int) -> ContactRecord:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from meshchat.identity import Identity
-from meshchat.store import Contact, MessageState, Store, Trust
+from meshchat.store import Contact, Message, MessageState, Store, Trust
+from meshchat.store._rows import Rows
 from meshchat.sync.records import ContactRecord, MessageRecord, TombstoneRecord
 
 from .helpers import ME
@@ -178,3 +180,29 @@ def test_many_records_apply_in_one_transaction(other: Store) -> None:
     applied = other.apply_sync(records, T0)
     assert len(applied.stored) == 500 and len(other.sync_listing(T0)) == 500
     assert {r.sid for r in records} == {sid for _, sid in other.sync_listing(T0)}
+
+
+def test_channel_messages_are_not_synced_and_not_opened_again(
+    store: Store, other: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recv(store, 1, "#mesh")
+    recv(store, 2)
+    assert [ts for ts, _ in store.sync_listing(T0)] == [T0 + 2]
+    opened: list[int] = []
+    real_open = Rows.open_message
+
+    def counting(self: Rows, row: tuple[Any, ...], *, dag: bool = False) -> tuple[Message, int]:
+        opened.append(1)
+        return real_open(self, row, dag=dag)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Rows, "open_message", counting)
+        store.sync_listing(T0)
+    assert opened == []  # nothing new: the channel message is not opened again
+    # a channel message offered by another device is refused
+    record = MessageRecord("#mesh", mid(3), BOB, "bob", "hi", T0 + 3, "received")
+    assert other.apply_sync([record], T0).refused == 1
+    assert other.history("#mesh") == []
+    # and deleting it leaves no tombstone item either
+    store.delete_messages("#mesh", [mid(1)])
+    assert [ts for ts, _ in store.sync_listing(T0)] == [T0 + 2]

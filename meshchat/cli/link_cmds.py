@@ -66,11 +66,13 @@ def add_link_parsers(dsub: Any) -> None:
         description="Sign a new device list without DEVICE and send it to every contact and "
         "every other device of the account: they stop encrypting to it, and groups this "
         "device administers are re-keyed without it. DEVICE is its name or the first hex "
-        "digits of its node id (see: device list). Needs the running node.",
+        "digits of its node id (see: device list). Uses the running node, or starts one for a "
+        "few seconds: what it could not deliver then is sent the next time a node runs.",
     )
     p.set_defaults(fn=cmd_device_revoke)
     p.add_argument("device", help="the device's name or node id prefix")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_node_arguments(p)
     p = dsub.add_parser(
         "link",
         help="show a one-time code to link a new device to this account",
@@ -310,12 +312,14 @@ def cmd_device_list(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_device_revoke(args: argparse.Namespace, home: Home) -> int:
-    reply = node_request(home, {"op": "link_revoke", "device": args.device})
-    if reply is None:
-        raise UsageError(
-            "revoking a device sends the new list to every contact and device: start the "
-            "node first (meshchat daemon, or meshchat run)"
-        )
+    replies: list[dict[str, Any]] = []
+
+    async def flow(call: Call) -> int:
+        replies.append(await call({"op": "link_revoke", "device": args.device}))
+        return 0
+
+    _with_node(args, home, flow)
+    reply = replies[0]
     if args.json:
         emit_json({k: v for k, v in reply.items() if k != "ok"})
         return 0

@@ -24,6 +24,7 @@ group member) device; a request is answered at most once a minute per asking dev
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,8 @@ OWN_ONLY_KINDS = frozenset({18, 19, 20})
 #: at most one DeviceListRequest per account, and one answer per asking device, this often
 REQUEST_EVERY_MS = 60_000
 _MAX_REMEMBERED = 1024
+#: lists kept for later (made from a list not held yet), one per account
+_MAX_LATER = 64
 
 
 class AccountGlue:
@@ -80,6 +83,8 @@ class AccountGlue:
         self._asked: dict[bytes, int] = {}
         self._answered: dict[bytes, int] = {}
         self._notices: list[DeviceListChanged] = []
+        #: lists that came before the list they were made from: account -> (list, sender)
+        self._later: dict[bytes, tuple[DeviceList, PublicIdentity]] = {}
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -141,7 +146,28 @@ class AccountGlue:
 
     def _on_share(self, sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
         offered = decode_share(blob).device_list
-        return self.offer(offered, sender, now_ms)
+        try:
+            out = self.offer(offered, sender, now_ms)
+        except DeviceListError as exc:
+            held = self.book.held(offered.account_id)
+            if (
+                exc.reason is DeviceListReason.SIGNER_NOT_ON_LIST
+                and held is not None
+                and held.version > 0
+                and offered.version > held.version + 1
+                and offered.signature_valid()
+            ):
+                # made from a list not held here yet, which may be on its way: kept (one per
+                # account, in memory) and offered again once a list of the account is taken
+                self._later[offered.account_id] = (offered, sender)
+                while len(self._later) > _MAX_LATER:
+                    del self._later[next(iter(self._later))]
+            raise
+        later = self._later.pop(offered.account_id, None)
+        if later is not None and out:
+            with contextlib.suppress(DeviceListError):
+                out.extend(self.offer(later[0], later[1], now_ms))
+        return out
 
     def offer(
         self, offered: DeviceList, sender: PublicIdentity | None, now_ms: int

@@ -7,9 +7,10 @@ import cbor2
 from mesh import Mesh
 
 from meshchat.account.devicelist import DeviceEntry
+from meshchat.account.wire import DeviceListShare
 from meshchat.engine import Engine, Output
 from meshchat.events import DeviceListChanged, DeviceListUpdated, MessageExpired, MessageRejected
-from meshchat.identity import PublicIdentity
+from meshchat.identity import Identity, PublicIdentity
 
 
 def pair() -> Mesh:
@@ -172,3 +173,27 @@ def test_an_announced_claim_makes_no_stranger_a_peer() -> None:
     assert not bob.direct.knows(mallory.identity.node_id)
     assert mallory.identity.node_id not in bob.direct.records
     assert bob.accounts.account_of(mallory.identity.node_id) == mallory.identity.node_id
+
+
+def test_a_list_that_overtook_the_one_before_it_is_taken_once_that_one_came() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    a1, bob = mesh.engines["a1"], mesh.engines["bob"]
+    a2_id = mesh.engines["a2"].identity.node_id
+    a3 = Identity.generate()
+    held = bob.accounts.held(a1.account_id)
+    assert held is not None and held.version == 2
+    v3 = held.successor(a1.identity, add=[DeviceEntry.of(a3.public, "pi")])
+    v4 = v3.successor(a3, revoke=[a2_id])  # signed by a3, which bob does not know yet
+    mesh._handle(
+        "a1", a1.account_glue.send(pub(mesh, "bob"), DeviceListShare(v4).encode(), mesh.now_ms)
+    )
+    mesh.run(2_000)
+    assert bob.accounts.held(a1.account_id) == held  # refused for now, kept for later
+    mesh._handle(
+        "a1", a1.account_glue.send(pub(mesh, "bob"), DeviceListShare(v3).encode(), mesh.now_ms)
+    )
+    mesh.run(5_000)  # v3 taken, then the v4 kept for it
+    assert bob.accounts.held(a1.account_id) == v4
+    assert bob.accounts.account_of(a2_id) == a2_id

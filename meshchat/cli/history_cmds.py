@@ -65,12 +65,21 @@ def log_lines(messages: Sequence[dict[str, Any]], names: Sequence[str]) -> list[
         else:
             if "gap" in m.get("markers", ()):
                 lines.append(f"{_MARGIN} -- {gap_text(int(m['missing']))} --")
-            state = f" [{m['state']}]" if m["outgoing"] else ""
+            state = f" [{m['state']}{_on_devices(m)}]" if m["outgoing"] else ""
             late = " (arrived late)" if m.get("late") else ""
             body = f"{m['text']}{state}{late}"
         short = str(m["msg_id"])[:SHORT_ID]
         lines.append(f"{format_time(m['created_ms'])} {short} <{who(m)}> {body}")
     return lines
+
+
+def _on_devices(m: dict[str, Any]) -> str:
+    """How many of the recipient's devices have an own message, when it went to several."""
+    devices = m.get("devices") or []
+    if len(devices) < 2:
+        return ""
+    have = sum(1 for d in devices if d.get("state") == "delivered")
+    return f", {have} of {len(devices)} devices"
 
 
 def _describe(m: dict[str, Any]) -> str:

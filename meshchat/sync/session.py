@@ -23,9 +23,10 @@ when neither side has a range left to answer. Ranges that agree are never looked
 the rounds (about log16 of the history) and the bytes grow with the difference, not with the
 history: 200 new messages among 20,000 cost a few kilobytes of ranges besides the records.
 
-Bounds. A reply holds at most :data:`~meshchat.sync.wire.MAX_RANGES` ranges and
-:data:`~meshchat.sync.wire.MAX_IDS` ids; when the ranges received would need more, the rest of
-them is answered with one fingerprint of my items there, which the peer splits again next round
+Bounds. A reply holds at most :data:`~meshchat.sync.wire.MAX_RANGES` ranges,
+:data:`~meshchat.sync.wire.MAX_IDS` ids and :data:`~meshchat.sync.wire.MAX_SYNC_BYTES` bytes (it
+counts them as it grows); when the ranges received would need more, the rest of them is
+answered with one fingerprint of my items there, which the peer splits again next round
 (so a large difference takes more rounds, never bigger messages). Wants beyond a message's room
 go out in further messages. A session takes at most :data:`MAX_WANTED` distinct wanted ids and
 :data:`MAX_ASKED` ids asked of it, and :data:`MAX_ROUNDS` messages; past any of them it raises
@@ -44,7 +45,19 @@ from dataclasses import dataclass
 
 from meshchat.errors import SyncError, SyncReason
 from meshchat.sync.items import INFINITY, ZERO, Bound, SortedItems, separating_bound
-from meshchat.sync.wire import MAX_IDS, MAX_RANGES, SESSION_SIZE, Mode, Range, Reconcile
+from meshchat.sync.wire import (
+    ID_BYTES,
+    MAX_IDS,
+    MAX_RANGES,
+    MAX_SYNC_BYTES,
+    RANGE_MAX_BYTES,
+    RECONCILE_OVERHEAD,
+    SESSION_SIZE,
+    Mode,
+    Range,
+    Reconcile,
+    range_size,
+)
 
 __all__ = [
     "BUCKETS",
@@ -72,20 +85,38 @@ class Step:
     wanted: tuple[bytes, ...] = ()  #: newly asked of the peer (also in ``replies``' wants)
 
 
+#: Bytes a reply's ranges and wants may take in all.
+_BUDGET = MAX_SYNC_BYTES - RECONCILE_OVERHEAD
+
+
 class _Reply:
-    """A reply under construction, within the bounds of one message."""
+    """A reply under construction, within the bounds of one message (ranges, ids, bytes)."""
 
     def __init__(self) -> None:
         self.ranges: list[Range] = []
         self.ids = 0
+        self.size = 0
 
     def room(self, ranges: int, ids: int) -> bool:
-        return len(self.ranges) + ranges <= MAX_RANGES - 1 and self.ids + ids <= MAX_IDS
+        """Whether ``ranges`` more ranges holding ``ids`` ids, and one range after them,
+        still fit."""
+        size = self.size + (ranges + 1) * RANGE_MAX_BYTES + ids * ID_BYTES
+        return (
+            len(self.ranges) + ranges <= MAX_RANGES - 1
+            and self.ids + ids <= MAX_IDS
+            and size <= _BUDGET
+        )
+
+    def _replace_last(self, r: Range) -> None:
+        last = self.ranges[-1]
+        self.size += range_size(r) - range_size(last)
+        self.ids += len(r.ids) - len(last.ids)
+        self.ranges[-1] = r
 
     def add(self, r: Range) -> None:
         last = self.ranges[-1] if self.ranges else None
         if last is not None and last.mode is Mode.SKIP and r.mode is Mode.SKIP:
-            self.ranges[-1] = r
+            self._replace_last(r)
             return
         if (
             last is not None
@@ -93,11 +124,11 @@ class _Reply:
             and r.mode is Mode.IDS
             and len(last.ids) + len(r.ids) <= ID_THRESHOLD
         ):
-            self.ranges[-1] = Range(r.upper, Mode.IDS, ids=tuple(sorted(last.ids + r.ids)))
-            self.ids += len(r.ids)
+            self._replace_last(Range(r.upper, Mode.IDS, ids=tuple(sorted(last.ids + r.ids))))
             return
         self.ranges.append(r)
         self.ids += len(r.ids)
+        self.size += range_size(r)
 
     def finished(self) -> tuple[Range, ...]:
         ranges = list(self.ranges)
@@ -224,7 +255,8 @@ class SyncSession:
 
     def _replies(self, reply: _Reply) -> tuple[Reconcile, ...]:
         ranges = reply.finished()
-        room = MAX_IDS - sum(len(r.ids) for r in ranges)
+        used = sum(range_size(r) for r in ranges)
+        room = min(MAX_IDS - sum(len(r.ids) for r in ranges), max(0, (_BUDGET - used) // ID_BYTES))
         first_wants, self._pending = self._pending[:room], self._pending[room:]
         out: list[Reconcile] = []
         if ranges or first_wants:

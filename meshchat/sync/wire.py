@@ -38,6 +38,7 @@ from meshchat.sync.records import RECORD_ITEMS, Record, record_from_fields
 from meshchat.wire.cborcheck import check_cbor
 
 __all__ = [
+    "ID_BYTES",
     "KIND_ERASED",
     "KIND_SYNC",
     "MAX_ERASED_IDS",
@@ -45,6 +46,8 @@ __all__ = [
     "MAX_RANGES",
     "MAX_RECORDS",
     "MAX_SYNC_BYTES",
+    "RANGE_MAX_BYTES",
+    "RECONCILE_OVERHEAD",
     "SESSION_SIZE",
     "Erased",
     "Mode",
@@ -55,6 +58,7 @@ __all__ = [
     "decode_sync",
     "decode_sync_blob",
     "pack_records",
+    "range_size",
     "sync_blob",
 ]
 
@@ -186,6 +190,34 @@ class Records:
 
 
 SyncMessage = Reconcile | Records
+
+
+def _head(n: int) -> int:
+    """Bytes of a CBOR header (integer, or length of a string or array) of value ``n``."""
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 2**32 else 9
+
+
+def range_size(r: Range) -> int:
+    """The exact bytes ``r`` takes inside a Reconcile message."""
+    if r.upper == INFINITY:
+        bound = 1
+    else:
+        bound = 1 + _head(r.upper.ts) + _head(len(r.upper.prefix)) + len(r.upper.prefix)
+    if r.mode is Mode.FINGERPRINT:
+        payload = 1 + FINGERPRINT_SIZE
+    elif r.mode is Mode.IDS:
+        payload = _head(len(r.ids)) + len(r.ids) * (1 + SID_SIZE)
+    else:
+        payload = 1
+    return 1 + bound + 1 + payload
+
+
+#: The most bytes one range takes (a bound with a whole sid as prefix, a fingerprint).
+RANGE_MAX_BYTES = 1 + (1 + 9 + 1 + SID_SIZE) + 1 + (1 + FINGERPRINT_SIZE)
+#: Bytes of one sid in a list of ids or wants.
+ID_BYTES = 1 + SID_SIZE
+#: What a Reconcile message takes besides its ranges and wants (at most).
+RECONCILE_OVERHEAD = 1 + 1 + (1 + SESSION_SIZE) + 3 + 3
 
 
 #: What a Records message costs besides its records (header, session id, ``left``).

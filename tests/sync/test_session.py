@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshchat.errors import SyncError, SyncReason
-from meshchat.sync.items import INFINITY, Item, SortedItems
+from meshchat.sync.items import INFINITY, Bound, Item, SortedItems
 from meshchat.sync.session import MAX_WANTED, SyncSession
-from meshchat.sync.wire import MAX_IDS, Mode, Range, Reconcile, decode_sync
+from meshchat.sync.wire import MAX_IDS, MAX_SYNC_BYTES, Mode, Range, Reconcile, decode_sync
 
 
 def item(n: int, ts: int | None = None) -> Item:
@@ -184,3 +184,25 @@ def test_wants_beyond_one_message_go_out_in_more() -> None:
             decode_sync(reply.encode())
             wanted.extend(reply.wants)
     assert sorted(wanted) == fake
+
+
+def test_a_reply_of_many_id_lists_and_splits_fits_one_message() -> None:
+    """13 ranges where this device holds 100 items (answered with 16 fingerprints each), then
+    32 where it holds exactly 32 (answered with its ids): within the range and id counts, but
+    over the byte bound unless the reply counts its bytes."""
+    mine = [item(n) for n in range(32 * 32 + 13 * 100)]
+    session = SyncSession(SortedItems(mine), b"s" * 8)
+    ordered = sorted(mine)
+    cuts = [100 * (k + 1) for k in range(13)] + [1300 + 32 * (k + 1) for k in range(32)]
+    ranges = [
+        Range(
+            Bound(*ordered[c]) if c < len(ordered) else INFINITY,
+            Mode.FINGERPRINT,
+            fingerprint=b"\x01" * 16,
+        )
+        for c in cuts
+    ]
+    step = session.receive(Reconcile(session.session, tuple(ranges)))
+    for reply in step.replies:
+        assert len(reply.encode()) <= MAX_SYNC_BYTES
+        decode_sync(reply.encode())

@@ -17,6 +17,7 @@ from meshchat.sync.wire import (
     MAX_RANGES,
     MAX_RECORDS,
     MAX_SYNC_BYTES,
+    RANGE_MAX_BYTES,
     Erased,
     Mode,
     Range,
@@ -25,6 +26,7 @@ from meshchat.sync.wire import (
     decode_sync,
     decode_sync_blob,
     pack_records,
+    range_size,
     sync_blob,
 )
 
@@ -233,3 +235,12 @@ def test_each_malformed_erased_blob_is_refused(blob: bytes) -> None:
         Erased.decode(blob)
     with pytest.raises(PacketError):
         decode_sync_blob(blob)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reconciles())
+def test_range_size_is_what_a_range_takes_in_a_message(message: Reconcile) -> None:
+    for r in message.ranges:
+        alone = len(Reconcile(S, (r,)).encode()) - len(Reconcile(S, ()).encode())
+        assert range_size(r) == alone
+        assert alone <= RANGE_MAX_BYTES + len(r.ids) * (1 + 16)  # ids are counted apart

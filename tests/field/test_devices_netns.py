@@ -118,7 +118,7 @@ def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
 
     # 2. B1 comes online: delivered from A1 to B1.
     lab.start(b1)
-    eventually(lambda: has(b1, alice, msg_id), "B1 never got the message")
+    took = {"B1 after it came up": eventually(lambda: has(b1, alice, msg_id), "B1 never got it")}
     [mine] = [m for m in messages(a1, bob) if m["msg_id"] == msg_id]
     eventually(
         lambda: any(m["msg_id"] == msg_id and m["state"] == "delivered" for m in messages(a1, bob)),
@@ -128,7 +128,7 @@ def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
 
     # 3. B2 comes online: the message reaches it, under the same id.
     lab.start(b2)
-    eventually(lambda: has(b2, alice, msg_id), "B2 never got the message")
+    took["B2 after it came up"] = eventually(lambda: has(b2, alice, msg_id), "B2 never got it")
     on_b1 = [m for m in messages(b1, alice) if m["msg_id"] == msg_id]
     on_b2 = [m for m in messages(b2, alice) if m["msg_id"] == msg_id]
     assert len(on_b1) == len(on_b2) == 1
@@ -142,7 +142,9 @@ def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
     # 4. A1 goes offline, A2 comes online: Alice's sent copy reaches A2 from B1 or B2.
     lab.stop(a1)
     lab.start(a2)
-    eventually(lambda: has(a2, bob, msg_id), "A2 never got Alice's sent copy")
+    took["A2's carbon after it came up"] = eventually(
+        lambda: has(a2, bob, msg_id), "A2 never got Alice's sent copy"
+    )
     [copy] = [m for m in messages(a2, bob) if m["msg_id"] == msg_id]
     assert copy["outgoing"] and copy["text"] == "hello from alice"
     assert copy["conversation"] == bob
@@ -161,7 +163,9 @@ def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
         lambda: copies(a1, bob, second).get(b2_id) == "delivered",
         "A1's retry never reached B2",
     )
-    eventually(lambda: not has(b2, alice, second), "the deletion never reached B2")
+    took["the deletion on B2"] = eventually(
+        lambda: not has(b2, alice, second), "the deletion never reached B2"
+    )
     time.sleep(5)  # anything else in flight (another retry, a sync) has had its chance
     assert not has(b2, alice, second) and not has(b1, alice, second)
 
@@ -183,3 +187,4 @@ def test_a_message_reaches_every_device_of_both_people(lab: Lab) -> None:
     frames = read_capture(capture)
     assert frames  # B2 is still on the mesh (it relays), it just learns nothing new
     assert not any(text.encode() in frame for frame in frames)
+    print("seconds:", {k: round(v, 2) for k, v in took.items()})

@@ -55,7 +55,7 @@ from meshchat.identity import PublicIdentity, SignedPrekey
 if TYPE_CHECKING:
     from meshchat.engine import Engine, Output
 
-__all__ = ["OWN_ONLY_KINDS", "REQUEST_EVERY_MS", "AccountGlue", "Handler"]
+__all__ = ["ALL_ACCOUNTS", "OWN_ONLY_KINDS", "REQUEST_EVERY_MS", "AccountGlue", "Handler"]
 
 #: (sender, whole blob, now_ms) -> outputs. Raise a :class:`MeshchatError` to refuse the blob
 #: (it is acked all the same: sending it again would not help), or
@@ -66,6 +66,8 @@ OWN_ONLY_KINDS = frozenset({18, 19, 20})
 #: at most one DeviceListRequest per account, and one answer per asking device, this often
 REQUEST_EVERY_MS = 60_000
 _MAX_REMEMBERED = 1024
+#: DeviceListRequest for this account id: "every list you hold" (asked of my own devices)
+ALL_ACCOUNTS = bytes(16)
 #: lists kept for later (made from a list not held yet), one per account
 _MAX_LATER = 64
 
@@ -179,17 +181,35 @@ class AccountGlue:
             raise DeviceListError(
                 DeviceListReason.UNSOLICITED, "a stranger's list of an unknown account"
             )
+        if sender is not None and self.book.is_own_device(sender.node_id):
+            sender = None  # my own device passes on a list it holds: its word is mine
         change = self.book.offer(offered, sender, now_ms)
         return [] if change is None else self.apply(change, now_ms)
 
     def _on_request(self, sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
         request = decode_request(blob)
+        if request.account_id == ALL_ACCOUNTS:
+            return self._share_held(sender, now_ms)
         own = self.book.own
         if request.account_id != own.account_id or own.version <= request.held_version:
             return []
         if not _due(self._answered, sender.node_id, now_ms):
             return []
         return self.send(sender, DeviceListShare(own).encode(), now_ms)
+
+    def _share_held(self, device: PublicIdentity, now_ms: int) -> list[Output]:
+        """Another device of mine (a new one) asked for every list held: its contacts'
+        accounts come with the contacts history sync brings it."""
+        if not self.book.is_own_device(device.node_id):
+            return []
+        if not _due(self._answered, device.node_id + ALL_ACCOUNTS, now_ms):
+            return []
+        out: list[Output] = []
+        for account_id in self.book.accounts():
+            held = self.book.held(account_id)
+            if held is not None and held.version > 0:
+                out.extend(self.send(device, DeviceListShare(held).encode(), now_ms))
+        return out
 
     def on_announce(
         self,
@@ -259,6 +279,13 @@ class AccountGlue:
         self._notices.append(DeviceListChanged(change, loud=not change.signer_was_trusted))
         if own:
             out.extend(self.share_own(now_ms))
+            if me in change.new.node_ids:
+                # a device new to my account (this one, or another) asks for the lists the
+                # others hold (only an own device is answered)
+                ask = DeviceListRequest(ALL_ACCOUNTS, 0).encode()
+                for device in change.added:
+                    if device.node_id != me:
+                        out.extend(self.send(device, ask, now_ms))
         out.extend(engine.flush())
         return out
 

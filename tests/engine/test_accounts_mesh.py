@@ -197,3 +197,31 @@ def test_a_list_that_overtook_the_one_before_it_is_taken_once_that_one_came() ->
     mesh.run(5_000)  # v3 taken, then the v4 kept for it
     assert bob.accounts.held(a1.account_id) == v4
     assert bob.accounts.account_of(a2_id) == a2_id
+
+
+def test_a_new_device_gets_the_lists_my_other_devices_hold() -> None:
+    mesh = pair()
+    mesh.add("bob2")
+    mesh.connect_all([("bob2", "bob"), ("bob2", "a1")])
+    mesh.introduce("bob", "bob2")
+    mesh.introduce("bob2", "bob")
+    bob, bob2 = mesh.engines["bob"], mesh.engines["bob2"]
+    # bob links bob2 first: a1 (bob's contact) takes bob's list of two devices
+    mesh._handle(
+        "bob", bob.account_glue.add_device(DeviceEntry.of(pub(mesh, "bob2"), "b2"), mesh.now_ms)
+    )
+    mesh._handle(
+        "bob2",
+        bob2.account_glue.apply(
+            bob2.accounts.adopt(bob.accounts.own, pub(mesh, "bob")), mesh.now_ms
+        ),
+    )
+    mesh.run(20_000)
+    a1, a2 = mesh.engines["a1"], mesh.engines["a2"]
+    assert a1.accounts.held(bob.account_id) == bob.accounts.own
+    # then a2 joins alice's account: it asks a1 for every list a1 holds, and takes bob's
+    assert a2.accounts.held(bob.account_id) is None
+    link(mesh)
+    mesh.run(20_000)
+    assert a2.accounts.held(bob.account_id) == bob.accounts.own
+    assert a2.accounts.account_of(bob2.identity.node_id) == bob.account_id

@@ -94,8 +94,13 @@ class _Reply:
 
     def __init__(self) -> None:
         self.ranges: list[Range] = []
+        self.sizes: list[int] = []  # each range's bytes (its bound's time is a step)
         self.ids = 0
         self.size = 0
+
+    def _after(self, index: int) -> int:
+        """The time the bound of range ``index`` steps from (the one before it, or 0)."""
+        return self.ranges[index - 1].upper.ts if index > 0 else 0
 
     def room(self, ranges: int, ids: int) -> bool:
         """Whether ``ranges`` more ranges holding ``ids`` ids, and one range after them,
@@ -109,9 +114,11 @@ class _Reply:
 
     def _replace_last(self, r: Range) -> None:
         last = self.ranges[-1]
-        self.size += range_size(r) - range_size(last)
+        size = range_size(r, self._after(len(self.ranges) - 1))
+        self.size += size - self.sizes[-1]
         self.ids += len(r.ids) - len(last.ids)
         self.ranges[-1] = r
+        self.sizes[-1] = size
 
     def add(self, r: Range) -> None:
         last = self.ranges[-1] if self.ranges else None
@@ -126,9 +133,11 @@ class _Reply:
         ):
             self._replace_last(Range(r.upper, Mode.IDS, ids=tuple(sorted(last.ids + r.ids))))
             return
+        size = range_size(r, self._after(len(self.ranges)))
         self.ranges.append(r)
+        self.sizes.append(size)
         self.ids += len(r.ids)
-        self.size += range_size(r)
+        self.size += size
 
     def finished(self) -> tuple[Range, ...]:
         ranges = list(self.ranges)
@@ -255,7 +264,7 @@ class SyncSession:
 
     def _replies(self, reply: _Reply) -> tuple[Reconcile, ...]:
         ranges = reply.finished()
-        used = sum(range_size(r) for r in ranges)
+        used = sum(reply.sizes[: len(ranges)])
         room = min(MAX_IDS - sum(len(r.ids) for r in ranges), max(0, (_BUDGET - used) // ID_BYTES))
         first_wants, self._pending = self._pending[:room], self._pending[room:]
         out: list[Reconcile] = []

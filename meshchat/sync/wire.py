@@ -10,7 +10,8 @@ message     canonical CBOR
 Reconcile   ``[1, session(8), [range, ...], [want_sid(16), ...]]``; each range is
             ``[upper, mode, payload]`` and covers the items from the previous range's
             ``upper`` (the first range: from the lowest item) up to below its own ``upper``,
-            ``[ts, prefix(0..16 bytes)]`` or null for "above every item"; ``mode`` 0 skip
+            ``[ts step, prefix(0..16 bytes)]`` (the time as the step from the previous
+            bound's time, 0 for the first) or null for "above every item"; ``mode`` 0 skip
             (payload null), 1 fingerprint (payload 16 bytes), 2 ids (payload: the sender's
             sids in that range, sorted). ``wants`` (sorted) asks the receiver for those records.
 Records     ``[2, session(8), [record, ...], left]``, the records of :mod:`meshchat.sync.records`;
@@ -126,8 +127,10 @@ class Range:
         if self.mode is not Mode.IDS and self.ids:
             raise _bad("ids in a range of another mode")
 
-    def _fields(self) -> list[object]:
-        upper = None if self.upper == INFINITY else [self.upper.ts, self.upper.prefix]
+    def _fields(self, after_ts: int) -> list[object]:
+        """The CBOR fields, the bound's time told as the step from ``after_ts`` (the time of
+        the previous range's bound in the message, 0 for the first)."""
+        upper = None if self.upper == INFINITY else [self.upper.ts - after_ts, self.upper.prefix]
         if self.mode is Mode.FINGERPRINT:
             payload: object = self.fingerprint
         elif self.mode is Mode.IDS:
@@ -157,7 +160,11 @@ class Reconcile:
         _sorted_sids(list(self.wants), "wants")
 
     def encode(self) -> bytes:
-        ranges = [r._fields() for r in self.ranges]
+        ranges = []
+        after = 0
+        for r in self.ranges:
+            ranges.append(r._fields(after))
+            after = r.upper.ts if r.upper != INFINITY else after
         data = cbor2.dumps([_RECONCILE, self.session, ranges, list(self.wants)], canonical=True)
         if len(data) > MAX_SYNC_BYTES:
             raise _bad("reconcile message too large")
@@ -197,12 +204,14 @@ def _head(n: int) -> int:
     return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 2**32 else 9
 
 
-def range_size(r: Range) -> int:
-    """The exact bytes ``r`` takes inside a Reconcile message."""
+def range_size(r: Range, after_ts: int = 0) -> int:
+    """The exact bytes ``r`` takes inside a Reconcile message, after a range whose bound's
+    time is ``after_ts`` (0 for the first)."""
     if r.upper == INFINITY:
         bound = 1
     else:
-        bound = 1 + _head(r.upper.ts) + _head(len(r.upper.prefix)) + len(r.upper.prefix)
+        step = r.upper.ts - after_ts
+        bound = 1 + _head(step) + _head(len(r.upper.prefix)) + len(r.upper.prefix)
     if r.mode is Mode.FINGERPRINT:
         payload = 1 + FINGERPRINT_SIZE
     elif r.mode is Mode.IDS:
@@ -251,30 +260,42 @@ def pack_records(session: bytes, records: Sequence[Record]) -> list[Records]:
     return out
 
 
-def _bound(value: object) -> Bound:
+def _bound(value: object, after_ts: int) -> Bound:
     if value is None:
         return INFINITY
     if not isinstance(value, list) or len(value) != 2:
         raise _bad("range bound")
-    ts, prefix = value
-    if type(ts) is not int or not 0 <= ts < MAX_TS:
+    step, prefix = value
+    if type(step) is not int or not 0 <= step < MAX_TS - after_ts:
         raise _bad("range bound time")
+    ts = after_ts + step
     if not isinstance(prefix, bytes) or len(prefix) > SID_SIZE:
         raise _bad("range bound prefix")
     return Bound(ts, prefix)
 
 
-def _range(value: object) -> Range:
+def _range(value: object, after_ts: int) -> Range:
     if not isinstance(value, list) or len(value) != 3:
         raise _bad("range")
     upper, mode, payload = value
+    bound = _bound(upper, after_ts)
     if mode == Mode.SKIP and payload is None:
-        return Range(_bound(upper), Mode.SKIP)
+        return Range(bound, Mode.SKIP)
     if mode == Mode.FINGERPRINT and isinstance(payload, bytes):
-        return Range(_bound(upper), Mode.FINGERPRINT, fingerprint=payload)
+        return Range(bound, Mode.FINGERPRINT, fingerprint=payload)
     if mode == Mode.IDS:
-        return Range(_bound(upper), Mode.IDS, ids=_sorted_sids(payload, "range ids"))
+        return Range(bound, Mode.IDS, ids=_sorted_sids(payload, "range ids"))
     raise _bad("range mode or payload")
+
+
+def _ranges(values: list[object]) -> tuple[Range, ...]:
+    out: list[Range] = []
+    after = 0
+    for value in values:
+        r = _range(value, after)
+        after = r.upper.ts if r.upper != INFINITY else after
+        out.append(r)
+    return tuple(out)
 
 
 def decode_sync(data: bytes) -> SyncMessage:
@@ -298,7 +319,7 @@ def decode_sync(data: bytes) -> SyncMessage:
             raise _bad("wants")
         return Reconcile(
             _session(session),
-            tuple(_range(r) for r in ranges),
+            _ranges(ranges),
             _sorted_sids(wants, "wants"),
         )
     if kind == _RECORDS and len(fields) == 4:

@@ -143,7 +143,8 @@ A, B = b"\x01" * 16, b"\x02" * 16
         raw(1, S, [[None, 1, b"\x00" * 15]], []),  # short fingerprint
         raw(1, S, [[None, 0, b"x"]], []),  # skip with a payload
         raw(1, S, [[None, 3, None]], []),  # unknown mode
-        raw(1, S, [[[5, b""], 0, None], [[5, b""], 0, None]], []),  # bounds not ascending
+        raw(1, S, [[[5, b""], 0, None], [[0, b""], 0, None]], []),  # bounds not ascending
+        raw(1, S, [[[MAX_TS - 1, b""], 0, None], [[5, b""], 0, None]], []),  # time past the end
         raw(1, S, [[[5, b"\x00" * 17], 0, None]], []),  # prefix too long
         raw(1, S, [[[MAX_TS, b""], 0, None]], []),  # a time out of range
         raw(1, S, [[[-1, b""], 0, None]], []),
@@ -240,7 +241,12 @@ def test_each_malformed_erased_blob_is_refused(blob: bytes) -> None:
 @settings(max_examples=200, deadline=None)
 @given(reconciles())
 def test_range_size_is_what_a_range_takes_in_a_message(message: Reconcile) -> None:
-    for r in message.ranges:
-        alone = len(Reconcile(S, (r,)).encode()) - len(Reconcile(S, ()).encode())
-        assert range_size(r) == alone
+    after = 0
+    for i, r in enumerate(message.ranges):
+        before = Reconcile(S, message.ranges[:i]).encode()
+        alone = len(Reconcile(S, message.ranges[: i + 1]).encode()) - len(before)
+        if i == 23:
+            alone -= 1  # the array of ranges takes a byte more from 24 items on
+        assert range_size(r, after) == alone
+        after = r.upper.ts if r.upper != INFINITY else after
         assert alone <= RANGE_MAX_BYTES + len(r.ids) * (1 + 16)  # ids are counted apart

@@ -30,7 +30,7 @@ status      backlog (optional: true also    node_id, short_id, name, fingerprint
 card        (none)                          card (our contact card, current signed prekey)
 join        channel, passphrase (optional)  channel
 contacts    (none)                          contacts (name, node_id, trust, fingerprint,
-                                            safety_number)
+                                            safety_number, account_id)
 contact     contact                         contact
 add_card    card, name, replace             added, outcome, contact, compromised; or added
                                             false, key_change, new, conflicts
@@ -144,6 +144,7 @@ def contact_json(contact: Contact, me: PublicIdentity) -> dict[str, Any]:
         "has_card": bool(contact.card),
         "sign_public": contact.sign_public.hex(),
         "box_public": contact.box_public.hex(),
+        "account_id": contact.account_id.hex(),
     }
 
 
@@ -156,6 +157,7 @@ def contact_from_json(data: dict[str, Any]) -> Contact:
         str(data["name"]),
         Trust(str(data["trust"])),
         int(data["added_ms"]),
+        account_id=bytes.fromhex(str(data.get("account_id", ""))),
     )
 
 

@@ -103,3 +103,29 @@ def test_the_device_grammar() -> None:
     text = LinkCode.generate(bytes(16)).to_text()
     assert parse_line(f"/device join {text.lower()}") == DeviceJoin(text.lower())
     assert "/device link" in HELP_TEXT and "/device link" in help_for("device")
+
+
+def test_device_list_changes_are_told_loudly_when_not_signed_by_a_trusted_device() -> None:
+    from meshchat.node._types import DevicesNotice
+    from meshchat.tui.devices import DeviceActions
+
+    class Screen:
+        node = None
+
+        def __init__(self) -> None:
+            self.notes: list[tuple[str, bool]] = []
+
+        def note(self, text: str, error: bool = False) -> None:
+            self.notes.append((text, error))
+
+    screen = Screen()
+    actions = DeviceActions(screen)  # type: ignore[arg-type]
+    added = (bytes.fromhex("ab" * 16),)
+    actions.on_devices(DevicesNotice(bytes(16), "bob\x1b[2J", False, added, (), loud=True))
+    actions.on_devices(DevicesNotice(bytes(16), "bob", False, (), added, loud=False))
+    actions.on_devices(DevicesNotice(bytes(16), "", True, (), added, False, True))
+    (loud, shouted), (quiet, calm), (revoked, alarm) = screen.notes
+    assert loud.startswith("!!") and "not signed by a device you trusted" in loud and shouted
+    assert "\x1b" not in loud and "abababab" in loud  # the peer's name is escaped
+    assert quiet.startswith("device list changed for bob: revoked") and not calm
+    assert "THIS DEVICE WAS REVOKED" in revoked and alarm

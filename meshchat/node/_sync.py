@@ -11,7 +11,7 @@ my own devices and seals what goes back. This module joins them:
   thread, one at a time, in the order the blobs arrived (one queue, one consumer task), and
   what it sends goes through the worker like every engine call; a large push is read a batch
   of records at a time and sent a message at a time, each once fewer than
-  :data:`IN_FLIGHT_PARTS` control parts are unacked (flow control by acks);
+  :data:`IN_FLIGHT_PARTS` control parts to that device are unacked (flow control by acks);
 * **erasures**: a deletion here is told to my other devices at once (blob 20), and one told
   by them is applied here like a local deletion (rows erased, tombstones kept, queued
   messages cancelled); the tombstones also travel in every sync, for devices that were away;
@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 RESTART_MS = 30_000
 #: Steps waiting at once; past it, the oldest sync messages are dropped (a new session heals).
 MAX_QUEUED = 4_096
-#: A push waits while this many control parts of this node are unacked (about two messages
-#: of records): the parts in flight stay within what the group book keeps across a restart
-#: and what a receiver's assembler holds per sender.
+#: A push waits while this many control parts to that device are unacked (about two messages
+#: of records): what a receiver's assembler holds per sender, and most of what the group book
+#: keeps across a restart.
 IN_FLIGHT_PARTS = 48
 #: A push that finds no room for this long stops; the next session sends the rest.
 PUSH_WAIT_MS = 120_000
@@ -178,7 +178,7 @@ class NodeSync:
                     if not batch:
                         break
                     for data in batch:
-                        if not await self._room():
+                        if not await self._room(device):
                             node.count("sync.push-stalled")
                             return
                         await self._send(device, [data])
@@ -187,11 +187,16 @@ class NodeSync:
             case _Erase(conversation, msg_ids):
                 await node.submit(self._erase, conversation, msg_ids)
 
-    async def _room(self) -> bool:
-        """Wait until few enough control parts are in flight; False after PUSH_WAIT_MS."""
+    def _in_flight(self, device: PublicIdentity) -> int:
+        outgoing = self.node.engine.groups.state.outgoing.values()
+        return sum(1 for send in outgoing if send.recipient == device)
+
+    async def _room(self, device: PublicIdentity) -> bool:
+        """Wait until few enough control parts to ``device`` are unacked (parts to others,
+        say group members who are away, do not hold sync up); False after PUSH_WAIT_MS."""
         node = self.node
         deadline = node.clock() + PUSH_WAIT_MS
-        while len(node.engine.groups.state.outgoing) >= IN_FLIGHT_PARTS:
+        while self._in_flight(device) >= IN_FLIGHT_PARTS:
             if node.clock() > deadline:
                 return False
             await asyncio.sleep(0.02)

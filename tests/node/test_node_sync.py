@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from meshchat.control import ControlServer, request
+from meshchat.group._state import ControlSend
 from meshchat.identity import Identity
 from meshchat.node import Node, wall_clock_ms
 from meshchat.store import Store
 from meshchat.transports.memory import MemoryHub, MemoryTransport
+from meshchat.wire.payloads import ControlPart
 
 Make = Callable[..., Awaitable[tuple[Node, Store]]]
 DM = "dm:" + "b0" * 16
@@ -73,6 +75,11 @@ async def test_a_linked_device_gets_the_history_and_deletions_follow(
 ) -> None:
     e, _ = await mesh("alice", history=300)
     n, _ = await mesh("alice-laptop")
+    # control parts to a group member who is away, unacked: they must not hold sync up
+    away = Identity.generate().public
+    for k in range(100):
+        part = ControlPart(os.urandom(16), b"\x07" * 16, k % 24, 24, b"x")
+        e.engine.groups.state.outgoing[part.msg_id] = ControlSend(away, part, 2**40)
     await link(e, n)
 
     async def synced() -> bool:

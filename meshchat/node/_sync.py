@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from meshchat.errors import MeshchatError
 from meshchat.events import ErasedArrived, SyncArrived
 from meshchat.identity import PublicIdentity
-from meshchat.node._types import NodeNotice
+from meshchat.node._types import NodeNotice, contact_keys
+from meshchat.store.records import Trust
 from meshchat.sync.driver import Outcome, PeerProgress, SyncDriver
 
 if TYPE_CHECKING:
@@ -226,10 +227,25 @@ class NodeSync:
                     node.engine.cancel(msg_id)  # a message erased while queued never goes
 
             await node.submit(cancel)
+        if applied.contacts:
+            await node.submit(self._contacts, tuple(applied.contacts))
         for conversation in sorted(changed):
             node.notify(NodeNotice("history", conversation=conversation))
         if applied.stored or applied.erased or applied.contacts or applied.states:
             node.notify(NodeNotice("sync"))
+
+    async def _contacts(self, node_ids: tuple[bytes, ...]) -> None:
+        """Contacts my device added or re-trusted: the engine knows them now (as at start)."""
+        node = self.node
+        store = node.store
+        for node_id in node_ids:
+            contact = await store.call(store.store.get_contact, node_id)
+            if contact is None:
+                continue
+            if contact.trust is Trust.COMPROMISED:
+                node.engine.distrust(node_id)
+                continue
+            await node.effects.run(node.engine.add_contact(*contact_keys(contact), node.clock()))
 
     async def _erase(self, conversation: str, msg_ids: tuple[bytes, ...]) -> None:
         """Apply a deletion told by my device (on the worker, like a local one)."""

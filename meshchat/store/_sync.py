@@ -35,8 +35,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshchat.errors import PacketError, StoreError
-from meshchat.identity import node_id_of
+from meshchat.errors import IdentityError, PacketError, StoreError
+from meshchat.identity import ContactCard, node_id_of
 from meshchat.store import _checks as checks
 from meshchat.store import _dag as d
 from meshchat.store import _sql as q
@@ -48,6 +48,7 @@ from meshchat.store.records import Contact, Message, MessageState, Trust
 from meshchat.store.states import RANK
 from meshchat.sync.records import (
     CONTACT,
+    MAX_CARD_TEXT,
     MESSAGE,
     TOMBSTONE,
     TRUSTS,
@@ -98,7 +99,7 @@ class SyncApplied:
     stored: list[tuple[str, bytes]] = field(default_factory=list)
     erased: list[tuple[str, bytes]] = field(default_factory=list)  #: (conversation, msg_id)
     states: int = 0  #: outgoing messages whose state moved forward
-    contacts: int = 0  #: contacts added or whose trust changed
+    contacts: list[bytes] = field(default_factory=list)  #: node ids added or trust changed
     refused: int = 0  #: records not applied (tombstoned, clashing, malformed for the store)
     sids: list[bytes] = field(default_factory=list)  #: sync ids of every record received
 
@@ -367,7 +368,7 @@ class SyncTables:
                 mine.name,
                 Trust(r.trust),
                 mine.added_ms,
-                mine.card,
+                mine.card or _card_of(r),
                 mine.account_id,
             )
         else:
@@ -379,13 +380,13 @@ class SyncTables:
                     r.name,
                     Trust(r.trust),
                     r.changed_ms,
-                    "",
+                    _card_of(r),
                     r.account_id,
                 )
             )
         self._put_contact(conn, contact)
         self._item(conn, r, None)
-        applied.contacts += 1
+        applied.contacts.append(r.node_id)
 
 
 def synced_conversation(conversation: str) -> bool:
@@ -396,6 +397,7 @@ def synced_conversation(conversation: str) -> bool:
 
 
 def _contact_record(contact: Contact, changed_ms: int) -> ContactRecord:
+    card = contact.card if len(contact.card.encode()) <= MAX_CARD_TEXT else ""
     return ContactRecord(
         contact.node_id,
         contact.sign_public,
@@ -404,4 +406,17 @@ def _contact_record(contact: Contact, changed_ms: int) -> ContactRecord:
         contact.trust.value,
         changed_ms,
         contact.account_id,
+        card,
     )
+
+
+def _card_of(r: ContactRecord) -> str:
+    """The record's card if it is a valid signed card of the record's keys, else ''."""
+    if not r.card:
+        return ""
+    try:
+        card = ContactCard.from_text(r.card)
+    except IdentityError:
+        return ""
+    keys = card.identity
+    return r.card if (keys.sign_public, keys.box_public) == (r.sign_public, r.box_public) else ""

@@ -9,7 +9,7 @@ Message        ``[1, conversation, msg_id(16), sender(16),         created_ms  k
 Tombstone      ``[2, conversation, msg_id(16), created_ms]``       created_ms  kind, conversation,
                                                                                msg_id
 Contact        ``[3, node_id(16), sign_public(32), box_public(32), changed_ms  kind, node_id,
-               name, trust, changed_ms, account_id(16)]``                      trust, changed_ms
+               name, trust, changed_ms, account_id(16), card]``                trust, changed_ms
 =============  ==================================================  ==========  ===================
 
 The sync id is ``blake2b-16(person "meshchat-sync-id", canonical CBOR of the covered fields)``,
@@ -64,6 +64,8 @@ MAX_NAME_BYTES = 64
 #: Text of a stored message: a wire message carries at most 1000 bytes; kept with some room.
 MAX_TEXT_BYTES = 4000
 MAX_PARENTS = 8
+#: A contact card's text (``mc1:...``, at most 1024 characters of body).
+MAX_CARD_TEXT = 1_100
 _MAX_TIME = 2**53
 
 #: Message states a record may carry (``store.records.MessageState`` values).
@@ -201,10 +203,13 @@ class ContactRecord:
     trust: str
     changed_ms: int
     account_id: bytes
+    #: the signed card it was added from ('' if none): its prekey opens a session at once
+    card: str = ""
 
     def __post_init__(self) -> None:
         _id(self.node_id, "node id")
         _id(self.account_id, "account id")
+        _text(self.card, MAX_CARD_TEXT, "card")
         _id(self.sign_public, "sign key", KEY_SIZE)
         _id(self.box_public, "box key", KEY_SIZE)
         _text(self.name, MAX_NAME_BYTES, "name")
@@ -234,13 +239,14 @@ class ContactRecord:
             self.trust,
             self.changed_ms,
             self.account_id,
+            self.card,
         ]
 
 
 Record = MessageRecord | TombstoneRecord | ContactRecord
 
 #: Items in one record's CBOR (for the bounded check of a message of records).
-RECORD_ITEMS = 11 + 2 * MAX_PARENTS
+RECORD_ITEMS = 12 + 2 * MAX_PARENTS
 
 
 def record_from_fields(fields: object) -> Record:
@@ -269,8 +275,8 @@ def record_from_fields(fields: object) -> Record:
                 _id(msg_id, "msg id"),
                 _time(created, "created_ms"),
             )
-        if kind == CONTACT and len(fields) == 8:
-            _, node_id, sign, box, name, trust, changed, account = fields
+        if kind == CONTACT and len(fields) == 9:
+            _, node_id, sign, box, name, trust, changed, account, card = fields
             return ContactRecord(
                 _id(node_id, "node id"),
                 _id(sign, "sign key", KEY_SIZE),
@@ -279,6 +285,7 @@ def record_from_fields(fields: object) -> Record:
                 _text(trust, 16, "trust"),
                 _time(changed, "changed_ms"),
                 _id(account, "account id"),
+                _text(card, MAX_CARD_TEXT, "card"),
             )
     except TypeError as exc:  # an unhashable parent (a list) reaching set()
         raise _bad("malformed field") from exc

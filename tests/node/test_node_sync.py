@@ -100,6 +100,18 @@ async def test_a_linked_device_gets_the_history_and_deletions_follow(
         await server.stop()
     assert reply["sync"][0]["received"] == 300 and reply["sync"][0]["done"]
     assert reply["sync"][0]["name"] == "alice" and whole["sync"] == reply["sync"]
+    # a contact added on one device reaches the other with its card, and its engine knows it
+    carol = Identity.generate()
+    await e.add_card(carol.card("carol"))
+    n.sync._met.clear()
+    n.sync.met(e.identity.public)
+
+    async def knows_carol() -> bool:
+        return n.engine.direct.knows(carol.public.node_id)
+
+    await until(knows_carol)
+    on_n = {c.node_id: c for c in await n.contacts()}[carol.public.node_id]
+    assert on_n.name == "carol" and on_n.card == carol.card("carol").to_text()
     # a deletion on the new device is told at once and erases the message on the other
     gone = (await ids(n))[10]
     assert await n.delete(DM, [gone]) == 1

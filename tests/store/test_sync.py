@@ -206,3 +206,22 @@ def test_channel_messages_are_not_synced_and_not_opened_again(
     # and deleting it leaves no tombstone item either
     store.delete_messages("#mesh", [mid(1)])
     assert [ts for ts, _ in store.sync_listing(T0)] == [T0 + 2]
+
+
+def test_a_contacts_card_travels_with_it_and_a_forged_one_is_dropped(
+    store: Store, other: Store
+) -> None:
+    carol, mallory = Identity.generate(), Identity.generate()
+    store.add_card(carol.card("carol"), now_ms=T0)
+    sync_all(store, other)
+    got = other.get_contact(carol.public.node_id)
+    assert got is not None and got.card == carol.card("carol").to_text()
+    # a record naming carol's keys with mallory's card: the contact comes, the card does not
+    p = Identity.generate().public
+    record = ContactRecord(
+        p.node_id, p.sign_public, p.box_public, "x", "unverified", T0, p.node_id,
+        mallory.card("mallory").to_text(),
+    )  # fmt: skip
+    other.apply_sync([record], T0)
+    added = other.get_contact(p.node_id)
+    assert added is not None and added.card == ""

@@ -78,6 +78,7 @@ records = st.one_of(
         st.sampled_from(["unverified", "verified", "compromised"]),
         times,
         sid,
+        st.text(max_size=300),
     ),
 )
 
@@ -159,8 +160,10 @@ A, B = b"\x01" * 16, b"\x02" * 16
         raw(2, S, [[1, "dm:x", A, B, "", "", 1, "lost", [], []]], 0),  # unknown state
         raw(2, S, [[1, "", A, B, "", "", 1, "sent", [], []]], 0),  # empty conversation
         raw(2, S, [[1, "dm:x", A, B, "", "", 1, "sent", [B] * 9, []]], 0),  # too many parents
-        raw(2, S, [[3, A, A, A, "n", "verified", 1, A]], 0),  # a 16-byte key
-        raw(2, S, [[3, A, A * 2, A * 2, "n", "own", 1, A]], 0),  # trust own is never synced
+        raw(2, S, [[3, A, A, A, "n", "verified", 1, A, ""]], 0),  # a 16-byte key
+        raw(2, S, [[3, A, A * 2, A * 2, "n", "own", 1, A, ""]], 0),  # trust own is never synced
+        raw(2, S, [[3, A, A * 2, A * 2, "n", "verified", 1, A, "x" * 1101]], 0),  # a long card
+        raw(2, S, [[3, A, A * 2, A * 2, "n", "verified", 1, A]], 0),  # no card field
         raw(2, S, [[2, "dm:x", A, 1]] * (MAX_RECORDS + 1), 0),  # too many records
         raw(2, S, [[2, "dm:x", A]], 0),  # a short record
         b"\x00" * (MAX_SYNC_BYTES + 1),

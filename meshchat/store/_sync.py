@@ -50,11 +50,13 @@ from meshchat.sync.records import (
     CONTACT,
     MAX_CARD_TEXT,
     MESSAGE,
+    STATE,
     TOMBSTONE,
     TRUSTS,
     ContactRecord,
     MessageRecord,
     Record,
+    StateRecord,
     TombstoneRecord,
 )
 
@@ -65,11 +67,11 @@ MAX_RECORDS_AT_ONCE = 10_000
 
 _NEW_OR_CHANGED = """
     SELECT m.row_id, m.conv_tag, m.msg_tag, m.sender_tag, m.outgoing, m.state, m.updated_ms,
-    m.sealed FROM messages m LEFT JOIN sync_items s ON s.ref_row = m.row_id
+    m.sealed FROM messages m LEFT JOIN sync_items s ON s.ref_row = m.row_id AND s.kind IN (0, 1)
     WHERE s.sid IS NULL OR s.state != m.state
 """
 _GONE = """
-    SELECT s.sid, s.kind, s.ref_tag, s.sealed FROM sync_items s WHERE s.kind IN (0, 1)
+    SELECT s.sid, s.kind, s.ref_tag, s.sealed FROM sync_items s WHERE s.kind IN (0, 1, 4)
     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.row_id = s.ref_row)
 """
 _ITEM_INSERT = """
@@ -125,12 +127,21 @@ class SyncTables:
         elif isinstance(record, TombstoneRecord):
             kind, ref_tag, state = TOMBSTONE, self._rows.msg_tag(record.msg_id), ""
             cell = [record.conversation, record.msg_id, record.created_ms]
+        elif isinstance(record, StateRecord):
+            kind, ref_tag, state = STATE, self._rows.msg_tag(record.msg_id), record.state
+            cell = [record.conversation, record.msg_id, record.created_ms]
         else:
             kind, ref_tag, state = CONTACT, self._rows.contact_tag(record.node_id), record.trust
             cell = [record.node_id, record.changed_ms]
         sid = record.sid
         sealed = self._rows.cipher.seal("sync_items", (sid,), cell)
         conn.execute(_ITEM_INSERT, (sid, record.ts, kind, ref_row, ref_tag, state, sealed))
+
+    def _message_items(self, conn: sqlite3.Connection, r: MessageRecord, row_id: int) -> None:
+        """The items of a stored message: itself, and its delivery state if it is ours."""
+        self._item(conn, r, row_id)
+        if r.state != MessageState.RECEIVED.value:
+            self._item(conn, StateRecord(r.conversation, r.msg_id, r.created_ms, r.state), row_id)
 
     def _cell(self, sid: bytes, sealed: object) -> list[Any]:
         return self._rows.cipher.open("sync_items", (bytes(sid),), sealed)
@@ -169,10 +180,10 @@ class SyncTables:
             if not synced_conversation(message.conversation):
                 self._not_synced(conn, message)
                 continue
-            self._item(conn, record, message.row_id)
+            self._message_items(conn, record, message.row_id)
         for sid, kind, ref_tag, sealed in conn.execute(_GONE).fetchall():
             conn.execute(_ITEM_DELETE, (sid,))
-            if kind == _NOT_SYNCED or conn.execute(_TOMBSTONED, (ref_tag,)).fetchone() is None:
+            if kind != MESSAGE or conn.execute(_TOMBSTONED, (ref_tag,)).fetchone() is None:
                 continue
             cell = self._cell(sid, sealed)
             tomb = TombstoneRecord(v.cell_str(cell[0]), v.cell_bytes(cell[1]), v.cell_int(cell[2]))
@@ -237,9 +248,16 @@ class SyncTables:
         ref_tag: Any,
         sealed: Any,
     ) -> Record | None:
-        if kind == MESSAGE:
+        if kind in (MESSAGE, STATE):
             row = conn.execute(_ROW, (ref_row,)).fetchone()
-            return None if row is None else self._message_record(self._rows.open_message(row)[0])
+            if row is None:
+                return None
+            m = self._rows.open_message(row)[0]
+            if kind == MESSAGE:
+                return self._message_record(m)
+            if not m.outgoing:
+                return None
+            return StateRecord(m.conversation, m.msg_id, m.created_ms, m.state.value)
         cell = self._cell(sid, sealed)
         if kind == TOMBSTONE:
             return TombstoneRecord(v.cell_str(cell[0]), v.cell_bytes(cell[1]), v.cell_int(cell[2]))
@@ -268,6 +286,8 @@ class SyncTables:
                     self._apply_message(conn, record, now_ms, applied)
                 elif isinstance(record, TombstoneRecord):
                     self._apply_tombstone(conn, record, now_ms, applied)
+                elif isinstance(record, StateRecord):
+                    self._apply_state(conn, record, now_ms, applied)
                 else:
                     self._apply_contact(conn, record, applied)
             if applied.erased:
@@ -317,11 +337,23 @@ class SyncTables:
         if row_id is None:
             applied.refused += 1
             return
-        self._item(conn, r, row_id)
+        self._message_items(conn, r, row_id)
         if received and r.conversation.startswith("#"):
             sender_tag = self._rows.sender_tag(r.sender)
             self._history.after_insert(conn, conv_tag, sender_tag, row_id, now_ms)
         applied.stored.append((r.conversation, r.msg_id))
+
+    def _apply_state(
+        self, conn: sqlite3.Connection, r: StateRecord, now_ms: int, applied: SyncApplied
+    ) -> None:
+        """A delivery state: moves the stored outgoing message forward, never back."""
+        conv_tag = self._rows.conv_tag(r.conversation)
+        rows = conn.execute(_ANY_ROW, (self._rows.msg_tag(r.msg_id),)).fetchall()
+        if not any(bytes(row[1]) == conv_tag and row[2] for row in rows):
+            applied.refused += 1  # not stored here (yet: its message record brings it)
+            return
+        if self._advance(conn, r.msg_id, MessageState(r.state), now_ms):
+            applied.states += 1
 
     def _apply_tombstone(
         self, conn: sqlite3.Connection, r: TombstoneRecord, now_ms: int, applied: SyncApplied
@@ -333,7 +365,9 @@ class SyncTables:
         if conn.execute(d.TOMBSTONED_HERE, (msg_tag, conv_tag)).fetchone() is None:
             applied.refused += 1  # the id lives in another conversation here: left alone
             return
-        conn.execute("DELETE FROM sync_items WHERE kind = ? AND ref_tag = ?", (MESSAGE, msg_tag))
+        conn.execute(
+            "DELETE FROM sync_items WHERE kind IN (?, ?) AND ref_tag = ?", (MESSAGE, STATE, msg_tag)
+        )
         self._item(conn, r, None)
         if count:
             applied.erased.append((r.conversation, r.msg_id))

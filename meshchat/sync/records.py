@@ -4,13 +4,19 @@
 record         fields (canonical CBOR array)                       ``ts``      sync id covers
 =============  ==================================================  ==========  ===================
 Message        ``[1, conversation, msg_id(16), sender(16),         created_ms  kind, conversation,
-               sender_name, text, created_ms, state, parents,                  msg_id, sender,
-               loose]``                                                        state
+               sender_name, text, created_ms, state, parents,                  msg_id, sender
+               loose]``
 Tombstone      ``[2, conversation, msg_id(16), created_ms]``       created_ms  kind, conversation,
                                                                                msg_id
 Contact        ``[3, node_id(16), sign_public(32), box_public(32), changed_ms  kind, node_id,
                name, trust, changed_ms, account_id(16), card]``                trust, changed_ms
+State          ``[4, conversation, msg_id(16), created_ms,         created_ms  kind, conversation,
+               state]``                                                        msg_id, state
 =============  ==================================================  ==========  ===================
+
+A message is one item whatever its state (its record carries the state it had when sent, for
+storing it); an outgoing message is also a State item, so a change of delivery state costs a
+small record, not the whole message again.
 
 The sync id is ``blake2b-16(person "meshchat-sync-id", canonical CBOR of the covered fields)``,
 computed by whoever holds the record; a peer's claim of an id is never taken for a record.
@@ -42,12 +48,14 @@ from meshchat.errors import PacketError, PacketReason
 __all__ = [
     "CONTACT",
     "MESSAGE",
+    "STATE",
     "STATES",
     "TOMBSTONE",
     "TRUSTS",
     "ContactRecord",
     "MessageRecord",
     "Record",
+    "StateRecord",
     "TombstoneRecord",
     "record_from_fields",
     "sid_of",
@@ -56,6 +64,7 @@ __all__ = [
 MESSAGE = 1
 TOMBSTONE = 2
 CONTACT = 3
+STATE = 4
 
 ID_SIZE = 16
 KEY_SIZE = 32
@@ -145,7 +154,7 @@ class MessageRecord:
 
     @property
     def sid(self) -> bytes:
-        return sid_of([MESSAGE, self.conversation, self.msg_id, self.sender, self.state])
+        return sid_of([MESSAGE, self.conversation, self.msg_id, self.sender])
 
     @property
     def rank(self) -> int:
@@ -243,7 +252,35 @@ class ContactRecord:
         ]
 
 
-Record = MessageRecord | TombstoneRecord | ContactRecord
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """Where an outgoing message stands (its delivery state); the state further along wins."""
+
+    conversation: str
+    msg_id: bytes
+    created_ms: int
+    state: str
+
+    def __post_init__(self) -> None:
+        _text(self.conversation, MAX_CONVERSATION_BYTES, "conversation", empty=False)
+        _id(self.msg_id, "msg id")
+        _time(self.created_ms, "created_ms")
+        if self.state not in STATES or self.state == "received":
+            raise _bad("state")
+
+    @property
+    def ts(self) -> int:
+        return self.created_ms
+
+    @property
+    def sid(self) -> bytes:
+        return sid_of([STATE, self.conversation, self.msg_id, self.state])
+
+    def fields(self) -> list[object]:
+        return [STATE, self.conversation, self.msg_id, self.created_ms, self.state]
+
+
+Record = MessageRecord | TombstoneRecord | ContactRecord | StateRecord
 
 #: Items in one record's CBOR (for the bounded check of a message of records).
 RECORD_ITEMS = 12 + 2 * MAX_PARENTS
@@ -286,6 +323,14 @@ def record_from_fields(fields: object) -> Record:
                 _time(changed, "changed_ms"),
                 _id(account, "account id"),
                 _text(card, MAX_CARD_TEXT, "card"),
+            )
+        if kind == STATE and len(fields) == 5:
+            _, conv, msg_id, created, state = fields
+            return StateRecord(
+                _text(conv, MAX_CONVERSATION_BYTES, "conversation"),
+                _id(msg_id, "msg id"),
+                _time(created, "created_ms"),
+                _text(state, 16, "state"),
             )
     except TypeError as exc:  # an unhashable parent (a list) reaching set()
         raise _bad("malformed field") from exc

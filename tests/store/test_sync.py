@@ -12,7 +12,7 @@ import pytest
 from meshchat.identity import Identity
 from meshchat.store import Contact, Message, MessageState, Store, Trust
 from meshchat.store._rows import Rows
-from meshchat.sync.records import ContactRecord, MessageRecord, TombstoneRecord
+from meshchat.sync.records import ContactRecord, MessageRecord, StateRecord, TombstoneRecord
 
 from .helpers import ME
 
@@ -71,6 +71,10 @@ def test_a_state_that_moved_on_one_device_moves_on_the_other(store: Store, other
     store.add_outgoing(DM, mid(7), BOB, ME, "me", "mine", T0 + 7, T0 + 10**9)
     sync_all(store, other)
     store.set_state(mid(7), MessageState.DELIVERED, T0 + 50)
+    have = {sid for _, sid in other.sync_listing(T0)}
+    changed = [sid for _, sid in store.sync_listing(T0) if sid not in have]
+    # the change is one small state record, not the message again
+    assert store.sync_records(changed) == [StateRecord(DM, mid(7), T0 + 7, "delivered")]
     sync_all(store, other)
     (copy,) = other.history(DM)
     assert copy.state is MessageState.DELIVERED

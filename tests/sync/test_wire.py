@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from meshchat.errors import PacketError
 from meshchat.sync.items import INFINITY, MAX_TS, Bound
-from meshchat.sync.records import ContactRecord, MessageRecord, TombstoneRecord
+from meshchat.sync.records import ContactRecord, MessageRecord, StateRecord, TombstoneRecord
 from meshchat.sync.wire import (
     MAX_IDS,
     MAX_RANGES,
@@ -70,6 +70,13 @@ records = st.one_of(
     ),
     st.builds(TombstoneRecord, st.text(min_size=1, max_size=30), sid, times),
     st.builds(
+        StateRecord,
+        st.text(min_size=1, max_size=30),
+        sid,
+        times,
+        st.sampled_from(["queued", "sent", "failed", "delivered"]),
+    ),
+    st.builds(
         ContactRecord,
         sid,
         st.binary(min_size=32, max_size=32),
@@ -91,7 +98,9 @@ def test_reconcile_round_trips(message: Reconcile) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(records, max_size=20))
-def test_records_round_trip(items: list[MessageRecord | TombstoneRecord | ContactRecord]) -> None:
+def test_records_round_trip(
+    items: list[MessageRecord | TombstoneRecord | ContactRecord | StateRecord],
+) -> None:
     message = Records(S, tuple(items), len(items))
     assert decode_sync(message.encode()) == message
 
@@ -166,6 +175,8 @@ A, B = b"\x01" * 16, b"\x02" * 16
         raw(2, S, [[3, A, A * 2, A * 2, "n", "verified", 1, A]], 0),  # no card field
         raw(2, S, [[2, "dm:x", A, 1]] * (MAX_RECORDS + 1), 0),  # too many records
         raw(2, S, [[2, "dm:x", A]], 0),  # a short record
+        raw(2, S, [[4, "dm:x", A, 1, "received"]], 0),  # an incoming message has no state item
+        raw(2, S, [[4, "dm:x", A, 1]], 0),
         b"\x00" * (MAX_SYNC_BYTES + 1),
     ],
 )

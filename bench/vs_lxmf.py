@@ -33,7 +33,9 @@ systems; the medians are reported. A second meshchat pair with its stores on /de
 durable storage costs; the ratios use the normal pair. A last measurement gives the floor
 under any meshchat round trip: the CPU of one message and its ack through both sides'
 forward-secret crypto alone (no sockets, no store), beside the time the latency and
-one-at-a-time targets leave for a whole round trip. Ends with::
+one-at-a-time targets leave for a whole round trip, and the same turn's session layer on the
+current libraries and on vodozemac (``bench/crypto_floor.py``; its ``crypto_floor_ms`` line).
+Ends with::
 
     meshchat_vs_lxmf_burst_ratio: R (target >= 10)
 
@@ -59,6 +61,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from crypto_floor import Floor
+from crypto_floor import lines as crypto_floor_lines
+from crypto_floor import measure as measure_crypto_floor
 
 TEXT = "benchmark message {i:06d}: a short chat line of about sixty bytes"
 WARMUP = 3
@@ -432,21 +438,17 @@ class Peer:
 # -- the floor ------------------------------------------------------------------------------------
 
 
-def crypto_floor_ms(reps: int = 5) -> float:
+def crypto_floor_ms(reps: int = 5) -> Floor:
     """CPU milliseconds of one message and its ack through both sides' crypto, nothing else.
 
-    ``bench/pipeline.py``'s live turn: the sender's ratchet step, one-packet key, seal and
-    signature; the receiver's verify, open, ratchet step and sealed ack; the sender opening
-    the ack; each side's session blob. No sockets, no event loop, no store: the least any
-    meshchat round trip with forward-secret sessions costs on this machine (median of
-    ``reps`` runs of 100 turns).
+    ``bench/crypto_floor.py``: ``bench/pipeline.py``'s live turn (the sender's ratchet step,
+    one-packet key, seal and signature; the receiver's verify, open, ratchet step and sealed
+    ack; the sender opening the ack; each side's session blob), beside the session layer alone
+    on the current libraries and on vodozemac's Olm and Megolm. No sockets, no event loop, no
+    store: the least any meshchat round trip with forward-secret sessions costs on this machine
+    (medians of ``reps`` runs of 100 turns).
     """
-    from pipeline import build_ratchet_workload, run_ratchet_turns
-
-    work = build_ratchet_workload(1, 100, 1)
-    run_ratchet_turns(work)  # warm-up
-    runs = [run_ratchet_turns(work) / len(work.frames) for _ in range(reps)]
-    return statistics.median(runs) * 1000
+    return measure_crypto_floor(reps, 100)
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -573,9 +575,11 @@ def main() -> None:
     floor = crypto_floor_ms()
     print(
         f"forward-secret crypto alone, one message and its ack, both sides (no I/O, no store): "
-        f"{floor:.2f} ms CPU; the latency target leaves {lx.p50 / 2:.2f} ms for a whole round "
-        f"trip, the one-at-a-time target {1000 / (3 * lx.single):.2f} ms"
+        f"{floor.suite:.2f} ms CPU; the latency target leaves {lx.p50 / 2:.2f} ms for a whole "
+        f"round trip, the one-at-a-time target {1000 / (3 * lx.single):.2f} ms"
     )
+    for line in crypto_floor_lines(floor):
+        print(line)
     print()
     print(f"meshchat_vs_lxmf_single_ratio: {mc.single / lx.single:.2f} (target >= 3)")
     print(f"meshchat_vs_lxmf_latency_ratio: {mc.p50 / lx.p50:.3f} (target <= 0.5)")

@@ -22,7 +22,9 @@ Rows:
   chain step, header and body AEAD, Ed25519 signature and its check).
 
 The sealing and signing around the session layer is ``suite turn`` minus ``x3dh/doubleratchet``;
-``suite turn on Olm (projected)`` adds the Olm row to it.
+``suite turn on Olm (projected)`` adds the Olm row to it. ``libsodium calls`` are the turn's
+X25519, Ed25519 and sealed-box calls alone (its AES and HMAC left out): the floor under any
+Python code of this design.
 
 Run: ``python bench/crypto_floor.py`` (``bench/vs_lxmf.py`` prints its lines too).
 """
@@ -68,6 +70,7 @@ class Floor:
     olm: float
     megolm: float
     sender_keys: float
+    libsodium: float
 
     @property
     def wrapping(self) -> float:
@@ -180,6 +183,34 @@ def sender_key_turns(turns: int) -> Callable[[], float]:
     return run
 
 
+def libsodium_turns(turns: int) -> Callable[[], float]:
+    """The libsodium calls of a suite turn alone, on payloads of the turn's sizes: per side
+    and direction, one DH ratchet step (two X25519, one public key), a one-packet signing
+    key and its signature, a sealed box and its opening. What no Python around it can go
+    under with this design."""
+    import nacl.bindings as sodium
+
+    box_pk, box_sk = sodium.crypto_box_keypair()
+    payload = bytes(460)
+    signed = bytes(560)
+
+    def run() -> float:
+        start = time.process_time()
+        for _ in range(turns):
+            for _side in range(2):
+                priv = os.urandom(32)
+                sodium.crypto_scalarmult(priv, box_pk)
+                sodium.crypto_scalarmult(priv, box_pk)
+                sodium.crypto_scalarmult_base(priv)
+                _, sk = sodium.crypto_sign_seed_keypair(os.urandom(32))
+                sodium.crypto_sign(signed, sk)
+                sealed = sodium.crypto_box_seal(payload, box_pk)
+                sodium.crypto_box_seal_open(sealed, box_pk, box_sk)
+        return (time.process_time() - start) / turns
+
+    return run
+
+
 def suite_turns(turns: int) -> Callable[[], float]:
     from pipeline import build_ratchet_workload, run_ratchet_turns
 
@@ -215,6 +246,7 @@ def measure(reps: int = 5, turns: int = 100) -> Floor:
         "olm": olm_turns(turns),
         "megolm": megolm_turns(turns),
         "sender_keys": sender_key_turns(turns),
+        "libsodium": libsodium_turns(turns),
     }
     for run in runners.values():
         run()  # warm-up
@@ -223,7 +255,7 @@ def measure(reps: int = 5, turns: int = 100) -> Floor:
         for name, run in runners.items():
             samples[name].append(run())
     med = {name: statistics.median(v) * 1000 for name, v in samples.items()}
-    return Floor(med["suite"], med["ratchet"], med["olm"], med["megolm"], med["sender_keys"])
+    return Floor(**med)
 
 
 def lines(floor: Floor) -> list[str]:
@@ -235,6 +267,7 @@ def lines(floor: Floor) -> list[str]:
         f"  vodozemac Olm session layer (+ encrypted pickles)         {floor.olm:.3f}",
         f"  sealing and signing around the session layer             {floor.wrapping:.3f}",
         f"  suite turn on Olm (projected)                             {floor.projected:.3f}",
+        f"  libsodium calls of the suite turn alone (no Python)       {floor.libsodium:.3f}",
         "one group message, encrypt and decrypt (no state saved), ms CPU (medians):",
         f"  meshchat sender keys (libsodium)                          {floor.sender_keys:.3f}",
         f"  vodozemac Megolm                                          {floor.megolm:.3f}",

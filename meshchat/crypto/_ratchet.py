@@ -12,7 +12,11 @@ libraries lay their objects out differently, this is the one module to change.
   ``"meshchat-spk-v1\\0" || public`` (:class:`~meshchat.identity.SignedPrekey`).
 * **Double Ratchet.** X25519, HKDF-SHA-256 root chain, HMAC-SHA-256 message chains, AES-256-CBC
   + HMAC-SHA-256 messages (the library's recommended set). At most :data:`MAX_SKIP` message keys
-  are skipped or kept for late messages (the library raises beyond it).
+  are skipped or kept for late messages (the library raises beyond it). The KDFs and the
+  message AEAD are the library's ``recommended`` ones with these parameters, written here on
+  the standard library's HMAC (same bytes, tested against the library's own): its versions
+  compare the message tag with ``!=`` rather than in constant time, and build several
+  ``cryptography`` objects per message.
 * **Reading state fast.** A record is serialised after every message, so ratchet state is read
   from the library's objects directly (its private, name-mangled attributes) rather than
   through its pydantic models, with the models as a fallback should their layout change. The
@@ -27,13 +31,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 from collections import OrderedDict
 from typing import Any, TypeVar
 
 import nacl.bindings
 import nacl.exceptions
 import nacl.utils
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from doubleratchet import (
+    AEAD,
+    KDF,
     AuthenticationFailedException,
     DecryptionFailedException,
     DoSProtectionException,
@@ -45,8 +53,6 @@ from doubleratchet import (
 )
 from doubleratchet import DiffieHellmanRatchet as DiffieHellmanRatchetBase
 from doubleratchet import Header as RatchetHeader
-from doubleratchet.recommended import HashFunction as DRHash
-from doubleratchet.recommended import aead_aes_hmac, kdf_hkdf, kdf_separate_hmacs
 from doubleratchet.symmetric_key_ratchet import SymmetricKeyRatchet
 from x3dh import (
     BaseState,
@@ -91,30 +97,83 @@ class X3DHState(BaseState):
         return pub
 
 
-class _RootKDF(kdf_hkdf.KDF):
-    @staticmethod
-    def _get_hash_function() -> DRHash:
-        return DRHash.SHA_256
+_HASH = "sha256"
+_HASH_SIZE = 32
+_AES_BLOCK = 16
+_ROOT_INFO = b"meshchat-dr-root"
+_MESSAGE_INFO = b"meshchat-dr-message"
+_ZERO_SALT = bytes(_HASH_SIZE)
+
+
+def _hkdf(salt: bytes, key_material: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA-256 (RFC 5869) on the standard library's HMAC."""
+    prk = hmac.digest(salt, key_material, _HASH)
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes((counter,)), _HASH)
+        out += block
+        counter += 1
+    return out[:length]
+
+
+class _RootKDF(KDF):
+    """The library's ``recommended.kdf_hkdf`` with SHA-256 and our info string: HKDF with the
+    root key as salt and the Diffie-Hellman output as key material."""
 
     @staticmethod
-    def _get_info() -> bytes:
-        return b"meshchat-dr-root"
+    async def derive(key: bytes, data: bytes, length: int) -> bytes:
+        return _hkdf(key, data, _ROOT_INFO, length)
 
 
-class _ChainKDF(kdf_separate_hmacs.KDF):
-    @staticmethod
-    def _get_hash_function() -> DRHash:
-        return DRHash.SHA_256
-
-
-class _AEAD(aead_aes_hmac.AEAD):
-    @staticmethod
-    def _get_hash_function() -> DRHash:
-        return DRHash.SHA_256
+class _ChainKDF(KDF):
+    """The library's ``recommended.kdf_separate_hmacs`` with SHA-256: one HMAC of the chain
+    key per byte of the data, concatenated."""
 
     @staticmethod
-    def _get_info() -> bytes:
-        return b"meshchat-dr-message"
+    async def derive(key: bytes, data: bytes, length: int) -> bytes:
+        if length != len(data) * _HASH_SIZE:
+            raise ValueError("the chain KDF gives one hash length per byte of data")
+        return b"".join(hmac.digest(key, data[i : i + 1], _HASH) for i in range(len(data)))
+
+
+class _AEAD(AEAD):
+    """The library's ``recommended.aead_aes_hmac`` with SHA-256 and our info string: HKDF
+    (zero salt) of the message key gives an AES-256 key, an HMAC key and a CBC IV; the
+    message is AES-256-CBC with PKCS#7 padding, then HMAC-SHA-256 over the associated data
+    and the ciphertext, appended. Same bytes as the library's, but the tag is compared in
+    constant time (the library compares it with ``!=``), and no ``cryptography`` objects are
+    built for the key derivation and the MAC."""
+
+    @staticmethod
+    def _keys(key: bytes) -> tuple[bytes, bytes, bytes]:
+        okm = _hkdf(_ZERO_SALT, key, _MESSAGE_INFO, 80)
+        return okm[:32], okm[32:64], okm[64:]
+
+    @staticmethod
+    async def encrypt(plaintext: bytes, key: bytes, associated_data: bytes) -> bytes:
+        enc_key, auth_key, iv = _AEAD._keys(key)
+        fill = _AES_BLOCK - len(plaintext) % _AES_BLOCK
+        encryptor = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).encryptor()
+        ciphertext = encryptor.update(plaintext + bytes((fill,)) * fill) + encryptor.finalize()
+        return ciphertext + hmac.digest(auth_key, associated_data + ciphertext, _HASH)
+
+    @staticmethod
+    async def decrypt(ciphertext: bytes, key: bytes, associated_data: bytes) -> bytes:
+        enc_key, auth_key, iv = _AEAD._keys(key)
+        tag, body = ciphertext[-_HASH_SIZE:], ciphertext[:-_HASH_SIZE]
+        expected = hmac.digest(auth_key, associated_data + body, _HASH)
+        if len(ciphertext) < _HASH_SIZE or not hmac.compare_digest(expected, tag):
+            raise AuthenticationFailedException("Authentication tags do not match.")
+        if not body or len(body) % _AES_BLOCK:
+            raise DecryptionFailedException("Decryption failed.")
+        decryptor = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(body) + decryptor.finalize()
+        fill = padded[-1]
+        if not 1 <= fill <= _AES_BLOCK or padded[-fill:] != bytes((fill,)) * fill:
+            raise DecryptionFailedException("Plaintext padded incorrectly.")
+        return padded[:-fill]
 
 
 class Ratchet(DoubleRatchet):

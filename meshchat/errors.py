@@ -39,6 +39,8 @@ __all__ = [
     "TransferReason",
     "TransportError",
     "UsageError",
+    "VoiceError",
+    "VoiceReason",
 ]
 
 
@@ -343,3 +345,24 @@ class TransferError(MeshchatError):
         self.root = root
         self.path = path
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+
+
+class VoiceReason(Enum):
+    """Why a voice note could not be made, read or played; stable names for logs and tests."""
+
+    NOT_AUDIO = "not-audio"  #: the bytes are not audio (or not an Ogg/Opus voice note)
+    DAMAGED = "damaged"  #: the audio could not be decoded (cut short, altered)
+    TOO_LONG = "too-long"  #: longer than a voice note may be
+    TOO_LARGE = "too-large"  #: more bytes than a voice note (or its source) may have
+    EMPTY = "empty"  #: no sound at all
+    NO_MICROPHONE = "no-microphone"  #: nothing to record from
+    NO_SOUND_CARD = "no-sound-card"  #: nothing to play on
+
+
+class VoiceError(MeshchatError):
+    """A voice note could not be made, read or played. ``reason`` says why."""
+
+    def __init__(self, reason: VoiceReason, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(detail or reason.value)

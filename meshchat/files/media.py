@@ -7,6 +7,11 @@ that is not audio"). For kind ``image`` and ``voice`` the media type must be one
 face cannot show what it does not know); a plain ``file`` is checked only when its type is
 one of them, and saved as it is otherwise.
 
+An Ogg file (``audio/ogg``, ``audio/opus``) must also begin with the header of an audio codec
+(Opus, Vorbis, FLAC or Speex) as the first packet of its first page: Ogg also carries video
+(Theora), which is not a voice note. A voice note made here is Opus in Ogg
+(:mod:`meshchat.voice`), whose receiver checks it again, strictly, before decoding.
+
 This is a check of the container, not of the whole content: a file that starts right and is
 damaged later is still refused by the decoder that opens it, not here.
 """
@@ -21,7 +26,7 @@ from meshchat.files.manifest import FileKind
 __all__ = ["HEAD_BYTES", "KNOWN_TYPES", "check_media"]
 
 #: How many of a file's first bytes the check reads.
-HEAD_BYTES = 16
+HEAD_BYTES = 64
 
 
 def _starts(*prefixes: bytes) -> Callable[[bytes], bool]:
@@ -40,6 +45,19 @@ def _mpeg_audio(head: bytes) -> bool:
     return head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
+#: The first bytes of an Ogg stream's first packet, for the audio codecs Ogg carries.
+_OGG_AUDIO = (b"OpusHead", b"\x01vorbis", b"\x7fFLAC", b"Speex   ")
+_OGG_PAGE_HEADER = 27  # "OggS", version, flags, granule, serial, sequence, crc, segment count
+
+
+def _ogg_audio(head: bytes) -> bool:
+    """An Ogg page that begins a stream, whose first packet is an audio codec's header."""
+    if len(head) < _OGG_PAGE_HEADER or head[:5] != b"OggS\x00" or not head[5] & 0x02:
+        return False
+    body = _OGG_PAGE_HEADER + head[26]
+    return head[body:].startswith(_OGG_AUDIO)
+
+
 _HEIF = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
 _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "image/jpeg": _starts(b"\xff\xd8\xff"),
@@ -51,8 +69,8 @@ _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "image/heic": _ftyp(*_HEIF),
     "image/heif": _ftyp(*_HEIF),
     "image/avif": _ftyp(*_HEIF),
-    "audio/ogg": _starts(b"OggS"),
-    "audio/opus": _starts(b"OggS"),
+    "audio/ogg": _ogg_audio,
+    "audio/opus": _ogg_audio,
     "audio/wav": _riff(b"WAVE"),
     "audio/x-wav": _riff(b"WAVE"),
     "audio/wave": _riff(b"WAVE"),

@@ -16,13 +16,20 @@ from meshchat.files.effects import KeepHashes, WriteChunk
 from meshchat.files.media import KNOWN_TYPES, check_media
 from meshchat.files.sink import PARTIAL_DIR
 
+OGG_PAGE = b"OggS\x00\x02" + bytes(20) + b"\x01\x13"
+OPUS_PAGE = OGG_PAGE + b"OpusHead\x01\x018\x01\x80>\x00\x00\x00\x00\x00"
+VORBIS_PAGE = OGG_PAGE[:-1] + b"\x1e\x01vorbis\x00\x00\x00\x00\x01"
+THEORA_PAGE = OGG_PAGE[:-1] + b"\x2a\x80theora\x03\x02\x01"
+
 GOOD = {
     "image/jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF",
     "image/png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
     "image/gif": b"GIF89a\x01\x00",
     "image/webp": b"RIFF\x24\x00\x00\x00WEBPVP8 ",
     "image/heic": b"\x00\x00\x00\x18ftypheic\x00\x00",
-    "audio/ogg": b"OggS\x00\x02\x00\x00",
+    # the first page of an Opus voice note (meshchat.voice), and of an Ogg Vorbis file
+    "audio/ogg": OPUS_PAGE,
+    "audio/opus": OPUS_PAGE,
     "audio/wav": b"RIFF\x24\x00\x00\x00WAVEfmt ",
     "audio/mpeg": b"ID3\x04\x00\x00",
     "audio/flac": b"fLaC\x00\x00\x00\x22",
@@ -42,6 +49,10 @@ def test_right_bytes_pass(media_type: str, head: bytes) -> None:
         (FileKind.VOICE, "audio/ogg", b"#!/bin/sh\nrm -rf ~"),  # an audio file that is not audio
         (FileKind.VOICE, "audio/wav", b"RIFF\x24\x00\x00\x00WEBPVP8 "),  # a picture
         (FileKind.VOICE, "audio/ogg", b""),
+        (FileKind.VOICE, "audio/ogg", b"OggS\x00\x02\x00\x00"),  # no codec header
+        (FileKind.VOICE, "audio/ogg", THEORA_PAGE),  # a video in Ogg
+        (FileKind.VOICE, "audio/opus", OPUS_PAGE.replace(b"\x02", b"\x00", 1)),  # mid-stream
+        (FileKind.VOICE, "audio/ogg", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),  # a picture
         (FileKind.IMAGE, "image/png", b"\xff\xd8\xff\xe0"),  # a JPEG called PNG
         (FileKind.IMAGE, "image/jpeg", b"MZ\x90\x00"),  # a Windows program
         (FileKind.IMAGE, "image/x-unknown", b"\x89PNG\r\n\x1a\n"),  # no face can show it
@@ -53,6 +64,12 @@ def test_wrong_bytes_are_refused(kind: FileKind, media_type: str, head: bytes) -
     with pytest.raises(TransferError) as caught:
         check_media(kind, media_type, head)
     assert caught.value.reason is TransferReason.BAD_MEDIA
+
+
+def test_ogg_holds_any_audio_codec_but_not_video() -> None:
+    check_media(FileKind.VOICE, "audio/ogg", VORBIS_PAGE)
+    with pytest.raises(TransferError):
+        check_media(FileKind.VOICE, "audio/ogg", THEORA_PAGE)
 
 
 def test_a_plain_file_of_an_unknown_type_is_not_checked() -> None:

@@ -8,6 +8,7 @@ import hmac
 import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from doubleratchet import AuthenticationFailedException, DecryptionFailedException
 from doubleratchet.recommended import HashFunction, aead_aes_hmac, kdf_hkdf, kdf_separate_hmacs
 from hypothesis import given, settings
@@ -116,17 +117,35 @@ def test_bad_lengths_and_padding_under_a_valid_tag_are_refused() -> None:
     """What only the holder of the message key could send: a tag over a ciphertext that is
     not whole blocks, or whose padding is wrong. Refused, not a crash."""
     key, ad = os.urandom(32), b"ad"
-    derived = hmac.digest(bytes(32), key, "sha256")  # HKDF-extract, as the AEAD does
+    prk = hmac.digest(bytes(32), key, "sha256")  # HKDF-extract with a zero salt, as the AEAD
     okm = b""
     block = b""
     for i in range(1, 4):
-        block = hmac.digest(derived, block + b"meshchat-dr-message" + bytes((i,)), "sha256")
+        block = hmac.digest(prk, block + b"meshchat-dr-message" + bytes((i,)), "sha256")
         okm += block
-    auth = okm[32:64]
-    for body in (b"", bytes(15), bytes(32)):  # empty, not whole blocks, zero padding byte
+    enc_key, auth, iv = okm[:32], okm[32:64], okm[64:80]
+
+    def raw_cbc(plain: bytes) -> bytes:
+        encryptor = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).encryptor()
+        return encryptor.update(plain) + encryptor.finalize()
+
+    bodies = [
+        b"",  # no block at all
+        bytes(15),  # not whole blocks
+        raw_cbc(bytes(16)),  # padding byte 0
+        raw_cbc(bytes(15) + b"\x11"),  # padding byte 17
+        raw_cbc(bytes(14) + b"\x01\x02"),  # padding bytes that disagree
+    ]
+    for body in bodies:
         forged = body + hmac.digest(auth, ad + body, "sha256")
-        with pytest.raises((DecryptionFailedException, AuthenticationFailedException)):
+        with pytest.raises(DecryptionFailedException):
             run(ours_aead.decrypt(forged, key, ad))
+        with pytest.raises(DecryptionFailedException):
+            run(LibraryAEAD.decrypt(forged, key, ad))
+    good = raw_cbc(b"hello" + bytes((11,)) * 11)
+    assert run(ours_aead.decrypt(good + hmac.digest(auth, ad + good, "sha256"), key, ad)) == (
+        b"hello"
+    )
     with pytest.raises(AuthenticationFailedException):
         run(ours_aead.decrypt(bytes(10), key, ad))  # shorter than a tag
 

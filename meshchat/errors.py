@@ -91,6 +91,7 @@ class DeviceListReason(Enum):
     REVOKES_SIGNER = "revokes-signer"  #: a device cannot revoke itself
     BAD_VERSION = "bad-version"
     UNSOLICITED = "unsolicited"  #: a stranger's list of an account the viewer knows nothing of
+    NOT_IN_GROUP = "not-in-group"  #: a device asked to join a group its account is not in
 
 
 class DeviceListError(MeshchatError):

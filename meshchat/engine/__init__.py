@@ -42,6 +42,7 @@ from meshchat.engine._account import AccountGlue
 from meshchat.engine._carbons import CarbonGlue
 from meshchat.engine._fanout import Directory, devices_for
 from meshchat.engine._groups import GroupGlue
+from meshchat.engine._groupsync import GroupSyncGlue
 from meshchat.engine._link import LinkGlue
 from meshchat.engine._receiving import Receiving, dm_conversation
 from meshchat.engine._sending import Sending, message_body
@@ -126,6 +127,8 @@ class Engine:
         self.carbons = CarbonGlue(self)
         #: history sync blobs between my devices (_sync)
         self.sync = SyncGlue(self)
+        #: my groups followed by my other devices (_groupsync)
+        self.group_sync = GroupSyncGlue(self)
         self.sending = Sending(self)
         self.receiving = Receiving(self)
 

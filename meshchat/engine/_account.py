@@ -276,6 +276,7 @@ class AccountGlue:
         for node_id in gone:
             out.extend(self._drop_device(node_id))
         out.extend(self._rekey(gone, now_ms))
+        out.extend(engine.group_sync.grow(change, now_ms))
         self._notices.append(DeviceListChanged(change, loud=not change.signer_was_trusted))
         if own:
             out.extend(self.share_own(now_ms))

@@ -106,6 +106,19 @@ class GroupGlue:
         )
         return self._group_changed(sends, now_ms)
 
+    def add_devices(
+        self, group_id: bytes, devices: Sequence[PublicIdentity], now_ms: int
+    ) -> list[Output]:
+        """Add devices of an account already in the group (this node must be an admin): a
+        re-key like :meth:`change`, but a device whose prekey is not known yet is no reason
+        to refuse: its group keys wait for a session like any control part."""
+        held = self.engine.groups.groups.get(group_id)
+        everyone = [*(held.roster.members if held else ()), *devices]
+        sends = self.engine.groups.change(
+            group_id, list(devices), [], self._prekeys_of(everyone), now_ms
+        )
+        return self._group_changed(sends, now_ms)
+
     def leave(self, group_id: bytes, now_ms: int) -> list[Output]:
         """Leave a group: its admins are told (their nodes re-key it), our keys erased."""
         sends, notice = self.engine.groups.leave(group_id, now_ms)

@@ -167,6 +167,7 @@ class NodeSync:
         store = node.store
         match step:
             case _Start(device):
+                await node.submit(self._groups, device)
                 out = await store.call(self.driver.start, device.node_id, node.clock())
                 await self._send(device, out)
             case SyncArrived(device, data):
@@ -202,6 +203,12 @@ class NodeSync:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+    async def _groups(self, device: PublicIdentity) -> None:
+        """The groups this device is in, told to my ``device`` (it asks their admins to add
+        it: see :mod:`meshchat.engine._groupsync`)."""
+        node = self.node
+        await node.effects.run(node.engine.group_sync.share(device, node.clock()))
 
     async def _send(self, device: PublicIdentity, datas: list[bytes]) -> None:
         if not datas:

@@ -94,6 +94,11 @@ class Home:
         return self.path / CARD_FILE
 
     @property
+    def voice_notes(self) -> Path:
+        """The folder of voice notes made here (served from it while they are sent)."""
+        return self.path / "voice"
+
+    @property
     def initialised(self) -> bool:
         return self.keystore.exists()
 
@@ -123,6 +128,8 @@ class Home:
                 if p.name.startswith(("tui.log", "relay-")) and p not in files
             )
             files += extra
+        with contextlib.suppress(OSError):  # what we said, in our own voice
+            files += sorted(self.voice_notes.iterdir())
         return files
 
     def ensure(self) -> None:

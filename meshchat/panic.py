@@ -96,5 +96,7 @@ def erase_home(home: Home) -> PanicReport:
             failed.append((path, exc.strerror or str(exc)))
     _fsync_dir(home.path)
     with contextlib.suppress(OSError):
+        home.voice_notes.rmdir()
+    with contextlib.suppress(OSError):
         home.path.rmdir()  # only if nothing else is in it
     return PanicReport(tuple(erased), tuple(failed), time.monotonic() - start)

@@ -70,3 +70,14 @@ def test_erase_home_keeps_what_is_not_meshchats(tmp_path: Path) -> None:
     report = erase_home(home)
     assert [p.name for p in report.erased] == ["keystore"]
     assert mine.read_text() == "keep me"
+
+
+def test_erase_home_removes_the_voice_notes_made_here(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.create_identity("Alice", "pw", KdfProfile.INTERACTIVE)
+    home.voice_notes.mkdir()
+    (home.voice_notes / "voice-20261204-050000.ogg").write_bytes(SECRET)
+    report = erase_home(home)
+    assert report.ok
+    assert "voice-20261204-050000.ogg" in {p.name for p in report.erased}
+    assert not home.path.exists()

@@ -27,6 +27,7 @@ from meshchat.cli.relay_cmds import add_relay_arguments, cmd_relay
 from meshchat.cli.status_cmds import cmd_status
 from meshchat.cli.sync_cmds import add_sync_parser
 from meshchat.cli.trust_cmds import cmd_verify
+from meshchat.cli.voice_cmds import add_voice_parsers
 from meshchat.errors import MeshchatError
 from meshchat.home import Home
 from meshchat.identity import KdfProfile
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(none: the whole conversation)",
     )
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+
+    add_voice_parsers(sub)
 
     p = add("join", cmd_join, "join a channel (#mesh is joined already)")
     p.add_argument("channel")

@@ -50,10 +50,10 @@ def _too_long() -> VoiceError:
     return VoiceError(VoiceReason.TOO_LONG, f"longer than {MAX_SECONDS} s")
 
 
-def _resampled(container: av.container.InputContainer) -> Iterator[bytes]:
+def _resampled(container: av.container.InputContainer, path: Path) -> Iterator[bytes]:
     """The first audio stream of ``container`` as mono 16-bit samples at the encode rate."""
     if not container.streams.audio:
-        raise VoiceError(VoiceReason.NOT_AUDIO, "no sound in it")
+        raise VoiceError(VoiceReason.NOT_AUDIO, f"{path} is not audio (no sound in it)")
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="s16", layout="mono", rate=ENCODE_RATE)
     for frame in container.decode(stream):
@@ -77,7 +77,7 @@ def read_audio(path: Path) -> Pcm:
     samples = bytearray()
     try:
         with av.open(os.fspath(path), "r") as container:
-            for chunk in _resampled(container):
+            for chunk in _resampled(container, path):
                 samples += chunk
                 if len(samples) > limit:
                     raise _too_long()

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from meshchat.bridges.marks import BITCHAT_CONVERSATION as BITCHAT
 from meshchat.config import load, set_value
 from meshchat.control import ControlServer
 from meshchat.errors import ConfigError, UsageError
@@ -15,6 +16,7 @@ from meshchat.home import Home
 from meshchat.identity import ContactCard, Identity, clean_name
 from meshchat.node import Node, NodeOptions
 from meshchat.node._meshtastic import MeshtasticGateway
+from meshchat.node._types import Bridge
 from meshchat.panic import erase_file, erase_home
 from meshchat.store import Store
 from meshchat.transports.base import Transport
@@ -61,6 +63,9 @@ class NodeSettings:
     #: a Meshtastic channel to bridge (``mqtt://HOST:PORT/CHANNEL``; None: off) and its key
     meshtastic: str | None = None
     meshtastic_key: str = "AQ=="
+    #: bridge bitchat's public chat through this bumble controller (None: off)
+    bitchat: str | None = None
+    bitchat_nickname: str | None = None
     #: channels whose messages gateways bridge to the internet (others never leave the mesh)
     bridge_channels: list[str] = field(default_factory=list)
     #: Kademlia DHT: on when a port or a bootstrap node is given
@@ -224,6 +229,9 @@ async def running_node(
     if settings.name:
         name = clean_name(settings.name)
     store = Store.open(home.database, key=unlocked.store_key)
+    if settings.bitchat and BITCHAT not in settings.bridge_channels:
+        # bitchat's public chat crosses the relay in the public channel #bitchat
+        settings = replace(settings, bridge_channels=[*settings.bridge_channels, BITCHAT])
     transports = build_transports(home, settings, identity) + list(extra_transports or [])
     if settings.ble_backend is not None:
         transports.append(ble_transport(settings, identity))
@@ -231,6 +239,7 @@ async def running_node(
     node.set_eraser(lambda: erase_home(home))
     control = ControlServer(node, home.control_socket) if settings.control else None
     meshtastic: MeshtasticGateway | None = None
+    bitchat: Bridge | None = None
     try:
         if control is not None:
             control.ensure_not_running()
@@ -238,6 +247,12 @@ async def running_node(
         if settings.meshtastic:
             meshtastic = MeshtasticGateway(node, settings.meshtastic, settings.meshtastic_key)
             await meshtastic.start()
+        if settings.bitchat:
+            from meshchat.node._bitchat import BitchatGateway
+
+            gateway = BitchatGateway(node, settings.bitchat, nickname=settings.bitchat_nickname)
+            await gateway.start()
+            bitchat = gateway
         forget_clear_card(home)
         if control is not None:
             # Last: a control socket that answers means the node is fully up.
@@ -248,6 +263,8 @@ async def running_node(
             await control.stop()
         if meshtastic is not None:
             await meshtastic.stop()
+        if bitchat is not None:
+            await bitchat.stop()
         await node.stop()
         store.close()
         if node.panicked:

@@ -319,6 +319,7 @@ class ControlServer:
                 "carried": carried,
                 "counters": node.counter_totals(),
                 "sync": node.sync.status(),
+                "bridges": [bridge.status() for bridge in node.bridges.values()],
             }
         if op == "card":
             return {"card": (await node.card()).to_text()}

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from meshchat.bridges.marks import network_mark
 from meshchat.cli.common import (
     emit_json,
     node_request,
@@ -109,9 +110,15 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
             messages = history_json(shown, sent)
             names = [c.name for c in store.list_contacts() if c.trust is not Trust.COMPROMISED]
         names.append(unlocked.name)
+    mark = network_mark(conversation)
     if args.json:
-        emit_json({"conversation": conversation, "messages": messages})
+        out: dict[str, object] = {"conversation": conversation, "messages": messages}
+        if mark is not None:
+            out["network"] = mark
+        emit_json(out)
         return 0
+    if mark is not None:
+        say(f"{conversation}: {mark}")
     for line in log_lines(messages, names):
         say(line)
     return 0

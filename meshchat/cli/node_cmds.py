@@ -139,6 +139,19 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "mqtt://[USER:PASS@]HOST:PORT/CHANNEL[?region=US], shown as #meshtastic-CHANNEL",
     )
     other.add_argument(
+        "--bitchat",
+        action=on_off,
+        help="bridge bitchat's public chat as #bitchat over Bluetooth LE (bitchat.enabled)",
+    )
+    other.add_argument(
+        "--bitchat-controller",
+        metavar="SPEC",
+        help="the bumble controller for bitchat, e.g. usb:1 (bitchat.controller)",
+    )
+    other.add_argument(
+        "--bitchat-nickname", metavar="NAME", help="the nickname bitchat sees (bitchat.nickname)"
+    )
+    other.add_argument(
         "--meshtastic-key",
         metavar="B64",
         help="the channel's PSK in base64 (default AQ==, the public key; "
@@ -186,6 +199,9 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         "internet.dht_bootstrap": args.dht_bootstrap,
         "internet.bridges": args.bridge_channel,
         "retention.relay_days": args.relay_retention_days,
+        "bitchat.enabled": getattr(args, "bitchat", None),
+        "bitchat.controller": getattr(args, "bitchat_controller", None),
+        "bitchat.nickname": getattr(args, "bitchat_nickname", None),
     }
     for name, value in given.items():
         if value is not None:
@@ -228,6 +244,8 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         meshtastic_key=getattr(args, "meshtastic_key", None)
         or os.environ.get("MESHCHAT_MESHTASTIC_KEY")
         or "AQ==",
+        bitchat=c.text("bitchat.controller") if c.flag("bitchat.enabled") else None,
+        bitchat_nickname=c.text("bitchat.nickname") or None,
         dht_port=c.integer("internet.dht_port") if dht_on else None,
         dht_host=c.text("internet.dht_host"),
         dht_bootstrap=dht_bootstrap,

@@ -271,6 +271,29 @@ KEYS: tuple[Key, ...] = (
         check=_bridges,
     ),
     Key(
+        "bitchat.enabled",
+        Kind.BOOL,
+        False,
+        "bridge bitchat's public chat as #bitchat through a Bluetooth controller driven by "
+        "bumble (public, not end-to-end encrypted, another network; see docs/bridges.md)",
+        flag="--bitchat / --no-bitchat",
+    ),
+    Key(
+        "bitchat.controller",
+        Kind.STR,
+        "usb:0",
+        "the bumble controller bitchat uses (a second dongle when meshchat's own BLE uses one)",
+        flag="--bitchat-controller",
+    ),
+    Key(
+        "bitchat.nickname",
+        Kind.STR,
+        "",
+        "the nickname bitchat peers see; empty: the display name",
+        flag="--bitchat-nickname",
+        check=_name,
+    ),
+    Key(
         "retention.relay_days",
         Kind.FLOAT,
         7.0,

@@ -53,7 +53,6 @@ from meshchat.node._groups import Groups
 from meshchat.node._inbox import Command, FrameIn, Inbox, LinkDown, LinkUp, Worker
 from meshchat.node._lifecycle import load
 from meshchat.node._link import LinkOffer, NodeLink
-from meshchat.node._meshtastic import MeshtasticGateway
 from meshchat.node._store import AsyncStore
 from meshchat.node._sync import NodeSync
 from meshchat.node._types import (
@@ -61,6 +60,7 @@ from meshchat.node._types import (
     HOUSEKEEPING_S,
     MAX_BATCH,
     MAX_HEARD,
+    Bridge,
     LinkInfo,
     NodeNotice,
     NodeOptions,
@@ -156,7 +156,7 @@ class Node:
         self.stop_requested = asyncio.Event()
         self.panicked = False
         self._eraser: Callable[[], PanicReport] | None = None
-        self.bridges: dict[str, MeshtasticGateway] = {}  # "#meshtastic-<ch>" -> its bridge
+        self.bridges: dict[str, Bridge] = {}  # "#bitchat", "#meshtastic-<ch>" -> its bridge
 
     # -- life cycle ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshchat.errors import MeshchatError
 
@@ -128,3 +128,12 @@ class MeshtasticGateway:
         if message is None:  # an id of 16 random bytes is never stored already
             raise MeshchatError("the sent text could not be stored")
         return message
+
+    def status(self) -> dict[str, Any]:
+        """What ``meshchat status --json`` shows of the bridge."""
+        return {
+            "network": "meshtastic",
+            "conversation": self.conversation,
+            "mark": self.mark,
+            "connected": self.link.connected.is_set(),
+        }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from meshchat.catchup import CatchupTimings
 from meshchat.crypto.channel import ChannelKey
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_ANNOUNCED",
     "MAX_BATCH",
     "MAX_HEARD",
+    "Bridge",
     "DevicesNotice",
     "LinkInfo",
     "NodeNotice",
@@ -69,6 +71,16 @@ class NodeOptions:
     #: how often group and channel members ask for, tell and resend history
     #: (see :mod:`meshchat.catchup`)
     catchup: CatchupTimings = field(default_factory=CatchupTimings)
+
+
+class Bridge(Protocol):
+    """A conversation bridged to another network (bitchat, Meshtastic): what the node asks."""
+
+    async def send_text(self, text: str) -> Message: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

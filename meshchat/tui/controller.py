@@ -41,6 +41,7 @@ from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
+from meshchat.bridges.marks import network_mark
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.display import safe_line
 from meshchat.errors import MeshchatError
@@ -405,6 +406,8 @@ class ChatController:
                 return "  you were removed: nothing new can be read or sent here"
             count = len(state.members)
             return f"  private group, {count} member{'' if count == 1 else 's'}"
+        if (mark := network_mark(key)) is not None:
+            return f"  {mark}"
         if not key.startswith(_DM):
             return ""
         try:

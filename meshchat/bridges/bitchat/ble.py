@@ -135,8 +135,19 @@ class BitchatGatt:
         except Exception as exc:  # a central that went away; bumble raises several kinds
             log.debug("bitchat notify failed: %r", exc)
 
-    async def send_text(self, text: str) -> None:
-        """Our public message to every subscribed central."""
-        for frame in self.mesh.send_text(text, self.clock_ms()):
-            for raw in list(self._subscribers.values()):
-                await self._notify(raw, frame)
+    @property
+    def centrals(self) -> int:
+        """How many bitchat centrals are subscribed now."""
+        return len(self._subscribers)
+
+    async def send_text(self, text: str) -> bytes:
+        """Our public message to every subscribed central; its message id."""
+        msg_id, frames = self.mesh.public(text, self.clock_ms())
+        for frame in frames:
+            await self.broadcast(frame)
+        return msg_id
+
+    async def broadcast(self, frame: bytes) -> None:
+        """One frame to every subscribed central."""
+        for raw in list(self._subscribers.values()):
+            await self._notify(raw, frame)

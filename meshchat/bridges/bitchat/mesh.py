@@ -42,7 +42,7 @@ from meshchat.bridges.bitchat.packet import (
     signing_bytes,
 )
 from meshchat.bridges.bitchat.peers import BitchatPeers, PublicText
-from meshchat.bridges.bitchat.public import BitchatIdentity
+from meshchat.bridges.bitchat.public import BitchatIdentity, message_id
 from meshchat.errors import BridgeError, BridgeReason
 
 __all__ = ["BitchatMesh", "Heard", "PeerSeen", "Relay"]
@@ -151,4 +151,10 @@ class BitchatMesh:
 
     def send_text(self, text: str, now_ms: int) -> list[bytes]:
         """Frames of a signed public message to bitchat's #mesh."""
-        return self._frames(self.identity.message(text, now_ms))
+        return self.public(text, now_ms)[1]
+
+    def public(self, text: str, now_ms: int) -> tuple[bytes, list[bytes]]:
+        """The message id (:func:`~meshchat.bridges.bitchat.public.message_id`) and frames
+        of a signed public message to bitchat's #mesh."""
+        packet = self.identity.message(text, now_ms)
+        return message_id(packet), self._frames(packet)

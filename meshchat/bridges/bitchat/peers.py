@@ -18,23 +18,26 @@ from dataclasses import dataclass
 
 from meshchat.bridges.bitchat.announce import Announcement, verify_announce
 from meshchat.bridges.bitchat.packet import NETWORK, BitchatPacket
-from meshchat.bridges.bitchat.public import ReplayWindow, verify_message
+from meshchat.bridges.bitchat.public import ReplayWindow, message_id, verify_message
+from meshchat.bridges.marks import BITCHAT_MARK
 from meshchat.errors import BridgeError, BridgeReason
 
 __all__ = ["MARK", "BitchatPeers", "PublicText"]
 
 #: How a bridged bitchat conversation is marked wherever it is shown.
-MARK = "bitchat: public, not end-to-end encrypted, other network"
+MARK = BITCHAT_MARK
 
 
 @dataclass(frozen=True, slots=True)
 class PublicText:
-    """A public message accepted from bitchat. ``nickname`` is the sender's claim."""
+    """A public message accepted from bitchat. ``nickname`` is the sender's claim;
+    ``message_id`` names the message wherever it travels (:func:`message_id`)."""
 
     peer_id: bytes
     nickname: str
     text: str
     timestamp: int
+    message_id: bytes = b""
 
 
 class BitchatPeers:
@@ -74,4 +77,6 @@ class BitchatPeers:
             raise BridgeError(NETWORK, BridgeReason.UNKNOWN_SENDER, packet.sender_id.hex())
         text = verify_message(packet, peer.signing_key, now_ms)
         self.window.admit(packet, now_ms)
-        return PublicText(packet.sender_id, peer.nickname, text, packet.timestamp)
+        return PublicText(
+            packet.sender_id, peer.nickname, text, packet.timestamp, message_id(packet)
+        )

@@ -1,0 +1,195 @@
+"""Two meshchat nodes, each a bitchat gateway (``--bitchat``) to its own crowd on its own
+virtual air (bumble), linked to each other by meshchat: the crowds hear each other's public
+messages once each, the users' own ``#bitchat`` texts reach both crowds, a meshchat DM between
+the users never reaches bitchat, and a flood from one crowd is capped before it enters
+meshchat while a meshchat message still gets through.
+
+The crowds are bitchat nodes built from the project's codec (:class:`BitchatCentral` with
+:class:`BitchatMesh`), the other side of a GATT link from the gateway's peripheral.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from meshchat.bridges.bitchat.central import BitchatCentral
+from meshchat.bridges.bitchat.mesh import BitchatMesh
+from meshchat.bridges.bitchat.peers import PublicText
+from meshchat.bridges.bitchat.public import BitchatIdentity
+from meshchat.bridges.marks import BITCHAT_MARK
+from meshchat.errors import BridgeReason
+from meshchat.identity import Identity
+from meshchat.node import Node
+from meshchat.node._bitchat import ECHO_MARK, BitchatGateway
+from meshchat.store import Store
+from meshchat.transports.ble.virtual import RangedLink
+from meshchat.transports.memory import MemoryHub
+from tests.transports.ble.bleak_bumble import virtual_device
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if result if isinstance(result, bool) else await result:
+                return
+            await asyncio.sleep(0.02)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Island:
+    node: Node
+    store: Store
+    gateway: BitchatGateway
+    crowd: BitchatCentral
+    heard: list[PublicText] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        return [h.text for h in self.heard]
+
+
+@pytest.fixture
+async def islands(tmp_path: Path) -> AsyncIterator[tuple[Island, Island]]:
+    hub = MemoryHub()
+    made: list[Island] = []
+    try:
+        for name, person in (("alice", "carol"), ("bob", "dave")):
+            identity = Identity.generate()
+            store = Store.open(tmp_path / f"{name}.db", key=os.urandom(32))
+            transport = hub.transport(identity.public)
+            node = Node(identity, name, store, [transport])
+            await node.start()
+            air = RangedLink()
+            gateway = BitchatGateway(node, device=virtual_device(air, f"{name}-gw"))
+            crowd_device = virtual_device(air, person)
+            await crowd_device.power_on()
+            island = Island(node, store, gateway, None)  # type: ignore[arg-type]
+            island.crowd = BitchatCentral(
+                crowd_device,
+                BitchatMesh(BitchatIdentity.generate(), person),
+                on_text=island.heard.append,
+                clock_ms=now_ms,
+            )
+            await gateway.start()
+            await island.crowd.start()
+            made.append(island)
+        hub.connect(made[0].node.transports[0], made[1].node.transports[1 - 1])  # type: ignore[arg-type]
+        for island in made:
+            mesh = island.gateway.gatt.mesh  # type: ignore[union-attr]
+            await until(lambda mesh=mesh: len(mesh.peers) == 1)  # type: ignore[misc]
+            await until(lambda i=island: len(i.crowd.mesh.peers) == 1)  # type: ignore[misc]
+        await until(lambda: all(i.node.links for i in made))
+        yield made[0], made[1]
+    finally:
+        for island in made:
+            await island.crowd.stop()
+            await island.gateway.stop()
+            await island.node.stop()
+            island.store.close()
+
+
+async def test_two_crowds_hear_each_other_once(islands: tuple[Island, Island]) -> None:
+    a, b = islands
+    await a.crowd.send_text("hello from carol's crowd")
+    await until(lambda: any("hello from carol's crowd" in t for t in b.texts()))
+    await b.crowd.send_text("hello back from dave")
+    await until(lambda: any("hello back from dave" in t for t in a.texts()))
+    sent = await a.node.send_text("#bitchat", "alice speaks on bitchat")
+    assert sent.outgoing and sent.conversation == "#bitchat"
+    await until(lambda: "alice speaks on bitchat" in a.texts())
+    await until(lambda: any("alice speaks on bitchat" in t for t in b.texts()))
+    await asyncio.sleep(1.0)  # time for any echo or loop to show
+
+    assert (
+        b.texts().count(f"{ECHO_MARK} ~alice (meshchat): carol@bitchat: hello from carol's crowd")
+        == 1
+    )
+    assert a.texts().count(f"{ECHO_MARK} ~bob (meshchat): dave@bitchat: hello back from dave") == 1
+    assert a.texts().count("alice speaks on bitchat") == 1  # from alice herself, unmarked
+    assert b.texts().count(f"{ECHO_MARK} ~alice (meshchat): alice speaks on bitchat") == 1
+    assert len(a.heard) == 2 and len(b.heard) == 2  # nothing else, nothing twice
+    # in meshchat: the conversation is marked, bitchat senders named apart from contacts
+    for island in (a, b):
+        messages = await island.node.messages("#bitchat")
+        assert BITCHAT_MARK in messages[0].text
+        texts = [m.text for m in messages[1:]]
+        assert len(texts) == len(set(texts)) == 3
+    remote = next(m for m in await b.node.messages("#bitchat") if "carol" in m.text)
+    assert remote.sender_name == "~alice" and remote.text.startswith("carol@bitchat: ")
+    local = next(m for m in await a.node.messages("#bitchat") if "hello from carol" in m.text)
+    carol = a.crowd.mesh.identity.peer_id
+    assert local.sender_name == f"carol@bitchat:{carol.hex()}"
+    # never a meshchat node id: bitchat senders get their own derived ids
+    assert local.sender not in (carol, a.node.identity.node_id, b.node.identity.node_id)
+
+
+async def test_a_meshchat_dm_never_reaches_bitchat(islands: tuple[Island, Island]) -> None:
+    a, b = islands
+    await a.node.add_card(await b.node.card())
+    await b.node.add_card(await a.node.card())
+    await a.node.send_text("bob", "secret between meshchat users")
+    await until(
+        lambda: _has(b.node, f"dm:{a.node.identity.node_id.hex()}", "secret between meshchat")
+    )
+    await a.node.send_text("#mesh", "meshchat's own public channel")
+    await a.crowd.send_text("a marker after the dm")
+    await until(lambda: any("a marker after the dm" in t for t in b.texts()))
+    await asyncio.sleep(0.5)
+    for island in (a, b):
+        assert not any("secret" in t or "own public channel" in t for t in island.texts())
+
+
+async def _has(node: Node, conversation: str, fragment: str) -> bool:
+    return any(fragment in m.text for m in await node.messages(conversation))
+
+
+async def test_a_bitchat_flood_is_capped_and_meshchat_still_delivers(
+    islands: tuple[Island, Island],
+) -> None:
+    a, b = islands
+    flood = 200
+    for i in range(flood):
+        await a.crowd.send_text(f"flood {i}")
+    started = time.monotonic()
+    await a.node.send_text("#mesh", "legit message during the flood")
+    await until(lambda: _has(b.node, "#mesh", "legit message during the flood"))
+    latency = time.monotonic() - started
+    await asyncio.sleep(1.0)
+    carried = a.gateway.counters.get("carried", 0)
+    shown_at_b = [m for m in await b.node.messages("#bitchat") if "flood" in m.text]
+    emitted = b.gateway.counters.get("emitted", 0)
+    print(
+        f"flood {flood}: heard {a.gateway.counters.get('heard', 0)}, carried {carried}, "
+        f"at b {len(shown_at_b)}, emitted by b {emitted}; legit latency {latency * 1000:.0f} ms"
+    )
+    # per-peer cap (5, then one per 6 s) before the carry bucket (10, then one per 3 s)
+    assert carried <= 10
+    assert len(shown_at_b) == carried and emitted <= carried
+    assert a.gateway.gatt is not None
+    assert a.gateway.gatt.mesh.peers.get(a.crowd.mesh.identity.peer_id) is not None
+
+
+async def test_a_replay_older_than_six_hours_is_refused(islands: tuple[Island, Island]) -> None:
+    a, b = islands
+    old = now_ms() - 6 * 3600 * 1000 - 60_000
+    mesh = a.crowd.mesh
+    _, frames = mesh.public("a message from long ago", old)
+    for frame in frames:
+        await a.crowd.broadcast(frame)
+    gatt = a.gateway.gatt
+    assert gatt is not None
+    await until(lambda: gatt.refused[BridgeReason.STALE] >= 1)
+    await asyncio.sleep(0.3)
+    assert not await _has(a.node, "#bitchat", "long ago")
+    assert not await _has(b.node, "#bitchat", "long ago")

@@ -12,17 +12,13 @@ a WAV file and says where (``--out WAV`` always writes one).
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from pathlib import Path
 from typing import Any
 
 from meshchat.cli.common import emit_json, say
 from meshchat.display import safe_line
-from meshchat.errors import VoiceError, VoiceReason
 from meshchat.home import Home
 from meshchat.voice import (
-    MAX_NOTE_BYTES,
     MAX_SECONDS,
     Played,
     VoiceNote,
@@ -33,9 +29,9 @@ from meshchat.voice import (
     record,
     write_wav,
 )
-from meshchat.voice.params import SUFFIX
+from meshchat.voice.saved import free_path, keep_note, read_note
 
-__all__ = ["add_voice_parsers", "cmd_play", "cmd_send_voice", "free_path", "keep_note"]
+__all__ = ["add_voice_parsers", "cmd_play", "cmd_send_voice"]
 
 
 def add_voice_parsers(sub: Any) -> None:
@@ -68,27 +64,6 @@ def add_voice_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def keep_note(home: Home, note: VoiceNote, now: float | None = None) -> Path:
-    """Write ``note`` into the home's voice folder under a new name (mode 0600)."""
-    folder = home.voice_notes
-    folder.mkdir(mode=0o700, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    path = free_path(folder / f"voice-{stamp}{SUFFIX}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(note.data)
-    return path
-
-
-def free_path(path: Path) -> Path:
-    """``path``, or the first of ``stem-1.suffix``, ``stem-2.suffix``... not taken."""
-    candidate, n = path, 0
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
 def _describe(note: VoiceNote) -> str:
     rate = len(note.data) * 8 / note.duration / 1000 if note.duration else 0.0
     return f"{note.duration:.1f} s, {len(note.data)} bytes ({rate:.1f} kbit/s)"
@@ -101,7 +76,7 @@ def cmd_send_voice(args: argparse.Namespace, home: Home) -> int:
         note = encode_file(Path(args.file))
     else:
         note = encode_pcm(record(args.record))
-    path = keep_note(home, note)
+    path = keep_note(home.voice_notes, note)
     try:
         sent = send_file(home, args.to, path, caption=args.caption)
     except BaseException:
@@ -114,21 +89,12 @@ def cmd_send_voice(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
-def _read_note(path: Path) -> bytes:
-    try:
-        with path.open("rb") as source:
-            data = source.read(MAX_NOTE_BYTES + 1)
-    except OSError as exc:
-        raise VoiceError(VoiceReason.NOT_AUDIO, f"cannot read {path}: {exc.strerror}") from exc
-    return data
-
-
 def cmd_play(args: argparse.Namespace, home: Home) -> int:
     from meshchat.cli.files_bridge import received_note
 
     given = Path(args.note)
     path = given if given.is_file() else received_note(home, args.note)
-    pcm = decode(_read_note(path))
+    pcm = decode(read_note(path))
     if args.out is not None:
         played = Played(wav=write_wav(pcm, Path(args.out)), why="--out")
     else:

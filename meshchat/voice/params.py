@@ -3,10 +3,11 @@
 A voice note is one Opus stream (RFC 6716) in an Ogg container (RFC 7845), sent as a file of
 kind ``voice`` and media type ``audio/ogg``. The sender encodes mono speech sampled at 16 kHz
 (Opus "wideband", all that speech needs) at a target of 16 kbit/s, variable bit rate, in 60 ms
-frames with the encoder tuned for speech (``voip``). Measured on espeak-ng speech that comes to
-about 14.5 kbit/s (1.8 kB per second of speech) with the container's overhead; a note of the
-longest allowed length, 5 minutes, is about 550 kB and so still fits the 1 MiB that the file
-policy allows over a Bluetooth-only path.
+frames with the encoder tuned for speech (``voip``). Measured on espeak-ng speech
+(``bench/voice.py``) that comes to about 15 kbit/s (1.9 kB per second of speech) with the
+container's overhead; silence costs 3 kbit/s and loud noise, the worst case, 20 kbit/s. So a
+note of the longest allowed length, 5 minutes, is at most about 760 kB and fits the 1 MiB that
+the file policy allows over a Bluetooth-only path.
 
 An Opus decoder always runs at 48 kHz; a received note is decoded to 48 kHz mono 16-bit PCM,
 which is what is played or written as WAV (5 minutes: 28.8 MB).

@@ -15,6 +15,7 @@ __all__ = [
     "DeviceListUpdated",
     "ErasedArrived",
     "Event",
+    "FileArrived",
     "GroupChanged",
     "GroupStateUpdated",
     "HistoryReceived",
@@ -247,8 +248,19 @@ class ErasedArrived:
     msg_ids: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class FileArrived:
+    """A file body (request, piece or missing; :mod:`meshchat.files.wire`) for this node, from
+    the node ``peer`` (its id, bound to the packet's signing key), on ``link``."""
+
+    peer: bytes
+    body: bytes
+    link: str | None
+
+
 Event = (
     MessageReceived
+    | FileArrived
     | CarbonReceived
     | SyncArrived
     | ErasedArrived

@@ -41,6 +41,7 @@ from meshchat.crypto.direct import DirectSuite
 from meshchat.engine._account import AccountGlue
 from meshchat.engine._carbons import CarbonGlue
 from meshchat.engine._fanout import Directory, devices_for
+from meshchat.engine._files import FileGlue
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._groupsync import GroupSyncGlue
 from meshchat.engine._link import LinkGlue
@@ -131,6 +132,8 @@ class Engine:
         self.group_sync = GroupSyncGlue(self)
         self.sending = Sending(self)
         self.receiving = Receiving(self)
+        #: file packets: requests and pieces (_files)
+        self.files = FileGlue(self)
 
     # -- sessions and contacts -----------------------------------------------------------
 
@@ -468,6 +471,8 @@ class Engine:
                     opened = self.receiving.ack(packet, now_ms, link)
                 elif packet.kind is PacketKind.ANNOUNCE:
                     opened = self._on_announce(packet, now_ms)
+                elif packet.kind is PacketKind.FILE:
+                    opened = self.files.receive(packet, link)
             except (PacketError, CryptoError) as exc:
                 opened = [*self._updates(), MessageRejected(str(exc), packet.packet_id, link)]
             for o in opened:

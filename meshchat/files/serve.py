@@ -11,8 +11,11 @@ changed on disk since it was announced is never served as the announced one); pi
 are named in one :class:`~meshchat.files.effects.SendMissing`.
 
 Bounds. Every peer has a token bucket of pieces (``rate`` per second, ``burst`` saved up)
-and all peers share one more (``total_rate``); a piece beyond either allowance is not served
-and is counted in :attr:`Seeder.limited` (the asker times out and asks elsewhere or later).
+and all peers share one more (``total_rate``). A chunk asked for beyond either allowance waits
+in the peer's backlog (at most ``burst`` of them, oldest first) and is served by
+:meth:`Seeder.tick` once tokens allow, so a receiver that keeps its window is paced, not made
+to time out; beyond the backlog a piece is not served and is counted in
+:attr:`Seeder.limited` (the asker times out and asks elsewhere or later).
 Buckets are kept for at most ``max_peers`` peers, least recently heard first out, so neither
 100,000 requests from one peer nor requests from many peers grow memory; a peer evicted and
 heard again starts with a full bucket (an attacker with many identities gets ``burst`` each,
@@ -22,7 +25,7 @@ does not tell a prober whether this node holds a file).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -100,6 +103,8 @@ class Seeder:
         self.limited = 0
         self.served = 0
         self.unknown = 0
+        #: chunks (root, index) waiting for tokens, per peer (at most ``burst`` each)
+        self._backlog: OrderedDict[Peer, deque[tuple[bytes, int]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._files)
@@ -129,7 +134,8 @@ class Seeder:
             bucket = TokenBucket(self.limits.rate, self.limits.burst, now_ms)
             self._buckets[peer] = bucket
             if len(self._buckets) > self.limits.max_peers:
-                self._buckets.popitem(last=False)
+                evicted, _ = self._buckets.popitem(last=False)
+                self._backlog.pop(evicted, None)
         else:
             self._buckets.move_to_end(peer)
         return bucket
@@ -149,7 +155,11 @@ class Seeder:
                 lacking.append(index)
                 continue
             if not (bucket.available(now_ms) >= 1 and self._total.take(now_ms)):
-                refused += 1
+                waiting = self._backlog.setdefault(peer, deque())
+                if body.level == 0 and len(waiting) < self.limits.burst:
+                    waiting.append((body.root, index))
+                else:
+                    refused += 1
                 continue
             bucket.take(now_ms)
             self.served += 1
@@ -163,6 +173,27 @@ class Seeder:
         if refused:
             self.limited += refused
             effects.append(Dropped(peer, TransferReason.RATE_LIMITED, body.root))
+        return effects
+
+    @property
+    def waiting(self) -> int:
+        """Chunks in the backlogs (served by :meth:`tick` as tokens allow)."""
+        return sum(len(w) for w in self._backlog.values())
+
+    def tick(self, now_ms: int) -> list[Effect]:
+        """Serve backlogged chunks, each peer in turn, as far as the allowances go."""
+        effects: list[Effect] = []
+        for peer in list(self._backlog):
+            waiting = self._backlog[peer]
+            bucket = self._bucket(peer, now_ms)
+            while waiting and bucket.available(now_ms) >= 1 and self._total.take(now_ms):
+                bucket.take(now_ms)
+                root, index = waiting.popleft()
+                if root in self._files:
+                    self.served += 1
+                    effects.append(ServeChunk(peer, root, index))
+            if not waiting:
+                self._backlog.pop(peer, None)
         return effects
 
     def seal(self, root: bytes, index: int, plaintext: bytes) -> Piece:

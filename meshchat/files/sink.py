@@ -96,6 +96,15 @@ class Sink:
         except OSError as exc:
             raise _error(exc, "cannot write a chunk", self.root, self.data_path) from exc
 
+    def read(self, index: int) -> bytes:
+        """Plaintext chunk ``index`` as written (to serve a held chunk to another member)."""
+        fd = self._fileno()
+        offset = index * self.manifest.chunk_size
+        try:
+            return os.pread(fd, self.manifest.chunk_length(index), offset)
+        except OSError as exc:
+            raise _error(exc, "cannot read the partial file", self.root, self.data_path) from exc
+
     def keep_hashes(self, level: int, index: int, data: bytes) -> None:
         """Keep a checked hash piece for a restart."""
         record = _RECORD.pack(level, index, len(data)) + data

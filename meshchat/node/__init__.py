@@ -15,6 +15,7 @@ then transmissions and notices (:mod:`._effects`). The concerns live in private 
 ``_blocking``      blocked identity keys (their messages are never stored)
 ``_lifecycle``     loading stored state at start
 ``_history``       a conversation's history read and deleted
+``_files``         files sent, served, pulled and saved (``node.files``)
 ``_replay``        the router's dedupe horizon, saved and loaded (kept across restarts)
 ``_store``         the store on its own thread
 =================  ========================================================================
@@ -48,6 +49,7 @@ from meshchat.node._catchup import NodeCatchup
 from meshchat.node._commands import Commands
 from meshchat.node._devices import NodeDevices
 from meshchat.node._effects import Effects, name_in
+from meshchat.node._files import NodeFiles
 from meshchat.node._gateway import NO_INTERNET_HINT, Neighbourhood
 from meshchat.node._groups import Groups
 from meshchat.node._inbox import Command, FrameIn, Inbox, LinkDown, LinkUp, Worker
@@ -148,6 +150,7 @@ class Node:
         self.devices = NodeDevices(self)  #: revoking devices (``devices.revoke(name)``)
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
+        self.files = NodeFiles(self)  #: files: ``files.send(target, path, kind=...)``
         self._last_announce = 0
         self._replay_saved = clock()
         self._announce_due: int | None = None
@@ -163,6 +166,7 @@ class Node:
     async def start(self) -> None:
         await load(self)
         await self.blocklist.load()
+        await self.files.start()
         self._worker = asyncio.create_task(Worker(self).run(), name="meshchat-node")
         for transport in self.transports:
             await transport.start(self)
@@ -170,6 +174,7 @@ class Node:
 
     async def stop(self) -> None:
         await self.sync.stop()
+        self.files.stop()
         for transport in self.transports:
             with contextlib.suppress(Exception):
                 await transport.stop()
@@ -236,6 +241,7 @@ class Node:
             self.neighbourhood.hear(link.peer.node_id, now)
         self.notify(NodeNotice("links"))
         await self.effects.run(self.engine.link_up(link.link_id, now, link.peer.node_id))
+        await self.effects.run(self.files.link_up())
         if self.options.announce:
             self._announce_due = now + 500
 
@@ -253,6 +259,7 @@ class Node:
         now = self.clock()
         self.neighbourhood.check_gateway(now)
         await self.catchup.run(now)
+        await self.files.tick(now)
         if now - self._replay_saved >= replay.SAVE_EVERY_MS:
             self._replay_saved = now
             await replay.save(self, now)
@@ -345,7 +352,6 @@ class Node:
         return await self.store.call(self.store.store.conversations)
 
     async def mark_read(self, conversation: str) -> None:
-        """Mark every message of ``conversation`` read."""
         await self.store.call(self.store.store.mark_read, conversation)
 
     async def channels(self) -> list[Channel]:
@@ -543,18 +549,14 @@ class Node:
         return dict(self.neighbourhood.names)
 
     def gateways(self, within_ms: int = 2 * ANNOUNCE_EVERY_MS) -> dict[bytes, str]:
-        """Nodes that announced, recently, that they reach the internet (node id -> name).
-
-        A node with no internet of its own can see from this that its messages for other
-        meshes can leave this one.
-        """
+        """Nodes that announced, recently, that they reach the internet (node id -> name):
+        a node with no internet of its own sees that its messages can leave this mesh."""
         return self.neighbourhood.gateways(within_ms)
 
     async def backlog(self) -> tuple[int, int]:
         """(our messages waiting in the outbox, other nodes' packets this node carries), not
         counting expired ones."""
-        now = self.clock()
-        store = self.store.store
+        now, store = self.clock(), self.store.store
         queued = await self.store.call(store.pending_outbox, now)
         carried = await self.store.call(store.carried, now)
         return len(queued), len(carried)
@@ -564,8 +566,7 @@ class Node:
 
     @property
     def is_gateway(self) -> bool:
-        """Whether an internet transport of this node reaches the internet now (its announces
-        say so)."""
+        """Whether an internet transport of this node reaches the internet now."""
         return self.engine.gateway
 
     def gateway_reason(self) -> str:
@@ -586,8 +587,7 @@ class Node:
 
     def channel_ids(self) -> dict[str, bytes]:
         """The joined channels (name -> channel id), and each group's current address under
-        ``+name`` (gateways ask :meth:`bridge_ids`, which also gives a group's older
-        addresses)."""
+        ``+name`` (:meth:`bridge_ids` also gives a group's older addresses)."""
         return self.neighbourhood.channel_ids()
 
     def bridge_ids(self, names: frozenset[str]) -> set[bytes]:
@@ -596,5 +596,5 @@ class Node:
 
     def sealed_tags(self, epoch: int) -> list[bytes]:
         """The tags sealed packets created in ``epoch`` reach this node under (the DHT polls
-        them: sealed packets are filed under their tag)."""
+        them)."""
         return self.neighbourhood.sealed_tags(epoch)

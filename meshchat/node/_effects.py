@@ -29,6 +29,7 @@ from meshchat.events import (
     DeviceListChanged,
     DeviceListUpdated,
     ErasedArrived,
+    FileArrived,
     GroupChanged,
     GroupStateUpdated,
     HistoryReceived,
@@ -53,6 +54,7 @@ from meshchat.node._types import (
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.store import Store
 from meshchat.store.records import CarriedPacket, Message, MessageState, Trust
+from meshchat.wire.packet import PacketKind
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -346,6 +348,8 @@ class Effects:
                     node.sync.erased_there(out)
                 case HistoryReceived():
                     node.catchup.requested(out)
+                case FileArrived():
+                    self.plan(plan, node.files.arrived(out))
                 case Carry(packet=packet, frame=frame, expires_ms=expires_ms):
                     dest = packet.destination.value
                     write = SaveCarried(CarriedPacket(packet.packet_id, frame, dest, expires_ms))
@@ -414,9 +418,10 @@ class Effects:
         node = self.node
         match step:
             case Transmit(frame=frame, links=links):
+                bulk = len(frame) > 2 and frame[2] == PacketKind.FILE  # after text and acks
                 for link_id in links:
                     link = node.links.get(link_id)
-                    if link is None or not link.send(frame):
+                    if link is None or not (link.send_bulk(frame) if bulk else link.send(frame)):
                         node.count("drop.link-send")
             case Notify(notice):
                 if notice.link is not None:

@@ -10,6 +10,9 @@ from meshchat.catchup import CatchupTimings
 from meshchat.crypto.channel import ChannelKey
 from meshchat.errors import IdentityError
 from meshchat.events import GroupChanged, LinkProgress
+from meshchat.files.policy import FilePolicy
+from meshchat.files.serve import ServeLimits
+from meshchat.files.transfer import Limits
 from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
 from meshchat.router.flood import RouterConfig
 from meshchat.store.history import DEFAULT_HISTORY, HistoryBudget
@@ -28,6 +31,7 @@ __all__ = [
     "MAX_HEARD",
     "Bridge",
     "DevicesNotice",
+    "FileOptions",
     "LinkInfo",
     "NodeNotice",
     "NodeOptions",
@@ -53,6 +57,25 @@ PREKEY_STATE = "prekeys"
 GROUP_STATE = "group"
 
 
+NODE_SERVE = ServeLimits(rate=2048, burst=256, total_rate=8192, total_burst=1024)
+
+
+@dataclass(frozen=True, slots=True)
+class FileOptions:
+    """Where received files go and the bounds of transfers. ``downloads`` None: files are
+    neither received nor resumed (a node without a home); ``state`` is the file that keeps
+    transfers across restarts (None: kept in memory only)."""
+
+    downloads: str | None = None
+    state: str | None = None
+    policy: FilePolicy = field(default_factory=FilePolicy)
+    limits: Limits = field(default_factory=Limits)
+    #: per asker about 3 MB/s, 12 MB/s to all (a LAN; a BLE link is slower than either)
+    serve: ServeLimits = field(default_factory=lambda: NODE_SERVE)
+    #: finished transfers listed by ``meshchat transfers`` (the oldest are forgotten)
+    keep_finished: int = 200
+
+
 @dataclass(frozen=True, slots=True)
 class NodeOptions:
     ttl: int = DEFAULT_TTL
@@ -71,6 +94,8 @@ class NodeOptions:
     #: how often group and channel members ask for, tell and resend history
     #: (see :mod:`meshchat.catchup`)
     catchup: CatchupTimings = field(default_factory=CatchupTimings)
+    #: files: where they are saved and what is taken (see :mod:`meshchat.node._files`)
+    files: FileOptions = field(default_factory=FileOptions)
 
 
 class Bridge(Protocol):

@@ -96,6 +96,7 @@ class RouterConfig:
     seen_ttl_ms: int = 3600_000
     link_rate: float = 200.0  # frames per second per link
     link_burst: float = 400.0
+    file_rate: float = 2500.0  # file frames per second per link (apart from the others)
     max_pending: int = 4096  # relays waiting for their jitter
     max_carried: int = 5000  # packets kept for store-and-forward
     max_carried_per_link: int = 512  # of those, from one origin link (see router/carry.py)
@@ -162,6 +163,7 @@ class FloodRouter:
         self._acked = SeenSet(self.config.max_carried * 2, self.config.carry_ms)
         self._links: dict[str, TokenBucket] = {}  # live links and their token buckets
         self._strays: dict[str, TokenBucket] = {}  # buckets of links not (or no longer) up
+        self._file_links: dict[str, TokenBucket] = {}  # file frames of live links
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[int, bytes]] = []
         #: node ids and signing keys of this node's contacts (the owner keeps them current):
@@ -197,6 +199,16 @@ class FloodRouter:
 
     def has_seen(self, packet_id: bytes) -> bool:
         return packet_id in self._seen
+
+    def _bucket(self, link: str, now_ms: int) -> TokenBucket | None:
+        """The allowance of file frames from a live link (``file_rate``, apart from text)."""
+        if link not in self._links:
+            return None
+        bucket = self._file_links.get(link)
+        if bucket is None:
+            rate = self.config.file_rate
+            bucket = self._file_links[link] = TokenBucket(rate, 2 * rate, now_ms)
+        return bucket
 
     def _mark_seen(self, packet: Packet, now_ms: int) -> None:
         self._seen.add(packet.packet_id, now_ms)
@@ -263,6 +275,7 @@ class FloodRouter:
     def link_down(self, link: str, now_ms: int) -> list[Action]:
         self._links.pop(link, None)
         self._strays.pop(link, None)
+        self._file_links.pop(link, None)
         self.neighbours.forget(link)
         return []
 
@@ -298,8 +311,10 @@ class FloodRouter:
         self, link: str | None, frame: bytes, now_ms: int, rssi: float | None = None
     ) -> list[Action]:
         """Handle one frame received on ``link`` (None: from a local or internet source)."""
+        bulk = len(frame) > 2 and frame[2] == PacketKind.FILE  # its own allowance
         if link is not None:
-            bucket = self._links.get(link) or self._strays.get(link)
+            bucket = self._bucket(link, now_ms) if bulk else self._links.get(link)
+            bucket = bucket or self._strays.get(link)
             if bucket is None:
                 # A frame from a link that is not up (still in flight after link_down):
                 # rate-limit it, but never make the link a relay target again.
@@ -322,6 +337,8 @@ class FloodRouter:
             self._count(f"drop.{exc.reason.value}")
             return [Drop(exc.reason.value, link)]
         packet_id = packet.packet_id
+        if bulk is not (packet.kind is PacketKind.FILE):
+            return [Drop("bad-kind", link, packet_id)]  # a kind byte only where canonical
         if packet_id in self._seen or self._replayed(packet, now_ms):
             self._count("drop.duplicate")
             self._copy_heard(packet_id, link, rssi, frame)
@@ -362,7 +379,9 @@ class FloodRouter:
         relayed = packet.relayed()
         frame = codec.encode(relayed)
         sealed_hash = _sealed_ack_hash(packet)
-        if (
+        if packet.kind is PacketKind.FILE:
+            pass  # pieces and requests are asked again, never carried
+        elif (
             dest.kind is DestKind.NODE
             and packet.packet_id + dest.value not in self._acked
             and (sealed_hash is None or sealed_hash not in self._acked)

@@ -46,6 +46,11 @@ class Link(ABC):
     def send(self, frame: bytes) -> bool:
         """Queue ``frame`` for sending; False if it was dropped (queue full or link closed)."""
 
+    def send_bulk(self, frame: bytes) -> bool:
+        """Queue ``frame`` at file priority: it leaves after every frame queued with
+        :meth:`send` (text, acks, control). Links without two queues send it as any frame."""
+        return self.send(frame)
+
     @abstractmethod
     async def close(self) -> None:
         """Close the link; the transport then reports ``link_down`` once."""

@@ -35,6 +35,7 @@ peers are found by TCP itself; :func:`enable_tcp_keepalive` makes that take seco
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -66,6 +67,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 DEFAULT_QUEUE_FRAMES = 256
+#: file frames a link queues (beyond: refused; the receiver asks again)
+BULK_QUEUE_FRAMES = 512
+#: file frames written before the writer looks at its text queue again
+BULK_IN_WRITE = 4
 #: the largest frame on the wire: a packet and its encryption tag
 MAX_WIRE_FRAME = MAX_PACKET_SIZE + CIPHER_OVERHEAD
 #: bytes asked of the socket per read; bounds what the decoder holds at once
@@ -115,6 +120,10 @@ class StreamLink(Link):
         self._decoder = decoder if decoder is not None else FrameDecoder(MAX_WIRE_FRAME)
         self._pending = list(pending)
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_frames)
+        #: file frames, sent only when ``_queue`` is empty (see :meth:`send_bulk`)
+        self._bulk: collections.deque[bytes] = collections.deque()
+        self._bulk_limit = max(queue_frames, BULK_QUEUE_FRAMES)
+        self._bulk_ready = asyncio.Event()
         self._on_closed = on_closed
         self._reader_task: asyncio.Task[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
@@ -200,6 +209,19 @@ class StreamLink(Link):
         self._queue.put_nowait(encode_frame(sealed, MAX_WIRE_FRAME))
         return True
 
+    def send_bulk(self, frame: bytes) -> bool:
+        """Queue one frame at file priority: the writer takes it only when no frame queued
+        with :meth:`send` waits, and keeps at most ``BULK_IN_WRITE`` in a write."""
+        if self._closed or not 0 < len(frame) <= MAX_PACKET_SIZE:
+            return False
+        if len(self._bulk) >= self._bulk_limit:
+            self.dropped_frames += 1
+            return False
+        sealed = self._cipher.encrypt(frame) if self._cipher is not None else frame
+        self._bulk.append(encode_frame(sealed, MAX_WIRE_FRAME))
+        self._bulk_ready.set()
+        return True
+
     def shutdown(self, reason: str = "closed locally") -> None:
         """Begin closing now, without awaiting: ``link_down`` (if due) is reported before this
         returns. Frames already queued are still written. The socket finishes closing in the
@@ -273,9 +295,16 @@ class StreamLink(Link):
         reason = ""
         try:
             while not self._closed:
-                self._writer.write(await self._queue.get())
+                if self._queue.empty() and not self._bulk:
+                    await self._next_frame()
                 while not self._queue.empty():
                     self._writer.write(self._queue.get_nowait())
+                # file frames only in small runs, so a text queued meanwhile waits for at
+                # most BULK_IN_WRITE of them (and what the socket buffer holds)
+                for _ in range(min(BULK_IN_WRITE, len(self._bulk))):
+                    if not self._queue.empty():
+                        break
+                    self._writer.write(self._bulk.popleft())
                 await self._writer.drain()
         except OSError as exc:  # ConnectionError is an OSError
             reason = f"write failed: {exc!r}"
@@ -285,6 +314,20 @@ class StreamLink(Link):
         if reason:
             self._mark_closed(reason)
             await self._finish_close()
+
+    async def _next_frame(self) -> None:
+        """Wait until a frame is queued, of either priority."""
+        self._bulk_ready.clear()
+        getter = asyncio.ensure_future(self._queue.get())
+        bulk = asyncio.ensure_future(self._bulk_ready.wait())
+        try:
+            await asyncio.wait({getter, bulk}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            bulk.cancel()
+            if getter.done() and not getter.cancelled():
+                self._writer.write(getter.result())
+            else:
+                getter.cancel()
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -301,6 +344,8 @@ class StreamLink(Link):
         if flush and self._started and not self._writer.is_closing():
             while not self._queue.empty():
                 self._writer.write(self._queue.get_nowait())
+            while self._bulk:
+                self._writer.write(self._bulk.popleft())
         self._writer.close()
         self._closed_event.set()
         if self._on_closed is not None:

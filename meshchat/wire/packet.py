@@ -59,6 +59,9 @@ class PacketKind(IntEnum):
     MESSAGE = 1  #: a chat message (direct or to a channel)
     ACK = 2  #: an end-to-end acknowledgement of a direct message
     ANNOUNCE = 3  #: a node announcing its box key and display name to its neighbourhood
+    #: a piece of a file, or a request for pieces, to one node (``meshchat.files.wire``):
+    #: relayed like any packet but never carried, and at file priority on every link
+    FILE = 4
 
 
 class Suite(IntEnum):

@@ -62,7 +62,9 @@ def test_100k_chunk_requests_from_one_peer_are_rate_limited_without_memory_growt
     growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
     # 100 pieces per second for 100 s (plus the burst), not 3.2 million
     assert 100 * 100 - 2 <= served <= 100 * 100 + 20
-    assert seeder.limited == (100_000 * 32 - served) + (32 - 20)
+    # all but the backlog's ``burst`` chunks (waiting for tokens) are refused
+    assert seeder.waiting == 20
+    assert seeder.limited == (100_000 * 32 - served) + (32 - 20) - 20
     assert seeder.peers_tracked == 1
     assert growth < 64 * 1024, growth
     # an honest peer is still served at once
@@ -111,3 +113,18 @@ def test_files_served_are_bounded() -> None:
         SentFile(manifest, make_file(b"b")[1])
     with pytest.raises(ValueError):
         ServeLimits(rate=0)
+
+
+def test_chunks_over_the_allowance_wait_in_a_bounded_backlog_and_are_served_by_tick() -> None:
+    limits = ServeLimits(rate=100, burst=8)
+    seeder, root = _seeder(os.urandom(40 * 1536), limits)
+    first = seeder.request("bob", Request(root, 0, tuple(range(16))), 0)
+    assert [e.index for e in first if isinstance(e, ServeChunk)] == list(range(8))
+    assert seeder.waiting == 8 and seeder.limited == 0
+    # 50 ms later: 5 tokens, so 5 of the waiting chunks, in the order asked
+    later = seeder.tick(50)
+    assert [e.index for e in later if isinstance(e, ServeChunk)] == [8, 9, 10, 11, 12]
+    assert seeder.waiting == 3
+    # a file no longer served is skipped, not served
+    seeder.remove(root)
+    assert seeder.tick(10_000) == [] and seeder.waiting == 0

@@ -50,6 +50,7 @@ from meshchat.tui.devices import DeviceActions, DeviceCommand
 from meshchat.tui.groups import group_label, group_text, groups_text, snapshot
 from meshchat.tui.helptext import help_for
 from meshchat.tui.view import Note, clock, id_text, short_id, who_text
+from meshchat.tui.voice import VoiceActions, VoiceCommand
 
 if TYPE_CHECKING:
     from meshchat.tui.controller import ChatController
@@ -81,6 +82,7 @@ class Actions:
         self.ctl = controller
         self.node = controller.node
         self.devices = DeviceActions(controller)
+        self.voice = VoiceActions(controller, self)
 
     async def execute(self, command: Command) -> None:
         node = self.node
@@ -142,6 +144,8 @@ class Actions:
             self.ctl.on_quit()
         elif isinstance(command, DeviceCommand):
             await self.devices.execute(command)
+        elif isinstance(command, VoiceCommand):
+            await self.voice.execute(command)
 
     async def _habit(self, command: Block | Unblock | Nick | Me | Clear) -> None:
         """``/block``, ``/unblock``, ``/nick``, ``/me`` and ``/clear``."""

@@ -190,6 +190,7 @@ async def _chat(ui: Ui, home: Home, settings: NodeSettings, passphrase: str, bel
                     unicode=ui.unicode,
                     bell=ui.bell if bell else None,
                     keep_name=functools.partial(keep_name, home, passphrase),
+                    voice_dir=home.voice_notes,
                 )
                 ui.show(controller.screen)
                 try:

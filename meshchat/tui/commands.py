@@ -34,6 +34,7 @@ one word, so ``/group create`` takes it with or without the ``+``::
     /nick <name>               Nick(name)
     /me <action>               Me(action)
     /clear                     Clear()
+    /voice <seconds>|<file>    VoiceRecord / VoiceFile   /play [N]   Play(back)   (tui/voice.py)
     /help [command]            Help(topic)            (alias /?)
     /quit                      Quit()                 (alias /exit, /q)
 """
@@ -56,6 +57,7 @@ from meshchat.tui.groupgrammar import (
     is_group_word,
     parse_group,
 )
+from meshchat.tui.voice import VOICE_HELP, VoiceCommand, parse_voice
 from meshchat.wire.payloads import MAX_TEXT_BYTES
 
 __all__ = [
@@ -238,6 +240,7 @@ Command = (
     | Clear
     | Quit
     | DeviceCommand
+    | VoiceCommand
 )
 
 HELP_TEXT = (
@@ -264,6 +267,8 @@ commands:
   /panic confirm               erase your keys and messages now, and quit
 """
     + DEVICE_HELP
+    + "\n"
+    + VOICE_HELP
     + """
   /help [command]              this help, or one command's;  /quit  leave (also Ctrl-C)
   //text                       send a message that starts with '/'
@@ -301,6 +306,8 @@ _ALIASES = {
     "group": "group",
     "g": "group",
     "device": "device",
+    "voice": "voice",
+    "play": "play",
     "delete": "delete",
     "del": "delete",
     "yes": "yes",
@@ -369,6 +376,8 @@ def parse_line(line: str) -> Command | None:
         return parse_group(rest)
     if name == "device":
         return parse_device(rest)
+    if name in ("voice", "play"):
+        return parse_voice(name, rest)
     if name == "delete":
         return _parse_delete(rest)
     if name == "panic":

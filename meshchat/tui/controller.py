@@ -39,6 +39,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import tzinfo
+from pathlib import Path
 from typing import Any
 
 from meshchat.bridges.marks import network_mark
@@ -106,8 +107,11 @@ class ChatController:
         bell: Callable[[], None] | None = None,
         keep_name: Callable[[str], Awaitable[str]] | None = None,
         header_every_s: float = 2.0,
+        voice_dir: Path | None = None,
     ) -> None:
         self.node = node
+        #: where voice notes made here are kept (and served from); None: none are made
+        self.voice_dir = voice_dir
         #: rings the terminal's bell (on a direct message); None: silent
         self.bell = bell
         #: keeps a new display name for the next runs; says where (None: for this run only)

@@ -1,0 +1,155 @@
+"""``/voice`` and ``/play`` on the chat screen, between two real nodes linked in memory: a
+voice note made from espeak-ng speech reaches the other screen, and /play writes a WAV file of
+its length there (no sound card here); recording says "no microphone"."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from urwid.testing import render_text
+
+from meshchat.errors import UsageError
+from meshchat.files.manifest import FileKind
+from meshchat.identity import Identity
+from meshchat.node import Node, NodeOptions
+from meshchat.node._filestate import State
+from meshchat.node._types import FileOptions
+from meshchat.store import Store
+from meshchat.store.records import Contact, Trust
+from meshchat.transports.memory import MemoryHub, MemoryTransport
+from meshchat.tui.commands import parse_line
+from meshchat.tui.controller import ChatController
+from meshchat.tui.voice import MAX_PLAY_BACK, Play, VoiceFile, VoiceRecord
+from meshchat.voice import pcm_from_wav, read_audio
+from tests.voice.speech import speak
+
+WIDE = (160, 40)
+
+
+def test_the_grammar() -> None:
+    assert parse_line("/voice 12") == VoiceRecord(12.0)
+    assert parse_line("/voice 2.5") == VoiceRecord(2.5)
+    assert parse_line("/voice notes/hello.wav") == VoiceFile("notes/hello.wav")
+    assert parse_line("/play") == Play(1)
+    assert parse_line("/play 3") == Play(3)
+    for bad in ("/voice", "/voice 0", "/voice 301", "/voice -5", "/play x", "/play 0"):
+        with pytest.raises(UsageError):
+            parse_line(bad)
+    with pytest.raises(UsageError):
+        parse_line(f"/play {MAX_PLAY_BACK + 1}")
+
+
+@dataclass
+class Side:
+    node: Node
+    store: Store
+    transport: MemoryTransport
+    ctl: ChatController
+    home: Path
+
+    def type(self, line: str) -> None:
+        self.ctl.screen.focus_pane("input")
+        for ch in line:
+            self.ctl.screen.keypress(WIDE, ch)
+        self.ctl.screen.keypress(WIDE, "enter")
+
+    def text(self) -> str:
+        return "\n".join(render_text(self.ctl.screen, WIDE, focus=True))
+
+
+async def make_side(tmp_path: Path, hub: MemoryHub, name: str) -> Side:
+    home = tmp_path / name
+    home.mkdir()
+    identity = Identity.generate()
+    store = Store.open(home / "db", key=os.urandom(32))
+    transport = hub.transport(identity.public)
+    files = FileOptions(downloads=str(home / "downloads"), state=str(home / "t.json"))
+    node = Node(identity, name, store, [transport], options=NodeOptions(files=files))
+    await node.start()
+    ctl = ChatController(
+        node, redraw=lambda: None, on_quit=lambda: None, tz=UTC, voice_dir=home / "voice"
+    )
+    await ctl.start()
+    return Side(node, store, transport, ctl, home)
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Side]]:
+    monkeypatch.setenv("MESHCHAT_NO_SOUND", "1")  # this machine has no sound card anyway
+    hub = MemoryHub()
+    alice = await make_side(tmp_path, hub, "alice")
+    bob = await make_side(tmp_path, hub, "bob")
+    for x, y in ((alice, bob), (bob, alice)):
+        ident = y.node.identity.public
+        contact = Contact(
+            ident.node_id, ident.sign_public, ident.box_public, y.node.name, Trust.VERIFIED, 0
+        )
+        await x.node.add_contact(contact)
+        await x.ctl.refresh_list()
+    hub.connect(alice.transport, bob.transport)
+    yield alice, bob
+    for side in (alice, bob):
+        await side.ctl.close()
+        await side.node.stop()
+        side.store.close()
+
+
+async def test_voice_then_play_on_the_other_screen(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    alice, bob = pair
+    wav = speak(tmp_path / "speech.wav", "The bridge is closed. Go round by the market.")
+    source_seconds = read_audio(wav).duration
+    alice.type("/msg bob")
+    await alice.ctl.idle()
+    alice.type(f"/voice {wav}")
+    await alice.ctl.idle()
+    assert "voice note sent: " in alice.text(), alice.text()
+    (kept,) = (alice.home / "voice").iterdir()
+    assert kept.suffix == ".ogg"
+
+    async with asyncio.timeout(15):
+        while not any(
+            t.state is State.DONE and t.manifest.kind is FileKind.VOICE
+            for t in await bob.node.files.transfers()
+        ):
+            await asyncio.sleep(0.05)
+    bob.type("/msg alice")
+    await bob.ctl.idle()
+    bob.type("/play")
+    await bob.ctl.idle()
+    screen = bob.text()
+    assert "no sound card: wrote " in screen, screen
+    (written,) = (bob.home / "downloads").glob("*.wav")
+    played = pcm_from_wav(written.read_bytes())
+    assert abs(played.duration - source_seconds) <= 0.05 * source_seconds
+    bob.type("/play 2")
+    await bob.ctl.idle()
+    assert "only 1 voice notes to play in this conversation" in bob.text()
+
+
+async def test_voice_record_without_a_microphone(pair: tuple[Side, Side]) -> None:
+    alice, _bob = pair
+    alice.type("/msg bob")
+    await alice.ctl.idle()
+    alice.type("/voice 3")
+    await alice.ctl.idle()
+    screen = alice.text()
+    assert "!! no microphone" in screen, screen
+    assert not (alice.home / "voice").exists()
+
+
+async def test_voice_of_a_file_that_is_not_audio(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    alice, bob = pair
+    text = tmp_path / "list.txt"
+    text.write_text("milk\neggs\n" * 100)
+    alice.type("/msg bob")
+    await alice.ctl.idle()
+    alice.type(f"/voice {text}")
+    await alice.ctl.idle()
+    assert f"!! {text} is not audio" in alice.text()
+    assert await bob.node.files.transfers() == []

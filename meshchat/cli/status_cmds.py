@@ -120,6 +120,7 @@ def _running(reply: dict[str, Any]) -> dict[str, Any]:
         "carried": reply.get("carried"),
         "counters": reply.get("counters", {}),
         "sync": reply.get("sync", []),
+        "bridges": reply.get("bridges", []),
     }
 
 
@@ -197,6 +198,7 @@ def _offline(home: Home, config: Config | None, passphrase: str | None) -> dict[
         "carried": carried,
         "counters": {},
         "sync": [],
+        "bridges": [],
     }
 
 
@@ -263,6 +265,8 @@ def _show(status: dict[str, Any], config_path: Path) -> None:
             say(f"           this node is not one: {gateway['reason']}")
         if status.get("sync"):
             say(f"sync       {sync_summary(status['sync'])} ('meshchat device sync' for each)")
+        for bridge in status.get("bridges", []):
+            say(f"bridge     {bridge['conversation']}: {bridge['mark']}")
     elif status["gateway"].get("reason") == NO_INTERNET_HINT:
         say(f"gateway    {NO_INTERNET_HINT}")
     if status["queued"] is not None:

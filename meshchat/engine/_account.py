@@ -55,7 +55,14 @@ from meshchat.identity import PublicIdentity, SignedPrekey
 if TYPE_CHECKING:
     from meshchat.engine import Engine, Output
 
-__all__ = ["ALL_ACCOUNTS", "OWN_ONLY_KINDS", "REQUEST_EVERY_MS", "AccountGlue", "Handler"]
+__all__ = [
+    "ALL_ACCOUNTS",
+    "HOLDS_MARGIN_MS",
+    "OWN_ONLY_KINDS",
+    "REQUEST_EVERY_MS",
+    "AccountGlue",
+    "Handler",
+]
 
 #: (sender, whole blob, now_ms) -> outputs. Raise a :class:`MeshchatError` to refuse the blob
 #: (it is acked all the same: sending it again would not help), or
@@ -70,6 +77,8 @@ _MAX_REMEMBERED = 1024
 ALL_ACCOUNTS = bytes(16)
 #: lists kept for later (made from a list not held yet), one per account
 _MAX_LATER = 64
+#: a message sent this soon after its sender acked my list may have been made before it knew
+HOLDS_MARGIN_MS = 120_000
 
 
 class AccountGlue:
@@ -87,6 +96,12 @@ class AccountGlue:
         self._notices: list[DeviceListChanged] = []
         #: lists that came before the list they were made from: account -> (list, sender)
         self._later: dict[bytes, tuple[DeviceList, PublicIdentity]] = {}
+        #: devices known to hold my list: node id -> (version acked, when; memory only)
+        self._told: dict[bytes, tuple[int, int]] = {}
+        #: parts in flight of my list shared: part msg id -> (device, version, blob id)
+        self._share_parts: dict[bytes, tuple[bytes, int, bytes]] = {}
+        #: parts left of each share in flight: (device, version, blob id) -> count
+        self._share_left: dict[tuple[bytes, int, bytes], int] = {}
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -195,7 +210,7 @@ class AccountGlue:
             return []
         if not _due(self._answered, sender.node_id, now_ms):
             return []
-        return self.send(sender, DeviceListShare(own).encode(), now_ms)
+        return self._send_own(sender, now_ms)
 
     def _share_held(self, device: PublicIdentity, now_ms: int) -> list[Output]:
         """Another device of mine (a new one) asked for every list held: its contacts'
@@ -335,13 +350,56 @@ class AccountGlue:
             return []  # this device was revoked: it speaks for the account no more
         if to is None:
             to = self._everyone()
-        blob = DeviceListShare(self.book.own).encode()
         out: list[Output] = []
         me = self.engine.identity.node_id
         for device in to:
             if device.node_id != me:
-                out.extend(self.send(device, blob, now_ms))
+                out.extend(self._send_own(device, now_ms))
         return out
+
+    def _send_own(self, device: PublicIdentity, now_ms: int) -> list[Output]:
+        """Share this account's list with ``device``, and follow its parts' acks: once all
+        are acked the device holds the list (:meth:`holds_own_list`)."""
+        own = self.book.own
+        sends = self.engine.groups.send_blob(device, DeviceListShare(own).encode(), now_ms)
+        if sends:
+            key = (device.node_id, own.version, sends[0].part.blob_id)
+            self._share_left[key] = len(sends)
+            for send in sends:
+                self._share_parts[send.part.msg_id] = key
+            while len(self._share_parts) > _MAX_REMEMBERED:
+                old = self._share_parts.pop(next(iter(self._share_parts)))
+                self._share_left.pop(old, None)
+        return self.engine._group_glue.queue(sends, now_ms)
+
+    def acked(self, msg_id: bytes, now_ms: int) -> None:
+        """A control part of ours was acked: when it was the last of a share of my list,
+        its device holds that list from now on."""
+        key = self._share_parts.pop(msg_id, None)
+        if key is None or key not in self._share_left:
+            return
+        self._share_left[key] -= 1
+        if self._share_left[key] <= 0:
+            del self._share_left[key]
+            device, version = key[0], key[1]
+            if version >= self._told.get(device, (0, 0))[0]:
+                self._told[device] = (version, now_ms)
+            while len(self._told) > _MAX_REMEMBERED:
+                del self._told[next(iter(self._told))]
+
+    def holds_own_list(self, node_id: bytes, sent_ms: int) -> bool:
+        """Whether ``node_id`` acked this account's current list (since this node started)
+        well before ``sent_ms`` (its clock may differ from ours by up to
+        :data:`HOLDS_MARGIN_MS`: a message it sent around the ack may predate its knowing)."""
+        told = self._told.get(node_id)
+        if told is None or told[0] < self.book.own.version:
+            return False
+        return sent_ms >= told[1] + HOLDS_MARGIN_MS
+
+    def sharing_own_list(self, node_id: bytes) -> bool:
+        """Whether a share of this account's current list to ``node_id`` is in flight."""
+        version = self.book.own.version
+        return any(k[0] == node_id and k[1] == version for k in self._share_left)
 
     def _everyone(self) -> list[PublicIdentity]:
         engine = self.engine

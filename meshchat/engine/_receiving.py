@@ -103,6 +103,7 @@ class Receiving:
             out.append(
                 message_received(conversation, opened.body, sender, sender.sign_public, packet)
             )
+            out.extend(self.engine.carbons.received(sender, opened.body, now_ms))
         try:
             ack = self.engine.direct.build_ack(opened.sender, opened.token, now_ms, self.engine.ttl)
         except CryptoError as exc:
@@ -134,6 +135,7 @@ class Receiving:
             body = MessageBody.decode(plaintext)  # a history body is never direct
             conversation = dm_conversation(self.engine.directory.account_of(sender.node_id))
             received = message_received(conversation, body, sender, packet.origin, packet)
+            carbons = self.engine.carbons.received(sender, body, now_ms)
             ack = codec.build(
                 self.engine.identity,
                 PacketKind.ACK,
@@ -145,7 +147,7 @@ class Receiving:
                 now_ms,
                 self.engine.ttl,
             )
-            return [received, *self.engine.router.originate(ack, now_ms)]
+            return [received, *carbons, *self.engine.router.originate(ack, now_ms)]
         if dest.kind is DestKind.CHANNEL and self.engine.groups.is_group_address(dest.value):
             return self.engine._group_glue.on_message(packet, now_ms)
         if dest.kind is DestKind.CHANNEL:
@@ -178,6 +180,7 @@ class Receiving:
             return out
         if item.is_control:
             self.engine.groups.control_acked(item.msg_id)
+            self.engine.account_glue.acked(item.msg_id, now_ms)
             self.engine._end(item.msg_id)
             return [*out, *self.engine.flush()]
         return [*out, *self._copy_acked(item, packet.packet_id)]

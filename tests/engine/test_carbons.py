@@ -1,11 +1,13 @@
 """Carbons between real engines: what a1 sends to bob reaches a2 (a1's other device) as a
-carbon, also when a2 was offline (carried); a carbon from a device not on my list is refused."""
+carbon, also when a2 was offline (carried); what a1 receives from a sender that does not hold
+alice's list reaches a2 as a received carbon; a carbon from a device not on my list is refused."""
 
 from __future__ import annotations
 
 from test_accounts_mesh import link, pair, pub
 
 from meshchat.account.carbon import Carbon, Direction
+from meshchat.engine._account import HOLDS_MARGIN_MS
 from meshchat.events import CarbonReceived, MessageRejected
 from meshchat.wire.payloads import MessageBody
 
@@ -97,3 +99,38 @@ def test_a_sent_carbon_naming_another_sender_is_refused() -> None:
     mesh.run(20_000)
     assert mesh.events("a2", CarbonReceived) == []
     assert any("another device" in r.reason for r in mesh.events("a2", MessageRejected))
+
+
+def test_what_i_receive_from_a_sender_without_my_list_reaches_my_other_device() -> None:
+    mesh = pair()
+    mesh.disconnect("a1", "bob")
+    mesh.disconnect("a2", "bob")
+    link(mesh)  # bob is away: he does not hear of a2
+    mesh.run(20_000)
+    a1, a2, bob = (mesh.engines[n] for n in ("a1", "a2", "bob"))
+    assert bob.accounts.account_of(a2.identity.node_id) == a2.identity.node_id
+    msg_id = mesh.send_direct("bob", "a1", "to alice, from an old list")  # one copy: a1's
+    mesh.connect("a1", "bob")
+    mesh.run(30_000)
+    [got] = mesh.events("a2", CarbonReceived)
+    carbon = got.carbon
+    assert got.device == a1.identity.public
+    assert (carbon.direction, carbon.sender, carbon.peer_account) == (
+        Direction.RECEIVED,
+        bob.identity.node_id,
+        bob.identity.node_id,
+    )
+    assert (carbon.body.msg_id, carbon.body.text) == (msg_id, "to alice, from an old list")
+    assert carbon.conversation == "dm:" + bob.identity.node_id.hex()
+    assert mesh.received("a2") == []  # bob sealed nothing to a2
+    # bob took alice's list on the way; a while later his messages fan out to a2 themselves
+    # and a1 copies them no more
+    assert bob.accounts.account_of(a2.identity.node_id) == a1.identity.node_id
+    mesh.connect("a2", "bob")
+    mesh.announce("a2")
+    mesh.run(HOLDS_MARGIN_MS + 5_000)
+    second = mesh.send_direct("bob", "a1", "fanned out")
+    mesh.run(20_000)
+    assert [r.msg_id for r in mesh.received("a2")] == [second]
+    assert [r.msg_id for r in mesh.received("a1")] == [msg_id, second]
+    assert len(mesh.events("a2", CarbonReceived)) == 1

@@ -235,7 +235,12 @@ async def running_node(
     transports = build_transports(home, settings, identity) + list(extra_transports or [])
     if settings.ble_backend is not None:
         transports.append(ble_transport(settings, identity))
-    node = Node(identity, name, store, transports, options=settings.options)
+    files = settings.options.files
+    files = replace(
+        files, downloads=files.downloads or str(home.downloads), state=str(home.transfers)
+    )
+    options = replace(settings.options, files=files)
+    node = Node(identity, name, store, transports, options=options)
     node.set_eraser(lambda: erase_home(home))
     control = ControlServer(node, home.control_socket) if settings.control else None
     meshtastic: MeshtasticGateway | None = None

@@ -55,6 +55,9 @@ sync_status (none)                          sync: per device of mine (device, na
                                             started_ms, last_ms, rounds, sent, received,
                                             left, done, error); newest first
 link_revoke device (name or id prefix)      the new list, as link_devices
+send_file,  see :mod:`meshchat.node._filecontrol`
+transfers,
+accept_file
 ==========  ==============================  ============================================
 """
 
@@ -75,6 +78,8 @@ from meshchat.group.book import Group, group_conversation
 from meshchat.identity import ContactCard, PublicIdentity
 from meshchat.logview import entries, entry_json, pick
 from meshchat.node import Node
+from meshchat.node._filecontrol import FILE_OPS
+from meshchat.node._filecontrol import control_op as file_control_op
 from meshchat.node._link import control_op as link_control_op
 from meshchat.safety import safety_number
 from meshchat.store.records import Contact, Delivery, Message, Trust
@@ -280,6 +285,8 @@ class ControlServer:
         op = request["op"]
         if op.startswith("link_"):
             return await link_control_op(node, request)
+        if op in FILE_OPS:
+            return await file_control_op(node, request)
         if op == "sync_status":
             return {"sync": node.sync.status()}
         if op == "send":

@@ -99,6 +99,16 @@ class Home:
         return self.path / "voice"
 
     @property
+    def downloads(self) -> Path:
+        """Where received files are saved unless ``files.downloads`` says otherwise."""
+        return self.path / "downloads"
+
+    @property
+    def transfers(self) -> Path:
+        """The file transfers a node keeps across restarts (:mod:`meshchat.node._filestate`)."""
+        return self.path / "transfers.json"
+
+    @property
     def initialised(self) -> bool:
         return self.keystore.exists()
 
@@ -120,6 +130,9 @@ class Home:
             # relays, bootstraps and perhaps a display name: erased with the rest
             self.config,
             self.config.with_name(CONFIG_FILE + ".tmp"),
+            # the keys of files sent and received
+            self.transfers,
+            self.transfers.with_name("transfers.json.tmp"),
         ]
         with contextlib.suppress(OSError):
             extra = sorted(

@@ -16,6 +16,7 @@ from meshchat.cli.contacts_cmds import (
     cmd_contacts_share,
     cmd_join,
 )
+from meshchat.cli.file_cmds import add_file_parsers
 from meshchat.cli.group_cmds import add_group_parser
 from meshchat.cli.history_cmds import cmd_delete
 from meshchat.cli.identity_cmds import cmd_id, cmd_init
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
 
+    add_file_parsers(sub)
     add_voice_parsers(sub)
 
     p = add("join", cmd_join, "join a channel (#mesh is joined already)")

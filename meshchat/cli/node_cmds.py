@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from meshchat.app import NodeSettings, running_node
@@ -16,9 +17,11 @@ from meshchat.cli.common import emit_json, node_request, read_passphrase, say
 from meshchat.config import Config, check_value, find_key, host_port, load
 from meshchat.display import SafeFormatter
 from meshchat.errors import ConfigError, UsageError
+from meshchat.files.policy import FilePolicy
 from meshchat.home import Home
 from meshchat.lookalike import lookalikes, mark
 from meshchat.node import NodeOptions
+from meshchat.node._types import FileOptions
 from meshchat.router.flood import RouterConfig
 from meshchat.store.history import DEFAULT_HISTORY
 from meshchat.wire.packet import MAX_TTL
@@ -39,6 +42,7 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     :mod:`meshchat.config`); a flag not given leaves the file's value (None here)."""
     on_off = argparse.BooleanOptionalAction
     group = parser.add_argument_group("network", "each overrides a key of config.toml")
+    parser.add_argument("--to", metavar="DIR", help="save received files in DIR (files.downloads)")
     group.add_argument("--lan", action=on_off, help="use the LAN transport (lan.enabled)")
     group.add_argument("--lan-host", help="address to listen on for TCP (lan.host)")
     group.add_argument("--lan-port", type=int, help="TCP port; 0: any free (lan.port)")
@@ -199,6 +203,7 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         "internet.dht_bootstrap": args.dht_bootstrap,
         "internet.bridges": args.bridge_channel,
         "retention.relay_days": args.relay_retention_days,
+        "files.downloads": getattr(args, "to", None),
         "bitchat.enabled": getattr(args, "bitchat", None),
         "bitchat.controller": getattr(args, "bitchat_controller", None),
         "bitchat.nickname": getattr(args, "bitchat_nickname", None),
@@ -260,8 +265,29 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
                 DEFAULT_HISTORY,
                 max_age_ms=max(1, int(c.number("retention.history_days") * 24 * 3600_000)),
             ),
+            files=file_options(c),
         ),
     )
+
+
+def file_options(c: Config) -> FileOptions:
+    """The ``files.*`` keys (the downloads folder is the home's when the key is empty: the
+    node's owner fills it in, see :func:`meshchat.app.running_node`)."""
+
+    def mb(key: str) -> int:
+        return int(c.number(key) * (1 << 20))
+
+    relay = mb("files.max_relay_mb")
+    policy = FilePolicy(
+        ble=mb("files.max_ble_mb"),
+        lan=mb("files.max_lan_mb"),
+        relay=relay,
+        dht=relay,
+        other=relay,
+        auto_accept=mb("files.auto_accept_mb"),
+    )
+    folder = c.text("files.downloads")
+    return FileOptions(downloads=str(Path(folder).expanduser()) if folder else None, policy=policy)
 
 
 def node_config(home: Home) -> Config:

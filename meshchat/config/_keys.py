@@ -312,8 +312,36 @@ KEYS: tuple[Key, ...] = (
         "files.downloads",
         Kind.STR,
         "",
-        "folder for received files; empty: the platform's downloads folder (reserved: meshchat "
-        "does not receive files yet)",
+        "folder for received files; empty: the home's downloads folder",
+        flag="--to",
+    ),
+    Key(
+        "files.auto_accept_mb",
+        Kind.FLOAT,
+        5.0,
+        "files up to this size from a verified contact are taken without asking (0: always ask)",
+        check=_between(0, 1024),
+    ),
+    Key(
+        "files.max_ble_mb",
+        Kind.FLOAT,
+        1.0,
+        "largest file taken from a sender reached only over Bluetooth",
+        check=_between(0, 1024),
+    ),
+    Key(
+        "files.max_lan_mb",
+        Kind.FLOAT,
+        256.0,
+        "largest file taken from a sender reached over the LAN",
+        check=_between(0, 1024),
+    ),
+    Key(
+        "files.max_relay_mb",
+        Kind.FLOAT,
+        16.0,
+        "largest file taken from a sender reached over a relay, the DHT or another medium",
+        check=_between(0, 1024),
     ),
     Key(
         "ui.bell",

@@ -2,8 +2,11 @@
 
 Theory of operation
 -------------------
-The node becomes one bitchat node: upstream's GATT service on a bumble controller
-(:class:`~meshchat.bridges.bitchat.ble.BitchatGatt`), a bitchat identity derived from the
+The node becomes one bitchat node in both roles, as upstream's phones are: upstream's GATT
+service on a bumble controller (:class:`~meshchat.bridges.bitchat.ble.BitchatGatt`, the
+peripheral that phones dial) and a central that dials bitchat peripherals it sees advertising
+(:class:`~meshchat.bridges.bitchat.central.BitchatCentral`), one mesh behind both (one dedupe;
+what one role relays the other sends on too), a bitchat identity derived from the
 meshchat identity (so its peer id stays the same across restarts, and tells nothing about the
 meshchat keys), announced under the user's display name. It relays bitchat packets as a bitchat
 node does (:mod:`meshchat.bridges.bitchat.mesh`).
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
     from bumble.device import Device
 
     from meshchat.bridges.bitchat.ble import BitchatGatt
+    from meshchat.bridges.bitchat.central import BitchatCentral
     from meshchat.bridges.bitchat.peers import PublicText
     from meshchat.bridges.bitchat.public import BitchatIdentity
     from meshchat.node import Node
@@ -139,6 +143,7 @@ class BitchatGateway:
         *,
         nickname: str | None = None,
         device: Device | None = None,
+        central: bool = True,
     ) -> None:
         self.node = node
         self.controller = controller
@@ -150,6 +155,8 @@ class BitchatGateway:
         self._device = device
         self._transport: Any = None
         self.gatt: BitchatGatt | None = None
+        self.central: BitchatCentral | None = None
+        self._want_central = central
         self._seen = _Seen()
         self._carry = TokenBucket(10, 3.0)
         self._emit = TokenBucket(10, 2.0)
@@ -165,6 +172,7 @@ class BitchatGateway:
 
     async def start(self) -> None:
         from meshchat.bridges.bitchat.ble import BitchatGatt
+        from meshchat.bridges.bitchat.central import BitchatCentral
         from meshchat.bridges.bitchat.mesh import BitchatMesh
 
         channels = await self.node.channels()
@@ -177,10 +185,14 @@ class BitchatGateway:
         await self.node.submit(self._notice)
         device = self._device or await self._open()
         mesh = BitchatMesh(self.identity, self.nickname)
-        self.gatt = BitchatGatt(
-            device, mesh, on_text=self._heard, clock_ms=lambda: int(self.node.clock())
-        )
+        clock = lambda: int(self.node.clock())  # noqa: E731
+        self.gatt = BitchatGatt(device, mesh, on_text=self._heard, clock_ms=clock)
         await self.gatt.start()
+        if self._want_central:
+            self.central = BitchatCentral(device, mesh, on_text=self._heard, clock_ms=clock)
+            self.gatt.relay_hook = self.central.broadcast
+            self.central.relay_hook = self.gatt.broadcast
+            await self.central.start()
         self._unsubscribe = self.node.subscribe(self._on_notice)
         self.node.bridges[CONVERSATION] = self
         self._spawn(self._announce_loop())
@@ -208,6 +220,9 @@ class BitchatGateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.central is not None:
+            with contextlib.suppress(Exception):
+                await self.central.stop()
         if self.gatt is not None:
             with contextlib.suppress(Exception):
                 await self.gatt.stop()
@@ -225,7 +240,23 @@ class BitchatGateway:
             await asyncio.sleep(ANNOUNCE_EVERY_S)
             if self.gatt is not None:
                 for frame in self.gatt.mesh.announce(int(self.node.clock())):
-                    await self.gatt.broadcast(frame)
+                    await self._broadcast(frame)
+
+    async def _broadcast(self, frame: bytes) -> None:
+        """A frame of ours to every bitchat link, in both roles."""
+        if self.gatt is not None:
+            await self.gatt.broadcast(frame)
+        if self.central is not None:
+            await self.central.broadcast(frame)
+
+    async def _public(self, text: str) -> bytes:
+        """Our signed public message on every link; its message id."""
+        if self.gatt is None:
+            raise UsageError("the bitchat bridge is not running")
+        msg_id, frames = self.gatt.mesh.public(text, int(self.node.clock()))
+        for frame in frames:
+            await self._broadcast(frame)
+        return msg_id
 
     async def _notice(self) -> None:
         now = self.node.clock()
@@ -320,7 +351,7 @@ class BitchatGateway:
             self.count("emit_limited")
             return
         text = _cut(f"{ECHO_MARK} {message.sender_name} (meshchat): {message.text}")
-        emitted = await self.gatt.send_text(text)
+        emitted = await self._public(text)
         self._seen.add(emitted)
         self.count("emitted")
 
@@ -334,7 +365,7 @@ class BitchatGateway:
             raise UsageError("nothing to send")
         text = _cut(text)
         node = self.node
-        msg_id = await self.gatt.send_text(text)
+        msg_id = await self._public(text)
         self._seen.add(msg_id)
         now = node.clock()
         store = node.store
@@ -363,6 +394,7 @@ class BitchatGateway:
             "nickname": self.nickname,
             "peer_id": self.identity.peer_id.hex(),
             "centrals": 0 if gatt is None else gatt.centrals,
+            "peripherals": 0 if self.central is None else len(self.central.links),
             "peers": 0 if gatt is None else len(gatt.mesh.peers),
             "refused": {} if gatt is None else {r.value: n for r, n in gatt.refused.items()},
             "counters": dict(self.counters),

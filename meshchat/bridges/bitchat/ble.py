@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bumble.core import UUID as BumbleUUID
@@ -65,6 +65,8 @@ class BitchatGatt:
         self.clock_ms = clock_ms
         self.refused: Counter[BridgeReason] = Counter()
         self._subscribers: dict[int, Connection] = {}
+        #: where relayed frames also go (the node's other role, when it has both)
+        self.relay_hook: Callable[[bytes], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._characteristic: Characteristic[bytes] = Characteristic(
             BumbleUUID(CHARACTERISTIC_UUID),
@@ -128,6 +130,8 @@ class BitchatGatt:
         for handle, raw in list(self._subscribers.items()):
             if handle != origin:
                 await self._notify(raw, frame)
+        if self.relay_hook is not None:
+            await self.relay_hook(frame)
 
     async def _notify(self, raw: Connection, frame: bytes) -> None:
         try:

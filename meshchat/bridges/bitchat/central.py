@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bumble.core import UUID as BumbleUUID
@@ -62,6 +62,8 @@ class BitchatCentral:
         self.refused: Counter[BridgeReason] = Counter()
         self.links: dict[str, _Link] = {}
         self._dialling: set[str] = set()
+        #: where relayed frames also go (the node's other role, when it has both)
+        self.relay_hook: Callable[[bytes], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._service = BumbleUUID(SERVICE_UUID)
 
@@ -154,6 +156,8 @@ class BitchatCentral:
         for address, link in list(self.links.items()):
             if address != origin:
                 await self._write(link, frame)
+        if self.relay_hook is not None:
+            await self.relay_hook(frame)
 
     async def _write(self, link: _Link, frame: bytes) -> None:
         try:

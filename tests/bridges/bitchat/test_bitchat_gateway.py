@@ -16,9 +16,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bumble.device import Device
 
+from meshchat.bridges.bitchat.ble import BitchatGatt
 from meshchat.bridges.bitchat.central import BitchatCentral
 from meshchat.bridges.bitchat.mesh import BitchatMesh
 from meshchat.bridges.bitchat.peers import PublicText
@@ -53,6 +56,7 @@ class Island:
     store: Store
     gateway: BitchatGateway
     crowd: BitchatCentral
+    air: RangedLink
     heard: list[PublicText] = field(default_factory=list)
 
     def texts(self) -> list[str]:
@@ -74,7 +78,7 @@ async def islands(tmp_path: Path) -> AsyncIterator[tuple[Island, Island]]:
             gateway = BitchatGateway(node, device=virtual_device(air, f"{name}-gw"))
             crowd_device = virtual_device(air, person)
             await crowd_device.power_on()
-            island = Island(node, store, gateway, None)  # type: ignore[arg-type]
+            island = Island(node, store, gateway, None, air)  # type: ignore[arg-type]
             island.crowd = BitchatCentral(
                 crowd_device,
                 BitchatMesh(BitchatIdentity.generate(), person),
@@ -202,3 +206,43 @@ async def test_a_replay_older_than_six_hours_is_refused(islands: tuple[Island, I
     await asyncio.sleep(0.3)
     assert not await _has(a.node, "#bitchat", "long ago")
     assert not await _has(b.node, "#bitchat", "long ago")
+
+
+def controller_of(device: Device) -> Any:
+    return device.host.hci_sink.sink  # type: ignore[attr-defined]
+
+
+async def test_the_gateway_is_central_too_and_relays_between_its_roles(
+    islands: tuple[Island, Island],
+) -> None:
+    """erin is a bitchat peripheral only (as a phone can be) out of carol's range: the
+    gateway dials her, and texts cross between its two roles, and to island B."""
+    a, b = islands
+    erin_device = virtual_device(a.air, "erin")
+    a.air.set_in_range(controller_of(erin_device), controller_of(a.crowd.device), False)
+    erin_heard: list[PublicText] = []
+    erin = BitchatGatt(
+        erin_device,
+        BitchatMesh(BitchatIdentity.generate(), "erin"),
+        on_text=erin_heard.append,
+        clock_ms=now_ms,
+    )
+    await erin.start()
+    try:
+        central = a.gateway.central
+        assert central is not None
+        await until(lambda: len(central.links) == 1 and erin.centrals == 1)
+        # bitchat nodes announce again from time to time: erin learns carol through the gateway
+        for frame in a.crowd.mesh.announce(now_ms()):
+            await a.crowd.broadcast(frame)
+        await until(lambda: erin.mesh.peers.get(a.crowd.mesh.identity.peer_id) is not None)
+        await until(lambda: a.crowd.mesh.peers.get(erin.mesh.identity.peer_id) is not None)
+        await a.crowd.send_text("carol to everyone")
+        await until(lambda: "carol to everyone" in [t.text for t in erin_heard])
+        await erin.send_text("erin to everyone")
+        await until(lambda: "erin to everyone" in a.texts())
+        await until(lambda: any("erin@bitchat: erin to everyone" in t for t in b.texts()))
+        assert [t.nickname for t in erin_heard] == ["carol"]  # carol's own signed packet
+        assert [t.nickname for t in a.heard if t.text == "erin to everyone"] == ["erin"]
+    finally:
+        await erin.stop()

@@ -186,7 +186,10 @@ class NodeFiles:
         """The transfer a message announced (for a conversation line's progress marker)."""
         for transfer in self._transfers.values():
             if transfer.msg_id == msg_id:
-                return transfer
+                download = self.downloads.get(transfer.root)
+                if download is not None:
+                    transfer.progress = download.progress(self.node.clock())
+                return replace(transfer)
         return None
 
     # -- life cycle (on the worker) ----------------------------------------------------------
@@ -224,6 +227,13 @@ class NodeFiles:
         """Ask again for late pieces, abandon downloads that stalled (housekeeping)."""
         if len(self.downloads):
             await self.node.effects.run(self._carry_out(self.downloads.tick(now)))
+        for download in self.downloads.active():  # progress for the faces, once a second
+            transfer = self._transfers.get(download.root)
+            if transfer is not None:
+                notice = NodeNotice(
+                    "transfer", msg_id=transfer.msg_id, conversation=transfer.conversation
+                )
+                self.node.notify(notice)
 
     # -- what the node feeds in (on the worker) ------------------------------------------------
 

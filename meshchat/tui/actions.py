@@ -47,6 +47,7 @@ from meshchat.tui.commands import (
     Yes,
 )
 from meshchat.tui.devices import DeviceActions, DeviceCommand
+from meshchat.tui.files import FileActions, FileCommand
 from meshchat.tui.groups import group_label, group_text, groups_text, snapshot
 from meshchat.tui.helptext import help_for
 from meshchat.tui.view import Note, clock, id_text, short_id, who_text
@@ -83,6 +84,7 @@ class Actions:
         self.node = controller.node
         self.devices = DeviceActions(controller)
         self.voice = VoiceActions(controller, self)
+        self.files = FileActions(controller, self)
 
     async def execute(self, command: Command) -> None:
         node = self.node
@@ -146,6 +148,8 @@ class Actions:
             await self.devices.execute(command)
         elif isinstance(command, VoiceCommand):
             await self.voice.execute(command)
+        elif isinstance(command, FileCommand):
+            await self.files.execute(command)
 
     async def _habit(self, command: Block | Unblock | Nick | Me | Clear) -> None:
         """``/block``, ``/unblock``, ``/nick``, ``/me`` and ``/clear``."""

@@ -47,6 +47,7 @@ from meshchat.crypto.channel import normalise_channel_name
 from meshchat.errors import UsageError
 from meshchat.identity import MAX_NAME_BYTES, clean_name
 from meshchat.tui.devices import DEVICE_HELP, DeviceCommand, parse_device
+from meshchat.tui.files import FILE_HELP, FileCommand, parse_file
 from meshchat.tui.groupgrammar import (
     GroupChange,
     GroupCreate,
@@ -241,6 +242,7 @@ Command = (
     | Quit
     | DeviceCommand
     | VoiceCommand
+    | FileCommand
 )
 
 HELP_TEXT = (
@@ -269,6 +271,8 @@ commands:
     + DEVICE_HELP
     + "\n"
     + VOICE_HELP
+    + "\n"
+    + FILE_HELP
     + """
   /help [command]              this help, or one command's;  /quit  leave (also Ctrl-C)
   //text                       send a message that starts with '/'
@@ -308,6 +312,8 @@ _ALIASES = {
     "device": "device",
     "voice": "voice",
     "play": "play",
+    "file": "file",
+    "accept": "accept",
     "delete": "delete",
     "del": "delete",
     "yes": "yes",
@@ -378,6 +384,8 @@ def parse_line(line: str) -> Command | None:
         return parse_device(rest)
     if name in ("voice", "play"):
         return parse_voice(name, rest)
+    if name in ("file", "accept"):
+        return parse_file(name, rest)
     if name == "delete":
         return _parse_delete(rest)
     if name == "panic":

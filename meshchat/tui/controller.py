@@ -57,6 +57,7 @@ from meshchat.tui.commands import (
     Yes,
     parse_line,
 )
+from meshchat.tui.files import marker
 from meshchat.tui.groups import (
     GroupState,
     group_changes,
@@ -381,8 +382,15 @@ class ChatController:
     def _markup(self, item: Message | Note, now: int) -> Markup:
         if isinstance(item, Note):
             return note_markup(item, now, tz=self.tz)
+        transfer = marker(self.node.files.transfer_of(item.msg_id))
         return message_markup(
-            item, self.node.name, now, tz=self.tz, unicode=self.unicode, lookalikes=self.lookalikes
+            item,
+            self.node.name,
+            now,
+            tz=self.tz,
+            unicode=self.unicode,
+            lookalikes=self.lookalikes,
+            transfer=transfer,
         )
 
     def label(self, key: str) -> str:
@@ -491,7 +499,7 @@ class ChatController:
             if notice.devices is not None:
                 self.actions.devices.on_devices(notice.devices)
             self.show_links()
-        elif notice.kind == "history":
+        elif notice.kind in {"history", "transfer"}:
             if notice.conversation in (None, self.current):
                 self.request_reload()
             self.request_refresh()

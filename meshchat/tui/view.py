@@ -23,6 +23,7 @@ from meshchat.logview import gap_text, waiting_text
 from meshchat.lookalike import mark
 from meshchat.store.records import Conversation, Message, MessageState
 from meshchat.transports.base import TransportStatus
+from meshchat.tui.files import shown_text
 
 if TYPE_CHECKING:
     from meshchat.node import LinkInfo
@@ -144,8 +145,10 @@ def message_markup(
     tz: tzinfo | None = None,
     unicode: bool = True,
     lookalikes: Mapping[str, str] = _NONE,
+    transfer: str = "",
 ) -> Markup:
-    """One message line: time, delivery mark (outgoing only), sender and text.
+    """One message line: time, delivery mark (outgoing only), sender and text (a file
+    announcement as the file it announces, with its ``transfer`` marker).
 
     The first two pairs (time and mark) form the line's margin: the screen indents wrapped
     and further lines of the text past them. A sender named in ``lookalikes`` (a name that
@@ -166,7 +169,9 @@ def message_markup(
     if message.order_ms is None:
         markup.append(("waiting", f" ({waiting_text(message.missing)})"))
         return markup
-    markup.append(("text", ": " + _continued(printable(message.text), unicode)))
+    markup.append(("text", ": " + _continued(printable(shown_text(message.text)), unicode)))
+    if transfer:
+        markup.append(("system", f"  [{printable(transfer)}]"))
     if message.late:
         markup.append(("late", "  (arrived late)"))
     return markup

@@ -132,9 +132,13 @@ class AccountGlue:
         return out
 
     def announce_item(self) -> AccountItem | None:
-        """What this node's announce says of its account (None for a lone founding device)."""
+        """What this node's announce says of its account: None for a lone founding device
+        that never had another (its announce stays as small as ever). A founding device left
+        alone by a revocation still says it, so that a contact who was away at the time sees
+        a newer list and asks for it (and stops sealing to the revoked device)."""
         own = self.book.own
-        if own.account_id == self.engine.identity.node_id and len(own.devices) == 1:
+        lone = own.account_id == self.engine.identity.node_id and len(own.devices) == 1
+        if lone and not own.revoked:
             return None
         return AccountItem.of(own)
 

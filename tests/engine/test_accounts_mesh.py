@@ -11,6 +11,7 @@ from meshchat.account.wire import DeviceListShare
 from meshchat.engine import Engine, Output
 from meshchat.events import DeviceListChanged, DeviceListUpdated, MessageExpired, MessageRejected
 from meshchat.identity import Identity, PublicIdentity
+from meshchat.wire.packet import MAX_AGE_MS
 
 
 def pair() -> Mesh:
@@ -225,3 +226,52 @@ def test_a_new_device_gets_the_lists_my_other_devices_hold() -> None:
     mesh.run(20_000)
     assert a2.accounts.held(bob.account_id) == bob.accounts.own
     assert a2.accounts.account_of(bob2.identity.node_id) == bob.account_id
+
+
+def away_at_the_revocation() -> tuple[Mesh, bytes, bytes, bytes]:
+    """bob is away (a1 and a2 out of reach) when a1 revokes a2, and sends alice a message
+    meanwhile; returns the mesh, a1's and a2's node ids and that message's id."""
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    mesh.announce("a2")  # bob can seal to a2
+    mesh.run(5_000)
+    a1, bob = mesh.engines["a1"], mesh.engines["bob"]
+    a1_id, a2_id = a1.identity.node_id, mesh.engines["a2"].identity.node_id
+    mesh.disconnect("a1", "bob")
+    mesh.disconnect("a2", "bob")
+    mesh._handle("a1", a1.revoke_device(a2_id, mesh.now_ms))
+    mesh.run(60_000)
+    # bob still seals to a2: he has not seen the list that revokes it
+    before = mesh.send_direct("bob", "a1", "sent while away")
+    assert {i.device for i in bob.outbox.copies(before)} == {a1_id, a2_id}
+    return mesh, a1_id, a2_id, before
+
+
+def took_the_revocation(mesh: Mesh, a1_id: bytes, a2_id: bytes, before: bytes) -> None:
+    bob = mesh.engines["bob"]
+    assert bob.accounts.held(a1_id) == mesh.engines["a1"].accounts.own
+    assert a2_id not in bob.direct.records
+    assert {i.device for i in bob.outbox.copies(before)} <= {a1_id}  # a2's copy ended
+    after = mesh.send_direct("bob", "a1", "after the revocation")
+    assert {i.device for i in bob.outbox.copies(after)} == {a1_id}
+
+
+def test_a_contact_away_at_the_revocation_is_pushed_the_list_when_they_meet() -> None:
+    mesh, a1_id, a2_id, before = away_at_the_revocation()
+    mesh.connect("a1", "bob")  # no announce: the share a1 keeps retrying gets through
+    mesh.run(2_000)
+    took_the_revocation(mesh, a1_id, a2_id, before)
+
+
+def test_a_contact_away_past_the_shares_life_pulls_the_list_from_an_announce() -> None:
+    mesh, a1_id, a2_id, before = away_at_the_revocation()
+    mesh.run(MAX_AGE_MS + 3_600_000)  # the share to bob expired: a1 sends it no more
+    bob = mesh.engines["bob"]
+    assert bob.accounts.held(a1_id).version < mesh.engines["a1"].accounts.own.version  # type: ignore[union-attr]
+    mesh.connect("a1", "bob")
+    mesh.run(2_000)
+    assert bob.accounts.held(a1_id).version < mesh.engines["a1"].accounts.own.version  # type: ignore[union-attr]
+    mesh.announce("a1")  # its account item: a newer list than bob holds; bob asks for it
+    mesh.run(2_000)
+    took_the_revocation(mesh, a1_id, a2_id, before)

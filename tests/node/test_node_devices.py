@@ -160,3 +160,23 @@ async def test_a_new_home_holds_its_genesis_list(mesh: Make) -> None:
     stored = await node.store.call(node.store.store.device_lists)
     assert stored == {node.identity.node_id: node.engine.accounts.own.encode()}
     assert node.engine.accounts.own.version == 1
+
+
+async def test_a_contact_added_after_linking_is_sent_the_accounts_list(mesh: Make) -> None:
+    alice, bob = await mesh("alice"), await mesh("bob")
+    old_card = await alice.card()  # taken before alice had a second device: no account in it
+    assert old_card.account is None
+    laptop = await mesh("laptop")
+    await link(alice, laptop)
+    await bob.add_card(old_card)
+    # alice adds bob after the link: adding him is what tells him her devices (no announce
+    # comes in between: the only way bob learns of the laptop is alice's share)
+    await alice.add_card(await bob.card())
+    laptop_id = laptop.identity.node_id
+
+    async def bob_knows_laptop() -> bool:
+        return bob.engine.accounts.account_of(laptop_id) == alice.account_id
+
+    await until(bob_knows_laptop)
+    rows = {c.node_id: c for c in await bob.contacts()}
+    assert rows[laptop_id].account_id == alice.account_id

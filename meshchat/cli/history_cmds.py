@@ -31,6 +31,7 @@ from meshchat.cli.common import (
 from meshchat.cli.group_cmds import stored_groups
 from meshchat.control import ALL_MESSAGES, history_json
 from meshchat.errors import UsageError
+from meshchat.files.announce import shown_text
 from meshchat.home import Home
 from meshchat.logview import SHORT_ID, gap_text, pick, plural, waiting_text
 from meshchat.lookalike import marked
@@ -67,7 +68,7 @@ def log_lines(messages: Sequence[dict[str, Any]], names: Sequence[str]) -> list[
                 lines.append(f"{_MARGIN} -- {gap_text(int(m['missing']))} --")
             state = f" [{m['state']}{_on_devices(m)}]" if m["outgoing"] else ""
             late = " (arrived late)" if m.get("late") else ""
-            body = f"{m['text']}{state}{late}"
+            body = f"{shown_text(str(m['text']))}{state}{late}"
         short = str(m["msg_id"])[:SHORT_ID]
         lines.append(f"{format_time(m['created_ms'])} {short} <{who(m)}> {body}")
     return lines
@@ -87,7 +88,7 @@ def _describe(m: dict[str, Any]) -> str:
     if m.get("history") == "held":
         text = f"({waiting_text(int(m.get('missing', 0)))})"
     else:
-        text = str(m["text"])
+        text = shown_text(str(m["text"]))
         text = text if len(text) <= EXCERPT else text[: EXCERPT - 3] + "..."
     return f"  {str(m['msg_id'])[:SHORT_ID]} {format_time(m['created_ms'])} <{who}> {text}"
 

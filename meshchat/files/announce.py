@@ -36,6 +36,8 @@ __all__ = [
     "describe",
     "is_announcement",
     "parse_text",
+    "shown_text",
+    "size_text",
 ]
 
 PREFIX = "\x01F1:"
@@ -106,3 +108,13 @@ def describe(manifest: FileManifest) -> str:
     are the sender's: the caller escapes them for the terminal (:mod:`meshchat.display`)."""
     line = f"[{_KIND_WORD[manifest.kind]}] {manifest.name} ({size_text(manifest.size)})"
     return f"{line} {manifest.caption}" if manifest.caption else line
+
+
+def shown_text(text: str) -> str:
+    """A message's text as faces show it: a file announcement as what it announces
+    (unescaped: the caller escapes it), any other text (a malformed announcement too) as is."""
+    try:
+        announced = parse_text(text)
+    except PacketError:
+        return text
+    return text if announced is None else describe(announced.manifest)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshchat.errors import PacketError, UsageError
-from meshchat.files.announce import describe, parse_text
+from meshchat.errors import UsageError
+from meshchat.files.announce import describe, shown_text
 from meshchat.files.manifest import FileKind
 from meshchat.node._filestate import Direction, State, Transfer
 
@@ -71,16 +71,6 @@ def parse_file(name: str, rest: str) -> FileCommand:
     except ValueError as exc:
         raise UsageError(f"/file: {exc}") from exc
     return SendFile(str(Path(words[0]).expanduser()), " ".join(words[1:]))
-
-
-def shown_text(text: str) -> str:
-    """A message's text as a line shows it: a file announcement as what it announces
-    (unescaped: the caller escapes it), any other text as it is."""
-    try:
-        announced = parse_text(text)
-    except PacketError:  # a malformed announcement is shown as the text it is (escaped)
-        return text
-    return text if announced is None else describe(announced.manifest)
 
 
 def marker(transfer: Transfer | None) -> str:

@@ -16,8 +16,9 @@ changes form or hands: the target resolved (``resolve_target``), the message sto
 ``Node.frame_received``), queued in and taken from the inbox (``Inbox.put``, ``Inbox.take``),
 parsed and checked (``FloodRouter.receive``), opened (``DirectSuite.open_message``) and stored
 (``add_incoming``). The stack is followed across hand-offs the way a reader follows them: a
-store call continues the stack that made it (``AsyncStore.call``), and a coroutine continues
-the stack of the function that made and returned it (a wrapper such as ``lambda: f(...)``).
+store call continues the stack that made it (``AsyncStore.call``, or ``AsyncStore.quick`` when
+it goes to the store thread), and a coroutine continues the stack of the function that made
+and returned it (a wrapper such as ``lambda: f(...)``).
 Helpers called on the side (counters, clocks, properties, notices, bookkeeping) are visible
 in those bodies but are not followed, so they are not on the path.
 
@@ -93,7 +94,8 @@ def _code(fn: Any) -> CodeType:
 SEND_TEXT = _code(Node.send_text)
 WORKER_RUN = _code(_inbox.Worker.run)
 DELIVER = _code(memory.MemoryLink.deliver)
-STORE_CALL = _code(_store.AsyncStore.call)
+#: the store's hand-offs to its thread (``quick`` runs its call on the loop when it can)
+STORE_CALLS = {_code(_store.AsyncStore.call), _code(_store.AsyncStore.quick)}
 #: what Worker.run calls that belongs to a message's path (the rest are timers, housekeeping)
 WORKER_PATH = {_code(_inbox.Worker.handle), _code(_inbox.Inbox.wait), _code(_inbox.Inbox.take)}
 #: where the message changes form or hands (see the module's docstring)
@@ -168,7 +170,7 @@ class Tracer:
         here = where(frame.f_code)
         if here is not None:
             self.called.add(here)
-        if frame.f_code is STORE_CALL:
+        if frame.f_code in STORE_CALLS:
             fn = code_of(frame.f_locals.get("fn"))
             if fn is not None:
                 self.store_calls.setdefault(fn, []).extend(self.stack(frame))

@@ -17,12 +17,12 @@ then transmissions and notices (:mod:`._effects`). The concerns live in private 
 ``_history``       a conversation's history read and deleted
 ``_files``         files sent, served, pulled and saved (``node.files``)
 ``_replay``        the router's dedupe horizon, saved and loaded (kept across restarts)
-``_store``         the store on its own thread
+``_store``         the store on its own thread (the worker's short calls on the loop)
 =================  ========================================================================
 
 The public methods below are the API the faces (CLI through the control socket, TUI) use;
 while a node runs it is the only writer of its store. Blocking SQLite calls run on one
-dedicated thread, off the loop.
+dedicated thread, off the loop (the worker's short ones on it when they cannot stall it).
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ class Node:
         if is_group_target(to):
             return group_target(self.engine.groups.groups.values(), to)
         try:
-            return await self.store.call(resolve_target, to, self.store.store, ())
+            return await self.store.quick(resolve_target, to, self.store.store, ())
         except NoSuchContact:
             if to.startswith("#"):
                 raise

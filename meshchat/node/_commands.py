@@ -35,7 +35,7 @@ class Commands:
         expires = now + node.options.message_lifetime_ms
         target = await node.resolve(to)
         store = node.store.store
-        parents = await node.store.call(store.heads, target.conversation)
+        parents = await node.store.quick(store.heads, target.conversation)
         add = functools.partial(
             node.store.store.add_outgoing,
             target.conversation,

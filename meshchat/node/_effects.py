@@ -6,10 +6,10 @@ turns each into an effect value: a **write** (:class:`SaveReceived`, :class:`Sav
 :class:`PutState`, :class:`Tombstone` for a blocked sender's message) or an **after-commit
 step** (:class:`Transmit`, :class:`Notify`, :class:`OfferToInternet`, or :class:`FromWrite`:
 "the step the i-th write produced", such as the notice of a newly stored message).
-:meth:`Effects.carry_out` runs all writes of a plan on the
-store's thread in one transaction (one disk sync), then the steps on the loop in the engine's
-order: nothing leaves the node, and nothing is shown as sent or delivered, before the writes it
-depends on are on disk. Drops and rejections are only counted.
+:meth:`Effects.carry_out` runs all writes of a plan in one transaction (one disk sync; on
+the store's thread unless commits are fast, see :mod:`._store`), then the steps on the loop in
+the engine's order: nothing leaves the node, and nothing is shown as sent or delivered, before
+the writes it depends on are on disk. Drops and rejections are only counted.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# -- writes (run on the store's thread, inside one transaction) --------------------------
+# -- writes (run inside one transaction, see Effects.carry_out) ---------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +407,7 @@ class Effects:
         head: T | None = None
         steps: list[Step | None] = []
         if first is not None or plan.writes:
-            head, steps = await node.store.call(apply_writes, node.store.store, plan.writes, first)
+            head, steps = await node.store.quick(apply_writes, node.store.store, plan.writes, first)
         if first is not None and then is not None:
             then(head)  # type: ignore[arg-type]
         for step in plan.after:

@@ -9,6 +9,7 @@ rules are :mod:`meshchat.causal`), :mod:`meshchat.store.trust` for key changes,
 :mod:`meshchat.store.schema` for migrations.
 """
 
+from meshchat.store._conn import COMMITS_KEPT
 from meshchat.store._crypt import KEY_SIZE as STORE_KEY_SIZE
 from meshchat.store._sync import SyncApplied
 from meshchat.store._values import MAX_BLOB_BYTES, MAX_TEXT_BYTES
@@ -28,6 +29,7 @@ from meshchat.store.schema import SCHEMA_VERSION
 from meshchat.store.trust import CardOutcome, CardResult, KeyChangeError
 
 __all__ = [
+    "COMMITS_KEPT",
     "DEFAULT_MAX_CARRIED",
     "DEFAULT_MAX_PEERS",
     "MAX_BLOB_BYTES",

@@ -13,6 +13,8 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +25,10 @@ from meshchat.store._legacy import has_legacy_rows, seal_legacy_rows
 from meshchat.store._rows import Rows
 from meshchat.store.schema import migrate
 
-__all__ = ["Database"]
+__all__ = ["COMMITS_KEPT", "Database"]
+
+#: How many of the latest commits the database remembers the duration of.
+COMMITS_KEPT = 8
 
 #: How long a write waits for another process holding the database's write lock.
 _BUSY_TIMEOUT_S = 10.0
@@ -110,6 +115,8 @@ class Database:
         self.lock = threading.RLock()
         self._batch_depth = 0  # > 0 inside transaction(): writes become savepoints
         self._on_rollback = on_rollback
+        #: nanoseconds each of the latest commits took (the disk sync, mostly)
+        self.commit_ns: deque[int] = deque(maxlen=COMMITS_KEPT)
         conn = _connect(path)
         try:
             _unlock(conn, path, rows)
@@ -165,7 +172,7 @@ class Database:
                 self._batch_depth = 1
                 try:
                     yield
-                    conn.execute("COMMIT")
+                    self._commit(conn)
                 except BaseException:
                     self._rollback(conn)
                     raise
@@ -198,12 +205,27 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
-                    conn.execute("COMMIT")
+                    self._commit(conn)
                 except BaseException:
                     self._rollback(conn)
                     raise
             except sqlite3.Error as exc:
                 raise self._error("writing to the store", exc) from exc
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        began = time.perf_counter_ns()
+        conn.execute("COMMIT")
+        self.commit_ns.append(time.perf_counter_ns() - began)
+
+    @contextlib.contextmanager
+    def held_if_free(self) -> Iterator[bool]:
+        """Hold the lock if no other thread holds it now (yields True), without waiting."""
+        held = self.lock.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                self.lock.release()
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         self._on_rollback()

@@ -141,6 +141,17 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTable
         with self._db.lock:
             self._history.budget = budget
 
+    def recent_commits_ns(self) -> tuple[int, ...]:
+        """How long each of the latest commits took, in nanoseconds (oldest first; at most
+        :data:`~meshchat.store._conn.COMMITS_KEPT`): what a durable write costs here."""
+        with self._db.lock:
+            return tuple(self._db.commit_ns)
+
+    def held_if_free(self) -> contextlib.AbstractContextManager[bool]:
+        """Hold the store for the calling thread if no other thread is using it now (True),
+        else at once False: a caller that must not wait for another call can go elsewhere."""
+        return self._db.held_if_free()
+
     def close(self) -> None:
         """Close the connection. Idempotent; any later call raises :class:`StoreError`."""
         self._db.close()

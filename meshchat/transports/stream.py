@@ -23,6 +23,13 @@ closed          the socket is closed (gracefully, aborted if it     (final)
                 is reported once, and only if ``link_up`` was
 ==============  ==================================================  ==========================
 
+A frame sent while nothing is queued and the socket has taken everything written so far goes
+to the socket at once, not a loop turn later through the writer task: the queue holds frames
+only while the socket is backed up, so the order of frames and the queue's bound are unchanged.
+Nagle's algorithm is off on the socket (``TCP_NODELAY``, as asyncio's own TCP transports set
+it), so a small frame, such as an ack, is not held back waiting for the peer's TCP ack of the
+previous one.
+
 A link that completed its handshake but was never started (a transport found it to be a
 duplicate) is closed without any report, so the handler only ever sees ``link_up`` followed by
 one ``link_down``. Frames that arrived in the same read as the last handshake frame are kept and
@@ -206,7 +213,13 @@ class StreamLink(Link):
             self.dropped_frames += 1
             return False
         sealed = self._cipher.encrypt(frame) if self._cipher is not None else frame
-        self._queue.put_nowait(encode_frame(sealed, MAX_WIRE_FRAME))
+        data = encode_frame(sealed, MAX_WIRE_FRAME)
+        if self._started and self._queue.empty() and self._socket_keeps_up():
+            # Nothing waits before it: straight to the socket, without waking the writer
+            # task (a loop turn later, after whatever else the caller does first).
+            self._writer.write(data)
+        else:
+            self._queue.put_nowait(data)
         return True
 
     def send_bulk(self, frame: bytes) -> bool:
@@ -221,6 +234,12 @@ class StreamLink(Link):
         self._bulk.append(encode_frame(sealed, MAX_WIRE_FRAME))
         self._bulk_ready.set()
         return True
+
+    def _socket_keeps_up(self) -> bool:
+        """Whether the socket took everything written so far (asyncio holds nothing back):
+        only then may a frame skip the queue, so the queue's bound and order still hold."""
+        transport = self._writer.transport
+        return not transport.is_closing() and transport.get_write_buffer_size() == 0
 
     def shutdown(self, reason: str = "closed locally") -> None:
         """Begin closing now, without awaiting: ``link_down`` (if due) is reported before this
@@ -444,6 +463,7 @@ async def open_stream_link(
     :class:`HandshakeError`, :class:`FramingError`, ``OSError`` or ``TimeoutError``).
     ``port`` is the port this side listens on, told to the peer inside the encrypted handshake.
     """
+    _set_no_delay(writer)
     decoder = FrameDecoder(MAX_WIRE_FRAME)
     handshake = LinkHandshake(identity, initiator=initiator, port=port)
     try:
@@ -480,6 +500,14 @@ async def open_stream_link(
     if start:
         link.start()
     return link
+
+
+def _set_no_delay(writer: asyncio.StreamWriter) -> None:
+    """Turn Nagle's algorithm off on a TCP socket (a no-op for other sockets)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def enable_tcp_keepalive(

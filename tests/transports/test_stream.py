@@ -145,18 +145,107 @@ async def test_unstarted_link_closes_without_reports(tcp_pair: Any, make_handler
         link_a.start()
 
 
-async def test_send_returns_false_when_queue_full(tcp_pair: Any, make_handler: Any) -> None:
-    ha, hb = make_handler(), make_handler()
-    link_a, link_b, _, _ = await _link_pair(tcp_pair, ha, hb, queue_frames=4)
-    # No await between the calls, so the writer task cannot drain the queue meanwhile.
-    results = [link_a.send(b"frame %d" % i) for i in range(6)]
-    assert results == [True, True, True, True, False, False]
+async def _backed_up_pair(
+    make_handler: Any, queue_frames: int
+) -> tuple[StreamLink, StreamLink, Any]:
+    """Two links over a socket pair with small buffers; the second is not started, so nobody
+    reads its socket and the first one's sends back up once the buffers are full."""
+    left, right = socket.socketpair()
+    for sock in (left, right):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    reader_a, writer_a = await asyncio.open_connection(sock=left)
+    reader_b, writer_b = await asyncio.open_connection(sock=right)
+    hb = make_handler()
+    link_a, link_b = await asyncio.gather(
+        open_stream_link(
+            reader_a, writer_a, Identity.generate(), make_handler(), transport_name="t",
+            link_id="t:a", initiator=True, queue_frames=queue_frames,
+        ),
+        open_stream_link(
+            reader_b, writer_b, Identity.generate(), hb, transport_name="t",
+            link_id="t:b", initiator=False, start=False,
+        ),
+    )  # fmt: skip
+    return link_a, link_b, hb
+
+
+async def test_send_returns_false_when_queue_full(make_handler: Any) -> None:
+    link_a, link_b, hb = await _backed_up_pair(make_handler, queue_frames=4)
+    # No await between the calls, so the writer task cannot drain the queue meanwhile: the
+    # socket takes frames until it is backed up, then the queue takes 4, then none.
+    results = [link_a.send(b"%06d" % i + b"f" * 1200) for i in range(200)]
+    taken = results.index(False)
+    assert taken > 4 and not any(results[taken:])
     assert link_a.queued == 4
-    await hb.until(lambda: len(hb.frames) == 4)
-    assert link_a.dropped_frames == 2
-    assert link_a.send(b"room again")
+    assert link_a.dropped_frames == 200 - taken
     assert not link_a.send(b"")
     assert not link_a.send(b"z" * (MAX_PACKET_SIZE + 1))
+    link_b.start()
+    await hb.until(lambda: len(hb.frames) == taken)
+    assert hb.payloads() == [b"%06d" % i + b"f" * 1200 for i in range(taken)]
+    assert link_a.send(b"room again")
+    await link_a.close()
+    await link_b.close()
+
+
+async def test_a_frame_goes_to_the_socket_at_once(tcp_pair: Any, make_handler: Any) -> None:
+    """With nothing queued and the socket keeping up, a frame is written by ``send`` itself,
+    not a loop turn later by the writer task (an ack waits for nothing else the node does)."""
+    ha, hb = make_handler(), make_handler()
+    link_a, link_b, _, _ = await _link_pair(tcp_pair, ha, hb)
+    assert link_a.send(b"ack")
+    assert link_a.queued == 0
+    transport = link_a._writer.transport
+    assert transport.get_write_buffer_size() == 0  # the kernel has it already
+    await hb.until(lambda: len(hb.frames) == 1)
+    assert hb.payloads() == [b"ack"]
+    await link_a.close()
+    await link_b.close()
+
+
+async def test_frames_keep_their_order_while_the_socket_backs_up(make_handler: Any) -> None:
+    """Frames sent at once, queued, and sent while the queue drains arrive in send order: a
+    frame skips the queue only when nothing is queued and the socket holds nothing back."""
+    link_a, link_b, hb = await _backed_up_pair(make_handler, queue_frames=64)
+    sent: list[bytes] = []
+    for i in range(400):
+        payload = b"%06d" % i + b"o" * 900
+        if link_a.send(payload):
+            sent.append(payload)
+        if i == 100:
+            link_b.start()  # the reader starts: the socket and the queue drain meanwhile
+        if i % 7 == 0:
+            await asyncio.sleep(0)
+    assert link_a.dropped_frames > 0 or len(sent) == 400
+    await hb.until(lambda: len(hb.frames) == len(sent))
+    assert hb.payloads() == sent
+    await link_a.close()
+    await link_b.close()
+
+
+async def test_a_frame_never_passes_queued_ones(tcp_pair: Any, make_handler: Any) -> None:
+    """Frames queued before the link started are still queued when it starts (its writer
+    task has not run yet) although the socket holds nothing: the next frame queues behind."""
+    ha, hb = make_handler(), make_handler()
+    link_a, link_b, _, _ = await _link_pair(tcp_pair, ha, hb, start=False)
+    link_b.start()
+    assert link_a.send(b"first") and link_a.send(b"second")
+    link_a.start()
+    assert link_a.send(b"third")  # no await since start: the first two are still queued
+    assert link_a.queued == 3
+    await hb.until(lambda: len(hb.frames) == 3)
+    assert hb.payloads() == [b"first", b"second", b"third"]
+    await link_a.close()
+    await link_b.close()
+
+
+async def test_links_turn_nagle_off(tcp_pair: Any, make_handler: Any) -> None:
+    ha, hb = make_handler(), make_handler()
+    link_a, link_b, _, _ = await _link_pair(tcp_pair, ha, hb)
+    for link in (link_a, link_b):
+        sock = link._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     await link_a.close()
     await link_b.close()
 

@@ -4,14 +4,13 @@ read back within their bound."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from meshchat.errors import VoiceError, VoiceReason
 from meshchat.voice.encode import VoiceNote
 from meshchat.voice.params import MAX_NOTE_BYTES, SUFFIX
 
-__all__ = ["free_path", "keep_note", "read_note"]
+__all__ = ["free_path", "keep_note", "note_name", "read_note"]
 
 
 def free_path(path: Path) -> Path:
@@ -23,11 +22,19 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def keep_note(folder: Path, note: VoiceNote, now: float | None = None) -> Path:
+def note_name(duration: float) -> str:
+    """The file name a note is kept and announced under: its length (``voice-7s.ogg``,
+    ``voice-2m05s.ogg``), which the recipient sees before pulling it. No time or place: the
+    message that announces it carries its sent time already."""
+    minutes, seconds = divmod(max(1, round(duration)), 60)
+    length = f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+    return f"voice-{length}{SUFFIX}"
+
+
+def keep_note(folder: Path, note: VoiceNote) -> Path:
     """Write ``note`` into ``folder`` (made 0700 if missing) under a new name, mode 0600."""
     folder.mkdir(mode=0o700, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    path = free_path(folder / f"voice-{stamp}{SUFFIX}")
+    path = free_path(folder / note_name(note.duration))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(note.data)

@@ -70,3 +70,18 @@ def test_wav_round_trip() -> None:
     assert pcm_from_wav(wav_bytes(TONE)) == TONE
     with pytest.raises(VoiceError):
         pcm_from_wav(b"RIFF not really")
+
+
+def test_a_kept_note_is_named_by_its_length(tmp_path: Path) -> None:
+    from meshchat.voice import VoiceNote
+    from meshchat.voice.saved import keep_note, note_name
+
+    assert note_name(7.04) == "voice-7s.ogg"
+    assert note_name(0.2) == "voice-1s.ogg"
+    assert note_name(125.4) == "voice-2m05s.ogg"
+    first = keep_note(tmp_path / "voice", VoiceNote(b"OggS one", 7.0))
+    second = keep_note(tmp_path / "voice", VoiceNote(b"OggS two", 7.2))
+    assert (first.name, second.name) == ("voice-7s.ogg", "voice-7s-1.ogg")
+    assert first.read_bytes() == b"OggS one"
+    assert first.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "voice").stat().st_mode & 0o777 == 0o700

@@ -326,7 +326,11 @@ class ControlServer:
                 "carried": carried,
                 "counters": node.counter_totals(),
                 "sync": node.sync.status(),
-                "bridges": [bridge.status() for bridge in node.bridges.values()],
+                "bridges": [
+                    shown
+                    for shown in (bridge.status() for bridge in node.bridges.values())
+                    if shown.get("network") != "bitchat-dm"  # listed by the bitchat bridge
+                ],
             }
         if op == "card":
             return {"card": (await node.card()).to_text()}

@@ -120,6 +120,7 @@ class BridgeReason(Enum):
     FROM_FUTURE = "from-future"
     DUPLICATE = "duplicate"  #: already seen
     FRAGMENT = "fragment"  #: a fragment breaks the reassembly rules or bounds
+    NOISE = "noise"  #: a Noise handshake or transport frame that is out of turn or fails
     WRONG_CHANNEL = "wrong-channel"  #: a Meshtastic channel hash or name that is not ours
     UNDECRYPTABLE = "undecryptable"  #: decrypts to something that is not a valid payload
     NOT_TEXT = "not-text"  #: not a text message (another port or packet type)

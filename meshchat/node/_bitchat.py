@@ -34,6 +34,12 @@ carry it under the same msg id, which meshchat stores once. A bitchat text that 
 the re-emission mark ``⇄`` is never carried (it is a gateway's re-emission, whose carrier
 already crossed; a person who types the mark only keeps their own text on their island).
 
+bitchat DMs (Noise XX, :mod:`meshchat.bridges.bitchat.dm`) end at this node: a private
+message from a bitchat peer is shown in the conversation ``#bitchat:dm:<peer id>`` (marked as a
+bitchat DM, another network, not a meshchat contact), and what the user sends there is
+encrypted to that peer alone. DMs are never carried to other meshchat nodes; at most 20 are
+taken in, then one per second.
+
 Nothing else crosses: only messages of the conversation ``#bitchat`` from the public channel
 are re-emitted, and none at all while a private channel of that name is joined.
 
@@ -53,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshchat.bridges._ratelimit import TokenBucket
 from meshchat.bridges.marks import BITCHAT_CONVERSATION as CONVERSATION
+from meshchat.bridges.marks import BITCHAT_DM_MARK, BITCHAT_DM_PREFIX, bitchat_dm_conversation
 from meshchat.bridges.marks import BITCHAT_MARK as MARK
 from meshchat.crypto.channel import ChannelKey
 from meshchat.errors import MeshchatError, UsageError
@@ -61,8 +68,10 @@ from meshchat.node._types import NodeNotice
 if TYPE_CHECKING:
     from bumble.device import Device
 
+    from meshchat.bridges.bitchat.announce import Announcement
     from meshchat.bridges.bitchat.ble import BitchatGatt
     from meshchat.bridges.bitchat.central import BitchatCentral
+    from meshchat.bridges.bitchat.mesh import Decision, DirectText
     from meshchat.bridges.bitchat.peers import PublicText
     from meshchat.bridges.bitchat.public import BitchatIdentity
     from meshchat.node import Node
@@ -160,6 +169,7 @@ class BitchatGateway:
         self._seen = _Seen()
         self._carry = TokenBucket(10, 3.0)
         self._emit = TokenBucket(10, 2.0)
+        self._dm_in = TokenBucket(20, 1.0)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Any = None
         #: what was carried, emitted and refused, for status and tests
@@ -186,10 +196,24 @@ class BitchatGateway:
         device = self._device or await self._open()
         mesh = BitchatMesh(self.identity, self.nickname)
         clock = lambda: int(self.node.clock())  # noqa: E731
-        self.gatt = BitchatGatt(device, mesh, on_text=self._heard, clock_ms=clock)
+        self.gatt = BitchatGatt(
+            device,
+            mesh,
+            on_peer=self._peer,
+            on_text=self._heard,
+            on_direct=self._direct,
+            clock_ms=clock,
+        )
         await self.gatt.start()
         if self._want_central:
-            self.central = BitchatCentral(device, mesh, on_text=self._heard, clock_ms=clock)
+            self.central = BitchatCentral(
+                device,
+                mesh,
+                on_text=self._heard,
+                on_direct=self._direct,
+                on_peer=self._peer,
+                clock_ms=clock,
+            )
             self.gatt.relay_hook = self.central.broadcast
             self.central.relay_hook = self.gatt.broadcast
             await self.central.start()
@@ -215,6 +239,8 @@ class BitchatGateway:
 
     async def stop(self) -> None:
         self.node.bridges.pop(CONVERSATION, None)
+        for name in [n for n in self.node.bridges if n.startswith(BITCHAT_DM_PREFIX)]:
+            del self.node.bridges[name]
         if self._unsubscribe is not None:
             self._unsubscribe()
         for task in list(self._tasks):
@@ -398,4 +424,111 @@ class BitchatGateway:
             "peers": 0 if gatt is None else len(gatt.mesh.peers),
             "refused": {} if gatt is None else {r.value: n for r, n in gatt.refused.items()},
             "counters": dict(self.counters),
+            "dm": [
+                {
+                    "conversation": name,
+                    "peer_id": name[len(BITCHAT_DM_PREFIX) :],
+                    "nickname": bridge.status()["nickname"],
+                }
+                for name, bridge in list(self.node.bridges.items())[-64:]
+                if name.startswith(BITCHAT_DM_PREFIX)
+            ],
         }
+
+    # -- direct messages (Noise) -------------------------------------------------------------
+
+    def _peer(self, announcement: Announcement) -> None:
+        """A verified bitchat peer: its DM conversation can be written to."""
+        name = bitchat_dm_conversation(announcement.peer_id)
+        self.node.bridges[name] = _Direct(self, announcement.peer_id, announcement.nickname)
+        dms = [n for n in self.node.bridges if n.startswith(BITCHAT_DM_PREFIX)]
+        for old in dms[: max(0, len(dms) - 1024)]:
+            del self.node.bridges[old]
+
+    def _direct(self, decision: Decision) -> None:
+        from meshchat.bridges.bitchat.mesh import Delivered, Private
+
+        match decision:
+            case Private(message=message):
+                self._spawn(self.node.submit(self._take_direct, message))
+            case Delivered():
+                self.count("dm_delivered")
+            case _:
+                pass
+
+    async def _take_direct(self, direct: DirectText) -> None:
+        node = self.node
+        now = node.clock()
+        if not self._dm_in.take(now / 1000):
+            self.count("dm_limited")
+            return
+        conversation = bitchat_dm_conversation(direct.peer_id)
+        if conversation not in node.bridges:
+            node.bridges[conversation] = _Direct(self, direct.peer_id, direct.nickname)
+        store = node.store
+        name = f"{direct.nickname}@bitchat:{direct.peer_id.hex()}"
+        try:
+            message = await store.call(
+                store.store.add_incoming,
+                conversation,
+                _id(b"dm", direct.peer_id, direct.message_id.encode()),
+                _id(b"peer", direct.peer_id),
+                name,
+                direct.text,
+                min(direct.timestamp, now),
+                now,
+            )
+        except MeshchatError as exc:
+            log.warning("bitchat DM not stored: %s", exc)
+            return
+        if message is not None:
+            self.count("dm_received")
+            node.notify(NodeNotice("message", message=message))
+
+    async def send_direct(self, peer: bytes, text: str) -> Message:
+        """Encrypt ``text`` to one bitchat peer (a handshake first if there is no session yet)
+        and store it as ours in that peer's DM conversation."""
+        if self.gatt is None:
+            raise UsageError("the bitchat bridge is not running")
+        node = self.node
+        now = node.clock()
+        message_id, frames = self.gatt.mesh.send_private(peer, text, int(now))
+        await self.gatt.send_frames(tuple(frames))
+        store = node.store
+        message = await store.call(
+            store.store.add_own_copy,
+            bitchat_dm_conversation(peer),
+            _id(b"dm", peer, message_id.encode()),
+            node.identity.node_id,
+            node.name,
+            text,
+            now,
+            now,
+        )
+        if message is None:
+            raise MeshchatError("the sent text could not be stored")
+        self.count("dm_sent")
+        return message
+
+
+class _Direct:
+    """One bitchat peer's DM conversation, as the node's bridges hold it."""
+
+    def __init__(self, gateway: BitchatGateway, peer: bytes, nickname: str) -> None:
+        self.gateway = gateway
+        self.peer = peer
+        self.nickname = nickname
+
+    async def send_text(self, text: str) -> Message:
+        return await self.gateway.send_direct(self.peer, text)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "network": "bitchat-dm",
+            "conversation": bitchat_dm_conversation(self.peer),
+            "mark": BITCHAT_DM_MARK,
+            "nickname": self.nickname,
+        }
+
+    async def stop(self) -> None:
+        """Stopped with the gateway."""

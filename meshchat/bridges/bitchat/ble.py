@@ -26,7 +26,14 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from meshchat.bridges.bitchat.announce import Announcement
-from meshchat.bridges.bitchat.mesh import BitchatMesh, Heard, PeerSeen, Relay
+from meshchat.bridges.bitchat.mesh import (
+    BitchatMesh,
+    Decision,
+    Heard,
+    PeerSeen,
+    Relay,
+    Send,
+)
 from meshchat.bridges.bitchat.peers import PublicText
 from meshchat.errors import BridgeError, BridgeReason
 
@@ -56,9 +63,11 @@ class BitchatGatt:
         *,
         on_peer: Callable[[Announcement], None] = lambda _: None,
         on_text: Callable[[PublicText], None] = lambda _: None,
+        on_direct: Callable[[Decision], None] = lambda _: None,
         clock_ms: Callable[[], int],
     ) -> None:
         self.device = device
+        self.on_direct = on_direct
         self.mesh = mesh
         self.on_peer = on_peer
         self.on_text = on_text
@@ -124,6 +133,17 @@ class BitchatGatt:
                     self.on_peer(announcement)
                 case Heard(message=message):
                     self.on_text(message)
+                case Send(frames=frames):
+                    self._spawn(self.send_frames(frames))
+                case _:
+                    self.on_direct(decision)  # Private, Delivered
+
+    async def send_frames(self, frames: tuple[bytes, ...]) -> None:
+        """Frames of ours to every link, in both roles."""
+        for frame in frames:
+            await self.broadcast(frame)
+            if self.relay_hook is not None:
+                await self.relay_hook(frame)
 
     async def _relay(self, frame: bytes, origin: int, delay_ms: int) -> None:
         await asyncio.sleep(delay_ms / 1000)

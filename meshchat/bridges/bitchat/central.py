@@ -24,8 +24,16 @@ from typing import Any
 from bumble.core import UUID as BumbleUUID
 from bumble.device import Connection, Device, Peer
 
+from meshchat.bridges.bitchat.announce import Announcement
 from meshchat.bridges.bitchat.ble import CHARACTERISTIC_UUID, MTU, SERVICE_UUID
-from meshchat.bridges.bitchat.mesh import BitchatMesh, Heard, PeerSeen, Relay
+from meshchat.bridges.bitchat.mesh import (
+    BitchatMesh,
+    Decision,
+    Heard,
+    PeerSeen,
+    Relay,
+    Send,
+)
 from meshchat.bridges.bitchat.peers import PublicText
 from meshchat.errors import BridgeError, BridgeReason
 
@@ -51,10 +59,14 @@ class BitchatCentral:
         mesh: BitchatMesh,
         *,
         on_text: Callable[[PublicText], None] = lambda _: None,
+        on_direct: Callable[[Decision], None] = lambda _: None,
+        on_peer: Callable[[Announcement], None] = lambda _: None,
         clock_ms: Callable[[], int],
         max_links: int = 7,
     ) -> None:
         self.device = device
+        self.on_peer = on_peer
+        self.on_direct = on_direct
         self.mesh = mesh
         self.on_text = on_text
         self.clock_ms = clock_ms
@@ -148,8 +160,19 @@ class BitchatCentral:
                     self._spawn(self._relay(out, origin, random.randint(low, high)))
                 case Heard(message=message):
                     self.on_text(message)
-                case PeerSeen():
-                    pass
+                case PeerSeen(announcement=announcement):
+                    self.on_peer(announcement)
+                case Send(frames=frames):
+                    self._spawn(self.send_frames(frames))
+                case _:
+                    self.on_direct(decision)  # Private, Delivered
+
+    async def send_frames(self, frames: tuple[bytes, ...]) -> None:
+        """Frames of ours to every link, in both roles."""
+        for frame in frames:
+            await self.broadcast(frame)
+            if self.relay_hook is not None:
+                await self.relay_hook(frame)
 
     async def _relay(self, frame: bytes, origin: str, delay_ms: int) -> None:
         await asyncio.sleep(delay_ms / 1000)

@@ -4,9 +4,12 @@ Theory of operation
 -------------------
 :meth:`BitchatMesh.receive` takes one frame (a GATT write or notification) and the time, and
 returns what to do as values: :class:`Relay` (send this packet, TTL already lowered, to every
-other link after a short random delay), :class:`PeerSeen` (a verified announce) and
-:class:`Heard` (a verified public message for the ``#bitchat`` conversation). Anything refused
-raises :class:`BridgeError`, so the adapter can count reasons.
+other link after a short random delay), :class:`PeerSeen` (a verified announce),
+:class:`Heard` (a verified public message for the ``#bitchat`` conversation), and for direct
+messages (Noise, :mod:`.dm`) :class:`Send` (frames of ours for every link: handshake replies,
+queued messages, delivery acks), :class:`Private` (a decrypted private message) and
+:class:`Delivered`. Anything refused raises :class:`BridgeError`, so the adapter can count
+reasons.
 
 Per frame, in order: decode (strict); drop our own packets and anything seen before (the key
 is what the signature covers, so a relayed copy with a lower TTL is the same packet);
@@ -18,6 +21,11 @@ only), TTL capped at 7 and lowered by one. Unlike upstream, a public message or 
 fails verification is not relayed (a bridge should not spread forgeries); packets we do not
 interpret (Noise, files, other types) are relayed as they are.
 
+Noise packets addressed to us are taken, not relayed; they must come from a peer whose
+announce we verified and, when signed, verify against its pinned key. Our own are signed and
+padded (upstream pads Noise frames over BLE). Messages to a peer without a session wait (16
+per peer, 64 peers) while the handshake runs.
+
 Limits: the dedupe memory holds 8,192 packet ids; what reaches ``#bitchat`` is capped per
 peer (5 texts, then one per 6 s) and in total (20, then one per second), so a bitchat flood
 does not become a meshchat flood; relaying follows upstream's TTL rule only.
@@ -26,11 +34,22 @@ does not become a meshchat flood; relaying follows upstream's TTL rule only.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
 from meshchat.bridges._ratelimit import TokenBucket
-from meshchat.bridges.bitchat.announce import Announcement
+from meshchat.bridges.bitchat.announce import Announcement, check_signature
+from meshchat.bridges.bitchat.dm import (
+    DELIVERED,
+    PRIVATE_MESSAGE,
+    DmSessions,
+    decode_private,
+    encode_private,
+    noise_payload,
+)
 from meshchat.bridges.bitchat.fragments import CHUNK_SIZE, Reassembler, split
 from meshchat.bridges.bitchat.packet import (
     DEFAULT_TTL,
@@ -45,7 +64,16 @@ from meshchat.bridges.bitchat.peers import BitchatPeers, PublicText
 from meshchat.bridges.bitchat.public import BitchatIdentity, message_id
 from meshchat.errors import BridgeError, BridgeReason
 
-__all__ = ["BitchatMesh", "Heard", "PeerSeen", "Relay"]
+__all__ = [
+    "BitchatMesh",
+    "Delivered",
+    "DirectText",
+    "Heard",
+    "PeerSeen",
+    "Private",
+    "Relay",
+    "Send",
+]
 
 SEEN_CAPACITY = 8192
 #: A frame larger than this is sent as fragments (upstream: 512-byte writes).
@@ -70,7 +98,39 @@ class Heard:
     message: PublicText
 
 
-Decision = Relay | PeerSeen | Heard
+@dataclass(frozen=True, slots=True)
+class DirectText:
+    """A private message from a bitchat peer (Noise-encrypted to us). ``nickname`` is the
+    name its announce claims; ``message_id`` is the sender's (a UUID string upstream)."""
+
+    peer_id: bytes
+    nickname: str
+    message_id: str
+    text: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Frames of ours to send on every link (both roles)."""
+
+    frames: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Private:
+    message: DirectText
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    peer_id: bytes
+    message_id: str
+
+
+Decision = Relay | PeerSeen | Heard | Send | Private | Delivered
+PENDING_PER_PEER = 16
+PENDING_PEERS = 64
 
 
 class BitchatMesh:
@@ -84,6 +144,9 @@ class BitchatMesh:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._per_peer: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self._total = TokenBucket(20, 1.0)
+        raw = identity.noise_private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        self.dms = DmSessions(raw, identity.peer_id)
+        self._pending: OrderedDict[bytes, list[bytes]] = OrderedDict()
 
     def _first_time(self, packet: BitchatPacket) -> bool:
         key = hashlib.sha256(signing_bytes(packet)).digest()[:16]
@@ -116,6 +179,11 @@ class BitchatMesh:
         return decisions
 
     def _interpret(self, packet: BitchatPacket, now_ms: int) -> list[Decision]:
+        if packet.recipient_id == self.identity.peer_id and packet.type in (
+            MessageType.NOISE_HANDSHAKE,
+            MessageType.NOISE_ENCRYPTED,
+        ):
+            return self._noise(packet, now_ms)
         if packet.type == MessageType.ANNOUNCE:
             return [PeerSeen(self.peers.accept_announce(packet, now_ms))]
         if packet.type == MessageType.MESSAGE and packet.is_broadcast:
@@ -135,12 +203,15 @@ class BitchatMesh:
         ttl = min(packet.ttl, DEFAULT_TTL)
         if ttl <= 1 or packet.type == MessageType.REQUEST_SYNC:
             return []
+        if packet.recipient_id == self.identity.peer_id:
+            return []  # addressed to us: it ends here
         delay = (8, 25) if packet.type == MessageType.FRAGMENT else (10, 40)
         return [Relay(encode(replace(packet, ttl=ttl - 1)), delay)]
 
     def _frames(self, packet: BitchatPacket) -> list[bytes]:
         self._first_time(packet)  # our own copy, relayed back, is a duplicate
-        whole = encode(packet)
+        noise = packet.type in (MessageType.NOISE_HANDSHAKE, MessageType.NOISE_ENCRYPTED)
+        whole = encode(packet, padding=noise)
         if len(whole) <= FRAME_LIMIT:
             return [whole]
         return [encode(part) for part in split(packet, chunk=CHUNK_SIZE)]
@@ -158,3 +229,73 @@ class BitchatMesh:
         of a signed public message to bitchat's #mesh."""
         packet = self.identity.message(text, now_ms)
         return message_id(packet), self._frames(packet)
+
+    # -- direct messages (Noise) -----------------------------------------------------------
+
+    def _noise_frames(
+        self, kind: MessageType, peer: bytes, payload: bytes, now_ms: int
+    ) -> list[bytes]:
+        packet = BitchatPacket(
+            type=kind,
+            sender_id=self.identity.peer_id,
+            timestamp=now_ms,
+            payload=payload,
+            ttl=DEFAULT_TTL,
+            recipient_id=peer,
+        )
+        return self._frames(self.identity.sign(packet))
+
+    def _encrypted(self, peer: bytes, plaintext: bytes, now_ms: int) -> list[bytes]:
+        frame = self.dms.encrypt(peer, plaintext)
+        return self._noise_frames(MessageType.NOISE_ENCRYPTED, peer, frame, now_ms)
+
+    def _noise(self, packet: BitchatPacket, now_ms: int) -> list[Decision]:
+        sender = packet.sender_id
+        peer = self.peers.get(sender)
+        if peer is None:
+            raise BridgeError(NETWORK, BridgeReason.UNKNOWN_SENDER, sender.hex())
+        if packet.signature is not None:
+            check_signature(packet, peer.signing_key)
+        if packet.type == MessageType.NOISE_HANDSHAKE:
+            reply, done = self.dms.handshake(sender, packet.payload)
+            frames: list[bytes] = []
+            if reply is not None:
+                frames += self._noise_frames(MessageType.NOISE_HANDSHAKE, sender, reply, now_ms)
+            if done:
+                for plaintext in self._pending.pop(sender, []):
+                    frames += self._encrypted(sender, plaintext, now_ms)
+            return [Send(tuple(frames))] if frames else []
+        plaintext = self.dms.decrypt(sender, packet.payload)
+        if not plaintext:
+            raise BridgeError(NETWORK, BridgeReason.BAD_FIELD, "an empty Noise payload")
+        kind, data = plaintext[0], plaintext[1:]
+        if kind == PRIVATE_MESSAGE:
+            message_id, text = decode_private(data)
+            ack = self._encrypted(sender, noise_payload(DELIVERED, message_id.encode()), now_ms)
+            direct = DirectText(sender, peer.nickname, message_id, text, packet.timestamp)
+            return [Private(direct), Send(tuple(ack))]
+        if kind == DELIVERED:
+            return [Delivered(sender, data.decode("utf-8", "replace"))]
+        return []  # read receipts, files, voice, verification: not handled
+
+    def send_private(self, peer: bytes, text: str, now_ms: int) -> tuple[str, list[bytes]]:
+        """A private message to ``peer``: its message id and the frames to send now (the
+        message itself, or the first handshake message while it waits for the session).
+        UNKNOWN_SENDER for a peer whose announce we have not verified; OVERSIZED over 255
+        bytes of text (upstream's limit)."""
+        if self.peers.get(peer) is None:
+            raise BridgeError(NETWORK, BridgeReason.UNKNOWN_SENDER, peer.hex())
+        message_id = str(uuid.uuid4()).upper()
+        plaintext = noise_payload(PRIVATE_MESSAGE, encode_private(message_id, text))
+        if self.dms.established(peer):
+            return message_id, self._encrypted(peer, plaintext, now_ms)
+        waiting = self._pending.pop(peer, [])
+        if len(waiting) >= PENDING_PER_PEER:
+            raise BridgeError(NETWORK, BridgeReason.RATE_LIMITED, "too many waiting messages")
+        self._pending[peer] = [*waiting, plaintext]
+        while len(self._pending) > PENDING_PEERS:
+            self._pending.popitem(last=False)
+        if self.dms.handshaking(peer) and waiting:
+            return message_id, []
+        first = self.dms.start(peer)
+        return message_id, self._noise_frames(MessageType.NOISE_HANDSHAKE, peer, first, now_ms)

@@ -23,10 +23,15 @@ from bumble.device import Device
 
 from meshchat.bridges.bitchat.ble import BitchatGatt
 from meshchat.bridges.bitchat.central import BitchatCentral
-from meshchat.bridges.bitchat.mesh import BitchatMesh
+from meshchat.bridges.bitchat.mesh import BitchatMesh, Private
 from meshchat.bridges.bitchat.peers import PublicText
 from meshchat.bridges.bitchat.public import BitchatIdentity
-from meshchat.bridges.marks import BITCHAT_MARK
+from meshchat.bridges.marks import (
+    BITCHAT_DM_MARK,
+    BITCHAT_MARK,
+    bitchat_dm_conversation,
+    network_mark,
+)
 from meshchat.errors import BridgeReason
 from meshchat.identity import Identity
 from meshchat.node import Node
@@ -246,3 +251,34 @@ async def test_the_gateway_is_central_too_and_relays_between_its_roles(
         assert [t.nickname for t in a.heard if t.text == "erin to everyone"] == ["erin"]
     finally:
         await erin.stop()
+
+
+async def test_bitchat_dms_end_at_the_gateway(islands: tuple[Island, Island]) -> None:
+    """carol writes to alice's gateway privately (Noise XX); alice answers from meshchat; the
+    DM is its own marked conversation and reaches neither meshchat's #bitchat nor island B."""
+    a, b = islands
+    carol_got: list[str] = []
+
+    def direct(decision: object) -> None:
+        if isinstance(decision, Private):
+            carol_got.append(decision.message.text)
+
+    a.crowd.on_direct = direct
+    gate = a.gateway.identity.peer_id
+    _, frames = a.crowd.mesh.send_private(gate, "a private word for alice", now_ms())
+    await a.crowd.send_frames(tuple(frames))
+    conversation = bitchat_dm_conversation(a.crowd.mesh.identity.peer_id)
+    await until(lambda: _has(a.node, conversation, "a private word for alice"))
+    shown = await a.node.messages(conversation)
+    carol = a.crowd.mesh.identity.peer_id.hex()
+    assert [m.sender_name for m in shown] == [f"carol@bitchat:{carol}"]
+    assert network_mark(conversation) == BITCHAT_DM_MARK
+    reply = await a.node.send_text(conversation, "alice answers privately")
+    assert reply.outgoing and reply.conversation == conversation
+    await until(lambda: carol_got == ["alice answers privately"])
+    await until(lambda: a.gateway.counters.get("dm_delivered", 0) == 1)
+    await asyncio.sleep(0.5)
+    for island in (a, b):
+        assert not any("private" in t for t in island.texts())
+        assert not await _has(island.node, "#bitchat", "private")
+    assert not [c for c in await b.node.conversations() if c.name.startswith("#bitchat:dm:")]

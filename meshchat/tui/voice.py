@@ -82,7 +82,8 @@ def parse_voice(name: str, rest: str) -> VoiceCommand:
     if name == "play":
         if not rest:
             return Play()
-        if not rest.isdigit() or not 1 <= int(rest) <= MAX_PLAY_BACK:
+        # isdigit() alone takes "²", which int() refuses
+        if not (rest.isascii() and rest.isdigit()) or not 1 <= int(rest) <= MAX_PLAY_BACK:
             raise UsageError(f"usage: /play [N] (N: 1 to {MAX_PLAY_BACK}, 1 is the last note)")
         return Play(int(rest))
     if not rest:
@@ -92,7 +93,7 @@ def parse_voice(name: str, rest: str) -> VoiceCommand:
     except ValueError:
         return VoiceFile(str(Path(rest).expanduser()))
     if not 0 < seconds <= MAX_SECONDS:
-        raise UsageError(f"/voice records 1 to {MAX_SECONDS} seconds")
+        raise UsageError(f"/voice records for up to {MAX_SECONDS} seconds (more than 0)")
     return VoiceRecord(seconds)
 
 

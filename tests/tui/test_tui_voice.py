@@ -12,6 +12,8 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from urwid.testing import render_text
 
 from meshchat.errors import UsageError
@@ -25,7 +27,7 @@ from meshchat.store.records import Contact, Trust
 from meshchat.transports.memory import MemoryHub, MemoryTransport
 from meshchat.tui.commands import parse_line
 from meshchat.tui.controller import ChatController
-from meshchat.tui.voice import MAX_PLAY_BACK, Play, VoiceFile, VoiceRecord
+from meshchat.tui.voice import MAX_PLAY_BACK, Play, VoiceFile, VoiceRecord, parse_voice
 from meshchat.voice import pcm_from_wav, read_audio
 from tests.voice.speech import speak
 
@@ -43,6 +45,22 @@ def test_the_grammar() -> None:
             parse_line(bad)
     with pytest.raises(UsageError):
         parse_line(f"/play {MAX_PLAY_BACK + 1}")
+
+
+@settings(max_examples=300)
+@given(word=st.sampled_from(["voice", "play"]), rest=st.text(max_size=60))
+def test_any_arguments_parse_or_are_refused_plainly(word: str, rest: str) -> None:
+    try:
+        command = parse_voice(word, rest)
+    except UsageError as exc:
+        assert str(exc)
+        return
+    if isinstance(command, VoiceRecord):
+        assert 0 < command.seconds <= 300
+    elif isinstance(command, Play):
+        assert 1 <= command.back <= MAX_PLAY_BACK
+    else:
+        assert command.path
 
 
 @dataclass

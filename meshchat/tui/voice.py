@@ -91,7 +91,10 @@ def parse_voice(name: str, rest: str) -> VoiceCommand:
     try:
         seconds = float(rest)
     except ValueError:
-        return VoiceFile(str(Path(rest).expanduser()))
+        try:
+            return VoiceFile(str(Path(rest).expanduser()))
+        except RuntimeError as exc:  # "~nobody/x": no such user
+            raise UsageError(f"no such home folder in {rest!r}") from exc
     if not 0 < seconds <= MAX_SECONDS:
         raise UsageError(f"/voice records for up to {MAX_SECONDS} seconds (more than 0)")
     return VoiceRecord(seconds)

@@ -43,6 +43,9 @@ taken in, then one per second.
 Nothing else crosses: only messages of the conversation ``#bitchat`` from the public channel
 are re-emitted, and none at all while a private channel of that name is joined.
 
+A meshchat message older than 6 hours (a late delivery, history caught up) is not re-emitted:
+bitchat refuses public messages that old. Names put into re-emitted text are escaped.
+
 Limits: bitchat -> meshchat 10 carried texts, then one per 3 s (after the per-peer and total
 caps of :class:`~meshchat.bridges.bitchat.mesh.BitchatMesh`); meshchat -> bitchat 10
 re-emitted texts, then one per 2 s; 16,384 ids remembered.
@@ -62,6 +65,7 @@ from meshchat.bridges.marks import BITCHAT_CONVERSATION as CONVERSATION
 from meshchat.bridges.marks import BITCHAT_DM_MARK, BITCHAT_DM_PREFIX, bitchat_dm_conversation
 from meshchat.bridges.marks import BITCHAT_MARK as MARK
 from meshchat.crypto.channel import ChannelKey
+from meshchat.display import safe_line
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.node._types import NodeNotice
 
@@ -86,6 +90,8 @@ ECHO_MARK = "\u21c4"
 SEEN_CAPACITY = 16_384
 #: how often our announce is repeated to the centrals
 ANNOUNCE_EVERY_S = 30.0
+#: what is older is not re-emitted (bitchat's own limit for public messages: 6 hours)
+MAX_AGE_MS = 6 * 3600 * 1000
 #: longest text carried or re-emitted, in UTF-8 bytes (meshchat's text limit, with room)
 MAX_CARRIED_BYTES = 900
 
@@ -362,6 +368,9 @@ class BitchatGateway:
             return
         if message.conversation != CONVERSATION or message.msg_id in self._seen.items:
             return
+        if message.created_ms < self.node.clock() - MAX_AGE_MS:
+            self.count("stale_not_emitted")  # bitchat would refuse it as a replay anyway
+            return
         self._spawn(self._reemit(message))
 
     def _private_namesake(self) -> bool:
@@ -376,7 +385,7 @@ class BitchatGateway:
         if not self._emit.take(self.node.clock() / 1000):
             self.count("emit_limited")
             return
-        text = _cut(f"{ECHO_MARK} {message.sender_name} (meshchat): {message.text}")
+        text = _cut(f"{ECHO_MARK} {safe_line(message.sender_name)} (meshchat): {message.text}")
         emitted = await self._public(text)
         self._seen.add(emitted)
         self.count("emitted")

@@ -32,6 +32,7 @@ from meshchat.bridges.marks import (
     bitchat_dm_conversation,
     network_mark,
 )
+from meshchat.crypto.channel import ChannelKey
 from meshchat.errors import BridgeReason
 from meshchat.identity import Identity
 from meshchat.node import Node
@@ -39,6 +40,9 @@ from meshchat.node._bitchat import ECHO_MARK, BitchatGateway
 from meshchat.store import Store
 from meshchat.transports.ble.virtual import RangedLink
 from meshchat.transports.memory import MemoryHub
+from meshchat.wire import codec
+from meshchat.wire.packet import Destination, PacketKind, Suite
+from meshchat.wire.payloads import MessageBody
 from tests.transports.ble.bleak_bumble import virtual_device
 
 
@@ -282,3 +286,34 @@ async def test_bitchat_dms_end_at_the_gateway(islands: tuple[Island, Island]) ->
         assert not any("private" in t for t in island.texts())
         assert not await _has(island.node, "#bitchat", "private")
     assert not [c for c in await b.node.conversations() if c.name.startswith("#bitchat:dm:")]
+
+
+async def test_a_meshchat_users_text_is_reemitted_unless_older_than_six_hours(
+    islands: tuple[Island, Island],
+) -> None:
+    """A meshchat node without a bitchat radio writes in the channel #bitchat (here injected
+    as its signed packet): the gateway re-emits it to its crowd, with the writer's name escaped;
+    a message written more than 6 hours ago (a late delivery) is not re-emitted."""
+    a, _ = islands
+    writer = Identity.generate()
+    channel = ChannelKey.public("#bitchat").channel_id
+    old = now_ms() - 6 * 3600 * 1000 - 60_000
+    for text, sent in (("written long ago", old), ("written just now", now_ms())):
+        body = MessageBody(os.urandom(16), text, sent_ms=sent).encode()
+        packet = codec.build(
+            writer,
+            PacketKind.MESSAGE,
+            Destination.channel(channel),
+            Suite.SIGNED,
+            body,
+            now_ms(),
+            6,
+        )
+        a.node.inject(codec.encode(packet))
+    await until(lambda: any("written just now" in t for t in a.texts()))
+    await until(lambda: _has(a.node, "#bitchat", "written long ago"))  # shown in meshchat
+    await asyncio.sleep(0.3)
+    assert not any("long ago" in t for t in a.texts())
+    assert a.gateway.counters.get("stale_not_emitted") == 1
+    (emitted,) = [t for t in a.texts() if "just now" in t]
+    assert emitted.startswith(f"{ECHO_MARK} ") and emitted.endswith(" (meshchat): written just now")

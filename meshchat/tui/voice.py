@@ -93,7 +93,7 @@ def parse_voice(name: str, rest: str) -> VoiceCommand:
     except ValueError:
         try:
             return VoiceFile(str(Path(rest).expanduser()))
-        except RuntimeError as exc:  # "~nobody/x": no such user
+        except (RuntimeError, ValueError) as exc:  # "~nobody/x": no such user; a NUL
             raise UsageError(f"no such home folder in {rest!r}") from exc
     if not 0 < seconds <= MAX_SECONDS:
         raise UsageError(f"/voice records for up to {MAX_SECONDS} seconds (more than 0)")

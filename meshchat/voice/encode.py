@@ -67,8 +67,9 @@ def read_audio(path: Path) -> Pcm:
     """The sound of the audio file at ``path``, as mono samples at the encode rate."""
     try:
         size = path.stat().st_size
-    except OSError as exc:
-        raise VoiceError(VoiceReason.NOT_AUDIO, f"cannot read {path}: {exc.strerror}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise VoiceError(VoiceReason.NOT_AUDIO, f"cannot read {path}: {why}") from exc
     if not path.is_file():
         raise VoiceError(VoiceReason.NOT_AUDIO, f"{path} is not a file")
     if size > MAX_SOURCE_BYTES:

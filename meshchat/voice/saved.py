@@ -47,5 +47,6 @@ def read_note(path: Path) -> bytes:
     try:
         with path.open("rb") as source:
             return source.read(MAX_NOTE_BYTES + 1)
-    except OSError as exc:
-        raise VoiceError(VoiceReason.NOT_AUDIO, f"cannot read {path}: {exc.strerror}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise VoiceError(VoiceReason.NOT_AUDIO, f"cannot read {path}: {why}") from exc

@@ -43,7 +43,7 @@ def test_a_file_that_is_not_audio_is_refused(tmp_path: Path, name: str, data: by
 
 
 def test_a_folder_or_a_missing_file_is_refused(tmp_path: Path) -> None:
-    for path in (tmp_path, tmp_path / "missing.wav"):
+    for path in (tmp_path, tmp_path / "missing.wav", tmp_path / "nul\x00.wav"):
         with pytest.raises(VoiceError) as caught:
             encode_file(path)
         assert caught.value.reason is VoiceReason.NOT_AUDIO

@@ -67,6 +67,7 @@ from meshchat.bridges.marks import BITCHAT_MARK as MARK
 from meshchat.crypto.channel import ChannelKey
 from meshchat.display import safe_line
 from meshchat.errors import MeshchatError, UsageError
+from meshchat.identity import clean_name
 from meshchat.node._types import NodeNotice
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class BitchatGateway:
     ) -> None:
         self.node = node
         self.controller = controller
-        self.nickname = (nickname or node.name)[:64]
+        self.nickname = clean_name(nickname or node.name) or node.name
         self.conversation = CONVERSATION
         self.mark = MARK
         self.channel = ChannelKey.public(CONVERSATION)

@@ -1,0 +1,60 @@
+"""``--bitchat`` and the ``[bitchat]`` keys: off by default, on by flag or by config.toml, the
+marks the faces show, and no Bluetooth stack loaded unless the bridge is on."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshchat.bridges.marks import (
+    BITCHAT_DM_MARK,
+    BITCHAT_MARK,
+    bitchat_dm_conversation,
+    network_mark,
+)
+from meshchat.cli.node_cmds import add_node_arguments, settings_from
+from meshchat.config import load
+from meshchat.crypto.channel import normalise_channel_name
+from meshchat.errors import ConfigError, UsageError
+
+
+def _parse(*args: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_node_arguments(parser)
+    return parser.parse_args(list(args))
+
+
+def test_off_by_default_on_by_flag_or_config(tmp_path: Path) -> None:
+    assert settings_from(_parse()).bitchat is None
+    on = settings_from(_parse("--bitchat", "--bitchat-controller", "usb:1"))
+    assert (on.bitchat, on.bitchat_nickname) == ("usb:1", None)
+    config = tmp_path / "config.toml"
+    config.write_text('[bitchat]\nenabled = true\nnickname = "carol"\n')
+    from_file = settings_from(_parse(), load(config))
+    assert (from_file.bitchat, from_file.bitchat_nickname) == ("usb:0", "carol")
+    assert settings_from(_parse("--no-bitchat"), load(config)).bitchat is None
+    with pytest.raises(ConfigError):
+        settings_from(_parse("--bitchat", "--bitchat-nickname", "n" * 65))
+
+
+def test_marks_go_by_conversation_name() -> None:
+    assert network_mark("#bitchat") == network_mark("#BitChat") == BITCHAT_MARK
+    dm = bitchat_dm_conversation(bytes(range(8)))
+    assert dm == "#bitchat:dm:0001020304050607" and network_mark(dm) == BITCHAT_DM_MARK
+    assert network_mark("#mesh") is None and network_mark("dm:00") is None
+    with pytest.raises(UsageError):  # no meshchat channel can take a DM conversation's name
+        normalise_channel_name(dm)
+
+
+def test_the_node_does_not_load_bitchat_unless_asked() -> None:
+    code = (
+        "import sys, meshchat.app, meshchat.cli.main, meshchat.node, meshchat.control\n"
+        "print(sorted(m for m in ('bumble', 'meshchat.bridges.bitchat', "
+        "'meshchat.node._bitchat') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

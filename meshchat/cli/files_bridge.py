@@ -37,16 +37,21 @@ def send_file(home: Home, target: str, path: Path, *, caption: str = "") -> dict
 
 def received_note(home: Home, which: str) -> Path:
     """The file of the voice note whose message id starts with ``which`` (hex), received
-    whole or sent from here."""
+    whole or sent from here: as the running node lists its transfers, or without one as it
+    kept them when it last ran."""
     prefix = which.strip().lower()
     if not prefix or not set(prefix) <= _HEX:
         raise UsageError(f"{which!r} is neither a file nor a message id (hex digits)")
     reply = node_request(home, {"op": "transfers"})
-    if reply is None:
-        raise UsageError(f"finding a voice note by its message id {_NEEDS_NODE}")
+    if reply is not None:
+        transfers = list(reply["transfers"])
+    else:  # no node: the transfers it kept when it last ran (read only)
+        from meshchat.node._filestate import load_transfers
+
+        transfers = [t.to_json() for t in load_transfers(str(home.transfers))]
     notes = [
         t
-        for t in reply["transfers"]
+        for t in transfers
         if t.get("kind") == "voice" and str(t.get("msg_id", "")).startswith(prefix)
     ]
     if not notes:

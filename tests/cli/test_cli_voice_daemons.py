@@ -48,7 +48,9 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Home, Home]]:
+def pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Home, Home, Callable[[], None]]]:
     monkeypatch.setenv("MESHCHAT_NO_SOUND", "1")  # and this machine has no sound card anyway
     homes = [Home(tmp_path / name) for name in ("alice", "bob")]
     for home, name in zip(homes, ("Alice", "Bob"), strict=True):
@@ -76,12 +78,8 @@ def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Home
                 stdin=subprocess.DEVNULL,
             )
         )
-    try:
-        for home in homes:
-            eventually(home.control_socket.exists)
-        eventually(lambda: len(cli_json(homes[0].path, "peers")["peers"]) == 1)
-        yield homes[0], homes[1]
-    finally:
+
+    def stop() -> None:
         for daemon in daemons:
             daemon.terminate()
         for daemon in daemons:
@@ -90,14 +88,22 @@ def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Home
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait()
+
+    try:
+        for home in homes:
+            eventually(home.control_socket.exists)
+        eventually(lambda: len(cli_json(homes[0].path, "peers")["peers"]) == 1)
+        yield homes[0], homes[1], stop
+    finally:
+        stop()
         for log in logs:
             log.close()
 
 
 def test_send_voice_receive_and_play_writes_a_wav_of_the_right_length(
-    pair: tuple[Home, Home], tmp_path: Path
+    pair: tuple[Home, Home, Callable[[], None]], tmp_path: Path
 ) -> None:
-    alice, bob = pair
+    alice, bob, stop_daemons = pair
     wav = speak(tmp_path / "speech.wav", "The north gate at six. Bring water and the map.")
     seconds = read_audio(wav).duration
     sent = cli(alice.path, "send-voice", "Bob", "--file", str(wav))
@@ -126,6 +132,13 @@ def test_send_voice_receive_and_play_writes_a_wav_of_the_right_length(
     mine = cli(alice.path, "play", note["msg_id"][:8], "--out", str(tmp_path / "mine.wav"))
     assert mine.returncode == 0, mine.stderr
     assert abs(pcm_from_wav((tmp_path / "mine.wav").read_bytes()).duration - seconds) < 0.1
+
+    # with the daemon stopped, play finds the note in the transfers it kept
+    stop_daemons()
+    assert not bob.control_socket.exists()
+    offline = cli(bob.path, "play", note["msg_id"][:8], "--out", str(tmp_path / "later.wav"))
+    assert offline.returncode == 0, offline.stderr
+    assert abs(pcm_from_wav((tmp_path / "later.wav").read_bytes()).duration - seconds) < 0.1
 
 
 def test_send_voice_without_a_running_node_says_so(tmp_path: Path) -> None:

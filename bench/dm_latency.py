@@ -50,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -138,6 +139,29 @@ def install_probes() -> None:
 
     _store.AsyncStore.call = call  # type: ignore[method-assign]
 
+    orig_quick = getattr(_store.AsyncStore, "quick", None)
+    if orig_quick is not None:  # the worker's short calls, on the loop when they can be
+
+        async def quick(self: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            name = _name(fn)
+            mark(f"store.quick {name}")
+
+            def run() -> Any:
+                where = (
+                    "loop" if threading.current_thread() is threading.main_thread() else "thread"
+                )
+                mark(f"store {where}: {name} starts")
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    mark(f"store {where}: {name} ends")
+
+            result = await orig_quick(self, run)
+            mark(f"loop resumes after {name}")
+            return result
+
+        _store.AsyncStore.quick = quick  # type: ignore[method-assign]
+
     orig_tx = Store.transaction
 
     @contextlib.contextmanager
@@ -151,7 +175,8 @@ def install_probes() -> None:
     orig_write = _effects.apply_write
 
     def apply_write(store: Any, write: Any) -> Any:
-        mark(f"store thread: {type(write).__name__}")
+        where = "loop" if threading.current_thread() is threading.main_thread() else "thread"
+        mark(f"store {where}: {type(write).__name__}")
         return orig_write(store, write)
 
     _effects.apply_write = apply_write
@@ -172,9 +197,14 @@ def kind_of(step: str) -> str:
         return "engine (router, crypto, ack)"
     if "commit" in a:
         return "commit (fsync)"
-    if "store thread:" in a and not a.endswith("ends"):
-        return "store work (SQL, row sealing)"
-    if "store.call" in a or ("store thread:" in a and a.endswith("ends")):
+    if "store thread:" in a or "store loop:" in a:
+        if not a.endswith("ends"):
+            return "store work (SQL, row sealing)"
+        if "store loop:" in a:
+            return "loop and node"
+    if "store.quick" in a and "store loop:" in b:
+        return "loop and node"
+    if "store.call" in a or "store.quick" in a or ("store thread:" in a and a.endswith("ends")):
         return "store thread hop"
     if "socket write" in a and "bytes arrive" in b:
         return "socket (kernel)"

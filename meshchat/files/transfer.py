@@ -295,6 +295,21 @@ class Download:
             self._stalled.clear()
         return self._fill(now_ms)
 
+    def ask_again(self, now_ms: int) -> list[Effect]:
+        """A path may have come back (a link came up, a relay restarted): ask at once for
+        every piece in flight, from sources whose lacks and silences are forgotten."""
+        if self.done:
+            return []
+        for key in list(self._in_flight):
+            self._release(key)
+            self._retry.append(key)
+        for source in self._sources.values():
+            source.lacks.clear()
+            source.quiet = 0
+        self._retry.extend(self._stalled)
+        self._stalled.clear()
+        return self._fill(now_ms)
+
     def abandon(self, reason: TransferReason) -> list[Effect]:
         """End the download without the file (e.g. the sink failed: disk full)."""
         return [] if self.done else self._abandon(reason)
@@ -492,6 +507,13 @@ class Downloads:
             out = download.tick(now_ms)
             self._settle(download, out)
             effects += out
+        return effects
+
+    def ask_again(self, now_ms: int) -> list[Effect]:
+        """:meth:`Download.ask_again` for every active download."""
+        effects: list[Effect] = []
+        for download in self._active.values():
+            effects += download.ask_again(now_ms)
         return effects
 
     def abandon(self, root: bytes, reason: TransferReason) -> list[Effect]:

@@ -65,6 +65,10 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeFiles"]
 
+#: a download that got no piece for this long asks again at once (a path came back through
+#: a relay that restarted, say), then again each time this passes
+STALL_MS = 3000
+MAX_STALL_MS = 60_000  #: (doubling while nothing comes, so a sender away long costs little)
 #: how often chunks waiting for their askers' allowances are served
 PACE_S = 0.01
 _NAME_KEEP = 120  # bytes of the sender's file name announced (the saved name is shorter still)
@@ -102,11 +106,26 @@ class NodeFiles:
         self._transfers: OrderedDict[bytes, Transfer] = OrderedDict()
         self._finishing: set[asyncio.Task[None]] = set()
         self._paced = False
+        self._kicked_ms = 0
+        self._kick_gap = STALL_MS
         node.subscribe(self._notice)
 
     def _notice(self, notice: NodeNotice) -> None:
         if notice.kind == "message" and notice.message is not None:
             self.message(notice.message)
+        elif notice.kind == "peer" and len(self.downloads):
+            # a node announced itself: perhaps a relay that came back, and with it a path to
+            # a source (at most once a second)
+            now = self.node.clock()
+            if now - self._kicked_ms >= 1000:
+                self._kicked_ms = now
+                self._kick_gap = STALL_MS
+                task = asyncio.get_running_loop().create_task(self._kick())
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
+
+    async def _kick(self) -> None:
+        await self.node.submit(lambda: self.node.effects.run(self.link_up()))
 
     # -- the faces' API --------------------------------------------------------------------
 
@@ -220,13 +239,23 @@ class NodeFiles:
         would otherwise wait for their timeout)."""
         if not len(self.downloads):
             return []
-        late = self.node.clock() + self.options.limits.request_timeout_ms
-        return self._carry_out(self.downloads.tick(late))
+        return self._carry_out(self.downloads.ask_again(self.node.clock()))
 
     async def tick(self, now: int) -> None:
         """Ask again for late pieces, abandon downloads that stalled (housekeeping)."""
         if len(self.downloads):
-            await self.node.effects.run(self._carry_out(self.downloads.tick(now)))
+            active = self.downloads.active()
+            if any(d.progress_ms > self._kicked_ms for d in active):
+                self._kick_gap = STALL_MS  # pieces come: the next stall is kicked soon
+            stalled = any(
+                now - max(d.progress_ms, self._kicked_ms) >= self._kick_gap for d in active
+            )
+            if stalled:  # no piece for a while: ask again now, not at the request timeout
+                self._kicked_ms = now
+                self._kick_gap = min(2 * self._kick_gap, MAX_STALL_MS)
+                await self.node.effects.run(self.link_up())
+            else:
+                await self.node.effects.run(self._carry_out(self.downloads.tick(now)))
         for download in self.downloads.active():  # progress for the faces, once a second
             transfer = self._transfers.get(download.root)
             if transfer is not None:

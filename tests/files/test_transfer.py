@@ -342,3 +342,19 @@ def test_the_trees_of_all_downloads_are_bounded() -> None:
     tracemalloc.stop()
     assert real.tree_bytes == per_file
     assert per_file <= allocated < per_file + (64 << 10)  # the estimate is what is held
+
+
+def test_ask_again_asks_at_once_for_what_is_in_flight() -> None:
+    data = os.urandom(60_000)
+    manifest, tree = make_file(data)
+    h = Harness(Downloads(Limits(request_timeout_ms=15_000)), data)
+    h.seed("alice", manifest, tree)
+    cut = True
+    h.tamper["alice"] = lambda p: None if cut else p
+    h.apply(RECEIVER, h.downloads.offer(manifest, "alice", 0))
+    h.run()
+    assert not h.of(Completed)
+    cut = False  # the path is back, long before the 15 s timeout
+    h.apply(RECEIVER, h.downloads.ask_again(h.now_ms))
+    h.run()
+    assert h.assembled() == data and h.now_ms < 15_000

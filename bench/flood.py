@@ -58,6 +58,8 @@ from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 
+from flood_latency import LATENCY_STRATEGIES, latency_lines, latency_rows, print_latency
+
 from meshchat.router.policy import POLICIES, ManagedFlood, NeighbourCoverage, RelayPolicy
 from meshchat.sim import BLE, DENSITIES, LAN, Medium, Scenario, Simulator
 from meshchat.sim.topology import Topology
@@ -71,7 +73,18 @@ TARGETED = ("managed", "managed-nobase", "coverage")
 #: the base buys (reach at the TTL horizon) and costs (latency).
 BENCH_POLICIES: dict[str, RelayPolicy] = {
     **POLICIES,
-    "managed-nobase": ManagedFlood(base_ms=0, window_ms=500, jitter_ms=50, name="managed-nobase"),
+    "managed-nobase": ManagedFlood(base_ms=0, name="managed-nobase"),
+    # Managed flooding's defaults before its waits were shortened (section H compares).
+    "managed-base250": ManagedFlood(
+        base_ms=250,
+        dense_base_ms=250,
+        sparse_threshold=2,
+        window_ms=300,
+        window_per_link_ms=None,
+        jitter_ms=30,
+        beside_ratio=0.45,
+        name="managed-base250",
+    ),
 }
 #: Neighbour-knowledge variants, shown by ``--variants`` (section G) to explain the choice.
 VARIANTS: dict[str, RelayPolicy] = {
@@ -238,7 +251,7 @@ def cells_of(runs: list[Run]) -> list[Cell]:
                 tx_hellos_vs_naive=sum(r.transmissions + r.hellos for r in rs) / max(1, naive_tx),
             )
         )
-    order = {s: i for i, s in enumerate((*STRATEGIES, *VARIANTS))}
+    order = {s: i for i, s in enumerate((*STRATEGIES, *LATENCY_STRATEGIES, *VARIANTS))}
     dens = {d: i for i, d in enumerate(DENSITIES)}
     cells.sort(key=lambda c: (c.n, dens[c.density], c.loss, order[c.strategy]))
     return cells
@@ -655,7 +668,15 @@ def main() -> int:
     grid_n = 300 if args.quick else 1000
     densities = ("sparse", "town", "crowded") if args.quick else tuple(DENSITIES)
     sections = {
-        "A": jobs_for([grid_n], densities, losses, seeds, args.broadcasts, 12),
+        "A": jobs_for(
+            [grid_n],
+            densities,
+            losses,
+            seeds,
+            args.broadcasts,
+            12,
+            strategies=(*STRATEGIES, "managed-base250"),
+        ),
         "B": jobs_for([300], ("sparse", "town", "crowded"), losses, seeds, args.broadcasts, 16),
         "C": jobs_for(
             [100, 300] if args.quick else [100, 1000, 5000],
@@ -688,10 +709,14 @@ def main() -> int:
     grid = cells_of(by_section["A"])
     no_horizon = cells_of(by_section["B"])
     scale = cells_of(by_section["C"])
-    print_table(f"A. target grid: N = {grid_n}, TTL 12", grid)
+    print_table(
+        f"A. target grid: N = {grid_n}, TTL 12", [c for c in grid if c.strategy in STRATEGIES]
+    )
     print_table("B. no TTL horizon: N = 300, TTL 16", no_horizon)
     print_table("C. scale: 10% loss, TTL 12", scale)
     print_table("F. LAN medium (no RSSI, 1-3 ms hops): N = 300, TTL 16", cells_of(by_section["F"]))
+    latency = latency_rows(grid)
+    print_latency(latency, grid_n)
 
     if not args.no_speed:
         n, b = (2000, 20) if args.quick else (10_000, 100)
@@ -725,6 +750,8 @@ def main() -> int:
     )
     best = sum(any(c.meets_target for c in (m, v)) for m, v in zip(managed, cov, strict=True))
     print(f"cells met by managed or coverage (without hellos): {best} of {len(managed)}")
+    for line in latency_lines(latency):
+        print(line)
     print(f"flood_target_cells_met: {met} (target >= {len(managed)})")
     return 0
 

@@ -118,6 +118,7 @@ class _Pending:
     cancelled: bool = False
     ttl_in: int = 0  # the best TTL a copy carried as received (the first, or a later, better one)
     ttls: dict[str, int] | None = None  # neighbour-aware policies: best TTL heard per link
+    degree: int = 0  # links when the first copy came (the policy's density)
 
 
 def _sealed_ack_hash(packet: Packet) -> bytes | None:
@@ -497,7 +498,7 @@ class FloodRouter:
         if len(self._pending) >= self.config.max_pending:
             self._count("drop.pending-full")
             return [Drop("pending-full", link, packet.packet_id)]
-        pending = _Pending(frame, now_ms + delay, ttl_in=ttl_in)
+        pending = _Pending(frame, now_ms + delay, ttl_in=ttl_in, degree=event.degree)
         if isinstance(self.policy, NeighbourAware):
             pending.ttls = {} if link is None else {link: ttl_in}
         if link is not None:
@@ -525,7 +526,7 @@ class FloodRouter:
         if fields is not None and fields[7] > pending.ttl_in:
             self._raise_ttl(pending, fields[7], fields[8])
         pending.copies += 1
-        if self.policy.copy_heard(pending.copies, rssi):
+        if self.policy.copy_heard(pending.copies, rssi, pending.degree):
             pending.cancelled = True
 
     def _raise_ttl(self, pending: _Pending, ttl: int, hops: int) -> None:

@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshchat.errors import UsageError
+from meshchat.router.neighbours import SHORT_ID_SIZE, NeighbourTable
 from meshchat.wire.packet import Packet
 
 __all__ = [
     "POLICIES",
+    "SHORT_ID_SIZE",
     "ContentionWindow",
     "FirstCopy",
     "ManagedFlood",
@@ -43,141 +45,6 @@ __all__ = [
     "RandomFanout",
     "RelayPolicy",
 ]
-
-
-#: Bytes of a short node id in a neighbour list: a truncated hash of the node id. Two nodes of
-#: one two-hop neighbourhood (a few hundred nodes at most) share one with odds of about 1e-5.
-SHORT_ID_SIZE = 4
-
-
-class NeighbourTable:
-    """Two-hop knowledge: who each link leads to, and whom that neighbour says it hears.
-
-    Filled by the router's owner from one-hop hellos (``heard_hello``); the router forgets a
-    link when it goes down. A hello carries the sender's short id, a sequence number and the
-    short ids of its current neighbours. The sequence numbers give the share of hellos lost
-    on the links (``loss_estimate``), which a policy may use to ask for more redundancy.
-    Entries of a link whose hellos stopped are dropped after ``max_age_ms``.
-    """
-
-    __slots__ = (
-        "_expected",
-        "_heard_at",
-        "_received",
-        "_relays",
-        "_seq",
-        "ids",
-        "lists",
-        "max_age_ms",
-        "own_id",
-        "selectors",
-    )
-
-    def __init__(self, own_id: bytes = b"", max_age_ms: int = 90_000) -> None:
-        self.max_age_ms = max_age_ms
-        #: this node's short id, as its own hellos carry it
-        self.own_id = own_id
-        #: links whose last hello named this node among their relays (multipoint relays)
-        self.selectors: set[str] = set()
-        self._relays: tuple[int, frozenset[str]] | None = None  # (k, selection) cache
-        #: link -> the short id its hellos carry
-        self.ids: dict[str, bytes] = {}
-        #: link -> the short ids that neighbour advertised in its last hello
-        self.lists: dict[str, frozenset[bytes]] = {}
-        self._heard_at: dict[str, int] = {}
-        self._seq: dict[str, int] = {}
-        self._received = 0
-        self._expected = 0
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def heard_hello(
-        self,
-        link: str,
-        short_id: bytes,
-        neighbours: frozenset[bytes],
-        seq: int,
-        now_ms: int,
-        relays: frozenset[bytes] = frozenset(),
-    ) -> None:
-        """Record a hello received on ``link`` (``relays``: the neighbours it chose as relays)."""
-        last = self._seq.get(link)
-        if last is not None and 0 < seq - last <= 64:
-            self._received += 1
-            self._expected += seq - last
-        self._seq[link] = seq
-        if self.ids.get(link) != short_id or self.lists.get(link) != neighbours:
-            self._relays = None
-        self.ids[link] = short_id
-        self.lists[link] = neighbours
-        self._heard_at[link] = now_ms
-        if self.own_id and self.own_id in relays:
-            self.selectors.add(link)
-        else:
-            self.selectors.discard(link)
-
-    def select_relays(self, k: int) -> frozenset[str]:
-        """Multipoint relays: neighbours that together reach every two-hop neighbour k times.
-
-        OLSR's greedy selection (RFC 3626 section 8.3.1, with its MPR_COVERAGE ``k``): first
-        every neighbour that is one of at most ``k`` ways to reach some two-hop neighbour, then
-        repeatedly the neighbour that reaches the most two-hop neighbours still short of
-        ``k`` covers. The result is cached until a neighbour's list or the link set changes.
-        """
-        if self._relays is not None and self._relays[0] == k:
-            return self._relays[1]
-        mine = set(self.ids.values())
-        mine.add(self.own_id)
-        reach = {link: self.lists.get(link, frozenset()) - mine for link in self.ids}
-        providers: dict[bytes, list[str]] = {}
-        for link, two_hop in reach.items():
-            for y in two_hop:
-                providers.setdefault(y, []).append(link)
-        need = {y: min(k, len(p)) for y, p in providers.items()}
-        chosen: set[str] = set()
-
-        def take(link: str) -> None:
-            chosen.add(link)
-            for y in reach[link]:
-                need[y] -= 1
-
-        for p in providers.values():
-            if len(p) <= k:
-                for link in p:
-                    if link not in chosen:
-                        take(link)
-        short = {y for y, n in need.items() if n > 0}
-        while short:
-            best = max(
-                (link for link in reach if link not in chosen),
-                key=lambda link: (len(reach[link] & short), link),
-            )
-            take(best)
-            short = {y for y in short if need[y] > 0}
-        result = frozenset(chosen)
-        self._relays = (k, result)
-        return result
-
-    def forget(self, link: str) -> None:
-        """The link went down: what it told us no longer describes a neighbour."""
-        if link in self.ids:
-            self._relays = None
-        self.selectors.discard(link)
-        self.ids.pop(link, None)
-        self.lists.pop(link, None)
-        self._heard_at.pop(link, None)
-        self._seq.pop(link, None)
-
-    def expire(self, now_ms: int) -> None:
-        for link in [k for k, t in self._heard_at.items() if now_ms - t > self.max_age_ms]:
-            self.forget(link)
-
-    def loss_estimate(self) -> float:
-        """Share of neighbours' hellos lost (0.0 until two hellos of one link were heard)."""
-        if self._expected == 0:
-            return 0.0
-        return 1.0 - self._received / self._expected
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +69,9 @@ class RelayPolicy(Protocol):
         """Milliseconds to wait before relaying, or None not to relay at all."""
         ...
 
-    def copy_heard(self, copies: int, rssi: float | None) -> bool:
-        """A neighbour relayed the packet (``copies`` heard so far); True cancels our relay."""
+    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+        """A neighbour relayed the packet (``copies`` heard so far, ``degree`` links when the
+        first copy came); True cancels our relay."""
         ...
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -225,22 +93,37 @@ class ManagedFlood:
     RSSI gives an estimated distance ``d`` (log-distance path loss, ``edge_dbm`` at the edge of
     range ``r``), and the wait is
 
-        ``base_ms + window_ms * (1 - (d / r)**2) + uniform(0, jitter_ms)``
+        ``base_ms + window * (1 - (d / r)**2) + uniform(0, jitter_ms)``
 
     ``1 - (d / r)**2`` is the share of the sender's neighbours that are nearer to it than we
     are, so the farthest receivers go first and relays are spread evenly over the window. The
     nearer ones, still waiting, hear them and stand down after ``threshold`` further copies,
     or at once when a copy comes from a relay right beside them (within ``beside_ratio * r``:
-    its coverage is nearly ours). The window must be long against the per-hop latency (BLE:
-    8-53 ms) or waiting nodes cannot hear each other in time.
+    its coverage is nearly ours).
 
-    ``base_ms`` keeps the flood hop-ordered: a packet's remaining TTL comes from the copies a
-    node hears before it relays (the router takes the best), and without a common delay a path
-    of more hops through far (quick) relays often beats a shorter one by so much that the
-    node relays before the shorter one's copy arrives, so far from the origin the TTL runs out
-    before naive flooding's would. A base delay larger than the window's spread makes arrival
-    order follow hop count again. It costs latency (about 0.3-0.45 s per hop), not
-    transmissions.
+    The window is ``window_per_link_ms`` per link the node has (at most ``window_ms``): with
+    ``k`` links, the ``j``-th farthest receiver waits about ``j * window_per_link_ms``, so the
+    first relay of each hop (which sets the flood's latency) goes after a few milliseconds at
+    any density, while the relays after it are spread at the same pace, whatever the density,
+    for the waiting ones to hear. ``window_per_link_ms=None`` gives a fixed ``window_ms``.
+
+    Density. A node with fewer than ``dense_degree`` links is in a sparse patch, where each
+    relay covers more that nobody else will and where the flood's TTL runs out first: it
+    waits ``base_ms`` and stands down after ``sparse_threshold`` copies. With more links,
+    many neighbours relay quickly and the fastest path is close to the shortest: it waits
+    ``dense_base_ms`` and stands down after ``threshold`` copies (adaptive counter-based
+    suppression, after Tseng, Ni and Shih's adaptive broadcast schemes).
+
+    ``base_ms`` is an assessment delay of about one link latency (BLE: 8-53 ms per hop),
+    paid by every relay, so that a node hears the other receivers of the same transmission
+    that relay at once before it relays: their copies count against the threshold, and one
+    that came a shorter way raises the TTL it relays with (the router takes the best TTL
+    heard). Without it, the first relays of each hop relay before they hear anything and
+    more of them relay; and where the TTL bounds the flood, a path of more hops through quick
+    relays often beats a shorter one by so much that its TTL runs out before naive
+    flooding's would. A base longer than the window's spread (250 ms before) makes arrival
+    order follow hop count exactly, at 0.3-0.45 s per hop; ``bench/flood_latency.py``
+    compares the two.
 
     Nodes with ``min_degree`` links or fewer relay at once: in a sparse patch each may be the
     only bridge. Without an RSSI the copy came over a point-to-point link (TCP on a LAN, a
@@ -255,13 +138,17 @@ class ManagedFlood:
     The defaults were tuned with ``bench/flood.py`` (tables in docs/performance.md).
     """
 
-    base_ms: int = 250
+    base_ms: int = 30
+    dense_base_ms: int = 20
     window_ms: int = 300
-    jitter_ms: int = 30
+    window_per_link_ms: float | None = 6.0
+    jitter_ms: int = 10
     threshold: int = 2
+    sparse_threshold: int = 3
+    dense_degree: int = 25
     threshold_without_rssi: int | None = None
     window_without_rssi_ms: int = 40
-    beside_ratio: float | None = 0.45
+    beside_ratio: float | None = 0.6
     min_degree: int = 2
     edge_dbm: float = -96.0  # RSSI at the edge of range (BLE at 0 dBm: about 30 m)
     path_loss_exponent: float = 2.5
@@ -281,14 +168,24 @@ class ManagedFlood:
             return rng.randint(0, self.window_without_rssi_ms)
         ratio = self._range_ratio(event.rssi)
         nearer_share = max(0.0, 1.0 - ratio * ratio)
-        return self.base_ms + int(nearer_share * self.window_ms) + jitter
+        return self.base(event.degree) + int(nearer_share * self.window(event.degree)) + jitter
 
-    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+    def base(self, degree: int) -> int:
+        """The assessment delay every relay of a node with ``degree`` links waits."""
+        return self.base_ms if degree < self.dense_degree else self.dense_base_ms
+
+    def window(self, degree: int) -> float:
+        """Milliseconds over which a node with ``degree`` links spreads its neighbours' relays."""
+        if self.window_per_link_ms is None:
+            return float(self.window_ms)
+        return min(float(self.window_ms), self.window_per_link_ms * max(0, degree))
+
+    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
         if rssi is None or not math.isfinite(rssi):
             return self.threshold_without_rssi is not None and copies >= self.threshold_without_rssi
         if self.beside_ratio is not None and self._range_ratio(rssi) <= self.beside_ratio:
             return True
-        return copies >= self.threshold
+        return copies >= (self.threshold if degree >= self.dense_degree else self.sparse_threshold)
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
         return candidates
@@ -303,7 +200,7 @@ class NaiveFlood:
     def first_copy(self, event: FirstCopy) -> int | None:
         return 0
 
-    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
         return False
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -339,7 +236,7 @@ class ContentionWindow:
             cw = self.cw_min + round(span * _closeness(event.rssi, self.weak_dbm, self.strong_dbm))
         return event.rng.randrange(2**cw) * self.slot_ms
 
-    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
         return copies >= 1
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -362,7 +259,7 @@ class RandomFanout:
     def first_copy(self, event: FirstCopy) -> int | None:
         return event.rng.randint(self.min_jitter_ms, self.max_jitter_ms)
 
-    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
         return False
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -479,7 +376,7 @@ class NeighbourCoverage(NeighbourAware):
                 share = sum(1 for x in mine if x not in covered) / len(mine)
         return self.base_ms + int((1.0 - share) * self.window_ms) + jitter
 
-    def copy_heard(self, copies: int, rssi: float | None) -> bool:
+    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
         return False
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:

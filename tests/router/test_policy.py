@@ -60,7 +60,7 @@ def test_managed_farther_receivers_wait_less() -> None:
     edge, mid, near = (_mean_wait(policy, r) for r in (-96.0, -88.0, -70.0))
     assert edge < mid < near
     assert policy.base_ms <= edge <= policy.base_ms + policy.jitter_ms
-    assert near >= policy.base_ms + 0.9 * policy.window_ms
+    assert near >= policy.base_ms + 0.9 * policy.window(10)
 
 
 def test_managed_wait_spreads_relays_by_area() -> None:
@@ -70,7 +70,37 @@ def test_managed_wait_spreads_relays_by_area() -> None:
     rssi_half = policy.edge_dbm + 10 * policy.path_loss_exponent * math.log10(math.sqrt(2))
     wait = policy.first_copy(_event(rssi_half))
     assert wait is not None
-    assert abs(wait - (policy.base_ms + policy.window_ms / 2)) <= 2
+    assert abs(wait - (policy.base_ms + policy.window(10) / 2)) <= 2
+
+
+def test_managed_window_grows_with_links_up_to_its_cap() -> None:
+    policy = ManagedFlood(window_ms=300, window_per_link_ms=6.0)
+    assert policy.window(10) == 60.0
+    assert policy.window(45) == 270.0
+    assert policy.window(100) == 300.0
+    assert ManagedFlood(window_ms=250, window_per_link_ms=None).window(10) == 250.0
+
+
+@given(st.integers(0, 2000), st.integers(0, 2000))
+def test_managed_window_is_bounded_and_monotone_in_links(a: int, b: int) -> None:
+    policy = ManagedFlood()
+    low, high = sorted((a, b))
+    assert 0.0 <= policy.window(low) <= policy.window(high) <= policy.window_ms
+
+
+def test_managed_farthest_receiver_goes_after_about_one_slot_at_any_density() -> None:
+    # The j-th farthest of k receivers has about j of k of the sender's neighbours nearer, so
+    # it waits about j slots of window_per_link_ms, whatever k: the first relay of a hop is
+    # as quick in a crowd as in a village street.
+    policy = ManagedFlood(jitter_ms=0)
+    assert policy.window_per_link_ms is not None
+    for degree in (8, 20, 45):
+        share = 1.0 / degree  # the farthest receiver: one neighbour in `degree` is farther
+        ratio = math.sqrt(1.0 - share)
+        rssi = policy.edge_dbm - 10 * policy.path_loss_exponent * math.log10(ratio)
+        wait = policy.first_copy(_event(rssi, degree=degree))
+        assert wait is not None
+        assert abs(wait - (policy.base(degree) + policy.window_per_link_ms)) <= 1
 
 
 def test_managed_without_rssi_waits_uniformly() -> None:
@@ -89,16 +119,49 @@ def test_managed_sparse_node_relays_at_once() -> None:
 def test_managed_cancels_after_threshold_copies_or_one_from_beside() -> None:
     policy = ManagedFlood(threshold=2, beside_ratio=0.45)
     far, beside = -93.0, -80.0  # about 0.76 and 0.23 of the range away
-    assert not policy.copy_heard(1, far)
-    assert policy.copy_heard(2, far)
-    assert policy.copy_heard(1, beside)
+    dense = policy.dense_degree
+    assert not policy.copy_heard(1, far, dense)
+    assert policy.copy_heard(2, far, dense)
+    assert policy.copy_heard(1, beside, dense)
     # without a signal (point-to-point links) the default never stands down ...
-    assert not any(policy.copy_heard(n, None) for n in range(1, 50))
+    assert not any(policy.copy_heard(n, None, dense) for n in range(1, 50))
     # ... unless counter suppression is asked for
-    assert ManagedFlood(threshold_without_rssi=3).copy_heard(3, None)
-    assert not ManagedFlood(threshold_without_rssi=3).copy_heard(2, None)
-    assert not ManagedFlood(beside_ratio=None).copy_heard(1, beside)
+    assert ManagedFlood(threshold_without_rssi=3).copy_heard(3, None, dense)
+    assert not ManagedFlood(threshold_without_rssi=3).copy_heard(2, None, dense)
+    assert not ManagedFlood(beside_ratio=None).copy_heard(1, beside, dense)
     assert policy.choose_links(["a", "b"], random.Random(1)) == ["a", "b"]
+
+
+def test_managed_sparse_patch_waits_longer_and_needs_more_copies() -> None:
+    policy = ManagedFlood(jitter_ms=0, dense_degree=25, threshold=2, sparse_threshold=3)
+    assert policy.base(24) == policy.base_ms > policy.base(25) == policy.dense_base_ms
+    edge = policy.edge_dbm  # the farthest receivers: no neighbour of the sender is farther
+    assert policy.first_copy(_event(edge, degree=24)) == policy.base_ms
+    assert policy.first_copy(_event(edge, degree=25)) == policy.dense_base_ms
+    far = -93.0
+    assert not policy.copy_heard(2, far, 24)
+    assert policy.copy_heard(3, far, 24)
+    assert policy.copy_heard(2, far, 25)
+
+
+@given(
+    st.integers(0, 200),
+    st.integers(0, 200),
+    st.floats(-120.0, -30.0),
+    st.integers(1, 20),
+)
+def test_managed_more_links_never_mean_a_longer_base_or_more_copies(
+    a: int, b: int, rssi: float, copies: int
+) -> None:
+    # Monotone in density: a node in a denser patch never needs more copies to stand down,
+    # and the farthest receiver never waits longer there (its slot is the same at any density).
+    policy = ManagedFlood(jitter_ms=0)
+    low, high = sorted((a, b))
+    assert policy.copy_heard(copies, rssi, low) <= policy.copy_heard(copies, rssi, high)
+    if low > policy.min_degree:
+        edge = policy.edge_dbm
+        w_low, w_high = (policy.first_copy(_event(edge, degree=d)) for d in (low, high))
+        assert w_low is not None and w_high is not None and w_high <= w_low
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.none(), st.integers(0, 500))
@@ -115,7 +178,7 @@ def test_policies_wait_a_bounded_time_for_any_signal(rssi: float | None, degree:
 def test_naive_relays_at_once_and_never_cancels() -> None:
     policy = NaiveFlood()
     assert policy.first_copy(_event(-50.0)) == 0
-    assert not policy.copy_heard(100, -40.0)
+    assert not policy.copy_heard(100, -40.0, 10)
 
 
 def test_contention_window_is_smaller_for_weak_signals() -> None:
@@ -129,8 +192,8 @@ def test_contention_window_is_smaller_for_weak_signals() -> None:
 
 def test_contention_window_cancels_on_first_copy() -> None:
     policy = ContentionWindow()
-    assert policy.copy_heard(1, None)
-    assert not policy.copy_heard(0, None)
+    assert policy.copy_heard(1, None, 10)
+    assert not policy.copy_heard(0, None, 10)
 
 
 def test_random_fanout_picks_about_log2_links() -> None:
@@ -140,7 +203,7 @@ def test_random_fanout_picks_about_log2_links() -> None:
     assert len(chosen) == 4 and len(set(chosen)) == 4 and set(chosen) <= set(links)
     assert policy.choose_links(["a", "b"], random.Random(3)) == ["a", "b"]
     assert len(policy.choose_links(links[:5], random.Random(3))) == 3
-    assert not policy.copy_heard(50, None)
+    assert not policy.copy_heard(50, None, 10)
 
 
 def test_registry_names_every_strategy() -> None:

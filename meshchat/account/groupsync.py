@@ -1,4 +1,4 @@
-"""Group memberships between the devices of one account (control blobs 26 and 27).
+"""Group memberships between the devices of one account (control blobs 26 to 28).
 
 A private group's members are *devices* (:mod:`meshchat.group`): each member device has its
 own sender chain, and an epoch secret reaches exactly the devices its roster lists. A device
@@ -14,6 +14,8 @@ GroupHeld      ``[26, roster]``: own device -> own device, at each sync: "I am a
                group; here is its latest roster (signed by an admin)"
 GroupJoin      ``[27, group_id(16)]``: device -> each admin of a group its account is in: "add
                me: the device list of my account names me, and a device of it is a member"
+GroupLeft      ``[28, group_id(16)]``: own device -> own device, at once: "I left this group
+               (the person did): leave it too"
 =============  ===================================================================================
 
 An admin adds the asking device only when a device of the same account is on the roster and
@@ -36,13 +38,16 @@ from meshchat.wire.cborcheck import check_cbor
 __all__ = [
     "KIND_GROUP_HELD",
     "KIND_GROUP_JOIN",
+    "KIND_GROUP_LEFT",
     "MAX_GROUP_HELD_BYTES",
     "GroupHeld",
     "GroupJoin",
+    "GroupLeft",
 ]
 
 KIND_GROUP_HELD = 26
 KIND_GROUP_JOIN = 27
+KIND_GROUP_LEFT = 28
 #: A roster (bounded by :meth:`Roster.decode`) and a few bytes of framing.
 MAX_GROUP_HELD_BYTES = 240 + MAX_MEMBERS * 90
 
@@ -92,6 +97,13 @@ class GroupHeld:
         return cls(Roster.decode(roster))
 
 
+def _group_id(data: bytes, kind: int) -> bytes:
+    group_id = _fields(data, kind, 32)[1]
+    if not isinstance(group_id, bytes) or len(group_id) != GROUP_ID_SIZE:
+        raise _bad("group id")
+    return group_id
+
+
 @dataclass(frozen=True, slots=True)
 class GroupJoin:
     """Asks an admin of the group to add the sending device (its account is in it)."""
@@ -108,8 +120,23 @@ class GroupJoin:
     @classmethod
     def decode(cls, data: bytes) -> GroupJoin:
         """Parse; raises :class:`PacketError`."""
-        fields = _fields(data, KIND_GROUP_JOIN, 32)
-        group_id = fields[1]
-        if not isinstance(group_id, bytes):
+        return cls(_group_id(data, KIND_GROUP_JOIN))
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeft:
+    """Tells my other devices that I left the group (so they leave it too)."""
+
+    group_id: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.group_id, bytes) or len(self.group_id) != GROUP_ID_SIZE:
             raise _bad("group id")
-        return cls(group_id)
+
+    def encode(self) -> bytes:
+        return cbor2.dumps([KIND_GROUP_LEFT, self.group_id], canonical=True)
+
+    @classmethod
+    def decode(cls, data: bytes) -> GroupLeft:
+        """Parse; raises :class:`PacketError`."""
+        return cls(_group_id(data, KIND_GROUP_LEFT))

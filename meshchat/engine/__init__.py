@@ -249,8 +249,10 @@ class Engine:
         return self._group_glue.change(group_id, now_ms, add=add, remove=remove, admins=admins)
 
     def leave_group(self, group_id: bytes, now_ms: int) -> list[Output]:
-        """Leave a group: its admins are told (their nodes re-key it), our keys erased."""
-        return self._group_glue.leave(group_id, now_ms)
+        """Leave a group: its admins are told (their nodes re-key it), our keys erased, and
+        my other devices leave it too."""
+        out = self._group_glue.leave(group_id, now_ms)
+        return [*out, *self.group_sync.left(group_id, now_ms)]
 
     def send_group(
         self,

@@ -1,4 +1,4 @@
-"""The engine's group-membership glue: my groups followed by my other devices (blobs 26, 27).
+"""The engine's group-membership glue: my groups followed by my other devices (blobs 26-28).
 
 :class:`GroupSyncGlue` belongs to one :class:`~meshchat.engine.Engine`. A group's members are
 devices, each with its own sender chain (:mod:`meshchat.group`); sender keys never leave the
@@ -19,6 +19,11 @@ a member device of its own, by the group's ordinary re-key (see
   devices to an account with a device in one of its groups adds them at once (the group's
   new epoch reaches them; the members' new sender chains follow as they adopt it).
 
+* **leave** (:meth:`left`, :meth:`_on_left`, own devices only): a device that leaves a group
+  tells my other devices at once (:class:`GroupLeft`, retried until acked), and they leave it
+  too. A device that left a group, or was removed from it, never asks back because another
+  device of mine is still in it; an admin refuses to re-add a device it removed.
+
 Revocation is the reverse, and already the account glue's: an admin that takes a list
 revoking a member device re-keys the group without it.
 """
@@ -28,7 +33,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshchat.account.book import ListChange
-from meshchat.account.groupsync import KIND_GROUP_HELD, KIND_GROUP_JOIN, GroupHeld, GroupJoin
+from meshchat.account.groupsync import (
+    KIND_GROUP_HELD,
+    KIND_GROUP_JOIN,
+    KIND_GROUP_LEFT,
+    GroupHeld,
+    GroupJoin,
+    GroupLeft,
+)
 from meshchat.errors import (
     DeviceListError,
     DeviceListReason,
@@ -57,6 +69,7 @@ class GroupSyncGlue:
         glue = engine.account_glue
         glue.register(KIND_GROUP_HELD, self._on_held, own_devices_only=True)
         glue.register(KIND_GROUP_JOIN, self._on_join, own_devices_only=False)
+        glue.register(KIND_GROUP_LEFT, self._on_left, own_devices_only=True)
 
     # -- telling my devices ----------------------------------------------------------------
 
@@ -97,7 +110,9 @@ class GroupSyncGlue:
         held = engine.groups.groups.get(roster.group_id)
         if roster.member(me) is not None:
             return []  # the update that adds me is on its way (or here)
-        if held is not None and not held.removed and held.roster.member(me) is not None:
+        if held is not None and (held.removed or held.roster.member(me) is not None):
+            # a member already, or this device left the group or was removed from it: only
+            # an admin brings it back, never another device's word
             return []
         out: list[Output] = []
         for admin_id in sorted(roster.admins):
@@ -111,6 +126,25 @@ class GroupSyncGlue:
             out.extend(engine.account_glue.send(admin, GroupJoin(roster.group_id).encode(), now_ms))
         return out
 
+    def left(self, group_id: bytes, now_ms: int) -> list[Output]:
+        """This device left a group (the person did): my other devices leave it too."""
+        blob = GroupLeft(group_id).encode()
+        out: list[Output] = []
+        for device in self.engine.accounts.own_devices():
+            out.extend(self.engine.account_glue.send(device, blob, now_ms))
+        return out
+
+    def _on_left(self, sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
+        """My device left a group: leave it here too (not told on: it told every device)."""
+        group_id = GroupLeft.decode(blob).group_id
+        group = self.engine.groups.groups.get(group_id)
+        if group is None or group.current is None:
+            return []
+        try:
+            return self.engine._group_glue.leave(group_id, now_ms)
+        except UsageError as exc:  # this device is the group's only admin: it stays
+            return [MessageRejected(f"leaving with my other device: {exc}", bytes(16), None)]
+
     # -- as an admin ----------------------------------------------------------------------
 
     def _on_join(self, sender: PublicIdentity, blob: bytes, now_ms: int) -> list[Output]:
@@ -123,6 +157,10 @@ class GroupSyncGlue:
             )
         if group.roster.member(sender.node_id) is not None:
             return []
+        if sender.node_id in group.removals:
+            raise DeviceListError(
+                DeviceListReason.NOT_IN_GROUP, f"{sender.short_id} was removed from the group"
+            )
         if not self._account_in(group, sender):
             raise DeviceListError(
                 DeviceListReason.NOT_IN_GROUP,
@@ -146,7 +184,7 @@ class GroupSyncGlue:
             members = {m.node_id for m in group.roster.members}
             if not members & (listed - {d.node_id for d in added}):
                 continue
-            new = [d for d in added if d.node_id not in members]
+            new = [d for d in added if d.node_id not in members | set(group.removals)]
             if new:
                 out.extend(self._add(group, new, now_ms))
         return out

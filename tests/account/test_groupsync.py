@@ -1,5 +1,5 @@
-"""Group-membership blobs (26 GroupHeld, 27 GroupJoin): round trips; anything else is a typed
-error, never a crash."""
+"""Group-membership blobs (26 GroupHeld, 27 GroupJoin, 28 GroupLeft): round trips; anything
+else is a typed error, never a crash."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshchat.account.groupsync import GroupHeld, GroupJoin
+from meshchat.account.groupsync import GroupHeld, GroupJoin, GroupLeft
 from meshchat.account.wire import blob_kind
 from meshchat.errors import PacketError
 from meshchat.group.roster import Roster, new_group_id
@@ -33,8 +33,11 @@ def test_held_and_join_round_trip_and_name_their_kinds() -> None:
 
 
 @given(st.binary(min_size=16, max_size=16))
-def test_every_join_round_trips(group_id: bytes) -> None:
+def test_every_join_and_left_round_trips(group_id: bytes) -> None:
     assert GroupJoin.decode(GroupJoin(group_id).encode()).group_id == group_id
+    assert GroupLeft.decode(GroupLeft(group_id).encode()).group_id == group_id
+    with pytest.raises(PacketError):
+        GroupLeft.decode(GroupJoin(group_id).encode())  # the kind is checked
 
 
 @pytest.mark.parametrize(
@@ -56,11 +59,13 @@ def test_malformed_blobs_are_packet_errors(blob: bytes) -> None:
         GroupHeld.decode(blob)
     with pytest.raises(PacketError):
         GroupJoin.decode(blob)
+    with pytest.raises(PacketError):
+        GroupLeft.decode(blob)
 
 
 @given(st.binary(max_size=600))
 def test_fuzzed_blobs_give_typed_errors_only(data: bytes) -> None:
-    for decode in (GroupHeld.decode, GroupJoin.decode):
+    for decode in (GroupHeld.decode, GroupJoin.decode, GroupLeft.decode):
         with contextlib.suppress(PacketError):
             decode(data)
 

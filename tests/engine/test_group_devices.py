@@ -107,3 +107,54 @@ def test_a_strangers_join_and_a_forged_held_roster_change_nothing() -> None:
     reasons = [r.reason for r in mesh.events("a2", MessageRejected)]
     assert any("not one of mine" in r for r in reasons)
     assert bob.groups.groups[group_id].roster.epoch == epoch
+
+
+def a2_joined() -> tuple[Mesh, bytes]:
+    """bob runs a group a1 joined before linking; a2 is in it too (as in the first test)."""
+    mesh = three()
+    group_id = mesh.create_group("bob", "friends", ["a1"])
+    mesh.run(20_000)
+    mesh.introduce("a2", "bob")
+    link(mesh)
+    mesh.run(20_000)
+    mesh.announce("a2")
+    mesh.run(30_000)
+    a2 = mesh.engines["a2"]
+    assert a2.groups.groups[group_id].current is not None
+    return mesh, group_id
+
+
+def test_leaving_on_one_device_leaves_on_the_other() -> None:
+    mesh, group_id = a2_joined()
+    a1, a2, bob = (mesh.engines[n] for n in ("a1", "a2", "bob"))
+    mesh._handle("a1", a1.leave_group(group_id, mesh.now_ms))
+    mesh.run(30_000)
+    assert a2.groups.groups[group_id].current is None
+    roster = bob.groups.groups[group_id].roster
+    assert roster.member(a1.identity.node_id) is None
+    assert roster.member(a2.identity.node_id) is None
+    # a sync later does not bring a2 back
+    mesh._handle("a1", a1.group_sync.share(pub(mesh, "a2"), mesh.now_ms))
+    mesh.run(70_000)
+    assert bob.groups.groups[group_id].roster.member(a2.identity.node_id) is None
+
+
+def test_a_device_the_admin_removed_is_not_brought_back_by_my_other_device() -> None:
+    mesh, group_id = a2_joined()
+    a1, a2, bob = (mesh.engines[n] for n in ("a1", "a2", "bob"))
+    a2_id = a2.identity.node_id
+    mesh._handle("bob", bob.change_group(group_id, mesh.now_ms, remove=[a2_id]))
+    mesh.run(30_000)
+    assert a2.groups.groups[group_id].current is None
+    epoch = bob.groups.groups[group_id].roster.epoch
+    # a1 is still in: its sync tells a2, which does not ask back
+    mesh._handle("a1", a1.group_sync.share(pub(mesh, "a2"), mesh.now_ms))
+    mesh.run(70_000)
+    assert bob.groups.groups[group_id].roster.epoch == epoch
+    assert not any("was removed" in r.reason for r in mesh.events("bob", MessageRejected))
+    # and if a2 asks all the same, bob refuses: he removed it
+    join = GroupJoin(group_id).encode()
+    mesh._handle("a2", a2.account_glue.send(pub(mesh, "bob"), join, mesh.now_ms))
+    mesh.run(20_000)
+    assert bob.groups.groups[group_id].roster.member(a2_id) is None
+    assert any("was removed" in r.reason for r in mesh.events("bob", MessageRejected))

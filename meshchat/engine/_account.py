@@ -400,6 +400,19 @@ class AccountGlue:
             return False
         return sent_ms >= told[1] + HOLDS_MARGIN_MS
 
+    def is_revoked(self, node_id: bytes) -> bool:
+        """Whether a device list held here revokes ``node_id`` (and none lists it live)."""
+        book = self.book
+        if book.account_of(node_id) != node_id:
+            return False
+        if node_id in book.own.revoked:
+            return True
+        for account_id in book.accounts():
+            held = book.held(account_id)
+            if held is not None and node_id in held.revoked:
+                return True
+        return False
+
     def sharing_own_list(self, node_id: bytes) -> bool:
         """Whether a share of this account's current list to ``node_id`` is in flight."""
         version = self.book.own.version

@@ -5,7 +5,8 @@ one of our tags, or BOX to our node id) is reported as :class:`MessageReceived` 
 channel or group message as :class:`MessageReceived`, or as :class:`HistoryReceived` when its
 body is a history summary (never acked). A history summary inside a direct message does not
 decode (direct bodies are text messages or control parts) and is rejected like any malformed
-body. An ack ends its message in the outbox.
+body. An ack ends its message in the outbox. A message from a device that a device list held
+here revokes is refused unacked (its new session, if it opened one, is dropped at once).
 
 Every :class:`MessageReceived` carries the body's sent time, or the packet's creation time for
 a body from an older node (which has none), and the parents the body names.
@@ -82,6 +83,11 @@ class Receiving:
 
     def _sealed_message(self, packet: Packet, now_ms: int, link: str | None) -> list[Output]:
         opened = self.engine.direct.open_message(packet, now_ms, link)
+        if self.engine.account_glue.is_revoked(opened.sender.node_id):
+            # a device revoked on a list held here: its new session is dropped, nothing acked
+            self.engine.direct.drop_peer(opened.sender.node_id)
+            reason = "from a device revoked on its account's list"
+            return [*self.engine.flush(), MessageRejected(reason, packet.packet_id, None)]
         out: list[Output] = []
         if opened.control is not None:
             # A control part not kept, or whose blob was not applied, is not acked (nor are
@@ -132,6 +138,9 @@ class Receiving:
                 ]
             sender_box, plaintext = self.engine._box.open(packet.payload)
             sender = PublicIdentity(packet.origin, sender_box)
+            if self.engine.account_glue.is_revoked(sender.node_id):
+                reason = "from a device revoked on its account's list"
+                return [MessageRejected(reason, packet.packet_id, None)]
             body = MessageBody.decode(plaintext)  # a history body is never direct
             conversation = dm_conversation(self.engine.directory.account_of(sender.node_id))
             received = message_received(conversation, body, sender, packet.origin, packet)

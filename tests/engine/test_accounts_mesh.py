@@ -275,3 +275,27 @@ def test_a_contact_away_past_the_shares_life_pulls_the_list_from_an_announce() -
     mesh.announce("a1")  # its account item: a newer list than bob holds; bob asks for it
     mesh.run(2_000)
     took_the_revocation(mesh, a1_id, a2_id, before)
+
+
+def test_a_revoked_device_is_refused_by_a_contact_who_took_the_list() -> None:
+    mesh = pair()
+    link(mesh)
+    mesh.run(20_000)
+    mesh.announce("a2")
+    mesh.run(5_000)
+    a2, bob = mesh.engines["a2"], mesh.engines["bob"]
+    a2_id, bob_id = a2.identity.node_id, bob.identity.node_id
+    mesh.disconnect("a1", "a2")
+    mesh.disconnect("a2", "bob")
+    mesh._handle("a1", mesh.engines["a1"].revoke_device(a2_id, mesh.now_ms))
+    mesh.run(20_000)
+    assert a2_id not in bob.direct.records
+    # the stolen a2, which never finished a session with bob, opens one from his prekey
+    a2.direct.drop_peer(bob_id)
+    a2.direct.add_peer(bob.identity.public, bob.prekey(mesh.now_ms))
+    mesh.connect("a2", "bob")
+    mesh.send_direct("a2", "bob", "it is me, really")
+    mesh.run(20_000)
+    assert mesh.received("bob") == []
+    assert a2_id not in bob.direct.records and not bob.direct.knows(a2_id)
+    assert any("revoked" in r.reason for r in mesh.events("bob", MessageRejected))

@@ -230,10 +230,16 @@ class StreamLink(Link):
         if len(self._bulk) >= self._bulk_limit:
             self.dropped_frames += 1
             return False
-        sealed = self._cipher.encrypt(frame) if self._cipher is not None else frame
-        self._bulk.append(encode_frame(sealed, MAX_WIRE_FRAME))
+        self._bulk.append(frame)  # sealed when written: the cipher's nonces follow the wire
         self._bulk_ready.set()
         return True
+
+    def _next_bulk(self) -> bytes:
+        """The next file frame, sealed and framed now (frames written before it, of either
+        queue, were sealed before it, so the peer opens them in order)."""
+        frame = self._bulk.popleft()
+        sealed = self._cipher.encrypt(frame) if self._cipher is not None else frame
+        return encode_frame(sealed, MAX_WIRE_FRAME)
 
     def _socket_keeps_up(self) -> bool:
         """Whether the socket took everything written so far (asyncio holds nothing back):
@@ -323,7 +329,7 @@ class StreamLink(Link):
                 for _ in range(min(BULK_IN_WRITE, len(self._bulk))):
                     if not self._queue.empty():
                         break
-                    self._writer.write(self._bulk.popleft())
+                    self._writer.write(self._next_bulk())
                 await self._writer.drain()
         except OSError as exc:  # ConnectionError is an OSError
             reason = f"write failed: {exc!r}"
@@ -364,7 +370,7 @@ class StreamLink(Link):
             while not self._queue.empty():
                 self._writer.write(self._queue.get_nowait())
             while self._bulk:
-                self._writer.write(self._bulk.popleft())
+                self._writer.write(self._next_bulk())
         self._writer.close()
         self._closed_event.set()
         if self._on_closed is not None:

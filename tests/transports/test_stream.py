@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from meshchat.errors import FramingError, HandshakeError, TransportError
 from meshchat.identity import Identity
 from meshchat.transports.stream import (
+    BULK_QUEUE_FRAMES,
     MAX_WIRE_FRAME,
     StreamLink,
     enable_tcp_keepalive,
@@ -605,3 +606,33 @@ def test_any_bytes_in_the_handshake_raise_transport_error(data: bytes) -> None:
     error = asyncio.run(_handshake_against(data))
     assert isinstance(error, TransportError)
     assert isinstance(error.__cause__, (HandshakeError, FramingError, OSError, TimeoutError))
+
+
+async def test_a_frame_sent_after_many_file_frames_overtakes_them(
+    tcp_pair: Any, make_handler: Any
+) -> None:
+    ha, hb = make_handler(), make_handler()
+    link_a, link_b, _, _ = await _link_pair(tcp_pair, ha, hb)
+    bulk = [b"f" + bytes([i % 256]) * 1500 for i in range(400)]
+    for frame_ in bulk:
+        assert link_a.send_bulk(frame_)
+    assert link_a.send(b"text typed during the transfer")  # queued after all 400
+    await hb.until(lambda: len(hb.frames) == 401)
+    got = hb.payloads()
+    position = got.index(b"text typed during the transfer")
+    # it left after at most a few file frames (those in the writer's first run), not 400
+    assert position <= 8, position
+    assert [p for p in got if p.startswith(b"f")] == bulk  # file frames keep their order
+    # the file queue is bounded: beyond it, send_bulk refuses (the asker asks again)
+    await link_a.close()
+    await link_b.close()
+    assert not link_a.send_bulk(b"late")
+
+
+async def test_the_file_queue_is_bounded(tcp_pair: Any, make_handler: Any) -> None:
+    ha, hb = make_handler(), make_handler()
+    link_a, link_b, _, _ = await _link_pair(tcp_pair, ha, hb, start=False)
+    accepted = sum(link_a.send_bulk(b"x" * 100) for _ in range(BULK_QUEUE_FRAMES + 50))
+    assert accepted == BULK_QUEUE_FRAMES and link_a.dropped_frames == 50
+    await link_a.close()
+    await link_b.close()

@@ -1,11 +1,12 @@
 """The node's store: blocking calls off the event loop, and the worker's short calls on it.
 
 Theory of operation. One interpreter lock serialises Python threads, so running a store call
-on the store's thread keeps the loop responsive only while the call *waits* (for the disk to
-sync a commit, for a page to be read, for another call holding the store); while it computes
-(SQL, sealing rows) it holds the interpreter all the same. Handing a call to the thread and
-back costs two thread wake-ups: about 30-100 us each on an idle machine, milliseconds when the
-cores are busy and the woken thread waits for one.
+on the store's thread lets the loop run only while the call waits (for the disk to sync a
+commit, for a page to be read, for another call holding the store) or works inside SQLite,
+which lets go of the lock; while it runs Python (sealing rows, placing a message in the causal
+order) it holds the lock all the same. Handing a call to the thread and back costs two thread
+wake-ups: about 30-100 us each on an idle machine, milliseconds when the cores are busy and
+the woken thread waits for one.
 
 So the calls the worker makes on a message's path and waits for before it does anything else
 (:meth:`AsyncStore.quick`: the target and the heads a message is sent with, the writes of one

@@ -206,3 +206,42 @@ async def test_a_download_resumes_after_the_receiver_restarts(tmp_path: Path) ->
         for p in (alice, bob2):
             await p.node.stop()
             p.store.close()
+
+
+async def test_a_file_over_the_limit_of_the_links_to_its_sender_is_refused(
+    tmp_path: Path,
+) -> None:
+    from meshchat.errors import TransferError, TransferReason
+    from meshchat.files.policy import FilePolicy
+
+    hub = MemoryHub()
+    alice = await make_peer(tmp_path, hub, "alice")
+    home = tmp_path / "bob"
+    # bob's only links are in-memory ("other" media): at most 100 kB from a sender so reached
+    # (and over any medium, so that bob also refuses to send more)
+    k = 100_000
+    small = FilePolicy(ble=k, lan=k, relay=k, dht=k, other=k, auto_accept=k)
+    files = FileOptions(downloads=str(home / "downloads"), state=str(home / "t.json"), policy=small)
+    bob = await make_peer(tmp_path, hub, "bob", files)
+    try:
+        await befriend(alice, bob)
+        hub.connect(alice.transport, bob.transport)
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(200_000))
+        await alice.node.files.send("bob", source)
+
+        async def refused() -> bool:
+            return [t.state for t in await bob.node.files.transfers()] == [State.REFUSED]
+
+        await wait_for(refused)
+        (t,) = await bob.node.files.transfers()
+        assert "over the 100000-byte limit" in t.error
+        assert not (home / "downloads").exists()
+        # and a sender refuses to announce a file over the largest limit it has
+        with pytest.raises(TransferError) as caught:
+            await bob.node.files.send("alice", source)
+        assert caught.value.reason is TransferReason.TOO_LARGE
+    finally:
+        for p in (alice, bob):
+            await p.node.stop()
+            p.store.close()

@@ -23,6 +23,15 @@ def _transfers(host: Host) -> list[dict[str, Any]]:
     return list(request(host.home / "control.sock", {"op": "transfers"})["transfers"])
 
 
+def _peak_rss_mb(host: Host) -> float:
+    """The daemon's peak resident set (VmHWM), in MB."""
+    assert host.process is not None
+    for line in Path(f"/proc/{host.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
 def _until(check: Any, timeout: float, what: str) -> float:
     start = time.monotonic()
     while not check():
@@ -80,6 +89,8 @@ def test_a_file_crosses_the_chain_while_the_relay_is_killed_and_restarted(lab: L
     saved = Path(finished["path"])
     assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(data).digest()
     assert saved.name == "field-report.bin"
+    peaks = {h.name: _peak_rss_mb(h) for h in (a, b, c)}
+    print(f"peak resident memory of the daemons (MB): {peaks}")
     print(
         f"5 MB over A-B-C: {before} bytes at C {first:.1f} s after accepting; B killed, "
         f"restarted 2 s later; C linked to it again {relinked:.1f} s, A {a_relinked:.1f} s, "

@@ -37,11 +37,18 @@ already crossed; a person who types the mark only keeps their own text on their 
 bitchat DMs (Noise XX, :mod:`meshchat.bridges.bitchat.dm`) end at this node: a private
 message from a bitchat peer is shown in the conversation ``#bitchat:dm:<peer id>`` (marked as a
 bitchat DM, another network, not a meshchat contact), and what the user sends there is
-encrypted to that peer alone. DMs are never carried to other meshchat nodes; at most 20 are
-taken in, then one per second.
+encrypted to that peer alone (:mod:`._bitchat_dm`). DMs are never carried to other meshchat
+nodes; at most 20 are taken in, then one per second.
 
 Nothing else crosses: only messages of the conversation ``#bitchat`` from the public channel
 are re-emitted, and none at all while a private channel of that name is joined.
+
+Several gateways in one crowd: each would re-emit the same meshchat message. A gateway learns
+the others from their re-emissions (marked texts from their bitchat peer ids); from then on,
+for each message, the gateway whose SHA-256(msg id || peer id) is lowest re-emits at once and
+the others wait 1.5 s and re-emit only if they did not hear it (so one copy reaches the crowd,
+and another if the first gateway is gone). Until both gateways have heard each other, a
+message may come twice (measured: one or two such messages).
 
 A meshchat message older than 6 hours (a late delivery, history caught up) is not re-emitted:
 bitchat refuses public messages that old. Names put into re-emitted text are escaped.
@@ -57,26 +64,24 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from meshchat.bridges._ratelimit import TokenBucket
 from meshchat.bridges.marks import BITCHAT_CONVERSATION as CONVERSATION
-from meshchat.bridges.marks import BITCHAT_DM_MARK, BITCHAT_DM_PREFIX, bitchat_dm_conversation
 from meshchat.bridges.marks import BITCHAT_MARK as MARK
 from meshchat.crypto.channel import ChannelKey
 from meshchat.display import safe_line
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.identity import clean_name
+from meshchat.node._bitchat_dm import BitchatDirect
 from meshchat.node._types import NodeNotice
 
 if TYPE_CHECKING:
     from bumble.device import Device
 
-    from meshchat.bridges.bitchat.announce import Announcement
     from meshchat.bridges.bitchat.ble import BitchatGatt
     from meshchat.bridges.bitchat.central import BitchatCentral
-    from meshchat.bridges.bitchat.mesh import Decision, DirectText
     from meshchat.bridges.bitchat.peers import PublicText
     from meshchat.bridges.bitchat.public import BitchatIdentity
     from meshchat.node import Node
@@ -91,6 +96,11 @@ ECHO_MARK = "\u21c4"
 SEEN_CAPACITY = 16_384
 #: how often our announce is repeated to the centrals
 ANNOUNCE_EVERY_S = 30.0
+#: how long a gateway not first in turn waits for another gateway of its crowd to re-emit
+STANDBY_S = 1.5
+#: other gateways remembered, and their recent re-emissions
+MAX_GATEWAYS = 64
+MAX_ECHOES = 256
 #: what is older is not re-emitted (bitchat's own limit for public messages: 6 hours)
 MAX_AGE_MS = 6 * 3600 * 1000
 #: longest text carried or re-emitted, in UTF-8 bytes (meshchat's text limit, with room)
@@ -160,6 +170,7 @@ class BitchatGateway:
         nickname: str | None = None,
         device: Device | None = None,
         central: bool = True,
+        announce_every_s: float = ANNOUNCE_EVERY_S,
     ) -> None:
         self.node = node
         self.controller = controller
@@ -173,10 +184,13 @@ class BitchatGateway:
         self.gatt: BitchatGatt | None = None
         self.central: BitchatCentral | None = None
         self._want_central = central
+        self.announce_every_s = announce_every_s
         self._seen = _Seen()
         self._carry = TokenBucket(10, 3.0)
         self._emit = TokenBucket(10, 2.0)
-        self._dm_in = TokenBucket(20, 1.0)
+        self.direct = BitchatDirect(self)
+        self._gateways: OrderedDict[bytes, None] = OrderedDict()
+        self._echoes: deque[str] = deque(maxlen=MAX_ECHOES)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Any = None
         #: what was carried, emitted and refused, for status and tests
@@ -206,9 +220,9 @@ class BitchatGateway:
         self.gatt = BitchatGatt(
             device,
             mesh,
-            on_peer=self._peer,
+            on_peer=self.direct.peer,
             on_text=self._heard,
-            on_direct=self._direct,
+            on_direct=self.direct.decision,
             clock_ms=clock,
         )
         await self.gatt.start()
@@ -217,8 +231,8 @@ class BitchatGateway:
                 device,
                 mesh,
                 on_text=self._heard,
-                on_direct=self._direct,
-                on_peer=self._peer,
+                on_direct=self.direct.decision,
+                on_peer=self.direct.peer,
                 clock_ms=clock,
             )
             self.gatt.relay_hook = self.central.broadcast
@@ -226,7 +240,7 @@ class BitchatGateway:
             await self.central.start()
         self._unsubscribe = self.node.subscribe(self._on_notice)
         self.node.bridges[CONVERSATION] = self
-        self._spawn(self._announce_loop())
+        self.spawn(self._announce_loop())
 
     async def _open(self) -> Device:
         from bumble import hci
@@ -246,8 +260,7 @@ class BitchatGateway:
 
     async def stop(self) -> None:
         self.node.bridges.pop(CONVERSATION, None)
-        for name in [n for n in self.node.bridges if n.startswith(BITCHAT_DM_PREFIX)]:
-            del self.node.bridges[name]
+        self.direct.forget()
         if self._unsubscribe is not None:
             self._unsubscribe()
         for task in list(self._tasks):
@@ -263,14 +276,14 @@ class BitchatGateway:
             with contextlib.suppress(Exception):
                 await self._transport.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _announce_loop(self) -> None:
         while True:
-            await asyncio.sleep(ANNOUNCE_EVERY_S)
+            await asyncio.sleep(self.announce_every_s)
             if self.gatt is not None:
                 for frame in self.gatt.mesh.announce(int(self.node.clock())):
                     await self._broadcast(frame)
@@ -314,12 +327,18 @@ class BitchatGateway:
     # -- bitchat -> meshchat ---------------------------------------------------------------
 
     def _heard(self, heard: PublicText) -> None:
-        self._spawn(self.node.submit(self._take, heard))
+        if heard.text.startswith(ECHO_MARK):
+            # another gateway's re-emission: never carried; it tells us that gateway is here
+            self.count("echo_heard")
+            self._echoes.append(heard.text)
+            self._gateways.pop(heard.peer_id, None)
+            self._gateways[heard.peer_id] = None
+            while len(self._gateways) > MAX_GATEWAYS:
+                self._gateways.popitem(last=False)
+            return
+        self.spawn(self.node.submit(self._take, heard))
 
     async def _take(self, heard: PublicText) -> None:
-        if heard.text.startswith(ECHO_MARK):
-            self.count("echo_dropped")
-            return
         if not self._seen.add(heard.message_id):
             self.count("duplicate")
             return
@@ -372,10 +391,24 @@ class BitchatGateway:
         if message.created_ms < self.node.clock() - MAX_AGE_MS:
             self.count("stale_not_emitted")  # bitchat would refuse it as a replay anyway
             return
-        self._spawn(self._reemit(message))
+        self.spawn(self._reemit(message))
 
     def _private_namesake(self) -> bool:
         return any(c.name == CONVERSATION and c.private for c in self.node.engine.channels)
+
+    def _first_in_turn(self, msg_id: bytes) -> bool:
+        """Whether we re-emit ``msg_id`` at once: of the gateways heard in our crowd and us,
+        the one whose hash with the message id is lowest goes first, the others stand by."""
+
+        def rank(peer: bytes) -> bytes:
+            return hashlib.sha256(msg_id + peer).digest()
+
+        own = rank(self.identity.peer_id)
+        return all(own < rank(other) for other in self._gateways)
+
+    def _echoed(self, text: str) -> bool:
+        tail = f" (meshchat): {text[:200]}"
+        return any(tail in echo for echo in self._echoes)
 
     async def _reemit(self, message: Message) -> None:
         if self.gatt is None or not self._seen.add(message.msg_id):
@@ -383,6 +416,11 @@ class BitchatGateway:
         if self._private_namesake():
             self.count("private_refused")
             return
+        if not self._first_in_turn(message.msg_id):
+            await asyncio.sleep(STANDBY_S)
+            if self._echoed(message.text):
+                self.count("emitted_by_another")
+                return
         if not self._emit.take(self.node.clock() / 1000):
             self.count("emit_limited")
             return
@@ -434,111 +472,5 @@ class BitchatGateway:
             "peers": 0 if gatt is None else len(gatt.mesh.peers),
             "refused": {} if gatt is None else {r.value: n for r, n in gatt.refused.items()},
             "counters": dict(self.counters),
-            "dm": [
-                {
-                    "conversation": name,
-                    "peer_id": name[len(BITCHAT_DM_PREFIX) :],
-                    "nickname": bridge.status()["nickname"],
-                }
-                for name, bridge in list(self.node.bridges.items())[-64:]
-                if name.startswith(BITCHAT_DM_PREFIX)
-            ],
+            "dm": self.direct.listed(),
         }
-
-    # -- direct messages (Noise) -------------------------------------------------------------
-
-    def _peer(self, announcement: Announcement) -> None:
-        """A verified bitchat peer: its DM conversation can be written to."""
-        name = bitchat_dm_conversation(announcement.peer_id)
-        self.node.bridges[name] = _Direct(self, announcement.peer_id, announcement.nickname)
-        dms = [n for n in self.node.bridges if n.startswith(BITCHAT_DM_PREFIX)]
-        for old in dms[: max(0, len(dms) - 1024)]:
-            del self.node.bridges[old]
-
-    def _direct(self, decision: Decision) -> None:
-        from meshchat.bridges.bitchat.mesh import Delivered, Private
-
-        match decision:
-            case Private(message=message):
-                self._spawn(self.node.submit(self._take_direct, message))
-            case Delivered():
-                self.count("dm_delivered")
-            case _:
-                pass
-
-    async def _take_direct(self, direct: DirectText) -> None:
-        node = self.node
-        now = node.clock()
-        if not self._dm_in.take(now / 1000):
-            self.count("dm_limited")
-            return
-        conversation = bitchat_dm_conversation(direct.peer_id)
-        if conversation not in node.bridges:
-            node.bridges[conversation] = _Direct(self, direct.peer_id, direct.nickname)
-        store = node.store
-        name = f"{direct.nickname}@bitchat:{direct.peer_id.hex()}"
-        try:
-            message = await store.call(
-                store.store.add_incoming,
-                conversation,
-                _id(b"dm", direct.peer_id, direct.message_id.encode()),
-                _id(b"peer", direct.peer_id),
-                name,
-                direct.text,
-                min(direct.timestamp, now),
-                now,
-            )
-        except MeshchatError as exc:
-            log.warning("bitchat DM not stored: %s", exc)
-            return
-        if message is not None:
-            self.count("dm_received")
-            node.notify(NodeNotice("message", message=message))
-
-    async def send_direct(self, peer: bytes, text: str) -> Message:
-        """Encrypt ``text`` to one bitchat peer (a handshake first if there is no session yet)
-        and store it as ours in that peer's DM conversation."""
-        if self.gatt is None:
-            raise UsageError("the bitchat bridge is not running")
-        node = self.node
-        now = node.clock()
-        message_id, frames = self.gatt.mesh.send_private(peer, text, int(now))
-        await self.gatt.send_frames(tuple(frames))
-        store = node.store
-        message = await store.call(
-            store.store.add_own_copy,
-            bitchat_dm_conversation(peer),
-            _id(b"dm", peer, message_id.encode()),
-            node.identity.node_id,
-            node.name,
-            text,
-            now,
-            now,
-        )
-        if message is None:
-            raise MeshchatError("the sent text could not be stored")
-        self.count("dm_sent")
-        return message
-
-
-class _Direct:
-    """One bitchat peer's DM conversation, as the node's bridges hold it."""
-
-    def __init__(self, gateway: BitchatGateway, peer: bytes, nickname: str) -> None:
-        self.gateway = gateway
-        self.peer = peer
-        self.nickname = nickname
-
-    async def send_text(self, text: str) -> Message:
-        return await self.gateway.send_direct(self.peer, text)
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "network": "bitchat-dm",
-            "conversation": bitchat_dm_conversation(self.peer),
-            "mark": BITCHAT_DM_MARK,
-            "nickname": self.nickname,
-        }
-
-    async def stop(self) -> None:
-        """Stopped with the gateway."""

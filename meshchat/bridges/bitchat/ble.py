@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bumble import hci
 from bumble.core import UUID as BumbleUUID
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
@@ -91,6 +92,7 @@ class BitchatGatt:
         self.device.add_service(Service(BumbleUUID(SERVICE_UUID), [self._characteristic]))
         self.device.gatt_server.max_mtu = MTU
         self.device.on("characteristic_subscription", self._on_subscription)
+        self.device.on(Device.EVENT_CONNECTION, self._on_connection)
         await self.device.power_on()
         await self.device.start_advertising(advertising_data=advertising_data(), auto_restart=True)
 
@@ -104,6 +106,21 @@ class BitchatGatt:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _on_connection(self, raw: Connection) -> None:
+        # a controller stops advertising when a central connects: advertise again, so that
+        # more centrals (phones, other bridges) can reach us while this one stays
+        if raw.role == hci.Role.PERIPHERAL:
+            self._spawn(self._readvertise())
+
+    async def _readvertise(self) -> None:
+        try:
+            if not self.device.is_advertising:
+                await self.device.start_advertising(
+                    advertising_data=advertising_data(), auto_restart=True
+                )
+        except Exception as exc:  # a controller that cannot advertise while connected
+            log.debug("bitchat advertising not restarted: %r", exc)
 
     def _on_subscription(
         self, raw: Connection, characteristic: Any, notify: bool, indicate: bool

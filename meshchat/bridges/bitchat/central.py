@@ -41,6 +41,7 @@ __all__ = ["BitchatCentral"]
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
+DIAL_JITTER_S = 0.5
 
 
 class _Link:
@@ -105,7 +106,7 @@ class BitchatCentral:
 
     def _on_advertisement(self, advertisement: Any) -> None:
         address = str(advertisement.address)
-        if address in self.links or address in self._dialling:
+        if address in self.links or address in self._dialling or self._connected_to(address):
             return
         if len(self.links) + len(self._dialling) >= self.max_links:
             return
@@ -117,8 +118,21 @@ class BitchatCentral:
         self._dialling.add(address)
         self._spawn(self._dial(advertisement.address, address))
 
+    def _connected_to(self, address: str) -> bool:
+        """Whether a link with ``address`` exists already, in either role (two radios hold
+        one connection: a node that dialled us is not dialled back)."""
+        return any(
+            str(c.peer_address).split("/")[0] == address.split("/", maxsplit=1)[0]
+            for c in self.device.connections.values()
+        )
+
     async def _dial(self, target: Any, address: str) -> None:
         try:
+            # a short random wait, so two dual-role nodes that see each other at once do not
+            # both dial (the second finds the first's connection and stays)
+            await asyncio.sleep(random.uniform(0.0, DIAL_JITTER_S))
+            if self._connected_to(address):
+                return
             if self.device.is_scanning:
                 await self.device.stop_scanning()  # a controller may not connect while scanning
             connection = await self.device.connect(target, timeout=CONNECT_TIMEOUT_S)

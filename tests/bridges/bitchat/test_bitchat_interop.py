@@ -40,8 +40,10 @@ VARIED = "".join(map(chr, range(0x21, 0x7F))) + "abcdef"  # 100 bytes, 94% disti
 def _upstream_preimage(wire: bytes) -> bytes:
     """Upstream's signing preimage derived from the bytes as received (Android's rule: the
     originator's payload bytes are reused): ttl 0, signature flag and signature removed,
-    padded with bitchat-cli's copy of MessagePadding."""
-    body = bytearray(cli.MessagePadding.unpad(wire))
+    padded with bitchat-cli's copy of MessagePadding. Like Android's ``BinaryProtocol.decode``
+    the frame is taken as it is when it parses so (it is unpadded only when it does not):
+    unpadding first would eat the signature's last bytes whenever they look like a pad."""
+    body = bytearray(wire if bp.decode(wire) is not None else cli.MessagePadding.unpad(wire))
     body[2] = 0
     body[11] &= ~0x02 & ~0x10
     unsigned = bytes(body[:-64])
@@ -77,6 +79,21 @@ def test_our_public_messages_decode_and_verify_with_theirs(text: str) -> None:
     assert _ed25519_ok(me.signing_key, theirs.signature, cli_packet.data_for_signing()) == (
         not compressed
     )
+
+
+def test_a_signature_that_ends_like_a_pad_still_verifies() -> None:
+    """An unpadded frame whose signature ends in 0x01 (one frame in 256) looks padded."""
+    for _ in range(5000):
+        me = BitchatIdentity.generate()
+        wire = encode(me.message(SHORT, NOW))
+        if wire[-1] == 0x01:
+            break
+    else:
+        pytest.fail("no signature ending in 0x01 in 5000 tries")
+    theirs = bp.decode(wire)
+    assert theirs is not None and theirs.signature is not None
+    assert _ed25519_ok(me.signing_key, theirs.signature, _upstream_preimage(wire))
+    assert verify_message(decode(wire), me.signing_key, NOW) == SHORT
 
 
 def test_our_announce_decodes_and_verifies_with_theirs() -> None:

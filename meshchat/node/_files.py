@@ -55,6 +55,7 @@ from meshchat.files.policy import Verdict
 from meshchat.files.serve import Seeder, SentFile
 from meshchat.files.sink import FileSource, Sink, prepare_file
 from meshchat.files.transfer import Download, Downloads
+from meshchat.files.tree import HashTree
 from meshchat.files.wire import Missing, Piece, Request, decode_body
 from meshchat.node._filestate import Direction, State, Transfer, load_transfers, save_transfers
 from meshchat.node._types import NodeNotice
@@ -318,11 +319,7 @@ class NodeFiles:
         await self.node.effects.run(self._carry_out(self.seeder.tick(self.node.clock())))
         self._pace()
 
-    async def _serve(self, manifest: FileManifest, tree: object, path: Path) -> None:
-        from meshchat.files.tree import HashTree
-
-        if not isinstance(tree, HashTree):
-            raise TypeError(tree)
+    async def _serve(self, manifest: FileManifest, tree: HashTree, path: Path) -> None:
         self.seeder.add(SentFile(manifest, tree))
         self._sources[manifest.root] = FileSource(path, manifest)
 
@@ -352,8 +349,18 @@ class NodeFiles:
         sources = [sender]
         if len(message.sender) == 16 and message.sender != sender:
             sources.insert(0, message.sender)
-        contact = await node.store.call(node.store.store.get_contact, sources[0])
-        verified = contact is not None and contact.trust is Trust.VERIFIED
+        # Verified only by the key that authenticated the message: on a channel (the sender
+        # known by its signing key) the node id in the announcement is the sender's claim.
+        store = node.store.store
+        if len(message.sender) == 16:
+            contact = await node.store.call(store.get_contact, message.sender)
+        else:
+            contact = await node.store.call(store.contact_by_sign_key, message.sender)
+        verified = (
+            contact is not None
+            and contact.trust is Trust.VERIFIED
+            and contact.node_id in (message.sender, sender)
+        )
         media = [
             link.transport for link in node.links.values() if link.peer.node_id in sources
         ] or [link.transport for link in node.links.values()]

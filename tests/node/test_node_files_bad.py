@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from test_node_files import Peer, befriend, make_peer, received, wait_for
 
+from meshchat.files import FileKind, new_key, prepare_file
+from meshchat.files.announce import announce_text
 from meshchat.files.serve import ServeLimits
 from meshchat.files.transfer import Limits
 from meshchat.files.wire import Piece, Request
@@ -228,3 +230,32 @@ async def test_a_full_disk_fails_the_transfer_clearly_and_leaves_nothing_corrupt
         for p in (alice, bob):
             await p.node.stop()
             p.store.close()
+
+
+async def test_a_channel_announcement_claiming_a_verified_contact_is_not_auto_accepted(
+    trio: tuple[MemoryHub, Peer, Peer, Peer], tmp_path: Path
+) -> None:
+    _, alice, bob, mallory = trio  # bob verified alice; mallory is a stranger to him
+    for p in (alice, bob, mallory):
+        await p.node.join("#square", "a shared passphrase")
+    source = tmp_path / "bait.bin"
+    source.write_bytes(os.urandom(2000))
+    manifest, _ = prepare_file(
+        source, kind=FileKind.FILE, media_type="application/octet-stream", key=new_key()
+    )
+    # mallory's announcement names alice's node id as where to get the file
+    await mallory.node.send_text("#square", announce_text(manifest, alice.node.identity.node_id))
+
+    async def heard() -> bool:
+        return bool(await bob.node.files.transfers())
+
+    await wait_for(heard)
+    (t,) = await bob.node.files.transfers()
+    assert t.state is State.ASKING  # not taken on alice's word: mallory signed it
+    # while alice's own announcement in the channel is taken at once
+    await alice.node.files.send("#square", source)
+
+    async def taken() -> bool:
+        return [x.state for x in await bob.node.files.transfers()].count(State.DONE) == 1
+
+    await wait_for(taken)

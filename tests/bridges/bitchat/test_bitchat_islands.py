@@ -78,7 +78,7 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> N
         if result:
             return
         assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.01)
 
 
 def now_ms() -> int:

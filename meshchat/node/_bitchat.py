@@ -94,6 +94,8 @@ NOTICE_SENDER = "bitchat bridge"
 #: what starts a text a gateway re-emits into bitchat (never carried back)
 ECHO_MARK = "\u21c4"
 SEEN_CAPACITY = 16_384
+#: how long opening the Bluetooth controller may take
+OPEN_TIMEOUT_S = 10.0
 #: how often our announce is repeated to the centrals
 ANNOUNCE_EVERY_S = 30.0
 #: how long a gateway not first in turn waits for another gateway of its crowd to re-emit
@@ -211,10 +213,14 @@ class BitchatGateway:
             raise UsageError(
                 f"a private channel is named {CONVERSATION}: leave it before bridging bitchat"
             )
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT_S):
+                device = self._device or await self._open()
+        except TimeoutError as exc:
+            raise UsageError(f"bitchat: no answer from the controller {self.controller}") from exc
         if not any(c.name == CONVERSATION for c in channels):
             await self.node.join(CONVERSATION)
         await self.node.submit(self._notice)
-        device = self._device or await self._open()
         mesh = BitchatMesh(self.identity, self.nickname)
         clock = lambda: int(self.node.clock())  # noqa: E731
         self.gatt = BitchatGatt(

@@ -58,3 +58,29 @@ def test_the_node_does_not_load_bitchat_unless_asked() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_missing_controller_is_one_clear_error(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from meshchat.identity import Identity
+    from meshchat.node import Node
+    from meshchat.node._bitchat import BitchatGateway
+    from meshchat.store import Store
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = Store.open(tmp_path / "a.db", key=os.urandom(32))
+    node = Node(Identity.generate(), "alice", store, [])
+    await node.start()
+    try:
+        with pytest.raises(UsageError, match="no Bluetooth controller at tcp-client"):
+            await BitchatGateway(node, f"tcp-client:127.0.0.1:{port}").start()
+        assert "#bitchat" not in node.bridges
+        assert "#bitchat" not in [c.name for c in await node.channels()]  # nothing joined
+        assert not await node.messages("#bitchat")  # nothing stored
+    finally:
+        await node.stop()
+        store.close()

@@ -117,6 +117,8 @@ def test_send_file_between_two_daemons_asks_then_arrives_byte_identical(
     # the announcement is in Bob's history of the conversation, after nothing it waits for
     log = cli_json(bob.path, "log", "Alice")["messages"]
     assert len(log) == 1 and log[0]["msg_id"] == sent["msg_id"]
+    watched = cli(bob.path, "transfers", "--watch")  # nothing active: the list, at once
+    assert watched.returncode == 0 and "notes from the square.txt" in watched.stdout
     shown = cli(bob.path, "log", "Alice").stdout
     assert "[file] notes from the square.txt (700.0 kB) read this" in shown
 

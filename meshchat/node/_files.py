@@ -407,6 +407,7 @@ class NodeFiles:
 
     async def _start(self, transfer: Transfer) -> None:
         transfer.error = ""
+        transfer.started_ms = self.node.clock()  # pulling starts now (after a yes, say)
         try:
             await self.node.effects.run(self._pull(transfer, resume=False))
         except MeshchatError as exc:

@@ -39,6 +39,14 @@ and returns False when it is full. One writer task per session takes frames in o
 each at the connection's current ATT value size, and awaits each write, so a slow radio holds
 at most the bounded queue plus one frame in memory. Handshake and control frames (a few small
 ones per session) bypass the bounds so that a full data queue cannot stall the protocol.
+
+File frames (:meth:`enqueue_bulk`, the link's ``send_bulk``) wait in a second queue, bounded
+apart (``bulk_frames``, ``bulk_bytes``), which the writer takes from only when the first is
+empty, one whole frame at a time: a text or ack queued during a transfer waits for at most
+the file frame on the air (at MTU 517 four ATT values, a few milliseconds at radio speed), and
+a full file queue never refuses a text. Frames of the first queue are sealed as they are
+queued; a file frame is sealed when the writer takes it, which is after every frame written
+before it was sealed, so the peer opens frames in the order the link cipher's nonces advance.
 """
 
 from __future__ import annotations
@@ -86,6 +94,9 @@ class SessionLimits:
 
     queue_frames: int = 64
     queue_bytes: int = 64 * 1024
+    #: file frames (``send_bulk``): beyond either bound refused, the receiver asks again
+    bulk_frames: int = 128
+    bulk_bytes: int = 192 * 1024
     handshake_timeout: float = 10.0
     reassembly_timeout: float = 15.0
     max_reassemblies: int = 8
@@ -135,6 +146,9 @@ class Session:
         )
         self._queue: deque[tuple[int, bytes]] = deque()
         self._queued_bytes = 0
+        #: file frames, plaintext until the writer takes them (see the module's docstring)
+        self._bulk: deque[bytes] = deque()
+        self._bulk_bytes = 0
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -175,7 +189,7 @@ class Session:
     @property
     def buffered_bytes(self) -> int:
         """Bytes held by this session: partial frames received plus frames queued to send."""
-        return self._reassembler.buffered + self._queued_bytes
+        return self._reassembler.buffered + self._queued_bytes + self._bulk_bytes
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -220,6 +234,8 @@ class Session:
         self._reassembler.clear()
         self._queue.clear()
         self._queued_bytes = 0
+        self._bulk.clear()
+        self._bulk_bytes = 0
         self._on_closed(self)
 
     # -- sending ---------------------------------------------------------------------------
@@ -238,6 +254,22 @@ class Session:
         self._push(CHANNEL_DATA, frame)
         return True
 
+    def enqueue_bulk(self, frame: bytes) -> bool:
+        """Queue a data frame at file priority (after every frame of :meth:`enqueue`);
+        False if the session is not up, the frame too large, or the file queue full."""
+        if self._state is not _State.UP or not 0 < len(frame) <= MAX_PACKET_SIZE:
+            return False
+        if (
+            len(self._bulk) >= self.limits.bulk_frames
+            or self._bulk_bytes + len(frame) > self.limits.bulk_bytes
+        ):
+            self.dropped_frames += 1
+            return False
+        self._bulk.append(frame)
+        self._bulk_bytes += len(frame)
+        self._wake.set()
+        return True
+
     def send_adv_id(self, adv_id: bytes) -> None:
         """Tell the peer which advertisement id we use now."""
         if self._state is _State.UP:
@@ -253,12 +285,17 @@ class Session:
     async def _write_loop(self) -> None:
         try:
             while not self.closed:
-                if not self._queue:
+                if self._queue:
+                    channel, body = self._queue.popleft()
+                    self._queued_bytes -= len(body)
+                elif self._bulk and self._cipher is not None:
+                    body = self._bulk.popleft()
+                    self._bulk_bytes -= len(body)
+                    channel, body = CHANNEL_DATA, self._cipher.encrypt(body)
+                else:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                channel, body = self._queue.popleft()
-                self._queued_bytes -= len(body)
                 frame = bytes([channel]) + body
                 for fragment in self._fragmenter.split(frame, self.connection.max_value_size):
                     await self.connection.write(fragment)
@@ -343,6 +380,9 @@ class BleLink(Link):
 
     def send(self, frame: bytes) -> bool:
         return self._session.enqueue(frame)
+
+    def send_bulk(self, frame: bytes) -> bool:
+        return self._session.enqueue_bulk(frame)
 
     async def close(self) -> None:
         await self._session.close()

@@ -71,6 +71,10 @@ class Limits:
     window: int = 32  #: pieces in flight in all, per download
     per_source: int = 16  #: pieces in flight from one source
     request_timeout_ms: int = 15_000  #: ask again (elsewhere) after this long
+    #: a piece asked of a source that has sent nothing since is asked of another source
+    #: (one that answers and has room) after this long: an offline sender costs this, not
+    #: ``request_timeout_ms``, while a member has the file
+    hedge_ms: int = 2_000
     idle_ms: int = 3_600_000  #: no piece for this long: abandon
     lifetime_ms: int = 7 * 24 * 3_600_000  #: a download never lives longer than this
     max_sources: int = 16  #: sources per download
@@ -95,18 +99,21 @@ def tree_bytes(chunks: int) -> int:
 
 
 class _Source:
-    __slots__ = ("in_flight", "lacks", "quiet", "strikes")
+    __slots__ = ("heard_ms", "in_flight", "lacks", "quiet", "strikes")
 
     def __init__(self) -> None:
         self.in_flight = 0
+        #: when it last sent a piece that checked or a missing answer (None: never)
+        self.heard_ms: int | None = None
         self.strikes = 0
         #: requests to it that timed out since it last sent a piece
         self.quiet = 0
         self.lacks: set[PieceId] = set()
 
     def room(self, per_source: int) -> int:
-        """Pieces it may be asked for now: one at a time while it does not answer."""
-        return (per_source if self.quiet < per_source else 1) - self.in_flight
+        """Pieces it may be asked for now: one at a time once a request to it went
+        unanswered, until it answers again."""
+        return (per_source if self.quiet == 0 else 1) - self.in_flight
 
     def lack(self, piece: PieceId) -> None:
         if len(self.lacks) >= _MAX_LACKS:
@@ -223,14 +230,24 @@ class Download:
         try:
             self.tree.check(piece.level, piece.index, piece.data)
         except TransferError as exc:
-            if exc.reason is TransferReason.BAD_HASH:
-                self._strike(peer)
-            return [Dropped(peer, exc.reason, self.root)]
+            dropped: list[Effect] = [Dropped(peer, exc.reason, self.root)]
+            if exc.reason is not TransferReason.BAD_HASH:
+                return dropped
+            liar = self._sources.get(peer)
+            flight = self._in_flight.get(key)
+            if liar is not None and flight is not None and flight[0] == peer:
+                # asked of it, and it sent a forgery: ask someone else for it at once
+                self._release(key)
+                liar.lack(key)
+                self._retry.append(key)
+            self._strike(peer)
+            return dropped + self._fill(now_ms)
         self._release(key)
         self.progress_ms = now_ms
         source = self._sources.get(peer)
         if source is not None:
             source.quiet = 0
+            source.heard_ms = now_ms
         effects: list[Effect] = []
         if piece.level == 0:
             count = self.manifest.chunk_count
@@ -258,6 +275,7 @@ class Download:
         source = self._sources.get(peer)
         if source is None or self.done:
             return [Dropped(peer, TransferReason.NOT_WANTED, self.root)]
+        source.heard_ms = now_ms
         for index in body.indices:
             key = (body.level, index)
             source.lack(key)
@@ -278,7 +296,9 @@ class Download:
         ):
             return self._abandon(TransferReason.EXPIRED)
         late = [
-            (key, peer) for key, (peer, deadline) in self._in_flight.items() if deadline <= now_ms
+            (key, peer)
+            for key, (peer, deadline) in self._in_flight.items()
+            if deadline <= now_ms or self._hedge(key, peer, deadline, now_ms)
         ]
         for key, peer in late:
             self._release(key)
@@ -351,6 +371,25 @@ class Download:
                 del self._in_flight[key]
                 self._retry.append(key)
 
+    def _hedge(self, key: PieceId, peer: Peer, deadline: int, now_ms: int) -> bool:
+        """Whether a piece in flight to ``peer`` should be asked of another source now: it
+        was asked ``hedge_ms`` ago or more, ``peer`` has sent nothing since, and another
+        source that is not silent has room for it."""
+        asked_ms = deadline - self.limits.request_timeout_ms
+        if now_ms - asked_ms < self.limits.hedge_ms:
+            return False
+        owner = self._sources.get(peer)
+        if owner is None or (owner.heard_ms is not None and owner.heard_ms >= asked_ms):
+            return False
+        per_source = self.limits.per_source
+        return any(
+            other is not peer
+            and source.quiet == 0
+            and source.room(per_source) > 0
+            and key not in source.lacks
+            for other, source in self._sources.items()
+        )
+
     def _piece_at(self, position: int) -> PieceId:
         counts = self.tree.shape.counts
         for level in range(self.tree.shape.top, -1, -1):
@@ -400,6 +439,7 @@ class Download:
             if room - len(self._in_flight) < max(1, room // 2):
                 return []
         chosen: dict[tuple[Peer, int], list[int]] = {}
+        waiting: list[PieceId] = []
         deadline = now_ms + self.limits.request_timeout_ms
         for key in self._candidates():
             if len(self._in_flight) >= self.limits.window:
@@ -407,16 +447,21 @@ class Download:
                 break
             peer = self._pick_source(key)
             if peer is None:
-                if any(s.room(self.limits.per_source) > 0 for s in self._sources.values()):
-                    self._stalled.append(key)  # every source with room lacks it
-                    if len(self._stalled) < self.limits.window:
-                        continue
-                else:
+                per_source = self.limits.per_source
+                if not any(s.room(per_source) > 0 for s in self._sources.values()):
                     self._retry.appendleft(key)
+                    break
+                if any(key not in s.lacks for s in self._sources.values()):
+                    waiting.append(key)  # a busy source may have it: ask it when it has room
+                else:
+                    self._stalled.append(key)  # every source lacks it
+                if len(self._stalled) + len(waiting) < self.limits.window:
+                    continue
                 break
             self._in_flight[key] = (peer, deadline)
             self._sources[peer].in_flight += 1
             chosen.setdefault((peer, key[0]), []).append(key[1])
+        self._retry.extendleft(reversed(waiting))
         effects: list[Effect] = []
         for (peer, level), indices in chosen.items():
             for start in range(0, len(indices), MAX_REQUEST_PIECES):

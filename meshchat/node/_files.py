@@ -52,11 +52,12 @@ from meshchat.files.effects import (
 )
 from meshchat.files.manifest import FileKind, FileManifest
 from meshchat.files.policy import Verdict
-from meshchat.files.serve import Seeder, SentFile
+from meshchat.files.serve import Holder, Seeder, SentFile
 from meshchat.files.sink import FileSource, Sink, prepare_file
-from meshchat.files.transfer import Download, Downloads
+from meshchat.files.transfer import Downloads
 from meshchat.files.tree import HashTree
 from meshchat.files.wire import Missing, Piece, Request, decode_body
+from meshchat.node._fileshare import sources_for
 from meshchat.node._filestate import Direction, State, Transfer, load_transfers, save_transfers
 from meshchat.node._types import NodeNotice
 from meshchat.store.records import Message, Trust
@@ -349,6 +350,7 @@ class NodeFiles:
         sources = [sender]
         if len(message.sender) == 16 and message.sender != sender:
             sources.insert(0, message.sender)
+        sources = sources_for(node, message.conversation, sources)
         # Verified only by the key that authenticated the message: on a channel (the sender
         # known by its signing key) the node id in the announcement is the sender's claim.
         store = node.store.store
@@ -429,10 +431,16 @@ class NodeFiles:
         )
         download = self.downloads.get(manifest.root)
         if download is not None:
-            self.seeder.add(download)  # members of a group pull from each other
-            for source in transfer.sources:
+            self._share(download)  # members of a group pull from each other
+            for source in sources_for(self.node, transfer.conversation, transfer.sources):
                 effects += self.downloads.offer(manifest, source, now)
         return self._carry_out(effects)
+
+    def _share(self, holder: Holder) -> None:
+        try:
+            self.seeder.add(holder)
+        except TransferError:
+            self.node.count("files.serve-full")  # max_files served: this one is not
 
     def _carry_out(self, effects: list[Effect]) -> list[Output]:
         """The transfer machines' effects: file packets to send (returned), disk writes."""
@@ -465,12 +473,10 @@ class NodeFiles:
         return out
 
     def _chunk(self, root: bytes, index: int) -> Piece | None:
-        holder = self.seeder.holder(root)
         try:
-            if isinstance(holder, Download):
-                plaintext = self._sinks[root].read(index)
-            else:
-                plaintext = self._sources[root].read(index)
+            sink = self._sinks.get(root)  # a download in progress, else a file held whole
+            reader = sink if sink is not None else self._sources[root]
+            plaintext = reader.read(index)
             return self.seeder.seal(root, index, plaintext)
         except (TransferError, KeyError) as exc:
             self.node.count("files.serve-failed")
@@ -478,6 +484,11 @@ class NodeFiles:
             if transfer is not None and transfer.direction is Direction.OUT:
                 self.seeder.remove(root)
                 self._end(transfer, State.FAILED, str(exc))
+            elif transfer is not None and transfer.state is State.DONE:
+                self.seeder.remove(root)  # the saved file was moved or changed: stop serving
+                source = self._sources.pop(root, None)
+                if source is not None:
+                    source.close()
             return None
 
     def _served(self, root: bytes) -> None:
@@ -501,6 +512,7 @@ class NodeFiles:
     def _finish(self, root: bytes) -> None:
         """Every chunk is held: check the whole file and name it (on a thread)."""
         sink = self._sinks.pop(root, None)
+        holder = self.seeder.holder(root)
         self.seeder.remove(root)
         transfer = self._transfers.get(root)
         if sink is None or transfer is None:
@@ -515,10 +527,16 @@ class NodeFiles:
                 sink.close()
                 return
             await self.node.submit(self._ended, transfer, State.DONE, "", str(final))
+            if holder is not None:  # a member goes on serving what it has (its tree is held)
+                await self.node.submit(self._reshare, holder, final)
 
         task = asyncio.get_running_loop().create_task(finish())
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+
+    async def _reshare(self, holder: Holder, path: Path) -> None:
+        self._sources[holder.manifest.root] = FileSource(path, holder.manifest)
+        self._share(holder)
 
     async def _ended(self, transfer: Transfer, state: State, error: str, path: str) -> None:
         transfer.path = path

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from meshchat.errors import TransferError, TransferReason
 from meshchat.files import Download, Downloads, Limits
+from meshchat.files.chunks import seal_chunk
 from meshchat.files.effects import (
     Abandoned,
     Completed,
@@ -85,7 +86,8 @@ def test_a_chunk_that_fails_its_hash_is_dropped_and_its_source_struck_out() -> N
     assert bad and all(e.peer == "liar" for e in bad)  # type: ignore[attr-defined]
     assert len(bad) >= Limits().max_strikes
     # struck out at the third: never asked again (what it had sent already still arrives)
-    third = h.effects.index(bad[Limits().max_strikes - 1])
+    # (by identity: the Dropped effects of one peer and root are all equal)
+    third = next(i for i, e in enumerate(h.effects) if e is bad[Limits().max_strikes - 1])
     later = h.effects[third:]
     assert not [e for e in later if isinstance(e, SendRequest) and e.peer == "liar"]
     assert [e for e in later if isinstance(e, SendRequest) and e.peer == "honest"]
@@ -358,3 +360,50 @@ def test_ask_again_asks_at_once_for_what_is_in_flight() -> None:
     h.apply(RECEIVER, h.downloads.ask_again(h.now_ms))
     h.run()
     assert h.assembled() == data and h.now_ms < 15_000
+
+
+def test_a_chunk_that_fails_its_hash_is_asked_for_again_elsewhere_at_once() -> None:
+    # a malicious member serves a corrupted chunk: the very next requests ask the honest
+    # source for it (no waiting for the request timeout), and the download completes
+    data = os.urandom(20_000)
+    manifest, tree = make_file(data)
+    downloads = Downloads()
+    downloads.offer(manifest, "liar", 0)
+    downloads.offer(manifest, "honest", 0)
+    top = Piece(manifest.root, 1, 0, tree.hash_piece(1, 0))
+    asked = downloads.receive("honest", top, 0)
+    from_liar = [
+        i for e in asked if isinstance(e, SendRequest) and e.peer == "liar" for i in e.body.indices
+    ]
+    assert from_liar
+    index = from_liar[0]
+    size = manifest.chunk_size
+    sealed = seal_chunk(
+        manifest.key, index, manifest.chunk_count, data[index * size : (index + 1) * size]
+    )
+    bad = _flip(Piece(manifest.root, 0, index, sealed))
+    again = downloads.receive("liar", bad, 1)
+    assert any(isinstance(e, Dropped) and e.reason is TransferReason.BAD_HASH for e in again)
+    moved = [(e.peer, i) for e in again if isinstance(e, SendRequest) for i in e.body.indices]
+    assert ("honest", index) in moved
+
+
+def test_pieces_in_flight_to_a_silent_source_move_to_one_that_answers() -> None:
+    # the sender went offline: while another member answers, what was asked of the sender
+    # is asked of the member after ``hedge_ms``, not after the whole request timeout
+    data = os.urandom(60_000)
+    manifest, tree = make_file(data)
+    limits = Limits(request_timeout_ms=15_000, hedge_ms=1_000)
+    h = Harness(Downloads(limits), data)
+    h.seed("gone", manifest, tree)
+    h.seed("member", manifest, tree)
+    h.tamper["gone"] = lambda p: None
+    h.apply(RECEIVER, h.downloads.offer(manifest, "gone", 0))
+    h.apply(RECEIVER, h.downloads.offer(manifest, "member", 0))
+    for _ in range(8):
+        h.run()
+        h.tick(500)
+        if h.of(Completed):
+            break
+    assert h.assembled() == data
+    assert h.now_ms < limits.request_timeout_ms

@@ -1,0 +1,126 @@
+"""Group files pulled from every member that holds them: the sender may go away once one member
+has the file, and a member serving forged chunks only wastes bandwidth."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from meshchat.files.wire import Piece
+from meshchat.node._filestate import State
+from meshchat.store.records import Trust
+from meshchat.transports.memory import MemoryHub
+from tests.node.test_node_files import Peer, befriend, make_peer, received, wait_for
+
+
+async def _group(tmp_path: Path, hub: MemoryHub, trust: dict[str, Trust]) -> list[Peer]:
+    """ann and a group of the others (each linked to every other), ann's contacts with the
+    trust given (verified: auto-accepts ann's files; unverified: asks first)."""
+    peers = [await make_peer(tmp_path, hub, n) for n in ("ann", *trust)]
+    ann = peers[0]
+    for other in peers[1:]:
+        await befriend(ann, other, trust[other.name])
+    for i, a in enumerate(peers):
+        for b in peers[i + 1 :]:
+            hub.connect(a.transport, b.transport)
+    await ann.node.create_group("team", list(trust))
+
+    async def joined() -> bool:
+        return all(p.node.groups() for p in peers[1:])
+
+    await wait_for(joined)
+    return peers
+
+
+async def _asking(peer: Peer) -> bool:
+    return any(t.state is State.ASKING for t in await peer.node.files.transfers())
+
+
+async def test_members_complete_from_a_member_after_the_sender_went_offline(
+    tmp_path: Path,
+) -> None:
+    hub = MemoryHub()
+    trust = {"ben": Trust.VERIFIED, "cat": Trust.UNVERIFIED, "dan": Trust.UNVERIFIED}
+    peers = await _group(tmp_path, hub, trust)
+    ann, ben, cat, dan = peers
+    try:
+        data = os.urandom(300_000)
+        source = tmp_path / "flyer.bin"
+        source.write_bytes(data)
+        sent = await ann.node.files.send("+team", source)
+
+        async def ben_has_it() -> bool:
+            return bool(await received(ben)) and await _asking(cat) and await _asking(dan)
+
+        await wait_for(ben_has_it)
+        # the sender goes offline; cat and dan say yes only now
+        await ann.node.stop()
+        ann.store.close()
+        started = time.monotonic()
+        await cat.node.files.accept(sent.root.hex()[:12])
+        await dan.node.files.accept(sent.root.hex()[:12])
+
+        async def both() -> bool:
+            return bool(await received(cat)) and bool(await received(dan))
+
+        await wait_for(both, timeout=20)
+        elapsed = time.monotonic() - started
+        for p in (cat, dan):
+            (path,) = await received(p)
+            assert path.read_bytes() == data
+        # ben served them (it holds the whole file); what dan or cat held was shared too
+        assert ben.node.files.seeder.served > 0
+        served = {p.name: p.node.files.seeder.served for p in (ben, cat, dan)}
+        print(f"group: cat and dan done in {elapsed:.2f} s after the sender left; {served=}")
+    finally:
+        for p in peers[1:]:
+            await p.node.stop()
+            p.store.close()
+
+
+async def test_a_member_serving_forged_chunks_does_not_stop_the_download(
+    tmp_path: Path,
+) -> None:
+    hub = MemoryHub()
+    trust = {"ben": Trust.VERIFIED, "cat": Trust.UNVERIFIED}
+    peers = await _group(tmp_path, hub, trust)
+    ann, ben, cat = peers
+    try:
+        files = ben.node.files
+        honest_chunk = files._chunk
+
+        def forged(root: bytes, index: int) -> Piece | None:
+            piece = honest_chunk(root, index)
+            if piece is None:
+                return None
+            data = bytearray(piece.data)
+            data[-1] ^= 0xFF
+            return replace(piece, data=bytes(data))
+
+        files._chunk = forged  # type: ignore[method-assign]
+        data = os.urandom(200_000)
+        source = tmp_path / "map.bin"
+        source.write_bytes(data)
+        sent = await ann.node.files.send("+team", source)
+
+        async def ben_has_it() -> bool:
+            return bool(await received(ben)) and await _asking(cat)
+
+        await wait_for(ben_has_it)
+        await cat.node.files.accept(sent.root.hex()[:12])
+
+        async def done() -> bool:
+            return bool(await received(cat))
+
+        await wait_for(done, timeout=20)
+        (path,) = await received(cat)
+        assert path.read_bytes() == data
+        # ben was asked, and what it sent was refused
+        assert cat.node.counters.get("files.drop.bad-hash", 0) >= 1
+        assert not await received(cat, State.FAILED)
+    finally:
+        for p in peers:
+            await p.node.stop()
+            p.store.close()

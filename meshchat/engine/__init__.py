@@ -41,7 +41,7 @@ from meshchat.crypto.direct import DirectSuite
 from meshchat.engine._account import AccountGlue
 from meshchat.engine._carbons import CarbonGlue
 from meshchat.engine._fanout import Directory, devices_for
-from meshchat.engine._files import FileGlue
+from meshchat.engine._files import LINK_FILE_TAG, FileGlue
 from meshchat.engine._groups import GroupGlue
 from meshchat.engine._groupsync import GroupSyncGlue
 from meshchat.engine._link import LinkGlue
@@ -451,6 +451,8 @@ class Engine:
     def receive(
         self, link: str | None, frame: bytes, now_ms: int, rssi: float | None = None
     ) -> list[Output]:
+        if frame[:1] == LINK_FILE_TAG:  # a neighbour's file body, not a packet
+            return self.files.receive_link(link, frame, now_ms)
         self.direct.maintain(now_ms)  # the address set must be current for the router
         out = self._updates()
         out.extend(self._handle(self.router.receive(link, frame, now_ms, rssi), now_ms))
@@ -500,11 +502,13 @@ class Engine:
         self.direct.maintain(now_ms)
         out: list[Output] = self._updates()
         out.extend(self.router.link_up(link, now_ms, peer))
+        self.files.link_up(link, peer)
         self.outbox.wake(now_ms)
         out.extend(self._retry_due(now_ms))
         return out
 
     def link_down(self, link: str, now_ms: int) -> list[Output]:
+        self.files.link_down(link)
         return list(self.router.link_down(link, now_ms))
 
     def tick(self, now_ms: int) -> list[Output]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from meshchat.account.carbon import Direction
 from meshchat.crypto.channel import PUBLIC_CHANNEL
 from meshchat.engine import Output
+from meshchat.engine._files import is_file_frame
 from meshchat.errors import MeshchatError
 from meshchat.events import (
     AttemptMade,
@@ -54,7 +55,6 @@ from meshchat.node._types import (
 from meshchat.router.actions import Carry, Drop, Transmit, Uncarry
 from meshchat.store import Store
 from meshchat.store.records import CarriedPacket, Message, MessageState, Trust
-from meshchat.wire.packet import PacketKind
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -418,7 +418,7 @@ class Effects:
         node = self.node
         match step:
             case Transmit(frame=frame, links=links):
-                bulk = len(frame) > 2 and frame[2] == PacketKind.FILE  # after text and acks
+                bulk = is_file_frame(frame)  # after text and acks
                 for link_id in links:
                     link = node.links.get(link_id)
                     if link is None or not (link.send_bulk(frame) if bulk else link.send(frame)):

@@ -57,7 +57,7 @@ PREKEY_STATE = "prekeys"
 GROUP_STATE = "group"
 
 
-NODE_SERVE = ServeLimits(rate=2048, burst=256, total_rate=8192, total_burst=1024)
+NODE_SERVE = ServeLimits(rate=10240, burst=256, total_rate=20480, total_burst=1024)
 
 
 @dataclass(frozen=True, slots=True)

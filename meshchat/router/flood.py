@@ -96,7 +96,7 @@ class RouterConfig:
     seen_ttl_ms: int = 3600_000
     link_rate: float = 200.0  # frames per second per link
     link_burst: float = 400.0
-    file_rate: float = 2500.0  # file frames per second per link (apart from the others)
+    file_rate: float = 12000.0  # file frames per second per link (apart from the others)
     max_pending: int = 4096  # relays waiting for their jitter
     max_carried: int = 5000  # packets kept for store-and-forward
     max_carried_per_link: int = 512  # of those, from one origin link (see router/carry.py)
@@ -201,7 +201,7 @@ class FloodRouter:
     def has_seen(self, packet_id: bytes) -> bool:
         return packet_id in self._seen
 
-    def _bucket(self, link: str, now_ms: int) -> TokenBucket | None:
+    def file_bucket(self, link: str, now_ms: int) -> TokenBucket | None:
         """The allowance of file frames from a live link (``file_rate``, apart from text)."""
         if link not in self._links:
             return None
@@ -314,7 +314,7 @@ class FloodRouter:
         """Handle one frame received on ``link`` (None: from a local or internet source)."""
         bulk = len(frame) > 2 and frame[2] == PacketKind.FILE  # its own allowance
         if link is not None:
-            bucket = self._bucket(link, now_ms) if bulk else self._links.get(link)
+            bucket = self.file_bucket(link, now_ms) if bulk else self._links.get(link)
             bucket = bucket or self._strays.get(link)
             if bucket is None:
                 # A frame from a link that is not up (still in flight after link_down):

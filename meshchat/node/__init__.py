@@ -16,6 +16,7 @@ then transmissions and notices (:mod:`._effects`). The concerns live in private 
 ``_lifecycle``     loading stored state at start
 ``_history``       a conversation's history read and deleted
 ``_files``         files sent, served, pulled and saved (``node.files``)
+``_talk``          push-to-talk: live frames sent on LAN links, heard and played
 ``_replay``        the router's dedupe horizon, saved and loaded (kept across restarts)
 ``_store``         the store on its own thread (the worker's short calls on the loop)
 =================  ========================================================================
@@ -57,6 +58,7 @@ from meshchat.node._lifecycle import load
 from meshchat.node._link import LinkOffer, NodeLink
 from meshchat.node._store import AsyncStore
 from meshchat.node._sync import NodeSync
+from meshchat.node._talk import NodeTalk
 from meshchat.node._types import (
     ANNOUNCE_EVERY_MS,
     HOUSEKEEPING_S,
@@ -84,6 +86,7 @@ from meshchat.target import (
 )
 from meshchat.transports.base import Link, Transport, TransportStatus
 from meshchat.verify import Verdict, decide
+from meshchat.wire.packet import PacketKind
 
 __all__ = [
     "ANNOUNCE_EVERY_MS",
@@ -151,6 +154,7 @@ class Node:
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[NodeNotice], None]] = []
         self.files = NodeFiles(self)  #: files: ``files.send(target, path, kind=...)``
+        self.talk = NodeTalk(self)  #: push-to-talk: ``talk.talk(target, sound)``
         self._last_announce = 0
         self._replay_saved = clock()
         self._announce_due: int | None = None
@@ -175,6 +179,7 @@ class Node:
     async def stop(self) -> None:
         await self.sync.stop()
         self.files.stop()
+        self.talk.stop()
         for transport in self.transports:
             with contextlib.suppress(Exception):
                 await transport.stop()
@@ -212,7 +217,9 @@ class Node:
         self.inbox.put(LinkDown(link))
 
     def frame_received(self, link: Link, frame: bytes) -> None:
-        if not self.inbox.put(FrameIn(link, frame)):
+        if len(frame) > 2 and frame[2] == PacketKind.TALK:  # live sound: never queued
+            self.talk.frame(link, frame)
+        elif not self.inbox.put(FrameIn(link, frame)):
             # its lane is full: read nothing more from it until the lane has room
             link.hold_reading(self.inbox.room(link.link_id))
 
@@ -529,20 +536,7 @@ class Node:
     # -- views -----------------------------------------------------------------------------
 
     def neighbours(self) -> list[LinkInfo]:
-        infos = []
-        for link_id, link in self.links.items():
-            node_id = link.peer.node_id
-            infos.append(
-                LinkInfo(
-                    link_id,
-                    link.transport,
-                    node_id,
-                    self.neighbourhood.names.get(node_id, ""),
-                    link.describe(),
-                    self._link_since.get(link_id, 0),
-                )
-            )
-        return infos
+        return self.neighbourhood.links(self._link_since)
 
     def announced_peers(self) -> dict[bytes, str]:
         """Node ids and display names learnt from announcements since the node started."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from meshchat.events import PeerAnnounced
 from meshchat.gateway import INTERNET_TRANSPORTS
-from meshchat.node._types import ANNOUNCE_EVERY_MS, GROUP_MARK, MAX_HEARD, NodeNotice
+from meshchat.node._types import ANNOUNCE_EVERY_MS, GROUP_MARK, MAX_HEARD, LinkInfo, NodeNotice
 
 if TYPE_CHECKING:
     from meshchat.node import Node
@@ -48,6 +48,20 @@ class Neighbourhood:
         # order is recency order, so the oldest entry is the first one.
         self._heard: dict[bytes, int] = {}
         self._gateway_checked = -GATEWAY_CHECK_MS
+
+    def links(self, since: dict[str, int]) -> list[LinkInfo]:
+        """The node's links as peer listings show them (``since``: when each came up)."""
+        return [
+            LinkInfo(
+                link_id,
+                link.transport,
+                link.peer.node_id,
+                self.names.get(link.peer.node_id, ""),
+                link.describe(),
+                since.get(link_id, 0),
+            )
+            for link_id, link in self.node.links.items()
+        ]
 
     def announced(self, event: PeerAnnounced, now: int) -> None:
         node_id = event.identity.node_id

@@ -338,8 +338,8 @@ class FloodRouter:
             self._count(f"drop.{exc.reason.value}")
             return [Drop(exc.reason.value, link)]
         packet_id = packet.packet_id
-        if bulk is not (packet.kind is PacketKind.FILE):
-            return [Drop("bad-kind", link, packet_id)]  # a kind byte only where canonical
+        if bulk is not (packet.kind is PacketKind.FILE) or packet.kind is PacketKind.TALK:
+            return [Drop("bad-kind", link, packet_id)]  # live frames are never routed
         if packet_id in self._seen or self._replayed(packet, now_ms):
             self._count("drop.duplicate")
             self._copy_heard(packet_id, link, rssi, frame)

@@ -17,7 +17,7 @@ from meshchat.errors import VoiceError, VoiceReason
 from meshchat.voice.params import ENCODE_RATE, MAX_SECONDS
 from meshchat.voice.pcm import Pcm, wav_bytes
 
-__all__ = ["Played", "play", "record", "write_wav"]
+__all__ = ["Played", "input_stream", "output_stream", "play", "record", "write_wav"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +89,33 @@ def record(seconds: float) -> Pcm:
     except Exception as exc:  # sounddevice.PortAudioError: the microphone went away
         raise VoiceError(VoiceReason.NO_MICROPHONE, f"the microphone failed: {exc}") from exc
     return Pcm(bytes(recording), ENCODE_RATE)
+
+
+def output_stream(rate: int) -> tuple[object, str] | None:
+    """An open, started output stream of mono 16-bit samples at ``rate`` on the default
+    sound card and the card's name (for live sound, written to as it comes); None where
+    there is no sound card (or ``MESHCHAT_NO_SOUND`` is set)."""
+    sd = _sounddevice()
+    name = _device_name(sd, "output") if sd is not None else None
+    if sd is None or name is None:
+        return None
+    try:
+        stream = sd.RawOutputStream(samplerate=rate, channels=1, dtype="int16", latency="low")
+        stream.start()
+    except Exception:  # the card refused the format or went away: the caller writes a WAV
+        return None
+    return stream, name
+
+
+def input_stream(rate: int) -> object:
+    """An open, started input stream of mono 16-bit samples at ``rate`` from the default
+    microphone; :class:`VoiceError` (``NO_MICROPHONE``) where there is none."""
+    sd = _sounddevice()
+    if sd is None or _device_name(sd, "input") is None:
+        raise VoiceError(VoiceReason.NO_MICROPHONE, "no microphone")
+    try:
+        stream = sd.RawInputStream(samplerate=rate, channels=1, dtype="int16", latency="low")
+        stream.start()
+    except Exception as exc:  # sounddevice.PortAudioError: the microphone went away
+        raise VoiceError(VoiceReason.NO_MICROPHONE, f"the microphone failed: {exc}") from exc
+    return stream

@@ -62,6 +62,9 @@ class PacketKind(IntEnum):
     #: a piece of a file, or a request for pieces, to one node (``meshchat.files.wire``):
     #: relayed like any packet but never carried, and at file priority on every link
     FILE = 4
+    #: a live push-to-talk frame to one neighbour (``meshchat.talk.wire``): sent straight on
+    #: a LAN link, never routed, relayed or carried
+    TALK = 5
 
 
 class Suite(IntEnum):

@@ -55,6 +55,9 @@ __all__ = [
 
 SIGN_DOMAIN = b"meshchat-packet-v1\x00"
 _FIELDS = 11
+_KINDS: dict[int, PacketKind] = {int(k): k for k in PacketKind}
+_SUITES: dict[int, Suite] = {int(s): s for s in Suite}
+_DEST_KINDS: dict[int, DestKind] = {int(k): k for k in DestKind}
 
 
 def _header(packet: Packet) -> list[object]:
@@ -171,26 +174,30 @@ def _packet(
     """Check decoded field values and build the packet (both parse paths end here)."""
     if version != PROTOCOL_VERSION or type(version) is not int:
         raise PacketError(PacketReason.UNKNOWN_VERSION, repr(version)[:20])
-    if type(kind) is not int or kind not in PacketKind._value2member_map_:
+    # Members by value from plain dicts (an enum call costs several times a lookup); the
+    # ``type(...) is int`` checks keep True and 1.0, which hash like 1, out.
+    packet_kind = _KINDS.get(kind) if type(kind) is int else None
+    if packet_kind is None:
         raise PacketError(PacketReason.UNKNOWN_KIND, repr(kind)[:20])
-    if type(suite) is not int or suite not in Suite._value2member_map_:
+    packet_suite = _SUITES.get(suite) if type(suite) is int else None
+    if packet_suite is None:
         raise PacketError(PacketReason.UNKNOWN_SUITE, repr(suite)[:20])
-    if not (
-        isinstance(dest, list)
-        and len(dest) == 2
-        and type(dest[0]) is int
-        and dest[0] in DestKind._value2member_map_
-    ):
+    dest_kind = (
+        _DEST_KINDS.get(dest[0])
+        if isinstance(dest, list) and len(dest) == 2 and type(dest[0]) is int
+        else None
+    )
+    if dest_kind is None:
         raise PacketError(PacketReason.BAD_FIELD, "destination")
     return Packet(
-        kind=PacketKind(kind),
+        kind=packet_kind,
         packet_id=packet_id,  # type: ignore[arg-type]  # checked by Packet
         origin=origin,  # type: ignore[arg-type]
-        destination=Destination(DestKind(dest[0]), dest[1]),
+        destination=Destination(dest_kind, dest[1]),  # type: ignore[index]
         created_ms=created,  # type: ignore[arg-type]
         ttl=ttl,  # type: ignore[arg-type]
         hops=hops,  # type: ignore[arg-type]
-        suite=Suite(suite),
+        suite=packet_suite,
         payload=payload,  # type: ignore[arg-type]
         signature=sig,  # type: ignore[arg-type]
         version=version,

@@ -10,9 +10,10 @@ gives the precise error. A property test checks that both paths agree on every i
 
 from __future__ import annotations
 
-__all__ = ["FixedFields", "peek_packet_id", "read_fixed"]
+__all__ = ["BodyFields", "FixedFields", "peek_packet_id", "read_fixed", "read_message_body"]
 
 _MAX_FRAME = 2048  # MAX_PACKET_SIZE (packet.py imports nothing from here; kept literal)
+_MAX_IDS = 8  # meshchat.causal.MAX_PARENTS: parents and loose parents together
 
 
 def peek_packet_id(frame: bytes) -> bytes | None:
@@ -143,3 +144,68 @@ def read_fixed(frame: bytes) -> FixedFields | None:
         suite_offset,
         signature_offset,
     )
+
+
+#: (msg_id, text, sent_ms, parents, loose) of a five-item message body
+BodyFields = tuple[bytes, str, int, tuple[bytes, ...], tuple[bytes, ...]]
+
+
+def _ids(data: bytes, pos: int) -> tuple[tuple[bytes, ...], int] | None:
+    """An array of fewer than 24 16-byte strings at ``pos``: (ids, next position), or None."""
+    head = data[pos]
+    if not 0x80 <= head < 0x80 + 24:
+        return None
+    pos += 1
+    ids: list[bytes] = []
+    for _ in range(head - 0x80):
+        if data[pos] != 0x50:
+            return None
+        ids.append(data[pos + 1 : pos + 17])
+        pos += 17
+    return tuple(ids), pos
+
+
+def read_message_body(data: bytes) -> BodyFields | None:
+    """The fields of a five-item message body ``[msg_id, text, sent_ms, parents, loose]`` in
+    canonical form with at most 8 ids in its two lists, or None for anything else (the
+    general path, :func:`meshchat.wire.cborcheck.check_cbor` then ``cbor2``, decides about
+    it). Only the CBOR shape is read here; the field values are checked by ``MessageBody``
+    as on the general path. A property test checks that both paths agree on every input."""
+    try:
+        if data[0] != 0x85 or data[1] != 0x50:
+            return None
+        msg_id = data[2:18]
+        head = data[18]
+        if 0x60 <= head < 0x78:
+            size, pos = head - 0x60, 19
+        elif head == 0x78:
+            size, pos = data[19], 20
+            if size < 24:
+                return None
+        elif head == 0x79:
+            size, pos = int.from_bytes(data[19:21], "big"), 21
+            if size < 0x100:
+                return None
+        else:
+            return None
+        raw = data[pos : pos + size]
+        if len(raw) != size:
+            return None
+        text = raw.decode("utf-8")  # strict: no invalid bytes, no surrogates
+        got = _uint(data, pos + size)
+        if got is None:
+            return None
+        sent_ms, pos = got
+        parents_at = _ids(data, pos)
+        if parents_at is None:
+            return None
+        parents, pos = parents_at
+        loose_at = _ids(data, pos)
+        if loose_at is None:
+            return None
+        loose, pos = loose_at
+    except (IndexError, UnicodeDecodeError):
+        return None
+    if pos != len(data) or len(msg_id) != 16 or len(parents) + len(loose) > _MAX_IDS:
+        return None
+    return msg_id, text, sent_ms, parents, loose

@@ -95,9 +95,7 @@ class Destination:
     value: bytes = b""
 
     def __post_init__(self) -> None:
-        expected = {DestKind.BROADCAST: 0, DestKind.NODE: NODE_ID_SIZE}.get(
-            self.kind, CHANNEL_ID_SIZE
-        )
+        expected = _DEST_SIZES.get(self.kind, CHANNEL_ID_SIZE)
         if not isinstance(self.value, bytes) or len(self.value) != expected:
             raise PacketError(PacketReason.BAD_FIELD, f"destination {self.kind.name} size")
 
@@ -110,6 +108,7 @@ class Destination:
         return cls(DestKind.CHANNEL, channel_id)
 
 
+_DEST_SIZES = {DestKind.BROADCAST: 0, DestKind.NODE: NODE_ID_SIZE}
 BROADCAST = Destination(DestKind.BROADCAST)
 
 
@@ -138,6 +137,33 @@ class Packet:
     signed_cache: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # One expression for the common case (every packet is built or parsed through here);
+        # only a packet that fails it pays for the checks one by one, which name the field.
+        if (
+            self.version == PROTOCOL_VERSION
+            and isinstance(self.kind, PacketKind)
+            and isinstance(self.suite, Suite)
+            and isinstance(self.destination, Destination)
+            and isinstance(self.packet_id, bytes)
+            and len(self.packet_id) == PACKET_ID_SIZE
+            and isinstance(self.origin, bytes)
+            and len(self.origin) == ORIGIN_SIZE
+            and isinstance(self.signature, bytes)
+            and len(self.signature) == SIGNATURE_SIZE
+            and isinstance(self.payload, bytes)
+            and len(self.payload) <= MAX_PAYLOAD_SIZE
+            and type(self.created_ms) is int
+            and 0 <= self.created_ms < _MAX_TIME_MS
+            and type(self.hops) is int
+            and 0 <= self.hops <= MAX_TTL
+            and type(self.ttl) is int
+            and 0 <= self.ttl <= MAX_TTL
+        ):
+            return
+        self._explain()
+
+    def _explain(self) -> None:
+        """Raise the error naming the first field that fails :meth:`__post_init__`."""
         _require(self.version == PROTOCOL_VERSION, "version")
         _require(isinstance(self.kind, PacketKind), "kind")
         _require(isinstance(self.suite, Suite), "suite")

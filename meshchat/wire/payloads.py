@@ -42,6 +42,7 @@ from meshchat.causal import MAX_HEADS_SHOWN, MAX_PARENTS, MAX_WANTS
 from meshchat.errors import IdentityError, PacketError, PacketReason
 from meshchat.identity import SignedPrekey
 from meshchat.wire.cborcheck import check_cbor
+from meshchat.wire.fastparse import read_message_body
 from meshchat.wire.packet import MAX_PAYLOAD_SIZE, PACKET_ID_SIZE
 
 __all__ = [
@@ -135,6 +136,8 @@ def _text_of(value: object, limit: int, what: str) -> str:
 
 def _ids_of(value: object, limit: int, what: str) -> tuple[bytes, ...]:
     """A tuple of at most ``limit`` distinct message ids (16 bytes each)."""
+    if not value and isinstance(value, (tuple, list)):
+        return ()
     if not isinstance(value, (tuple, list)) or len(value) > limit:
         raise PacketError(PacketReason.BAD_FIELD, f"{what}: not a list of at most {limit} ids")
     ids = tuple(_bytes_of(v, MSG_ID_SIZE, f"{what}: an id") for v in value)
@@ -173,7 +176,10 @@ class MessageBody:
         _time_of(self.sent_ms, "sent time")
         parents = _ids_of(self.parents, MAX_PARENTS, "parents")
         loose = _ids_of(self.loose, MAX_PARENTS, "loose parents")
-        named = _ids_of(parents + loose, MAX_PARENTS, "parents and loose parents")
+        if loose:
+            named = _ids_of(parents + loose, MAX_PARENTS, "parents and loose parents")
+        else:
+            named = parents  # already checked: at most MAX_PARENTS, distinct
         if self.msg_id in named:
             raise PacketError(PacketReason.BAD_FIELD, "a message names itself as a parent")
         object.__setattr__(self, "parents", parents)
@@ -185,14 +191,15 @@ class MessageBody:
 
     @classmethod
     def decode(cls, data: bytes) -> MessageBody:
+        # The canonical five-item shape is read straight; anything else takes the general
+        # path. Either way the values are checked once, by __post_init__.
+        fast = read_message_body(data) if type(data) is bytes else None
+        if fast is not None:
+            return cls(*fast)
         fields = _load_any(data, (2, 5), _MESSAGE_ITEMS, 2)
-        msg_id = _bytes_of(fields[0], MSG_ID_SIZE, "msg id")
-        text = _text_of(fields[1], MAX_TEXT_BYTES, "text")
         if len(fields) == 2:
-            return cls(msg_id, text)
-        sent_ms = _time_of(fields[2], "sent time")
-        parents = _ids_of(fields[3], MAX_PARENTS, "parents")
-        return cls(msg_id, text, sent_ms, parents, _ids_of(fields[4], MAX_PARENTS, "loose"))
+            return cls(fields[0], fields[1])  # type: ignore[arg-type]  # checked by cls
+        return cls(*fields)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +294,9 @@ def decode_direct_body(data: bytes) -> MessageBody | ControlPart:
     told apart by their second item (text or a byte string)."""
     if len(data) > MAX_PAYLOAD_SIZE:
         raise PacketError(PacketReason.OVERSIZED, "body too large")
+    fast = read_message_body(data) if type(data) is bytes else None
+    if fast is not None:
+        return MessageBody(*fast)  # a text message's canonical shape, read straight
     offsets = check_cbor(data, max_items=_MESSAGE_ITEMS, max_depth=2)
     if len(offsets) == 6 and data[offsets[1]] >> 5 == 2:
         return ControlPart.decode(data)

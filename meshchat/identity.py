@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -97,6 +97,8 @@ class PublicIdentity:
 
     sign_public: bytes
     box_public: bytes
+    #: the node id, hashed on first use (a message's path asks for it dozens of times)
+    _node_id: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.sign_public) != KEY_SIZE or len(self.box_public) != KEY_SIZE:
@@ -104,7 +106,11 @@ class PublicIdentity:
 
     @property
     def node_id(self) -> bytes:
-        return node_id_of(self.sign_public, self.box_public)
+        node_id = self._node_id
+        if node_id is None:
+            node_id = node_id_of(self.sign_public, self.box_public)
+            object.__setattr__(self, "_node_id", node_id)
+        return node_id
 
     @property
     def short_id(self) -> str:

@@ -140,6 +140,13 @@ BY_ROW = """
     (SELECT COUNT(*) FROM links l WHERE l.child_row = m.row_id AND l.waiting = 1)
     FROM messages m WHERE m.row_id = ?
 """
+#: The columns of a row that the store computes (all but the sealed cell): what a message
+#: just written needs read back, its sealed fields being the ones it was written with.
+STATE_BY_ROW = """
+    SELECT m.state, m.updated_ms, m.order_ms, m.late,
+    (SELECT COUNT(*) FROM links l WHERE l.child_row = m.row_id AND l.waiting = 1)
+    FROM messages m WHERE m.row_id = ?
+"""
 OUTGOING_IN_CONV = """
     SELECT m.row_id, m.conv_tag, m.msg_tag, m.sender_tag, m.outgoing, m.state,
     m.updated_ms, m.sealed, m.order_ms, m.late,

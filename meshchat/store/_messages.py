@@ -69,6 +69,24 @@ class MessageTables:
         found = (conn.execute(d.BY_ROW, (r,)).fetchone() for r in row_ids)
         return self._open(row for row in found if row is not None)
 
+    def _written(self, conn: sqlite3.Connection, message: Message, row_id: int) -> Message:
+        """``message`` as stored in row ``row_id`` just now: the columns the store computed
+        (state, order, late, missing) read back; its sealed fields are the ones it was
+        written with, so they are not opened again."""
+        row = conn.execute(d.STATE_BY_ROW, (row_id,)).fetchone()
+        if row is None:
+            return replace(message, row_id=row_id)
+        state, updated_ms, order_ms, late, missing = row
+        return replace(
+            message,
+            row_id=row_id,
+            state=v.cell_enum(MessageState, state),
+            updated_ms=v.cell_int(updated_ms),
+            order_ms=None if order_ms is None else v.cell_int(order_ms),
+            late=bool(v.cell_int(late)),
+            missing=v.cell_int(missing),
+        )
+
     # -- writing ----------------------------------------------------------------------------
 
     def add_outgoing(
@@ -117,8 +135,7 @@ class MessageTables:
             if row_id is None:
                 raise StoreError("SQLite did not report the new message's row id")
             conn.execute(q.OUTBOX_INSERT, (out_tag, created_ms, expires_ms, out_sealed))
-            stored = self._by_rows(conn, [row_id])
-        return stored[0] if stored else replace(message, row_id=row_id)
+            return self._written(conn, message, row_id)
 
     def add_incoming(
         self,
@@ -166,8 +183,7 @@ class MessageTables:
             if conversation.startswith("#"):
                 sender_tag = self._rows.sender_tag(message.sender)
                 self._history.after_insert(conn, conv_tag, sender_tag, row_id, received_ms)
-            stored = self._by_rows(conn, [row_id])
-        return stored[0] if stored else replace(message, row_id=row_id)
+            return self._written(conn, message, row_id)
 
     def add_own_copy(
         self,
@@ -209,8 +225,7 @@ class MessageTables:
             row_id = self._dag.store(conn, message, now_ms, received=False)
             if row_id is None:
                 return None
-            stored = self._by_rows(conn, [row_id])
-        return stored[0] if stored else replace(message, row_id=row_id)
+            return self._written(conn, message, row_id)
 
     def release_held(self, now_ms: int) -> list[Message]:
         """Show every message held for ``HOLD_MS`` or more at ``now_ms``, with its gap.

@@ -190,3 +190,34 @@ def test_a_long_chain_reads_back_in_order_with_its_parents(store: Store) -> None
     page = store.history(CONV, 10_000)
     assert len(page) == 2000 and [m.msg_id for m in page] == [mid(n) for n in range(1, 2001)]
     assert all(m.parents == (mid(n),) for n, m in enumerate(page[1:], start=1))
+
+
+def test_what_an_add_returns_is_what_the_store_reads_back(store: Store) -> None:
+    """The message an add returns (sealed fields as written, the rest read from its row)
+    equals the message the store opens later: shown, held, late, outgoing, own copies."""
+    returned = [
+        store.add_outgoing(CONV, mid(1), b"\x05" * 16, ME, "me", "first", T0, T0 + 10**6),
+        recv(store, 2, 1),
+        recv(store, 4, 3),  # held: its parent is not here
+        store.add_own_copy(CONV, mid(5), ME, "me", "from my phone", T0 + 5, T0 + 6),
+        store.add_incoming(CONV, mid(6), BOB, "bob", "late", T0 - 10**9, T0 + 7),
+        store.add_outgoing(
+            CONV,
+            mid(7),
+            b"\x05" * 16,
+            ME,
+            "me",
+            "again",
+            T0 + 8,
+            T0 + 10**6,
+            parents=[mid(2), mid(6)],
+            loose=[mid(5)],
+        ),
+    ]
+    read = {m.msg_id: m for m in store.history(CONV, 100)}
+    assert all(m is not None for m in returned)
+    for message in returned:
+        assert message is not None
+        assert message == read[message.msg_id]
+    assert read[mid(4)].held and read[mid(4)].missing == 1
+    assert read[mid(6)].late

@@ -24,8 +24,9 @@ Everything here is pure: the store applies it inside its transactions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "FUTURE_SLACK_MS",
@@ -38,6 +39,7 @@ __all__ = [
     "Placement",
     "order_time",
     "place",
+    "split_heads",
 ]
 
 #: Most parents (blocking and loose together) one message names. A sender with more heads
@@ -84,3 +86,43 @@ def place(order_ms: int, newest_shown: int | None, grace_ms: int = GRACE_MS) -> 
     if newest_shown is None or order_ms >= newest_shown - grace_ms:
         return Placement(order_ms, False)
     return Placement(newest_shown + 1, True)
+
+
+class Head(Protocol):
+    """What :func:`split_heads` reads of a head: its id, text and blocking parents."""
+
+    @property
+    def msg_id(self) -> bytes: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def parents(self) -> tuple[bytes, ...]: ...
+
+
+def split_heads(
+    heads: Sequence[Head], is_loose: Callable[[str], bool]
+) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The parents a new message names, from the heads of its conversation (newest first):
+    heads whose text ``is_loose`` (file announcements) are named loose, and their own blocking
+    parents are named instead as blocking ones (so the text before a file still comes before
+    the text after it, while the file never holds the later text back). Blocking parents and
+    loose ones are unique and at most :data:`MAX_PARENTS` together, the heads themselves first.
+    """
+    blocking: list[bytes] = []
+    loose: list[bytes] = []
+    inherited: list[bytes] = []
+    for head in heads:
+        if is_loose(head.text):
+            loose.append(head.msg_id)
+            inherited.extend(head.parents)
+        else:
+            blocking.append(head.msg_id)
+    named = set(blocking) | set(loose)
+    for parent in inherited:
+        if parent not in named:
+            named.add(parent)
+            blocking.append(parent)
+    room = MAX_PARENTS - min(len(loose), MAX_PARENTS)
+    return tuple(blocking[:room]), tuple(loose[:MAX_PARENTS])

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from meshchat.bridges.marks import network_mark
+from meshchat.causal import split_heads
 from meshchat.cli.common import (
     emit_json,
     node_request,
@@ -24,6 +25,7 @@ from meshchat.cli.group_cmds import stored_groups
 from meshchat.cli.history_cmds import log_lines
 from meshchat.control import history_json, message_json
 from meshchat.errors import NoSuchContact, UsageError
+from meshchat.files.announce import is_announcement
 from meshchat.home import Home
 from meshchat.store import Store, Trust
 from meshchat.target import conversation_of, resolve_target
@@ -67,6 +69,7 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
                 f"{exc}; a neighbour's announced name is known only to a running node "
                 "('meshchat run' or 'meshchat daemon')"
             ) from exc
+        parents, loose = split_heads(store.head_messages(to.conversation), is_announcement)
         message = store.add_outgoing(
             to.conversation,
             os.urandom(16),
@@ -76,7 +79,8 @@ def _queue_offline(home: Home, target: str, text: str) -> dict[str, Any]:
             text,
             now,
             now + MAX_AGE_MS,
-            parents=store.heads(to.conversation),
+            parents=parents,
+            loose=loose,
         )
     return message_json(message)
 

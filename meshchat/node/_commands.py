@@ -6,9 +6,11 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
+from meshchat.causal import split_heads
 from meshchat.crypto.channel import ChannelKey, derive_channel_key
 from meshchat.engine import Output
 from meshchat.errors import UsageError
+from meshchat.files.announce import is_announcement
 from meshchat.identity import ContactCard, PublicIdentity, SignedPrekey
 from meshchat.node._effects import Plan
 from meshchat.node._types import NodeNotice, contact_keys
@@ -35,7 +37,8 @@ class Commands:
         expires = now + node.options.message_lifetime_ms
         target = await node.resolve(to)
         store = node.store.store
-        parents = await node.store.quick(store.heads, target.conversation)
+        heads = await node.store.quick(store.head_messages, target.conversation)
+        parents, loose = split_heads(heads, is_announcement)  # files never hold text back
         add = functools.partial(
             node.store.store.add_outgoing,
             target.conversation,
@@ -47,6 +50,7 @@ class Commands:
             now,
             expires,
             parents=parents,
+            loose=loose,
         )
         # The engine queues it first and tries it at once; then the message, its session
         # state and its first attempt are committed together (one disk sync) before the
@@ -56,22 +60,34 @@ class Commands:
             case Target(kind=TargetKind.DIRECT, contact=Contact() as contact):
                 recipient = PublicIdentity(contact.sign_public, contact.box_public)
                 outputs = engine.send_direct(
-                    recipient, msg_id, text, now, expires_ms=expires, parents=parents
+                    recipient, msg_id, text, now, expires_ms=expires, parents=parents, loose=loose
                 )
             case Target(kind=TargetKind.DIRECT, peer=PublicIdentity() as peer):
                 # an announced stranger: its announced prekey first, so the first message
                 # is already forward secret
                 met = engine.meet(peer, target.prekey, now)
                 outputs = met + engine.send_direct(
-                    peer, msg_id, text, now, expires_ms=expires, parents=parents
+                    peer, msg_id, text, now, expires_ms=expires, parents=parents, loose=loose
                 )
             case Target(kind=TargetKind.GROUP):
                 outputs = engine.send_group(
-                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
+                    target.destination,
+                    msg_id,
+                    text,
+                    now,
+                    expires_ms=expires,
+                    parents=parents,
+                    loose=loose,
                 )
             case _:
                 outputs = engine.send_channel(
-                    target.destination, msg_id, text, now, expires_ms=expires, parents=parents
+                    target.destination,
+                    msg_id,
+                    text,
+                    now,
+                    expires_ms=expires,
+                    parents=parents,
+                    loose=loose,
                 )
         plan = Plan()
         node.effects.plan(plan, outputs)

@@ -315,11 +315,16 @@ class MessageTables:
     def heads(self, conversation: str) -> tuple[bytes, ...]:
         """The ids a new message in ``conversation`` names: the newest shown messages no
         stored message names yet, at most ``MAX_PARENTS``, newest first."""
+        return tuple(m.msg_id for m in self.head_messages(conversation))
+
+    def head_messages(self, conversation: str) -> list[Message]:
+        """The messages :meth:`heads` names (to tell file announcements, named loose, apart:
+        :func:`meshchat.causal.split_heads`)."""
         conv_tag = self._rows.conv_tag(v.text(conversation, "conversation"))
         with self._reading() as conn:
             found = self._open(self._dag.head_rows(conn, conv_tag))
         found.sort(key=order_key, reverse=True)
-        return tuple(m.msg_id for m in found[:MAX_PARENTS])
+        return found[:MAX_PARENTS]
 
     def missing_parents(
         self, conversation: str, gaps_since_ms: int | None = None

@@ -71,6 +71,8 @@ __all__ = ["NodeFiles"]
 #: a relay that restarted, say), then again each time this passes
 STALL_MS = 3000
 MAX_STALL_MS = 60_000  #: (doubling while nothing comes, so a sender away long costs little)
+#: how often the faces are told a download's progress (besides each change of its state)
+PROGRESS_MS = 1000
 #: how often chunks waiting for their askers' allowances are served
 PACE_S = 0.01
 _NAME_KEEP = 120  # bytes of the sender's file name announced (the saved name is shorter still)
@@ -110,6 +112,8 @@ class NodeFiles:
         self._paced = False
         self._kicked_ms = 0
         self._kick_gap = STALL_MS
+        #: when progress was last told to the faces (tick runs after every batch of frames)
+        self._progress_ms = 0
         node.subscribe(self._notice)
 
     def _notice(self, notice: NodeNotice) -> None:
@@ -258,6 +262,9 @@ class NodeFiles:
                 await self.node.effects.run(self.link_up())
             else:
                 await self.node.effects.run(self._carry_out(self.downloads.tick(now)))
+        if now - self._progress_ms < PROGRESS_MS:
+            return
+        self._progress_ms = now
         for download in self.downloads.active():  # progress for the faces, once a second
             transfer = self._transfers.get(download.root)
             if transfer is not None:

@@ -55,6 +55,7 @@ from meshchat.transports.ble.seam import (
     GattProfile,
     ScanResult,
     ScanSettings,
+    packed_value_size,
 )
 
 __all__ = ["BumbleBackend", "BumbleConnection"]
@@ -84,6 +85,16 @@ class BumbleConnection(BleConnection):
     @property
     def mtu(self) -> int:
         return int(self._connection.att_mtu)
+
+    @property
+    def value_size(self) -> int:
+        # values that fill whole ACL data packets of the host (251 bytes with the data length
+        # the virtual controllers and most dongles use): 495 bytes at MTU 517, two packets,
+        # not 512 in three
+        queue = self._backend.device.host.le_acl_packet_queue
+        if queue is None:
+            return self.max_value_size
+        return packed_value_size(self.max_value_size, int(queue.max_packet_size))
 
     async def write(self, value: bytes) -> None:
         if self.closed:

@@ -36,9 +36,10 @@ any           connection ends / :meth:`close`  drop partial frames and the queue
 
 Sending is never blocking: :meth:`enqueue` puts a frame on a queue bounded in frames and bytes
 and returns False when it is full. One writer task per session takes frames in order, cuts
-each at the connection's current ATT value size, and awaits each write, so a slow radio holds
-at most the bounded queue plus one frame in memory. Handshake and control frames (a few small
-ones per session) bypass the bounds so that a full data queue cannot stall the protocol.
+each at the connection's current value size (:attr:`~.seam.BleConnection.value_size`), and
+awaits each write, so a slow radio holds at most the bounded queue plus one frame in memory.
+Handshake and control frames (a few small ones per session) bypass the bounds so that a full
+data queue cannot stall the protocol.
 
 File frames (:meth:`enqueue_bulk`, the link's ``send_bulk``) wait in a second queue, bounded
 apart (``bulk_frames``, ``bulk_bytes``), which the writer takes from only when the first is
@@ -297,7 +298,7 @@ class Session:
                     await self._wake.wait()
                     continue
                 frame = bytes([channel]) + body
-                for fragment in self._fragmenter.split(frame, self.connection.max_value_size):
+                for fragment in self._fragmenter.split(frame, self.connection.value_size):
                     await self.connection.write(fragment)
         except TransportError as exc:
             _log.debug("BLE write to %s ended: %s", self.connection.address, exc)

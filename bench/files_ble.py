@@ -1,0 +1,282 @@
+"""The GATT half of bench/files.py: a file between two real nodes over one bumble BLE link,
+beside raw GATT values of the same bytes on the same virtual air, in the same run.
+
+What is measured. Four bumble virtual radios on one :class:`~meshchat.transports.ble.virtual.
+RangedLink` (real HCI, L2CAP, ATT and GATT in software; MTU 517, LE data length 251; no rate
+limit, so every figure is CPU-bound, with everything sharing one Python process):
+
+* **raw GATT**: two bare backends, connected as a phone and a laptop would be (MTU exchange,
+  discovery, subscription); ``SIZE`` bytes go across as ATT values of the largest size the
+  link allows (``min(mtu - 3, 512)``, 512 bytes), through the backend's paced write: as
+  *write without response* from the central, and as *notifications* from the peripheral (the
+  two ways a GATT link carries data, one per direction); the receiver counts bytes;
+* **transfer**: two :class:`~meshchat.node.Node` s (stores, engines, :class:`~meshchat.
+  transports.ble.BleTransport` s on the other two radios, one link between them): A sends B a
+  file of ``SIZE`` random bytes (B auto-accepts: a verified contact), timed from
+  ``files.send`` (sealing the chunks, the hash tree, the announcement as a message) until B's
+  transfer is done (every piece pulled, checked, opened, written, the whole file checked
+  against its root and given its name); then B sends A another, so one direction goes as the
+  central's writes and the other as the peripheral's notifications. Each goodput is divided by
+  the raw figure of the same GATT direction measured just before it.
+
+``SIZE`` is 1,000,000 bytes: the largest round size under the default limit of a BLE-only
+path (1 MiB, :class:`~meshchat.files.policy.FilePolicy`), so it is what the BLE path is for;
+a 20 MB file (the LAN half's size) would be refused over BLE by that policy, and on a real
+radio would take minutes.
+
+Run ``python bench/files_ble.py`` alone (about 30 s), or as part of ``bench/files.py``. The
+line it gives is::
+
+    files_ble_goodput_ratio: 0.85 (target >= 0.8)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshchat.files.policy import FilePolicy
+from meshchat.identity import Identity
+from meshchat.node import Node, NodeOptions
+from meshchat.node._filestate import Direction, State
+from meshchat.node._types import FileOptions, NodeNotice
+from meshchat.store import Store
+from meshchat.store.records import Contact, Trust
+from meshchat.transports.ble import BleTransport, GattProfile, ScanResult
+from meshchat.transports.ble.bumble_backend import BumbleBackend
+from meshchat.transports.ble.seam import AdvertiseSettings, BleConnection, ScanSettings
+from meshchat.transports.ble.session import BleLink
+from meshchat.transports.ble.virtual import RangedLink, fast_options, make_virtual_backends
+
+SIZE = 1_000_000
+RATIO_TARGET = 0.8
+
+
+@dataclass
+class Way:
+    """One GATT direction's figures over the runs (bytes per second)."""
+
+    name: str
+    #: raw values of the largest size (512 bytes), and of the size meshchat cuts to (495)
+    raw_max: list[float] = field(default_factory=list)
+    raw_packed: list[float] = field(default_factory=list)
+    transfer: list[float] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        """Per run: the transfer over the faster of the two raw figures."""
+        raws = [max(m, p) for m, p in zip(self.raw_max, self.raw_packed, strict=True)]
+        return [t / r for t, r in zip(self.transfer, raws, strict=True)]
+
+
+class RawPair:
+    """Two bare backends with one GATT connection; values counted on arrival."""
+
+    def __init__(self, central: BleConnection, peripheral: BleConnection) -> None:
+        self.central = central
+        self.peripheral = peripheral
+        self._received = 0
+        self._want = 0
+        self._done = asyncio.Event()
+        central.attach(self._count, lambda: None)
+        peripheral.attach(self._count, lambda: None)
+
+    def _count(self, value: bytes) -> None:
+        self._received += len(value)
+        if self._received >= self._want:
+            self._done.set()
+
+    async def send(self, sender: BleConnection, total: int, size: int) -> float:
+        """Bytes per second for ``total`` bytes in values of ``size`` bytes from ``sender``."""
+        self._received, self._want = 0, total
+        self._done.clear()
+        value = bytes(size)
+        start = time.perf_counter()
+        sent = 0
+        while sent < total:
+            chunk = value[: min(len(value), total - sent)]
+            await sender.write(chunk)
+            sent += len(chunk)
+        await self._done.wait()
+        return total / (time.perf_counter() - start)
+
+
+async def raw_pair(air: RangedLink) -> tuple[list[BumbleBackend], RawPair]:
+    central, peripheral = make_virtual_backends(2, link=air, mtu=517)
+    loop = asyncio.get_running_loop()
+    incoming: asyncio.Future[BleConnection] = loop.create_future()
+    profile = _raw_profile()
+    await peripheral.start(profile, incoming.set_result)
+    await central.start(profile, lambda connection: None)
+    await peripheral.start_advertising(b"bench", AdvertiseSettings(interval_ms=20))
+    found: asyncio.Future[ScanResult] = loop.create_future()
+
+    def on_result(result: ScanResult) -> None:
+        if not found.done():
+            found.set_result(result)
+
+    await central.start_scanning(on_result, ScanSettings(interval_ms=20, window_ms=20))
+    target = await found
+    await central.stop_scanning()
+    outgoing = await central.connect(target.address, 5.0)
+    accepted = await incoming
+    await peripheral.stop_advertising()
+    return [central, peripheral], RawPair(outgoing, accepted)
+
+
+def _raw_profile() -> GattProfile:
+    import uuid
+
+    return GattProfile(service=uuid.uuid4(), write=uuid.uuid4(), notify=uuid.uuid4())
+
+
+class NodePair:
+    """Two nodes over BLE with real stores; files go either way."""
+
+    def __init__(self, folder: Path, air: RangedLink) -> None:
+        self.folder = folder
+        self.air = air
+        self.nodes: list[Node] = []
+        self.stores: list[Store] = []
+
+    async def start(self) -> None:
+        backends = make_virtual_backends(2, link=self.air, mtu=517)
+        for n, backend in enumerate(backends):
+            identity = Identity.generate()
+            home = self.folder / f"ble{n}"
+            home.mkdir(parents=True, exist_ok=True)
+            store = Store.open(home / "db", key=os.urandom(32))
+            files = FileOptions(
+                downloads=str(home / "downloads"),
+                state=str(home / "t.json"),
+                policy=FilePolicy(auto_accept=2 * SIZE),
+            )
+            transport = BleTransport(identity, backend, options=fast_options())
+            node = Node(identity, f"n{n}", store, [transport], options=NodeOptions(files=files))
+            await node.start()
+            self.nodes.append(node)
+            self.stores.append(store)
+        a, b = self.nodes
+        for x, y in ((a, b), (b, a)):
+            k = y.identity.public
+            await x.add_contact(
+                Contact(k.node_id, k.sign_public, k.box_public, y.name, Trust.VERIFIED, 0)
+            )
+        async with asyncio.timeout(30):
+            while not (a.links and b.links):
+                await asyncio.sleep(0.02)
+
+    def sender_is_central(self, sender: Node) -> bool:
+        (link,) = sender.links.values()
+        assert isinstance(link, BleLink)
+        return link.session.connection.initiator
+
+    async def transfer(self, sender: Node, receiver: Node, run: int) -> float:
+        """Bytes per second of one file from ``sender`` to ``receiver``, send to done."""
+        source = self.folder / f"{sender.name}-{run}.bin"
+        source.write_bytes(os.urandom(SIZE))
+        changed = asyncio.Event()
+
+        def notice(notice: NodeNotice) -> None:
+            if notice.kind == "transfer":
+                changed.set()
+
+        unsubscribe = receiver.subscribe(notice)
+        start = time.perf_counter()
+        sent = await sender.files.send(receiver.name, source)
+        while True:
+            changed.clear()
+            done = [
+                t
+                for t in await receiver.files.transfers()
+                if t.root == sent.root and t.direction is Direction.IN
+            ]
+            if done and done[0].state is State.DONE:
+                break
+            if done and not done[0].state.live:
+                raise RuntimeError(f"transfer ended {done[0].state}: {done[0].error}")
+            with contextlib.suppress(TimeoutError):  # a notice at each change of state
+                await asyncio.wait_for(changed.wait(), 0.5)
+        elapsed = time.perf_counter() - start
+        unsubscribe()
+        assert Path(done[0].path).read_bytes() == source.read_bytes()
+        return SIZE / elapsed
+
+    async def stop(self) -> None:
+        for node in self.nodes:
+            await node.stop()
+        for store in self.stores:
+            store.close()
+
+
+async def measure(folder: Path, runs: int) -> tuple[Way, Way]:
+    """Per run, for each GATT direction: raw values of both sizes (order alternating by
+    run), then a file that way (A, B as the link made them central or peripheral)."""
+    logging.getLogger("bumble").setLevel(logging.ERROR)
+    air = RangedLink()
+    backends, raw = await raw_pair(air)
+    pair = NodePair(folder, air)
+    writes = Way("central writes (without response)")
+    notifies = Way("peripheral notifications")
+    try:
+        await pair.start()
+        a, b = pair.nodes
+        central, peripheral = (a, b) if pair.sender_is_central(a) else (b, a)
+        for run in range(runs):
+            for way, conn, sender, receiver in (
+                (writes, raw.central, central, peripheral),
+                (notifies, raw.peripheral, peripheral, central),
+            ):
+                sizes = [conn.max_value_size, conn.value_size]
+                for size in sizes if run % 2 == 0 else sizes[::-1]:
+                    got = await raw.send(conn, SIZE, size)
+                    (way.raw_max if size == sizes[0] else way.raw_packed).append(got)
+                way.transfer.append(await pair.transfer(sender, receiver, run))
+    finally:
+        await pair.stop()
+        for backend in backends:
+            await backend.stop()
+    return writes, notifies
+
+
+def report(writes: Way, notifies: Way, runs: int) -> float:
+    """Print the table; return the headline ratio (the worse direction's median)."""
+    print(f"BLE file: {SIZE:,} bytes over one bumble GATT link, MTU 517, {runs} runs (medians)")
+    print(
+        f"{'direction':<36} {'raw 512 B':>10} {'raw 495 B':>10} {'file':>8} {'ratio':>6}"
+        "   (kB/s; ratio: file / faster raw)"
+    )
+    print("-" * 74)
+    for w in (writes, notifies):
+        print(
+            f"{w.name:<36} {statistics.median(w.raw_max) / 1000:>10.1f} "
+            f"{statistics.median(w.raw_packed) / 1000:>10.1f} "
+            f"{statistics.median(w.transfer) / 1000:>8.1f} {statistics.median(w.ratios):>6.3f}"
+        )
+    return min(statistics.median(writes.ratios), statistics.median(notifies.ratios))
+
+
+def ratio_line(ratio: float) -> str:
+    return f"files_ble_goodput_ratio: {ratio:.2f} (target >= {RATIO_TARGET})"
+
+
+def run(runs: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        writes, notifies = asyncio.run(measure(Path(tmp), runs))
+    return report(writes, notifies, runs)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs (median is shown)")
+    ratio = run(parser.parse_args().runs)
+    print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    print(ratio_line(ratio))

@@ -73,6 +73,7 @@ from typing import Any
 from crypto_floor import Floor
 from crypto_floor import lines as crypto_floor_lines
 from crypto_floor import measure as measure_crypto_floor
+from echo_floor import measure as measure_echo_floor
 
 TEXT = "benchmark message {i:06d}: a short chat line of about sixty bytes"
 WARMUP = 3
@@ -597,8 +598,14 @@ def main() -> None:
         f"one durable commit (the sender store's own, during the single messages): "
         f"{commit:.2f} ms median on disk{fast}; a message and its ack wait for three in sequence"
     )
+    echo = measure_echo_floor()
+    print(
+        f"minimal asyncio echo of the same bytes between two processes (bench/echo_floor.py): "
+        f"p50 {echo.p50_ms:.3f} ms, CPU {echo.sender_cpu_us:.0f} + {echo.echo_cpu_us:.0f} us"
+    )
     for line in crypto_floor_lines(floor):
         print(line)
+    print(f"python_echo_floor_p50_ms: {echo.p50_ms:.3f} (no target)")
     print()
     if shm is not None:
         print(f"meshchat_vs_lxmf_latency_tmpfs_ratio: {shm.p50 / lx.p50:.2f} (target <= 1.0)")

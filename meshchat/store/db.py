@@ -112,6 +112,8 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTable
         self._db = Database(self._path, self._rows, self._history.forget)
         self._reading = self._db.reading
         self._writing = self._db.writing
+        #: contacts opened by the latest read of them all, by their row's cells
+        self._opened_contacts: dict[tuple[bytes, ...], Contact] = {}
 
     @classmethod
     def open(
@@ -192,8 +194,18 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTable
     # -- contacts ---------------------------------------------------------------------------
 
     def _contacts(self, conn: sqlite3.Connection) -> list[Contact]:
-        rows = conn.execute(q.CONTACTS_ALL).fetchall()
-        return sorted((self._rows.open_contact(row) for row in rows), key=contact_order)
+        # Every message sent to a contact looks it up among all of them (names are sealed),
+        # so each row is opened once: a row whose cells are those of a row opened before gives
+        # the same contact (a changed contact is sealed again under a new random nonce, here or
+        # by another connection). Only the rows of the latest read are kept.
+        known = self._opened_contacts
+        opened: dict[tuple[bytes, ...], Contact] = {}
+        for row in conn.execute(q.CONTACTS_ALL).fetchall():
+            key = tuple(row)
+            contact = known.get(key)
+            opened[key] = self._rows.open_contact(row) if contact is None else contact
+        self._opened_contacts = opened
+        return sorted(opened.values(), key=contact_order)
 
     def _put_contact(self, conn: sqlite3.Connection, contact: Contact) -> None:
         tag, sign_tag, sealed = self._rows.seal_contact(contact)

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from meshchat.store import (
     Store,
     Trust,
 )
+from meshchat.store._rows import Rows
 
 from .helpers import KEY, ME, make_contact, outgoing
 
@@ -574,3 +576,41 @@ def test_contact_dataclass_is_frozen() -> None:
         contact.name = "Mallory"  # type: ignore[misc]
     assert isinstance(contact, Contact)
     assert not hasattr(contact, "__dict__")
+
+
+def test_finding_a_contact_opens_only_rows_that_changed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sending to a contact looks it up by name among all contacts (names are sealed). Each
+    row is opened once, not once per message: a row opens again only when its sealed cell
+    changed, here or from another connection, and a deleted contact is gone at once."""
+    contacts = [make_contact(f"c{i:02d}", bytes([i + 1]) * 15 + b"\x00") for i in range(30)]
+    for contact in contacts:
+        store.add_contact(contact)
+    opened: list[bytes] = []
+    real_open = Rows.open_contact
+
+    def counting(rows: Rows, row: tuple[bytes, bytes, bytes]) -> Contact:
+        opened.append(row[0])
+        return real_open(rows, row)
+
+    monkeypatch.setattr(Rows, "open_contact", counting)
+    assert store.find_contact("c07") == contacts[7]
+    first = len(opened)
+    assert store.find_contact("c12") == contacts[12]
+    assert store.find_contact("c07") == contacts[7]
+    assert len(opened) == first  # nothing changed: nothing opened again
+    store.add_contact(replace(contacts[7], name="renamed"))
+    assert store.find_contact("renamed").node_id == contacts[7].node_id
+    assert len(opened) == first + 2  # the old row (add_contact keeps its card), the new one
+    with pytest.raises(UsageError):
+        store.find_contact("c07")
+    other = Store.open(store._path, key=KEY)  # another connection changes a row
+    try:
+        other.add_contact(replace(contacts[3], name="elsewhere"))
+    finally:
+        other.close()
+    assert store.find_contact("elsewhere").node_id == contacts[3].node_id
+    assert store.remove_contact(contacts[12].node_id)
+    with pytest.raises(UsageError):
+        store.find_contact("c12")

@@ -58,6 +58,11 @@ link_revoke device (name or id prefix)      the new list, as link_devices
 send_file,  see :mod:`meshchat.node._filecontrol`
 transfers,
 accept_file
+talk        to, path (absolute: an audio    talk (talk_id, peer, frames,
+            file sent live) or seconds      seconds, wire_bytes) when it ends
+            (the microphone)
+talks       (none)                          talks heard (talk_id, sender, seconds,
+                                            played, gaps, refused, wav, device, ended)
 ==========  ==============================  ============================================
 """
 
@@ -81,6 +86,7 @@ from meshchat.node import Node
 from meshchat.node._filecontrol import FILE_OPS
 from meshchat.node._filecontrol import control_op as file_control_op
 from meshchat.node._link import control_op as link_control_op
+from meshchat.node._talk import control_op as talk_control_op
 from meshchat.safety import safety_number
 from meshchat.store.records import Contact, Delivery, Message, Trust
 from meshchat.store.trust import KeyChangeError
@@ -287,6 +293,8 @@ class ControlServer:
             return await link_control_op(node, request)
         if op in FILE_OPS:
             return await file_control_op(node, request)
+        if op in ("talk", "talks"):
+            return await talk_control_op(node, request)
         if op == "sync_status":
             return {"sync": node.sync.status()}
         if op == "send":

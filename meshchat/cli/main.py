@@ -27,6 +27,7 @@ from meshchat.cli.panic_cmds import cmd_panic
 from meshchat.cli.relay_cmds import add_relay_arguments, cmd_relay
 from meshchat.cli.status_cmds import cmd_status
 from meshchat.cli.sync_cmds import add_sync_parser
+from meshchat.cli.talk_cmds import add_talk_parsers
 from meshchat.cli.trust_cmds import cmd_verify
 from meshchat.cli.voice_cmds import add_voice_parsers
 from meshchat.errors import MeshchatError
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_file_parsers(sub)
     add_voice_parsers(sub)
+    add_talk_parsers(sub)
 
     p = add("join", cmd_join, "join a channel (#mesh is joined already)")
     p.add_argument("channel")

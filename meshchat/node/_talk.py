@@ -212,6 +212,7 @@ class NodeTalk:
         self._buckets: dict[str, TokenBucket] = {}
         self._decoders: dict[bytes, LiveDecoder] = {}
         self._sinks: dict[bytes, _Sink] = {}
+        self._written: dict[bytes, int] = {}  # bytes of samples each talk played
         self._timer: asyncio.TimerHandle | None = None
         self._wake_ms: int | None = None
         node.engine.account_glue.register(KIND_TALK, self._on_offer, own_devices_only=False)
@@ -257,20 +258,16 @@ class NodeTalk:
         await node.submit(send_offer)
         encoder = LiveEncoder()
         frames = wire = 0
-        pending: bytes | None = None
         limit = MAX_SECONDS * 1000 // FRAME_MS
         async for samples in sound:
-            if pending is not None:
-                wire += self._send(peer, offer, frames, pending, end=False)
-                frames += 1
             if sent_hook is not None:
                 sent_hook(offer.talk_id, frames, time.perf_counter())
-            pending = encoder.encode(samples)
-            if frames + 1 >= limit:
+            wire += self._send(peer, offer, frames, encoder.encode(samples), end=False)
+            frames += 1
+            if frames >= limit:
                 break
-        # the last frame says it is the last (an empty one if there was no sound at all)
-        wire += self._send(peer, offer, frames, pending or b"", end=True)
-        frames += 1 if pending is not None else 0
+        # then an end frame without sound: the listener ends the talk when it plays
+        wire += self._send(peer, offer, frames, b"", end=True)
         return Said(offer.talk_id, peer, frames, frames * FRAME_MS / 1000, wire)
 
     def _send(self, peer: bytes, offer: TalkOffer, seq: int, opus: bytes, *, end: bool) -> int:
@@ -391,17 +388,20 @@ class NodeTalk:
                 return
         if samples:
             sink.write(samples)
+            self._written[talk.talk_id] = self._written.get(talk.talk_id, 0) + len(samples)
 
     def _end(self, ended: Ended) -> None:
         talk = ended.talk
         self._decoders.pop(talk.talk_id, None)
+        written = self._written.pop(talk.talk_id, 0)
         sink = self._sinks.pop(talk.talk_id, None)
         if sink is not None:
             sink.close()
         heard = self.heard.get(talk.talk_id)
         if heard is not None:
             stats = talk.buffer.stats
-            heard.seconds, heard.played, heard.gaps = talk.seconds, stats.played, stats.gaps
+            heard.seconds = written / SAMPLE_BYTES / DECODE_RATE
+            heard.played, heard.gaps = stats.played, stats.gaps
             heard.refused, heard.why = dict(talk.refused), ended.why
             if sink is not None:
                 heard.wav, heard.device = sink.path, sink.device

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from meshchat.errors import DecryptionError
 from meshchat.talk.jitter import JitterBuffer, Verdict
 from meshchat.talk.params import (
-    FRAME_MS,
     IDLE_MS,
     MAX_SECONDS,
     MAX_TALKS,
@@ -53,11 +52,6 @@ class Talk:
     last_ms: int
     buffer: JitterBuffer = field(default_factory=JitterBuffer)
     refused: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        """Sound handed out so far (frames and gaps)."""
-        return (self.buffer.stats.played + self.buffer.stats.gaps) * FRAME_MS / 1000
 
 
 @dataclass(frozen=True, slots=True)

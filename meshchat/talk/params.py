@@ -7,9 +7,9 @@ as a voice note (:mod:`meshchat.voice.params`) except the frame length. Why 20 m
 voice note's 60 ms: a frame must be complete before it is encoded, so its length is added to
 the delay in full (60 ms frames would spend 40 % of a 150 ms mouth-to-ear budget before the
 first byte leaves), a lost 20 ms frame is a click where a lost 60 ms frame is a missing
-syllable, and the cost of more packets (about 170 bytes of packet header and signature per
-frame: 50 frames a second is about 70 kbit/s in all) only matters on slow links, which push-to-
-talk does not use.
+syllable, and the cost of more packets (about 180 bytes of packet header, signature and
+sealing per frame: 50 frames a second of speech measured 91 kbit/s on the wire in all,
+``bench/talk.py``) only matters on slow links, which push-to-talk does not use.
 
 Only stream links to a direct neighbour carry live frames (:data:`FAST_TRANSPORTS`: LAN TCP).
 A BLE link moves a few kB/s with fragmentation and per-write round trips, so 50 signed packets

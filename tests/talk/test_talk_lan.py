@@ -73,7 +73,8 @@ async def test_speech_sent_live_arrives_whole_and_alike(tmp_path: Path, short_sp
         conversation = await pair.listener.resolve_conversation("talker")
         assert await pair.listener.messages(conversation) == []  # live sound is not history
     assert heard.why == "ended" and heard.sender == pair.talker.identity.node_id
-    assert heard.wav is not None and said.frames == heard.played + heard.gaps
+    assert heard.wav is not None and heard.played + heard.gaps == said.frames + 1  # + the end
+    assert abs(heard.seconds - said.seconds) < 0.001
     received = pcm_from_wav(Path(heard.wav).read_bytes())
     assert abs(received.duration - short_speech.duration) <= 0.05 * short_speech.duration
     assert envelope_correlation(short_speech, received) >= 0.9
@@ -85,8 +86,8 @@ async def test_frames_sent_twice_play_once(tmp_path: Path, short_speech: Pcm) ->
         second = Pcm(short_speech.samples[: len(short_speech.samples) // 3], short_speech.rate)
         said = await pair.talker.talk.talk("listener", paced(second))
         heard = await heard_one(pair.listener)
-    assert heard.played == said.frames and heard.gaps == 0
-    assert heard.refused.get("duplicate", 0) + heard.refused.get("late", 0) >= said.frames - 1
+    assert heard.played == said.frames + 1 and heard.gaps == 0
+    assert heard.refused.get("duplicate", 0) + heard.refused.get("late", 0) >= said.frames
 
 
 async def test_a_replayed_talk_is_refused(tmp_path: Path, short_speech: Pcm) -> None:
@@ -110,7 +111,7 @@ async def test_a_stranger_is_not_heard(tmp_path: Path, short_speech: Pcm) -> Non
         said = await pair.talker.talk.talk("listener", paced(part))
         await asyncio.sleep(0.5)
         assert pair.listener.talk.heard == {}
-        assert pair.listener.counters["talk.drop.stranger"] == said.frames
+        assert pair.listener.counters["talk.drop.stranger"] == said.frames + 1
         assert not list((tmp_path / "listener" / "downloads").glob("*.wav"))
 
 

@@ -291,8 +291,9 @@ class NodeFiles:
         return self._carry_out(self.downloads.receive(event.peer, body, now))
 
     def message(self, message: Message) -> None:
-        """A message was stored: if it announces a file to this node, take it up."""
-        if message.outgoing:
+        """A message was stored (received, or copied from my other device by carbon or sync):
+        if it announces a file this node does not hold, take it up."""
+        if message.outgoing and message.sender == self.node.identity.node_id:
             return
         try:
             announced = parse_text(message.text)
@@ -369,7 +370,7 @@ class NodeFiles:
             contact is not None
             and contact.trust is Trust.VERIFIED
             and contact.node_id in (message.sender, sender)
-        )
+        ) or node.engine.accounts.is_own_device(message.sender)
         media = [
             link.transport for link in node.links.values() if link.peer.node_id in sources
         ] or [link.transport for link in node.links.values()]
@@ -425,7 +426,7 @@ class NodeFiles:
     def _pull(self, transfer: Transfer, *, resume: bool) -> list[Output]:
         """Open the partial file, take back what it holds, ask the sources."""
         folder = self.options.downloads
-        if folder is None:
+        if folder is None or self.node.panicked:
             raise UsageError("this node saves no files")
         manifest = transfer.manifest
         now = self.node.clock()
@@ -505,7 +506,7 @@ class NodeFiles:
 
     def _write(self, root: bytes, write: Callable[[Sink], None]) -> list[Effect]:
         sink = self._sinks.get(root)
-        if sink is None:
+        if sink is None or self.node.panicked:
             return []
         try:
             write(sink)
@@ -578,7 +579,10 @@ class NodeFiles:
         )
 
     def _save(self) -> None:
-        save_transfers(self.options.state, list(self._transfers.values()))
+        if self.node.panicked:
+            return  # the home is being erased: write nothing back (the files' keys least)
+        kept = list(self._transfers.values())
+        save_transfers(self.options.state, kept, self.options.downloads)
 
 
 def _node_id(peer: object) -> bytes:

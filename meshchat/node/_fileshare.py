@@ -12,6 +12,11 @@ silent source to one that answers after ``hedge_ms``, and drops a source after
 ``max_strikes`` pieces that failed their hash. Every piece is checked against the tree, so a
 member or stranger can waste this node's requests, never change the file.
 
+My own devices are sources in every conversation, a direct one included: a file I sent or
+received on one device is announced to my other devices by its carbon or by history sync, and
+they pull it from the device that holds it (or from its sender). A file announced by one of my
+devices is taken as from a verified contact (auto-accepted up to the size limit).
+
 At most ``Limits.max_sources`` sources (16) are asked per download, the sender first.
 """
 
@@ -25,7 +30,7 @@ from meshchat.target import GROUP_PREFIX
 if TYPE_CHECKING:
     from meshchat.node import Node
 
-__all__ = ["sources_for"]
+__all__ = ["own_devices", "sources_for"]
 
 
 def _group_members(node: Node, conversation: str) -> list[bytes]:
@@ -43,17 +48,21 @@ def _linked(node: Node) -> list[bytes]:
     return [link.peer.node_id for link in node.links.values()]
 
 
+def own_devices(node: Node) -> list[bytes]:
+    """My account's other devices (node ids)."""
+    return [device.node_id for device in node.engine.accounts.own_devices()]
+
+
 def sources_for(node: Node, conversation: str, first: Iterable[bytes]) -> list[bytes]:
     """The nodes a download of a file announced in ``conversation`` asks: ``first`` (the
-    sender), then the group's other members, or for a channel the nodes linked now; a direct
-    conversation's file is asked of its sender only. Unique, never this node, at most
-    ``Limits.max_sources``."""
+    sender), then my other devices (which hold what I sent or received there), then the
+    group's other members, or for a channel the nodes linked now. Unique, never this node, at
+    most ``Limits.max_sources``."""
+    more = own_devices(node)
     if conversation.startswith(GROUP_PREFIX):
-        more = _group_members(node, conversation)
+        more += _group_members(node, conversation)
     elif conversation.startswith("#"):
-        more = _linked(node)
-    else:
-        more = []
+        more += _linked(node)
     own = node.identity.node_id
     out: list[bytes] = []
     for peer in (*first, *more):

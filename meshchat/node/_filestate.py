@@ -145,13 +145,19 @@ def load_transfers(path: str | None) -> list[Transfer]:
     return transfers
 
 
-def save_transfers(path: str | None, transfers: list[Transfer]) -> None:
-    """Write ``transfers`` to ``path`` atomically, mode 0600."""
+def save_transfers(
+    path: str | None, transfers: list[Transfer], downloads: str | None = None
+) -> None:
+    """Write ``transfers`` to ``path`` atomically, mode 0600, with the folder files are saved
+    in (``downloads``: where ``meshchat panic`` finds the partial files to erase)."""
     if path is None:
         return
     target = Path(path)
     temp = target.with_name(target.name + ".tmp")
-    blob = json.dumps({"transfers": [t.to_json(secret=True) for t in transfers]})
+    kept: dict[str, Any] = {"transfers": [t.to_json(secret=True) for t in transfers]}
+    if downloads is not None:
+        kept["downloads"] = str(Path(downloads).resolve())
+    blob = json.dumps(kept)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -236,6 +236,8 @@ class NodeSync:
             await node.submit(cancel)
         if applied.contacts:
             await node.submit(self._contacts, tuple(applied.contacts))
+        for message in applied.announced:
+            node.files.message(message)  # a file my device sent or received: fetch it here
         for conversation in sorted(changed):
             node.notify(NodeNotice("history", conversation=conversation))
         if applied.stored or applied.erased or applied.contacts or applied.states:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshchat.errors import IdentityError, PacketError, StoreError
+from meshchat.files.announce import is_announcement
 from meshchat.identity import ContactCard, node_id_of
 from meshchat.store import _checks as checks
 from meshchat.store import _dag as d
@@ -93,12 +94,18 @@ _ROW = """
 """
 
 
+#: file announcements one apply reports at most (a node pulls at most 16 files at once)
+MAX_ANNOUNCED = 64
+
+
 @dataclass(slots=True)
 class SyncApplied:
     """What :meth:`SyncTables.apply_sync` changed."""
 
     #: messages new on this device: (conversation, msg_id)
     stored: list[tuple[str, bytes]] = field(default_factory=list)
+    #: of those, the file announcements (the node takes them up: my device may fetch the file)
+    announced: list[Message] = field(default_factory=list)
     erased: list[tuple[str, bytes]] = field(default_factory=list)  #: (conversation, msg_id)
     states: int = 0  #: outgoing messages whose state moved forward
     contacts: list[bytes] = field(default_factory=list)  #: node ids added or trust changed
@@ -342,6 +349,8 @@ class SyncTables:
             sender_tag = self._rows.sender_tag(r.sender)
             self._history.after_insert(conn, conv_tag, sender_tag, row_id, now_ms)
         applied.stored.append((r.conversation, r.msg_id))
+        if is_announcement(message.text) and len(applied.announced) < MAX_ANNOUNCED:
+            applied.announced.append(message)
 
     def _apply_state(
         self, conn: sqlite3.Connection, r: StateRecord, now_ms: int, applied: SyncApplied

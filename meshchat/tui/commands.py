@@ -35,6 +35,7 @@ one word, so ``/group create`` takes it with or without the ``+``::
     /me <action>               Me(action)
     /clear                     Clear()
     /voice <seconds>|<file>    VoiceRecord / VoiceFile   /play [N]   Play(back)   (tui/voice.py)
+    /talk <seconds>|<file>     TalkLive                                           (tui/voice.py)
     /help [command]            Help(topic)            (alias /?)
     /quit                      Quit()                 (alias /exit, /q)
 """
@@ -312,6 +313,7 @@ _ALIASES = {
     "device": "device",
     "voice": "voice",
     "play": "play",
+    "talk": "talk",
     "file": "file",
     "accept": "accept",
     "delete": "delete",
@@ -382,7 +384,7 @@ def parse_line(line: str) -> Command | None:
         return parse_group(rest)
     if name == "device":
         return parse_device(rest)
-    if name in ("voice", "play"):
+    if name in ("voice", "play", "talk"):
         return parse_voice(name, rest)
     if name in ("file", "accept"):
         return parse_file(name, rest)

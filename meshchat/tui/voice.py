@@ -1,9 +1,13 @@
-"""``/voice`` and ``/play``: voice notes from the chat screen (the grammar, and what it does).
+"""``/voice``, ``/play`` and ``/talk``: voice from the chat screen (the grammar, and what it
+does).
 
     /voice <seconds>     VoiceRecord(seconds)   record from the microphone, send it here
     /voice <file>        VoiceFile(path)        send an audio file as a voice note here
     /play [N]            Play(back)             play the Nth voice note from the end of the
                                                 conversation on screen (1, the default: the last)
+    /talk <seconds>      TalkLive(seconds)      push-to-talk: the microphone, live, to the
+                                                contact on screen (over a LAN link only)
+    /talk <file>         TalkLive(path=...)     an audio file, live, paced as if spoken
 
 Encoding, decoding, recording and playing run on worker threads, so the screen stays live. A
 note made here is kept in the home's voice folder, from which the node serves it. Without a
@@ -21,7 +25,17 @@ from typing import TYPE_CHECKING
 from meshchat.errors import UsageError
 from meshchat.files.manifest import FileKind
 from meshchat.node._filestate import Direction, State, Transfer
-from meshchat.voice import MAX_SECONDS, MEDIA_TYPE, Pcm, decode, encode_file, encode_pcm
+from meshchat.node._talk import microphone, paced
+from meshchat.talk.params import MAX_SECONDS as TALK_SECONDS
+from meshchat.voice import (
+    MAX_SECONDS,
+    MEDIA_TYPE,
+    Pcm,
+    decode,
+    encode_file,
+    encode_pcm,
+    read_audio,
+)
 from meshchat.voice import play as play_pcm
 from meshchat.voice import record as record_pcm
 from meshchat.voice.device import Played
@@ -35,6 +49,7 @@ __all__ = [
     "MAX_PLAY_BACK",
     "VOICE_HELP",
     "Play",
+    "TalkLive",
     "VoiceActions",
     "VoiceCommand",
     "VoiceFile",
@@ -46,7 +61,9 @@ VOICE_HELP = """\
   /voice <seconds>|<file>      record a voice note (at most 300 s) or send an audio file as
                                one, to this conversation
   /play [N]                    play this conversation's last voice note (N: the Nth from
-                               the end); with no sound card, write a WAV file"""
+                               the end); with no sound card, write a WAV file
+  /talk <seconds>|<file>       push-to-talk: the microphone (or a file) live to this contact,
+                               over a LAN link"""
 
 #: the furthest back /play counts
 MAX_PLAY_BACK = 1000
@@ -73,12 +90,32 @@ class Play:
     back: int = 1
 
 
-VoiceCommand = VoiceRecord | VoiceFile | Play
+@dataclass(frozen=True, slots=True)
+class TalkLive:
+    """Talk live to the contact on screen: ``seconds`` of the microphone, or the audio file
+    at ``path``."""
+
+    seconds: float = 0.0
+    path: str = ""
+
+
+VoiceCommand = VoiceRecord | VoiceFile | Play | TalkLive
 
 
 def parse_voice(name: str, rest: str) -> VoiceCommand:
-    """``/voice`` (``name`` "voice") or ``/play`` (``name`` "play") with its arguments."""
+    """``/voice``, ``/play`` or ``/talk`` (``name``) with its arguments."""
     rest = rest.strip()
+    if name == "talk":
+        if not rest:
+            raise UsageError("usage: /talk <seconds> | /talk <audio file>")
+        try:
+            seconds = float(rest)
+        except ValueError:
+            said = parse_voice("voice", rest)
+            return TalkLive(path=said.path if isinstance(said, VoiceFile) else "")
+        if not 0 < seconds <= TALK_SECONDS:
+            raise UsageError(f"/talk sends up to {TALK_SECONDS} seconds (more than 0)")
+        return TalkLive(seconds=seconds)
     if name == "play":
         if not rest:
             return Play()
@@ -111,6 +148,9 @@ class VoiceActions:
     async def execute(self, command: VoiceCommand) -> None:
         if isinstance(command, Play):
             await self._play(command.back)
+            return
+        if isinstance(command, TalkLive):
+            await self._talk(command)
             return
         key = self.ctl.current
         self.actions._check_can_send(key)
@@ -159,3 +199,20 @@ class VoiceActions:
             self.ctl.note(f"{played.why}: wrote {pcm.duration:.1f} s to {played.wav}")
         else:
             self.ctl.note(f"played {pcm.duration:.1f} s")
+
+    async def _talk(self, command: TalkLive) -> None:
+        key = self.ctl.current
+        if not key.startswith("dm:"):
+            raise UsageError("/talk goes to a contact: open their conversation (/msg NAME)")
+        if command.path:
+            pcm = await asyncio.to_thread(read_audio, Path(command.path))
+            sound = paced(Pcm(pcm.samples[: TALK_SECONDS * pcm.rate * 2], pcm.rate))
+            self.ctl.note(f"talking {pcm.duration:.1f} s live...")
+        else:
+            sound = microphone(command.seconds)
+            self.ctl.note(f"talking for {command.seconds:g} s: speak now")
+        try:
+            said = await self.node.talk.talk(key[len("dm:") :], sound)
+        finally:
+            await sound.aclose()
+        self.ctl.note(f"talked {said.seconds:.1f} s live ({said.frames} frames)")

@@ -27,7 +27,7 @@ from meshchat.store.records import Contact, Trust
 from meshchat.transports.memory import MemoryHub, MemoryTransport
 from meshchat.tui.commands import parse_line
 from meshchat.tui.controller import ChatController
-from meshchat.tui.voice import MAX_PLAY_BACK, Play, VoiceFile, VoiceRecord, parse_voice
+from meshchat.tui.voice import MAX_PLAY_BACK, Play, TalkLive, VoiceFile, VoiceRecord, parse_voice
 from meshchat.voice import pcm_from_wav, read_audio
 from tests.voice.speech import speak
 
@@ -171,3 +171,63 @@ async def test_voice_of_a_file_that_is_not_audio(pair: tuple[Side, Side], tmp_pa
     await alice.ctl.idle()
     assert f"!! {text} is not audio" in alice.text()
     assert await bob.node.files.transfers() == []
+
+
+def test_the_talk_grammar() -> None:
+    assert parse_line("/talk 12") == TalkLive(seconds=12.0)
+    assert parse_line("/talk notes/hello.wav") == TalkLive(path="notes/hello.wav")
+    for bad in ("/talk", "/talk 0", "/talk 601", "/talk -1", "/talk nan"):
+        with pytest.raises(UsageError):
+            parse_line(bad)
+
+
+@settings(max_examples=200)
+@given(rest=st.text(max_size=60))
+def test_any_talk_arguments_parse_or_are_refused_plainly(rest: str) -> None:
+    try:
+        command = parse_voice("talk", rest)
+    except UsageError as exc:
+        assert str(exc)
+        return
+    assert isinstance(command, TalkLive)
+    assert command.path or 0 < command.seconds <= 600
+
+
+async def test_talk_needs_a_lan_link(pair: tuple[Side, Side], tmp_path: Path) -> None:
+    alice, _bob = pair  # linked in memory only
+    wav = speak(tmp_path / "speech.wav", "Hello.")
+    alice.type("/msg bob")
+    await alice.ctl.idle()
+    alice.type(f"/talk {wav}")
+    await alice.ctl.idle()
+    assert "push-to-talk needs a direct LAN link" in alice.text(), alice.text()
+    alice.type("/msg #mesh")
+    await alice.ctl.idle()
+    alice.type("/talk 2")
+    await alice.ctl.idle()
+    assert "/talk goes to a contact" in alice.text()
+
+
+async def test_talk_over_a_lan_link_is_heard(tmp_path: Path) -> None:
+    from tests.talk.lan_pair import lan_pair
+
+    wav = speak(tmp_path / "speech.wav", "North gate.")
+    async with lan_pair(tmp_path) as pair:
+        ctl = ChatController(pair.talker, redraw=lambda: None, on_quit=lambda: None, tz=UTC)
+        await ctl.start()
+        side = Side(pair.talker, pair.stores[1], None, ctl, tmp_path)  # type: ignore[arg-type]
+        side.type("/msg listener")
+        await ctl.idle()
+        side.type(f"/talk {wav}")
+        await ctl.idle()
+        async with asyncio.timeout(10):
+            while not any(h.why for h in pair.listener.talk.heard.values()):
+                await asyncio.sleep(0.05)
+        assert "talked " in side.text() and " s live (" in side.text(), side.text()
+        (heard,) = pair.listener.talk.heard.values()
+        assert heard.wav is not None
+        assert (
+            abs(pcm_from_wav(Path(heard.wav).read_bytes()).duration - read_audio(wav).duration)
+            < 0.05
+        )
+        await ctl.close()

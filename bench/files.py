@@ -20,7 +20,7 @@ What is measured. The same 20 MB of random bytes go through:
   counted) between two :class:`~meshchat.transports.lan.LanTransport` ends on loopback after
   their Noise handshake, each request and piece body one sealed link frame. The bodies go
   straight into link frames, not into signed packets with a link priority (the node's path,
-  measured below; the GATT half is still to come).
+  measured below).
 
 Goodput is file bytes per second of wall time; everything runs in one process on one event
 loop (both ends share the CPU), ``--runs`` times back to back (median shown; ratios are taken
@@ -32,6 +32,13 @@ machines and wire bodies. The LAN link adds the link cipher (ChaCha20-Poly1305 p
 both ways) and asyncio; a raw TCP copy is a kernel memcpy, so the issue's target for it
 (>= 0.6) is out of reach of any Python that encrypts and hashes each chunk: it is printed,
 not a target line.
+
+The GATT half (``bench/files_ble.py``, which also runs alone): two real nodes over one
+bumble BLE link send each other a 1 MB file (one way as the central's writes, the other as
+the peripheral's notifications), against raw GATT values of the same bytes on the same
+virtual air, as fast as the CPU goes and with each connection held to 100 kB/s (a real
+radio's speed); its lines are ``files_ble_goodput_ratio_at_100kBps`` and
+``files_ble_goodput_ratio`` (target >= 0.8 each).
 
 Two real nodes. Then two :class:`~meshchat.node.Node` s (engines, stores, LAN links on
 loopback, the node's file path: link file frames between neighbours, the link's file
@@ -54,8 +61,8 @@ slower); lines ``files_core_goodput_mb_s: 18.7 (target >= 12.5)`` and
 ``files_node_goodput_mb_s: 8.5 (target >= 12.5)`` (two nodes sharing one CPU of this loaded
 machine), with ``files_tcp_goodput_ratio: 0.014 (target >= 0.6)``. A text typed during a
 transfer must leave at once, not behind the file: the last line is the p95 latency during
-the transfer over the p95 without (target <= 2). Run ``python bench/files.py`` (about a
-minute). The last line is::
+the transfer over the p95 without (target <= 2). Run ``python bench/files.py`` (about two
+minutes and a half with the GATT half). The last line is::
 
     files_text_p95_ratio: 1.25 (target <= 2.0)
 """
@@ -65,6 +72,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib.util
 import os
 import statistics
 import sys
@@ -73,6 +81,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import nacl.bindings
 
@@ -465,6 +474,18 @@ def bound_lines(
     print(f"files_node_goodput_mb_s: {node_mb / med(node_times):.1f} (target >= {GOODPUT_TARGET})")
 
 
+def _gatt_half() -> ModuleType:
+    """bench/files_ble.py, the GATT half (a module of its own: it also runs alone)."""
+    spec = importlib.util.spec_from_file_location(
+        "files_ble_bench", Path(__file__).with_name("files_ble.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(runs: int) -> None:
     data = os.urandom(SIZE)
     raw_times: list[float] = []
@@ -531,6 +552,11 @@ def main(runs: int) -> None:
     print(f"load average during the run: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
     print(f"core / raw AEAD goodput (median of per-run ratios): {statistics.median(ratios):.3f}")
     print(f"files_core_goodput_mb_s: {rate(core_times):.1f} (target >= {GOODPUT_TARGET})")
+    print()
+    gatt = _gatt_half()
+    fast, slow = gatt.run(runs)
+    print(gatt.radio_line(slow))
+    print(gatt.ratio_line(fast))
     print()
     node_mb = NODE_SIZE / 1e6
     print(

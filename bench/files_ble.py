@@ -58,6 +58,11 @@ from meshchat.transports.ble.virtual import RangedLink, fast_options, make_virtu
 
 SIZE = 1_000_000
 RATIO_TARGET = 0.8
+#: bytes per second per connection for the radio-speed half (the top of a real 1M PHY link)
+RADIO_RATE = 100_000
+RADIO_SIZE = 300_000
+#: a file of one chunk, to time what a transfer costs besides its bytes
+SMALL = 1000
 
 
 @dataclass
@@ -69,6 +74,8 @@ class Way:
     raw_max: list[float] = field(default_factory=list)
     raw_packed: list[float] = field(default_factory=list)
     transfer: list[float] = field(default_factory=list)
+    #: seconds for a 1 kB file (one chunk): what every file costs besides its bytes
+    small: list[float] = field(default_factory=list)
 
     @property
     def ratios(self) -> list[float]:
@@ -109,8 +116,8 @@ class RawPair:
         return total / (time.perf_counter() - start)
 
 
-async def raw_pair(air: RangedLink) -> tuple[list[BumbleBackend], RawPair]:
-    central, peripheral = make_virtual_backends(2, link=air, mtu=517)
+async def raw_pair(air: RangedLink, rate: float | None) -> tuple[list[BumbleBackend], RawPair]:
+    central, peripheral = make_virtual_backends(2, link=air, mtu=517, rate_limit=rate)
     loop = asyncio.get_running_loop()
     incoming: asyncio.Future[BleConnection] = loop.create_future()
     profile = _raw_profile()
@@ -141,14 +148,16 @@ def _raw_profile() -> GattProfile:
 class NodePair:
     """Two nodes over BLE with real stores; files go either way."""
 
-    def __init__(self, folder: Path, air: RangedLink) -> None:
+    def __init__(self, folder: Path, air: RangedLink, rate: float | None, size: int) -> None:
         self.folder = folder
         self.air = air
+        self.rate = rate
+        self.size = size
         self.nodes: list[Node] = []
         self.stores: list[Store] = []
 
     async def start(self) -> None:
-        backends = make_virtual_backends(2, link=self.air, mtu=517)
+        backends = make_virtual_backends(2, link=self.air, mtu=517, rate_limit=self.rate)
         for n, backend in enumerate(backends):
             identity = Identity.generate()
             home = self.folder / f"ble{n}"
@@ -157,7 +166,7 @@ class NodePair:
             files = FileOptions(
                 downloads=str(home / "downloads"),
                 state=str(home / "t.json"),
-                policy=FilePolicy(auto_accept=2 * SIZE),
+                policy=FilePolicy(auto_accept=2 * self.size),
             )
             transport = BleTransport(identity, backend, options=fast_options())
             node = Node(identity, f"n{n}", store, [transport], options=NodeOptions(files=files))
@@ -179,10 +188,12 @@ class NodePair:
         assert isinstance(link, BleLink)
         return link.session.connection.initiator
 
-    async def transfer(self, sender: Node, receiver: Node, run: int) -> float:
-        """Bytes per second of one file from ``sender`` to ``receiver``, send to done."""
-        source = self.folder / f"{sender.name}-{run}.bin"
-        source.write_bytes(os.urandom(SIZE))
+    async def transfer(self, sender: Node, receiver: Node, run: int, size: int = 0) -> float:
+        """Seconds for a file of ``size`` bytes (default: the pair's) from ``sender`` to
+        ``receiver``, from ``files.send`` to the receiver's transfer being done."""
+        size = size or self.size
+        source = self.folder / f"{sender.name}-{run}-{size}.bin"
+        source.write_bytes(os.urandom(size))
         changed = asyncio.Event()
 
         def notice(notice: NodeNotice) -> None:
@@ -208,7 +219,7 @@ class NodePair:
         elapsed = time.perf_counter() - start
         unsubscribe()
         assert Path(done[0].path).read_bytes() == source.read_bytes()
-        return SIZE / elapsed
+        return elapsed
 
     async def stop(self) -> None:
         for node in self.nodes:
@@ -217,13 +228,16 @@ class NodePair:
             store.close()
 
 
-async def measure(folder: Path, runs: int) -> tuple[Way, Way]:
+async def measure(
+    folder: Path, runs: int, rate: float | None = None, size: int = SIZE
+) -> tuple[Way, Way]:
     """Per run, for each GATT direction: raw values of both sizes (order alternating by
-    run), then a file that way (A, B as the link made them central or peripheral)."""
+    run), then a file that way (A, B as the link made them central or peripheral). ``rate``:
+    bytes per second each connection's values may carry (None: as fast as the CPU goes)."""
     logging.getLogger("bumble").setLevel(logging.ERROR)
     air = RangedLink()
-    backends, raw = await raw_pair(air)
-    pair = NodePair(folder, air)
+    backends, raw = await raw_pair(air, rate)
+    pair = NodePair(folder / f"rate{rate}", air, rate, size)
     writes = Way("central writes (without response)")
     notifies = Way("peripheral notifications")
     try:
@@ -236,10 +250,11 @@ async def measure(folder: Path, runs: int) -> tuple[Way, Way]:
                 (notifies, raw.peripheral, peripheral, central),
             ):
                 sizes = [conn.max_value_size, conn.value_size]
-                for size in sizes if run % 2 == 0 else sizes[::-1]:
-                    got = await raw.send(conn, SIZE, size)
-                    (way.raw_max if size == sizes[0] else way.raw_packed).append(got)
-                way.transfer.append(await pair.transfer(sender, receiver, run))
+                for value in sizes if run % 2 == 0 else sizes[::-1]:
+                    got = await raw.send(conn, pair.size, value)
+                    (way.raw_max if value == sizes[0] else way.raw_packed).append(got)
+                way.transfer.append(pair.size / await pair.transfer(sender, receiver, run))
+                way.small.append(await pair.transfer(sender, receiver, run, SMALL))
     finally:
         await pair.stop()
         for backend in backends:
@@ -247,9 +262,9 @@ async def measure(folder: Path, runs: int) -> tuple[Way, Way]:
     return writes, notifies
 
 
-def report(writes: Way, notifies: Way, runs: int) -> float:
+def report(writes: Way, notifies: Way, runs: int, title: str) -> float:
     """Print the table; return the headline ratio (the worse direction's median)."""
-    print(f"BLE file: {SIZE:,} bytes over one bumble GATT link, MTU 517, {runs} runs (medians)")
+    print(f"{title}, MTU 517, {runs} runs (medians)")
     print(
         f"{'direction':<36} {'raw 512 B':>10} {'raw 495 B':>10} {'file':>8} {'ratio':>6}"
         "   (kB/s; ratio: file / faster raw)"
@@ -261,6 +276,11 @@ def report(writes: Way, notifies: Way, runs: int) -> float:
             f"{statistics.median(w.raw_packed) / 1000:>10.1f} "
             f"{statistics.median(w.transfer) / 1000:>8.1f} {statistics.median(w.ratios):>6.3f}"
         )
+    small = statistics.median(writes.small + notifies.small)
+    print(
+        f"a {SMALL} B file (one chunk) takes {small * 1000:.0f} ms from send to done "
+        "(announcement, decision, request, piece, final check, name)"
+    )
     return min(statistics.median(writes.ratios), statistics.median(notifies.ratios))
 
 
@@ -268,15 +288,33 @@ def ratio_line(ratio: float) -> str:
     return f"files_ble_goodput_ratio: {ratio:.2f} (target >= {RATIO_TARGET})"
 
 
-def run(runs: int) -> float:
+def radio_line(ratio: float) -> str:
+    return (
+        f"files_ble_goodput_ratio_at_{RADIO_RATE // 1000}kBps: {ratio:.2f} "
+        f"(target >= {RATIO_TARGET})"
+    )
+
+
+def run(runs: int) -> tuple[float, float]:
+    """Both halves; their headline ratios: (CPU-bound, at radio speed)."""
     with tempfile.TemporaryDirectory() as tmp:
         writes, notifies = asyncio.run(measure(Path(tmp), runs))
-    return report(writes, notifies, runs)
+        fast = report(writes, notifies, runs, f"BLE file: {SIZE:,} bytes over one bumble GATT link")
+        print()
+        writes, notifies = asyncio.run(measure(Path(tmp), runs, RADIO_RATE, RADIO_SIZE))
+        slow = report(
+            writes,
+            notifies,
+            runs,
+            f"BLE file: {RADIO_SIZE:,} bytes, each connection held to {RADIO_RATE:,} B/s",
+        )
+    return fast, slow
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs (median is shown)")
-    ratio = run(parser.parse_args().runs)
+    fast, slow = run(parser.parse_args().runs)
     print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
-    print(ratio_line(ratio))
+    print(radio_line(slow))
+    print(ratio_line(fast))

@@ -18,12 +18,13 @@ damaged later is still refused by the decoder that opens it, not here.
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Callable
 
 from meshchat.errors import TransferError, TransferReason
 from meshchat.files.manifest import FileKind
 
-__all__ = ["HEAD_BYTES", "KNOWN_TYPES", "check_media"]
+__all__ = ["HEAD_BYTES", "KNOWN_TYPES", "announced_name", "check_media", "media_type_of"]
 
 #: How many of a file's first bytes the check reads.
 HEAD_BYTES = 64
@@ -96,3 +97,25 @@ def check_media(kind: FileKind, media_type: str, head: bytes) -> None:
         )
     if not signature(head):
         raise TransferError(TransferReason.BAD_MEDIA, f"the bytes are not {media_type}")
+
+
+#: bytes of the sender's file name announced (the saved name is shorter still)
+_NAME_KEEP = 120
+
+
+def media_type_of(name: str, kind: FileKind) -> str:
+    """The media type a file is announced with, from its name (``image/...`` for a picture,
+    ``audio/ogg`` for a voice note unless the name says another audio type)."""
+    guessed, _ = mimetypes.guess_type(name)
+    guessed = (guessed or "").lower()
+    if kind is FileKind.IMAGE:
+        return guessed if guessed.startswith("image/") else "image/jpeg"
+    if kind is FileKind.VOICE:
+        return guessed if guessed.startswith("audio/") else "audio/ogg"
+    return guessed or "application/octet-stream"
+
+
+def announced_name(name: str) -> str:
+    """The first ``_NAME_KEEP`` bytes of a file's name, as announced (never empty)."""
+    encoded = name.encode()[:_NAME_KEEP]
+    return encoded.decode(errors="ignore") or "file"

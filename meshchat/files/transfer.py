@@ -9,17 +9,21 @@ driver to carry out; nothing here reads a clock, a socket or a file.
 Pieces are pulled in the tree's order (hash pieces top-down, then chunks), a piece only once
 its parent hash piece is held, so every piece is checked the moment it arrives. At most
 ``window`` pieces are in flight in all and ``per_source`` from one source (one at a time from
-a source whose last ``per_source`` requests timed out, until it answers). A source is picked
+a source once a request to it went unanswered, until it answers). A source is picked
 round-robin among those that have room, have not said they lack the piece and have not sent
-``max_strikes`` pieces that failed their hash (those are dropped as sources). As pieces
-arrive, the window is topped up once half of the room is free, so each request names several
-pieces. A piece not answered within ``request_timeout_ms`` is asked for again, from another
-source first. Any peer may deliver a piece: it is kept if it checks, whoever sent it.
+``max_strikes`` pieces that failed their hash (those are dropped as sources); a piece that
+only a busy source may have waits for its room. As pieces arrive, the window is topped up once
+half of the room is free, so each request names several pieces. A piece not answered within
+``request_timeout_ms`` is asked for again, from another source first; sooner, after
+``hedge_ms``, when its source has sent nothing since it was asked and another source that
+answers has room (an offline sender among group members who hold the file). A piece that
+fails its hash is asked of another source at once. Any peer may deliver a piece: it is kept if
+it checks, whoever sent it.
 
 States of a piece::
 
     wanted --request--> in flight --checked piece--> held
-      ^                    |  timeout / missing / source dropped
+      ^                    |  timeout / hedge / missing / bad hash / source dropped
       +--------------------+
 
 A download ends ``Completed`` when every chunk is held, or ``Abandoned`` (partial data to be

@@ -25,7 +25,6 @@ partial file holds (each checked again); a download that makes no progress for
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from meshchat.files.effects import (
     WriteChunk,
 )
 from meshchat.files.manifest import FileKind, FileManifest
+from meshchat.files.media import announced_name, media_type_of
 from meshchat.files.policy import Verdict
 from meshchat.files.serve import Holder, Seeder, SentFile
 from meshchat.files.sink import FileSource, Sink, prepare_file
@@ -75,24 +75,8 @@ MAX_STALL_MS = 60_000  #: (doubling while nothing comes, so a sender away long c
 PROGRESS_MS = 1000
 #: how often chunks waiting for their askers' allowances are served
 PACE_S = 0.01
-_NAME_KEEP = 120  # bytes of the sender's file name announced (the saved name is shorter still)
-
-
-def media_type_of(path: Path, kind: FileKind) -> str:
-    """The media type a file is announced with, from its name (``image/...`` for a picture,
-    ``audio/ogg`` for a voice note unless the name says another audio type)."""
-    guessed, _ = mimetypes.guess_type(path.name)
-    guessed = (guessed or "").lower()
-    if kind is FileKind.IMAGE:
-        return guessed if guessed.startswith("image/") else "image/jpeg"
-    if kind is FileKind.VOICE:
-        return guessed if guessed.startswith("audio/") else "audio/ogg"
-    return guessed or "application/octet-stream"
-
-
-def _short(name: str) -> str:
-    encoded = name.encode()[:_NAME_KEEP]
-    return encoded.decode(errors="ignore") or "file"
+#: completed downloads a node goes on serving (each keeps its file open), the newest
+MAX_SHARED = 32
 
 
 class NodeFiles:
@@ -108,6 +92,8 @@ class NodeFiles:
         self._sinks: dict[bytes, Sink] = {}
         self._sources: dict[bytes, FileSource] = {}
         self._transfers: OrderedDict[bytes, Transfer] = OrderedDict()
+        #: completed downloads served to others, oldest first (at most MAX_SHARED)
+        self._shared: OrderedDict[bytes, None] = OrderedDict()
         self._finishing: set[asyncio.Task[None]] = set()
         self._paced = False
         self._kicked_ms = 0
@@ -167,9 +153,9 @@ class NodeFiles:
             lambda: prepare_file(
                 source,
                 kind=kind,
-                media_type=media_type or media_type_of(source, kind),
+                media_type=media_type or media_type_of(source.name, kind),
                 key=new_key(),
-                name=_short(name or source.name),
+                name=announced_name(name or source.name),
                 caption=caption,
             ),
         )
@@ -543,7 +529,15 @@ class NodeFiles:
         task.add_done_callback(self._finishing.discard)
 
     async def _reshare(self, holder: Holder, path: Path) -> None:
-        self._sources[holder.manifest.root] = FileSource(path, holder.manifest)
+        root = holder.manifest.root
+        self._sources[root] = FileSource(path, holder.manifest)
+        self._shared[root] = None
+        while len(self._shared) > MAX_SHARED:  # the oldest completed file is served no more
+            old, _ = self._shared.popitem(last=False)
+            self.seeder.remove(old)
+            source = self._sources.pop(old, None)
+            if source is not None:
+                source.close()
         self._share(holder)
 
     async def _ended(self, transfer: Transfer, state: State, error: str, path: str) -> None:

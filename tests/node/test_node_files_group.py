@@ -8,6 +8,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from meshchat.files.wire import Piece
 from meshchat.node._filestate import State
 from meshchat.store.records import Trust
@@ -122,5 +124,32 @@ async def test_a_member_serving_forged_chunks_does_not_stop_the_download(
         assert not await received(cat, State.FAILED)
     finally:
         for p in peers:
+            await p.node.stop()
+            p.store.close()
+
+
+async def test_completed_files_served_are_bounded_oldest_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("meshchat.node._files.MAX_SHARED", 1)
+    hub = MemoryHub()
+    ann, ben = [await make_peer(tmp_path, hub, n) for n in ("ann", "ben")]
+    try:
+        await befriend(ann, ben)
+        hub.connect(ann.transport, ben.transport)
+        roots = []
+        for k in range(2):
+            source = tmp_path / f"f{k}.bin"
+            source.write_bytes(os.urandom(20_000))
+            roots.append((await ann.node.files.send("ben", source)).root)
+
+            async def served(root: bytes = roots[-1]) -> bool:
+                return ben.node.files.seeder.holder(root) is not None
+
+            await wait_for(served)  # a completed download is served on
+        assert ben.node.files.seeder.holder(roots[0]) is None  # the older one no more
+        assert len(await received(ben)) == 2
+    finally:
+        for p in (ann, ben):
             await p.node.stop()
             p.store.close()

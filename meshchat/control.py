@@ -58,7 +58,7 @@ link_revoke device (name or id prefix)      the new list, as link_devices
 send_file,  see :mod:`meshchat.node._filecontrol`
 transfers,
 accept_file
-talk        to, path (absolute: an audio    talk (talk_id, peer, frames,
+talk        to, path (absolute: an audio    talk (talk_id, peers, frames,
             file sent live) or seconds      seconds, wire_bytes) when it ends
             (the microphone)
 talks       (none)                          talks heard (talk_id, sender, seconds,

@@ -2,9 +2,10 @@
 
 ``talk TARGET --file AUDIO`` sends the sound of an audio file live, paced as if spoken;
 ``talk TARGET --seconds N`` sends N seconds of the microphone as they are spoken. Either way
-the node sends it (:mod:`meshchat.node._talk`): to a contact over a direct LAN link only. The
-contact's node plays what it hears on its sound card, or writes it as a WAV file in its
-downloads folder where there is none (``talks`` lists them).
+the node sends it (:mod:`meshchat.node._talk`): to a contact, or to the members of a
+``+group``, over direct LAN links only. A listening node plays what it hears on its sound
+card, or writes it as a WAV file in its downloads folder where there is none (``talks``
+lists them).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ DEFAULT_SECONDS = 10.0
 
 def add_talk_parsers(sub: Any) -> None:
     """``talk`` and ``talks`` on the ``meshchat`` parser's sub-commands."""
-    help_text = "push-to-talk: send live sound to a contact over a LAN link"
+    help_text = "push-to-talk: send live sound to a contact or +group over LAN links"
     p = sub.add_parser("talk", help=help_text, description=help_text)
     p.set_defaults(fn=cmd_talk)
-    p.add_argument("to", help="contact name or node id prefix")
+    p.add_argument("to", help="contact name, node id prefix or +group")
     p.add_argument("--file", metavar="AUDIO", help="send this audio file live (for tests)")
     p.add_argument(
         "--seconds",
@@ -81,7 +82,8 @@ def cmd_talk(args: argparse.Namespace, home: Home) -> int:
         kbit = talk["wire_bytes"] * 8 / 1000 / talk["seconds"] if talk["seconds"] else 0.0
         say(
             f"talked {talk['seconds']:.1f} s to {safe_line(args.to)} "
-            f"({talk['frames']} frames, {kbit:.0f} kbit/s on the link)"
+            f"({talk['frames']} frames to {len(talk['peers'])} device(s), "
+            f"{kbit:.0f} kbit/s on the links)"
         )
     return 0
 

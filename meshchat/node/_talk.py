@@ -1,23 +1,25 @@
-"""Push-to-talk in a running node: live Opus frames to a contact over LAN links, and the talks
-it hears played (or written as WAV files).
+"""Push-to-talk in a running node: live Opus frames to a contact or a group's members over LAN
+links, and the talks it hears played (or written as WAV files).
 
-Theory of operation. Talking (:meth:`NodeTalk.talk`): the target must be a contact with a
-direct LAN link (:data:`~meshchat.talk.params.FAST_TRANSPORTS`); the node draws a talk id and
-key and sends the offer as an account control blob, sealed in the pairwise forward-secret
+Theory of operation. Talking (:meth:`NodeTalk.talk`): the target is a contact, or a ``+group``
+whose other members are the listeners; only those with a direct LAN link
+(:data:`~meshchat.talk.params.FAST_TRANSPORTS`) hear it. The node draws a talk id and key and
+sends the offer to each as an account control blob, sealed in the pairwise forward-secret
 session and retried until acked, then encodes the sound 20 ms at a time as it comes (a file is
-paced to real time, the microphone paces itself) and sends each Opus packet sealed under the
-talk's key in a signed TALK packet straight onto the LAN link(s) to that contact: not through
-the router (never relayed, never carried), and not through the inbox.
+paced to real time, the microphone paces itself), seals each Opus packet once under the
+talk's key and sends it in a signed TALK packet to each listener, straight onto the LAN link:
+not through the router (never relayed, never carried), and not through the inbox.
 
 Hearing: a TALK frame is taken on the loop as the link hands it over (:meth:`NodeTalk.frame`),
 before the inbox, so live sound never waits behind a batch of stored messages: only from a
-LAN link, at most :data:`~meshchat.talk.params.RATE_PER_S` a second per link, only from a
-contact's link who is not blocked, only signed by that link's proven peer and addressed to
-this node; then the :class:`~meshchat.talk.listen.Listener` opens it and puts it in the talk's
-jitter buffer. A timer hands out due frames, decodes them and writes the samples to the sound
-card, or, where there is none (or ``MESHCHAT_NO_SOUND`` is set), to a WAV file in the
-downloads folder. Nothing of a talk is written to the store: live sound is not history (no
-message, no per-frame write); the faces hear of a talk by ``talk`` notices and :attr:`heard`.
+LAN link, at most :data:`~meshchat.talk.params.RATE_PER_S` a second per link, only from the
+link of a contact or group member who is not blocked, only signed by that link's proven peer
+and addressed to this node; then the :class:`~meshchat.talk.listen.Listener` opens it and
+puts it in the talk's jitter buffer. A timer hands out due frames, decodes them and writes
+the samples to the sound card, or, where there is none (or ``MESHCHAT_NO_SOUND`` is set), to
+a WAV file in the downloads folder. Nothing of a talk is written to the store: live sound is
+not history (no message, no per-frame write); the faces hear of a talk by ``talk`` notices
+and :attr:`heard`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from meshchat.talk.params import (
     RATE_PER_S,
 )
 from meshchat.talk.wire import KIND_TALK, LiveFrame, TalkOffer, seal_sound
-from meshchat.target import TargetKind
+from meshchat.target import Target, TargetKind
 from meshchat.transports.base import Link
 from meshchat.voice.device import input_stream, output_stream
 from meshchat.voice.live import FRAME_BYTES, LiveDecoder, LiveEncoder
@@ -71,10 +73,12 @@ _MAX_BUCKETS = 256
 
 @dataclass(frozen=True, slots=True)
 class Said:
-    """A talk this node sent: to whom, how many frames, seconds and bytes on the wire."""
+    """A talk this node sent: to which devices, how many frames, seconds and bytes on the
+    wire (all devices together)."""
 
     talk_id: bytes
-    peer: bytes
+    #: the devices it went to (a contact's, or a group's members with a LAN link)
+    peers: tuple[bytes, ...]
     frames: int
     seconds: float
     wire_bytes: int
@@ -82,7 +86,7 @@ class Said:
     def to_json(self) -> dict[str, Any]:
         return {
             "talk_id": self.talk_id.hex(),
-            "peer": self.peer.hex(),
+            "peers": [p.hex() for p in self.peers],
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "wire_bytes": self.wire_bytes,
@@ -235,59 +239,74 @@ class NodeTalk:
         sent_hook: SentHook | None = None,
     ) -> Said:
         """Send ``sound`` (frames of 20 ms at 16 kHz, as :func:`paced` or :func:`microphone`
-        give them) live to the contact ``target``. Raises :class:`UsageError` for a target that
-        is not a contact or has no LAN link (push-to-talk needs one: send a voice note)."""
+        give them) live to the contact or ``+group`` ``target``: to each of its devices with a
+        direct LAN link. Raises :class:`UsageError` for a channel, or when none has a LAN link
+        (push-to-talk needs one: send a voice note)."""
         node = self.node
-        resolved = await node.resolve(target)
-        contact = resolved.contact
-        if resolved.kind is not TargetKind.DIRECT or contact is None:
-            raise UsageError("push-to-talk goes to a contact (groups and channels: not yet)")
-        peer = contact.node_id
-        if not self.fast_links(peer):
-            raise UsageError(
-                f"no LAN link to {contact.name}: push-to-talk needs a direct LAN link "
-                "(send a voice note instead)"
-            )
-        identity = PublicIdentity(contact.sign_public, contact.box_public)
+        peers = self._listeners(await node.resolve(target), target)
         offer = TalkOffer.new()
 
         async def send_offer() -> None:
-            glue = node.engine.account_glue
-            await node.effects.run(glue.send(identity, offer.encode(), node.clock()))
+            glue, now = node.engine.account_glue, node.clock()
+            for identity in peers:
+                await node.effects.run(glue.send(identity, offer.encode(), now))
 
         await node.submit(send_offer)
+        ids = [p.node_id for p in peers]
         encoder = LiveEncoder()
         frames = wire = 0
         limit = MAX_SECONDS * 1000 // FRAME_MS
         async for samples in sound:
             if sent_hook is not None:
                 sent_hook(offer.talk_id, frames, time.perf_counter())
-            wire += self._send(peer, offer, frames, encoder.encode(samples), end=False)
+            wire += self._send(ids, offer, frames, encoder.encode(samples), end=False)
             frames += 1
             if frames >= limit:
                 break
-        # then an end frame without sound: the listener ends the talk when it plays
-        wire += self._send(peer, offer, frames, b"", end=True)
-        return Said(offer.talk_id, peer, frames, frames * FRAME_MS / 1000, wire)
+        # then an end frame without sound: a listener ends the talk when it plays
+        wire += self._send(ids, offer, frames, b"", end=True)
+        return Said(offer.talk_id, tuple(ids), frames, frames * FRAME_MS / 1000, wire)
 
-    def _send(self, peer: bytes, offer: TalkOffer, seq: int, opus: bytes, *, end: bool) -> int:
+    def _listeners(self, resolved: Target, target: str) -> list[PublicIdentity]:
+        """The devices a talk to ``resolved`` goes to: the contact, or the group's other
+        members, that have a direct LAN link."""
+        me = self.node.identity.node_id
+        if resolved.kind is TargetKind.DIRECT and resolved.contact is not None:
+            c = resolved.contact
+            everyone = [PublicIdentity(c.sign_public, c.box_public)]
+        elif resolved.kind is TargetKind.GROUP and resolved.group is not None:
+            everyone = [m for m in resolved.group.roster.members if m.node_id != me]
+        else:
+            raise UsageError("push-to-talk goes to a contact or a +group (not a channel)")
+        peers = [p for p in everyone if self.fast_links(p.node_id)]
+        if not peers:
+            raise UsageError(
+                f"no LAN link to {target}: push-to-talk needs a direct LAN link "
+                "(send a voice note instead)"
+            )
+        return peers
+
+    def _send(
+        self, peers: list[bytes], offer: TalkOffer, seq: int, opus: bytes, *, end: bool
+    ) -> int:
         node = self.node
         sealed = seal_sound(offer.key, offer.talk_id, seq, opus, end=end)
         body = LiveFrame(offer.talk_id, seq, sealed, end).encode()
-        packet = codec.build(
-            node.identity, PacketKind.TALK, Destination.node(peer), Suite.SIGNED, body,
-            node.clock(), 1,
-        )  # fmt: skip
-        frame = codec.encode(packet)
-        links = self.fast_links(peer)
-        if not links:
-            raise UsageError("the LAN link to the contact went down")
         sent = 0
-        for link in links:
-            if link.send(frame):
-                sent += len(frame)
-            else:
-                node.count("talk.drop.link-send")
+        for peer in peers:
+            packet = codec.build(
+                node.identity, PacketKind.TALK, Destination.node(peer), Suite.SIGNED, body,
+                node.clock(), 1,
+            )  # fmt: skip
+            frame = codec.encode(packet)
+            links = self.fast_links(peer)
+            if not links and len(peers) == 1:
+                raise UsageError("the LAN link to the contact went down")
+            for link in links:
+                if link.send(frame):
+                    sent += len(frame)
+                else:
+                    node.count("talk.drop.link-send")
         return sent
 
     # -- hearing ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ does).
     /play [N]            Play(back)             play the Nth voice note from the end of the
                                                 conversation on screen (1, the default: the last)
     /talk <seconds>      TalkLive(seconds)      push-to-talk: the microphone, live, to the
-                                                contact on screen (over a LAN link only)
+                                                contact or group on screen (LAN links only)
     /talk <file>         TalkLive(path=...)     an audio file, live, paced as if spoken
 
 Encoding, decoding, recording and playing run on worker threads, so the screen stays live. A
@@ -62,8 +62,8 @@ VOICE_HELP = """\
                                one, to this conversation
   /play [N]                    play this conversation's last voice note (N: the Nth from
                                the end); with no sound card, write a WAV file
-  /talk <seconds>|<file>       push-to-talk: the microphone (or a file) live to this contact,
-                               over a LAN link"""
+  /talk <seconds>|<file>       push-to-talk: the microphone (or a file) live to this contact
+                               or group, over LAN links"""
 
 #: the furthest back /play counts
 MAX_PLAY_BACK = 1000
@@ -202,8 +202,8 @@ class VoiceActions:
 
     async def _talk(self, command: TalkLive) -> None:
         key = self.ctl.current
-        if not key.startswith("dm:"):
-            raise UsageError("/talk goes to a contact: open their conversation (/msg NAME)")
+        if not key.startswith(("dm:", "grp:")):
+            raise UsageError("/talk goes to a contact or a group: open its conversation")
         if command.path:
             pcm = await asyncio.to_thread(read_audio, Path(command.path))
             sound = paced(Pcm(pcm.samples[: TALK_SECONDS * pcm.rate * 2], pcm.rate))
@@ -212,7 +212,7 @@ class VoiceActions:
             sound = microphone(command.seconds)
             self.ctl.note(f"talking for {command.seconds:g} s: speak now")
         try:
-            said = await self.node.talk.talk(key[len("dm:") :], sound)
+            said = await self.node.talk.talk(key.removeprefix("dm:"), sound)
         finally:
             await sound.aclose()
         self.ctl.note(f"talked {said.seconds:.1f} s live ({said.frames} frames)")

@@ -137,3 +137,18 @@ def test_frames_from_a_link_that_is_not_lan_are_dropped(tmp_path: Path) -> None:
         return None
 
     asyncio.run(run())
+
+
+async def test_a_group_talk_reaches_the_members_on_the_lan(
+    tmp_path: Path, short_speech: Pcm
+) -> None:
+    async with lan_pair(tmp_path) as pair:
+        await pair.talker.create_group("crew", ["listener"])
+        async with asyncio.timeout(10):
+            while not pair.listener.groups():
+                await asyncio.sleep(0.05)
+        part = Pcm(short_speech.samples[:32000], short_speech.rate)  # one second
+        said = await pair.talker.talk.talk("+crew", paced(part))
+        heard = await heard_one(pair.listener)
+    assert said.peers == (pair.listener.identity.node_id,)
+    assert heard.why == "ended" and heard.played == said.frames + 1 and heard.gaps == 0

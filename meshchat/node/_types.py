@@ -58,6 +58,11 @@ GROUP_STATE = "group"
 
 
 NODE_SERVE = ServeLimits(rate=10240, burst=256, total_rate=20480, total_burst=1024)
+#: a node pulls with more pieces in flight than the core's default (32 from one source, 51 kB:
+#: 5 s of a slow BLE link, within the request timeout): between two processes a round trip
+#: includes each end's turn on a CPU, and with 16 the pipe was empty for much of it (each
+#: end spent 15-20% more CPU per chunk, in smaller batches)
+NODE_LIMITS = Limits(window=64, per_source=32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,7 @@ class FileOptions:
     downloads: str | None = None
     state: str | None = None
     policy: FilePolicy = field(default_factory=FilePolicy)
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=lambda: NODE_LIMITS)
     #: per asker about 15.7 MB/s, 31 MB/s to all (above a 100 Mbit/s LAN; BLE is far slower)
     serve: ServeLimits = field(default_factory=lambda: NODE_SERVE)
     #: finished transfers listed by ``meshchat transfers`` (the oldest are forgotten)

@@ -187,11 +187,16 @@ async def paced(
         yield pcm.samples[offset : offset + FRAME_BYTES]
 
 
-async def microphone(seconds: float) -> AsyncGenerator[bytes, None]:
-    """``seconds`` of the default microphone, 20 ms at a time as it is spoken."""
+def microphone(seconds: float) -> AsyncGenerator[bytes, None]:
+    """``seconds`` of the default microphone, 20 ms at a time as it is spoken. The microphone
+    is opened here, so a machine without one raises :class:`VoiceError` (``NO_MICROPHONE``)
+    before any talk starts."""
     if not 0 < seconds <= MAX_SECONDS:
         raise UsageError(f"talk for 0 to {MAX_SECONDS} seconds")
-    stream: Any = input_stream(ENCODE_RATE)
+    return _spoken(input_stream(ENCODE_RATE), seconds)
+
+
+async def _spoken(stream: Any, seconds: float) -> AsyncGenerator[bytes, None]:
     loop = asyncio.get_running_loop()
     frames = FRAME_BYTES // SAMPLE_BYTES
     try:
@@ -391,23 +396,26 @@ class NodeTalk:
 
     def _out(self, out: Out) -> None:
         talk = out.talk
+        if talk.talk_id not in self.listener.talks:
+            return  # ended earlier in this turn (its sound could not be written)
         decoder = self._decoders.get(talk.talk_id)
         if decoder is None:
             decoder = self._decoders[talk.talk_id] = LiveDecoder()
         samples = decoder.decode(out.opus)
         for hook in list(self.played_hooks):
             hook(talk.talk_id, out.seq, samples)
-        sink = self._sinks.get(talk.talk_id)
-        if sink is None:
-            try:
+        try:
+            sink = self._sinks.get(talk.talk_id)
+            if sink is None:
                 sink = self._sinks[talk.talk_id] = _Sink(self.node.options.files.downloads, talk)
-            except OSError:
-                self.node.count("talk.sink-failed")
-                self.listener.end(talk.talk_id)
-                return
-        if samples:
-            sink.write(samples)
-            self._written[talk.talk_id] = self._written.get(talk.talk_id, 0) + len(samples)
+            if samples:
+                sink.write(samples)
+        except OSError:  # no folder, the disk is full...: the talk ends, its WAV as it got
+            self.node.count("talk.sink-failed")
+            self.listener.end(talk.talk_id)
+            self._end(Ended(talk, "could not write"))
+            return
+        self._written[talk.talk_id] = self._written.get(talk.talk_id, 0) + len(samples)
 
     def _end(self, ended: Ended) -> None:
         talk = ended.talk
@@ -415,7 +423,10 @@ class NodeTalk:
         written = self._written.pop(talk.talk_id, 0)
         sink = self._sinks.pop(talk.talk_id, None)
         if sink is not None:
-            sink.close()
+            try:
+                sink.close()
+            except OSError:
+                self.node.count("talk.sink-failed")
         heard = self.heard.get(talk.talk_id)
         if heard is not None:
             stats = talk.buffer.stats

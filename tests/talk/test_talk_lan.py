@@ -152,3 +152,19 @@ async def test_a_group_talk_reaches_the_members_on_the_lan(
         heard = await heard_one(pair.listener)
     assert said.peers == (pair.listener.identity.node_id,)
     assert heard.why == "ended" and heard.played == said.frames + 1 and heard.gaps == 0
+
+
+async def test_a_talk_that_cannot_be_written_ends_plainly(
+    tmp_path: Path, short_speech: Pcm
+) -> None:
+    async with lan_pair(tmp_path) as pair:
+        downloads = tmp_path / "listener" / "downloads"
+        downloads.write_bytes(b"a file where the folder should be")
+        part = Pcm(short_speech.samples[:16000], short_speech.rate)
+        await pair.talker.talk.talk("listener", paced(part))
+        heard = await heard_one(pair.listener)
+        assert heard.why == "could not write" and heard.wav is None
+        assert pair.listener.counters["talk.sink-failed"] == 1
+        again = await pair.talker.talk.talk("listener", paced(part))  # the node goes on
+        await asyncio.sleep(0.3)
+        assert again.talk_id in pair.listener.talk.heard

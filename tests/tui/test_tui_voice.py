@@ -231,3 +231,13 @@ async def test_talk_over_a_lan_link_is_heard(tmp_path: Path) -> None:
             < 0.05
         )
         await ctl.close()
+
+
+async def test_talk_without_a_microphone(pair: tuple[Side, Side]) -> None:
+    alice, bob = pair
+    alice.type("/msg bob")
+    await alice.ctl.idle()
+    alice.type("/talk 3")
+    await alice.ctl.idle()
+    assert "!! no microphone" in alice.text(), alice.text()
+    assert bob.node.talk.heard == {}

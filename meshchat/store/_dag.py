@@ -144,7 +144,8 @@ BY_ROW = """
 #: just written needs read back, its sealed fields being the ones it was written with.
 STATE_BY_ROW = """
     SELECT m.state, m.updated_ms, m.order_ms, m.late,
-    (SELECT COUNT(*) FROM links l WHERE l.child_row = m.row_id AND l.waiting = 1)
+    (SELECT COUNT(*) FROM links l WHERE l.child_row = m.row_id AND l.waiting = 1),
+    m.conv_tag, m.msg_tag, m.sender_tag, m.outgoing, m.sealed
     FROM messages m WHERE m.row_id = ?
 """
 OUTGOING_IN_CONV = """

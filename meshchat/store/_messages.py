@@ -39,6 +39,10 @@ _QUERY_ROWS_MAX = 1_000_000
 _IDS_MAX = 10_000
 
 
+#: how many recent messages a store keeps opened for naming its heads (see _remember)
+_HEADS_REMEMBERED = 64
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -61,6 +65,8 @@ class MessageTables:
     _reading: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _writing: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _sync_before_delete: Callable[[sqlite3.Connection, int], None]
+    #: recent messages by their row's cells (see _remember)
+    _opened_heads: dict[tuple[Any, ...], Message]
 
     def _open(self, rows: Iterable[Any]) -> list[Message]:
         return [self._rows.open_message(row, dag=True)[0] for row in rows]
@@ -76,12 +82,42 @@ class MessageTables:
         row = conn.execute(d.STATE_BY_ROW, (row_id,)).fetchone()
         if row is None:
             return replace(message, row_id=row_id)
-        state, updated_ms, order_ms, late, missing = row
+        state, updated_ms, order_ms, late, missing = row[:5]
+        self._remember(row[5:], message)
         return replace(
             message,
             row_id=row_id,
             state=v.cell_enum(MessageState, state),
             updated_ms=v.cell_int(updated_ms),
+            order_ms=None if order_ms is None else v.cell_int(order_ms),
+            late=bool(v.cell_int(late)),
+            missing=v.cell_int(missing),
+        )
+
+    def _remember(self, cells: tuple[Any, ...], message: Message) -> None:
+        """Keep ``message`` (what its sealed cell holds) under its row's cells ``(conv_tag,
+        msg_tag, sender_tag, outgoing, sealed)``, for :meth:`head_messages`: the newest
+        messages, asked before every message sent, are then not opened again. A row whose
+        cells are these holds this message (the cell is bound to the first four and never
+        rewritten). Bounded; the oldest go first; emptied when messages are erased."""
+        known = self._opened_heads
+        known[tuple(cells)] = message
+        if len(known) > _HEADS_REMEMBERED:
+            del known[next(iter(known))]
+
+    def _open_head(self, row: tuple[Any, ...]) -> Message:
+        """A head row as :meth:`_open` gives it, from :meth:`_remember` when it can."""
+        known = self._opened_heads.get((row[1], row[2], row[3], row[4], row[7]))
+        if known is None:
+            message = self._rows.open_message(row, dag=True)[0]
+            self._remember((row[1], row[2], row[3], row[4], row[7]), message)
+            return message
+        order_ms, late, missing = row[8], row[9], row[10]
+        return replace(
+            known,
+            row_id=v.cell_int(row[0]),
+            state=v.cell_enum(MessageState, row[5]),
+            updated_ms=v.cell_int(row[6]),
             order_ms=None if order_ms is None else v.cell_int(order_ms),
             late=bool(v.cell_int(late)),
             missing=v.cell_int(missing),
@@ -253,6 +289,7 @@ class MessageTables:
         ids = _ids(msg_ids)
         when = _now_ms() if now_ms is None else v.integer(now_ms, "now_ms")
         erased = 0
+        self._opened_heads.clear()
         with self._writing() as conn:
             self._sync_before_delete(conn, when)
             for msg_id in ids:
@@ -268,6 +305,7 @@ class MessageTables:
         """Erase every message of ``conversation`` (tombstoning each); return how many."""
         conv_tag = self._rows.conv_tag(v.text(conversation, "conversation"))
         when = _now_ms() if now_ms is None else v.integer(now_ms, "now_ms")
+        self._opened_heads.clear()
         with self._writing() as conn:
             self._sync_before_delete(conn, when)
             for row in conn.execute(d.CONV_OUTGOING_LIVE, (conv_tag,)).fetchall():
@@ -322,7 +360,7 @@ class MessageTables:
         :func:`meshchat.causal.split_heads`)."""
         conv_tag = self._rows.conv_tag(v.text(conversation, "conversation"))
         with self._reading() as conn:
-            found = self._open(self._dag.head_rows(conn, conv_tag))
+            found = [self._open_head(row) for row in self._dag.head_rows(conn, conv_tag)]
         found.sort(key=order_key, reverse=True)
         return found[:MAX_PARENTS]
 

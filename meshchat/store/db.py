@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from meshchat.errors import StoreError, StoreReason, UsageError
 from meshchat.identity import ContactCard
@@ -67,6 +67,7 @@ from meshchat.store.records import (
     Channel,
     Contact,
     Conversation,
+    Message,
     MessageState,
     OutboxEntry,
     Trust,
@@ -112,6 +113,7 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTable
         self._db = Database(self._path, self._rows, self._history.forget)
         self._reading = self._db.reading
         self._writing = self._db.writing
+        self._opened_heads: dict[tuple[Any, ...], Message] = {}
         #: contacts opened by the latest read of them all, by their row's cells
         self._opened_contacts: dict[tuple[bytes, ...], Contact] = {}
 
@@ -156,6 +158,8 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTable
 
     def close(self) -> None:
         """Close the connection. Idempotent; any later call raises :class:`StoreError`."""
+        self._opened_heads.clear()
+        self._opened_contacts = {}
         self._db.close()
 
     @property

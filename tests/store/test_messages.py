@@ -10,6 +10,7 @@ import pytest
 from meshchat.causal import MAX_WANTS
 from meshchat.errors import StoreError
 from meshchat.store import MessageState, Store
+from meshchat.store._rows import Rows
 
 from .helpers import KEY, ME
 from .test_dag import ALICE, BOB, CONV, T0, mid, recv, shown_ids
@@ -221,3 +222,31 @@ def test_what_an_add_returns_is_what_the_store_reads_back(store: Store) -> None:
         assert message == read[message.msg_id]
     assert read[mid(4)].held and read[mid(4)].missing == 1
     assert read[mid(6)].late
+
+
+def test_head_messages_open_no_row_of_a_message_written_here(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message's parents come from the conversation's head messages, asked before every
+    message sent; the store keeps the messages it wrote, so naming them opens no sealed row.
+    What it gives is what a fresh store opens; an erased message is not kept."""
+    store.add_outgoing(CONV, mid(1), b"\x05" * 16, ME, "me", "first", T0, T0 + 10**6)
+    recv(store, 2, 1)
+    recv(store, 3, 1, sender=BOB)
+    opened: list[int] = []
+    real_open = Rows.open_message
+
+    def counting(rows: Rows, row: tuple[object, ...], *, dag: bool = False) -> object:
+        opened.append(1)
+        return real_open(rows, row, dag=dag)
+
+    monkeypatch.setattr(Rows, "open_message", counting)
+    heads = store.head_messages(CONV)
+    assert opened == []
+    monkeypatch.undo()
+    with Store.open(db_path, key=KEY) as fresh:
+        assert fresh.head_messages(CONV) == heads
+        assert {m.msg_id for m in heads} == {mid(2), mid(3)}
+        assert store.delete_messages(CONV, [mid(3)]) == 1
+        assert store.head_messages(CONV) == fresh.head_messages(CONV)
+        assert [m.msg_id for m in store.head_messages(CONV)] == [mid(2)]

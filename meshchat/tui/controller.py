@@ -495,6 +495,8 @@ class ChatController:
             self._on_message(notice, notice.message)
         elif notice.kind == "link" and notice.link is not None:
             self.actions.devices.on_link(notice.link)
+        elif notice.kind == "talk":
+            self.actions.voice.on_talk()
         elif notice.kind == "devices":
             if notice.devices is not None:
                 self.actions.devices.on_devices(notice.devices)

@@ -144,6 +144,8 @@ class VoiceActions:
         self.ctl = controller
         self.actions = actions
         self.node = controller.node
+        #: talks heard and what was last said of each ("live", "ended")
+        self._told: dict[bytes, str] = {}
 
     async def execute(self, command: VoiceCommand) -> None:
         if isinstance(command, Play):
@@ -216,3 +218,19 @@ class VoiceActions:
         finally:
             await sound.aclose()
         self.ctl.note(f"talked {said.seconds:.1f} s live ({said.frames} frames)")
+
+    def on_talk(self) -> None:
+        """A talk to this node began or ended: say so in the conversation on screen."""
+        for heard in list(self.node.talk.heard.values()):
+            state = "ended" if heard.why else "live"
+            if self._told.get(heard.talk_id) == state:
+                continue
+            self._told[heard.talk_id] = state
+            while len(self._told) > 64:
+                del self._told[next(iter(self._told))]
+            who = self.ctl.contacts.get(heard.sender) or heard.sender.hex()[:8]
+            if not heard.why:
+                self.ctl.note(f"{who} is talking live...")
+                continue
+            where = heard.device or heard.wav or "nowhere"
+            self.ctl.note(f"heard {who} live for {heard.seconds:.1f} s ({heard.why}): {where}")

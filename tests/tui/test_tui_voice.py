@@ -215,6 +215,9 @@ async def test_talk_over_a_lan_link_is_heard(tmp_path: Path) -> None:
     async with lan_pair(tmp_path) as pair:
         ctl = ChatController(pair.talker, redraw=lambda: None, on_quit=lambda: None, tz=UTC)
         await ctl.start()
+        ear = ChatController(pair.listener, redraw=lambda: None, on_quit=lambda: None, tz=UTC)
+        await ear.start()
+        other = Side(pair.listener, pair.stores[0], None, ear, tmp_path)  # type: ignore[arg-type]
         side = Side(pair.talker, pair.stores[1], None, ctl, tmp_path)  # type: ignore[arg-type]
         side.type("/msg listener")
         await ctl.idle()
@@ -225,6 +228,11 @@ async def test_talk_over_a_lan_link_is_heard(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
         assert "talked " in side.text() and " s live (" in side.text(), side.text()
         (heard,) = pair.listener.talk.heard.values()
+        await ear.idle()
+        screen = other.text()
+        assert "talker is talking live..." in screen, screen
+        assert f"heard talker live for {heard.seconds:.1f} s (ended): " in screen, screen
+        await ear.close()
         assert heard.wav is not None
         assert (
             abs(pcm_from_wav(Path(heard.wav).read_bytes()).duration - read_audio(wav).duration)

@@ -175,6 +175,16 @@ class Seeder:
             effects.append(Dropped(peer, TransferReason.RATE_LIMITED, body.root))
         return effects
 
+    def lacks(self, peer: Peer, body: Request, now_ms: int) -> list[Effect]:
+        """``peer`` asks for pieces of a file this node knows but does not serve (announced
+        to it and not pulled, say): a missing answer naming them all, so the asker turns to
+        another source at once; one of the peer's tokens per request (beyond its allowance,
+        no answer). The driver decides when a peer may be told (it knows the root)."""
+        if not self._bucket(peer, now_ms).take(now_ms):
+            self.limited += 1
+            return [Dropped(peer, TransferReason.RATE_LIMITED, body.root)]
+        return [SendMissing(peer, Missing(body.root, body.level, body.indices))]
+
     @property
     def waiting(self) -> int:
         """Chunks in the backlogs (served by :meth:`tick` as tokens allow)."""

@@ -57,7 +57,7 @@ from meshchat.files.sink import FileSource, Sink, prepare_file
 from meshchat.files.transfer import Downloads
 from meshchat.files.tree import HashTree
 from meshchat.files.wire import Missing, Piece, Request, decode_body
-from meshchat.node._fileshare import sources_for
+from meshchat.node._fileshare import Sharing, sources_for
 from meshchat.node._filestate import Direction, State, Transfer, load_transfers, save_transfers
 from meshchat.node._types import NodeNotice
 from meshchat.store.records import Message, Trust
@@ -75,8 +75,6 @@ MAX_STALL_MS = 60_000  #: (doubling while nothing comes, so a sender away long c
 PROGRESS_MS = 1000
 #: how often chunks waiting for their askers' allowances are served
 PACE_S = 0.01
-#: completed downloads a node goes on serving (each keeps its file open), the newest
-MAX_SHARED = 32
 
 
 class NodeFiles:
@@ -92,8 +90,7 @@ class NodeFiles:
         self._sinks: dict[bytes, Sink] = {}
         self._sources: dict[bytes, FileSource] = {}
         self._transfers: OrderedDict[bytes, Transfer] = OrderedDict()
-        #: completed downloads served to others, oldest first (at most MAX_SHARED)
-        self._shared: OrderedDict[bytes, None] = OrderedDict()
+        self.sharing = Sharing(self)
         self._finishing: set[asyncio.Task[None]] = set()
         self._paced = False
         self._kicked_ms = 0
@@ -271,6 +268,13 @@ class NodeFiles:
             return []
         now = node.clock()
         if isinstance(body, Request):
+            told = (
+                None
+                if self.seeder.holder(body.root)
+                else self.sharing.unheld(event.peer, body, now)
+            )
+            if told is not None:
+                return self._carry_out(told)
             out = self._carry_out(self.seeder.request(event.peer, body, now))
             self._pace()
             return out
@@ -324,6 +328,11 @@ class NodeFiles:
 
     async def _reserve(self, transfer: Transfer) -> None:
         """Serve a file sent before a restart, if it is still the announced one."""
+        await self._serve(transfer.manifest, await self.rehash(transfer), Path(transfer.path))
+
+    async def rehash(self, transfer: Transfer) -> HashTree:
+        """The tree of the file at ``transfer.path`` (on a thread). Raises
+        :class:`TransferError` (``CHANGED``) if it is not the announced file any more."""
         m = transfer.manifest
         path = Path(transfer.path)
         again, tree = await asyncio.get_running_loop().run_in_executor(
@@ -335,7 +344,7 @@ class NodeFiles:
         )  # fmt: skip
         if again.root != m.root:
             raise TransferError(TransferReason.CHANGED, "the file changed since it was sent")
-        await self._serve(m, tree, path)
+        return tree
 
     async def _offered(self, message: Message, manifest: FileManifest, sender: bytes) -> None:
         node = self.node
@@ -522,23 +531,11 @@ class NodeFiles:
                 return
             await self.node.submit(self._ended, transfer, State.DONE, "", str(final))
             if holder is not None:  # a member goes on serving what it has (its tree is held)
-                await self.node.submit(self._reshare, holder, final)
+                await self.node.submit(self.sharing.completed, holder, final)
 
         task = asyncio.get_running_loop().create_task(finish())
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
-
-    async def _reshare(self, holder: Holder, path: Path) -> None:
-        root = holder.manifest.root
-        self._sources[root] = FileSource(path, holder.manifest)
-        self._shared[root] = None
-        while len(self._shared) > MAX_SHARED:  # the oldest completed file is served no more
-            old, _ = self._shared.popitem(last=False)
-            self.seeder.remove(old)
-            source = self._sources.pop(old, None)
-            if source is not None:
-                source.close()
-        self._share(holder)
 
     async def _ended(self, transfer: Transfer, state: State, error: str, path: str) -> None:
         transfer.path = path

@@ -18,19 +18,43 @@ they pull it from the device that holds it (or from its sender). A file announce
 devices is taken as from a verified contact (auto-accepted up to the size limit).
 
 At most ``Limits.max_sources`` sources (16) are asked per download, the sender first.
+
+:class:`Sharing` keeps the :data:`MAX_SHARED` newest completed downloads served (their trees
+are in memory; the oldest goes out first). After a restart a completed download is not
+served until someone asks for it: the first request for its root hashes the saved file again
+on a thread (at most :data:`MAX_REHASHED` per run) and serves it if it is still the announced
+file. A request for a root this node knows but does not serve (that one, being hashed; a file
+it was announced and did not pull) is answered *missing* for every piece, within the asker's
+allowance, so the asker turns elsewhere at once; so is one from my own device for any root.
+Anyone else asking for a root this node does not know gets no answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshchat.errors import MeshchatError
+from meshchat.files.effects import Effect, Peer
+from meshchat.files.serve import Holder, SentFile
+from meshchat.files.sink import FileSource
+from meshchat.files.wire import Request
+from meshchat.node._filestate import Direction, State
 from meshchat.target import GROUP_PREFIX
 
 if TYPE_CHECKING:
     from meshchat.node import Node
+    from meshchat.node._files import NodeFiles
 
-__all__ = ["own_devices", "sources_for"]
+__all__ = ["MAX_SHARED", "Sharing", "own_devices", "sources_for"]
+
+#: completed downloads a node goes on serving (each keeps its file open), the newest
+MAX_SHARED = 32
+#: completed downloads served again after a restart, at most, per run (each is hashed again)
+MAX_REHASHED = 256
 
 
 def _group_members(node: Node, conversation: str) -> list[bytes]:
@@ -69,3 +93,60 @@ def sources_for(node: Node, conversation: str, first: Iterable[bytes]) -> list[b
         if len(peer) == 16 and peer != own and peer not in out:
             out.append(peer)
     return out[: node.files.downloads.limits.max_sources]
+
+
+class Sharing:
+    """Completed downloads served to others; answers for roots known and not served."""
+
+    def __init__(self, files: NodeFiles) -> None:
+        self.files = files
+        self._shared: OrderedDict[bytes, None] = OrderedDict()
+        self._rehashed: set[bytes] = set()
+
+    async def completed(self, holder: Holder, path: Path) -> None:
+        """Serve a completed download from its saved file (on the worker)."""
+        files = self.files
+        root = holder.manifest.root
+        files._sources[root] = FileSource(path, holder.manifest)
+        self._shared[root] = None
+        while len(self._shared) > MAX_SHARED:  # the oldest completed file is served no more
+            old, _ = self._shared.popitem(last=False)
+            files.seeder.remove(old)
+            source = files._sources.pop(old, None)
+            if source is not None:
+                source.close()
+        files._share(holder)
+
+    def unheld(self, peer: Peer, body: Request, now_ms: int) -> list[Effect] | None:
+        """A request for a root the seeder does not serve: a missing answer if this node
+        knows the root (or the asker is my device), else None (no answer)."""
+        files = self.files
+        transfer = files._transfers.get(body.root)
+        if transfer is None:
+            mine = isinstance(peer, bytes) and files.node.engine.accounts.is_own_device(peer)
+            if not mine:
+                return None
+        elif transfer.direction is Direction.IN and transfer.state is State.DONE:
+            self._rehash(body.root)
+        return files.seeder.lacks(peer, body, now_ms)
+
+    def _rehash(self, root: bytes) -> None:
+        if root in self._rehashed or len(self._rehashed) >= MAX_REHASHED:
+            return
+        self._rehashed.add(root)
+        task = asyncio.get_running_loop().create_task(self._serve_again(root))
+        self.files._finishing.add(task)
+        task.add_done_callback(self.files._finishing.discard)
+
+    async def _serve_again(self, root: bytes) -> None:
+        files = self.files
+        transfer = files._transfers.get(root)
+        if transfer is None or not transfer.path:
+            return
+        try:
+            tree = await files.rehash(transfer)
+        except MeshchatError:
+            files.node.count("files.reshare-failed")  # moved, changed or unreadable
+            return
+        holder = SentFile(transfer.manifest, tree)
+        await files.node.submit(self.completed, holder, Path(transfer.path))

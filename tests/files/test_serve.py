@@ -128,3 +128,14 @@ def test_chunks_over_the_allowance_wait_in_a_bounded_backlog_and_are_served_by_t
     # a file no longer served is skipped, not served
     seeder.remove(root)
     assert seeder.tick(10_000) == [] and seeder.waiting == 0
+
+
+def test_a_known_root_not_held_is_answered_missing_within_the_allowance() -> None:
+    seeder = Seeder(0, ServeLimits(rate=1.0, burst=2.0))
+    request = Request(b"\x07" * 32, 0, (1, 2, 3))
+    first = seeder.lacks("member", request, 0)
+    assert [type(e) for e in first] == [SendMissing]
+    assert first[0].body.indices == (1, 2, 3)  # type: ignore[attr-defined]
+    seeder.lacks("member", request, 0)
+    assert [type(e) for e in seeder.lacks("member", request, 0)] == [Dropped]
+    assert seeder.limited == 1

@@ -131,7 +131,7 @@ async def test_a_member_serving_forged_chunks_does_not_stop_the_download(
 async def test_completed_files_served_are_bounded_oldest_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("meshchat.node._files.MAX_SHARED", 1)
+    monkeypatch.setattr("meshchat.node._fileshare.MAX_SHARED", 1)
     hub = MemoryHub()
     ann, ben = [await make_peer(tmp_path, hub, n) for n in ("ann", "ben")]
     try:
@@ -152,4 +152,47 @@ async def test_completed_files_served_are_bounded_oldest_out(
     finally:
         for p in (ann, ben):
             await p.node.stop()
+            p.store.close()
+
+
+async def test_a_member_restarted_after_completing_still_serves_the_file(tmp_path: Path) -> None:
+    from meshchat.node import Node
+
+    hub = MemoryHub()
+    trust = {"ben": Trust.VERIFIED, "cat": Trust.UNVERIFIED}
+    peers = await _group(tmp_path, hub, trust)
+    ann, ben, cat = peers
+    try:
+        data = os.urandom(100_000)
+        source = tmp_path / "leaflet.bin"
+        source.write_bytes(data)
+        sent = await ann.node.files.send("+team", source)
+
+        async def ben_has_it() -> bool:
+            return bool(await received(ben)) and await _asking(cat)
+
+        await wait_for(ben_has_it)
+        # ben restarts (same keys, store and transfers file); then the sender goes offline
+        options = ben.node.options
+        await ben.node.stop()
+        transport = hub.transport(ben.node.identity.public)
+        node = Node(ben.node.identity, "ben", ben.store, [transport], options=options)
+        await node.start()
+        peers[1] = ben = Peer(node, transport, ben.store, "ben", ben.home)
+        for other in (ann, cat):
+            hub.connect(other.transport, transport)
+        await ann.node.stop()
+        await cat.node.files.accept(sent.root.hex()[:12])
+
+        async def done() -> bool:
+            return bool(await received(cat))
+
+        await wait_for(done, timeout=20)
+        (path,) = await received(cat)
+        assert path.read_bytes() == data
+        assert ben.node.files.seeder.served > 0
+    finally:
+        for p in peers:
+            if p is not ann:
+                await p.node.stop()
             p.store.close()

@@ -131,9 +131,14 @@ class CarriedSet:
         pools = [(self._by_dest.get(entry.recipient), self.max_per_destination)]
         if entry.link != RESTORED_LINK:  # what was kept before a restart was within bounds
             pools.append((self._by_link.get(entry.link), self.max_per_link))
-        for pool, limit in pools:
+        # No entry of the destination's pool ranks below what its destination gives (a
+        # packet's rank is that, or 2 for its origin): the pool's floor. Its scan stops at the
+        # first entry at the floor (the oldest of the lowest rank), not at the last entry.
+        floor = self._rank_of(CarriedEntry(b"", 0, entry.recipient, b"", ""))
+        floors = [floor, 0]
+        for (pool, limit), pool_floor in zip(pools, floors, strict=False):
             if pool is not None and len(pool) >= limit:
-                victim = self._lowest(pool, rank, set(victims))
+                victim = self._lowest(pool, rank, set(victims), pool_floor)
                 if victim is None:
                     return [], False
                 victims.append(victim)
@@ -144,8 +149,11 @@ class CarriedSet:
             victims.append(victim)
         return victims, True
 
-    def _lowest(self, pool: dict[bytes, None], rank: int, skip: set[bytes]) -> bytes | None:
-        """The oldest entry of the lowest rank in ``pool``, if that rank is at most ``rank``."""
+    def _lowest(
+        self, pool: dict[bytes, None], rank: int, skip: set[bytes], floor: int = 0
+    ) -> bytes | None:
+        """The oldest entry of the lowest rank in ``pool``, if that rank is at most ``rank``.
+        No entry of ``pool`` ranks below ``floor``."""
         best: bytes | None = None
         best_rank = rank + 1
         for packet_id in pool:
@@ -154,7 +162,7 @@ class CarriedSet:
             r = self._rank_of(self._entries[packet_id])
             if r < best_rank:
                 best, best_rank = packet_id, r
-                if r == 0:
+                if r <= floor:
                     break
         return best
 

@@ -12,10 +12,13 @@ import os
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshchat.errors import UsageError
 from meshchat.identity import Identity
 from meshchat.router import Carry, FloodRouter, NaiveFlood, RouterConfig, Transmit, Uncarry
+from meshchat.router.carry import CarriedEntry, CarriedSet
 from meshchat.wire import codec
 from meshchat.wire.packet import Destination, PacketKind, Suite
 from meshchat.wire.payloads import AckBody
@@ -121,3 +124,75 @@ def test_a_future_timestamp_is_clamped_for_the_expiry() -> None:
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(UsageError):
         _router(RouterConfig(max_carried_per_link=0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), min_size=1, max_size=30),
+    st.sets(st.integers(0, 4)),
+    st.sets(st.integers(0, 2)),
+    st.tuples(st.integers(0, 4), st.integers(0, 2)),
+    st.booleans(),
+)
+def test_the_victim_is_the_oldest_of_the_lowest_rank(
+    pairs: list[tuple[int, int]],
+    contacts: set[int],
+    known: set[int],
+    newcomer: tuple[int, int],
+    by_destination: bool,
+) -> None:
+    """Whichever bound is reached (the destination's or the link's), the victim is the
+    oldest entry of the lowest rank in that pool, if it ranks no higher than the newcomer
+    (the scan of a destination's pool may stop early; the choice must not change)."""
+
+    def key(n: int, size: int) -> bytes:
+        return bytes([n + 1]) * size
+
+    keys = {key(c, 32) for c in contacts}
+    dests = {key(k, 16) for k in known}
+
+    def rank(entry: CarriedEntry) -> int:
+        if entry.origin in keys:
+            return 2
+        return 1 if entry.recipient in dests else 0
+
+    size = len(pairs)
+    carried = CarriedSet(
+        10_000,
+        10_000 if by_destination else size,
+        size if by_destination else 10_000,
+        rank,
+    )
+    dest_n = newcomer[1]
+    entries = [
+        CarriedEntry(b"f", 0, key(dest_n if by_destination else d, 16), key(o, 32), "l")
+        for o, d in pairs
+    ]
+    for i, entry in enumerate(entries):
+        carried.add(i.to_bytes(16, "big"), entry)
+    new = CarriedEntry(b"f", 0, key(dest_n, 16), key(newcomer[0], 32), "l")
+    lowest = min(rank(e) for e in entries)
+    oldest = next(i for i, e in enumerate(entries) if rank(e) == lowest)
+    expected = ([oldest.to_bytes(16, "big")], True) if lowest <= rank(new) else ([], False)
+    assert carried.make_room(new) == expected
+
+
+def test_a_full_destination_pool_is_not_scanned_to_its_end() -> None:
+    """Sealed messages to this node's own tags are carried like any others (so that no one
+    can tell which tags are ours), so a busy conversation fills its tag's pool; then every
+    new copy chooses a victim there. All of them rank alike (the destination's rank), so
+    the oldest is the victim: found at once, not after ranking the whole pool."""
+    calls: list[int] = []
+    tag = b"\x07" * 16
+
+    def rank(entry: CarriedEntry) -> int:
+        calls.append(1)
+        return 1 if entry.recipient == tag else 0
+
+    carried = CarriedSet(10_000, 10_000, 128, rank)
+    for i in range(128):
+        carried.add(i.to_bytes(16, "big"), CarriedEntry(b"f", 0, tag, os.urandom(32), "l"))
+    calls.clear()
+    victims, keep = carried.make_room(CarriedEntry(b"f", 0, tag, os.urandom(32), "l"))
+    assert (victims, keep) == ([(0).to_bytes(16, "big")], True)
+    assert len(calls) <= 3

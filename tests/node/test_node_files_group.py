@@ -196,3 +196,42 @@ async def test_a_member_restarted_after_completing_still_serves_the_file(tmp_pat
             if p is not ann:
                 await p.node.stop()
             p.store.close()
+
+
+async def test_a_channel_file_is_pulled_from_a_linked_node_after_the_sender_left(
+    tmp_path: Path,
+) -> None:
+    hub = MemoryHub()
+    peers = [await make_peer(tmp_path, hub, n) for n in ("ann", "ben", "cat")]
+    ann, ben, cat = peers
+    try:
+        await befriend(ann, ben, Trust.VERIFIED)  # ben takes ann's files at once; cat asks
+        for i, a in enumerate(peers):
+            for b in peers[i + 1 :]:
+                hub.connect(a.transport, b.transport)
+        for p in peers:
+            await p.node.join("#square", "a shared passphrase")
+        data = os.urandom(60_000)
+        source = tmp_path / "route.bin"
+        source.write_bytes(data)
+        sent = await ann.node.files.send("#square", source)
+
+        async def ben_has_it() -> bool:
+            return bool(await received(ben)) and await _asking(cat)
+
+        await wait_for(ben_has_it)
+        await ann.node.stop()
+        await cat.node.files.accept(sent.root.hex()[:12])
+
+        async def done() -> bool:
+            return bool(await received(cat))
+
+        await wait_for(done, timeout=20)
+        (path,) = await received(cat)
+        assert path.read_bytes() == data
+        assert ben.node.files.seeder.served > 0
+    finally:
+        for p in peers:
+            if p is not ann:
+                await p.node.stop()
+            p.store.close()

@@ -85,6 +85,7 @@ BENCH_POLICIES: dict[str, RelayPolicy] = {
         base_ms=250,
         dense_base_ms=250,
         sparse_threshold=2,
+        dense_uncovered=None,
         window_ms=300,
         window_per_link_ms=None,
         jitter_ms=30,

@@ -119,6 +119,7 @@ class _Pending:
     ttl_in: int = 0  # the best TTL a copy carried as received (the first, or a later, better one)
     ttls: dict[str, int] | None = None  # neighbour-aware policies: best TTL heard per link
     degree: int = 0  # links when the first copy came (the policy's density)
+    uncovered: float = 1.0  # share of our range no copy heard reached, as the policy estimates
 
 
 def _sealed_ack_hash(packet: Packet) -> bytes | None:
@@ -526,7 +527,8 @@ class FloodRouter:
         if fields is not None and fields[7] > pending.ttl_in:
             self._raise_ttl(pending, fields[7], fields[8])
         pending.copies += 1
-        if self.policy.copy_heard(pending.copies, rssi, pending.degree):
+        pending.uncovered = self.policy.uncovered_after(pending.uncovered, rssi)
+        if self.policy.copy_heard(pending.copies, rssi, pending.degree, pending.uncovered):
             pending.cancelled = True
 
     def _raise_ttl(self, pending: _Pending, ttl: int, hops: int) -> None:

@@ -69,14 +69,33 @@ class RelayPolicy(Protocol):
         """Milliseconds to wait before relaying, or None not to relay at all."""
         ...
 
-    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+    def uncovered_after(self, uncovered: float, rssi: float | None) -> float:
+        """The share of our range left uncovered once a relay heard at ``rssi`` is added to
+        the copies that left ``uncovered`` (1.0 before any); a policy that does not estimate
+        coverage returns ``uncovered`` as it is."""
+        ...
+
+    def copy_heard(
+        self, copies: int, rssi: float | None, degree: int, uncovered: float = 1.0
+    ) -> bool:
         """A neighbour relayed the packet (``copies`` heard so far, ``degree`` links when the
-        first copy came); True cancels our relay."""
+        first copy came, ``uncovered`` what :meth:`uncovered_after` made of all the copies
+        heard); True cancels our relay."""
         ...
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
         """The links to relay on, from those that have not sent us a copy."""
         ...
+
+
+def _outside_share(d: float) -> float:
+    """Share of a disc of radius 1 outside another of radius 1 whose centre is ``d`` away.
+
+    The lens two such discs share has area ``2 acos(d / 2) - (d / 2) sqrt(4 - d^2)``.
+    """
+    d = min(2.0, max(0.0, d))
+    lens = 2.0 * math.acos(d / 2.0) - (d / 2.0) * math.sqrt(4.0 - d * d)
+    return 1.0 - lens / math.pi
 
 
 def _closeness(rssi: float, far_dbm: float, near_dbm: float) -> float:
@@ -97,9 +116,9 @@ class ManagedFlood:
 
     ``1 - (d / r)**2`` is the share of the sender's neighbours that are nearer to it than we
     are, so the farthest receivers go first and relays are spread evenly over the window. The
-    nearer ones, still waiting, hear them and stand down after ``threshold`` further copies,
-    or at once when a copy comes from a relay right beside them (within ``beside_ratio * r``:
-    its coverage is nearly ours).
+    nearer ones, still waiting, hear them and stand down once enough of their range was
+    covered (see Density), or at once when a copy comes from a relay right beside them
+    (within ``beside_ratio * r``: its coverage is nearly ours).
 
     The window is ``window_per_link_ms`` per link the node has (at most ``window_ms``): with
     ``k`` links, the ``j``-th farthest receiver waits about ``j * window_per_link_ms``, so the
@@ -111,8 +130,22 @@ class ManagedFlood:
     relay covers more that nobody else will and where the flood's TTL runs out first: it
     waits ``base_ms`` and stands down after ``sparse_threshold`` copies. With more links,
     many neighbours relay quickly and the fastest path is close to the shortest: it waits
-    ``dense_base_ms`` and stands down after ``threshold`` copies (adaptive counter-based
-    suppression, after Tseng, Ni and Shih's adaptive broadcast schemes).
+    ``dense_base_ms`` and stands down by area (adaptive suppression, after Tseng, Ni and
+    Shih's adaptive broadcast schemes).
+
+    Stand-down by area (nodes with ``dense_degree`` links or more). A relay heard at an
+    estimated distance ``d`` has sent the packet over the part of our range that its own
+    range overlaps (the lens of two discs of radius ``r``, ``d`` apart: 39% of ours at
+    ``d = r``, 62% at ``0.6 r``). Taking the relays heard as independent, the share of our
+    range that no copy reached is the product of the shares each leaves outside
+    (:meth:`uncovered_after`; a distance estimated beyond ``r`` counts as ``r``, since the
+    copy was heard). The node stands down once that share falls below
+    ``dense_uncovered``: at 0.45, after two copies from anywhere in range or one from within
+    about ``0.75 r``. This is the distance-based scheme of Ni, Tseng, Chen and Sheu (1999),
+    with the additional coverage of every copy combined; it replaced a count of ``threshold``
+    copies there (``dense_uncovered=None`` brings the count back), which sent 2-12% more
+    for the same reach in crowds (docs/performance.md, "Broadcast latency"). In sparse
+    patches the count stays: the same rule there lost reach at the TTL horizon.
 
     ``base_ms`` is an assessment delay of about one link latency (BLE: 8-53 ms per hop),
     paid by every relay, so that a node hears the other receivers of the same transmission
@@ -146,6 +179,7 @@ class ManagedFlood:
     threshold: int = 2
     sparse_threshold: int = 3
     dense_degree: int = 25
+    dense_uncovered: float | None = 0.45
     threshold_without_rssi: int | None = None
     window_without_rssi_ms: int = 40
     beside_ratio: float | None = 0.6
@@ -180,12 +214,23 @@ class ManagedFlood:
             return float(self.window_ms)
         return min(float(self.window_ms), self.window_per_link_ms * max(0, degree))
 
-    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+    def uncovered_after(self, uncovered: float, rssi: float | None) -> float:
+        if rssi is None or not math.isfinite(rssi):
+            return uncovered  # a point-to-point link: a copy says nothing about the others
+        return uncovered * _outside_share(min(1.0, self._range_ratio(rssi)))
+
+    def copy_heard(
+        self, copies: int, rssi: float | None, degree: int, uncovered: float = 1.0
+    ) -> bool:
         if rssi is None or not math.isfinite(rssi):
             return self.threshold_without_rssi is not None and copies >= self.threshold_without_rssi
         if self.beside_ratio is not None and self._range_ratio(rssi) <= self.beside_ratio:
             return True
-        return copies >= (self.threshold if degree >= self.dense_degree else self.sparse_threshold)
+        if degree >= self.dense_degree:
+            if self.dense_uncovered is not None:
+                return uncovered < self.dense_uncovered
+            return copies >= self.threshold
+        return copies >= self.sparse_threshold
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
         return candidates
@@ -200,7 +245,12 @@ class NaiveFlood:
     def first_copy(self, event: FirstCopy) -> int | None:
         return 0
 
-    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+    def uncovered_after(self, uncovered: float, rssi: float | None) -> float:
+        return uncovered
+
+    def copy_heard(
+        self, copies: int, rssi: float | None, degree: int, uncovered: float = 1.0
+    ) -> bool:
         return False
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -236,7 +286,12 @@ class ContentionWindow:
             cw = self.cw_min + round(span * _closeness(event.rssi, self.weak_dbm, self.strong_dbm))
         return event.rng.randrange(2**cw) * self.slot_ms
 
-    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+    def uncovered_after(self, uncovered: float, rssi: float | None) -> float:
+        return uncovered
+
+    def copy_heard(
+        self, copies: int, rssi: float | None, degree: int, uncovered: float = 1.0
+    ) -> bool:
         return copies >= 1
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -259,7 +314,12 @@ class RandomFanout:
     def first_copy(self, event: FirstCopy) -> int | None:
         return event.rng.randint(self.min_jitter_ms, self.max_jitter_ms)
 
-    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+    def uncovered_after(self, uncovered: float, rssi: float | None) -> float:
+        return uncovered
+
+    def copy_heard(
+        self, copies: int, rssi: float | None, degree: int, uncovered: float = 1.0
+    ) -> bool:
         return False
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:
@@ -376,7 +436,12 @@ class NeighbourCoverage(NeighbourAware):
                 share = sum(1 for x in mine if x not in covered) / len(mine)
         return self.base_ms + int((1.0 - share) * self.window_ms) + jitter
 
-    def copy_heard(self, copies: int, rssi: float | None, degree: int) -> bool:
+    def uncovered_after(self, uncovered: float, rssi: float | None) -> float:
+        return uncovered
+
+    def copy_heard(
+        self, copies: int, rssi: float | None, degree: int, uncovered: float = 1.0
+    ) -> bool:
         return False
 
     def choose_links(self, candidates: list[str], rng: random.Random) -> list[str]:

@@ -42,6 +42,10 @@ def _packet(ttl: int = 6) -> Packet:
     )
 
 
+def _packet_relayed(frame: bytes) -> Packet:
+    return codec.parse(frame).relayed()
+
+
 def _event(rssi: float | None, degree: int = 10, seed: int = 1) -> FirstCopy:
     return FirstCopy(_packet(), "a", rssi, degree, random.Random(seed))
 
@@ -117,7 +121,7 @@ def test_managed_sparse_node_relays_at_once() -> None:
 
 
 def test_managed_cancels_after_threshold_copies_or_one_from_beside() -> None:
-    policy = ManagedFlood(threshold=2, beside_ratio=0.45)
+    policy = ManagedFlood(threshold=2, beside_ratio=0.45, dense_uncovered=None)
     far, beside = -93.0, -80.0  # about 0.76 and 0.23 of the range away
     dense = policy.dense_degree
     assert not policy.copy_heard(1, far, dense)
@@ -133,7 +137,9 @@ def test_managed_cancels_after_threshold_copies_or_one_from_beside() -> None:
 
 
 def test_managed_sparse_patch_waits_longer_and_needs_more_copies() -> None:
-    policy = ManagedFlood(jitter_ms=0, dense_degree=25, threshold=2, sparse_threshold=3)
+    policy = ManagedFlood(
+        jitter_ms=0, dense_degree=25, threshold=2, sparse_threshold=3, dense_uncovered=None
+    )
     assert policy.base(24) == policy.base_ms > policy.base(25) == policy.dense_base_ms
     edge = policy.edge_dbm  # the farthest receivers: no neighbour of the sender is farther
     assert policy.first_copy(_event(edge, degree=24)) == policy.base_ms
@@ -142,6 +148,48 @@ def test_managed_sparse_patch_waits_longer_and_needs_more_copies() -> None:
     assert not policy.copy_heard(2, far, 24)
     assert policy.copy_heard(3, far, 24)
     assert policy.copy_heard(2, far, 25)
+
+
+def _rssi_at(policy: ManagedFlood, ratio: float) -> float:
+    """The RSSI of a copy from a relay ``ratio * r`` away (the policy's path-loss model)."""
+    return policy.edge_dbm - 10 * policy.path_loss_exponent * math.log10(ratio)
+
+
+def test_managed_uncovered_share_is_the_area_outside_the_relays_range() -> None:
+    policy = ManagedFlood()
+    at = [policy.uncovered_after(1.0, _rssi_at(policy, d)) for d in (0.01, 0.6, 1.0)]
+    # Two discs of radius r: 0.6 r apart they share 62% of their area, r apart 39%.
+    assert at[0] < 0.01
+    assert abs(at[1] - 0.376) < 0.005
+    assert abs(at[2] - 0.609) < 0.005
+    # A copy estimated beyond the range was still heard: it counts as from the edge.
+    assert policy.uncovered_after(1.0, _rssi_at(policy, 1.8)) == at[2]
+    # Copies combine as independent: each leaves its share of what the others left.
+    assert abs(policy.uncovered_after(0.5, _rssi_at(policy, 1.0)) - 0.5 * at[2]) < 1e-12
+    # Point-to-point links (no signal) cover nothing the node can reckon with.
+    assert policy.uncovered_after(0.7, None) == 0.7
+    assert policy.uncovered_after(0.7, math.nan) == 0.7
+    for other in (NaiveFlood(), ContentionWindow(), RandomFanout()):
+        assert other.uncovered_after(0.7, -60.0) == 0.7
+
+
+def test_managed_dense_node_stands_down_by_area_not_by_count() -> None:
+    policy = ManagedFlood(dense_degree=25, dense_uncovered=0.45, beside_ratio=0.6)
+    edge, mid = _rssi_at(policy, 1.0), _rssi_at(policy, 0.7)
+    one_edge = policy.uncovered_after(1.0, edge)
+    one_mid = policy.uncovered_after(1.0, mid)
+    # One relay heard from the edge of range leaves 61% uncovered: keep waiting; a second
+    # one leaves 37%: stand down.
+    assert not policy.copy_heard(1, edge, 25, one_edge)
+    assert policy.copy_heard(2, edge, 25, policy.uncovered_after(one_edge, edge))
+    # One relay from 0.7 r already covers enough (44% left), where a count of two copies
+    # and "beside" at 0.6 r would have waited for another.
+    assert policy.copy_heard(1, mid, 25, one_mid)
+    assert not ManagedFlood(dense_uncovered=None, beside_ratio=0.6).copy_heard(1, mid, 25, one_mid)
+    # Below dense_degree links the count of copies still decides.
+    assert not policy.copy_heard(1, mid, 24, one_mid)
+    assert not policy.copy_heard(2, edge, 24, 0.0)
+    assert policy.copy_heard(3, edge, 24, 1.0)
 
 
 @given(
@@ -157,7 +205,12 @@ def test_managed_more_links_never_mean_a_longer_base_or_more_copies(
     # and the farthest receiver never waits longer there (its slot is the same at any density).
     policy = ManagedFlood(jitter_ms=0)
     low, high = sorted((a, b))
-    assert policy.copy_heard(copies, rssi, low) <= policy.copy_heard(copies, rssi, high)
+    uncovered = 1.0
+    for _ in range(copies):
+        uncovered = policy.uncovered_after(uncovered, rssi)
+    assert policy.copy_heard(copies, rssi, low, uncovered) <= policy.copy_heard(
+        copies, rssi, high, uncovered
+    )
     if low > policy.min_degree:
         edge = policy.edge_dbm
         w_low, w_high = (policy.first_copy(_event(edge, degree=d)) for d in (low, high))
@@ -236,6 +289,37 @@ def test_router_with_contention_window_stands_down_when_a_relay_is_heard() -> No
     router.receive("b", frame, NOW + 1, rssi=-90.0)
     assert [a for a in router.tick(deadline) if isinstance(a, Transmit)] == []
     assert router.counters["relay.suppressed"] == 1
+
+
+def test_router_with_managed_flood_in_a_crowd_stands_down_on_one_near_relay() -> None:
+    # 30 links (a crowd): a relay heard from 0.7 r covers enough of our range, so ours is
+    # cancelled; the same copy heard with 10 links (the count decides there) is not enough.
+    policy = ManagedFlood()
+    near = _rssi_at(policy, 0.7)
+    outcomes = []
+    for degree in (30, 10):
+        router = _router(policy, *(f"l{i}" for i in range(degree)))
+        frame = codec.encode(_packet())
+        router.receive("l0", frame, NOW, rssi=_rssi_at(policy, 0.3))  # near the sender: waits
+        router.receive("l1", codec.encode(_packet_relayed(frame)), NOW + 1, rssi=near)
+        sent = [a for a in router.tick(NOW + 5000) if isinstance(a, Transmit)]
+        outcomes.append(len(sent))
+    assert outcomes == [0, 1]
+
+
+def test_router_with_managed_flood_in_a_crowd_combines_far_relays() -> None:
+    # Two relays from the edge of range leave 37% of a crowded node's range uncovered (one
+    # leaves 61%): the second cancels, the first alone does not.
+    policy = ManagedFlood()
+    edge = _rssi_at(policy, 1.0)
+    for copies, expected in ((1, 1), (2, 0)):
+        router = _router(policy, *(f"l{i}" for i in range(30)))
+        frame = codec.encode(_packet())
+        router.receive("l0", frame, NOW, rssi=_rssi_at(policy, 0.3))
+        for i in range(copies):
+            router.receive(f"l{i + 1}", frame, NOW + 1 + i, rssi=edge)
+        sent = [a for a in router.tick(NOW + 5000) if isinstance(a, Transmit)]
+        assert len(sent) == expected
 
 
 def test_router_with_fanout_sends_on_a_random_subset() -> None:

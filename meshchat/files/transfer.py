@@ -16,7 +16,8 @@ only a busy source may have waits for its room. As pieces arrive, the window is 
 half of the room is free, so each request names several pieces. A piece not answered within
 ``request_timeout_ms`` is asked for again, from another source first; sooner, after
 ``hedge_ms``, when its source has sent nothing since it was asked and another source that
-answers has room (an offline sender among group members who hold the file). A piece that
+answers has room (an offline sender among group members who hold the file), and at the next
+tick when its source is already known silent. A piece that
 fails its hash is asked of another source at once. Any peer may deliver a piece: it is kept if
 it checks, whoever sent it.
 
@@ -376,14 +377,15 @@ class Download:
                 self._retry.append(key)
 
     def _hedge(self, key: PieceId, peer: Peer, deadline: int, now_ms: int) -> bool:
-        """Whether a piece in flight to ``peer`` should be asked of another source now: it
-        was asked ``hedge_ms`` ago or more, ``peer`` has sent nothing since, and another
-        source that is not silent has room for it."""
+        """Whether a piece in flight to ``peer`` should be asked of another source now:
+        ``peer`` has sent nothing since it was asked, and either it was asked ``hedge_ms`` ago
+        or more or ``peer`` is already known silent (a request to it went unanswered); and
+        another source that is not silent has room for it."""
         asked_ms = deadline - self.limits.request_timeout_ms
-        if now_ms - asked_ms < self.limits.hedge_ms:
-            return False
         owner = self._sources.get(peer)
         if owner is None or (owner.heard_ms is not None and owner.heard_ms >= asked_ms):
+            return False
+        if owner.quiet == 0 and now_ms - asked_ms < self.limits.hedge_ms:
             return False
         per_source = self.limits.per_source
         return any(

@@ -51,7 +51,7 @@ from meshchat.talk.params import (
 from meshchat.talk.wire import KIND_TALK, LiveFrame, TalkOffer, seal_sound
 from meshchat.target import Target, TargetKind
 from meshchat.transports.base import Link
-from meshchat.voice.device import input_stream, output_stream
+from meshchat.voice.device import check_microphone, input_stream, output_stream
 from meshchat.voice.live import FRAME_BYTES, LiveDecoder, LiveEncoder
 from meshchat.voice.pcm import SAMPLE_BYTES, Pcm
 from meshchat.voice.saved import free_path
@@ -169,9 +169,7 @@ class _Sink:
             self._file.close()
 
 
-async def paced(
-    pcm: Pcm, hook: Callable[[int, float], None] | None = None
-) -> AsyncGenerator[bytes, None]:
+async def paced(pcm: Pcm) -> AsyncGenerator[bytes, None]:
     """The samples of ``pcm`` (at the encode rate) 20 ms at a time, each when it would have
     been spoken: frame ``i`` is handed out ``(i + 1) * 20 ms`` after the first (a frame must
     be whole before it is encoded)."""
@@ -182,21 +180,22 @@ async def paced(
         wait = start + (i + 1) * FRAME_MS / 1000 - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)
-        if hook is not None:
-            hook(i, time.perf_counter())
         yield pcm.samples[offset : offset + FRAME_BYTES]
 
 
 def microphone(seconds: float) -> AsyncGenerator[bytes, None]:
-    """``seconds`` of the default microphone, 20 ms at a time as it is spoken. The microphone
-    is opened here, so a machine without one raises :class:`VoiceError` (``NO_MICROPHONE``)
-    before any talk starts."""
+    """``seconds`` of the default microphone, 20 ms at a time as it is spoken. A machine
+    without a microphone raises :class:`VoiceError` (``NO_MICROPHONE``) here, before any talk
+    starts; the microphone itself is opened when the first frame is asked for (and closed
+    when the generator is)."""
     if not 0 < seconds <= MAX_SECONDS:
         raise UsageError(f"talk for 0 to {MAX_SECONDS} seconds")
-    return _spoken(input_stream(ENCODE_RATE), seconds)
+    check_microphone()
+    return _spoken(seconds)
 
 
-async def _spoken(stream: Any, seconds: float) -> AsyncGenerator[bytes, None]:
+async def _spoken(seconds: float) -> AsyncGenerator[bytes, None]:
+    stream: Any = input_stream(ENCODE_RATE)
     loop = asyncio.get_running_loop()
     frames = FRAME_BYTES // SAMPLE_BYTES
     try:

@@ -17,7 +17,15 @@ from meshchat.errors import VoiceError, VoiceReason
 from meshchat.voice.params import ENCODE_RATE, MAX_SECONDS
 from meshchat.voice.pcm import Pcm, wav_bytes
 
-__all__ = ["Played", "input_stream", "output_stream", "play", "record", "write_wav"]
+__all__ = [
+    "Played",
+    "check_microphone",
+    "input_stream",
+    "output_stream",
+    "play",
+    "record",
+    "write_wav",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,13 @@ def output_stream(rate: int) -> tuple[object, str] | None:
     except Exception:  # the card refused the format or went away: the caller writes a WAV
         return None
     return stream, name
+
+
+def check_microphone() -> None:
+    """Raise :class:`VoiceError` (``NO_MICROPHONE``) unless there is a default microphone."""
+    sd = _sounddevice()
+    if sd is None or _device_name(sd, "input") is None:
+        raise VoiceError(VoiceReason.NO_MICROPHONE, "no microphone")
 
 
 def input_stream(rate: int) -> object:

@@ -11,8 +11,9 @@ talker to the moment its decoded samples leave the listener's jitter buffer (bot
 checking, opening, the jitter buffer's wait (the playout delay: 60 ms over the fastest path
 seen) and decoding; it leaves out the 20 ms a frame takes to be spoken and the sound card's
 own buffers on each side. Reported: median and 95th percentile over ``--talks`` talks, the
-frames that played as gaps, and the bytes on the wire per second (packets with their
-signatures, before the link's framing and encryption).
+frames that played as gaps, the bytes on the wire per second (packets with their
+signatures, before the link's framing and encryption), and the CPU time of the process (both
+nodes) per second of talk.
 
 With ``--file MB`` (default 64; 0: none) the same is measured a second time while the listener
 pulls a file of that size from the talker over the same LAN link, so live frames share the
@@ -102,6 +103,7 @@ async def run(talks: int, home: Path, wav: Path, file_mb: int) -> Result:
         if file_mb:
             await pull_file(pair.talker, pair.listener, home, file_mb)
             result.file_before = await held_bytes(pair.listener)
+        cpu = time.process_time()
         for _ in range(talks):
             said = await pair.talker.talk.talk("listener", paced(pcm), sent_hook=sent)
             result.frames += said.frames
@@ -113,6 +115,7 @@ async def run(talks: int, home: Path, wav: Path, file_mb: int) -> Result:
                 ):
                     await asyncio.sleep(0.05)
             result.gaps += pair.listener.talk.heard[said.talk_id].gaps
+        result.cpu = time.process_time() - cpu
         if file_mb:
             result.file_after = await held_bytes(pair.listener)
     return result
@@ -127,6 +130,7 @@ class Result:
     seconds: float = 0.0
     file_before: int = 0
     file_after: int = 0
+    cpu: float = 0.0
 
     def show(self, talks: int, label: str) -> tuple[float, float]:
         median, p95 = statistics.median(self.delays), percentile(self.delays, 0.95)
@@ -139,6 +143,8 @@ class Result:
             f"  mouth-to-ear: median {median:.1f} ms, p95 {p95:.1f} ms, "
             f"max {max(self.delays):.1f} ms"
         )
+        share = self.cpu / self.seconds * 100
+        print(f"  CPU (talker and listener, one process): {share:.1f} % of one core")
         if self.file_after:
             moved = (self.file_after - self.file_before) / (1 << 20)
             print(f"  file pulled meanwhile: {moved:.1f} MB ({moved / self.seconds:.1f} MB/s)")

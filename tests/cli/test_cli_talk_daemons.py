@@ -40,3 +40,6 @@ def test_talk_from_a_file_is_heard_and_written_as_a_wav(
 
     nobody = cli(alice.path, "talk", "#mesh", "--file", str(wav))
     assert nobody.returncode != 0 and "contact" in nobody.stderr
+
+    nomic = cli(alice.path, "talk", "Bob", "--seconds", "1")
+    assert nomic.returncode != 0 and "no microphone" in nomic.stderr

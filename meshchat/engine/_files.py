@@ -48,7 +48,9 @@ _NO_ID = b""
 
 def is_file_frame(frame: bytes) -> bool:
     """Whether ``frame`` carries a file body (either form): sent after text on every link."""
-    return frame[:1] == LINK_FILE_TAG or (len(frame) > 2 and frame[2] == PacketKind.FILE)
+    if frame[:1] == LINK_FILE_TAG:
+        return len(frame) > len(LINK_FILE_TAG)  # (an empty one is dropped, like any junk)
+    return len(frame) > 2 and frame[2] == PacketKind.FILE
 
 
 class FileGlue:

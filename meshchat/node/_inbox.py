@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meshchat.engine._files import is_file_frame
 from meshchat.node._effects import Plan
 from meshchat.node._types import HOUSEKEEPING_S, MAX_BATCH
 from meshchat.router.actions import Drop
@@ -79,6 +80,8 @@ Item = LinkUp | LinkDown | FrameIn | Command
 #: start with a NUL)
 INJECTED = "\x00injected"
 COMMANDS = "\x00commands"
+#: appended to a link's id: the lane of its file frames (served in turn with its other lane)
+FILES = "\x00files"
 
 
 class Inbox:
@@ -114,7 +117,7 @@ class Inbox:
         if isinstance(item, Command):
             key = COMMANDS
         elif isinstance(item, FrameIn):
-            key = INJECTED if item.link is None else item.link.link_id
+            key = self.lane_of(item)
             if not self._room_for_frame(key):
                 self._count("drop.inbox-full")
                 return False
@@ -128,6 +131,14 @@ class Inbox:
         lane.append(item)
         self._ready.set()
         return True
+
+    @staticmethod
+    def lane_of(item: FrameIn) -> str:
+        """The lane of a frame: its link's, or for a file frame its link's file lane (so a
+        text behind a burst of pieces waits for one of them, not all)."""
+        if item.link is None:
+            return INJECTED
+        return item.link.link_id + FILES if is_file_frame(item.frame) else item.link.link_id
 
     def room(self, key: str) -> asyncio.Future[None]:
         """Done once lane ``key`` is down to half its bound: a link whose frames were dropped
@@ -233,7 +244,9 @@ class Worker:
         turn, and the store writes of the whole batch go to disk in one commit (one disk sync
         instead of one per frame) before any of the batch's transmissions or notices, which
         then follow in the engine's order. Any other item ends the batch and is returned, to
-        be handled after the timers and housekeeping that follow every item or batch.
+        be handled after the timers and housekeeping that follow every item or batch; so does
+        a file frame once the batch holds another frame (a text, an ack), which then leaves
+        without waiting for the pieces taken after it.
         """
         node = self.node
         match item:
@@ -259,7 +272,14 @@ class Worker:
         taken = 0
         after: Item | None = None
         frame: Item | None = item
+        urgent = False  # a frame other than a file frame is in the batch
         while isinstance(frame, FrameIn):
+            if is_file_frame(frame.frame):
+                if urgent:  # the batch's text leaves now, not after the pieces behind it
+                    after = frame
+                    break
+            else:
+                urgent = True
             came_on = frame.link
             link_id = came_on.link_id if came_on is not None else None
             try:

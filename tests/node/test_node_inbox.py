@@ -379,3 +379,20 @@ def test_bounds_and_order_hold_for_any_arrivals(
             assert out[key] == [n for n in put[key] if n in set(out[key])]
 
     asyncio.run(run())
+
+
+async def test_a_links_text_is_taken_before_its_queued_file_frames() -> None:
+    """File frames (link file frames, FILE packets) of a link wait in a lane of their own,
+    so a text that arrives behind a burst of pieces is taken next, not after the burst."""
+    inbox, _ = _inbox(size=100, link_size=50)
+    lan = _Link("lan:1")
+    for n in range(20):
+        inbox.put(FrameIn(lan, b"\x01" + bytes([n]) * 40))  # type: ignore[arg-type]
+    inbox.put(FrameIn(lan, b"\x8b text"))  # type: ignore[arg-type]
+    taken = [i.frame for i in _drain(inbox) if isinstance(i, FrameIn)]
+    assert taken.index(b"\x8b text") <= 1
+    assert [f[1] for f in taken if f[:1] == b"\x01"] == list(range(20))  # in their order
+    # a full file lane asks its link to hold reading until that lane is half empty
+    for n in range(60):
+        inbox.put(FrameIn(lan, b"\x01" + bytes([n]) * 40))  # type: ignore[arg-type]
+    assert not inbox.room(inbox.lane_of(FrameIn(lan, b"\x01xx"))).done()  # type: ignore[arg-type]

@@ -46,6 +46,14 @@ _BOX = 32
 _NO_ID = b""
 
 
+#: media by speed (a link id starts with its transport's name): others rank between
+_RANK = {"lan": 0, "mem": 0, "ble": 2, "relay": 3, "dht": 3}
+
+
+def _rank(link: str) -> int:
+    return _RANK.get(link.partition(":")[0], 1)
+
+
 def is_file_frame(frame: bytes) -> bool:
     """Whether ``frame`` carries a file body (either form): sent after text on every link."""
     if frame[:1] == LINK_FILE_TAG:
@@ -64,15 +72,21 @@ class FileGlue:
     def link_up(self, link: str, peer: bytes | None) -> None:
         if peer is not None:
             self._peer_of[link] = peer
-            self._link_to[peer] = link
+            self._choose(peer)
 
     def link_down(self, link: str) -> None:
         peer = self._peer_of.pop(link, None)
-        if peer is not None and self._link_to.get(peer) == link:
-            del self._link_to[peer]
-            for other, who in self._peer_of.items():  # another link to the same node
-                if who == peer:
-                    self._link_to[peer] = other
+        if peer is not None:
+            self._choose(peer)
+
+    def _choose(self, peer: bytes) -> None:
+        """The link that carries bodies to ``peer``: of its links, the fastest medium's
+        (by the transport named in the link id), the latest among equals."""
+        links = [link for link, who in self._peer_of.items() if who == peer]
+        if links:
+            self._link_to[peer] = min(reversed(links), key=_rank)
+        else:
+            self._link_to.pop(peer, None)
 
     def send(self, peer: bytes, body: bytes, now_ms: int) -> list[Action]:
         """Send one file body to node ``peer`` (an empty list: no link to send it on)."""

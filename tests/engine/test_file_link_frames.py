@@ -89,3 +89,17 @@ def test_link_file_frames_spend_the_links_file_allowance() -> None:
     taken = sum(isinstance(r[0], FileArrived) for r in results)
     assert taken == 20  # the burst (twice the rate), nothing more at one instant
     assert all(r[0].reason == "rate-limited" for r in results if isinstance(r[0], Drop))
+
+
+def test_of_several_links_to_a_neighbour_the_fastest_medium_carries_its_bodies() -> None:
+    a, b = Engine(Identity.generate(), "a"), Identity.generate()
+    a.link_up("lan:1", 0, b.node_id)
+    a.link_up("ble:1", 0, b.node_id)  # came up last, but slower
+    sent = a.files.send(b.node_id, BODY, 1_000)
+    assert isinstance(sent[0], Transmit) and sent[0].links == ("lan:1",)
+    a.link_down("lan:1", 2_000)
+    sent = a.files.send(b.node_id, BODY, 2_000)
+    assert isinstance(sent[0], Transmit) and sent[0].links == ("ble:1",)
+    a.link_up("lan:2", 3_000, b.node_id)
+    sent = a.files.send(b.node_id, BODY, 3_000)
+    assert isinstance(sent[0], Transmit) and sent[0].links == ("lan:2",)

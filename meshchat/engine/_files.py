@@ -6,8 +6,9 @@ node this node has a link to goes on that link alone as a *link file frame*: the
 signed: the link handshake proved the peer's identity and every frame after it is sealed
 with the link's keys (in order, so a frame cannot be replayed or moved to another link), so
 the receiver takes the sender to be the link's peer, and a neighbour can speak only as
-itself. Link file frames are never relayed; they spend the link's file-frame allowance
-(:meth:`~meshchat.router.flood.FloodRouter.file_bucket`) like FILE packets.
+itself (an internet transport's link, whose peer is a stand-in for whoever writes to the
+relay, carries none). Link file frames are never relayed; they spend the link's file-frame
+allowance (:meth:`~meshchat.router.flood.FloodRouter.file_bucket`) like FILE packets.
 
 A body for a node reached only through relays is a FILE packet: signed by the node's identity
 key (suite SIGNED), addressed to the other node's id. Its payload is the sender's box public
@@ -47,7 +48,10 @@ _NO_ID = b""
 
 
 #: media by speed (a link id starts with its transport's name): others rank between
-_RANK = {"lan": 0, "mem": 0, "ble": 2, "relay": 3, "dht": 3}
+_RANK = {"lan": 0, "mem": 0, "ble": 2}
+#: the internet transports' one link each (gateway.INTERNET_TRANSPORTS): frames from anyone,
+#: its peer a stand-in no handshake proved, so it carries no link file frame either way
+_UNPROVEN = frozenset({"relay", "dht"})
 
 
 def _rank(link: str) -> int:
@@ -70,7 +74,7 @@ class FileGlue:
         self._link_to: dict[bytes, str] = {}  # node id -> the latest link up to it
 
     def link_up(self, link: str, peer: bytes | None) -> None:
-        if peer is not None:
+        if peer is not None and link.partition(":")[0] not in _UNPROVEN:
             self._peer_of[link] = peer
             self._choose(peer)
 

@@ -103,3 +103,16 @@ def test_of_several_links_to_a_neighbour_the_fastest_medium_carries_its_bodies()
     a.link_up("lan:2", 3_000, b.node_id)
     sent = a.files.send(b.node_id, BODY, 3_000)
     assert isinstance(sent[0], Transmit) and sent[0].links == ("lan:2",)
+
+
+def test_an_internet_gateway_link_vouches_for_no_one() -> None:
+    """The one link of an internet transport (relay, DHT) carries frames from anyone; its
+    peer is a stand-in, so no link file frame is taken from it or sent on it."""
+    a, b = Engine(Identity.generate(), "a"), Engine(Identity.generate(), "b")
+    stand_in = os.urandom(16)
+    b.link_up("relay:example.org:1883", 0, stand_in)
+    out = b.receive("relay:example.org:1883", LINK_FILE_TAG + BODY, 1_000)
+    assert out and all(isinstance(o, Drop) for o in out), out
+    a.link_up("dht:4000", 0, stand_in)
+    sent = a.files.send(stand_in, BODY, 1_000)
+    assert isinstance(sent[0], Transmit) and sent[0].frame[:1] != LINK_FILE_TAG

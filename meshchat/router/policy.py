@@ -143,7 +143,7 @@ class ManagedFlood:
     ``dense_uncovered``: at 0.45, after two copies from anywhere in range or one from within
     about ``0.75 r``. This is the distance-based scheme of Ni, Tseng, Chen and Sheu (1999),
     with the additional coverage of every copy combined; it replaced a count of ``threshold``
-    copies there (``dense_uncovered=None`` brings the count back), which sent 2-12% more
+    copies there (``dense_uncovered=None`` brings the count back), which sent 4-6% more
     for the same reach in crowds (docs/performance.md, "Broadcast latency"). In sparse
     patches the count stays: the same rule there lost reach at the TTL horizon.
 

@@ -122,8 +122,12 @@ async def test_a_flood_of_requests_from_one_peer_is_paced_with_bounded_memory(
             f"a text during the flood: {latency * 1000:.0f} ms"
         )
         assert seeder.served <= 64 + 400 * elapsed  # the allowance, whatever is asked
-        assert seeder.limited >= 64_000 - seeder.served - 32 - 2 * 32
-        assert seeder.waiting <= 32 and seeder.peers_tracked <= 2
+        # every request was refused by the seeder, or dropped whole (32 chunks) by bob's inbox
+        # before it, when mallory's lane was full
+        shed = 32 * bob.node.counters.get("drop.inbox-full", 0)
+        assert seeder.limited + shed >= 64_000 - seeder.served - 2 * 32 - 2 * 32
+        # at most a burst waits per asker: mallory, and alice's own download
+        assert seeder.waiting <= 2 * 32 and seeder.peers_tracked <= 2
         assert growth < 4 << 20, growth
 
         # alice, who was offered the file, still gets it whole
@@ -148,14 +152,16 @@ async def test_a_transfer_that_never_completes_expires_and_its_partial_data_is_e
     files = FileOptions(
         downloads=str(home / "downloads"),
         state=str(home / "t.json"),
-        limits=Limits(idle_ms=2_000, request_timeout_ms=500),
+        # one piece in flight at a time, so the sender stops answering mid-file even on a
+        # fast machine (with the node's window a 400 kB file crossed between two polls)
+        limits=Limits(idle_ms=2_000, request_timeout_ms=500, window=1, per_source=1),
     )
     bob = await make_peer(tmp_path, hub, "bob", files)
     try:
         await befriend(alice, bob)
         hub.connect(alice.transport, bob.transport)
         source = tmp_path / "half.bin"
-        source.write_bytes(os.urandom(400_000))
+        source.write_bytes(os.urandom(2_000_000))
         sent = await alice.node.files.send("bob", source)
 
         async def some() -> bool:

@@ -4,9 +4,11 @@
 :class:`~meshchat.account.book.AccountBook`. It
 
 * takes every whole control blob whose kind is 16 or more (the group book hands them over,
-  :mod:`meshchat.account.wire`) and passes it to the handler registered for its kind
-  (:meth:`AccountGlue.register`); kinds 18, 19 and 20 (carbons, sync, erasures) only from one
-  of this node's own devices, every other kind from anyone (each handler checks its sender);
+  :mod:`meshchat.account.wire`) and passes it to the one handler registered for its kind
+  (:meth:`AccountGlue.register`; the kinds, and which are taken only from one of this node's
+  own devices, are the table :data:`meshchat.account.kinds.BLOB_KINDS`; a kind missing from
+  it, or registered twice by different handlers, is a :class:`UsageError` at start-up); each
+  handler checks its sender;
 * sends account blobs (:meth:`send`): cut into parts, sealed to the device, retried until
   acked, kept across restarts with the group book's parts in flight;
 * handles DeviceListShare (16) and DeviceListRequest (17): a list that replaces the one held
@@ -30,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from meshchat.account.book import AccountBook, ListChange
 from meshchat.account.devicelist import DeviceEntry, DeviceList
+from meshchat.account.kinds import BLOB_KINDS
 from meshchat.account.wire import (
-    ACCOUNT_KINDS_FROM,
     KIND_LIST_REQUEST,
     KIND_LIST_SHARE,
     AccountItem,
@@ -68,8 +70,8 @@ __all__ = [
 #: (it is acked all the same: sending it again would not help), or
 #: :class:`~meshchat.group.control.PartRefused` to leave it unacked (it comes again).
 Handler = Callable[[PublicIdentity, bytes, int], "list[Output]"]
-#: kinds taken only from this node's own devices: carbons, sync, erasures
-OWN_ONLY_KINDS = frozenset({18, 19, 20})
+#: kinds taken only from this node's own devices (carbons, sync, erasures, groups held and left)
+OWN_ONLY_KINDS = frozenset(k for k, row in BLOB_KINDS.items() if row.own_devices_only)
 #: at most one DeviceListRequest per account, and one answer per asking device, this often
 REQUEST_EVERY_MS = 60_000
 _MAX_REMEMBERED = 1024
@@ -86,11 +88,8 @@ class AccountGlue:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._handlers: dict[int, Handler] = {
-            KIND_LIST_SHARE: self._on_share,
-            KIND_LIST_REQUEST: self._on_request,
-        }
-        self._own_only: set[int] = set(OWN_ONLY_KINDS)
+        self._handlers: dict[int, Handler] = {}
+        self._own_only: set[int] = set()
         self._asked: dict[bytes, int] = {}
         self._answered: dict[bytes, int] = {}
         self._notices: list[DeviceListChanged] = []
@@ -102,22 +101,44 @@ class AccountGlue:
         self._share_parts: dict[bytes, tuple[bytes, int, bytes]] = {}
         #: parts left of each share in flight: (device, version, blob id) -> count
         self._share_left: dict[tuple[bytes, int, bytes], int] = {}
+        self.register(KIND_LIST_SHARE, self._on_share)
+        self.register(KIND_LIST_REQUEST, self._on_request)
 
     # -- wiring --------------------------------------------------------------------------
 
     def register(
         self, kind: int, handler: Handler, *, own_devices_only: bool | None = None
     ) -> None:
-        """Take blobs of ``kind`` (16..255) with ``handler``; ``own_devices_only`` (default:
-        kinds 18, 19, 20) refuses them from any device not on this account's list."""
-        if not ACCOUNT_KINDS_FROM <= kind <= 255:
-            raise UsageError(f"account blob kinds are {ACCOUNT_KINDS_FROM}..255")
+        """Take blobs of ``kind`` with ``handler``. The kind must be in the table
+        :data:`~meshchat.account.kinds.BLOB_KINDS`, and taken by one handler only: a second
+        registration by another handler raises :class:`UsageError` (the same handler again
+        changes nothing). ``own_devices_only`` (default: the table's) refuses blobs from any
+        device not on this account's list; it must agree with the table."""
+        row = BLOB_KINDS.get(kind)
+        if row is None:
+            known = ", ".join(str(k) for k in sorted(BLOB_KINDS))
+            raise UsageError(
+                f"account blob kind {kind} is not in meshchat.account.kinds.BLOB_KINDS ({known})"
+            )
+        only = row.own_devices_only if own_devices_only is None else own_devices_only
+        if only != row.own_devices_only:
+            whose = "own devices only" if row.own_devices_only else "any device"
+            raise UsageError(f"account blob kind {kind} ({row.name}) is taken from {whose}")
+        held = self._handlers.get(kind)
+        if held is not None:
+            if held == handler:
+                return
+            raise UsageError(
+                f"account blob kind {kind} ({row.name}) is taken already by "
+                f"{_name(held)}; {_name(handler)} may not take it too"
+            )
         self._handlers[kind] = handler
-        only = kind in OWN_ONLY_KINDS if own_devices_only is None else own_devices_only
         if only:
             self._own_only.add(kind)
-        else:
-            self._own_only.discard(kind)
+
+    def registered(self) -> dict[int, Handler]:
+        """The handler of each kind registered (a copy)."""
+        return dict(self._handlers)
 
     @property
     def book(self) -> AccountBook:
@@ -454,6 +475,11 @@ class AccountGlue:
         """Send an account blob to one device: sealed, retried until acked."""
         sends = self.engine.groups.send_blob(recipient, blob, now_ms)
         return self.engine._group_glue.queue(sends, now_ms)
+
+
+def _name(handler: Handler) -> str:
+    """A handler's qualified name, for errors."""
+    return getattr(handler, "__qualname__", repr(handler))
 
 
 def _due(last: dict[bytes, int], key: bytes, now_ms: int) -> bool:

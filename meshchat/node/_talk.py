@@ -325,6 +325,9 @@ class NodeTalk:
             node.count("talk.drop.offer-stranger")
             return []
         for out in self.listener.offer(sender.node_id, offer, node.clock()):
+            if isinstance(out, Ended):  # the sender's earlier talk, replaced by this one
+                self._end(out)
+                continue
             talk = out.talk
             self.heard[talk.talk_id] = Heard(talk.talk_id, talk.sender, talk.started_ms)
             while len(self.heard) > _KEEP_HEARD:

@@ -13,8 +13,10 @@ Refused, each counted by reason: a frame of a talk never offered (kept a short w
 small pending list, in case it overtook its offer, then dropped), of an ended talk (ids of the
 last talks are remembered, so a replay of a whole talk is refused), from another device than
 the one that offered, that does not open under the key, or that its jitter buffer refuses
-(late, replayed, too far ahead). An offer beyond :data:`~meshchat.talk.params.MAX_TALKS` live
-talks, or of an id seen before, is refused. Memory is bounded by those constants. Pure: the
+(late, replayed, too far ahead). A device talks once at a time: its new offer ends its
+earlier live talk (so one contact cannot hold every slot by talking many times at once). An
+offer beyond :data:`~meshchat.talk.params.MAX_TALKS` live talks, or of an id seen before, is
+refused. Memory is bounded by those constants. Pure: the
 caller passes the time.
 """
 
@@ -86,17 +88,23 @@ class Listener:
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
-    def offer(self, sender: bytes, offer: TalkOffer, now_ms: int) -> list[Started | Out]:
-        """A talk offered by device ``sender`` (a contact); False-y list if refused."""
+    def offer(self, sender: bytes, offer: TalkOffer, now_ms: int) -> list[Started | Ended]:
+        """A talk offered by device ``sender`` (a contact); False-y list if refused. The
+        sender's earlier live talk, if any, ends first (listed as :class:`Ended`, "replaced")."""
         if offer.talk_id in self.talks or offer.talk_id in self._ended:
             self._count("offer.again")
             return []
+        replaced: list[Started | Ended] = []
+        for earlier in [t for t in self.talks.values() if t.sender == sender]:
+            self._count("offer.replaced")
+            self.end(earlier.talk_id)
+            replaced.append(Ended(earlier, "replaced"))
         if len(self.talks) >= MAX_TALKS:
             self._count("offer.too-many")
-            return []
+            return replaced
         talk = Talk(offer.talk_id, sender, offer.key, now_ms, now_ms)
         self.talks[offer.talk_id] = talk
-        out: list[Started | Out] = [Started(talk)]
+        out: list[Started | Ended] = [*replaced, Started(talk)]
         early = [p for p in self._pending if p[2].talk_id == offer.talk_id]
         self._pending = deque(p for p in self._pending if p[2].talk_id != offer.talk_id)
         for _, peer, frame in early:

@@ -71,10 +71,20 @@ def test_a_replayed_talk_or_offer_is_refused() -> None:
 
 def test_at_most_a_few_talks_at_once_and_silent_ones_end() -> None:
     listener = Listener()
-    for _ in range(MAX_TALKS):
-        assert listener.offer(ALICE, TalkOffer.new(), 0)
+    for n in range(MAX_TALKS):
+        assert listener.offer(bytes([n]) * 16, TalkOffer.new(), 0)
     assert listener.offer(ALICE, TalkOffer.new(), 0) == []
     assert listener.counters["offer.too-many"] == 1
     ended = listener.expire(IDLE_MS)
     assert len(ended) == MAX_TALKS and {e.why for e in ended} == {"silent"}
     assert listener.offer(ALICE, TalkOffer.new(), IDLE_MS)
+
+
+def test_a_device_talks_once_at_a_time_its_new_offer_ends_the_earlier() -> None:
+    listener, first, second = Listener(), TalkOffer.new(), TalkOffer.new()
+    listener.offer(ALICE, first, 0)
+    out = listener.offer(ALICE, second, 10)
+    assert [type(o).__name__ for o in out] == ["Ended", "Started"]
+    assert out[0].talk.talk_id == first.talk_id and out[0].why == "replaced"  # type: ignore[union-attr]
+    assert list(listener.talks) == [second.talk_id]
+    assert listener.frame(ALICE, frame(first, 0), 20) == "ended"

@@ -29,8 +29,11 @@ holds (16 bytes each, 1,024 per message) and B asks for those it lacks, then the
 the same way.
 
 Time is wall time, from the first byte to the last processed message on either side (each side
-notes when it last did something; the run ends after ``--quiet`` seconds of silence, which are
-not counted). Run ``python bench/sync.py`` (about two minutes; ``--messages 5000`` for a quick
+notes when it last did something). The end is agreed (:meth:`Device.serve`): after ``--quiet``
+seconds without a frame an idle side sends a mark of its frame counts, and both close once
+each, idle, holds the other's matching mark; that wait is not counted. A run is clean when
+both ends close so and B then holds exactly A's sync ids; the bench exits 1 otherwise.
+Run ``python bench/sync.py`` (about two minutes; ``--messages 5000`` for a quick
 look; ``--profile`` adds a cProfile of the receiving side of the full sync). Last line::
 
     sync_200_new_of_20k_bytes_ratio: 2.46 (target <= 3)
@@ -42,10 +45,12 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import hashlib
 import io
 import multiprocessing as mp
 import os
 import pstats
+import queue
 import random
 import struct
 import sys
@@ -79,6 +84,8 @@ CONSTANT_BYTES = 16_000
 BYTES_TARGET = 3.0
 TIME_TARGET_S = 1.0
 RATE_TARGET = 2_000
+#: a frame length that is no frame: the end mark ``(frames received, frames sent)`` follows
+MARK = 0xFFFF_FFFF
 
 
 def conversation(n: int) -> str:
@@ -185,22 +192,29 @@ class Device:
         # opens and acks the next parts while a message of records is applied
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="store")
         self.pending: asyncio.Queue[Iterator[bytes]] = asyncio.Queue()
+        #: messages received and not yet handled to the end
+        self.unhandled = 0
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
 
     def begin(self) -> None:
+        """Start: the first messages are made on the store's thread like every answer, and
+        sent once :meth:`serve` runs."""
         self.first = time.perf_counter()
+        self.unhandled += 1
+        self.pending.put_nowait(self.opening())
+
+    def opening(self) -> Iterator[bytes]:
         if self.mode == "rbsr":
-            for data in self.driver.start(b"peer", self.now_ms()):
-                self.wire.send_blob(sync_blob(data), self.now_ms())
-        else:  # naive: offer every id, in messages of MAX_IDS
-            ids = [sid for _, sid in self.store.sync_listing(self.now_ms())]
-            for i in range(0, len(ids), MAX_IDS):
-                blob = cbor2.dumps([1, ids[i : i + MAX_IDS]], canonical=True)
-                self.wire.send_blob(sync_blob(blob), self.now_ms())
-            if not ids:
-                self.wire.send_blob(sync_blob(cbor2.dumps([1, []])), self.now_ms())
+            yield from self.driver.start(b"peer", self.now_ms())
+            return
+        # naive: offer every id, in messages of MAX_IDS
+        ids = [sid for _, sid in self.store.sync_listing(self.now_ms())]
+        for i in range(0, len(ids), MAX_IDS):
+            yield cbor2.dumps([1, ids[i : i + MAX_IDS]], canonical=True)
+        if not ids:
+            yield cbor2.dumps([1, []])
 
     def handle(self, data: bytes) -> Iterator[bytes]:
         """Sync bytes received; the sync bytes to send back (records fetched as they go)."""
@@ -223,39 +237,127 @@ class Device:
         else:
             self.driver.receive(b"peer", data, now)  # records
 
+    def idle(self) -> bool:
+        """Nothing received is waiting or being handled on this side."""
+        return self.unhandled == 0
+
+    async def _finish(self, answer: asyncio.Task[None]) -> None:
+        """Wait until every message received is handled (or the answering task failed)."""
+        join = asyncio.create_task(self.pending.join())
+        await asyncio.wait({join, answer}, return_when=asyncio.FIRST_COMPLETED)
+        join.cancel()
+
     async def _answer(self) -> None:
         """Run each received message's handling on the store's thread, in order, and send
         what it yields as it comes (the peer works while this one reads and encrypts)."""
         loop = asyncio.get_running_loop()
         while True:
             replies = await self.pending.get()
-            while (
-                out := await loop.run_in_executor(self.executor, next, replies, None)
-            ) is not None:
-                self.wire.send_blob(sync_blob(out), self.now_ms())
-                if self.wire.writer is not None:
-                    await self.wire.writer.drain()
+            try:
+                while (
+                    out := await loop.run_in_executor(self.executor, next, replies, None)
+                ) is not None:
+                    self.wire.send_blob(sync_blob(out), self.now_ms())
+                    if self.wire.writer is not None:
+                        await self.wire.writer.drain()
+                    self.last = time.perf_counter()
+            finally:
                 self.last = time.perf_counter()
-            self.last = time.perf_counter()
-            self.pending.task_done()
+                self.unhandled -= 1
+                self.pending.task_done()
 
-    async def serve(self, reader: asyncio.StreamReader, quiet_s: float) -> None:
+    async def serve(self, reader: asyncio.StreamReader, quiet_s: float) -> str:
+        """Take frames until both sides agree they are done; returns how it ended ("quiet"
+        when clean).
+
+        The end is agreed, not guessed from silence (a loaded machine may keep a side busy
+        in a store call for seconds): a side with nothing left to do, after ``quiet_s``
+        without a frame, sends a mark ``(frames received, frames sent)``; a side that has
+        nothing left to do and gets a mark that matches its own counts (the peer has every
+        frame it sent, and it has every frame the peer sent, and the peer too had nothing
+        left to do) answers with its own mark, shuts its sending half (EOF) and reads until
+        the peer's EOF before closing: neither side closes on data the other still sends.
+        Marks are not counted in the bytes (2 to 4 of 12 bytes each, once per run)."""
         answer = asyncio.create_task(self._answer())
+        try:
+            return await self._take(reader, quiet_s, answer)
+        finally:
+            await self._finish(answer)
+            answer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await answer
+            self.executor.shutdown()
+
+    def _mark(self, got: int) -> tuple[int, int]:
+        """Send this side's mark (frames received, frames sent); returns it."""
+        mark = (got, self.wire.frames)
+        if self.wire.writer is not None:
+            self.wire.writer.write(struct.pack(">III", MARK, *mark))
+        return mark
+
+    async def _take(
+        self, reader: asyncio.StreamReader, quiet_s: float, answer: asyncio.Task[None]
+    ) -> str:
+        writer = self.wire.writer
+        got = 0  # frames received (not marks)
+        marked: tuple[int, int] | None = None  # the last mark sent
         while True:
+            if answer.done():
+                return f"answering failed: {answer.exception()!r}"
             try:
                 head = await asyncio.wait_for(reader.readexactly(4), quiet_s)
-            except (TimeoutError, asyncio.IncompleteReadError):
-                break
-            frame = await reader.readexactly(struct.unpack(">I", head)[0])
+            except TimeoutError:
+                if self.idle() and marked != (got, self.wire.frames):
+                    marked = self._mark(got)
+                continue
+            except asyncio.IncompleteReadError:
+                return "the peer ended first"
+            except ConnectionError as exc:
+                return f"connection lost: {exc!r}"
+            size = struct.unpack(">I", head)[0]
+            if size == MARK:
+                peer_got, peer_sent = struct.unpack(">II", await reader.readexactly(8))
+                if not self.idle():
+                    continue
+                if (peer_got, peer_sent) == (self.wire.frames, got):
+                    self._mark(got)  # even if sent before: the peer may have been busy then
+                    return await self._close(reader, quiet_s)
+                if marked != (got, self.wire.frames):
+                    marked = self._mark(got)
+                continue
+            frame = await reader.readexactly(size)
+            got += 1
             blob = self.wire.take(frame, self.now_ms())
             if blob is not None:
+                self.unhandled += 1
                 self.pending.put_nowait(self.handle(sync_bytes(blob)))
             self.last = time.perf_counter()
-            if self.wire.writer is not None:
-                await self.wire.writer.drain()
-        await self.pending.join()
-        answer.cancel()
-        self.executor.shutdown()
+            if writer is not None:
+                await writer.drain()
+
+    async def _close(self, reader: asyncio.StreamReader, quiet_s: float) -> str:
+        """Both sides are done: EOF, then read to the peer's EOF (nothing more may come)."""
+        writer = self.wire.writer
+        if writer is not None:
+            await writer.drain()
+            writer.write_eof()
+        try:
+            rest = await asyncio.wait_for(reader.read(), max(10 * quiet_s, 30.0))
+        except TimeoutError:
+            return "no EOF from the peer"
+        except ConnectionError as exc:
+            return f"connection lost after the end: {exc!r}"
+        # the peer's own mark may come after the one this side answered: nothing else
+        if len(rest) % 12 or any(
+            struct.unpack(">I", rest[i : i + 4])[0] != MARK for i in range(0, len(rest), 12)
+        ):
+            return f"{len(rest)} bytes after the end"
+        return "quiet"
+
+    def digest(self) -> tuple[int, bytes]:
+        """How many sync items this store holds, and a digest of their ids."""
+        sids = sorted(sid for _, sid in self.store.sync_listing(self.now_ms()))
+        return len(sids), hashlib.sha256(b"".join(sids)).digest()
 
 
 def open_store(path: Path, seed: bytes) -> Store:
@@ -272,24 +374,31 @@ def run_b(
         store = open_store(Path(path), b"b")
         device = Device(store, Wire(suite, peer), "rbsr")
         done = asyncio.Event()
+        ended = ["never connected"]
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             device.wire.writer = writer
             mode = (await reader.readexactly(1)).decode()
             device.mode = "rbsr" if mode == "r" else "naive"
-            if mode == "r":
-                device.begin()
-                await writer.drain()
-            await device.serve(reader, quiet)
-            writer.close()
-            done.set()
+            try:
+                if mode == "r":
+                    device.begin()
+                ended[0] = await device.serve(reader, quiet)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                ended[0] = f"connection lost: {exc!r}"
+            finally:
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+                done.set()
 
         server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
         port_q.put(server.sockets[0].getsockname()[1])
         await done.wait()
         server.close()
-        count = len(store.sync_listing(device.now_ms()))
-        result_q.put((device.first, device.last, device.wire.sent, device.wire.frames, count))
+        count, digest = device.digest()
+        wire = device.wire
+        result_q.put((device.first, device.last, wire.sent, wire.frames, count, digest, ended[0]))
         store.close()
 
     if profile:
@@ -309,6 +418,14 @@ class Run:
     b_bytes: int
     frames: int
     b_items: int
+    #: how each side's connection ended ("quiet" both when clean)
+    ended: tuple[str, str] = ("quiet", "quiet")
+    #: B holds every sync item A holds (same ids) at the end
+    synced: bool = True
+
+    @property
+    def clean(self) -> bool:
+        return self.ended == ("quiet", "quiet") and self.synced
 
     @property
     def total(self) -> int:
@@ -335,26 +452,43 @@ def exchange(a_path: Path, b_path: Path, mode: str, quiet: float, *, profile: bo
     child.start()
     port = port_q.get(timeout=60)
 
-    async def main() -> Device:
+    async def main() -> tuple[Device, str, tuple[int, bytes]]:
         store = open_store(a_path, b"a")
         device = Device(store, Wire(sa, ib.public), mode)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         device.wire.writer = writer
-        writer.write(b"r" if mode == "rbsr" else b"n")
-        if mode == "naive":
-            device.begin()
-        await writer.drain()
-        await device.serve(reader, quiet)
-        writer.close()
+        try:
+            writer.write(b"r" if mode == "rbsr" else b"n")
+            if mode == "naive":
+                device.begin()
+            await writer.drain()
+            ended = await device.serve(reader, quiet)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            ended = f"connection lost: {exc!r}"
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        held = device.digest()
         store.close()
-        return device
+        return device, ended, held
 
-    device = asyncio.run(main())
-    b_first, b_last, b_sent, b_frames, b_items = result_q.get(timeout=600)
+    device, a_ended, (_, a_digest) = asyncio.run(main())
+    result = None
+    while result is None:  # B's result, unless B died
+        try:
+            result = result_q.get(timeout=1)
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"device B ended without a result ({child.exitcode})") from None
     child.join()
+    b_first, b_last, b_sent, b_frames, b_items, b_digest, b_ended = result
     first = b_first if mode == "rbsr" else device.first
     seconds = max(device.last, b_last) - first
-    return Run(seconds, device.wire.sent, b_sent, device.wire.frames + b_frames, b_items)
+    frames = device.wire.frames + b_frames
+    return Run(
+        seconds, device.wire.sent, b_sent, frames, b_items, (a_ended, b_ended), a_digest == b_digest
+    )
 
 
 @dataclass
@@ -423,6 +557,7 @@ def main() -> int:
         print(f"stores built in {time.perf_counter() - start:.1f} s; "
               f"{args.new} new messages: {new_size:,} bytes of records")  # fmt: skip
         runs: dict[str, Run] = {}
+        done: list[bool] = []  # each exchange: clean or not
         for k in range(args.repeats):  # the best of each, as other processes share the CPU
             plan = [
                 ("rbsr, 200 new", "a1", a_path, "b1", b_path, "rbsr"),
@@ -435,11 +570,17 @@ def main() -> int:
                 profile = args.profile and k == 0 and name == "rbsr, full"
                 a_copy, b_copy = copy(ap, tmp / f"{an}{k}.db"), copy(bp, tmp / f"{bn}{k}.db")
                 run = exchange(a_copy, b_copy, mode, args.quiet, profile=profile)
-                if name not in runs or run.seconds < runs[name].seconds:
+                done.append(run.clean)
+                if not run.clean:
+                    print(f"  not clean: {name}, run {k + 1}: A {run.ended[0]}; B {run.ended[1]}; "
+                          f"B holds {'all' if run.synced else 'not all'} of A's items")  # fmt: skip
+                best = runs.get(name)
+                if best is None or (run.clean, -run.seconds) > (best.clean, -best.seconds):
                     runs[name] = run
     total_items = args.messages + args.new
     print(f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-          f"best of {args.repeats} runs each")  # fmt: skip
+          f"best of {args.repeats} runs each; {sum(done)} of {len(done)} exchanges clean "
+          "(both ends quiet, B holds every item A holds)")  # fmt: skip
     print()
     print(f"{'scenario':<16}{'bytes A->B':>12}{'bytes B->A':>12}{'total':>12}{'frames':>8}"
           f"{'seconds':>9}{'msgs/s':>9}{'B items':>9}")  # fmt: skip
@@ -466,7 +607,7 @@ def main() -> int:
     print(f"sync_200_new_seconds: {small.seconds:.3f} (target <= {TIME_TARGET_S})")
     print(f"sync_full_messages_per_s: {rate:.0f} (target >= {RATE_TARGET})")
     print(f"sync_200_new_of_20k_bytes_ratio: {ratio:.2f} (target <= {BYTES_TARGET:.0f})")
-    return 0
+    return 0 if all(done) else 1
 
 
 if __name__ == "__main__":

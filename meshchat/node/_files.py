@@ -268,6 +268,9 @@ class NodeFiles:
             return []
         now = node.clock()
         if isinstance(body, Request):
+            if not self.sharing.may_ask(event.peer, body.root):
+                node.count("files.drop.not-allowed")
+                return []
             told = (
                 None
                 if self.seeder.holder(body.root)

@@ -117,6 +117,20 @@ class Sharing:
                 source.close()
         files._share(holder)
 
+    def may_ask(self, peer: Peer, root: bytes) -> bool:
+        """Whether ``peer`` may be served (or told about) file ``root``: anyone for a
+        channel's file (a channel is public) or a root this node has no transfer of (the
+        seeder decides), else only my other devices and the nodes this node knows (contacts
+        and group members): a stranger who learnt the root of a direct or group file (a relay
+        sees roots) is not served it."""
+        transfer = self.files._transfers.get(root)
+        if transfer is None or transfer.conversation.startswith("#"):
+            return True
+        if not isinstance(peer, bytes):
+            return False
+        engine = self.files.node.engine
+        return engine.direct.knows(peer) or engine.accounts.is_own_device(peer)
+
     def unheld(self, peer: Peer, body: Request, now_ms: int) -> list[Effect] | None:
         """A request for a root the seeder does not serve: a missing answer if this node
         knows the root (or the asker is my device), else None (no answer)."""

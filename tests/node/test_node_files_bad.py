@@ -94,6 +94,7 @@ async def test_a_flood_of_requests_from_one_peer_is_paced_with_bounded_memory(
     mallory = await make_peer(tmp_path, hub, "mallory")
     try:
         await befriend(alice, bob)
+        await befriend(mallory, bob)  # a contact: a stranger is not served a direct file
         hub.connect(alice.transport, bob.transport)
         hub.connect(mallory.transport, bob.transport)
         data = os.urandom(300_000)

@@ -354,7 +354,7 @@ async def run_one(
         f"[{name}] {what}\n"
         f"   DMs before {sum(x is not None for x in before)}/{len(before)} median "
         f"{_median_ms(before)}; during {len(ok)}/{len(during)} median {_median_ms(during)} "
-        f"max {max(ok, default=0) * 1000:.0f} ms\n"
+        f"max {max(ok, default=0) * 1000:.0f} ms ({[round(x * 1000) for x in ok]})\n"
         f"   V: CPU {100 * (cpu1 - cpu0) / wall:.0f} % of a core, RSS {rss0 // 1024} -> peak "
         f"{max(peak, rss1) // 1024} MiB; counted {top}",
         flush=True,
@@ -363,8 +363,9 @@ async def run_one(
 
 async def main(seconds: float, only: list[str]) -> None:
     os.environ["MESHCHAT_NO_SOUND"] = "1"
+    keep = os.environ.get("HOSTILE_KEEP")  # a folder to keep V's home and log in
     with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
+        tmp = Path(keep or folder)
         v, port = Home(tmp / "v"), free_port()
         await asyncio.to_thread(meshchat_cli, v.path, "init", "--name", "V", "--kdf", "interactive")
         shown = json.loads(await asyncio.to_thread(meshchat_cli, v.path, "id", "--json"))

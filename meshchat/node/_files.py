@@ -75,6 +75,8 @@ MAX_STALL_MS = 60_000  #: (doubling while nothing comes, so a sender away long c
 PROGRESS_MS = 1000
 #: how often chunks waiting for their askers' allowances are served
 PACE_S = 0.01
+#: Files announced and waiting for the user's answer, at most (the oldest is refused beyond)
+MAX_ASKING = 64
 
 
 class NodeFiles:
@@ -392,6 +394,10 @@ class NodeFiles:
             await self._start(transfer)
         else:
             transfer.error = f"asking: {decision.why}"
+            asking = [t for t in self._transfers.values() if t.state is State.ASKING]
+            for old in asking[: max(0, len(asking) - MAX_ASKING)]:  # the oldest first
+                node.count("files.asking-full")
+                self._end(old, State.REFUSED, "too many files waiting for an answer")
             self._changed(transfer)
 
     async def _accept(self, which: str) -> Transfer:

@@ -221,7 +221,20 @@ async def request_flood(w: World, stop: asyncio.Event) -> str:
     return f"{n} requests (32 chunks each, every chunk of a {chunks}-chunk file) from 20 identities"
 
 
+async def dm_flood_contact(w: World, stop: asyncio.Event) -> str:
+    """Plain direct messages from M at about its link's allowance (200 frames/s)."""
+    m, sent = w.m, 0
+    while not stop.is_set():
+        start = time.monotonic()
+        for _ in range(25):
+            await m.send_text("v", f"hello {sent}")
+            sent += 1
+        await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - start)))
+    return f"{sent} direct messages from contact M"
+
+
 ATTACKS: dict[str, Attack] = {
+    "dms-contact": dm_flood_contact,
     "talk-stranger": talk_flood_stranger,
     "talk-contact": talk_flood_contact,
     "offers-stranger": talk_offers_stranger,
@@ -323,6 +336,7 @@ async def run_one(
         return dict(request(v.control_socket, {"op": "status"}, timeout=10).get("counters", {}))
 
     counters0 = counters()
+    b0 = dict(b.counters)
     profile = os.environ.get("HOSTILE_PROFILE")  # a py-spy raw profile of V during the attack
     spy = None
     if profile:
@@ -349,6 +363,7 @@ async def run_one(
     await asyncio.to_thread(proc.join, 30)
     changed = {k: v - counters0.get(k, 0) for k, v in counters1.items() if v != counters0.get(k, 0)}
     top = sorted(changed.items(), key=lambda kv: -kv[1])[:6]
+    b_changed = {k: v - b0.get(k, 0) for k, v in b.counters.items() if v != b0.get(k, 0)}
     ok = [x for x in during if x is not None]
     print(
         f"[{name}] {what}\n"
@@ -356,7 +371,7 @@ async def run_one(
         f"{_median_ms(before)}; during {len(ok)}/{len(during)} median {_median_ms(during)} "
         f"max {max(ok, default=0) * 1000:.0f} ms ({[round(x * 1000) for x in ok]})\n"
         f"   V: CPU {100 * (cpu1 - cpu0) / wall:.0f} % of a core, RSS {rss0 // 1024} -> peak "
-        f"{max(peak, rss1) // 1024} MiB; counted {top}",
+        f"{max(peak, rss1) // 1024} MiB; counted {top}; B counted {b_changed}",
         flush=True,
     )
 

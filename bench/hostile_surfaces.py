@@ -233,7 +233,21 @@ async def dm_flood_contact(w: World, stop: asyncio.Event) -> str:
     return f"{sent} direct messages from contact M"
 
 
+async def link_requests_stranger(w: World, stop: asyncio.Event) -> str:
+    """Requests to join V's account as a new device, while V has no invitation open."""
+    from meshchat.account.link import LinkRequest
+
+    me = w.stranger.identity.public
+
+    def ask(i: int) -> bytes:
+        return LinkRequest(me, f"phone {i}", os.urandom(32), os.urandom(32)).encode()
+
+    n = await _glue_blobs(w.stranger, w.v_card.identity, ask, stop, 40)
+    return f"{n} requests to link as one of V's devices from a stranger"
+
+
 ATTACKS: dict[str, Attack] = {
+    "link-stranger": link_requests_stranger,
     "dms-contact": dm_flood_contact,
     "talk-stranger": talk_flood_stranger,
     "talk-contact": talk_flood_contact,

@@ -15,7 +15,8 @@ before the inbox, so live sound never waits behind a batch of stored messages: o
 LAN link, at most :data:`~meshchat.talk.params.RATE_PER_S` a second per link, only from the
 link of a contact or group member who is not blocked, only signed by that link's proven peer
 and addressed to this node; then the :class:`~meshchat.talk.listen.Listener` opens it and
-puts it in the talk's jitter buffer. A timer hands out due frames, decodes them and writes
+puts it in the talk's jitter buffer. A timer hands out due frames, decodes them (a lost frame
+concealed by the decoder, as :mod:`~meshchat.talk.conceal` plans) and writes
 the samples to the sound card, or, where there is none (or ``MESHCHAT_NO_SOUND`` is set), to
 a WAV file in the downloads folder. Nothing of a talk is written to the store: live sound is
 not history (no message, no per-frame write); the faces hear of a talk by ``talk`` notices
@@ -103,6 +104,8 @@ class Heard:
     seconds: float = 0.0
     played: int = 0
     gaps: int = 0
+    #: gaps played as the decoder's estimate of the lost sound (the others: silence)
+    concealed: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     wav: str | None = None
     device: str | None = None
@@ -116,6 +119,7 @@ class Heard:
             "seconds": round(self.seconds, 3),
             "played": self.played,
             "gaps": self.gaps,
+            "concealed": self.concealed,
             "refused": dict(self.refused),
             "wav": self.wav,
             "device": self.device,
@@ -403,7 +407,7 @@ class NodeTalk:
         decoder = self._decoders.get(talk.talk_id)
         if decoder is None:
             decoder = self._decoders[talk.talk_id] = LiveDecoder()
-        samples = decoder.decode(out.opus)
+        samples = decoder.play(out.opus, out.conceal)
         for hook in list(self.played_hooks):
             hook(talk.talk_id, out.seq, samples)
         try:
@@ -434,6 +438,7 @@ class NodeTalk:
             stats = talk.buffer.stats
             heard.seconds = written / SAMPLE_BYTES / DECODE_RATE
             heard.played, heard.gaps = stats.played, stats.gaps
+            heard.concealed = talk.concealer.concealed
             heard.refused, heard.why = dict(talk.refused), ended.why
             if sink is not None:
                 heard.wav, heard.device = sink.path, sink.device

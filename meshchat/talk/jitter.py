@@ -5,9 +5,10 @@ each has a place in time: frame ``s`` is due ``base + s * frame_ms + delay_ms``,
 is the earliest ``arrival - s * frame_ms`` seen so far (the fastest path the stream has had)
 and ``delay_ms`` the playout delay (:data:`~meshchat.talk.params.PLAYOUT_DELAY_MS`). A frame
 that comes within ``delay_ms`` of the fastest path plays in its turn; a later one has missed
-its turn and is dropped (``LATE``), and the hole it left plays as a gap (silence) so the
-sound keeps its length. :meth:`JitterBuffer.pop` hands out every frame (or gap) whose time has
-come, in order.
+its turn and is dropped (``LATE``), and the hole it left plays as a gap so the sound keeps
+its length (what a gap sounds like, the codec's estimate fading out or silence, is decided
+next to the buffer by :mod:`meshchat.talk.conceal`). :meth:`JitterBuffer.pop` hands out
+every frame (or gap) whose time has come, in order.
 
 Bounds: at most ``max_held`` frames wait (a frame further ahead of playout is refused,
 ``TOO_EARLY``), so a talker that sends too fast or too far ahead costs at most ``max_held``

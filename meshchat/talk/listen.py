@@ -5,9 +5,10 @@ Theory of operation. A talk starts with an offer that came sealed from a contact
 Its frames come over a LAN link from that same device (:meth:`Listener.frame`: the node has
 checked the packet's signature and that its signer is the link's proven peer); each is opened
 with the talk's key and given to the talk's :class:`~meshchat.talk.jitter.JitterBuffer`.
-:meth:`Listener.pop` hands out what is due to play, and :meth:`Listener.expire` ends talks that
-played their end frame, went silent for :data:`~meshchat.talk.params.IDLE_MS` or ran past
-:data:`~meshchat.talk.params.MAX_SECONDS`.
+:meth:`Listener.pop` hands out what is due to play (a gap with the talk's
+:class:`~meshchat.talk.conceal.Concealer`'s plan for it), and :meth:`Listener.expire` ends
+talks that played their end frame, went silent for :data:`~meshchat.talk.params.IDLE_MS` or
+ran past :data:`~meshchat.talk.params.MAX_SECONDS`.
 
 Refused, each counted by reason: a frame of a talk never offered (kept a short while in a
 small pending list, in case it overtook its offer, then dropped), of an ended talk (ids of the
@@ -26,8 +27,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from meshchat.errors import DecryptionError
+from meshchat.talk.conceal import Conceal, Concealer
 from meshchat.talk.jitter import JitterBuffer, Verdict
 from meshchat.talk.params import (
+    CONCEAL_FRAMES,
     IDLE_MS,
     MAX_SECONDS,
     MAX_TALKS,
@@ -53,6 +56,8 @@ class Talk:
     started_ms: int
     last_ms: int
     buffer: JitterBuffer = field(default_factory=JitterBuffer)
+    #: what each gap out of the buffer plays as
+    concealer: Concealer = field(default_factory=Concealer)
     refused: dict[str, int] = field(default_factory=dict)
 
 
@@ -63,11 +68,13 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """Frame ``seq`` of a talk, due to play now: an Opus packet, or None for a gap."""
+    """Frame ``seq`` of a talk, due to play now: an Opus packet, or None for a gap (and then
+    ``conceal`` says how the gap plays)."""
 
     talk: Talk
     seq: int
     opus: bytes | None
+    conceal: Conceal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,10 @@ class Ended:
 class Listener:
     """The talks one node receives; see the module's theory of operation."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, conceal_frames: int = CONCEAL_FRAMES) -> None:
+        """``conceal_frames``: how many frames of a loss are concealed (0: gaps are silence;
+        see :mod:`meshchat.talk.conceal`)."""
+        self.conceal_frames = conceal_frames
         self.talks: dict[bytes, Talk] = {}
         self._ended: OrderedDict[bytes, None] = OrderedDict()
         self._pending: deque[tuple[int, bytes, LiveFrame]] = deque()
@@ -103,6 +113,7 @@ class Listener:
             self._count("offer.too-many")
             return replaced
         talk = Talk(offer.talk_id, sender, offer.key, now_ms, now_ms)
+        talk.concealer = Concealer(self.conceal_frames)
         self.talks[offer.talk_id] = talk
         out: list[Started | Ended] = [*replaced, Started(talk)]
         early = [p for p in self._pending if p[2].talk_id == offer.talk_id]
@@ -153,7 +164,7 @@ class Listener:
     def pop(self, now_ms: int) -> list[Out]:
         """Every frame of every talk due to play by ``now_ms``, in each talk's order."""
         return [
-            Out(talk, seq, opus)
+            Out(talk, seq, opus, talk.concealer.plan(opus))
             for talk in self.talks.values()
             for seq, opus in talk.buffer.pop(now_ms)
         ]

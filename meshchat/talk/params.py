@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "BITRATE",
+    "CONCEAL_FRAMES",
     "DECODE_RATE",
     "ENCODE_RATE",
     "FAST_TRANSPORTS",
@@ -54,6 +55,9 @@ MAX_OPUS_BYTES = 400
 #: The jitter buffer's playout delay: a frame plays this long after the fastest arrival seen
 #: of its place in the stream (frames later than that are dropped).
 PLAYOUT_DELAY_MS = 60
+#: Frames of a run of lost frames played as the decoder's estimate (fading out over the run,
+#: :mod:`meshchat.talk.conceal`); further lost frames of the run are silence.
+CONCEAL_FRAMES = 3
 #: Most frames a jitter buffer holds ahead of playout (500 ms of sound); frames further ahead
 #: are refused.
 MAX_HELD = 25

@@ -24,6 +24,7 @@ from meshchat.store.records import Contact, Trust
 from meshchat.transports.base import Link
 from meshchat.voice import Pcm, pcm_from_wav, read_audio
 from tests.talk.lan_pair import LanPair, lan_pair
+from tests.talk.lossy import frame_rms as rms
 from tests.voice.speech import speak
 from tests.voice.test_voice_codec import envelope_correlation
 
@@ -170,3 +171,35 @@ async def test_a_talk_that_cannot_be_written_ends_plainly(
         again = await pair.talker.talk.talk("listener", paced(part))  # the node goes on
         await asyncio.sleep(0.3)
         assert again.talk_id in pair.listener.talk.heard
+
+
+async def test_frames_lost_on_the_link_are_concealed_in_what_is_heard(
+    tmp_path: Path, short_speech: Pcm
+) -> None:
+    async with lan_pair(tmp_path) as pair:
+        link = lan_link(pair.talker)
+        original: Callable[[bytes], bool] = link.send
+        talk_frames = 0
+        lost: list[int] = []
+
+        def lossy(frame: bytes) -> bool:  # every tenth live frame lost (not the end frame)
+            nonlocal talk_frames
+            if len(frame) > 2 and frame[2] == 5:
+                talk_frames += 1
+                if talk_frames % 10 == 4 and talk_frames < 150:
+                    lost.append(talk_frames - 1)  # its seq
+                    return True
+            return original(frame)
+
+        link.send = lossy  # type: ignore[method-assign]
+        said = await pair.talker.talk.talk("listener", paced(short_speech))
+        heard = await heard_one(pair.listener)
+    assert len(lost) == 15 and heard.gaps >= len(lost) and heard.concealed >= len(lost)
+    assert abs(heard.seconds - said.seconds) < 0.001  # the sound keeps its length
+    assert heard.wav is not None
+    received = pcm_from_wav(Path(heard.wav).read_bytes())
+    frames = [received.samples[i * 1920 : (i + 1) * 1920] for i in range(said.frames)]
+    voiced = [seq for seq in lost if rms(frames[seq - 1]) > 500]
+    assert voiced  # some losses fell in speech: there, something plays, not silence
+    assert all(rms(frames[seq]) > 0 for seq in voiced)
+    assert envelope_correlation(short_speech, received) >= 0.9

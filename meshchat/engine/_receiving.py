@@ -120,7 +120,7 @@ class Receiving:
             ]
         # The message, then the session state (received and acked), then the ack.
         out.extend(self.engine.flush())
-        out.extend(self.engine.router.originate(ack, now_ms))
+        out.extend(self.engine.router.originate(ack, now_ms, link))
         return out
 
     def message(self, packet: Packet, now_ms: int, link: str | None = None) -> list[Output]:
@@ -156,7 +156,7 @@ class Receiving:
                 now_ms,
                 self.engine.ttl,
             )
-            return [received, *carbons, *self.engine.router.originate(ack, now_ms)]
+            return [received, *carbons, *self.engine.router.originate(ack, now_ms, link)]
         if dest.kind is DestKind.CHANNEL and self.engine.groups.is_group_address(dest.value):
             return self.engine._group_glue.on_message(packet, now_ms)
         if dest.kind is DestKind.CHANNEL:

@@ -45,7 +45,8 @@ by the recipient; a sealed (suite RATCHET) ack reveals the token whose hash the 
 shows in clear. A private group message (suite GROUP) has no ack: it is carried, by its sender
 and by every relay, only as long as the duplicate set remembers its id (``seen_ttl_ms``), so a
 member who comes back into range within that time still gets it, and a re-offered copy is
-always a duplicate for a node that had it, never a new flood.
+always a duplicate for a node that had it, never a new flood. What one neighbour's frames make
+us send another (relays, our acks) is charged to a share of that link (router/outbound.py).
 
 Everything random comes from the ``rng`` given at construction, and time only from the
 ``now_ms`` arguments, so a router is deterministic given its seed and its inputs.
@@ -55,12 +56,14 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from meshchat.errors import PacketError
 from meshchat.identity import node_id_of
 from meshchat.router.actions import Action, Carry, Deliver, Drop, Transmit, Uncarry
 from meshchat.router.carry import INTERNET_LINK, RESTORED_LINK, CarriedEntry, CarriedSet
+from meshchat.router.outbound import OutboundShares
+from meshchat.router.pending import Pending
 from meshchat.router.policy import (
     FirstCopy,
     ManagedFlood,
@@ -97,6 +100,10 @@ class RouterConfig:
     link_rate: float = 200.0  # frames per second per link
     link_burst: float = 400.0
     file_rate: float = 12000.0  # file frames per second per link (apart from the others)
+    #: what all neighbours together / any one neighbour may make us send another link, as
+    #: shares of ``link_rate`` (router/outbound.py)
+    outbound_total_share: float = 0.8
+    outbound_cause_share: float = 0.5
     max_pending: int = 4096  # relays waiting for their jitter
     max_carried: int = 5000  # packets kept for store-and-forward
     max_carried_per_link: int = 512  # of those, from one origin link (see router/carry.py)
@@ -107,19 +114,6 @@ class RouterConfig:
     #: remember accepted packet ids for the whole acceptance window (router/replay.py), not
     #: only the ``seen_ttl_ms`` of the exact set
     replay_horizon: bool = True
-
-
-@dataclass(slots=True)
-class _Pending:
-    frame: bytes
-    due_ms: int
-    heard_from: set[str] = field(default_factory=set)
-    copies: int = 0
-    cancelled: bool = False
-    ttl_in: int = 0  # the best TTL a copy carried as received (the first, or a later, better one)
-    ttls: dict[str, int] | None = None  # neighbour-aware policies: best TTL heard per link
-    degree: int = 0  # links when the first copy came (the policy's density)
-    uncovered: float = 1.0  # share of our range no copy heard reached, as the policy estimates
 
 
 def _sealed_ack_hash(packet: Packet) -> bytes | None:
@@ -166,7 +160,13 @@ class FloodRouter:
         self._links: dict[str, TokenBucket] = {}  # live links and their token buckets
         self._strays: dict[str, TokenBucket] = {}  # buckets of links not (or no longer) up
         self._file_links: dict[str, TokenBucket] = {}  # file frames of live links
-        self._pending: dict[bytes, _Pending] = {}
+        self._pending: dict[bytes, Pending] = {}
+        self._outbound = OutboundShares(
+            self.config.link_rate,
+            self.config.link_burst,
+            total_share=self.config.outbound_total_share,
+            cause_share=self.config.outbound_cause_share,
+        )
         self._timers: list[tuple[int, bytes]] = []
         #: node ids and signing keys of this node's contacts (the owner keeps them current):
         #: what is carried for them or from them outranks strangers' packets
@@ -270,6 +270,7 @@ class FloodRouter:
         for packet_id, frame in self._carried.offer_order(now_ms, peer)[
             : self.config.reoffer_batch
         ]:
+            self._outbound.admit(link, None, now_ms)
             actions.append(Transmit(frame, (link,), packet_id))
             self._count("tx")
         return actions
@@ -279,6 +280,7 @@ class FloodRouter:
         self._strays.pop(link, None)
         self._file_links.pop(link, None)
         self.neighbours.forget(link)
+        self._outbound.forget(link)
         return []
 
     def restore_carried(self, frame: bytes, expires_ms: int, now_ms: int) -> None:
@@ -295,17 +297,30 @@ class FloodRouter:
 
     # -- sending -------------------------------------------------------------------------
 
-    def originate(self, packet: Packet, now_ms: int) -> list[Action]:
-        """Send a packet this node created to every neighbour."""
+    def originate(self, packet: Packet, now_ms: int, cause: str | None = None) -> list[Action]:
+        """Send a packet this node created to every neighbour; ``cause``: the link whose
+        frame made us send it (our ack of a message that came by it), None if our own."""
         frame = codec.encode(packet)
         self._mark_seen(packet, now_ms)
         # Our own sealed ack also ends our carrying of the message it acknowledges.
         uncarried = self._ack_seen(packet) if packet.kind is PacketKind.ACK else []
-        if not self._links:
-            return [Drop("no-links", None, packet.packet_id), *uncarried]
+        links = self._admitted(tuple(self._links), cause, frame, now_ms)
+        if not links:
+            reason = "outbound-share" if self._links else "no-links"
+            return [Drop(reason, None, packet.packet_id), *uncarried]
         self._count("tx")
         carried = self._carry(packet, frame, now_ms, None) if _is_group(packet) else []
-        return [Transmit(frame, tuple(self._links), packet.packet_id), *uncarried, *carried]
+        return [Transmit(frame, links, packet.packet_id), *uncarried, *carried]
+
+    def _admitted(
+        self, links: tuple[str, ...], cause: str | None, frame: bytes, now_ms: int
+    ) -> tuple[str, ...]:
+        """Of ``links``, those whose outbound share lets a frame caused by ``cause`` go."""
+        if cause is None or frame[2] == PacketKind.FILE:  # file frames: their own allowance
+            return links
+        admitted = tuple(link for link in links if self._outbound.admit(link, cause, now_ms))
+        self._count("drop.outbound-share", len(links) - len(admitted))
+        return admitted
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -499,14 +514,14 @@ class FloodRouter:
         if len(self._pending) >= self.config.max_pending:
             self._count("drop.pending-full")
             return [Drop("pending-full", link, packet.packet_id)]
-        pending = _Pending(frame, now_ms + delay, ttl_in=ttl_in, degree=event.degree)
+        pending = Pending(frame, now_ms + delay, ttl_in=ttl_in, degree=event.degree, cause=link)
         if isinstance(self.policy, NeighbourAware):
             pending.ttls = {} if link is None else {link: ttl_in}
         if link is not None:
             pending.heard_from.add(link)
         self._pending[packet.packet_id] = pending
         if delay <= 0:
-            return self._fire(packet.packet_id, pending)
+            return self._fire(packet.packet_id, pending, now_ms)
         heapq.heappush(self._timers, (pending.due_ms, packet.packet_id))
         return []
 
@@ -524,34 +539,18 @@ class FloodRouter:
                 # covering our neighbours only if it gives them as many hops as ours would.
                 ttl = fields[7] if fields is not None else 0
                 pending.ttls[link] = max(ttl, pending.ttls.get(link, 0))
-        if fields is not None and fields[7] > pending.ttl_in:
-            self._raise_ttl(pending, fields[7], fields[8])
+        if (
+            fields is not None
+            and fields[7] > pending.ttl_in
+            and pending.raise_ttl(fields[7], fields[8])
+        ):
+            self._count("relay.ttl-raised")
         pending.copies += 1
         pending.uncovered = self.policy.uncovered_after(pending.uncovered, rssi)
         if self.policy.copy_heard(pending.copies, rssi, pending.degree, pending.uncovered):
             pending.cancelled = True
 
-    def _raise_ttl(self, pending: _Pending, ttl: int, hops: int) -> None:
-        """A copy heard while we wait came by a shorter path: relay with its TTL, not ours.
-
-        A packet's TTL comes from the first copy a node hears, and the first is not always the
-        one that came the fewest hops (relays wait different times), so without this a flood
-        ends short of the TTL horizon that naive flooding reaches. Only the copy's TTL and hop
-        count are taken (they are not signed, so a sender could have put any value in its
-        first copy too; :meth:`Packet.relayed` clamps ``ttl + hops``); the rest of the frame
-        stays the one this node accepted and verified.
-        """
-        try:
-            ours = codec.parse(pending.frame)
-            better = replace(ours, ttl=ttl, hops=hops).relayed()
-        except PacketError:
-            return
-        if better.ttl > ours.ttl:
-            pending.frame = codec.encode(better)
-            pending.ttl_in = ttl
-            self._count("relay.ttl-raised")
-
-    def _fire(self, packet_id: bytes, pending: _Pending) -> list[Action]:
+    def _fire(self, packet_id: bytes, pending: Pending, now_ms: int) -> list[Action]:
         del self._pending[packet_id]
         if pending.cancelled:
             self._count("relay.suppressed")
@@ -566,11 +565,12 @@ class FloodRouter:
                 self._count("relay.pruned")
         else:
             links = policy.choose_links(candidates, self.rng)
-        if not links:
+        admitted = self._admitted(tuple(links), pending.cause, pending.frame, now_ms)
+        if not admitted:
             return []
         self._count("tx")
         self._count("relay.sent")
-        return [Transmit(pending.frame, tuple(links), packet_id)]
+        return [Transmit(pending.frame, admitted, packet_id)]
 
     # -- time ----------------------------------------------------------------------------
 
@@ -582,7 +582,7 @@ class FloodRouter:
             _, packet_id = heapq.heappop(timers)
             pending = self._pending.get(packet_id)
             if pending is not None and pending.due_ms <= now_ms:
-                actions.extend(self._fire(packet_id, pending))
+                actions.extend(self._fire(packet_id, pending, now_ms))
         self._seen.expire(now_ms)
         if self._replay is not None:
             self._replay.expire(now_ms)

@@ -463,7 +463,10 @@ class NodeFiles:
         more: list[Effect] = []
         for effect in effects:
             match effect:
-                case SendRequest(peer, body) | SendPiece(peer, body) | SendMissing(peer, body):
+                case SendRequest(peer, body) | SendPiece(peer, body):
+                    out += engine.files.send(_node_id(peer), _encode(body), now)
+                case SendMissing(peer, body):
+                    node.count("files.told-missing")
                     out += engine.files.send(_node_id(peer), _encode(body), now)
                 case ServeChunk(peer, root, index):
                     piece = self._chunk(root, index)

@@ -23,8 +23,11 @@ At most ``Limits.max_sources`` sources (16) are asked per download, the sender f
 are in memory; the oldest goes out first). After a restart a completed download is not
 served until someone asks for it: the first request for its root hashes the saved file again
 on a thread (at most :data:`MAX_REHASHED` per run) and serves it if it is still the announced
-file. A request for a root this node knows but does not serve (that one, being hashed; a file
-it was announced and did not pull) is answered *missing* for every piece, within the asker's
+file. The requests that come while it is hashed (at most :data:`MAX_DEFERRED` per file) wait
+for it and are served as soon as it is done, so the first asker is served at once rather than
+after its retry; if the file changed or is gone, they are answered *missing*. A request for a
+root this node knows but does not serve (a file it was announced and did not pull, one hashed
+before and no longer served) is answered *missing* for every piece, within the asker's
 allowance, so the asker turns elsewhere at once; so is one from my own device for any root.
 Anyone else asking for a root this node does not know gets no answer.
 """
@@ -55,6 +58,8 @@ __all__ = ["MAX_SHARED", "Sharing", "own_devices", "sources_for"]
 MAX_SHARED = 32
 #: completed downloads served again after a restart, at most, per run (each is hashed again)
 MAX_REHASHED = 256
+#: requests that wait for a file being hashed again, at most, per file
+MAX_DEFERRED = 16
 
 
 def _group_members(node: Node, conversation: str) -> list[bytes]:
@@ -102,6 +107,13 @@ class Sharing:
         self.files = files
         self._shared: OrderedDict[bytes, None] = OrderedDict()
         self._rehashed: set[bytes] = set()
+        #: requests waiting for the roots being hashed again
+        self._deferred: dict[bytes, list[tuple[Peer, Request]]] = {}
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a file being hashed again."""
+        return sum(len(requests) for requests in self._deferred.values())
 
     async def completed(self, holder: Holder, path: Path) -> None:
         """Serve a completed download from its saved file (on the worker)."""
@@ -142,12 +154,17 @@ class Sharing:
                 return None
         elif transfer.direction is Direction.IN and transfer.state is State.DONE:
             self._rehash(body.root)
+            waiting = self._deferred.get(body.root)
+            if waiting is not None and len(waiting) < MAX_DEFERRED:
+                waiting.append((peer, body))  # answered when the file is hashed
+                return []
         return files.seeder.lacks(peer, body, now_ms)
 
     def _rehash(self, root: bytes) -> None:
         if root in self._rehashed or len(self._rehashed) >= MAX_REHASHED:
             return
         self._rehashed.add(root)
+        self._deferred[root] = []
         task = asyncio.get_running_loop().create_task(self._serve_again(root))
         self.files._finishing.add(task)
         task.add_done_callback(self.files._finishing.discard)
@@ -155,12 +172,26 @@ class Sharing:
     async def _serve_again(self, root: bytes) -> None:
         files = self.files
         transfer = files._transfers.get(root)
-        if transfer is None or not transfer.path:
-            return
+        holder: SentFile | None = None
         try:
-            tree = await files.rehash(transfer)
+            if transfer is not None and transfer.path:
+                holder = SentFile(transfer.manifest, await files.rehash(transfer))
         except MeshchatError:
             files.node.count("files.reshare-failed")  # moved, changed or unreadable
-            return
-        holder = SentFile(transfer.manifest, tree)
-        await files.node.submit(self.completed, holder, Path(transfer.path))
+        if transfer is not None and holder is not None:
+            await files.node.submit(self.completed, holder, Path(transfer.path))
+        await files.node.submit(self._answer_deferred, root)
+
+    async def _answer_deferred(self, root: bytes) -> None:
+        """Serve the requests that waited for ``root`` to be hashed (or tell them it is
+        missing, if it could not be served)."""
+        files = self.files
+        now = files.node.clock()
+        effects: list[Effect] = []
+        for peer, body in self._deferred.pop(root, []):
+            if files.seeder.holder(root):
+                effects += files.seeder.request(peer, body, now)
+            else:
+                effects += files.seeder.lacks(peer, body, now)
+        await files.node.effects.run(files._carry_out(effects))
+        files._pace()

@@ -157,34 +157,47 @@ async def test_completed_files_served_are_bounded_oldest_out(
             p.store.close()
 
 
-async def test_a_member_restarted_after_completing_still_serves_the_file(tmp_path: Path) -> None:
+async def _ben_restarts_after_completing(
+    tmp_path: Path, peers: list[Peer], data: bytes, change_saved: bool = False
+) -> bytes:
+    """ann sends ``data`` to the group; once ben holds it (and cat is asked), ben restarts
+    (same keys, store and transfers file; its saved copy changed first if ``change_saved``),
+    ann goes offline and cat says yes. Returns the file's root."""
     from meshchat.node import Node
 
-    hub = MemoryHub()
-    trust = {"ben": Trust.VERIFIED, "cat": Trust.UNVERIFIED}
-    peers = await _group(tmp_path, hub, trust)
     ann, ben, cat = peers
+    source = tmp_path / "leaflet.bin"
+    source.write_bytes(data)
+    sent = await ann.node.files.send("+team", source)
+
+    async def ben_has_it() -> bool:
+        return bool(await received(ben)) and await _asking(cat)
+
+    await wait_for(ben_has_it)
+    if change_saved:
+        (saved,) = await received(ben)
+        saved.write_bytes(os.urandom(len(data)))
+    options = ben.node.options
+    await ben.node.stop()
+    hub = ben.transport.hub
+    transport = hub.transport(ben.node.identity.public)
+    node = Node(ben.node.identity, "ben", ben.store, [transport], options=options)
+    await node.start()
+    peers[1] = Peer(node, transport, ben.store, "ben", ben.home)
+    for other in (ann, cat):
+        hub.connect(other.transport, transport)
+    await ann.node.stop()
+    await cat.node.files.accept(sent.root.hex()[:12])
+    return sent.root
+
+
+async def test_a_member_restarted_after_completing_still_serves_the_file(tmp_path: Path) -> None:
+    hub = MemoryHub()
+    peers = await _group(tmp_path, hub, {"ben": Trust.VERIFIED, "cat": Trust.UNVERIFIED})
     try:
         data = os.urandom(100_000)
-        source = tmp_path / "leaflet.bin"
-        source.write_bytes(data)
-        sent = await ann.node.files.send("+team", source)
-
-        async def ben_has_it() -> bool:
-            return bool(await received(ben)) and await _asking(cat)
-
-        await wait_for(ben_has_it)
-        # ben restarts (same keys, store and transfers file); then the sender goes offline
-        options = ben.node.options
-        await ben.node.stop()
-        transport = hub.transport(ben.node.identity.public)
-        node = Node(ben.node.identity, "ben", ben.store, [transport], options=options)
-        await node.start()
-        peers[1] = ben = Peer(node, transport, ben.store, "ben", ben.home)
-        for other in (ann, cat):
-            hub.connect(other.transport, transport)
-        await ann.node.stop()
-        await cat.node.files.accept(sent.root.hex()[:12])
+        await _ben_restarts_after_completing(tmp_path, peers, data)
+        _, ben, cat = peers
 
         async def done() -> bool:
             return bool(await received(cat))
@@ -193,10 +206,38 @@ async def test_a_member_restarted_after_completing_still_serves_the_file(tmp_pat
         (path,) = await received(cat)
         assert path.read_bytes() == data
         assert ben.node.files.seeder.served > 0
+        # the first request waited for the file to be hashed again and was served, rather
+        # than told "missing" and asked again after cat's timeout
+        assert ben.node.counters.get("files.told-missing", 0) == 0
     finally:
+        for p in peers[1:]:
+            await p.node.stop()
         for p in peers:
-            if p is not ann:
-                await p.node.stop()
+            p.store.close()
+
+
+async def test_a_restarted_member_whose_copy_changed_tells_the_waiting_askers(
+    tmp_path: Path,
+) -> None:
+    hub = MemoryHub()
+    peers = await _group(tmp_path, hub, {"ben": Trust.VERIFIED, "cat": Trust.UNVERIFIED})
+    try:
+        await _ben_restarts_after_completing(tmp_path, peers, os.urandom(100_000), True)
+        _, ben, cat = peers
+
+        async def told() -> bool:
+            counters = ben.node.counters
+            return bool(counters.get("files.reshare-failed") and counters.get("files.told-missing"))
+
+        await wait_for(told, timeout=20)  # the requests that waited are answered, not kept
+        assert ben.node.counters["files.reshare-failed"] == 1
+        assert ben.node.files.sharing.waiting == 0
+        assert ben.node.files.seeder.served == 0
+        assert not await received(cat)
+    finally:
+        for p in peers[1:]:
+            await p.node.stop()
+        for p in peers:
             p.store.close()
 
 

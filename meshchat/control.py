@@ -62,8 +62,8 @@ talk        to, path (absolute: an audio    talk (talk_id, peers, frames,
             file sent live) or seconds      seconds, wire_bytes) when it ends
             (the microphone)
 talks       (none)                          talks heard (talk_id, sender, seconds,
-                                            played, gaps, concealed, refused, wav,
-                                            device, ended)
+                                            played, gaps, concealed, recovered,
+                                            refused, wav, device, ended)
 ==========  ==============================  ============================================
 """
 

@@ -99,8 +99,9 @@ def cmd_talks(args: argparse.Namespace, home: Home) -> int:
         where = t["device"] or t["wav"] or "nowhere"
         state = t["ended"] or "live"
         say(
-            f"{t['sender'][:16]} {t['seconds']:.1f} s ({state}, {t['gaps']} gaps, "
-            f"{t.get('concealed', 0)} concealed) -> "
+            f"{t['sender'][:16]} {t['seconds']:.1f} s ({state}, {t['gaps']} gaps: "
+            f"{t.get('recovered', 0)} recovered, "
+            f"{t.get('concealed', 0) - t.get('recovered', 0)} concealed) -> "
             f"{safe_line(str(where))}"
         )
     return 0

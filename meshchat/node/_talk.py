@@ -104,8 +104,11 @@ class Heard:
     seconds: float = 0.0
     played: int = 0
     gaps: int = 0
-    #: gaps played as the decoder's estimate of the lost sound (the others: silence)
+    #: gaps played as the decoder's estimate of the lost sound (the others: silence), and of
+    #: those, how many were decoded from the next packet (its in-band FEC; libopus conceals
+    #: where that packet carries none)
     concealed: int = 0
+    recovered: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     wav: str | None = None
     device: str | None = None
@@ -120,6 +123,7 @@ class Heard:
             "played": self.played,
             "gaps": self.gaps,
             "concealed": self.concealed,
+            "recovered": self.recovered,
             "refused": dict(self.refused),
             "wav": self.wav,
             "device": self.device,
@@ -425,7 +429,7 @@ class NodeTalk:
 
     def _end(self, ended: Ended) -> None:
         talk = ended.talk
-        self._decoders.pop(talk.talk_id, None)
+        decoder = self._decoders.pop(talk.talk_id, None)
         written = self._written.pop(talk.talk_id, 0)
         sink = self._sinks.pop(talk.talk_id, None)
         if sink is not None:
@@ -439,6 +443,7 @@ class NodeTalk:
             heard.seconds = written / SAMPLE_BYTES / DECODE_RATE
             heard.played, heard.gaps = stats.played, stats.gaps
             heard.concealed = talk.concealer.concealed
+            heard.recovered = decoder.recovered if decoder is not None else 0
             heard.refused, heard.why = dict(talk.refused), ended.why
             if sink is not None:
                 heard.wav, heard.device = sink.path, sink.device

@@ -18,6 +18,11 @@ linearly across the frame's samples)::
     run 3    0.5 -> 0.0
     run 4+   0.0 -> 0.0    silence
 
+When the frame after a gap is already in (the playout delay usually holds two or three
+frames), the plan names its packet: Opus's in-band forward error correction (the encoder's
+LBRR: a coarse copy of each frame in the next packet, :mod:`meshchat.voice.live`) lets the
+decoder play the lost frame itself, at full gain, whatever its place in the run.
+
 A frame that came resets the run. The decoder that applies a :class:`Conceal` is
 :meth:`meshchat.voice.live.LiveDecoder.conceal` (Opus's own packet-loss concealment, see
 there). Pure: no audio here, only the decision.
@@ -36,11 +41,15 @@ __all__ = ["Conceal", "Concealer"]
 class Conceal:
     """Play the decoder's estimate of a lost frame, its gain ramped from ``start`` to ``end``
     across the frame (both 0: silence). ``run``: which gap of its run this one is (1: the
-    first after a frame that came)."""
+    first after a frame that came). ``recover_from``: the next frame's packet, when it is
+    already in: a decoder that reads Opus's in-band FEC plays the lost frame as that packet
+    carries it, at full gain (it is the frame's own sound, coarser); one that cannot uses the
+    gains."""
 
     run: int
     start: float
     end: float
+    recover_from: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.run < 1 or not (0.0 <= self.end <= 1.0 and 0.0 <= self.start <= 1.0):
@@ -48,7 +57,7 @@ class Conceal:
 
     @property
     def silent(self) -> bool:
-        return self.start == 0.0 and self.end == 0.0
+        return self.start == 0.0 and self.end == 0.0 and self.recover_from is None
 
 
 def _gains(frames: int) -> tuple[tuple[float, float], ...]:
@@ -81,16 +90,21 @@ class Concealer:
             raise ValueError("conceal a run of 0 frames or more")
         self._table = _gains(self.frames)
 
-    def plan(self, opus: bytes | None) -> Conceal | None:
+    def plan(self, opus: bytes | None, following: bytes | None = None) -> Conceal | None:
         """For the next frame out of the jitter buffer: None when it came (decode it as it
-        is), else how its gap plays."""
+        is), else how its gap plays; ``following``: the packet of the frame after it, if it
+        is in (its in-band FEC may hold this one)."""
         if opus is not None:
             self._run, self._heard = 0, True
             return None
         self._run += 1
+        start, end = 0.0, 0.0
         if self._heard and self._run <= len(self._table):
             start, end = self._table[self._run - 1]
+        recover = following if following and self.frames else None
+        plan = Conceal(self._run, start, end, recover)
+        if plan.silent:
+            self.silent += 1
+        else:
             self.concealed += 1
-            return Conceal(self._run, start, end)
-        self.silent += 1
-        return Conceal(self._run, 0.0, 0.0)
+        return plan

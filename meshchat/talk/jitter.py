@@ -108,6 +108,10 @@ class JitterBuffer:
         self.stats.held += 1
         return Verdict.HELD
 
+    def held(self, seq: int) -> bytes | None:
+        """Frame ``seq`` if it is in and waits to play (the buffer keeps it)."""
+        return self._held.get(seq)
+
     def next_due_ms(self) -> int | None:
         """When :meth:`pop` next has something to hand out (None: nothing is awaited)."""
         if self._base is None or self.finished:

@@ -163,11 +163,14 @@ class Listener:
 
     def pop(self, now_ms: int) -> list[Out]:
         """Every frame of every talk due to play by ``now_ms``, in each talk's order."""
-        return [
-            Out(talk, seq, opus, talk.concealer.plan(opus))
-            for talk in self.talks.values()
-            for seq, opus in talk.buffer.pop(now_ms)
-        ]
+        out: list[Out] = []
+        for talk in self.talks.values():
+            due = talk.buffer.pop(now_ms)
+            popped = dict(due)
+            for seq, opus in due:
+                following = popped[seq + 1] if seq + 1 in popped else talk.buffer.held(seq + 1)
+                out.append(Out(talk, seq, opus, talk.concealer.plan(opus, following)))
+        return out
 
     def expire(self, now_ms: int) -> list[Ended]:
         """End the talks that are over (and forget pending frames too old to keep)."""

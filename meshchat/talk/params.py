@@ -2,13 +2,14 @@
 uses, in one place.
 
 Live speech is sent as raw Opus packets (RFC 6716; no Ogg container), one packet per
-:data:`FRAME_MS` of mono 16 kHz sound at a target of :data:`BITRATE`, the same encoder settings
-as a voice note (:mod:`meshchat.voice.params`) except the frame length. Why 20 ms and not the
-voice note's 60 ms: a frame must be complete before it is encoded, so its length is added to
-the delay in full (60 ms frames would spend 40 % of a 150 ms mouth-to-ear budget before the
-first byte leaves), a lost 20 ms frame is a click where a lost 60 ms frame is a missing
-syllable, and the cost of more packets (about 180 bytes of packet header, signature and
-sealing per frame: 50 frames a second of speech measured 91 kbit/s on the wire in all,
+:data:`FRAME_MS` of mono 16 kHz sound at a target of :data:`BITRATE`, the encoder settings of a
+voice note (:mod:`meshchat.voice.params`) except the frame length, the bit rate and in-band FEC
+(each packet carries a coarse copy of the frame before it, for a listener that lost that one).
+Why 20 ms and not the voice note's 60 ms: a frame must be complete before it is encoded, so its
+length is added to the delay in full (60 ms frames would spend 40 % of a 150 ms mouth-to-ear
+budget before the first byte leaves), a lost 20 ms frame is a click where a lost 60 ms frame is
+a missing syllable, and the cost of more packets (about 180 bytes of packet header, signature
+and sealing per frame: 50 frames a second of speech measured 98 kbit/s on the wire in all,
 ``bench/talk.py``) only matters on slow links, which push-to-talk does not use.
 
 Only stream links to a direct neighbour carry live frames (:data:`FAST_TRANSPORTS`: LAN TCP).
@@ -25,6 +26,7 @@ __all__ = [
     "CONCEAL_FRAMES",
     "DECODE_RATE",
     "ENCODE_RATE",
+    "EXPECTED_LOSS",
     "FAST_TRANSPORTS",
     "FRAME_MS",
     "FRAME_SAMPLES",
@@ -43,14 +45,18 @@ __all__ = [
 ENCODE_RATE = 16_000
 #: Samples per second out of the decoder (Opus always decodes at 48 kHz).
 DECODE_RATE = 48_000
-#: Target bit rate of the encoder.
-BITRATE = 16_000
+#: Target bit rate of the encoder: above the voice notes' 16 kbit/s, because below about
+#: 20 kbit/s libopus adds no in-band FEC (:mod:`meshchat.voice.live`).
+BITRATE = 24_000
+#: The loss (percent) the encoder is told to expect: it sizes the in-band FEC.
+EXPECTED_LOSS = 10
 #: Length of one live frame.
 FRAME_MS = 20
 #: Samples per frame given to the encoder.
 FRAME_SAMPLES = ENCODE_RATE * FRAME_MS // 1000
-#: Largest Opus packet accepted in a live frame: a 20 ms frame at 16 kbit/s is about 40 bytes
-#: (at most 120 at the encoder's worst); RFC 6716 allows 1275, which is far over what is sent.
+#: Largest Opus packet accepted in a live frame: a 20 ms frame of speech at 24 kbit/s with its
+#: FEC is about 50 bytes (at most about 110, measured on loud noise); RFC 6716 allows 1275,
+#: which is far over what is sent.
 MAX_OPUS_BYTES = 400
 #: The jitter buffer's playout delay: a frame plays this long after the fastest arrival seen
 #: of its place in the stream (frames later than that are dropped).

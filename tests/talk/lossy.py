@@ -43,18 +43,24 @@ class Playout:
     pcm: Pcm
     gaps: int
     concealed: int
+    #: gaps played from the next packet's FEC
+    recovered: int
     #: the samples played for each frame, in order (the end frame's, empty, left out)
     frames: list[bytes]
 
 
-def playout(packets: list[bytes], lost: Collection[int], conceal_frames: int) -> Playout:
+def playout(
+    packets: list[bytes], lost: Collection[int], conceal_frames: int, *, fec: bool = True
+) -> Playout:
     """What a listener plays of ``packets`` when the frames in ``lost`` never come (the others
-    come on time, one every 20 ms, then the end frame)."""
+    come on time, one every 20 ms, then the end frame). ``fec`` False: the decoder goes
+    through PyAV (concealment only, no FEC)."""
     listener = Listener(conceal_frames=conceal_frames)
     offer = TalkOffer.new()
     listener.offer(_TALKER, offer, 0)
     talk = listener.talks[offer.talk_id]
-    decoder = LiveDecoder()
+    decoder = LiveDecoder(direct=fec)
+    assert decoder.fec == fec
     played: list[bytes] = []
     for tick in range(len(packets) + 1 + 10):
         now = tick * FRAME_MS
@@ -72,6 +78,7 @@ def playout(packets: list[bytes], lost: Collection[int], conceal_frames: int) ->
         Pcm(b"".join(played), DECODE_RATE),
         talk.buffer.stats.gaps,
         talk.concealer.concealed,
+        decoder.recovered,
         played,
     )
 

@@ -3,10 +3,12 @@
 The speech measures: espeak-ng speech (7.5 s, 377 frames) encoded live, 5 % and 10 % of its
 frames dropped at random (five seeds each), played through a real Listener and the live
 decoder, compared with the same talk played without loss by the Pearson correlation of the
-20 ms RMS envelopes (as tests/voice/test_voice_codec.py). With concealment the lossy playout
-must correlate clearly better than with gaps played as silence (its shortfall from 1 at most
-0.65 times the silent one's, mean over the seeds; each seed better), and last exactly as long.
-A burst of 5 lost frames must fade to silence, not repeat.
+20 ms RMS envelopes (as tests/voice/test_voice_codec.py). Concealed (libopus's PLC, no FEC),
+the lossy playout must correlate clearly better than with gaps played as silence (its
+shortfall from 1 at most 0.65 times the silent one's, mean over the seeds; each seed better);
+with FEC as well, better again (at most half the concealed shortfall); all exactly as long.
+A burst of 5 lost frames must fade to silence, not repeat (with FEC, its last frame comes
+back from the packet after it).
 """
 
 from __future__ import annotations
@@ -80,9 +82,22 @@ def test_the_listener_hands_out_each_gap_with_its_plan() -> None:
         listener.frame(talker, LiveFrame(offer.talk_id, seq, sealed, seq == 3), 0)
     outs = listener.pop(1000)
     assert [(o.seq, o.opus is None, o.conceal) for o in outs] == [
-        (0, False, None), (1, True, Conceal(1, 1.0, 1.0)), (2, True, Conceal(2, 1.0, 0.5)),
+        (0, False, None), (1, True, Conceal(1, 1.0, 1.0)),
+        (2, True, Conceal(2, 1.0, 0.5, b"x")),  # the next frame is in: recover from it
         (3, False, None),
     ]  # fmt: skip
+
+
+def test_a_gap_names_the_next_packet_when_it_is_in() -> None:
+    concealer = Concealer(3)
+    first = concealer.plan(None, b"next")  # even before any frame came
+    assert first == Conceal(1, 0.0, 0.0, b"next") and not first.silent
+    concealer.plan(b"frame")
+    for _ in range(4):
+        concealer.plan(None)
+    assert concealer.plan(None, b"next") == Conceal(5, 0.0, 0.0, b"next")  # past the fade
+    assert concealer.plan(None, b"") == Conceal(6, 0.0, 0.0)  # the end frame has no sound
+    assert Concealer(0).plan(None, b"next") == Conceal(1, 0.0, 0.0)  # turned off
 
 
 # -- speech over a lossy link ----------------------------------------------------------------
@@ -94,39 +109,51 @@ def test_concealment_keeps_lossy_speech_closer_to_the_lossless(
 ) -> None:
     reference = playout(packets, (), CONCEAL_FRAMES)
     assert reference.gaps == 0
-    concealed, silent = [], []
+    recovered, concealed, silent = [], [], []
     for seed in SEEDS:
         lost = dropped(len(packets), share, seed)
-        with_plc = playout(packets, lost, CONCEAL_FRAMES)
+        with_fec = playout(packets, lost, CONCEAL_FRAMES)
+        with_plc = playout(packets, lost, CONCEAL_FRAMES, fec=False)
         without = playout(packets, lost, 0)
-        assert with_plc.gaps == without.gaps == len(lost)
+        assert with_fec.gaps == with_plc.gaps == without.gaps == len(lost)
         assert with_plc.concealed > 0.9 * len(lost) and without.concealed == 0
+        # FEC recovers every lost frame whose next one came
+        recoverable = [s for s in lost if s + 1 not in lost and s + 1 < len(packets)]
+        assert with_fec.recovered == len(recoverable) and with_plc.recovered == 0
         # the sound keeps its length, to the sample
-        assert len(with_plc.pcm.samples) == len(without.pcm.samples)
-        assert len(with_plc.pcm.samples) == len(reference.pcm.samples)
+        lengths = {len(p.pcm.samples) for p in (reference, with_fec, with_plc, without)}
+        assert len(lengths) == 1
+        recovered.append(score(reference.pcm, with_fec.pcm))
         concealed.append(score(reference.pcm, with_plc.pcm))
         silent.append(score(reference.pcm, without.pcm))
     print(
-        f"{share:.0%} lost: envelope r with concealment {statistics.mean(concealed):.4f} "
-        f"{[round(r, 3) for r in concealed]}, gaps as silence {statistics.mean(silent):.4f} "
-        f"{[round(r, 3) for r in silent]}"
+        f"{share:.0%} lost: envelope r with FEC {statistics.mean(recovered):.4f}, concealed "
+        f"{statistics.mean(concealed):.4f} {[round(r, 3) for r in concealed]}, gaps as "
+        f"silence {statistics.mean(silent):.4f} {[round(r, 3) for r in silent]}"
     )
     assert all(c > s for c, s in zip(concealed, silent, strict=True))
     shortfall = 1 - statistics.mean(concealed)
     assert shortfall <= 0.65 * (1 - statistics.mean(silent))
+    assert all(f > c for f, c in zip(recovered, concealed, strict=True))
+    assert 1 - statistics.mean(recovered) <= 0.5 * shortfall
 
 
-def test_a_burst_of_lost_frames_fades_to_silence(packets: list[bytes]) -> None:
+@pytest.mark.parametrize("fec", [False, True])
+def test_a_burst_of_lost_frames_fades_to_silence(packets: list[bytes], fec: bool) -> None:
     reference = playout(packets, (), CONCEAL_FRAMES)
     loud = [frame_rms(f) for f in reference.frames]
     # the loudest place where 7 frames in a row are all voiced: the burst is its frames 1-5
     start = max(range(1, len(loud) - 7), key=lambda i: min(loud[i - 1 : i + 6]))
     burst = range(start, start + 5)
-    heard = playout(packets, set(burst), CONCEAL_FRAMES)
+    heard = playout(packets, set(burst), CONCEAL_FRAMES, fec=fec)
     assert len(heard.frames) == len(reference.frames)
     rms = [frame_rms(heard.frames[i]) for i in burst]
-    print(f"burst at frame {start}: before {loud[start - 1]:.0f}, concealed {rms}")
+    print(f"burst at frame {start} (FEC {fec}): before {loud[start - 1]:.0f}, heard {rms}")
     assert rms[0] > 0.25 * loud[start - 1]  # the first lost frame is bridged
     assert rms[0] >= rms[1] >= rms[2] > 0  # fading
-    assert heard.frames[start + 3] == heard.frames[start + 4] == bytes(len(heard.frames[0]))
+    assert heard.frames[start + 3] == bytes(len(heard.frames[0]))  # then silence
+    if fec:  # the burst's last frame comes back from the next packet's FEC
+        assert heard.recovered == 1 and rms[4] > 0.1 * loud[start + 4]
+    else:
+        assert heard.frames[start + 4] == bytes(len(heard.frames[0]))
     assert frame_rms(heard.frames[start + 6]) > 0  # and the talk goes on after the burst

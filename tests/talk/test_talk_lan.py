@@ -195,6 +195,7 @@ async def test_frames_lost_on_the_link_are_concealed_in_what_is_heard(
         said = await pair.talker.talk.talk("listener", paced(short_speech))
         heard = await heard_one(pair.listener)
     assert len(lost) == 15 and heard.gaps >= len(lost) and heard.concealed >= len(lost)
+    assert heard.recovered >= len(lost)  # each lost frame's next one came: FEC has it
     assert abs(heard.seconds - said.seconds) < 0.001  # the sound keeps its length
     assert heard.wav is not None
     received = pcm_from_wav(Path(heard.wav).read_bytes())

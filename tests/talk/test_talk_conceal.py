@@ -157,3 +157,17 @@ def test_a_burst_of_lost_frames_fades_to_silence(packets: list[bytes], fec: bool
     else:
         assert heard.frames[start + 4] == bytes(len(heard.frames[0]))
     assert frame_rms(heard.frames[start + 6]) > 0  # and the talk goes on after the burst
+
+
+def test_a_gap_names_the_next_frame_still_waiting_in_the_buffer() -> None:
+    listener, offer, talker = Listener(), TalkOffer.new(), b"a" * 16
+    listener.offer(talker, offer, 0)
+    for seq in (0, 2):
+        sealed = seal_sound(offer.key, offer.talk_id, seq, bytes([seq]), end=False)
+        listener.frame(talker, LiveFrame(offer.talk_id, seq, sealed, False), 0)
+    talk = next(iter(listener.talks.values()))
+    assert talk.buffer.held(2) == b"\x02" and talk.buffer.held(1) is None
+    outs = listener.pop(50)  # frames 0 and 1 are due (at 20 and 40 ms), frame 2 at 60
+    assert [(o.seq, o.conceal) for o in outs] == [(0, None), (1, Conceal(1, 1.0, 1.0, b"\x02"))]
+    assert talk.buffer.held(2) == b"\x02"  # still there, to play in its turn
+    assert [(o.seq, o.opus) for o in listener.pop(60)] == [(2, b"\x02")]

@@ -514,7 +514,8 @@ class FloodRouter:
         if len(self._pending) >= self.config.max_pending:
             self._count("drop.pending-full")
             return [Drop("pending-full", link, packet.packet_id)]
-        pending = Pending(frame, now_ms + delay, ttl_in=ttl_in, degree=event.degree, cause=link)
+        cause = INTERNET_LINK if link is None else link  # internet frames share one cause
+        pending = Pending(frame, now_ms + delay, ttl_in=ttl_in, degree=event.degree, cause=cause)
         if isinstance(self.policy, NeighbourAware):
             pending.ttls = {} if link is None else {link: ttl_in}
         if link is not None:

@@ -10,7 +10,8 @@ allowance for us, and they would drop, at random, our acks of their own messages
 messages we relay to them: a neighbour silenced by a third party, through us.
 
 So each outgoing frame is charged to its **cause**: the link whose frame made us send it (a
-relay: the link of the first copy; an ack: the link the acknowledged message came by), or
+relay: the link of the first copy, all internet transports being one cause; an ack: the link
+the acknowledged message came by), or
 ``None`` for what this node sends of its own accord (the user's messages, announces, carried
 packets offered to a new neighbour). Per outgoing link:
 

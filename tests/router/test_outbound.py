@@ -137,3 +137,16 @@ def test_without_shares_the_flood_overruns_the_other_neighbour() -> None:
     unlimited = RouterConfig(outbound_total_share=1e6, outbound_cause_share=1e6)
     refused, _, _ = _flood_through(unlimited)
     assert refused > 1_000  # two frames to Bob for each of Mallory's: 400/s against 200/s
+
+
+def test_frames_from_the_internet_share_one_cause() -> None:
+    router = FloodRouter(
+        ME.node_id, ME.public.sign_public, policy=NaiveFlood(), rng=random.Random(1)
+    )
+    router.link_up("b", NOW)
+    relayed = 0
+    for _ in range(400):  # a relay's burst injected at once by an internet transport
+        for action in router.receive(None, _message(MALLORY, NOW), NOW):
+            relayed += isinstance(action, Transmit) and "b" in action.links
+    assert relayed == 200  # half of b's allowance (its burst), not all 400
+    assert router.counters["drop.outbound-share"] == 200

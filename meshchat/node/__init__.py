@@ -360,6 +360,7 @@ class Node:
 
     async def mark_read(self, conversation: str) -> None:
         await self.store.call(self.store.store.mark_read, conversation)
+        self.notify(NodeNotice("read", conversation=conversation))
 
     async def channels(self) -> list[Channel]:
         """The channels this node is in."""

@@ -389,6 +389,9 @@ class BitchatGateway:
     # -- meshchat -> bitchat ---------------------------------------------------------------
 
     def _on_notice(self, notice: NodeNotice) -> None:
+        if notice.kind == "read" and notice.conversation is not None:
+            self.direct.on_read(notice.conversation)
+            return
         message = notice.message
         if notice.kind != "message" or message is None or message.outgoing:
             return

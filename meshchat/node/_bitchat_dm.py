@@ -7,6 +7,17 @@ from ``<nick>@bitchat:<peer id>``; what the user sends there is encrypted to tha
 conversation registered with the node's bridges (at most 1,024, the oldest dropped), so
 ``meshchat send '#bitchat:dm:<peer id>' TEXT`` reaches it. DMs are never carried to other
 meshchat nodes; at most 20 are taken in, then one per second.
+
+Receipts (:mod:`meshchat.bridges.bitchat.receipts`): a DELIVERED or READ_RECEIPT from a peer
+marks our stored message to *that peer* ``DELIVERED`` (the state meshchat's own DMs reach;
+the store has no "read" state, so a read receipt is counted as ``dm_read`` and otherwise
+proves delivery only). The stored id of a DM is derived from the peer id and the bitchat
+message id, so a receipt from one peer cannot name a message sent to another; a receipt that
+names nothing of ours is counted (``dm_receipt_unmatched``). At most 64 receipts are taken
+in, then four per second. When the user reads the conversation (the node's ``read`` notice:
+the UI opened it, or a message arrived while it was open), each private message received since
+is answered with one READ_RECEIPT: at most 20, then one per second (the rest wait for the next
+read); owed receipts are remembered in memory only (64 per peer, 64 peers).
 """
 
 from __future__ import annotations
@@ -16,21 +27,25 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from meshchat.bridges._ratelimit import TokenBucket
+from meshchat.bridges.bitchat.receipts import Unread
 from meshchat.bridges.marks import BITCHAT_DM_MARK, BITCHAT_DM_PREFIX, bitchat_dm_conversation
 from meshchat.errors import MeshchatError, UsageError
 from meshchat.node._types import NodeNotice
+from meshchat.store.records import MessageState
 
 if TYPE_CHECKING:
     from meshchat.bridges.bitchat.announce import Announcement
     from meshchat.bridges.bitchat.mesh import Decision, DirectText
     from meshchat.node._bitchat import BitchatGateway
-    from meshchat.store import Message
+    from meshchat.store import Message, Store
 
 __all__ = ["BitchatDirect"]
 
 log = logging.getLogger(__name__)
 MAX_DM_CONVERSATIONS = 1024
 LISTED = 64
+#: read receipts sent per read, at most (the rest wait for the next)
+READ_BATCH = 64
 
 
 def _id(*parts: bytes) -> bytes:
@@ -44,6 +59,10 @@ class BitchatDirect:
         self.gateway = gateway
         self.node = gateway.node
         self._dm_in = TokenBucket(20, 1.0)
+        self._receipts_in = TokenBucket(64, 0.25)
+        self._read_out = TokenBucket(20, 1.0)
+        #: received DMs owed a read receipt
+        self.unread = Unread()
 
     def _names(self) -> list[str]:
         return [n for n in self.node.bridges if n.startswith(BITCHAT_DM_PREFIX)]
@@ -73,15 +92,77 @@ class BitchatDirect:
             del self.node.bridges[old]
 
     def decision(self, decision: Decision) -> None:
-        from meshchat.bridges.bitchat.mesh import Delivered, Private
+        from meshchat.bridges.bitchat.mesh import Delivered, Private, Read
 
         match decision:
             case Private(message=message):
                 self.gateway.spawn(self.node.submit(self._take, message))
-            case Delivered():
-                self.gateway.count("dm_delivered")
+            case Delivered(peer_id=peer, message_id=message_id):
+                self._receipt(peer, message_id, read=False)
+            case Read(peer_id=peer, message_id=message_id):
+                self._receipt(peer, message_id, read=True)
             case _:
                 pass
+
+    def _receipt(self, peer: bytes, message_id: str, *, read: bool) -> None:
+        if not self._receipts_in.take(self.node.clock() / 1000):
+            self.gateway.count("dm_receipt_limited")
+            return
+        self.gateway.spawn(self.node.submit(self._apply_receipt, peer, message_id, read))
+
+    async def _apply_receipt(self, peer: bytes, message_id: str, read: bool) -> None:
+        node = self.node
+        msg_id = _id(b"dm", peer, message_id.encode())
+        store = node.store
+        try:
+            changed = await store.call(
+                _delivered, store.store, msg_id, bitchat_dm_conversation(peer), node.clock()
+            )
+        except MeshchatError as exc:
+            log.warning("bitchat receipt not applied: %s", exc)
+            return
+        if changed is None:
+            self.gateway.count("dm_receipt_unmatched")
+            return
+        self.gateway.count("dm_read" if read else "dm_delivered")
+        if changed:
+            node.notify(NodeNotice("state", msg_id=msg_id, state=MessageState.DELIVERED))
+
+    def on_read(self, conversation: str) -> None:
+        """The node's ``read`` notice: answer a bitchat DM conversation with read receipts."""
+        if not conversation.startswith(BITCHAT_DM_PREFIX):
+            return
+        try:
+            peer = bytes.fromhex(conversation[len(BITCHAT_DM_PREFIX) :])
+        except ValueError:
+            return
+        if bitchat_dm_conversation(peer) == conversation and peer in self.unread:
+            self.gateway.spawn(self.read(peer))
+
+    async def read(self, peer: bytes) -> None:
+        """The user read ``peer``'s conversation: a read receipt for each private message
+        received since (once each, within the rate; the rest stay owed)."""
+        gatt = self.gateway.gatt
+        if gatt is None:
+            return
+        now = self.node.clock()
+        owed = self.unread.take(peer, READ_BATCH)
+        allowed = 0
+        while allowed < len(owed) and self._read_out.take(now / 1000):
+            allowed += 1
+        if allowed < len(owed):
+            self.unread.give_back(peer, owed[allowed:])
+            self.gateway.count("read_limited")
+        if not allowed:
+            return
+        try:
+            frames = gatt.mesh.send_read(peer, owed[:allowed], int(now))
+        except MeshchatError as exc:
+            log.warning("bitchat read receipts not sent: %s", exc)
+            return
+        await gatt.send_frames(tuple(frames))
+        for _ in range(allowed):
+            self.gateway.count("read_sent")
 
     async def _take(self, direct: DirectText) -> None:
         node = self.node
@@ -110,6 +191,7 @@ class BitchatDirect:
             return
         if message is not None:
             self.gateway.count("dm_received")
+            self.unread.add(direct.peer_id, direct.message_id)
             node.notify(NodeNotice("message", message=message))
 
     async def send_direct(self, peer: bytes, text: str) -> Message:
@@ -137,6 +219,15 @@ class BitchatDirect:
             raise MeshchatError("the sent text could not be stored")
         self.gateway.count("dm_sent")
         return message
+
+
+def _delivered(store: Store, msg_id: bytes, conversation: str, now: int) -> bool | None:
+    """Mark our message ``msg_id`` in ``conversation`` delivered: whether its state changed,
+    None when no outgoing message of ours there has that id."""
+    message = store.get_message(msg_id)
+    if message is None or not message.outgoing or message.conversation != conversation:
+        return None
+    return store.set_state(msg_id, MessageState.DELIVERED, now)
 
 
 class _Direct:

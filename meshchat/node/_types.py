@@ -144,8 +144,8 @@ class DevicesNotice:
 @dataclass(frozen=True, slots=True)
 class NodeNotice:
     """Something the faces may want to redraw: ``kind`` is message, state, links, peer, sync,
-    group or history (the order of ``conversation`` changed: messages were deleted or
-    released; re-read it)."""
+    group, history (the order of ``conversation`` changed: messages were deleted or
+    released; re-read it) or read (the user read ``conversation``: bridges send receipts)."""
 
     kind: str
     message: Message | None = None

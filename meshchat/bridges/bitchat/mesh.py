@@ -7,9 +7,9 @@ returns what to do as values: :class:`Relay` (send this packet, TTL already lowe
 other link after a short random delay), :class:`PeerSeen` (a verified announce),
 :class:`Heard` (a verified public message for the ``#bitchat`` conversation), and for direct
 messages (Noise, :mod:`.dm`) :class:`Send` (frames of ours for every link: handshake replies,
-queued messages, delivery acks), :class:`Private` (a decrypted private message) and
-:class:`Delivered`. Anything refused raises :class:`BridgeError`, so the adapter can count
-reasons.
+queued messages, delivery acks, read receipts), :class:`Private` (a decrypted private
+message), :class:`Delivered` and :class:`Read` (receipts, :mod:`.receipts`). Anything
+refused raises :class:`BridgeError`, so the adapter can count reasons.
 
 Per frame, in order: decode (strict); drop our own packets and anything seen before (the key
 is what the signature covers, so a relayed copy with a lower TTL is the same packet);
@@ -45,6 +45,7 @@ from meshchat.bridges.bitchat.announce import Announcement, check_signature
 from meshchat.bridges.bitchat.dm import (
     DELIVERED,
     PRIVATE_MESSAGE,
+    READ_RECEIPT,
     DmSessions,
     decode_private,
     encode_private,
@@ -62,6 +63,7 @@ from meshchat.bridges.bitchat.packet import (
 )
 from meshchat.bridges.bitchat.peers import BitchatPeers, PublicText
 from meshchat.bridges.bitchat.public import BitchatIdentity, message_id
+from meshchat.bridges.bitchat.receipts import Receipt, decode_receipt
 from meshchat.errors import BridgeError, BridgeReason
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "Heard",
     "PeerSeen",
     "Private",
+    "Read",
     "Relay",
     "Send",
 ]
@@ -124,11 +127,21 @@ class Private:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
+    """``peer_id`` says our private message ``message_id`` reached its device."""
+
     peer_id: bytes
     message_id: str
 
 
-Decision = Relay | PeerSeen | Heard | Send | Private | Delivered
+@dataclass(frozen=True, slots=True)
+class Read:
+    """``peer_id`` says its user read our private message ``message_id``."""
+
+    peer_id: bytes
+    message_id: str
+
+
+Decision = Relay | PeerSeen | Heard | Send | Private | Delivered | Read
 PENDING_PER_PEER = 16
 PENDING_PEERS = 64
 
@@ -271,12 +284,16 @@ class BitchatMesh:
         kind, data = plaintext[0], plaintext[1:]
         if kind == PRIVATE_MESSAGE:
             message_id, text = decode_private(data)
-            ack = self._encrypted(sender, noise_payload(DELIVERED, message_id.encode()), now_ms)
+            if not message_id:
+                raise BridgeError(NETWORK, BridgeReason.BAD_FIELD, "a private message without id")
+            ack = self._encrypted(sender, Receipt(DELIVERED, message_id).encode(), now_ms)
             direct = DirectText(sender, peer.nickname, message_id, text, packet.timestamp)
             return [Private(direct), Send(tuple(ack))]
         if kind == DELIVERED:
-            return [Delivered(sender, data.decode("utf-8", "replace"))]
-        return []  # read receipts, files, voice, verification: not handled
+            return [Delivered(sender, decode_receipt(kind, data).message_id)]
+        if kind == READ_RECEIPT:
+            return [Read(sender, decode_receipt(kind, data).message_id)]
+        return []  # files, voice, verification: not handled
 
     def send_private(self, peer: bytes, text: str, now_ms: int) -> tuple[str, list[bytes]]:
         """A private message to ``peer``: its message id and the frames to send now (the
@@ -287,8 +304,25 @@ class BitchatMesh:
             raise BridgeError(NETWORK, BridgeReason.UNKNOWN_SENDER, peer.hex())
         message_id = str(uuid.uuid4()).upper()
         plaintext = noise_payload(PRIVATE_MESSAGE, encode_private(message_id, text))
+        return message_id, self.send_payload(peer, plaintext, now_ms)
+
+    def send_read(self, peer: bytes, message_ids: list[str], now_ms: int) -> list[bytes]:
+        """Read receipts to ``peer`` for its private messages ``message_ids`` (queued like a
+        private message while a handshake runs); UNKNOWN_SENDER, RATE_LIMITED as
+        :meth:`send_private`."""
+        if self.peers.get(peer) is None:
+            raise BridgeError(NETWORK, BridgeReason.UNKNOWN_SENDER, peer.hex())
+        frames: list[bytes] = []
+        for read in message_ids:
+            plaintext = Receipt(READ_RECEIPT, read).encode()
+            frames += self.send_payload(peer, plaintext, now_ms)
+        return frames
+
+    def send_payload(self, peer: bytes, plaintext: bytes, now_ms: int) -> list[bytes]:
+        """Frames for one Noise plaintext to ``peer``: encrypted now, or queued behind a
+        handshake (its first message when none runs yet)."""
         if self.dms.established(peer):
-            return message_id, self._encrypted(peer, plaintext, now_ms)
+            return self._encrypted(peer, plaintext, now_ms)
         waiting = self._pending.pop(peer, [])
         if len(waiting) >= PENDING_PER_PEER:
             raise BridgeError(NETWORK, BridgeReason.RATE_LIMITED, "too many waiting messages")
@@ -296,6 +330,6 @@ class BitchatMesh:
         while len(self._pending) > PENDING_PEERS:
             self._pending.popitem(last=False)
         if self.dms.handshaking(peer) and waiting:
-            return message_id, []
+            return []
         first = self.dms.start(peer)
-        return message_id, self._noise_frames(MessageType.NOISE_HANDSHAKE, peer, first, now_ms)
+        return self._noise_frames(MessageType.NOISE_HANDSHAKE, peer, first, now_ms)

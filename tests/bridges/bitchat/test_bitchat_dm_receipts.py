@@ -16,16 +16,19 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
+from meshchat.bridges._ratelimit import TokenBucket
 from meshchat.bridges.bitchat.central import BitchatCentral
 from meshchat.bridges.bitchat.dm import DELIVERED, READ_RECEIPT
 from meshchat.bridges.bitchat.mesh import BitchatMesh, Decision, Private, Read, Send
 from meshchat.bridges.bitchat.public import BitchatIdentity
 from meshchat.bridges.bitchat.receipts import Receipt
 from meshchat.bridges.marks import bitchat_dm_conversation
+from meshchat.control import ControlServer, request
 from meshchat.errors import BridgeReason
 from meshchat.identity import Identity
 from meshchat.node import Node, NodeNotice
@@ -33,6 +36,7 @@ from meshchat.node._bitchat import BitchatGateway
 from meshchat.store import MessageState, Store
 from meshchat.transports.ble.virtual import RangedLink
 from meshchat.transports.memory import MemoryHub
+from meshchat.tui.controller import ChatController
 from tests.transports.ble.bleak_bumble import virtual_device
 
 
@@ -131,7 +135,9 @@ async def gate(tmp_path: Path) -> AsyncIterator[Gate]:
         store.close()
 
 
-async def test_our_dm_becomes_delivered_when_the_phone_acknowledges_it(gate: Gate) -> None:
+async def test_our_dm_becomes_delivered_when_the_phone_acknowledges_it(
+    gate: Gate, tmp_path: Path
+) -> None:
     carol = await gate.phone("carol")
     conversation = bitchat_dm_conversation(carol.peer_id)
     sent = await gate.node.send_text(conversation, "alice to carol")
@@ -141,6 +147,16 @@ async def test_our_dm_becomes_delivered_when_the_phone_acknowledges_it(gate: Gat
     await until(lambda: gate.delivered(conversation, sent.msg_id), 3.0)
     states = [(n.msg_id, n.state) for n in gate.notices if n.kind == "state"]
     assert states == [(sent.msg_id, MessageState.DELIVERED)]  # the UI redraws it
+    # what `meshchat log --json` reads through the control socket
+    server = ControlServer(gate.node, tmp_path / "alice.sock")
+    await server.start()
+    try:
+        ask = {"op": "log", "conversation": conversation}
+        log = await asyncio.to_thread(request, tmp_path / "alice.sock", ask)
+    finally:
+        await server.stop()
+    shown = [(m["text"], m["state"]) for m in log["messages"] if m["outgoing"]]
+    assert shown == [("alice to carol", "delivered")]
     # a read receipt proves delivery too; the store has no "read" state, so it is counted
     await carol.send(gate.peer_id, Receipt(READ_RECEIPT, carol.privates()[0]).encode())
     await until(lambda: gate.counter("dm_read") == 1)
@@ -201,3 +217,43 @@ async def test_receipts_from_another_peer_unknown_or_malformed_change_nothing(
     await carol.send(gate.peer_id, Receipt(DELIVERED, target).encode())
     await until(lambda: gate.counter("dm_delivered") == 1)
     assert await gate.state(conversation, sent.msg_id) is MessageState.DELIVERED
+
+
+async def test_opening_the_conversation_in_the_ui_sends_read_receipts(gate: Gate) -> None:
+    """The UI marks a conversation read when it opens it and when a message arrives while it
+    is open: each of carol's messages gets its read receipt then, not before."""
+    carol = await gate.phone("carol")
+    conversation = bitchat_dm_conversation(carol.peer_id)
+    first, frames = carol.central.mesh.send_private(gate.peer_id, "are you there?", now_ms())
+    await carol.central.send_frames(tuple(frames))
+    await until(lambda: gate.counter("dm_received") == 1)
+    ctl = ChatController(gate.node, redraw=lambda: None, on_quit=lambda: None, tz=UTC)
+    await ctl.start()
+    try:
+        await ctl.idle()
+        assert carol.reads() == []  # listed, not opened
+        await ctl.open(conversation)
+        await until(lambda: carol.reads() == [first])
+        second, frames = carol.central.mesh.send_private(gate.peer_id, "hello?", now_ms())
+        await carol.central.send_frames(tuple(frames))
+        await until(lambda: carol.reads() == [first, second])
+    finally:
+        await ctl.close()
+
+
+async def test_read_receipts_over_the_rate_wait_for_the_next_read(gate: Gate) -> None:
+    carol = await gate.phone("carol")
+    conversation = bitchat_dm_conversation(carol.peer_id)
+    ids = []
+    for text in ("a", "b", "c"):
+        message_id, frames = carol.central.mesh.send_private(gate.peer_id, text, now_ms())
+        ids.append(message_id)
+        await carol.central.send_frames(tuple(frames))
+    await until(lambda: gate.counter("dm_received") == 3)
+    gate.gateway.direct._read_out = TokenBucket(2, 3600.0)  # two, then none for an hour
+    await gate.node.mark_read(conversation)
+    await until(lambda: carol.reads() == ids[:2])
+    assert gate.counter("read_limited") == 1
+    gate.gateway.direct._read_out = TokenBucket(2, 3600.0)  # the hour has passed
+    await gate.node.mark_read(conversation)
+    await until(lambda: carol.reads() == ids)

@@ -38,7 +38,9 @@ bitchat DMs (Noise XX, :mod:`meshchat.bridges.bitchat.dm`) end at this node: a p
 message from a bitchat peer is shown in the conversation ``#bitchat:dm:<peer id>`` (marked as a
 bitchat DM, another network, not a meshchat contact), and what the user sends there is
 encrypted to that peer alone (:mod:`._bitchat_dm`). DMs are never carried to other meshchat
-nodes; at most 20 are taken in, then one per second.
+nodes; at most 20 are taken in, then one per second. The peer's DELIVERED marks what the user
+sent it delivered; the node's ``read`` notice (the user read the conversation) answers the
+peer's messages with read receipts (:mod:`meshchat.bridges.bitchat.receipts`).
 
 Nothing else crosses: only messages of the conversation ``#bitchat`` from the public channel
 are re-emitted, and none at all while a private channel of that name is joined.

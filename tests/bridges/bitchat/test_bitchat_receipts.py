@@ -8,7 +8,7 @@ import pytest
 from bitchat_protocol import MessageType as TheirType
 from bitchat_protocol import NoisePayloadType
 from bitchat_protocol import decode as their_decode
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshchat.bridges.bitchat.dm import DELIVERED, READ_RECEIPT
@@ -151,3 +151,19 @@ def test_a_malformed_receipt_is_a_typed_refusal(body: bytes, reason: BridgeReaso
     # the session survives: a good receipt still comes through
     frames = carol.send_payload(gate.identity.peer_id, Receipt(DELIVERED, "ok").encode(), NOW)
     assert _deliver(frames, gate) == [Delivered(carol.identity.peer_id, "ok")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([DELIVERED, READ_RECEIPT]), st.binary(max_size=400))
+def test_any_receipt_body_through_a_session_is_a_decision_or_a_typed_refusal(
+    kind: int, body: bytes
+) -> None:
+    carol, gate, _ = _pair()
+    frames = carol.send_payload(gate.identity.peer_id, bytes((kind,)) + body, NOW)
+    try:
+        decisions = _deliver(frames, gate)
+    except BridgeError as exc:
+        assert exc.reason in (BridgeReason.BAD_FIELD, BridgeReason.OVERSIZED)
+        return
+    expected = Delivered if kind == DELIVERED else Read
+    assert decisions == [expected(carol.identity.peer_id, body.decode("utf-8"))]

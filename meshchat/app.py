@@ -66,6 +66,8 @@ class NodeSettings:
     #: bridge bitchat's public chat through this bumble controller (None: off)
     bitchat: str | None = None
     bitchat_nickname: str | None = None
+    #: answer bitchat DMs read here with read receipts
+    bitchat_read_receipts: bool = True
     #: channels whose messages gateways bridge to the internet (others never leave the mesh)
     bridge_channels: list[str] = field(default_factory=list)
     #: Kademlia DHT: on when a port or a bootstrap node is given
@@ -255,7 +257,12 @@ async def running_node(
         if settings.bitchat:
             from meshchat.node._bitchat import BitchatGateway
 
-            gateway = BitchatGateway(node, settings.bitchat, nickname=settings.bitchat_nickname)
+            gateway = BitchatGateway(
+                node,
+                settings.bitchat,
+                nickname=settings.bitchat_nickname,
+                read_receipts=settings.bitchat_read_receipts,
+            )
             await gateway.start()
             bitchat = gateway
         forget_clear_card(home)

@@ -156,6 +156,11 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "--bitchat-nickname", metavar="NAME", help="the nickname bitchat sees (bitchat.nickname)"
     )
     other.add_argument(
+        "--bitchat-read-receipts",
+        action=argparse.BooleanOptionalAction,
+        help="send read receipts for bitchat DMs read here (bitchat.read_receipts)",
+    )
+    other.add_argument(
         "--meshtastic-key",
         metavar="B64",
         help="the channel's PSK in base64 (default AQ==, the public key; "
@@ -207,6 +212,7 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         "bitchat.enabled": getattr(args, "bitchat", None),
         "bitchat.controller": getattr(args, "bitchat_controller", None),
         "bitchat.nickname": getattr(args, "bitchat_nickname", None),
+        "bitchat.read_receipts": getattr(args, "bitchat_read_receipts", None),
     }
     for name, value in given.items():
         if value is not None:
@@ -251,6 +257,7 @@ def settings_from(args: argparse.Namespace, config: Config | None = None) -> Nod
         or "AQ==",
         bitchat=c.text("bitchat.controller") if c.flag("bitchat.enabled") else None,
         bitchat_nickname=c.text("bitchat.nickname") or None,
+        bitchat_read_receipts=c.flag("bitchat.read_receipts"),
         dht_port=c.integer("internet.dht_port") if dht_on else None,
         dht_host=c.text("internet.dht_host"),
         dht_bootstrap=dht_bootstrap,

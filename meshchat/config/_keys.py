@@ -294,6 +294,14 @@ KEYS: tuple[Key, ...] = (
         check=_name,
     ),
     Key(
+        "bitchat.read_receipts",
+        Kind.BOOL,
+        True,
+        "tell a bitchat peer when its direct messages were read here (a read receipt each, "
+        "as bitchat does); off: only that they arrived",
+        flag="--bitchat-read-receipts / --no-bitchat-read-receipts",
+    ),
+    Key(
         "retention.relay_days",
         Kind.FLOAT,
         7.0,

@@ -175,6 +175,7 @@ class BitchatGateway:
         device: Device | None = None,
         central: bool = True,
         announce_every_s: float = ANNOUNCE_EVERY_S,
+        read_receipts: bool = True,
     ) -> None:
         self.node = node
         self.controller = controller
@@ -192,7 +193,7 @@ class BitchatGateway:
         self._seen = _Seen()
         self._carry = TokenBucket(10, 3.0)
         self._emit = TokenBucket(10, 2.0)
-        self.direct = BitchatDirect(self)
+        self.direct = BitchatDirect(self, read_receipts=read_receipts)
         self._gateways: OrderedDict[bytes, None] = OrderedDict()
         self._echoes: deque[str] = deque(maxlen=MAX_ECHOES)
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -17,7 +17,8 @@ names nothing of ours is counted (``dm_receipt_unmatched``). At most 64 receipts
 in, then four per second. When the user reads the conversation (the node's ``read`` notice:
 the UI opened it, or a message arrived while it was open), each private message received since
 is answered with one READ_RECEIPT: at most 20, then one per second (the rest wait for the next
-read); owed receipts are remembered in memory only (64 per peer, 64 peers).
+read); owed receipts are remembered in memory only (64 per peer, 64 peers). None are sent
+with ``bitchat.read_receipts`` off.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def _id(*parts: bytes) -> bytes:
 class BitchatDirect:
     """The DM side of one :class:`~meshchat.node._bitchat.BitchatGateway`."""
 
-    def __init__(self, gateway: BitchatGateway) -> None:
+    def __init__(self, gateway: BitchatGateway, *, read_receipts: bool = True) -> None:
         self.gateway = gateway
+        #: whether reading a conversation sends read receipts (``bitchat.read_receipts``)
+        self.read_receipts = read_receipts
         self.node = gateway.node
         self._dm_in = TokenBucket(20, 1.0)
         self._receipts_in = TokenBucket(64, 0.25)
@@ -130,7 +133,7 @@ class BitchatDirect:
 
     def on_read(self, conversation: str) -> None:
         """The node's ``read`` notice: answer a bitchat DM conversation with read receipts."""
-        if not conversation.startswith(BITCHAT_DM_PREFIX):
+        if not self.read_receipts or not conversation.startswith(BITCHAT_DM_PREFIX):
             return
         try:
             peer = bytes.fromhex(conversation[len(BITCHAT_DM_PREFIX) :])
@@ -191,7 +194,8 @@ class BitchatDirect:
             return
         if message is not None:
             self.gateway.count("dm_received")
-            self.unread.add(direct.peer_id, direct.message_id)
+            if self.read_receipts:
+                self.unread.add(direct.peer_id, direct.message_id)
             node.notify(NodeNotice("message", message=message))
 
     async def send_direct(self, peer: bytes, text: str) -> Message:

@@ -116,14 +116,15 @@ class Gate:
         return await self.state(conversation, msg_id) is MessageState.DELIVERED
 
 
-@pytest.fixture
-async def gate(tmp_path: Path) -> AsyncIterator[Gate]:
+@pytest.fixture(params=[True], ids=["receipts-on"])
+async def gate(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gate]:
     identity = Identity.generate()
     store = Store.open(tmp_path / "alice.db", key=os.urandom(32))
     node = Node(identity, "alice", store, [MemoryHub().transport(identity.public)])
     await node.start()
     air = RangedLink()
-    gateway = BitchatGateway(node, device=virtual_device(air, "alice-gw"))
+    device = virtual_device(air, "alice-gw")
+    gateway = BitchatGateway(node, device=device, read_receipts=request.param)
     await gateway.start()
     made = Gate(node, gateway, air)
     node.subscribe(made.notices.append)
@@ -195,7 +196,7 @@ async def test_receipts_from_another_peer_unknown_or_malformed_change_nothing(
     Malformed receipts are refused by reason. carol's own receipt then marks it."""
     carol = await gate.phone("carol", NoAcks)
     mallory = await gate.phone("mallory")
-    _, hello = mallory.central.mesh.send_private(gate.peer_id, "hi", now_ms())
+    own, hello = mallory.central.mesh.send_private(gate.peer_id, "hi", now_ms())
     await mallory.central.send_frames(tuple(hello))  # handshake: mallory has a session
     await until(lambda: gate.counter("dm_received") == 1)
     conversation = bitchat_dm_conversation(carol.peer_id)
@@ -206,7 +207,8 @@ async def test_receipts_from_another_peer_unknown_or_malformed_change_nothing(
     await mallory.send(gate.peer_id, Receipt(DELIVERED, target).encode())
     await mallory.send(gate.peer_id, Receipt(READ_RECEIPT, target).encode())
     await carol.send(gate.peer_id, Receipt(DELIVERED, "no-such-message").encode())
-    await until(lambda: gate.counter("dm_receipt_unmatched") == 3)
+    await mallory.send(gate.peer_id, Receipt(DELIVERED, own).encode())  # her own, incoming
+    await until(lambda: gate.counter("dm_receipt_unmatched") == 4)
     await mallory.send(gate.peer_id, bytes([DELIVERED]) + b"x" * 300)
     await mallory.send(gate.peer_id, bytes([READ_RECEIPT]) + b"\xff")
     await mallory.send(gate.peer_id, bytes([DELIVERED]))
@@ -257,3 +259,16 @@ async def test_read_receipts_over_the_rate_wait_for_the_next_read(gate: Gate) ->
     gate.gateway.direct._read_out = TokenBucket(2, 3600.0)  # the hour has passed
     await gate.node.mark_read(conversation)
     await until(lambda: carol.reads() == ids)
+
+
+@pytest.mark.parametrize("gate", [False], ids=["receipts-off"], indirect=True)
+async def test_with_read_receipts_off_reading_sends_none(gate: Gate) -> None:
+    carol = await gate.phone("carol")
+    _, frames = carol.central.mesh.send_private(gate.peer_id, "secret", now_ms())
+    await carol.central.send_frames(tuple(frames))
+    await until(lambda: gate.counter("dm_received") == 1)
+    await gate.node.mark_read(bitchat_dm_conversation(carol.peer_id))
+    await asyncio.sleep(0.5)
+    assert carol.reads() == [] and gate.counter("read_sent") == 0
+    sent = await gate.node.send_text(bitchat_dm_conversation(carol.peer_id), "still acked")
+    await until(lambda: gate.delivered(bitchat_dm_conversation(carol.peer_id), sent.msg_id))

@@ -41,6 +41,17 @@ def test_off_by_default_on_by_flag_or_config(tmp_path: Path) -> None:
         settings_from(_parse("--bitchat", "--bitchat-nickname", "n" * 65))
 
 
+def test_read_receipts_are_on_unless_turned_off(tmp_path: Path) -> None:
+    assert settings_from(_parse("--bitchat")).bitchat_read_receipts is True
+    off = settings_from(_parse("--bitchat", "--no-bitchat-read-receipts"))
+    assert off.bitchat_read_receipts is False
+    config = tmp_path / "config.toml"
+    config.write_text("[bitchat]\nenabled = true\nread_receipts = false\n")
+    assert settings_from(_parse(), load(config)).bitchat_read_receipts is False
+    on = settings_from(_parse("--bitchat-read-receipts"), load(config))
+    assert on.bitchat_read_receipts is True
+
+
 def test_marks_go_by_conversation_name() -> None:
     assert network_mark("#bitchat") == network_mark("#BitChat") == BITCHAT_MARK
     dm = bitchat_dm_conversation(bytes(range(8)))

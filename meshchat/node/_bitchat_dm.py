@@ -160,8 +160,9 @@ class BitchatDirect:
             return
         try:
             frames = gatt.mesh.send_read(peer, owed[:allowed], int(now))
-        except MeshchatError as exc:
+        except MeshchatError as exc:  # the peer was forgotten, or too much waits for it
             log.warning("bitchat read receipts not sent: %s", exc)
+            self.gateway.count("read_failed")
             return
         await gatt.send_frames(tuple(frames))
         for _ in range(allowed):

@@ -359,7 +359,8 @@ class Node:
         return await self.store.call(self.store.store.conversations)
 
     async def mark_read(self, conversation: str) -> None:
-        await self.store.call(self.store.store.mark_read, conversation)
+        # a mark that moved becomes a Read record my other devices take up at the next sync
+        await self.store.call(self.store.store.mark_read, conversation, self.clock())
         self.notify(NodeNotice("read", conversation=conversation))
 
     async def channels(self) -> list[Channel]:

@@ -227,6 +227,7 @@ class NodeSync:
     async def _applied(self, applied: Any) -> None:
         node = self.node
         changed = {conv for conv, _ in applied.stored} | {conv for conv, _ in applied.erased}
+        changed |= set(applied.reads)  # read on my device: its unread count changed here
         if applied.erased:
 
             async def cancel() -> None:
@@ -240,7 +241,7 @@ class NodeSync:
             node.files.message(message)  # a file my device sent or received: fetch it here
         for conversation in sorted(changed):
             node.notify(NodeNotice("history", conversation=conversation))
-        if applied.stored or applied.erased or applied.contacts or applied.states:
+        if applied.stored or applied.erased or applied.contacts or applied.states or applied.reads:
             node.notify(NodeNotice("sync"))
 
     async def _contacts(self, node_ids: tuple[bytes, ...]) -> None:

@@ -65,6 +65,7 @@ class MessageTables:
     _reading: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _writing: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _sync_before_delete: Callable[[sqlite3.Connection, int], None]
+    _reads_arrived: Callable[[sqlite3.Connection, bytes], bool]
     #: recent messages by their row's cells (see _remember)
     _opened_heads: dict[tuple[Any, ...], Message]
 
@@ -219,6 +220,8 @@ class MessageTables:
             if conversation.startswith("#"):
                 sender_tag = self._rows.sender_tag(message.sender)
                 self._history.after_insert(conn, conv_tag, sender_tag, row_id, received_ms)
+            else:
+                self._reads_arrived(conn, conv_tag)  # a mark from my device that waited for it
             return self._written(conn, message, row_id)
 
     def add_own_copy(
@@ -261,6 +264,7 @@ class MessageTables:
             row_id = self._dag.store(conn, message, now_ms, received=False)
             if row_id is None:
                 return None
+            self._reads_arrived(conn, self._rows.conv_tag(conversation))
             return self._written(conn, message, row_id)
 
     def release_held(self, now_ms: int) -> list[Message]:

@@ -90,11 +90,6 @@ CONVERSATIONS = """
         ON m.row_id = latest.last_row
     ORDER BY m.row_id DESC
 """
-READ_MARK_SET = """
-    INSERT INTO read_marks (conv_tag, last_read_row)
-    SELECT ?, COALESCE(MAX(row_id), 0) FROM messages WHERE conv_tag = ?
-    ON CONFLICT (conv_tag) DO UPDATE SET last_read_row = excluded.last_read_row
-"""
 
 # -- channel history budgets (history.py) -----------------------------------------------------
 # A row costs its sealed cell plus HISTORY_ROW_OVERHEAD bytes (tags, index entries, slack).

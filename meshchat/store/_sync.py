@@ -43,6 +43,7 @@ from meshchat.store import _dag as d
 from meshchat.store import _sql as q
 from meshchat.store import _values as v
 from meshchat.store._dag import Dag
+from meshchat.store._reads import ReadTables, synced_conversation
 from meshchat.store._rows import Rows
 from meshchat.store.history import HistoryTrimmer
 from meshchat.store.records import Contact, Message, MessageState, Trust
@@ -51,11 +52,13 @@ from meshchat.sync.records import (
     CONTACT,
     MAX_CARD_TEXT,
     MESSAGE,
+    READ,
     STATE,
     TOMBSTONE,
     TRUSTS,
     ContactRecord,
     MessageRecord,
+    ReadRecord,
     Record,
     StateRecord,
     TombstoneRecord,
@@ -109,11 +112,12 @@ class SyncApplied:
     erased: list[tuple[str, bytes]] = field(default_factory=list)  #: (conversation, msg_id)
     states: int = 0  #: outgoing messages whose state moved forward
     contacts: list[bytes] = field(default_factory=list)  #: node ids added or trust changed
+    reads: list[str] = field(default_factory=list)  #: conversations whose read mark moved
     refused: int = 0  #: records not applied (tombstoned, clashing, malformed for the store)
     sids: list[bytes] = field(default_factory=list)  #: sync ids of every record received
 
 
-class SyncTables:
+class SyncTables(ReadTables):
     """The synced items of :mod:`meshchat.sync` (mixed into :class:`Store`)."""
 
     _rows: Rows
@@ -128,6 +132,9 @@ class SyncTables:
     # -- the index --------------------------------------------------------------------------
 
     def _item(self, conn: sqlite3.Connection, record: Record, ref_row: int | None) -> None:
+        if isinstance(record, ReadRecord):
+            self._put_read(conn, record, self._rows.conv_tag(record.conversation), pending=False)
+            return
         if isinstance(record, MessageRecord):
             kind, ref_tag, state = MESSAGE, self._rows.msg_tag(record.msg_id), record.state
             cell: list[Any] = [record.conversation, record.msg_id, record.created_ms]
@@ -265,6 +272,8 @@ class SyncTables:
             if not m.outgoing:
                 return None
             return StateRecord(m.conversation, m.msg_id, m.created_ms, m.state.value)
+        if kind == READ:
+            return self._open_read(sid, sealed)
         cell = self._cell(sid, sealed)
         if kind == TOMBSTONE:
             return TombstoneRecord(v.cell_str(cell[0]), v.cell_bytes(cell[1]), v.cell_int(cell[2]))
@@ -295,8 +304,14 @@ class SyncTables:
                     self._apply_tombstone(conn, record, now_ms, applied)
                 elif isinstance(record, StateRecord):
                     self._apply_state(conn, record, now_ms, applied)
+                elif isinstance(record, ReadRecord):
+                    self._read_arrived(conn, record, applied)
                 else:
                     self._apply_contact(conn, record, applied)
+            for conversation in sorted({conv for conv, _ in applied.stored}):
+                moved = self._reads_arrived(conn, self._rows.conv_tag(conversation))
+                if moved and conversation not in applied.reads:
+                    applied.reads.append(conversation)
             if applied.erased:
                 self._history.forget()
         return applied
@@ -351,6 +366,13 @@ class SyncTables:
         applied.stored.append((r.conversation, r.msg_id))
         if is_announcement(message.text) and len(applied.announced) < MAX_ANNOUNCED:
             applied.announced.append(message)
+
+    def _read_arrived(self, conn: sqlite3.Connection, r: ReadRecord, applied: SyncApplied) -> None:
+        moved = self._apply_read(conn, r)
+        if moved is None:
+            applied.refused += 1
+        elif moved and r.conversation not in applied.reads:
+            applied.reads.append(r.conversation)
 
     def _apply_state(
         self, conn: sqlite3.Connection, r: StateRecord, now_ms: int, applied: SyncApplied
@@ -430,13 +452,6 @@ class SyncTables:
         self._put_contact(conn, contact)
         self._item(conn, r, None)
         applied.contacts.append(r.node_id)
-
-
-def synced_conversation(conversation: str) -> bool:
-    """Whether a conversation's messages are synced: direct and group ones are; channels
-    (``#name``) are not: each device hears them itself, and their history is trimmed to a
-    budget, which sync would undo over and over."""
-    return not conversation.startswith("#")
 
 
 def _contact_record(contact: Contact, changed_ms: int) -> ContactRecord:

@@ -450,12 +450,6 @@ class Store(MessageTables, StateTables, AccountTables, SyncTables, DeliveryTable
                 )
         return out
 
-    def mark_read(self, conversation: str) -> None:
-        """Mark every message now in ``conversation`` as read."""
-        tag = self._rows.conv_tag(v.text(conversation, "conversation"))
-        with self._writing() as conn:
-            conn.execute(q.READ_MARK_SET, (tag, tag))
-
     # -- outbox -----------------------------------------------------------------------------
 
     def pending_outbox(self, now_ms: int) -> list[OutboxEntry]:

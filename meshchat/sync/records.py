@@ -12,6 +12,7 @@ Contact        ``[3, node_id(16), sign_public(32), box_public(32), changed_ms  k
                name, trust, changed_ms, account_id(16), card]``                trust, changed_ms
 State          ``[4, conversation, msg_id(16), created_ms,         created_ms  kind, conversation,
                state]``                                                        msg_id, state
+Read           ``[5, conversation, [msg_id(16), ...], read_ms]``   read_ms     every field
 =============  ==================================================  ==========  ===================
 
 A message is one item whatever its state (its record carries the state it had when sent, for
@@ -34,6 +35,12 @@ Conflicts, per kind (``resolve``):
   back.
 * **Contact trust**: the newest change wins, by the record's ``changed_ms`` (ties: the larger
   sync id, so both devices pick the same). Keys never change for a node id (it is their hash).
+* **Read mark**: "on some device of mine, this conversation was read up to these messages"
+  (1 to :data:`MAX_PARENTS` ids: the newest message read there and that device's newest causal
+  heads). It names messages, not positions, so it means the same on every device whatever
+  order each stored them in. One item per conversation: the newest ``read_ms`` wins (ties:
+  the larger sync id), but every version received also moves the mark here forward (never
+  back), so what two devices read concurrently is read on both.
 """
 
 from __future__ import annotations
@@ -48,12 +55,14 @@ from meshchat.errors import PacketError, PacketReason
 __all__ = [
     "CONTACT",
     "MESSAGE",
+    "READ",
     "STATE",
     "STATES",
     "TOMBSTONE",
     "TRUSTS",
     "ContactRecord",
     "MessageRecord",
+    "ReadRecord",
     "Record",
     "StateRecord",
     "TombstoneRecord",
@@ -65,6 +74,7 @@ MESSAGE = 1
 TOMBSTONE = 2
 CONTACT = 3
 STATE = 4
+READ = 5
 
 ID_SIZE = 16
 KEY_SIZE = 32
@@ -280,7 +290,42 @@ class StateRecord:
         return [STATE, self.conversation, self.msg_id, self.created_ms, self.state]
 
 
-Record = MessageRecord | TombstoneRecord | ContactRecord | StateRecord
+@dataclass(frozen=True, slots=True)
+class ReadRecord:
+    """A conversation read, on one of my devices, up to (and including the ancestors of) these
+    messages, at ``read_ms`` by that device's clock."""
+
+    conversation: str
+    msg_ids: tuple[bytes, ...]
+    read_ms: int
+
+    def __post_init__(self) -> None:
+        _text(self.conversation, MAX_CONVERSATION_BYTES, "conversation", empty=False)
+        if not isinstance(self.msg_ids, tuple) or not 1 <= len(self.msg_ids) <= MAX_PARENTS:
+            raise _bad("read ids")
+        for msg_id in self.msg_ids:
+            _id(msg_id, "read id")
+        if len(set(self.msg_ids)) != len(self.msg_ids):
+            raise _bad("read ids")
+        _time(self.read_ms, "read_ms")
+
+    @property
+    def ts(self) -> int:
+        return self.read_ms
+
+    @property
+    def sid(self) -> bytes:
+        return sid_of(self.fields())
+
+    def wins_over(self, other: ReadRecord) -> bool:
+        """True when this version replaces ``other`` (newest read, then larger sync id)."""
+        return (self.read_ms, self.sid) > (other.read_ms, other.sid)
+
+    def fields(self) -> list[object]:
+        return [READ, self.conversation, list(self.msg_ids), self.read_ms]
+
+
+Record = MessageRecord | TombstoneRecord | ContactRecord | StateRecord | ReadRecord
 
 #: Items in one record's CBOR (for the bounded check of a message of records).
 RECORD_ITEMS = 12 + 2 * MAX_PARENTS
@@ -331,6 +376,13 @@ def record_from_fields(fields: object) -> Record:
                 _id(msg_id, "msg id"),
                 _time(created, "created_ms"),
                 _text(state, 16, "state"),
+            )
+        if kind == READ and len(fields) == 4:
+            _, conv, msg_ids, read = fields
+            return ReadRecord(
+                _text(conv, MAX_CONVERSATION_BYTES, "conversation"),
+                _ids(msg_ids, "read ids"),
+                _time(read, "read_ms"),
             )
     except TypeError as exc:  # an unhashable parent (a list) reaching set()
         raise _bad("malformed field") from exc

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from meshchat.errors import PacketError
 from meshchat.sync.items import INFINITY, MAX_TS, Bound
-from meshchat.sync.records import ContactRecord, MessageRecord, StateRecord, TombstoneRecord
+from meshchat.sync.records import (
+    MAX_PARENTS,
+    ContactRecord,
+    MessageRecord,
+    ReadRecord,
+    StateRecord,
+    TombstoneRecord,
+)
 from meshchat.sync.wire import (
     MAX_IDS,
     MAX_RANGES,
@@ -70,6 +77,12 @@ records = st.one_of(
     ),
     st.builds(TombstoneRecord, st.text(min_size=1, max_size=30), sid, times),
     st.builds(
+        ReadRecord,
+        st.text(min_size=1, max_size=30),
+        st.sets(sid, min_size=1, max_size=MAX_PARENTS).map(tuple),
+        times,
+    ),
+    st.builds(
         StateRecord,
         st.text(min_size=1, max_size=30),
         sid,
@@ -99,7 +112,7 @@ def test_reconcile_round_trips(message: Reconcile) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(records, max_size=20))
 def test_records_round_trip(
-    items: list[MessageRecord | TombstoneRecord | ContactRecord | StateRecord],
+    items: list[MessageRecord | TombstoneRecord | ContactRecord | StateRecord | ReadRecord],
 ) -> None:
     message = Records(S, tuple(items), len(items))
     assert decode_sync(message.encode()) == message
@@ -177,6 +190,17 @@ A, B = b"\x01" * 16, b"\x02" * 16
         raw(2, S, [[2, "dm:x", A]], 0),  # a short record
         raw(2, S, [[4, "dm:x", A, 1, "received"]], 0),  # an incoming message has no state item
         raw(2, S, [[4, "dm:x", A, 1]], 0),
+        raw(2, S, [[5, "dm:x", [], 1]], 0),  # a read mark naming nothing
+        raw(2, S, [[5, "dm:x", [A] * (MAX_PARENTS + 1), 1]], 0),  # naming too many
+        raw(2, S, [[5, "dm:x", [A, A], 1]], 0),  # one id twice
+        raw(2, S, [[5, "dm:x", [A[:15]], 1]], 0),  # a 15-byte id
+        raw(2, S, [[5, "dm:x", A, 1]], 0),  # ids not a list
+        raw(2, S, [[5, "", [A], 1]], 0),  # empty conversation
+        raw(2, S, [[5, "x" * 129, [A], 1]], 0),  # conversation too long
+        raw(2, S, [[5, "dm:x", [A], -1]], 0),  # a negative time
+        raw(2, S, [[5, "dm:x", [A], MAX_TS]], 0),  # a time out of range
+        raw(2, S, [[5, "dm:x", [A]]], 0),  # no time
+        raw(2, S, [[5, "dm:x", [[A]], 1]], 0),  # an id that is a list
         b"\x00" * (MAX_SYNC_BYTES + 1),
     ],
 )
@@ -195,6 +219,16 @@ def test_encoders_refuse_what_decoders_would() -> None:
     big = MessageRecord("dm:x", A, B, "", "x" * 4000, 1, "received")
     with pytest.raises(PacketError):
         Records(S, (big,) * 6).encode()
+
+
+def test_a_read_record_is_small_and_its_newest_version_wins() -> None:
+    old = ReadRecord("dm:" + "ab" * 16, (A, B), 1_700_000_000_000)
+    new = ReadRecord(old.conversation, (B,), old.read_ms + 1)
+    assert new.wins_over(old) and not old.wins_over(new)
+    tie = ReadRecord(old.conversation, (A,), old.read_ms)
+    assert tie.wins_over(old) != old.wins_over(tie)  # ties go by sync id, the same everywhere
+    assert old.sid != ReadRecord(old.conversation, (A, B), old.read_ms + 1).sid
+    assert len(cbor2.dumps(old.fields(), canonical=True)) < 90  # one small item
 
 
 def test_pack_records_fills_messages_within_bounds_and_counts_down() -> None:

@@ -11,9 +11,10 @@ the only writer of its store).
 op          request fields                  reply fields
 ==========  ==============================  ============================================
 send        to, text                        message
-log         conversation, limit             conversation, messages (in the causal order,
-                                            held ones last; each with its history fields,
-                                            see meshchat.logview.entry_json)
+log         conversation, limit, read       conversation, messages (in the causal order,
+            (optional: true also marks it   held ones last; each with its history fields,
+            read, here and, by sync, on     see meshchat.logview.entry_json)
+            my other devices)
 delete      conversation, msg_ids (hex      conversation, messages (those the prefixes
             prefixes; none: all of it),     named), count (how many there are) or deleted
             dry_run                         (how many were erased; not with dry_run)
@@ -305,6 +306,8 @@ class ControlServer:
             conversation = await node.resolve_conversation(str(request["conversation"]))
             limit = int(request.get("limit", 200))
             messages = await node.history(conversation, max(1, min(limit, 10000)))
+            if request.get("read") is True:
+                await node.mark_read(conversation)  # a Read record for my other devices
             deliveries = await node.deliveries(m.msg_id for m in messages if m.outgoing)
             return {"conversation": conversation, "messages": history_json(messages, deliveries)}
         if op == "delete":

@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", help="contact name, node id prefix, #channel or +group")
     p.add_argument("--limit", type=int, default=200)
+    p.add_argument(
+        "--read",
+        action="store_true",
+        help="also mark the conversation read (on my other devices too, at their next sync)",
+    )
 
     p = add(
         "delete",

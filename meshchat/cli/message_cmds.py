@@ -99,7 +99,8 @@ def _conversation(store: Store, target: str) -> str:
 
 
 def cmd_log(args: argparse.Namespace, home: Home) -> int:
-    reply = node_request(home, {"op": "log", "conversation": args.target, "limit": args.limit})
+    ask = {"op": "log", "conversation": args.target, "limit": args.limit, "read": args.read}
+    reply = node_request(home, ask)
     if reply is not None:
         conversation = str(reply["conversation"])
         messages = list(reply["messages"])
@@ -113,6 +114,8 @@ def cmd_log(args: argparse.Namespace, home: Home) -> int:
             sent = store.deliveries(m.msg_id for m in shown if m.outgoing)
             messages = history_json(shown, sent)
             names = [c.name for c in store.list_contacts() if c.trust is not Trust.COMPROMISED]
+            if args.read:  # read here, and on my other devices at the next sync
+                store.mark_read(conversation, int(time.time() * 1000))
         names.append(unlocked.name)
     mark = network_mark(conversation)
     if args.json:

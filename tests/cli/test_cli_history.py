@@ -23,6 +23,7 @@ from meshchat.causal import HOLD_MS
 from meshchat.home import Home
 from meshchat.store import Store
 from meshchat.store.records import Message
+from meshchat.sync.records import ReadRecord
 
 PASS = "history faces passphrase"
 STRANGER = bytes.fromhex("5e" * 16)
@@ -120,6 +121,23 @@ def test_log_shows_the_causal_order_and_its_markers_without_a_node(home: Home) -
     assert (held["history"], held["markers"], held["missing"]) == ("held", ["waiting"], 1)
     assert held["order_ms"] is None and held["text"] == "secret answer: yes"
     assert all(m["state"] == "received" for m in data["messages"])
+
+
+def test_log_read_marks_the_conversation_read_for_my_devices_too(home: Home) -> None:
+    fill(home)
+
+    def unread_and_reads(store: Store) -> tuple[int, list[ReadRecord]]:
+        counts = {c.name: c.unread for c in store.conversations()}
+        records = store.sync_records(sid for _, sid in store.sync_listing(2**50))
+        return counts[CONV], [r for r in records if isinstance(r, ReadRecord)]
+
+    ok(home.path, "log", CONV)  # showing it is not reading it
+    with open_store(home) as store:
+        assert unread_and_reads(store) == (5, [])
+    ok(home.path, "log", CONV, "--read")
+    with open_store(home) as store:
+        count, reads = unread_and_reads(store)
+    assert count == 0 and len(reads) == 1 and reads[0].conversation == CONV
 
 
 def test_delete_asks_picks_by_prefix_and_the_message_stays_deleted(home: Home) -> None:

@@ -3,8 +3,11 @@ read on one device is not unread on the other after they sync; a later message s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+from meshchat.control import ControlServer, request
 from meshchat.node import Node
 from tests.node.test_node_sync import BOB, DM, T0, Make, link, mesh, until
 
@@ -29,7 +32,9 @@ async def synced_until(node: Node, other: Node, check: Callable[[], Awaitable[bo
     await until(done)
 
 
-async def test_a_conversation_read_on_one_device_is_read_on_the_other(mesh: Make) -> None:
+async def test_a_conversation_read_on_one_device_is_read_on_the_other(
+    mesh: Make, tmp_path: Path
+) -> None:
     phone, phone_store = await mesh("alice", history=5)
     laptop, _ = await mesh("alice-laptop")
     await link(phone, laptop)
@@ -39,7 +44,15 @@ async def test_a_conversation_read_on_one_device_is_read_on_the_other(mesh: Make
 
     await until(laptop_has_all)
     assert await unread(phone) == 5
-    await laptop.mark_read(DM)
+    # read on the laptop through its control socket (``meshchat log --read``)
+    server = ControlServer(laptop, tmp_path / "laptop.sock")
+    await server.start()
+    try:
+        ask = {"op": "log", "conversation": DM, "read": True}
+        reply = await asyncio.to_thread(request, tmp_path / "laptop.sock", ask)
+    finally:
+        await server.stop()
+    assert reply["ok"] and len(reply["messages"]) == 5
     assert await unread(laptop) == 0
 
     async def read_on_phone() -> bool:

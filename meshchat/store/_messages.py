@@ -65,7 +65,7 @@ class MessageTables:
     _reading: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _writing: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _sync_before_delete: Callable[[sqlite3.Connection, int], None]
-    _reads_arrived: Callable[[sqlite3.Connection, bytes], bool]
+    _reads_arrived: Callable[[sqlite3.Connection, bytes, bytes], bool]
     #: recent messages by their row's cells (see _remember)
     _opened_heads: dict[tuple[Any, ...], Message]
 
@@ -221,7 +221,7 @@ class MessageTables:
                 sender_tag = self._rows.sender_tag(message.sender)
                 self._history.after_insert(conn, conv_tag, sender_tag, row_id, received_ms)
             else:
-                self._reads_arrived(conn, conv_tag)  # a mark from my device that waited for it
+                self._reads_arrived(conn, conv_tag, msg_tag)  # a mark from my device waited
             return self._written(conn, message, row_id)
 
     def add_own_copy(
@@ -264,7 +264,7 @@ class MessageTables:
             row_id = self._dag.store(conn, message, now_ms, received=False)
             if row_id is None:
                 return None
-            self._reads_arrived(conn, self._rows.conv_tag(conversation))
+            self._reads_arrived(conn, self._rows.conv_tag(conversation), msg_tag)
             return self._written(conn, message, row_id)
 
     def release_held(self, now_ms: int) -> list[Message]:

@@ -22,12 +22,15 @@ to these messages" (the newest message read and the newest causal heads, at most
   version (``read_ms``, then sync id); an older one still moves the mark forward, so what two
   devices read concurrently ends read on both.
 * **Pending**: a named id not stored here (and not deleted here) leaves the item ``pending``;
-  each message stored later in that conversation (received, a carbon, or synced) applies the
-  pending items again, one indexed lookup when there is none.
+  when a message it names is stored later (received, a carbon, or synced), the item applies
+  again. Each message stored costs one indexed lookup for this (and opening the conversation's
+  one pending item, if there is one); only a named message costs a walk.
 
-The position model is an approximation kept from before: a message this device stored at a
+Approximations: the position model, kept from before (a message this device stored at a
 lower row than one read elsewhere counts as read here too, even if the other device had not
-seen it.
+seen it); an ancestor of a named message that arrives here after the record is not read by it
+(only the named messages are waited for); a pending version that loses to a newer one is
+dropped.
 """
 
 from __future__ import annotations
@@ -193,12 +196,15 @@ class ReadTables:
             self._put_read(conn, r, tag, pending=pending)
         return moved
 
-    def _reads_arrived(self, conn: sqlite3.Connection, conv_tag: bytes) -> bool:
+    def _reads_arrived(self, conn: sqlite3.Connection, conv_tag: bytes, msg_tag: bytes) -> bool:
         """A message was stored in this conversation: apply the Read item that waited for it
-        (if any). True if the mark moved."""
+        (if any: one indexed lookup when none waits; a walk only when the message is one the
+        item names). True if the mark moved."""
         moved = False
         for sid, sealed in conn.execute(_READ_PENDING, (READ, conv_tag)).fetchall():
             r = self._open_read(sid, sealed)
+            if msg_tag not in {self._rows.msg_tag(msg_id) for msg_id in r.msg_ids}:
+                continue
             row, pending = self._read_position(conn, conv_tag, r.msg_ids)
             moved = self._move_mark(conn, conv_tag, row) or moved
             if not pending:

@@ -308,8 +308,9 @@ class SyncTables(ReadTables):
                     self._read_arrived(conn, record, applied)
                 else:
                     self._apply_contact(conn, record, applied)
-            for conversation in sorted({conv for conv, _ in applied.stored}):
-                moved = self._reads_arrived(conn, self._rows.conv_tag(conversation))
+            for conversation, msg_id in applied.stored:  # a Read item that waited for them
+                conv_tag, msg_tag = self._rows.conv_tag(conversation), self._rows.msg_tag(msg_id)
+                moved = self._reads_arrived(conn, conv_tag, msg_tag)
                 if moved and conversation not in applied.reads:
                     applied.reads.append(conversation)
             if applied.erased:

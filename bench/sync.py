@@ -21,6 +21,8 @@ Scenarios:
   at most 1 s from B's first message to the last record stored.
   The new messages' size is the bytes of their sync records (ids, text, parents; and the
   delivery state of those that are ours).
+* **50 reads** (not a target): both hold the same 20,000 messages; A's user then reads every
+  conversation, which makes one Read record per conversation (:mod:`meshchat.sync.records`).
 * **full initial sync**: B is empty (a new device), A holds 20,000 messages. Target:
   at least 2,000 messages/s.
 
@@ -70,7 +72,7 @@ from meshchat.group.control import Assembler, split
 from meshchat.identity import Identity
 from meshchat.store import MessageState, Store
 from meshchat.sync.driver import SyncDriver
-from meshchat.sync.records import MessageRecord
+from meshchat.sync.records import MessageRecord, ReadRecord
 from meshchat.sync.wire import MAX_IDS, pack_records
 from meshchat.wire import codec
 from meshchat.wire.packet import PacketKind
@@ -499,6 +501,8 @@ class Stores:
     spread: Path  #: messages, of which `new` older ones of ours changed state since
     new_size: int  #: bytes of the new messages' records
     spread_size: int  #: bytes of the changed messages' records
+    reads: Path  #: messages, every conversation read since (one Read record each)
+    reads_size: int  #: bytes of those Read records
 
 
 def prepare(tmp: Path, messages: int, new: int) -> Stores:
@@ -523,6 +527,15 @@ def prepare(tmp: Path, messages: int, new: int) -> Stores:
         spread_size = sum(
             len(cbor2.dumps(r.fields(), canonical=True)) for r in store.sync_records(changed)
         )
+    r_path = copy(a_path, tmp / "r.db")
+    with open_store(r_path, b"a") as store:  # every conversation read since: 50 Read records
+        now = int(time.time() * 1000)
+        for k in range(min(messages, 50)):
+            store.mark_read(conversation(k), now)
+        newest = store.sync_listing(now)[-100:]  # dated now: the newest items
+        every = store.sync_records(sid for _, sid in newest)
+        reads = [r for r in every if isinstance(r, ReadRecord)]
+        reads_size = sum(len(cbor2.dumps(r.fields(), canonical=True)) for r in reads)
     with open_store(a_path, b"a") as store:
         build_history(store, messages, new)
         have = {sid for _, sid in store.sync_listing(int(time.time() * 1000))}
@@ -533,7 +546,7 @@ def prepare(tmp: Path, messages: int, new: int) -> Stores:
         size = sum(len(cbor2.dumps(r.fields(), canonical=True)) for r in recs)
         if sum(isinstance(r, MessageRecord) for r in recs) != new:
             raise RuntimeError("B lacks something else than the new messages")
-    return Stores(a_path, b_path, e_path, s_path, size, spread_size)
+    return Stores(a_path, b_path, e_path, s_path, size, spread_size, r_path, reads_size)
 
 
 def copy(path: Path, to: Path) -> Path:
@@ -562,6 +575,7 @@ def main() -> int:
             plan = [
                 ("rbsr, 200 new", "a1", a_path, "b1", b_path, "rbsr"),
                 ("rbsr, spread", "a5", stores.spread, "b5", b_path, "rbsr"),
+                ("rbsr, 50 reads", "a6", stores.reads, "b6", b_path, "rbsr"),
                 ("naive, 200 new", "a2", a_path, "b2", b_path, "naive"),
                 ("rbsr, full", "a3", a_path, "e3", e_path, "rbsr"),
                 ("naive, full", "a4", a_path, "e4", e_path, "naive"),
@@ -586,6 +600,7 @@ def main() -> int:
           f"{'seconds':>9}{'msgs/s':>9}{'B items':>9}")  # fmt: skip
     for name, run in runs.items():
         moved = args.new if "full" not in name else total_items
+        moved = 50 if "reads" in name else moved
         print(f"{name:<16}{run.a_bytes:>12,}{run.b_bytes:>12,}{run.total:>12,}{run.frames:>8,}"
               f"{run.seconds:>9.3f}{moved / run.seconds:>9,.0f}{run.b_items:>9,}")  # fmt: skip
     small = runs["rbsr, 200 new"]
@@ -602,6 +617,11 @@ def main() -> int:
           f"{spread.total:,} bytes for {stores.spread_size:,} bytes of records "
           f"({(spread.total - CONSTANT_BYTES) / stores.spread_size:.2f} x + constant), "
           f"{spread.seconds:.3f} s")  # fmt: skip
+    reads = runs["rbsr, 50 reads"]
+    print(f"50 conversations read on A (not a target): {reads.total:,} bytes for "
+          f"{stores.reads_size:,} bytes of Read records "
+          f"({reads.total / stores.reads_size:.1f} x, framing and acks included), "
+          f"{reads.seconds:.3f} s")  # fmt: skip
     print(f"full sync: {total_items:,} messages in {full.seconds:.2f} s = {rate:,.0f} messages/s "
           f"(target >= {RATE_TARGET:,})")  # fmt: skip
     print(f"sync_200_new_seconds: {small.seconds:.3f} (target <= {TIME_TARGET_S})")

@@ -219,9 +219,8 @@ class Node:
     def frame_received(self, link: Link, frame: bytes) -> None:
         if len(frame) > 2 and frame[2] == PacketKind.TALK:  # live sound: never queued
             self.talk.frame(link, frame)
-        elif not self.inbox.put(item := FrameIn(link, frame)):
-            # its lane is full: read nothing more from it until the lane has room
-            link.hold_reading(self.inbox.room(self.inbox.lane_of(item)))
+        else:  # a link whose frame finds no room is held (read no more) until it has some
+            self.inbox.put(FrameIn(link, frame))
 
     def inject(self, frame: bytes) -> None:
         """Accept a frame from a non-link source (an internet transport)."""

@@ -94,7 +94,10 @@ class Inbox:
     and all lanes together ``size``: a frame beyond its lane's bound is dropped; when the inbox
     is full, a frame is dropped from the longest lane (the arriving one if that lane is the
     longest), so only the link that floods loses frames. Link changes and commands are never
-    dropped.
+    dropped. A link that lost a frame, or whose frame came while the inbox was full, is asked
+    to hold its reading (:meth:`Link.hold_reading`) until its lane is down to half, so a flood
+    from one link or spread over many waits in the senders' transports (TCP's flow control)
+    instead of being read, opened and dropped: at most one frame lost per hold.
     """
 
     def __init__(self, size: int, link_size: int, count: Callable[[str], None]) -> None:
@@ -108,20 +111,24 @@ class Inbox:
         self._ready = asyncio.Event()
         #: lanes whose link holds its reading until they have room again (see :meth:`room`)
         self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._below: dict[str, int] = {}  # the length at which each waiter is done
 
     def __len__(self) -> int:
         return sum(len(lane) for lane in self._lanes.values())
 
     def put(self, item: Item) -> bool:
         """Queue ``item`` in its lane; False if it was dropped (see the class for when)."""
+        full = False
         if isinstance(item, Command):
             key = COMMANDS
         elif isinstance(item, FrameIn):
             key = self.lane_of(item)
             if not self._room_for_frame(key):
                 self._count("drop.inbox-full")
+                self._hold(key, item)
                 return False
             self._frames += 1
+            full = self._frames >= self._size
         else:
             key = item.link.link_id
         lane = self._lanes.get(key)
@@ -130,6 +137,8 @@ class Inbox:
             self._turns.append(key)
         lane.append(item)
         self._ready.set()
+        if isinstance(item, FrameIn) and full:
+            self._hold(key, item)  # in, but the inbox is full: read on after this lane's turns
         return True
 
     @staticmethod
@@ -140,15 +149,18 @@ class Inbox:
             return INJECTED
         return item.link.link_id + FILES if is_file_frame(item.frame) else item.link.link_id
 
-    def room(self, key: str) -> asyncio.Future[None]:
-        """Done once lane ``key`` is down to half its bound: a link whose frames were dropped
-        holds its reading until then (see :meth:`Link.hold_reading`)."""
+    def room(self, key: str, below: int | None = None) -> asyncio.Future[None]:
+        """Done once lane ``key`` is down to ``below`` frames (half its bound unless given): a
+        link whose frames were dropped holds its reading until then (see
+        :meth:`Link.hold_reading`)."""
         lane = self._lanes.get(key)
+        below = self._link_size // 2 if below is None else below
         waiter = self._waiters.get(key)
         if waiter is None or waiter.done():
             waiter = asyncio.get_running_loop().create_future()
-            if lane is not None and len(lane) > self._link_size // 2:
+            if lane is not None and len(lane) > below:
                 self._waiters[key] = waiter
+                self._below[key] = below
             else:
                 waiter.set_result(None)
         return waiter
@@ -166,10 +178,22 @@ class Inbox:
         victim = self._lanes[longest]
         if len(victim) <= length or not isinstance(victim[-1], FrameIn):
             return False
-        victim.pop()
+        dropped = victim.pop()
         self._frames -= 1
         self._count("drop.inbox-full")
+        if isinstance(dropped, FrameIn):
+            self._hold(longest, dropped)
         return True
+
+    def _hold(self, key: str, dropped: FrameIn) -> None:
+        """A frame of lane ``key`` was dropped: its link is read again once the lane is down
+        to half (of its bound, or of its length if shorter: a flood spread over many links
+        fills the inbox before any lane), so a link that floods is slowed down by its own
+        transport's flow control instead of being read and dropped."""
+        if dropped.link is not None:
+            lane = self._lanes.get(key)
+            below = min(self._link_size, len(lane) if lane is not None else 0) // 2
+            dropped.link.hold_reading(self.room(key, below))
 
     def take(self) -> Item | None:
         """The next item (the head of the lane whose turn it is), or None when empty."""
@@ -181,7 +205,8 @@ class Inbox:
         lane = self._lanes[key]
         item = lane.popleft()
         turns.rotate(-1)
-        if key in self._waiters and len(lane) <= self._link_size // 2:
+        if key in self._waiters and len(lane) <= self._below[key]:
+            del self._below[key]
             waiter = self._waiters.pop(key)
             if not waiter.done():
                 waiter.set_result(None)

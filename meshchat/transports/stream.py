@@ -140,6 +140,8 @@ class StreamLink(Link):
         self._closed_event = asyncio.Event()
         #: the node's queue for this link is full: read again once this is done
         self._hold: asyncio.Future[None] | None = None
+        #: frames read before the node held this link's reading, delivered when it lets go
+        self._unread: list[bytes] = []
         #: frames refused because the send queue was full
         self.dropped_frames = 0
         #: when the link was made and when it last carried a useful frame (loop clock)
@@ -277,6 +279,10 @@ class StreamLink(Link):
             self._deliver(pending)
             while not self._closed:
                 await self._held()
+                if self._unread:  # frames read before a hold: theirs is the first turn
+                    unread, self._unread = self._unread, []
+                    self._deliver(unread)
+                    continue
                 data = await self._reader.read(READ_CHUNK)
                 if not data:
                     break
@@ -307,8 +313,13 @@ class StreamLink(Link):
             closed.cancel()
 
     def _deliver(self, frames: list[bytes]) -> None:
-        for sealed in frames:
+        for i, sealed in enumerate(frames):
             if self._closed:
+                return
+            if self._hold is not None and not self._hold.done():
+                # The node asked to hold: the rest of this read waits for it, unopened,
+                # rather than being opened and dropped (at most one read's frames)
+                self._unread = frames[i:]
                 return
             payload = self._cipher.decrypt(sealed) if self._cipher is not None else sealed
             try:

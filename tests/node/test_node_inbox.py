@@ -227,10 +227,18 @@ async def test_direct_messages_and_their_acks_cross_a_node_under_a_junk_flood(li
 
 
 class _Link:
-    """Just enough of a link for the inbox: an id."""
+    """Just enough of a link for the inbox: an id, and the hold its reading is under."""
 
     def __init__(self, link_id: str) -> None:
         self.link_id = link_id
+        self.hold: asyncio.Future[None] | None = None
+
+    def hold_reading(self, until: asyncio.Future[None]) -> None:
+        self.hold = until
+
+    @property
+    def held(self) -> bool:
+        return self.hold is not None and not self.hold.done()
 
 
 def _frame(link: _Link, n: int) -> FrameIn:
@@ -295,6 +303,37 @@ async def test_a_full_inbox_drops_from_the_longest_lane() -> None:
         assert isinstance(item, FrameIn) and item.link is not None
         lanes.setdefault(item.link.link_id, []).append(item.frame[0])
     assert lanes == {"lan:1": list(range(9)), "lan:2": [0, 1], "lan:3": [0]}
+
+
+async def test_a_flood_spread_over_many_links_holds_them_instead_of_dropping() -> None:
+    """Twenty links, none over its own bound, fill the inbox together: every link whose frame
+    came while it was full (or was dropped to make room) is held until its lane is down to
+    half, so the flood waits in the senders' transports instead of being read and dropped."""
+    inbox, counts = _inbox(size=40, link_size=10)
+    links = [_Link(f"lan:{k}") for k in range(20)]
+    for n in range(10):
+        for link in links:
+            if not link.held:  # a held link is read no more
+                inbox.put(_frame(link, n))
+    # the 40th frame filled it; each later arrival lost that one frame and held its link
+    assert all(link.held for link in links)
+    assert counts["drop.inbox-full"] == 19  # one frame per link, not 20 x 8
+    for _ in range(40):
+        inbox.take()
+    assert not any(link.held for link in links)  # all taken: read again
+
+
+async def test_the_lane_a_full_inbox_drops_from_is_held() -> None:
+    inbox, counts = _inbox(size=12, link_size=10)
+    flood, good = _Link("lan:1"), _Link("lan:2")
+    for n in range(10):
+        inbox.put(_frame(flood, n))
+    flood.hold = None  # as if its link ignored the hold (a link that cannot hold)
+    inbox.put(_frame(good, 0))
+    inbox.put(_frame(good, 1))
+    inbox.put(_frame(good, 2))  # full: the flood's newest frame makes room
+    assert counts["drop.inbox-full"] == 1
+    assert flood.held
 
 
 async def test_link_changes_and_commands_are_never_dropped() -> None:

@@ -636,3 +636,33 @@ async def test_the_file_queue_is_bounded(tcp_pair: Any, make_handler: Any) -> No
     assert accepted == BULK_QUEUE_FRAMES and link_a.dropped_frames == 50
     await link_a.close()
     await link_b.close()
+
+
+async def test_frames_read_before_a_hold_wait_for_it_unopened(
+    tcp_pair: Any, make_handler: Any
+) -> None:
+    """The node holds a link's reading from inside the handler (its queue is full): the rest
+    of the frames already read are not opened and dropped but delivered, in order, once the
+    hold is let go."""
+    hb = make_handler()
+    link_a, link_b, _, _ = await _link_pair(tcp_pair, make_handler(), hb)
+    hold: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    handled = hb.frame_received
+
+    def holding(link: Any, payload: bytes) -> None:
+        handled(link, payload)
+        if len(hb.frames) == 3:
+            link_b.hold_reading(hold)
+
+    hb.frame_received = holding
+    sent = [bytes([n]) * 40 for n in range(50)]
+    for payload in sent:  # a small frame each: many of them in one read
+        assert link_a.send(payload)
+    await hb.until(lambda: len(hb.frames) == 3)
+    await asyncio.sleep(0.1)
+    assert len(hb.frames) == 3  # held: nothing more, though the rest was read
+    hold.set_result(None)
+    await hb.until(lambda: len(hb.frames) == 50)
+    assert hb.payloads() == sent
+    await link_a.close()
+    await link_b.close()

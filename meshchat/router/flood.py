@@ -270,7 +270,6 @@ class FloodRouter:
         for packet_id, frame in self._carried.offer_order(now_ms, peer)[
             : self.config.reoffer_batch
         ]:
-            self._outbound.admit(link, None, now_ms)
             actions.append(Transmit(frame, (link,), packet_id))
             self._count("tx")
         return actions

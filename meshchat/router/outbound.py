@@ -20,10 +20,11 @@ packets offered to a new neighbour). Per outgoing link:
   tokens are left, so what remains serves the causes of the last item first;
 * a bucket per cause of ``cause_share`` of ``link_rate`` (0.5): what one neighbour can make us
   send another, so that one neighbour never takes a link's whole allowance;
-* a frame caused by the outgoing link itself (our ack to that neighbour's own message) and a
-  frame of our own are never refused here (they take a token when one is left): neither can
-  be crowded out by third parties, and what the neighbour asked for itself is its own affair
-  (its allowance for us takes what it can).
+* a frame caused by the outgoing link itself (our ack to that neighbour's own message) is never
+  refused here (it takes a token of the total when one is left), and a frame of our own is
+  not charged at all (the router does not ask): neither can be crowded out by third parties,
+  and what the neighbour asked for itself is its own affair (its allowance for us takes what
+  it can).
 
 What third parties make us send a neighbour is then at most ``total_share`` of its allowance,
 the rest being what it asked for itself and what this node originates. File frames
